@@ -1,0 +1,303 @@
+//! `webhookd serve`: wires the stages together and runs them until SIGTERM.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::attempt_log;
+use crate::catalog::Catalog;
+use crate::config::Config;
+use crate::deliver::{client, ssrf::Guard};
+use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::dlq::Dlq;
+use crate::health::{self, Health};
+use crate::ingest::{self, Consumer, InFlight, StreamSettings};
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::publish::connect;
+use crate::registry::{self, Store, Syncer};
+use crate::retry::RetryQueue;
+use crate::seal::Sealer;
+use crate::server::{self, OpsState};
+use crate::{api, promote};
+
+/// Redis commands on the shared connection that take longer than this count as failed.
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often the depth gauges are read from Redis.
+const GAUGE_EVERY: Duration = Duration::from_secs(5);
+/// Deliveries held in memory per allowed in-flight request.
+const OUTSTANDING_PER_SLOT: usize = 2;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error("{0}")]
+    Redis(String),
+    #[error("config: {0}")]
+    Config(#[from] crate::config::ConfigError),
+    #[error("cannot listen on {addr}: {source}")]
+    Listen { addr: String, source: std::io::Error },
+}
+
+fn redis_err(what: &str) -> impl Fn(redis::RedisError) -> ServeError + '_ {
+    move |e| ServeError::Redis(format!("{what}: {e}"))
+}
+
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT).await.map_err(ServeError::Redis)?;
+    let blocking = connect(&config.redis.url, config.stream.block.get() + REDIS_RESPONSE_TIMEOUT)
+        .await
+        .map_err(ServeError::Redis)?;
+    let sealer = Sealer::new(config.encryption_key_bytes()?);
+    if !sealer.encrypts() {
+        tracing::warn!(
+            "signing.encryption_key is not set: endpoint secrets are stored unencrypted in Redis"
+        );
+    }
+    let store = Store::new(conn.clone(), keys.clone());
+    registry::sync_static(&store, &config, &sealer)
+        .await
+        .map_err(redis_err("writing static endpoints"))?;
+    let mut syncer = Syncer::new(store.clone(), sealer.clone());
+    syncer.full_load().await.map_err(redis_err("loading endpoints"))?;
+    let live = syncer.live();
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = CancellationToken::new();
+    let guard = Guard::new(config.delivery.allowed_cidrs.clone());
+    let http = client::build(
+        guard.clone(),
+        config.delivery.connect_timeout.get(),
+        config.delivery.per_endpoint_in_flight.max(8),
+    );
+    let retry = RetryQueue::new(conn.clone(), keys.clone());
+    let dlq = Dlq::new(conn.clone(), keys.clone());
+    let disabled_counter = metrics.endpoints_disabled.clone();
+    let (log, writer) = attempt_log::channel(
+        conn.clone(),
+        keys.clone(),
+        store.clone(),
+        config.delivery.disable_after.get(),
+        Box::new(move || {
+            disabled_counter.inc();
+        }),
+    );
+    let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
+    let dispatcher = Arc::new(Dispatcher::new(
+        DispatchConfig {
+            timeout: config.delivery.timeout.get(),
+            per_endpoint: config.delivery.per_endpoint_in_flight,
+            lane_backlog: config.delivery.per_endpoint_in_flight * 4,
+            schedule,
+            jitter: config.retry.jitter,
+            defer: Duration::from_secs(2),
+        },
+        http,
+        guard,
+        live.clone(),
+        config.delivery.max_in_flight,
+        retry.clone(),
+        dlq.clone(),
+        log,
+        store.clone(),
+        metrics.clone(),
+        stop.clone(),
+    ));
+    let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
+    let outstanding = Arc::new(Semaphore::new(outstanding_total));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let in_flight = Arc::new(InFlight::default());
+    let settings = StreamSettings {
+        group: config.stream.group.clone(),
+        consumer: config.consumer_name(),
+        batch: config.stream.batch,
+        block: config.stream.block.get(),
+        claim_idle: config.stream.claim_idle.get(),
+        max_event_bytes: config.stream.max_event_bytes,
+    };
+    let consumer = Consumer {
+        blocking,
+        conn: conn.clone(),
+        keys: keys.clone(),
+        settings: settings.clone(),
+        dispatcher: dispatcher.clone(),
+        retry: retry.clone(),
+        outstanding: outstanding.clone(),
+        acks: ack_tx,
+        in_flight: in_flight.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
+    };
+    consumer.ensure_group().await.map_err(redis_err("creating the consumer group"))?;
+
+    let ops = OpsState {
+        health: health.clone(),
+        metrics: metrics.clone(),
+    };
+    let api_state = api::ApiState::new(
+        &config,
+        conn.clone(),
+        keys.clone(),
+        store.clone(),
+        retry.clone(),
+        dlq.clone(),
+        sealer.clone(),
+        Catalog::new(&config.event_types),
+        live.clone(),
+        dispatcher.clone(),
+    );
+    let mut main_router = Router::new()
+        .merge(server::health_routes(ops.clone()))
+        .merge(api::router(api_state));
+    let metrics_router = server::metrics_routes(ops);
+    let separate_metrics = !config.http.metrics_listen.is_empty();
+    if !separate_metrics {
+        main_router = main_router.merge(metrics_router.clone());
+    }
+    let http_stop = CancellationToken::new();
+    let mut servers = vec![listen(&config.http.listen, main_router, http_stop.clone()).await?];
+    if separate_metrics {
+        servers.push(listen(&config.http.metrics_listen, metrics_router, http_stop.clone()).await?);
+    }
+
+    let mut tasks = Vec::new();
+    tasks.push(tokio::spawn(syncer.run(stop.clone())));
+    tasks.push(tokio::spawn(health::run_pinger(health.clone(), conn.clone(), stop.clone())));
+    tasks.push(tokio::spawn(ingest::run_heartbeat(
+        in_flight.clone(),
+        conn.clone(),
+        keys.clone(),
+        settings.clone(),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(promote::run(
+        retry.clone(),
+        dispatcher.clone(),
+        outstanding.clone(),
+        config.delivery.timeout.get() + config.delivery.connect_timeout.get() + Duration::from_secs(60),
+        stop.clone(),
+    )));
+    tasks.push(tokio::spawn(run_gauges(
+        conn.clone(),
+        keys.clone(),
+        settings.group.clone(),
+        retry.clone(),
+        dlq.clone(),
+        live.clone(),
+        metrics.clone(),
+        stop.clone(),
+    )));
+    let writer_task = tokio::spawn(writer.run());
+    let acker = tokio::spawn(ingest::run_acker(ack_rx, conn.clone(), keys.clone(), settings.group.clone()));
+    let consumer_task = tokio::spawn(consumer.run());
+    tracing::info!(
+        consumer = %settings.consumer, listen = %config.http.listen,
+        endpoints = live.snapshot().len(), "webhookd started"
+    );
+
+    let mut signals = Signals::new();
+    signals.next().await;
+    tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
+    stop.cancel();
+    let _ = consumer_task.await;
+    let drained = tokio::select! {
+        r = tokio::time::timeout(
+            config.shutdown_grace.get(),
+            outstanding.acquire_many(outstanding_total as u32),
+        ) => r.is_ok(),
+        _ = signals.next() => false,
+    };
+    if drained {
+        tracing::info!("in-flight deliveries finished");
+    } else {
+        tracing::warn!("shutdown grace over: unfinished deliveries stay pending and will be redelivered");
+    }
+    drop(dispatcher);
+    // Acknowledge what finished; whatever does not make it stays pending, never lost.
+    let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
+    let _ = tokio::time::timeout(Duration::from_millis(500), writer_task).await;
+    http_stop.cancel();
+    for t in tasks {
+        t.abort();
+    }
+    for s in servers {
+        let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+    }
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn listen(
+    addr: &str,
+    router: Router,
+    stop: CancellationToken,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .await;
+    }))
+}
+
+/// SIGTERM or SIGINT, as a stream: the first asks for a graceful stop, the second for a prompt one.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> Self {
+        Signals {
+            term: tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+                .expect("installing a SIGTERM handler"),
+        }
+    }
+    async fn next(&mut self) {
+        tokio::select! {
+            _ = self.term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn run_gauges(
+    conn: redis::aio::ConnectionManager,
+    keys: Keys,
+    group: String,
+    retry: RetryQueue,
+    dlq: Dlq,
+    live: registry::LiveIndex,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    loop {
+        if let Ok(n) = retry.depth().await {
+            metrics.retry_queue_depth.set(n as i64);
+        }
+        if let Ok(n) = dlq.depth().await {
+            metrics.dlq_depth.set(n as i64);
+        }
+        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> = redis::cmd("XPENDING")
+            .arg(keys.stream())
+            .arg(&group)
+            .query_async(&mut conn.clone())
+            .await;
+        if let Ok((n, _, _, _)) = pending {
+            metrics.stream_pending.set(n as i64);
+        }
+        metrics.endpoints.set(live.snapshot().len() as i64);
+        tokio::select! {
+            _ = tokio::time::sleep(GAUGE_EVERY) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}

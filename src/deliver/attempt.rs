@@ -1,0 +1,160 @@
+//! One HTTP attempt: build the signed request, send it, keep an excerpt of the answer.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::Request;
+use http_body_util::{BodyExt, Full};
+
+use super::client::HttpClient;
+use super::sign::signature_header;
+use super::ssrf::Guard;
+use crate::registry::model::{literal_ip, Endpoint};
+
+/// Bytes of response body kept for the attempt log.
+pub const RESPONSE_EXCERPT: usize = 4096;
+
+pub const USER_AGENT_VALUE: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
+
+/// What one attempt came to.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub latency: Duration,
+    pub response: String,
+    pub retry_after: Option<Duration>,
+}
+
+impl Outcome {
+    pub fn succeeded(&self) -> bool {
+        matches!(self.status, Some(s) if (200..300).contains(&s))
+    }
+
+    fn failed(error: String, started: Instant) -> Outcome {
+        Outcome {
+            status: None,
+            error: Some(error),
+            latency: started.elapsed(),
+            response: String::new(),
+            retry_after: None,
+        }
+    }
+}
+
+pub struct AttemptSpec<'a> {
+    pub endpoint: &'a Endpoint,
+    pub msg_id: &'a str,
+    pub body: &'a Bytes,
+    pub timeout: Duration,
+    pub now_ms: i64,
+}
+
+pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> Outcome {
+    let started = Instant::now();
+    let ep = spec.endpoint;
+    if let Some(ip) = ep.url.host().and_then(literal_ip) {
+        if let Err(kind) = guard.check(ip) {
+            return Outcome::failed(format!("{ip} is a {kind} address, which is not allowed"), started);
+        }
+    }
+    let ts = spec.now_ms / 1000;
+    let keys: Vec<_> = ep.active_keys(spec.now_ms).cloned().collect();
+    let signature = signature_header(&keys, spec.msg_id, ts, spec.body);
+    let mut builder = Request::post(ep.url.clone());
+    {
+        let h = builder.headers_mut().expect("fresh builder");
+        for (k, v) in &ep.headers {
+            h.insert(k.clone(), v.clone());
+        }
+        h.insert("webhook-id", header(spec.msg_id));
+        h.insert("webhook-timestamp", header(&ts.to_string()));
+        h.insert("webhook-signature", header(&signature));
+        h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+    }
+    let req = match builder.body(Full::new(spec.body.clone())) {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(format!("cannot build request: {e}"), started),
+    };
+    let exchange = async {
+        let resp = client.request(req).await.map_err(describe)?;
+        let status = resp.status().as_u16();
+        let retry_after = resp
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_retry_after);
+        let mut body = resp.into_body();
+        let mut excerpt = Vec::new();
+        while excerpt.len() < RESPONSE_EXCERPT {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = RESPONSE_EXCERPT - excerpt.len();
+                        excerpt.extend_from_slice(&data[..data.len().min(room)]);
+                    }
+                }
+                Some(Err(_)) | None => break,
+            }
+        }
+        Ok::<_, String>((status, retry_after, excerpt))
+    };
+    match tokio::time::timeout(spec.timeout, exchange).await {
+        Ok(Ok((status, retry_after, excerpt))) => {
+            let ok = (200..300).contains(&status);
+            Outcome {
+                status: Some(status),
+                error: (!ok).then(|| format!("HTTP {status}")),
+                latency: started.elapsed(),
+                response: String::from_utf8_lossy(&excerpt).into_owned(),
+                retry_after,
+            }
+        }
+        Ok(Err(e)) => Outcome::failed(e, started),
+        Err(_) => Outcome::failed(format!("timed out after {}ms", spec.timeout.as_millis()), started),
+    }
+}
+
+fn header(v: &str) -> HeaderValue {
+    HeaderValue::from_str(v).expect("ids, timestamps and base64 are valid header values")
+}
+
+/// The innermost cause of a client error, which says what actually went wrong.
+fn describe(e: hyper_util::client::legacy::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
+    while let Some(s) = src {
+        msg = s.to_string();
+        src = s.source();
+    }
+    if e.is_connect() && !msg.starts_with("connect") {
+        msg = format!("connect: {msg}");
+    }
+    msg
+}
+
+/// `Retry-After` as seconds or an HTTP date.
+pub fn parse_retry_after(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let at = httpdate::parse_http_date(v).ok()?;
+    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retry_after_takes_seconds_and_dates() {
+        assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
+        assert_eq!(parse_retry_after("soon"), None);
+        let later = std::time::SystemTime::now() + Duration::from_secs(120);
+        let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
+        assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120));
+    }
+}

@@ -1,0 +1,124 @@
+//! The SSRF guard: which addresses webhookd may connect to.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+
+use ipnet::IpNet;
+
+/// Refuses internal addresses unless an operator allowed their range.
+#[derive(Debug, Clone, Default)]
+pub struct Guard {
+    allowed: Vec<IpNet>,
+}
+
+impl Guard {
+    pub fn new(allowed: Vec<IpNet>) -> Self {
+        Guard { allowed }
+    }
+
+    /// `Err(reason)` when the address is internal and not allowed.
+    pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
+        if self.allowed.iter().any(|n| n.contains(&ip)) {
+            return Ok(());
+        }
+        match internal(ip) {
+            Some(kind) => Err(kind),
+            None => Ok(()),
+        }
+    }
+}
+
+/// What kind of internal address this is, if any.
+pub fn internal(ip: IpAddr) -> Option<&'static str> {
+    match ip {
+        IpAddr::V4(v4) => internal_v4(v4),
+        IpAddr::V6(v6) => internal_v6(v6),
+    }
+}
+
+fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
+    let o = ip.octets();
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_private() {
+        Some("private")
+    } else if ip.is_link_local() {
+        Some("link-local")
+    } else if o[0] == 100 && (64..128).contains(&o[1]) {
+        Some("CGNAT")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if ip.is_unspecified() || o[0] == 0 {
+        Some("unspecified")
+    } else if ip.is_broadcast() || o[0] >= 240 {
+        Some("reserved")
+    } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
+        Some("IETF protocol assignment")
+    } else {
+        None
+    }
+}
+
+fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
+    let s = ip.segments();
+    if let Some(v4) = ip.to_ipv4_mapped() {
+        return internal_v4(v4);
+    }
+    if ip.is_loopback() {
+        Some("loopback")
+    } else if ip.is_unspecified() {
+        Some("unspecified")
+    } else if (s[0] & 0xffc0) == 0xfe80 {
+        Some("link-local")
+    } else if (s[0] & 0xfe00) == 0xfc00 {
+        Some("unique local (ULA)")
+    } else if (s[0] & 0xffc0) == 0xfec0 {
+        Some("site-local")
+    } else if ip.is_multicast() {
+        Some("multicast")
+    } else if s[0] == 0x64 && s[1] == 0xff9b {
+        // NAT64 embeds an IPv4 address in the last 32 bits.
+        internal_v4(Ipv4Addr::new((s[6] >> 8) as u8, s[6] as u8, (s[7] >> 8) as u8, s[7] as u8))
+    } else if s[0] == 0x2002 {
+        // 6to4 embeds an IPv4 address in bits 16..48.
+        internal_v4(Ipv4Addr::new((s[1] >> 8) as u8, s[1] as u8, (s[2] >> 8) as u8, s[2] as u8))
+    } else if s[..6] == [0, 0, 0, 0, 0, 0] {
+        Some("IPv4-compatible")
+    } else {
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blocked(s: &str) -> bool {
+        Guard::default().check(s.parse().unwrap()).is_err()
+    }
+
+    #[test]
+    fn internal_targets_are_refused() {
+        for ip in [
+            "127.0.0.1", "127.8.9.10", "10.1.2.3", "172.16.0.1", "172.31.255.255", "192.168.1.1",
+            "169.254.169.254", "100.64.0.1", "100.127.255.254", "224.0.0.1", "0.0.0.0",
+            "255.255.255.255", "::1", "::", "fe80::1", "fc00::1", "fd12:3456::1", "ff02::1",
+            "::ffff:127.0.0.1", "::ffff:169.254.169.254", "64:ff9b::a9fe:a9fe", "2002:7f00:1::",
+        ] {
+            assert!(blocked(ip), "{ip} should be refused");
+        }
+    }
+
+    #[test]
+    fn public_targets_pass() {
+        for ip in ["93.184.216.34", "8.8.8.8", "100.128.0.1", "172.32.0.1", "2606:4700::1111"] {
+            assert!(!blocked(ip), "{ip} should pass");
+        }
+    }
+
+    #[test]
+    fn allowed_cidrs_open_a_range() {
+        let g = Guard::new(vec!["127.0.0.0/8".parse().unwrap()]);
+        assert!(g.check("127.0.0.1".parse().unwrap()).is_ok());
+        assert!(g.check("10.0.0.1".parse().unwrap()).is_err());
+    }
+}

@@ -1,0 +1,275 @@
+//! The dead-letter stream: deliveries whose schedule ran out, listed, replayed and purged.
+
+use std::collections::HashMap;
+
+use redis::aio::ConnectionManager;
+use serde::Serialize;
+use serde_json::value::RawValue;
+
+use crate::clock::{now_ms, rfc3339};
+use crate::keys::Keys;
+use crate::retry::{Job, RetryQueue};
+
+/// Entries read per `XRANGE` while scanning.
+const SCAN_CHUNK: usize = 500;
+/// Entries one list call scans at most before answering with a cursor.
+const SCAN_LIMIT: usize = 20_000;
+
+/// A dead letter as the API and `--json` show it (SPEC 5).
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetter {
+    pub id: String,
+    pub tenant: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempts: u32,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub first_attempt_at: String,
+    pub dead_at: String,
+    pub body: Box<RawValue>,
+    #[serde(skip)]
+    published_at: i64,
+}
+
+/// Which dead letters a replay or purge takes.
+#[derive(Debug, Clone)]
+pub enum Selector {
+    Ids(Vec<String>),
+    Endpoint(String),
+    /// `dead_at` at or after this Unix ms.
+    Since(i64),
+}
+
+#[derive(Clone)]
+pub struct Dlq {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+pub struct Page {
+    pub letters: Vec<DeadLetter>,
+    pub next_cursor: Option<String>,
+}
+
+impl Dlq {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Dlq { conn, keys }
+    }
+
+    /// Dead-letters a delivery after its last failed attempt.
+    pub async fn add(&self, job: &Job) -> redis::RedisResult<String> {
+        let status = job.last_status.map(|s| s.to_string()).unwrap_or_default();
+        redis::cmd("XADD")
+            .arg(self.keys.dlq())
+            .arg("*")
+            .arg("tenant")
+            .arg(&job.tenant)
+            .arg("endpoint_id")
+            .arg(&job.endpoint_id)
+            .arg("event_id")
+            .arg(&job.event_id)
+            .arg("event_type")
+            .arg(&job.event_type)
+            .arg("attempts")
+            .arg(job.attempts)
+            .arg("last_status")
+            .arg(status)
+            .arg("last_error")
+            .arg(job.last_error.as_deref().unwrap_or(""))
+            .arg("first_attempt_at")
+            .arg(job.first_attempt_at)
+            .arg("dead_at")
+            .arg(now_ms())
+            .arg("published_at")
+            .arg(job.published_at)
+            .arg("body")
+            .arg(&job.body)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    pub async fn depth(&self) -> redis::RedisResult<u64> {
+        redis::cmd("XLEN")
+            .arg(self.keys.dlq())
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Oldest first, after `cursor`, filtered by tenant and endpoint.
+    pub async fn list(
+        &self,
+        tenant: Option<&str>,
+        endpoint: Option<&str>,
+        cursor: Option<&str>,
+        limit: usize,
+    ) -> redis::RedisResult<Page> {
+        let mut start = cursor.map(|c| format!("({c}")).unwrap_or_else(|| "-".into());
+        let mut letters = Vec::new();
+        let mut scanned = 0;
+        loop {
+            let chunk = self.range(&start, "+", SCAN_CHUNK).await?;
+            let done = chunk.len() < SCAN_CHUNK;
+            for dl in chunk {
+                scanned += 1;
+                start = format!("({}", dl.id);
+                if tenant.is_some_and(|t| t != dl.tenant) || endpoint.is_some_and(|e| e != dl.endpoint_id) {
+                    if scanned >= SCAN_LIMIT {
+                        return Ok(Page {
+                            letters,
+                            next_cursor: Some(start[1..].to_string()),
+                        });
+                    }
+                    continue;
+                }
+                letters.push(dl);
+                if letters.len() == limit {
+                    let next = letters.last().map(|l| l.id.clone());
+                    return Ok(Page { letters, next_cursor: next });
+                }
+            }
+            if done {
+                return Ok(Page {
+                    letters,
+                    next_cursor: None,
+                });
+            }
+        }
+    }
+
+    /// Moves matching dead letters back into the retry queue with a fresh schedule.
+    pub async fn replay(&self, tenant: Option<&str>, sel: &Selector, queue: &RetryQueue) -> redis::RedisResult<usize> {
+        let letters = self.select(tenant, sel).await?;
+        let jobs: Vec<Job> = letters
+            .iter()
+            .map(|dl| Job {
+                id: format!("rp:{}:{}", dl.id, dl.endpoint_id),
+                tenant: dl.tenant.clone(),
+                endpoint_id: dl.endpoint_id.clone(),
+                event_id: dl.event_id.clone(),
+                event_type: dl.event_type.clone(),
+                body: dl.body.get().to_string(),
+                attempts: 0,
+                first_attempt_at: 0,
+                published_at: dl.published_at,
+                last_status: None,
+                last_error: None,
+            })
+            .collect();
+        // Queued before removal: a crash in between repeats a replay, never loses one.
+        queue.schedule_many(&jobs, now_ms()).await?;
+        self.delete(&letters).await
+    }
+
+    pub async fn purge(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<usize> {
+        let letters = self.select(tenant, sel).await?;
+        self.delete(&letters).await
+    }
+
+    async fn delete(&self, letters: &[DeadLetter]) -> redis::RedisResult<usize> {
+        let mut removed = 0;
+        for chunk in letters.chunks(500) {
+            let ids: Vec<&str> = chunk.iter().map(|l| l.id.as_str()).collect();
+            let n: usize = redis::cmd("XDEL")
+                .arg(self.keys.dlq())
+                .arg(&ids)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    async fn select(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<Vec<DeadLetter>> {
+        let mut out = Vec::new();
+        match sel {
+            Selector::Ids(ids) => {
+                for id in ids {
+                    if !valid_stream_id(id) {
+                        continue;
+                    }
+                    out.extend(self.range(id, id, 1).await?);
+                }
+            }
+            Selector::Endpoint(_) | Selector::Since(_) => {
+                let mut start = match sel {
+                    Selector::Since(ms) => format!("{ms}-0"),
+                    _ => "-".to_string(),
+                };
+                loop {
+                    let chunk = self.range(&start, "+", SCAN_CHUNK).await?;
+                    let done = chunk.len() < SCAN_CHUNK;
+                    if let Some(last) = chunk.last() {
+                        start = format!("({}", last.id);
+                    }
+                    out.extend(chunk.into_iter().filter(|dl| match sel {
+                        Selector::Endpoint(e) => &dl.endpoint_id == e,
+                        _ => true,
+                    }));
+                    if done {
+                        break;
+                    }
+                }
+            }
+        }
+        out.retain(|dl| tenant.is_none_or(|t| t == dl.tenant));
+        Ok(out)
+    }
+
+    async fn range(&self, start: &str, end: &str, count: usize) -> redis::RedisResult<Vec<DeadLetter>> {
+        let raw: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+            .arg(self.keys.dlq())
+            .arg(start)
+            .arg(end)
+            .arg("COUNT")
+            .arg(count)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(raw.into_iter().filter_map(|(id, f)| from_fields(id, f)).collect())
+    }
+}
+
+/// `<ms>-<seq>` or `<ms>`, as XRANGE accepts.
+pub fn valid_stream_id(id: &str) -> bool {
+    let mut parts = id.splitn(2, '-');
+    let ms_ok = parts.next().is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
+    let seq_ok = parts
+        .next()
+        .is_none_or(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
+    ms_ok && seq_ok
+}
+
+fn from_fields(id: String, mut f: HashMap<String, String>) -> Option<DeadLetter> {
+    let mut take = |k: &str| f.remove(k).unwrap_or_default();
+    let ms = |s: String| s.parse::<i64>().unwrap_or(0);
+    let body = take("body");
+    let body = RawValue::from_string(body).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null"));
+    let last_error = take("last_error");
+    let first = ms(take("first_attempt_at"));
+    Some(DeadLetter {
+        tenant: take("tenant"),
+        endpoint_id: take("endpoint_id"),
+        event_id: take("event_id"),
+        event_type: take("event_type"),
+        attempts: take("attempts").parse().unwrap_or(0),
+        last_status: take("last_status").parse().ok(),
+        last_error: (!last_error.is_empty()).then_some(last_error),
+        first_attempt_at: rfc3339(first),
+        dead_at: rfc3339(ms(take("dead_at"))),
+        published_at: ms(take("published_at")),
+        body,
+        id,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn stream_ids_are_checked_before_use() {
+        assert!(super::valid_stream_id("1700000000000-0") && super::valid_stream_id("17"));
+        for bad in ["", "-", "abc", "1-", "1-2-3", "+", "(1-0"] {
+            assert!(!super::valid_stream_id(bad), "{bad}");
+        }
+    }
+}

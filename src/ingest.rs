@@ -1,0 +1,472 @@
+//! The consumer-group loop: read entries, validate, drop repeats, fan out, acknowledge.
+//!
+//! An entry is acknowledged only once each of its deliveries is delivered, queued for
+//! retry, or dead-lettered. Entries this replica is still working on are re-claimed to
+//! itself now and then, so no other replica's `XAUTOCLAIM` takes them while they are alive.
+
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::Value;
+use tokio::sync::{mpsc, Semaphore};
+use tokio_util::sync::CancellationToken;
+
+use crate::dispatch::{Delivery, Dispatcher, EventInfo, Source};
+use crate::event;
+use crate::health::Health;
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::retry::RetryQueue;
+
+/// How long an event id is remembered per tenant (SPEC 1).
+pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+#[derive(Clone)]
+pub struct StreamSettings {
+    pub group: String,
+    pub consumer: String,
+    pub batch: usize,
+    pub block: Duration,
+    pub claim_idle: Duration,
+    pub max_event_bytes: usize,
+}
+
+/// Entries being worked on by this replica.
+#[derive(Default)]
+pub struct InFlight {
+    ids: Mutex<HashSet<String>>,
+}
+
+impl InFlight {
+    fn insert(&self, id: &str) -> bool {
+        self.ids.lock().expect("in-flight set").insert(id.to_string())
+    }
+    fn remove(&self, id: &str) {
+        self.ids.lock().expect("in-flight set").remove(id);
+    }
+    fn contains(&self, id: &str) -> bool {
+        self.ids.lock().expect("in-flight set").contains(id)
+    }
+    pub fn snapshot(&self) -> Vec<String> {
+        self.ids.lock().expect("in-flight set").iter().cloned().collect()
+    }
+}
+
+/// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
+struct Ticket {
+    entry: String,
+    remaining: AtomicUsize,
+    all_ok: AtomicBool,
+    acks: mpsc::UnboundedSender<String>,
+    in_flight: Arc<InFlight>,
+}
+
+impl Ticket {
+    fn done(&self, ok: bool) {
+        if !ok {
+            self.all_ok.store(false, Ordering::Release);
+        }
+        if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            if self.all_ok.load(Ordering::Acquire) {
+                let _ = self.acks.send(self.entry.clone());
+            }
+            self.in_flight.remove(&self.entry);
+        }
+    }
+}
+
+pub struct Consumer {
+    /// A connection of its own: `XREADGROUP BLOCK` would stall a shared one.
+    pub blocking: ConnectionManager,
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub settings: StreamSettings,
+    pub dispatcher: Arc<Dispatcher>,
+    pub retry: RetryQueue,
+    /// Bounds deliveries held in memory; the consumer reads only when there is room.
+    pub outstanding: Arc<Semaphore>,
+    pub acks: mpsc::UnboundedSender<String>,
+    pub in_flight: Arc<InFlight>,
+    pub metrics: Arc<Metrics>,
+    pub health: Arc<Health>,
+    pub stop: CancellationToken,
+}
+
+fn is_nogroup(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
+}
+
+impl Consumer {
+    /// Creates the group (from the start of the stream) and the stream if absent.
+    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+        let r: redis::RedisResult<()> = redis::cmd("XGROUP")
+            .arg("CREATE")
+            .arg(self.keys.stream())
+            .arg(&self.settings.group)
+            .arg("0")
+            .arg("MKSTREAM")
+            .query_async(&mut self.conn.clone())
+            .await;
+        match r {
+            Err(e) if e.code() != Some("BUSYGROUP") && !e.to_string().contains("BUSYGROUP") => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn run(self) {
+        let mut backoff = Duration::from_millis(100);
+        let mut own_pending_done = false;
+        let mut pending_cursor = "0".to_string();
+        let claim_every = (self.settings.claim_idle / 2).max(Duration::from_secs(1));
+        let mut next_claim = tokio::time::Instant::now();
+        while !self.stop.is_cancelled() {
+            let step = if !own_pending_done {
+                // After a restart under the same name, our own unacknowledged entries first.
+                self.read(&pending_cursor).await.map(|entries| {
+                    match entries.last() {
+                        Some(last) => pending_cursor = last.id.clone(),
+                        None => own_pending_done = true,
+                    }
+                    (entries, true)
+                })
+            } else if tokio::time::Instant::now() >= next_claim {
+                next_claim = tokio::time::Instant::now() + claim_every;
+                self.autoclaim().await.map(|e| (e, true))
+            } else {
+                self.read(">").await.map(|e| (e, false))
+            };
+            match step {
+                Ok((entries, reread)) => {
+                    self.health.set_consumer(true);
+                    backoff = Duration::from_millis(100);
+                    if !entries.is_empty() {
+                        self.process(entries, reread).await;
+                    }
+                }
+                Err(e) if is_nogroup(&e) => {
+                    tracing::warn!("consumer group missing (Redis lost its data?); recreating it");
+                    if let Err(e) = self.ensure_group().await {
+                        tracing::warn!(error = %e, "cannot recreate the consumer group");
+                        self.pause(&mut backoff).await;
+                    }
+                }
+                Err(e) => {
+                    self.health.set_consumer(false);
+                    tracing::warn!(error = %e, "reading the stream failed; retrying");
+                    self.pause(&mut backoff).await;
+                }
+            }
+        }
+        self.health.set_consumer(false);
+    }
+
+    async fn pause(&self, backoff: &mut Duration) {
+        tokio::select! {
+            _ = tokio::time::sleep(*backoff) => {}
+            _ = self.stop.cancelled() => {}
+        }
+        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    }
+
+    async fn read(&self, from: &str) -> redis::RedisResult<Vec<StreamId>> {
+        // Read no more than there is room for, so nothing waits unbounded in memory.
+        let room = self.outstanding.available_permits().min(self.settings.batch);
+        if room == 0 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            return Ok(Vec::new());
+        }
+        let mut cmd = redis::cmd("XREADGROUP");
+        cmd.arg("GROUP")
+            .arg(&self.settings.group)
+            .arg(&self.settings.consumer)
+            .arg("COUNT")
+            .arg(room);
+        if from == ">" {
+            cmd.arg("BLOCK").arg(self.settings.block.as_millis() as u64);
+        }
+        cmd.arg("STREAMS").arg(self.keys.stream()).arg(from);
+        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.blocking.clone()).await?;
+        Ok(reply
+            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
+            .unwrap_or_default())
+    }
+
+    /// Takes over entries that a dead consumer left pending longer than `claim_idle`.
+    async fn autoclaim(&self) -> redis::RedisResult<Vec<StreamId>> {
+        let mut cursor = "0-0".to_string();
+        let mut claimed = Vec::new();
+        loop {
+            let reply: StreamAutoClaimReply = redis::cmd("XAUTOCLAIM")
+                .arg(self.keys.stream())
+                .arg(&self.settings.group)
+                .arg(&self.settings.consumer)
+                .arg(self.settings.claim_idle.as_millis() as u64)
+                .arg(&cursor)
+                .arg("COUNT")
+                .arg(self.settings.batch)
+                .query_async(&mut self.conn.clone())
+                .await?;
+            for gone in reply.deleted_ids {
+                let _ = self.acks.send(gone);
+            }
+            claimed.extend(reply.claimed.into_iter().filter(|e| !self.in_flight.contains(&e.id)));
+            cursor = reply.next_stream_id;
+            if cursor == "0-0" || claimed.len() >= self.settings.batch {
+                break;
+            }
+        }
+        if !claimed.is_empty() {
+            tracing::info!(count = claimed.len(), "claimed entries left pending by another consumer");
+        }
+        Ok(claimed)
+    }
+
+    async fn process(&self, entries: Vec<StreamId>, reread: bool) {
+        self.metrics.events_consumed.inc_by(entries.len() as u64);
+        let mut invalid: Vec<(String, String, Vec<u8>)> = Vec::new();
+        let mut valid: Vec<(String, event::Event)> = Vec::new();
+        for entry in entries {
+            if reread && self.in_flight.contains(&entry.id) {
+                continue;
+            }
+            match entry.map.get("event") {
+                Some(Value::BulkString(raw)) => match event::parse(raw, self.settings.max_event_bytes) {
+                    Ok(ev) => valid.push((entry.id, ev)),
+                    Err(why) => invalid.push((entry.id, why.0, raw.clone())),
+                },
+                Some(Value::SimpleString(s)) => match event::parse(s.as_bytes(), self.settings.max_event_bytes) {
+                    Ok(ev) => valid.push((entry.id, ev)),
+                    Err(why) => invalid.push((entry.id, why.0, s.clone().into_bytes())),
+                },
+                // A pending entry whose data was trimmed away: nothing left to deliver.
+                None if entry.map.is_empty() => {
+                    let _ = self.acks.send(entry.id);
+                }
+                _ => {
+                    let raw = entry
+                        .map
+                        .iter()
+                        .map(|(k, v)| format!("{k}={v:?}"))
+                        .collect::<Vec<_>>()
+                        .join(" ");
+                    invalid.push((entry.id, "entry has no `event` field".into(), raw.into_bytes()));
+                }
+            }
+        }
+        if !invalid.is_empty() {
+            self.set_aside(&invalid).await;
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let fresh = match self.first_sightings(&valid).await {
+            Some(f) => f,
+            None => return, // Redis is away; the entries stay pending and come back.
+        };
+        for ((entry, ev), fresh) in valid.into_iter().zip(fresh) {
+            if !fresh {
+                self.metrics.events_duplicate.inc();
+                let _ = self.acks.send(entry);
+                continue;
+            }
+            self.fan_out(entry, ev, reread).await;
+        }
+    }
+
+    /// Moves invalid entries to the invalid stream with their reason, then acknowledges them.
+    async fn set_aside(&self, invalid: &[(String, String, Vec<u8>)]) {
+        self.metrics.events_invalid.inc_by(invalid.len() as u64);
+        let mut pipe = redis::pipe();
+        for (id, reason, raw) in invalid {
+            tracing::info!(entry = %id, reason = %reason, "invalid event set aside");
+            pipe.cmd("XADD")
+                .arg(self.keys.invalid())
+                .arg("*")
+                .arg("entry")
+                .arg(id)
+                .arg("reason")
+                .arg(reason)
+                .arg("event")
+                .arg(raw.as_slice())
+                .ignore();
+        }
+        match pipe.query_async::<()>(&mut self.conn.clone()).await {
+            Ok(()) => {
+                for (id, _, _) in invalid {
+                    let _ = self.acks.send(id.clone());
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending"),
+        }
+    }
+
+    /// For each event: true unless its id was already carried by another entry in 24 h.
+    async fn first_sightings(&self, valid: &[(String, event::Event)]) -> Option<Vec<bool>> {
+        let mut pipe = redis::pipe();
+        for (entry, ev) in valid {
+            let key = self.keys.dedup(&ev.tenant, &ev.id);
+            pipe.cmd("SET")
+                .arg(&key)
+                .arg(entry)
+                .arg("NX")
+                .arg("EX")
+                .arg(DEDUP_TTL_SECS)
+                .ignore()
+                .get(&key);
+        }
+        match pipe.query_async::<Vec<Option<String>>>(&mut self.conn.clone()).await {
+            Ok(owners) => Some(
+                valid
+                    .iter()
+                    .zip(owners)
+                    .map(|((entry, _), owner)| owner.is_none_or(|o| &o == entry))
+                    .collect(),
+            ),
+            Err(e) => {
+                tracing::warn!(error = %e, "duplicate check failed; entries stay pending");
+                None
+            }
+        }
+    }
+
+    async fn fan_out(&self, entry: String, ev: event::Event, reread: bool) {
+        let mut matched = Vec::new();
+        self.dispatcher
+            .live
+            .snapshot()
+            .matching(&ev.tenant, &ev.event_type, &mut matched);
+        let mut ids: Vec<String> = matched.iter().map(|ep| format!("{entry}:{}", ep.id)).collect();
+        if reread && !ids.is_empty() {
+            // A delivery already in the retry queue is owned by it: never schedule it twice.
+            match self.retry.contains(&ids).await {
+                Ok(queued) => {
+                    let mut q = queued.into_iter();
+                    let mut keep = Vec::with_capacity(ids.len());
+                    matched.retain(|_| !q.next().unwrap_or(false));
+                    for ep in &matched {
+                        keep.push(format!("{entry}:{}", ep.id));
+                    }
+                    ids = keep;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
+                    return;
+                }
+            }
+        }
+        if matched.is_empty() {
+            let _ = self.acks.send(entry);
+            return;
+        }
+        let published_at = entry
+            .split('-')
+            .next()
+            .and_then(|ms| ms.parse().ok())
+            .unwrap_or_else(crate::clock::now_ms);
+        let info = Arc::new(EventInfo {
+            id: ev.id,
+            event_type: ev.event_type,
+            tenant: ev.tenant,
+            body: ev.body,
+            published_at,
+        });
+        self.in_flight.insert(&entry);
+        let ticket = Arc::new(Ticket {
+            entry,
+            remaining: AtomicUsize::new(matched.len()),
+            all_ok: AtomicBool::new(true),
+            acks: self.acks.clone(),
+            in_flight: self.in_flight.clone(),
+        });
+        for (ep, id) in matched.into_iter().zip(ids) {
+            let permit = self
+                .outstanding
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            let d = Delivery {
+                id,
+                event: info.clone(),
+                endpoint_id: ep.id.clone(),
+                attempts: 0,
+                first_attempt_at: 0,
+                source: Source::Stream,
+            };
+            let dispatcher = self.dispatcher.clone();
+            let ticket = ticket.clone();
+            tokio::spawn(async move {
+                let ok = dispatcher.deliver(d).await;
+                drop(permit);
+                ticket.done(ok);
+            });
+        }
+    }
+}
+
+/// Acknowledges finished entries in batches.
+pub async fn run_acker(
+    mut rx: mpsc::UnboundedReceiver<String>,
+    conn: ConnectionManager,
+    keys: Keys,
+    group: String,
+) {
+    let mut buf = Vec::with_capacity(1024);
+    while rx.recv_many(&mut buf, 1024).await > 0 {
+        let mut delay = Duration::from_millis(50);
+        for _ in 0..20 {
+            let r: redis::RedisResult<()> = redis::cmd("XACK")
+                .arg(keys.stream())
+                .arg(&group)
+                .arg(&buf)
+                .query_async(&mut conn.clone())
+                .await;
+            match r {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::warn!(error = %e, count = buf.len(), "acknowledging failed; retrying");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(MAX_BACKOFF);
+                }
+            }
+        }
+        buf.clear();
+    }
+}
+
+/// Keeps this replica's in-progress entries fresh, so `XAUTOCLAIM` elsewhere skips them.
+pub async fn run_heartbeat(
+    in_flight: Arc<InFlight>,
+    conn: ConnectionManager,
+    keys: Keys,
+    settings: StreamSettings,
+    stop: CancellationToken,
+) {
+    let every = (settings.claim_idle / 3).max(Duration::from_millis(300));
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.cancelled() => return,
+        }
+        let ids = in_flight.snapshot();
+        for chunk in ids.chunks(500) {
+            let r: redis::RedisResult<Value> = redis::cmd("XCLAIM")
+                .arg(keys.stream())
+                .arg(&settings.group)
+                .arg(&settings.consumer)
+                .arg(0)
+                .arg(chunk)
+                .arg("JUSTID")
+                .query_async(&mut conn.clone())
+                .await;
+            if let Err(e) = r {
+                tracing::warn!(error = %e, "refreshing in-progress entries failed");
+            }
+        }
+    }
+}

@@ -1,0 +1,90 @@
+//! The one place Redis key names are built.
+//!
+//! Keys that one script or transaction touches together share a hash tag (`{retry}`,
+//! `{endpoints}`), so the layout works on Redis Cluster too.
+
+#[derive(Clone, Debug)]
+pub struct Keys {
+    prefix: String,
+    stream: String,
+}
+
+impl Keys {
+    pub fn new(prefix: &str, stream_key: &str) -> Self {
+        Keys {
+            prefix: prefix.to_string(),
+            stream: format!("{prefix}{stream_key}"),
+        }
+    }
+
+    /// The input stream producers `XADD` to.
+    pub fn stream(&self) -> &str {
+        &self.stream
+    }
+    /// Invalid entries, set aside with their reason.
+    pub fn invalid(&self) -> String {
+        format!("{}:invalid", self.stream)
+    }
+    /// The dead-letter stream.
+    pub fn dlq(&self) -> String {
+        format!("{}dlq", self.prefix)
+    }
+    /// Remembers which stream entry first carried an event id (24 h).
+    pub fn dedup(&self, tenant: &str, event_id: &str) -> String {
+        format!("{}dedup:{tenant}:{event_id}", self.prefix)
+    }
+    /// Sorted set of delivery ids by due time (ms).
+    pub fn retry_due(&self) -> String {
+        format!("{}{{retry}}:due", self.prefix)
+    }
+    /// Hash of delivery id → serialized delivery.
+    pub fn retry_jobs(&self) -> String {
+        format!("{}{{retry}}:jobs", self.prefix)
+    }
+    /// Hash of endpoint id → endpoint record.
+    pub fn endpoints(&self) -> String {
+        format!("{}{{endpoints}}:all", self.prefix)
+    }
+    /// Sorted set (all scores 0, ordered by id) of one tenant's endpoint ids.
+    pub fn tenant_endpoints(&self, tenant: &str) -> String {
+        format!("{}{{endpoints}}:tenant:{tenant}", self.prefix)
+    }
+    /// Stream of endpoint ids that changed; every replica tails it.
+    pub fn endpoints_log(&self) -> String {
+        format!("{}{{endpoints}}:log", self.prefix)
+    }
+    /// Hash of endpoint id → ms since which every attempt failed.
+    pub fn failing_since(&self) -> String {
+        format!("{}{{endpoints}}:failing", self.prefix)
+    }
+    /// Hash of sha256(token) → token record.
+    pub fn tokens(&self) -> String {
+        format!("{}tokens", self.prefix)
+    }
+    /// Capped list of one endpoint's recent attempts, newest first.
+    pub fn attempts(&self, endpoint_id: &str) -> String {
+        format!("{}attempts:{endpoint_id}", self.prefix)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spec_key_names_hold_for_the_default_prefix() {
+        let k = Keys::new("webhookd:", "events");
+        assert_eq!(k.stream(), "webhookd:events");
+        assert_eq!(k.invalid(), "webhookd:events:invalid");
+        assert_eq!(k.dlq(), "webhookd:dlq");
+    }
+
+    #[test]
+    fn keys_used_together_share_a_hash_tag() {
+        let k = Keys::new("t1:", "events");
+        assert!(k.retry_due().contains("{retry}") && k.retry_jobs().contains("{retry}"));
+        for key in [k.endpoints(), k.tenant_endpoints("a"), k.endpoints_log(), k.failing_since()] {
+            assert!(key.contains("{endpoints}"), "{key}");
+        }
+    }
+}

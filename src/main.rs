@@ -1,0 +1,336 @@
+//! The `webhookd` command line (SPEC 9): parse, load config, call into the library.
+
+use std::io::Read;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use webhookd::config::Config;
+use webhookd::deliver::sign::{self, SigningKey};
+use webhookd::dlq::{Dlq, Selector};
+use webhookd::keys::Keys;
+use webhookd::normalize::{self, Provider};
+use webhookd::publish::{self, connect};
+use webhookd::retry::RetryQueue;
+use webhookd::{app, clock, event};
+
+#[derive(Parser)]
+#[command(name = "webhookd", version, about = "Outbound webhook fan-out dispatcher")]
+struct Cli {
+    /// Config file (default: config.yaml in the working directory, if present).
+    #[arg(long, global = true, env = "WEBHOOKD_CONFIG")]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the dispatcher and the API (the default command).
+    Serve,
+    /// Publish one event envelope to the input stream; prints the stream id.
+    Publish {
+        #[arg(long)]
+        tenant: String,
+        #[arg(long = "type")]
+        event_type: String,
+        /// Event id (default: a fresh `evt_…`).
+        #[arg(long)]
+        id: Option<String>,
+        /// The `data` object as JSON.
+        #[arg(long, default_value = "{}")]
+        data: String,
+    },
+    /// Normalize provider payloads and publish them (FILE `-` reads stdin).
+    Ingest {
+        #[arg(long)]
+        provider: String,
+        #[arg(long)]
+        tenant: String,
+        file: PathBuf,
+    },
+    /// Dead letters: list, replay, purge.
+    #[command(subcommand)]
+    Dlq(DlqCommand),
+    /// Sign a body read from stdin; prints the three signing headers.
+    Sign {
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        id: String,
+        /// Unix seconds (default: now).
+        #[arg(long)]
+        timestamp: Option<i64>,
+    },
+    /// Verify a body read from stdin; exit 0 if the signature is valid, 1 if not.
+    Verify {
+        #[arg(long)]
+        secret: String,
+        #[arg(long)]
+        id: String,
+        #[arg(long)]
+        timestamp: i64,
+        /// The `webhook-signature` header value.
+        #[arg(long)]
+        signature: String,
+    },
+    /// Validate a config file without connecting to anything.
+    CheckConfig,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// Show dead letters, oldest first.
+    List {
+        #[arg(long)]
+        tenant: Option<String>,
+        #[arg(long)]
+        endpoint: Option<String>,
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Move dead letters back into the retry queue; prints the count.
+    Replay {
+        #[command(flatten)]
+        select: ReplaySelect,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Delete dead letters; prints the count.
+    Purge {
+        #[command(flatten)]
+        select: PurgeSelect,
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct ReplaySelect {
+    /// Dead-letter ids (repeatable).
+    #[arg(long = "id", num_args = 1..)]
+    ids: Vec<String>,
+    #[arg(long)]
+    endpoint: Option<String>,
+    /// Every dead letter with dead_at at or after this RFC 3339 time.
+    #[arg(long)]
+    since: Option<String>,
+}
+
+#[derive(Args)]
+#[group(required = true, multiple = false)]
+struct PurgeSelect {
+    #[arg(long = "id", num_args = 1..)]
+    ids: Vec<String>,
+    #[arg(long)]
+    endpoint: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {}", one_line(&e));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn one_line(e: &anyhow::Error) -> String {
+    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+}
+
+fn load_config(path: &Option<PathBuf>) -> Result<Config> {
+    let (p, must) = match path {
+        Some(p) => (p.clone(), true),
+        None => (PathBuf::from("config.yaml"), false),
+    };
+    Ok(Config::load(&p, must)?)
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+}
+
+fn read_input(file: &PathBuf) -> Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    if file.as_os_str() == "-" {
+        std::io::stdin().read_to_end(&mut buf)?;
+    } else {
+        buf = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
+    }
+    Ok(buf)
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => {
+            let config = load_config(&cli.config)?;
+            init_json_logs();
+            runtime()?.block_on(app::serve(config))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::CheckConfig => {
+            let config = load_config(&cli.config)?;
+            println!(
+                "config ok: {} static endpoint(s), {} extra event type(s)",
+                config.endpoints.len(),
+                config.event_types.len()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Sign { secret, id, timestamp } => {
+            let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
+            if !event::valid_id(&id) {
+                bail!("--id must be 1-128 characters of [A-Za-z0-9_.:-]");
+            }
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body)?;
+            let ts = timestamp.unwrap_or_else(clock::now_secs);
+            println!("webhook-id: {id}");
+            println!("webhook-timestamp: {ts}");
+            println!("webhook-signature: {}", sign::signature_header(&[key], &id, ts, &body));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Verify { secret, id, timestamp, signature } => {
+            let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
+            let mut body = Vec::new();
+            std::io::stdin().read_to_end(&mut body)?;
+            if sign::verify_header(&key, &id, timestamp, &body, &signature) {
+                println!("valid");
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("error: signature does not verify");
+                Ok(ExitCode::FAILURE)
+            }
+        }
+        Command::Publish { tenant, event_type, id, data } => {
+            let config = load_config(&cli.config)?;
+            let data: serde_json::Value =
+                serde_json::from_str(&data).map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
+            let id = id.unwrap_or_else(event::new_id);
+            let raw = event::envelope_json(&id, &event_type, &tenant, clock::now_secs(), &data);
+            let ids = runtime()?.block_on(async {
+                let conn = connect(&config.redis.url, std::time::Duration::from_secs(10))
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+                Ok::<_, anyhow::Error>(
+                    publish::publish_raw(&conn, &keys, &[raw], config.stream.max_event_bytes).await?,
+                )
+            })?;
+            println!("{}", ids[0]);
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest { provider, tenant, file } => {
+            let config = load_config(&cli.config)?;
+            let provider: Provider = provider.parse().map_err(|e| anyhow!("--provider: {e}"))?;
+            if !event::valid_tenant(&tenant) {
+                bail!("--tenant must be 1-64 characters of [A-Za-z0-9_.-]");
+            }
+            let text = String::from_utf8(read_input(&file)?).map_err(|_| anyhow!("input is not UTF-8"))?;
+            let payloads = normalize::parse_input(&text)?;
+            let events = normalize::normalize(provider, &serde_json::Value::Array(payloads), clock::now_secs())?;
+            let envelopes = publish::envelopes(&tenant, &events);
+            let published = runtime()?.block_on(async {
+                let conn = connect(&config.redis.url, std::time::Duration::from_secs(10))
+                    .await
+                    .map_err(|e| anyhow!(e))?;
+                let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+                Ok::<_, anyhow::Error>(
+                    publish::publish_raw(&conn, &keys, &envelopes, config.stream.max_event_bytes).await?,
+                )
+            })?;
+            let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
+            println!("{}", serde_json::json!({"published": published.len(), "ids": ids}));
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Dlq(cmd) => {
+            let config = load_config(&cli.config)?;
+            runtime()?.block_on(dlq_command(config, cmd))
+        }
+    }
+}
+
+async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
+    let conn = connect(&config.redis.url, std::time::Duration::from_secs(30))
+        .await
+        .map_err(|e| anyhow!(e))?;
+    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+    let dlq = Dlq::new(conn.clone(), keys.clone());
+    match cmd {
+        DlqCommand::List { tenant, endpoint, json } => {
+            let mut cursor: Option<String> = None;
+            let mut shown = 0;
+            loop {
+                let page = dlq
+                    .list(tenant.as_deref(), endpoint.as_deref(), cursor.as_deref(), 250)
+                    .await?;
+                for dl in &page.letters {
+                    shown += 1;
+                    if json {
+                        println!("{}", serde_json::to_string(dl)?);
+                    } else {
+                        println!(
+                            "{}  {}  {}  {}  {}  attempts={}  status={}  {}",
+                            dl.id,
+                            dl.dead_at,
+                            dl.tenant,
+                            dl.endpoint_id,
+                            dl.event_id,
+                            dl.attempts,
+                            dl.last_status.map_or("-".to_string(), |s| s.to_string()),
+                            dl.last_error.as_deref().unwrap_or("")
+                        );
+                    }
+                }
+                match page.next_cursor {
+                    Some(c) => cursor = Some(c),
+                    None => break,
+                }
+            }
+            if !json && shown == 0 {
+                eprintln!("no dead letters");
+            }
+        }
+        DlqCommand::Replay { select, tenant } => {
+            let sel = if !select.ids.is_empty() {
+                Selector::Ids(select.ids)
+            } else if let Some(e) = select.endpoint {
+                Selector::Endpoint(e)
+            } else {
+                let since = select.since.expect("clap requires one selector");
+                let ms = clock::parse_rfc3339(&since)
+                    .ok_or_else(|| anyhow!("--since `{since}` is not an RFC 3339 time (e.g. 2024-01-09T00:00:00Z)"))?;
+                Selector::Since(ms)
+            };
+            let queue = RetryQueue::new(conn, keys);
+            println!("{}", dlq.replay(tenant.as_deref(), &sel, &queue).await?);
+        }
+        DlqCommand::Purge { select, tenant } => {
+            let sel = if !select.ids.is_empty() {
+                Selector::Ids(select.ids)
+            } else {
+                Selector::Endpoint(select.endpoint.expect("clap requires one selector"))
+            };
+            println!("{}", dlq.purge(tenant.as_deref(), &sel).await?);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn init_json_logs() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .json()
+        .with_env_filter(filter)
+        .with_current_span(false)
+        .with_writer(std::io::stdout)
+        .init();
+}

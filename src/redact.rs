@@ -1,0 +1,33 @@
+//! Keeps credentials out of logs and error messages.
+
+/// A URL with any password replaced by `***`.
+pub fn url(raw: &str) -> String {
+    let Some(scheme_end) = raw.find("://") else {
+        return raw.to_string();
+    };
+    let after = &raw[scheme_end + 3..];
+    let authority_end = after.find('/').unwrap_or(after.len());
+    match after[..authority_end].rfind('@') {
+        Some(at) => {
+            let userinfo = &after[..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            let masked = if userinfo.contains(':') {
+                format!("{user}:***")
+            } else {
+                "***".to_string()
+            };
+            format!("{}://{masked}{}", &raw[..scheme_end], &after[at..])
+        }
+        None => raw.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn passwords_are_masked() {
+        assert_eq!(super::url("redis://:hunter2@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(super::url("redis://u:p@h:1"), "redis://u:***@h:1");
+        assert_eq!(super::url("redis://h:1"), "redis://h:1");
+    }
+}

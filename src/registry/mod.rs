@@ -1,0 +1,60 @@
+//! Endpoints: the stored records, the live match index, and the config's static endpoints.
+
+pub mod live;
+pub mod model;
+pub mod store;
+
+pub use live::{LiveIndex, Snapshot, Syncer};
+pub use model::{validate_static, Endpoint, EndpointRecord, StoredSecret};
+pub use store::Store;
+
+use crate::config::Config;
+use crate::seal::Sealer;
+
+/// Writes the config's static endpoints into the registry, keeping a disabled state that an
+/// earlier 410 or failure streak set while the URL is unchanged.
+pub async fn sync_static(store: &Store, config: &Config, sealer: &Sealer) -> redis::RedisResult<()> {
+    let now = crate::clock::now_ms();
+    for ep in &config.endpoints {
+        let prev = store.get(&ep.id).await?;
+        let keep_disabled = prev
+            .as_ref()
+            .filter(|p| p.url == ep.url && p.disabled)
+            .map(|p| p.disabled_reason.clone());
+        let rec = EndpointRecord {
+            id: ep.id.clone(),
+            tenant: ep.tenant.clone(),
+            url: ep.url.clone(),
+            filters: ep.filters.clone(),
+            description: "static endpoint from config.yaml".into(),
+            headers: Default::default(),
+            rate_limit: None,
+            disabled: keep_disabled.is_some(),
+            disabled_reason: keep_disabled.flatten(),
+            metadata: Default::default(),
+            created_at: prev.as_ref().map(|p| p.created_at).unwrap_or(now),
+            updated_at: now,
+            secrets: vec![StoredSecret {
+                sealed: sealer.seal(&ep.secret),
+                expires_at: None,
+            }],
+            from_config: true,
+        };
+        let unchanged = prev.as_ref().is_some_and(|p| {
+            p.url == rec.url
+                && p.filters == rec.filters
+                && p.tenant == rec.tenant
+                && p.secrets.len() == 1
+                && sealer.open(&p.secrets[0].sealed).ok().as_deref() == Some(ep.secret.as_str())
+        });
+        if !unchanged {
+            if let Some(p) = &prev {
+                if p.tenant != rec.tenant {
+                    store.delete(&p.tenant, &p.id).await?;
+                }
+            }
+            store.put(&rec).await?;
+        }
+    }
+    Ok(())
+}

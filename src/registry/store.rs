@@ -1,0 +1,176 @@
+//! Endpoint records in Redis. Every change also appends the endpoint id to a change log
+//! stream in the same transaction, which every replica tails to refresh its index.
+
+use redis::aio::ConnectionManager;
+use redis::AsyncCommands;
+
+use super::model::EndpointRecord;
+use crate::keys::Keys;
+
+/// Change-log entries kept; a replica further behind than this reloads everything.
+const LOG_MAXLEN: usize = 10_000;
+
+#[derive(Clone)]
+pub struct Store {
+    conn: ConnectionManager,
+    keys: Keys,
+}
+
+/// One page of a tenant's endpoints.
+pub struct Page {
+    pub records: Vec<EndpointRecord>,
+    pub next_cursor: Option<String>,
+}
+
+impl Store {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        Store { conn, keys }
+    }
+
+    /// Creates or replaces a record, and announces the change.
+    pub async fn put(&self, rec: &EndpointRecord) -> redis::RedisResult<()> {
+        let json = serde_json::to_string(rec).expect("records serialize");
+        let mut conn = self.conn.clone();
+        redis::pipe()
+            .atomic()
+            .hset(self.keys.endpoints(), &rec.id, json)
+            .ignore()
+            .zadd(self.keys.tenant_endpoints(&rec.tenant), &rec.id, 0)
+            .ignore()
+            .cmd("XADD")
+            .arg(self.keys.endpoints_log())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(LOG_MAXLEN)
+            .arg("*")
+            .arg("id")
+            .arg(&rec.id)
+            .ignore()
+            .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Removes a record; true when it existed.
+    pub async fn delete(&self, tenant: &str, id: &str) -> redis::RedisResult<bool> {
+        let mut conn = self.conn.clone();
+        let (removed,): (i64,) = redis::pipe()
+            .atomic()
+            .hdel(self.keys.endpoints(), id)
+            .zrem(self.keys.tenant_endpoints(tenant), id)
+            .ignore()
+            .hdel(self.keys.failing_since(), id)
+            .ignore()
+            .cmd("XADD")
+            .arg(self.keys.endpoints_log())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(LOG_MAXLEN)
+            .arg("*")
+            .arg("id")
+            .arg(id)
+            .ignore()
+            .query_async(&mut conn)
+            .await?;
+        Ok(removed > 0)
+    }
+
+    pub async fn get(&self, id: &str) -> redis::RedisResult<Option<EndpointRecord>> {
+        let mut conn = self.conn.clone();
+        let raw: Option<String> = conn.hget(self.keys.endpoints(), id).await?;
+        Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
+    }
+
+    pub async fn get_many(&self, ids: &[String]) -> redis::RedisResult<Vec<(String, Option<EndpointRecord>)>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.conn.clone();
+        let raws: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(self.keys.endpoints())
+            .arg(ids)
+            .query_async(&mut conn)
+            .await?;
+        Ok(ids
+            .iter()
+            .cloned()
+            .zip(raws.into_iter().map(|r| r.and_then(|r| serde_json::from_str(&r).ok())))
+            .collect())
+    }
+
+    /// A tenant's endpoints in id order, after `cursor` (an id), at most `limit`.
+    pub async fn list(&self, tenant: &str, limit: usize, cursor: Option<&str>) -> redis::RedisResult<Page> {
+        let mut conn = self.conn.clone();
+        let min = match cursor {
+            Some(c) => format!("({c}"),
+            None => "-".to_string(),
+        };
+        let ids: Vec<String> = redis::cmd("ZRANGEBYLEX")
+            .arg(self.keys.tenant_endpoints(tenant))
+            .arg(min)
+            .arg("+")
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit + 1)
+            .query_async(&mut conn)
+            .await?;
+        let more = ids.len() > limit;
+        let ids: Vec<String> = ids.into_iter().take(limit).collect();
+        let records: Vec<EndpointRecord> = self
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .filter_map(|(_, r)| r)
+            .collect();
+        let next_cursor = if more { ids.last().cloned() } else { None };
+        Ok(Page { records, next_cursor })
+    }
+
+    /// Every record, for a full index load.
+    pub async fn all(&self) -> redis::RedisResult<Vec<EndpointRecord>> {
+        let mut conn = self.conn.clone();
+        let raw: Vec<(String, String)> = conn.hgetall(self.keys.endpoints()).await?;
+        Ok(raw
+            .into_iter()
+            .filter_map(|(_, v)| serde_json::from_str(&v).ok())
+            .collect())
+    }
+
+    /// The newest change-log id ("0-0" when empty), read before a full load.
+    pub async fn log_head(&self) -> redis::RedisResult<String> {
+        let mut conn = self.conn.clone();
+        let v: redis::Value = redis::cmd("XREVRANGE")
+            .arg(self.keys.endpoints_log())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut conn)
+            .await?;
+        let entries: Vec<(String, Vec<(String, String)>)> = redis::FromRedisValue::from_redis_value(v)?;
+        Ok(entries.into_iter().next().map(|e| e.0).unwrap_or_else(|| "0-0".into()))
+    }
+
+    /// Endpoint ids changed after `after`, and the new cursor.
+    pub async fn changes(&self, after: &str) -> redis::RedisResult<(Vec<String>, String)> {
+        let mut conn = self.conn.clone();
+        let reply: Option<redis::streams::StreamReadReply> = redis::cmd("XREAD")
+            .arg("COUNT")
+            .arg(1000)
+            .arg("STREAMS")
+            .arg(self.keys.endpoints_log())
+            .arg(after)
+            .query_async(&mut conn)
+            .await?;
+        let mut ids = Vec::new();
+        let mut cursor = after.to_string();
+        for key in reply.map(|r| r.keys).unwrap_or_default() {
+            for entry in key.ids {
+                if let Some(id) = entry.get::<String>("id") {
+                    ids.push(id);
+                }
+                cursor = entry.id;
+            }
+        }
+        Ok((ids, cursor))
+    }
+}

@@ -1,0 +1,216 @@
+//! The retry schedule, and the retry queue in Redis: a sorted set of delivery ids by due
+//! time plus a hash of the deliveries themselves (both under the `{retry}` hash tag).
+
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use serde::{Deserialize, Serialize};
+
+use crate::keys::Keys;
+
+/// Delay before the next attempt, after `attempts_done` attempts failed; `None` once the
+/// schedule is spent. `unit` is a random number in [0, 1) that places the jitter.
+/// `Retry-After` is honored: never earlier than it asks, capped at the longest delay.
+pub fn next_delay(
+    schedule: &[Duration],
+    attempts_done: u32,
+    jitter: f64,
+    unit: f64,
+    retry_after: Option<Duration>,
+) -> Option<Duration> {
+    let base = *schedule.get((attempts_done as usize).checked_sub(1)?)?;
+    let factor = 1.0 + jitter * (2.0 * unit - 1.0);
+    let mut delay = base.mul_f64(factor.max(0.0));
+    if let Some(asked) = retry_after {
+        let longest = schedule.iter().max().copied().unwrap_or_default();
+        delay = delay.max(asked.min(longest));
+    }
+    Some(delay)
+}
+
+/// A delivery as it waits in the queue.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Job {
+    pub id: String,
+    pub tenant: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub body: String,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Unix ms of the first attempt (0 before any).
+    pub first_attempt_at: i64,
+    /// Unix ms the event was published (for the event-to-delivery histogram).
+    pub published_at: i64,
+    #[serde(default)]
+    pub last_status: Option<u16>,
+    #[serde(default)]
+    pub last_error: Option<String>,
+}
+
+/// Takes due ids and leases them (moves their score to the lease end) in one step, so two
+/// replicas never take the same delivery; an expired lease makes it due again.
+const TAKE_DUE: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+if #ids == 0 then return {} end
+local lease = {}
+for i, id in ipairs(ids) do
+  lease[#lease + 1] = ARGV[3]
+  lease[#lease + 1] = id
+end
+redis.call('ZADD', KEYS[1], unpack(lease))
+local jobs = redis.call('HMGET', KEYS[2], unpack(ids))
+local out = {}
+for i, id in ipairs(ids) do
+  out[#out + 1] = id
+  out[#out + 1] = jobs[i] or ''
+end
+return out
+"#;
+
+#[derive(Clone)]
+pub struct RetryQueue {
+    conn: ConnectionManager,
+    keys: Keys,
+    take_due: redis::Script,
+}
+
+impl RetryQueue {
+    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+        RetryQueue {
+            conn,
+            keys,
+            take_due: redis::Script::new(TAKE_DUE),
+        }
+    }
+
+    /// Puts (or replaces) a delivery, due at `due_ms`.
+    pub async fn schedule(&self, job: &Job, due_ms: i64) -> redis::RedisResult<()> {
+        self.schedule_many(std::slice::from_ref(job), due_ms).await
+    }
+
+    pub async fn schedule_many(&self, jobs: &[Job], due_ms: i64) -> redis::RedisResult<()> {
+        if jobs.is_empty() {
+            return Ok(());
+        }
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        for job in jobs {
+            pipe.hset(self.keys.retry_jobs(), &job.id, serde_json::to_string(job).expect("jobs serialize"))
+                .ignore()
+                .zadd(self.keys.retry_due(), &job.id, due_ms)
+                .ignore();
+        }
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+
+    /// Takes up to `limit` due deliveries, leased until `lease_until_ms`.
+    pub async fn take_due(&self, now_ms: i64, limit: usize, lease_until_ms: i64) -> redis::RedisResult<Vec<Job>> {
+        let raw: Vec<String> = self
+            .take_due
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .arg(now_ms)
+            .arg(limit)
+            .arg(lease_until_ms)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let mut jobs = Vec::with_capacity(raw.len() / 2);
+        let mut orphans = Vec::new();
+        for pair in raw.chunks_exact(2) {
+            match serde_json::from_str::<Job>(&pair[1]) {
+                Ok(job) => jobs.push(job),
+                Err(_) => orphans.push(pair[0].clone()),
+            }
+        }
+        if !orphans.is_empty() {
+            tracing::warn!(count = orphans.len(), "dropping retry ids without a readable job");
+            for id in orphans {
+                self.complete(&id).await?;
+            }
+        }
+        Ok(jobs)
+    }
+
+    /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint.
+    pub async fn complete(&self, id: &str) -> redis::RedisResult<()> {
+        redis::pipe()
+            .atomic()
+            .zrem(self.keys.retry_due(), id)
+            .ignore()
+            .hdel(self.keys.retry_jobs(), id)
+            .ignore()
+            .query_async::<()>(&mut self.conn.clone())
+            .await
+    }
+
+    /// Which of these delivery ids are already queued.
+    pub async fn contains(&self, ids: &[String]) -> redis::RedisResult<Vec<bool>> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.hexists(self.keys.retry_jobs(), id);
+        }
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
+    pub async fn depth(&self) -> redis::RedisResult<u64> {
+        redis::cmd("ZCARD")
+            .arg(self.keys.retry_due())
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn default_schedule() -> Vec<Duration> {
+        [5, 300, 1800, 7200, 18_000, 36_000, 36_000]
+            .into_iter()
+            .map(Duration::from_secs)
+            .collect()
+    }
+
+    #[test]
+    fn a_schedule_of_n_delays_means_one_plus_n_attempts() {
+        let s = default_schedule();
+        for done in 1..=7 {
+            assert!(next_delay(&s, done, 0.0, 0.5, None).is_some(), "after attempt {done}");
+        }
+        assert_eq!(next_delay(&s, 8, 0.0, 0.5, None), None);
+        assert_eq!(next_delay(&[], 1, 0.2, 0.5, None), None);
+    }
+
+    #[test]
+    fn delays_follow_the_schedule() {
+        let s = default_schedule();
+        assert_eq!(next_delay(&s, 1, 0.0, 0.9, None), Some(Duration::from_secs(5)));
+        assert_eq!(next_delay(&s, 2, 0.0, 0.9, None), Some(Duration::from_secs(300)));
+        assert_eq!(next_delay(&s, 7, 0.0, 0.9, None), Some(Duration::from_secs(36_000)));
+    }
+
+    #[test]
+    fn jitter_stays_within_its_fraction() {
+        let s = default_schedule();
+        let lo = next_delay(&s, 2, 0.2, 0.0, None).unwrap();
+        let hi = next_delay(&s, 2, 0.2, 0.999_999, None).unwrap();
+        assert_eq!(lo, Duration::from_secs(240));
+        assert!(hi > Duration::from_secs(359) && hi <= Duration::from_secs(360));
+    }
+
+    #[test]
+    fn retry_after_is_honored_but_capped_at_the_longest_delay() {
+        let s = default_schedule();
+        let d = next_delay(&s, 1, 0.2, 0.0, Some(Duration::from_secs(60))).unwrap();
+        assert_eq!(d, Duration::from_secs(60));
+        let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::from_secs(1))).unwrap();
+        assert_eq!(d, Duration::from_secs(5), "never earlier than the schedule either");
+        let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::from_secs(999_999))).unwrap();
+        assert_eq!(d, Duration::from_secs(36_000));
+    }
+}
