@@ -1,0 +1,414 @@
+//! Shared helpers for integration tests: a real Redis (each test under its own key prefix),
+//! real HTTP receivers on 127.0.0.1, and the real `webhookd` binary.
+#![allow(dead_code)]
+
+use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+
+pub const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+pub const ENCRYPTION_KEY: &str = "d2ViaG9va2QtZGVtby1rZXktbm90LWZvci1wcm9kISE=";
+pub const ADMIN_TOKEN: &str = "test-admin-token-0123456789";
+
+/// The Redis tests use: `WEBHOOKD_TEST_REDIS_URL`, else the local default.
+pub fn redis_url() -> String {
+    std::env::var("WEBHOOKD_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A key prefix no other test (or run) shares.
+pub fn unique_prefix(name: &str) -> String {
+    format!("t:{name}:{:08x}:", rand::random::<u32>())
+}
+
+pub fn redis() -> redis::Connection {
+    redis::Client::open(redis_url())
+        .expect("redis url")
+        .get_connection()
+        .expect("a Redis for the tests (set WEBHOOKD_TEST_REDIS_URL)")
+}
+
+/// Polls `check` every 20 ms until it holds or `limit` passes; true if it held.
+pub async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    loop {
+        if check() {
+            return true;
+        }
+        if start.elapsed() > limit {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// One request a receiver got.
+#[derive(Clone, Debug)]
+pub struct Received {
+    pub path: String,
+    pub headers: HashMap<String, String>,
+    pub body: Bytes,
+    pub at: Instant,
+}
+
+impl Received {
+    pub fn header(&self, name: &str) -> &str {
+        self.headers.get(name).map(String::as_str).unwrap_or("")
+    }
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).expect("json body")
+    }
+}
+
+/// How a receiver answers its n-th request (0-based): status, extra headers, delay.
+pub type Behavior = Arc<dyn Fn(usize, &Received) -> (u16, Vec<(String, String)>, Duration) + Send + Sync>;
+
+pub fn always(status: u16) -> Behavior {
+    Arc::new(move |_, _| (status, vec![], Duration::ZERO))
+}
+
+/// A real HTTP server on 127.0.0.1 that records what it receives.
+pub struct Receiver {
+    pub addr: SocketAddr,
+    got: Arc<Mutex<Vec<Received>>>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Receiver {
+    pub async fn start(behavior: Behavior) -> Receiver {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let got2 = got.clone();
+        let task = tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let got = got2.clone();
+                let behavior = behavior.clone();
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<Incoming>| {
+                        let got = got.clone();
+                        let behavior = behavior.clone();
+                        async move {
+                            let path = req.uri().path().to_string();
+                            let headers = req
+                                .headers()
+                                .iter()
+                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                                .collect();
+                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+                            let rec = Received { path, headers, body, at: Instant::now() };
+                            let n = {
+                                let mut g = got.lock().unwrap();
+                                g.push(rec.clone());
+                                g.len() - 1
+                            };
+                            let (status, extra, delay) = behavior(n, &rec);
+                            if !delay.is_zero() {
+                                tokio::time::sleep(delay).await;
+                            }
+                            let mut resp = Response::builder().status(status);
+                            for (k, v) in extra {
+                                resp = resp.header(k, v);
+                            }
+                            Ok::<_, Infallible>(resp.body(Full::new(Bytes::from_static(b"ok"))).unwrap())
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Receiver { addr, got, task }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    pub fn count(&self) -> usize {
+        self.got.lock().unwrap().len()
+    }
+
+    /// Waits (bounded) until at least `n` requests arrived.
+    pub async fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
+        wait_until(limit, || self.count() >= n).await;
+        self.received()
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A static endpoint line for the config.
+pub fn endpoint_yaml(id: &str, tenant: &str, url: &str, filters: &[&str]) -> String {
+    let filters: Vec<String> = filters.iter().map(|f| format!("\"{f}\"")).collect();
+    format!(
+        "  - {{id: {id}, tenant: {tenant}, url: \"{url}\", filters: [{}], secret: \"{SECRET}\"}}\n",
+        filters.join(", ")
+    )
+}
+
+/// Builds a config for one test: its own prefix and port, loopback receivers allowed.
+pub struct Setup {
+    pub prefix: String,
+    pub port: u16,
+    pub extra: String,
+    pub endpoints: Vec<String>,
+    pub consumer: String,
+}
+
+impl Setup {
+    pub fn new(name: &str) -> Setup {
+        Setup {
+            prefix: unique_prefix(name),
+            port: free_port(),
+            extra: String::new(),
+            endpoints: Vec::new(),
+            consumer: format!("c-{:06x}", rand::random::<u32>() >> 8),
+        }
+    }
+
+    pub fn endpoint(mut self, id: &str, tenant: &str, url: &str, filters: &[&str]) -> Setup {
+        self.endpoints.push(endpoint_yaml(id, tenant, url, filters));
+        self
+    }
+
+    /// Extra top-level YAML (whole sections), e.g. "retry:\n  schedule: [100ms]\n".
+    pub fn with(mut self, yaml: &str) -> Setup {
+        self.extra.push_str(yaml);
+        self
+    }
+
+    pub fn yaml(&self) -> String {
+        let mut y = format!(
+            "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n\
+             http:\n  listen: \"127.0.0.1:{}\"\n  admin_tokens: [\"{ADMIN_TOKEN}\"]\n\
+             signing:\n  encryption_key: \"{ENCRYPTION_KEY}\"\n\
+             shutdown_grace: 10s\n",
+            redis_url(),
+            self.prefix,
+            self.port
+        );
+        if !self.extra.contains("delivery:") {
+            y.push_str("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n");
+        }
+        if !self.extra.contains("stream:") {
+            y.push_str(&format!("stream:\n  consumer: {}\n  block: 200ms\n", self.consumer));
+        }
+        y.push_str(&self.extra);
+        if !self.endpoints.is_empty() {
+            y.push_str("endpoints:\n");
+            for e in &self.endpoints {
+                y.push_str(e);
+            }
+        }
+        y
+    }
+
+    pub fn write(&self) -> (tempfile::TempDir, PathBuf) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("config.yaml");
+        std::fs::write(&path, self.yaml()).unwrap();
+        (dir, path)
+    }
+
+    pub fn stream(&self) -> String {
+        format!("{}events", self.prefix)
+    }
+
+    pub fn api(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+}
+
+pub fn bin() -> &'static str {
+    env!("CARGO_BIN_EXE_webhookd")
+}
+
+/// A running `webhookd serve`, killed when dropped.
+pub struct Webhookd {
+    pub child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    pub config: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Webhookd {
+    /// Starts the binary and waits (bounded) until `/readyz` answers 200.
+    pub async fn start(setup: &Setup) -> Webhookd {
+        Self::start_with_env(setup, &[]).await
+    }
+
+    pub async fn start_with_env(setup: &Setup, env: &[(&str, &str)]) -> Webhookd {
+        let (dir, config) = setup.write();
+        let log = dir.path().join("webhookd.log");
+        let out = std::fs::File::create(&log).unwrap();
+        let mut cmd = Command::new(bin());
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdout(out.try_clone().unwrap())
+            .stderr(out)
+            .stdin(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().expect("spawn webhookd");
+        let w = Webhookd { child, port: setup.port, _dir: dir, config, log };
+        let url = format!("http://127.0.0.1:{}/readyz", setup.port);
+        let ready = wait_ready(&url, Duration::from_secs(20)).await;
+        assert!(ready, "webhookd did not become ready; log:\n{}", w.log_text());
+        w
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        assert!(ok.success());
+    }
+
+    /// Waits (bounded) for the process to exit; its exit code, if it did.
+    pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
+        let start = Instant::now();
+        loop {
+            if let Some(st) = self.child.try_wait().unwrap() {
+                return Some(st.code().unwrap_or(-1));
+            }
+            if start.elapsed() > limit {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    pub async fn metrics(&self) -> String {
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port)).await.1
+    }
+}
+
+impl Drop for Webhookd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The value of a metric sample line, e.g. `webhookd_deliveries_total{outcome="success"}`.
+pub fn metric(text: &str, sample: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+        .unwrap_or(0.0)
+}
+
+pub async fn wait_ready(url: &str, limit: Duration) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if http_get(url).await.0 == 200 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// A plain GET; (0, "") when nothing answers.
+pub async fn http_get(url: &str) -> (u16, String) {
+    http(hyper::Method::GET, url, None, None).await
+}
+
+/// A request with an optional bearer token and JSON body; (status, body text).
+pub async fn http(method: hyper::Method, url: &str, token: Option<&str>, body: Option<String>) -> (u16, String) {
+    let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(t) = token {
+        req = req.header("authorization", format!("Bearer {t}"));
+    }
+    if body.is_some() {
+        req = req.header("content-type", "application/json");
+    }
+    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
+        Ok(Ok(resp)) => {
+            let status = resp.status().as_u16();
+            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            (status, String::from_utf8_lossy(&body).into_owned())
+        }
+        _ => (0, String::new()),
+    }
+}
+
+/// Publishes envelopes straight to the stream with one pipeline; returns the entry ids.
+pub fn publish(conn: &mut redis::Connection, stream: &str, envelopes: &[String]) -> Vec<String> {
+    let mut ids = Vec::with_capacity(envelopes.len());
+    for chunk in envelopes.chunks(1000) {
+        let mut pipe = redis::pipe();
+        for e in chunk {
+            pipe.cmd("XADD").arg(stream).arg("*").arg("event").arg(e);
+        }
+        let got: Vec<String> = pipe.query(conn).unwrap();
+        ids.extend(got);
+    }
+    ids
+}
+
+pub fn envelope(id: &str, event_type: &str, tenant: &str, data: serde_json::Value) -> String {
+    serde_json::json!({"id": id, "type": event_type, "tenant": tenant, "created_at": 1704825600, "data": data})
+        .to_string()
+}
+
+/// Verifies a received request with the independent `standardwebhooks` implementation.
+pub fn verify(r: &Received, secret: &str) -> bool {
+    let wh = standardwebhooks::Webhook::new(secret).unwrap();
+    let mut headers = http::HeaderMap::new();
+    for name in ["webhook-id", "webhook-timestamp", "webhook-signature"] {
+        headers.insert(name, r.header(name).parse().unwrap());
+    }
+    wh.verify(&r.body, &headers).is_ok()
+}
+
+/// Counts of each value among received requests' `webhook-id`.
+pub fn by_webhook_id(got: &[Received]) -> HashMap<String, usize> {
+    let mut m = HashMap::new();
+    for r in got {
+        *m.entry(r.header("webhook-id").to_string()).or_insert(0) += 1;
+    }
+    m
+}
