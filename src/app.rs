@@ -43,7 +43,10 @@ pub enum ServeError {
     #[error("config: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]
-    Listen { addr: String, source: std::io::Error },
+    Listen {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 fn redis_err(what: &str) -> impl Fn(redis::RedisError) -> ServeError + '_ {
@@ -52,10 +55,15 @@ fn redis_err(what: &str) -> impl Fn(redis::RedisError) -> ServeError + '_ {
 
 pub async fn serve(config: Config) -> Result<(), ServeError> {
     let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
-    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT).await.map_err(ServeError::Redis)?;
-    let blocking = connect(&config.redis.url, config.stream.block.get() + REDIS_RESPONSE_TIMEOUT)
+    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT)
         .await
         .map_err(ServeError::Redis)?;
+    let blocking = connect(
+        &config.redis.url,
+        config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
+    )
+    .await
+    .map_err(ServeError::Redis)?;
     let sealer = Sealer::new(config.encryption_key_bytes()?);
     if !sealer.encrypts() {
         tracing::warn!(
@@ -67,7 +75,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .await
         .map_err(redis_err("writing static endpoints"))?;
     let mut syncer = Syncer::new(store.clone(), sealer.clone());
-    syncer.full_load().await.map_err(redis_err("loading endpoints"))?;
+    syncer
+        .full_load()
+        .await
+        .map_err(redis_err("loading endpoints"))?;
     let live = syncer.live();
 
     let metrics = Arc::new(Metrics::new());
@@ -140,7 +151,10 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         health: health.clone(),
         stop: stop.clone(),
     };
-    consumer.ensure_group().await.map_err(redis_err("creating the consumer group"))?;
+    consumer
+        .ensure_group()
+        .await
+        .map_err(redis_err("creating the consumer group"))?;
 
     let ops = OpsState {
         health: health.clone(),
@@ -169,38 +183,58 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let http_stop = CancellationToken::new();
     let mut servers = vec![listen(&config.http.listen, main_router, http_stop.clone()).await?];
     if separate_metrics {
-        servers.push(listen(&config.http.metrics_listen, metrics_router, http_stop.clone()).await?);
+        servers.push(
+            listen(
+                &config.http.metrics_listen,
+                metrics_router,
+                http_stop.clone(),
+            )
+            .await?,
+        );
     }
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(syncer.run(stop.clone())));
-    tasks.push(tokio::spawn(health::run_pinger(health.clone(), conn.clone(), stop.clone())));
-    tasks.push(tokio::spawn(ingest::run_heartbeat(
-        in_flight.clone(),
-        conn.clone(),
-        keys.clone(),
-        settings.clone(),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(promote::run(
-        retry.clone(),
-        dispatcher.clone(),
-        outstanding.clone(),
-        config.delivery.timeout.get() + config.delivery.connect_timeout.get() + Duration::from_secs(60),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(run_gauges(
+    let lease = config.delivery.timeout.get()
+        + config.delivery.connect_timeout.get()
+        + Duration::from_secs(60);
+    let tasks = vec![
+        tokio::spawn(syncer.run(stop.clone())),
+        tokio::spawn(health::run_pinger(
+            health.clone(),
+            conn.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(ingest::run_heartbeat(
+            in_flight.clone(),
+            conn.clone(),
+            keys.clone(),
+            settings.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(promote::run(
+            retry.clone(),
+            dispatcher.clone(),
+            outstanding.clone(),
+            lease,
+            stop.clone(),
+        )),
+        tokio::spawn(run_gauges(
+            conn.clone(),
+            keys.clone(),
+            settings.group.clone(),
+            retry.clone(),
+            dlq.clone(),
+            live.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+    ];
+    let writer_task = tokio::spawn(writer.run());
+    let acker = tokio::spawn(ingest::run_acker(
+        ack_rx,
         conn.clone(),
         keys.clone(),
         settings.group.clone(),
-        retry.clone(),
-        dlq.clone(),
-        live.clone(),
-        metrics.clone(),
-        stop.clone(),
-    )));
-    let writer_task = tokio::spawn(writer.run());
-    let acker = tokio::spawn(ingest::run_acker(ack_rx, conn.clone(), keys.clone(), settings.group.clone()));
+    ));
     let consumer_task = tokio::spawn(consumer.run());
     tracing::info!(
         consumer = %settings.consumer, listen = %config.http.listen,
@@ -222,7 +256,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if drained {
         tracing::info!("in-flight deliveries finished");
     } else {
-        tracing::warn!("shutdown grace over: unfinished deliveries stay pending and will be redelivered");
+        tracing::warn!(
+            "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
+        );
     }
     drop(dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
@@ -244,10 +280,12 @@ async fn listen(
     router: Router,
     stop: CancellationToken,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
-    let listener = tokio::net::TcpListener::bind(addr).await.map_err(|source| ServeError::Listen {
-        addr: addr.to_string(),
-        source,
-    })?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, router)
             .with_graceful_shutdown(async move { stop.cancelled().await })
@@ -293,11 +331,12 @@ async fn run_gauges(
         if let Ok(n) = dlq.depth().await {
             metrics.dlq_depth.set(n as i64);
         }
-        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> = redis::cmd("XPENDING")
-            .arg(keys.stream())
-            .arg(&group)
-            .query_async(&mut conn.clone())
-            .await;
+        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
+            redis::cmd("XPENDING")
+                .arg(keys.stream())
+                .arg(&group)
+                .query_async(&mut conn.clone())
+                .await;
         if let Ok((n, _, _, _)) = pending {
             metrics.stream_pending.set(n as i64);
         }

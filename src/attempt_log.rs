@@ -127,7 +127,8 @@ impl Writer {
                 .ignore();
             let ok = matches!(rec.status, Some(s) if (200..300).contains(&s));
             if ok && self.failing.remove(&rec.endpoint_id) {
-                pipe.hdel(self.keys.failing_since(), &rec.endpoint_id).ignore();
+                pipe.hdel(self.keys.failing_since(), &rec.endpoint_id)
+                    .ignore();
             }
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
@@ -176,12 +177,20 @@ pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::R
 }
 
 /// Recent attempts of one endpoint, newest first.
-pub async fn recent(conn: &ConnectionManager, keys: &Keys, endpoint_id: &str, limit: usize) -> redis::RedisResult<Vec<AttemptRecord>> {
+pub async fn recent(
+    conn: &ConnectionManager,
+    keys: &Keys,
+    endpoint_id: &str,
+    limit: usize,
+) -> redis::RedisResult<Vec<AttemptRecord>> {
     let raw: Vec<String> = redis::cmd("LRANGE")
         .arg(keys.attempts(endpoint_id))
         .arg(0)
         .arg(limit.saturating_sub(1))
         .query_async(&mut conn.clone())
         .await?;
-    Ok(raw.iter().filter_map(|r| serde_json::from_str(r).ok()).collect())
+    Ok(raw
+        .iter()
+        .filter_map(|r| serde_json::from_str(r).ok())
+        .collect())
 }

@@ -489,7 +489,9 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let e = load("http:\n  listenn: 0.0.0.0:1\n", &[]).unwrap_err().to_string();
+        let e = load("http:\n  listenn: 0.0.0.0:1\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("http") && e.contains("listenn"), "{e}");
         let e = load("bogus: 1\n", &[]).unwrap_err().to_string();
         assert!(e.contains("bogus"), "{e}");
@@ -497,7 +499,9 @@ mod tests {
 
     #[test]
     fn bad_durations_name_the_key() {
-        let e = load("retry:\n  schedule: [5s, 5x]\n", &[]).unwrap_err().to_string();
+        let e = load("retry:\n  schedule: [5s, 5x]\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("retry.schedule") && e.contains("5x"), "{e}");
         let e = load("shutdown_grace: soon\n", &[]).unwrap_err().to_string();
         assert!(e.contains("shutdown_grace"), "{e}");
@@ -509,7 +513,10 @@ mod tests {
             "redis:\n  url: redis://a:1\n",
             &[
                 ("WEBHOOKD_REDIS__URL", "redis://b:2"),
-                ("WEBHOOKD_HTTP__ADMIN_TOKENS", "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb"),
+                (
+                    "WEBHOOKD_HTTP__ADMIN_TOKENS",
+                    "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+                ),
                 ("WEBHOOKD_STREAM__BATCH", "17"),
                 ("WEBHOOKD_DELIVERY__ALLOW_HTTP", "true"),
                 ("WEBHOOKD_RETRY__SCHEDULE", "1s,2s"),
@@ -528,13 +535,17 @@ mod tests {
 
     #[test]
     fn unknown_environment_keys_are_named() {
-        let e = load("", &[("WEBHOOKD_HTTP__LISTN", "x")]).unwrap_err().to_string();
+        let e = load("", &[("WEBHOOKD_HTTP__LISTN", "x")])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("listn"), "{e}");
     }
 
     #[test]
     fn encryption_key_must_be_32_bytes_of_base64() {
-        let e = load("signing:\n  encryption_key: abc\n", &[]).unwrap_err().to_string();
+        let e = load("signing:\n  encryption_key: abc\n", &[])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("signing.encryption_key"), "{e}");
         let ok = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
         let c = load(&format!("signing:\n  encryption_key: {ok}\n"), &[]).unwrap();

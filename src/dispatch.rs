@@ -194,9 +194,14 @@ impl Dispatcher {
             Ok(p) => p,
             // A busy but healthy endpoint frees a permit soon; a hanging one does not, and
             // then the delivery moves to Redis instead of holding memory and its stream entry.
-            Err(_) if d.source == Source::Stream && lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog => {
+            Err(_)
+                if d.source == Source::Stream
+                    && lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog =>
+            {
                 lane.waiting.fetch_add(1, Ordering::Relaxed);
-                let p = tokio::time::timeout(self.cfg.lane_wait, lane.permits.clone().acquire_owned()).await;
+                let p =
+                    tokio::time::timeout(self.cfg.lane_wait, lane.permits.clone().acquire_owned())
+                        .await;
                 lane.waiting.fetch_sub(1, Ordering::Relaxed);
                 match p {
                     Ok(p) => p.expect("lane semaphores are never closed"),
@@ -228,7 +233,9 @@ impl Dispatcher {
         drop(_lane_permit);
         d.attempts += 1;
         d.deferrals = 0;
-        self.metrics.attempt_duration.observe(outcome.latency.as_secs_f64());
+        self.metrics
+            .attempt_duration
+            .observe(outcome.latency.as_secs_f64());
         self.finish(d, &ep, outcome).await
     }
 
@@ -272,7 +279,13 @@ impl Dispatcher {
             return self.dead_letter(&d, job).await;
         }
         let unit: f64 = rand::random();
-        match retry::next_delay(&self.cfg.schedule, d.attempts, self.cfg.jitter, unit, outcome.retry_after) {
+        match retry::next_delay(
+            &self.cfg.schedule,
+            d.attempts,
+            self.cfg.jitter,
+            unit,
+            outcome.retry_after,
+        ) {
             Some(delay) => {
                 self.metrics.retried.inc();
                 let due = now_ms() + delay.as_millis() as i64;
@@ -296,7 +309,11 @@ impl Dispatcher {
     /// Hands a delivery whose endpoint is saturated to the retry queue, without an attempt.
     async fn defer(&self, d: &Delivery) -> bool {
         self.metrics.deferred.inc();
-        let backoff = self.cfg.defer.saturating_mul(1 << d.deferrals.min(10)).min(self.cfg.defer_max);
+        let backoff = self
+            .cfg
+            .defer
+            .saturating_mul(1 << d.deferrals.min(10))
+            .min(self.cfg.defer_max);
         let spread = 0.5 + rand::random::<f64>();
         let due = now_ms() + backoff.mul_f64(spread).as_millis() as i64;
         let mut job = d.to_job(None);

@@ -105,7 +105,9 @@ impl Dlq {
         cursor: Option<&str>,
         limit: usize,
     ) -> redis::RedisResult<Page> {
-        let mut start = cursor.map(|c| format!("({c}")).unwrap_or_else(|| "-".into());
+        let mut start = cursor
+            .map(|c| format!("({c}"))
+            .unwrap_or_else(|| "-".into());
         let mut letters = Vec::new();
         let mut scanned = 0;
         loop {
@@ -114,7 +116,9 @@ impl Dlq {
             for dl in chunk {
                 scanned += 1;
                 start = format!("({}", dl.id);
-                if tenant.is_some_and(|t| t != dl.tenant) || endpoint.is_some_and(|e| e != dl.endpoint_id) {
+                if tenant.is_some_and(|t| t != dl.tenant)
+                    || endpoint.is_some_and(|e| e != dl.endpoint_id)
+                {
                     if scanned >= SCAN_LIMIT {
                         return Ok(Page {
                             letters,
@@ -126,7 +130,10 @@ impl Dlq {
                 letters.push(dl);
                 if letters.len() == limit {
                     let next = letters.last().map(|l| l.id.clone());
-                    return Ok(Page { letters, next_cursor: next });
+                    return Ok(Page {
+                        letters,
+                        next_cursor: next,
+                    });
                 }
             }
             if done {
@@ -139,7 +146,12 @@ impl Dlq {
     }
 
     /// Moves matching dead letters back into the retry queue with a fresh schedule.
-    pub async fn replay(&self, tenant: Option<&str>, sel: &Selector, queue: &RetryQueue) -> redis::RedisResult<usize> {
+    pub async fn replay(
+        &self,
+        tenant: Option<&str>,
+        sel: &Selector,
+        queue: &RetryQueue,
+    ) -> redis::RedisResult<usize> {
         let letters = self.select(tenant, sel).await?;
         let jobs: Vec<Job> = letters
             .iter()
@@ -182,7 +194,11 @@ impl Dlq {
         Ok(removed)
     }
 
-    async fn select(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<Vec<DeadLetter>> {
+    async fn select(
+        &self,
+        tenant: Option<&str>,
+        sel: &Selector,
+    ) -> redis::RedisResult<Vec<DeadLetter>> {
         let mut out = Vec::new();
         match sel {
             Selector::Ids(ids) => {
@@ -218,7 +234,12 @@ impl Dlq {
         Ok(out)
     }
 
-    async fn range(&self, start: &str, end: &str, count: usize) -> redis::RedisResult<Vec<DeadLetter>> {
+    async fn range(
+        &self,
+        start: &str,
+        end: &str,
+        count: usize,
+    ) -> redis::RedisResult<Vec<DeadLetter>> {
         let raw: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
             .arg(self.keys.dlq())
             .arg(start)
@@ -227,14 +248,19 @@ impl Dlq {
             .arg(count)
             .query_async(&mut self.conn.clone())
             .await?;
-        Ok(raw.into_iter().filter_map(|(id, f)| from_fields(id, f)).collect())
+        Ok(raw
+            .into_iter()
+            .filter_map(|(id, f)| from_fields(id, f))
+            .collect())
     }
 }
 
 /// `<ms>-<seq>` or `<ms>`, as XRANGE accepts.
 pub fn valid_stream_id(id: &str) -> bool {
     let mut parts = id.splitn(2, '-');
-    let ms_ok = parts.next().is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
+    let ms_ok = parts
+        .next()
+        .is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
     let seq_ok = parts
         .next()
         .is_none_or(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
@@ -245,7 +271,8 @@ fn from_fields(id: String, mut f: HashMap<String, String>) -> Option<DeadLetter>
     let mut take = |k: &str| f.remove(k).unwrap_or_default();
     let ms = |s: String| s.parse::<i64>().unwrap_or(0);
     let body = take("body");
-    let body = RawValue::from_string(body).unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null"));
+    let body = RawValue::from_string(body)
+        .unwrap_or_else(|_| RawValue::from_string("null".into()).expect("null"));
     let last_error = take("last_error");
     let first = ms(take("first_attempt_at"));
     Some(DeadLetter {

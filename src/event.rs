@@ -181,19 +181,58 @@ mod tests {
     fn each_missing_or_malformed_field_is_named() {
         let cases = [
             (r#"not json"#, "invalid JSON"),
-            (r#"{"type":"a.b","tenant":"t","created_at":1,"data":{}}"#, "`id`"),
-            (r#"{"id":"x","tenant":"t","created_at":1,"data":{}}"#, "`type`"),
-            (r#"{"id":"x","type":"a.b","created_at":1,"data":{}}"#, "`tenant`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t","data":{}}"#, "`created_at`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t","created_at":1}"#, "`data`"),
-            (r#"{"id":"x y","type":"a.b","tenant":"t","created_at":1,"data":{}}"#, "`id`"),
-            (r#"{"id":"x","type":"Outbound.b","tenant":"t","created_at":1,"data":{}}"#, "`type`"),
-            (r#"{"id":"x","type":"outbound","tenant":"t","created_at":1,"data":{}}"#, "`type`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t/x","created_at":1,"data":{}}"#, "`tenant`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t","created_at":"1","data":{}}"#, "`created_at`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t","created_at":1.5,"data":{}}"#, "`created_at`"),
-            (r#"{"id":"x","type":"a.b","tenant":"t","created_at":1,"data":[1]}"#, "`data`"),
-            (r#"{"id":7,"type":"a.b","tenant":"t","created_at":1,"data":{}}"#, "`id`"),
+            (
+                r#"{"type":"a.b","tenant":"t","created_at":1,"data":{}}"#,
+                "`id`",
+            ),
+            (
+                r#"{"id":"x","tenant":"t","created_at":1,"data":{}}"#,
+                "`type`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","created_at":1,"data":{}}"#,
+                "`tenant`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","data":{}}"#,
+                "`created_at`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":1}"#,
+                "`data`",
+            ),
+            (
+                r#"{"id":"x y","type":"a.b","tenant":"t","created_at":1,"data":{}}"#,
+                "`id`",
+            ),
+            (
+                r#"{"id":"x","type":"Outbound.b","tenant":"t","created_at":1,"data":{}}"#,
+                "`type`",
+            ),
+            (
+                r#"{"id":"x","type":"outbound","tenant":"t","created_at":1,"data":{}}"#,
+                "`type`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t/x","created_at":1,"data":{}}"#,
+                "`tenant`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":"1","data":{}}"#,
+                "`created_at`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":1.5,"data":{}}"#,
+                "`created_at`",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":1,"data":[1]}"#,
+                "`data`",
+            ),
+            (
+                r#"{"id":7,"type":"a.b","tenant":"t","created_at":1,"data":{}}"#,
+                "`id`",
+            ),
         ];
         for (raw, needle) in cases {
             let err = parse(raw.as_bytes(), 1 << 20).unwrap_err();

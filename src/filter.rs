@@ -50,9 +50,7 @@ impl Pattern {
             } else if seg.is_empty() {
                 return Err(err("empty segment"));
             } else {
-                return Err(err(
-                    "each segment must be `*` or lowercase [a-z0-9_]+",
-                ));
+                return Err(err("each segment must be `*` or lowercase [a-z0-9_]+"));
             }
         }
         Ok(Pattern {
@@ -204,20 +202,37 @@ mod tests {
             assert!(f("*", "outbound.delivered") && f("*", "inbound.spam") && f("*", "a.b.c"));
             assert!(f("outbound.*", "outbound.delivered") && f("outbound.*", "outbound.bounced"));
             assert!(!f("outbound.*", "inbound.delivered"));
-            assert!(f("*.delivered", "outbound.delivered") && f("*.delivered", "inbound.delivered"));
+            assert!(
+                f("*.delivered", "outbound.delivered") && f("*.delivered", "inbound.delivered")
+            );
             assert!(!f("*.delivered", "outbound.bounced"));
             assert!(f("outbound.bounced", "outbound.bounced"));
             assert!(!f("outbound.bounced", "outbound.delivered"));
             assert!(!f("outbound.*", "outbound") && !f("outbound.*", "outboundx.sent"));
             assert!(!f("outbound.*", "Outbound.sent"), "case-sensitive");
-            assert!(f("outbound.*", "outbound.a.b"), "a trailing * takes one or more");
-            assert!(!f("*.delivered", "x.outbound.delivered"), "an inner * takes exactly one");
+            assert!(
+                f("outbound.*", "outbound.a.b"),
+                "a trailing * takes one or more"
+            );
+            assert!(
+                !f("*.delivered", "x.outbound.delivered"),
+                "an inner * takes exactly one"
+            );
         }
     }
 
     #[test]
     fn malformed_patterns_are_refused() {
-        for bad in ["", "outbound.", "..", "out*bound", "Outbound.*", ".x", "a.**", "a b"] {
+        for bad in [
+            "",
+            "outbound.",
+            "..",
+            "out*bound",
+            "Outbound.*",
+            ".x",
+            "a.**",
+            "a b",
+        ] {
             assert!(Pattern::parse(bad).is_err(), "{bad:?} should be refused");
         }
     }
@@ -235,12 +250,19 @@ mod tests {
     }
 
     fn segment() -> impl Strategy<Value = String> {
-        prop_oneof![Just("a".to_string()), Just("b".to_string()), Just("c_1".to_string())]
+        prop_oneof![
+            Just("a".to_string()),
+            Just("b".to_string()),
+            Just("c_1".to_string())
+        ]
     }
 
     fn pattern() -> impl Strategy<Value = String> {
-        prop::collection::vec(prop_oneof![3 => segment(), 1 => Just("*".to_string())], 1..5)
-            .prop_map(|s| s.join("."))
+        prop::collection::vec(
+            prop_oneof![3 => segment(), 1 => Just("*".to_string())],
+            1..5,
+        )
+        .prop_map(|s| s.join("."))
     }
 
     fn event_type() -> impl Strategy<Value = String> {

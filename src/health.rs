@@ -31,7 +31,11 @@ impl Health {
 }
 
 /// Pings Redis every second; readiness follows the answer.
-pub async fn run_pinger(health: std::sync::Arc<Health>, conn: ConnectionManager, stop: CancellationToken) {
+pub async fn run_pinger(
+    health: std::sync::Arc<Health>,
+    conn: ConnectionManager,
+    stop: CancellationToken,
+) {
     loop {
         let ping = tokio::time::timeout(
             Duration::from_secs(1),

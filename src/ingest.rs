@@ -44,7 +44,10 @@ pub struct InFlight {
 
 impl InFlight {
     fn insert(&self, id: &str) -> bool {
-        self.ids.lock().expect("in-flight set").insert(id.to_string())
+        self.ids
+            .lock()
+            .expect("in-flight set")
+            .insert(id.to_string())
     }
     fn remove(&self, id: &str) {
         self.ids.lock().expect("in-flight set").remove(id);
@@ -53,7 +56,12 @@ impl InFlight {
         self.ids.lock().expect("in-flight set").contains(id)
     }
     pub fn snapshot(&self) -> Vec<String> {
-        self.ids.lock().expect("in-flight set").iter().cloned().collect()
+        self.ids
+            .lock()
+            .expect("in-flight set")
+            .iter()
+            .cloned()
+            .collect()
     }
 }
 
@@ -113,7 +121,9 @@ impl Consumer {
             .query_async(&mut self.conn.clone())
             .await;
         match r {
-            Err(e) if e.code() != Some("BUSYGROUP") && !e.to_string().contains("BUSYGROUP") => Err(e),
+            Err(e) if e.code() != Some("BUSYGROUP") && !e.to_string().contains("BUSYGROUP") => {
+                Err(e)
+            }
             _ => Ok(()),
         }
     }
@@ -175,7 +185,10 @@ impl Consumer {
 
     async fn read(&self, from: &str) -> redis::RedisResult<Vec<StreamId>> {
         // Read no more than there is room for, so nothing waits unbounded in memory.
-        let room = self.outstanding.available_permits().min(self.settings.batch);
+        let room = self
+            .outstanding
+            .available_permits()
+            .min(self.settings.batch);
         if room == 0 {
             tokio::time::sleep(Duration::from_millis(5)).await;
             return Ok(Vec::new());
@@ -214,14 +227,22 @@ impl Consumer {
             for gone in reply.deleted_ids {
                 let _ = self.acks.send(gone);
             }
-            claimed.extend(reply.claimed.into_iter().filter(|e| !self.in_flight.contains(&e.id)));
+            claimed.extend(
+                reply
+                    .claimed
+                    .into_iter()
+                    .filter(|e| !self.in_flight.contains(&e.id)),
+            );
             cursor = reply.next_stream_id;
             if cursor == "0-0" || claimed.len() >= self.settings.batch {
                 break;
             }
         }
         if !claimed.is_empty() {
-            tracing::info!(count = claimed.len(), "claimed entries left pending by another consumer");
+            tracing::info!(
+                count = claimed.len(),
+                "claimed entries left pending by another consumer"
+            );
         }
         Ok(claimed)
     }
@@ -235,14 +256,18 @@ impl Consumer {
                 continue;
             }
             match entry.map.get("event") {
-                Some(Value::BulkString(raw)) => match event::parse(raw, self.settings.max_event_bytes) {
-                    Ok(ev) => valid.push((entry.id, ev)),
-                    Err(why) => invalid.push((entry.id, why.0, raw.clone())),
-                },
-                Some(Value::SimpleString(s)) => match event::parse(s.as_bytes(), self.settings.max_event_bytes) {
-                    Ok(ev) => valid.push((entry.id, ev)),
-                    Err(why) => invalid.push((entry.id, why.0, s.clone().into_bytes())),
-                },
+                Some(Value::BulkString(raw)) => {
+                    match event::parse(raw, self.settings.max_event_bytes) {
+                        Ok(ev) => valid.push((entry.id, ev)),
+                        Err(why) => invalid.push((entry.id, why.0, raw.clone())),
+                    }
+                }
+                Some(Value::SimpleString(s)) => {
+                    match event::parse(s.as_bytes(), self.settings.max_event_bytes) {
+                        Ok(ev) => valid.push((entry.id, ev)),
+                        Err(why) => invalid.push((entry.id, why.0, s.clone().into_bytes())),
+                    }
+                }
                 // A pending entry whose data was trimmed away: nothing left to deliver.
                 None if entry.map.is_empty() => {
                     let _ = self.acks.send(entry.id);
@@ -254,7 +279,11 @@ impl Consumer {
                         .map(|(k, v)| format!("{k}={v:?}"))
                         .collect::<Vec<_>>()
                         .join(" ");
-                    invalid.push((entry.id, "entry has no `event` field".into(), raw.into_bytes()));
+                    invalid.push((
+                        entry.id,
+                        "entry has no `event` field".into(),
+                        raw.into_bytes(),
+                    ));
                 }
             }
         }
@@ -301,7 +330,9 @@ impl Consumer {
                     let _ = self.acks.send(id.clone());
                 }
             }
-            Err(e) => tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending"),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending")
+            }
         }
     }
 
@@ -319,7 +350,10 @@ impl Consumer {
                 .ignore()
                 .get(&key);
         }
-        match pipe.query_async::<Vec<Option<String>>>(&mut self.conn.clone()).await {
+        match pipe
+            .query_async::<Vec<Option<String>>>(&mut self.conn.clone())
+            .await
+        {
             Ok(owners) => Some(
                 valid
                     .iter()
@@ -340,7 +374,10 @@ impl Consumer {
             .live
             .snapshot()
             .matching(&ev.tenant, &ev.event_type, &mut matched);
-        let mut ids: Vec<String> = matched.iter().map(|ep| format!("{entry}:{}", ep.id)).collect();
+        let mut ids: Vec<String> = matched
+            .iter()
+            .map(|ep| format!("{entry}:{}", ep.id))
+            .collect();
         if reread && !ids.is_empty() {
             // A delivery already in the retry queue is owned by it: never schedule it twice.
             match self.retry.contains(&ids).await {

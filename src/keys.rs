@@ -83,7 +83,12 @@ mod tests {
     fn keys_used_together_share_a_hash_tag() {
         let k = Keys::new("t1:", "events");
         assert!(k.retry_due().contains("{retry}") && k.retry_jobs().contains("{retry}"));
-        for key in [k.endpoints(), k.tenant_endpoints("a"), k.endpoints_log(), k.failing_since()] {
+        for key in [
+            k.endpoints(),
+            k.tenant_endpoints("a"),
+            k.endpoints_log(),
+            k.failing_since(),
+        ] {
             assert!(key.contains("{endpoints}"), "{key}");
         }
     }

@@ -17,7 +17,11 @@ use webhookd::retry::RetryQueue;
 use webhookd::{app, clock, event};
 
 #[derive(Parser)]
-#[command(name = "webhookd", version, about = "Outbound webhook fan-out dispatcher")]
+#[command(
+    name = "webhookd",
+    version,
+    about = "Outbound webhook fan-out dispatcher"
+)]
 struct Cli {
     /// Config file (default: config.yaml in the working directory, if present).
     #[arg(long, global = true, env = "WEBHOOKD_CONFIG")]
@@ -142,7 +146,10 @@ fn main() -> ExitCode {
 }
 
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ")
+    e.chain()
+        .map(|c| c.to_string())
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config> {
@@ -154,7 +161,9 @@ fn load_config(path: &Option<PathBuf>) -> Result<Config> {
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
-    Ok(tokio::runtime::Builder::new_multi_thread().enable_all().build()?)
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
 }
 
 fn read_input(file: &PathBuf) -> Result<Vec<u8>> {
@@ -184,7 +193,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Sign { secret, id, timestamp } => {
+        Command::Sign {
+            secret,
+            id,
+            timestamp,
+        } => {
             let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
             if !event::valid_id(&id) {
                 bail!("--id must be 1-128 characters of [A-Za-z0-9_.:-]");
@@ -194,10 +207,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let ts = timestamp.unwrap_or_else(clock::now_secs);
             println!("webhook-id: {id}");
             println!("webhook-timestamp: {ts}");
-            println!("webhook-signature: {}", sign::signature_header(&[key], &id, ts, &body));
+            println!(
+                "webhook-signature: {}",
+                sign::signature_header(&[key], &id, ts, &body)
+            );
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { secret, id, timestamp, signature } => {
+        Command::Verify {
+            secret,
+            id,
+            timestamp,
+            signature,
+        } => {
             let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
             let mut body = Vec::new();
             std::io::stdin().read_to_end(&mut body)?;
@@ -209,10 +230,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         }
-        Command::Publish { tenant, event_type, id, data } => {
+        Command::Publish {
+            tenant,
+            event_type,
+            id,
+            data,
+        } => {
             let config = load_config(&cli.config)?;
-            let data: serde_json::Value =
-                serde_json::from_str(&data).map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
+            let data: serde_json::Value = serde_json::from_str(&data)
+                .map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
             let id = id.unwrap_or_else(event::new_id);
             let raw = event::envelope_json(&id, &event_type, &tenant, clock::now_secs(), &data);
             let ids = runtime()?.block_on(async {
@@ -221,21 +247,31 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| anyhow!(e))?;
                 let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
                 Ok::<_, anyhow::Error>(
-                    publish::publish_raw(&conn, &keys, &[raw], config.stream.max_event_bytes).await?,
+                    publish::publish_raw(&conn, &keys, &[raw], config.stream.max_event_bytes)
+                        .await?,
                 )
             })?;
             println!("{}", ids[0]);
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ingest { provider, tenant, file } => {
+        Command::Ingest {
+            provider,
+            tenant,
+            file,
+        } => {
             let config = load_config(&cli.config)?;
             let provider: Provider = provider.parse().map_err(|e| anyhow!("--provider: {e}"))?;
             if !event::valid_tenant(&tenant) {
                 bail!("--tenant must be 1-64 characters of [A-Za-z0-9_.-]");
             }
-            let text = String::from_utf8(read_input(&file)?).map_err(|_| anyhow!("input is not UTF-8"))?;
+            let text =
+                String::from_utf8(read_input(&file)?).map_err(|_| anyhow!("input is not UTF-8"))?;
             let payloads = normalize::parse_input(&text)?;
-            let events = normalize::normalize(provider, &serde_json::Value::Array(payloads), clock::now_secs())?;
+            let events = normalize::normalize(
+                provider,
+                &serde_json::Value::Array(payloads),
+                clock::now_secs(),
+            )?;
             let envelopes = publish::envelopes(&tenant, &events);
             let published = runtime()?.block_on(async {
                 let conn = connect(&config.redis.url, std::time::Duration::from_secs(10))
@@ -243,11 +279,15 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     .map_err(|e| anyhow!(e))?;
                 let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
                 Ok::<_, anyhow::Error>(
-                    publish::publish_raw(&conn, &keys, &envelopes, config.stream.max_event_bytes).await?,
+                    publish::publish_raw(&conn, &keys, &envelopes, config.stream.max_event_bytes)
+                        .await?,
                 )
             })?;
             let ids: Vec<&str> = events.iter().map(|e| e.id.as_str()).collect();
-            println!("{}", serde_json::json!({"published": published.len(), "ids": ids}));
+            println!(
+                "{}",
+                serde_json::json!({"published": published.len(), "ids": ids})
+            );
             Ok(ExitCode::SUCCESS)
         }
         Command::Dlq(cmd) => {
@@ -264,12 +304,21 @@ async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
     let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
     let dlq = Dlq::new(conn.clone(), keys.clone());
     match cmd {
-        DlqCommand::List { tenant, endpoint, json } => {
+        DlqCommand::List {
+            tenant,
+            endpoint,
+            json,
+        } => {
             let mut cursor: Option<String> = None;
             let mut shown = 0;
             loop {
                 let page = dlq
-                    .list(tenant.as_deref(), endpoint.as_deref(), cursor.as_deref(), 250)
+                    .list(
+                        tenant.as_deref(),
+                        endpoint.as_deref(),
+                        cursor.as_deref(),
+                        250,
+                    )
                     .await?;
                 for dl in &page.letters {
                     shown += 1;
@@ -305,8 +354,9 @@ async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
                 Selector::Endpoint(e)
             } else {
                 let since = select.since.expect("clap requires one selector");
-                let ms = clock::parse_rfc3339(&since)
-                    .ok_or_else(|| anyhow!("--since `{since}` is not an RFC 3339 time (e.g. 2024-01-09T00:00:00Z)"))?;
+                let ms = clock::parse_rfc3339(&since).ok_or_else(|| {
+                    anyhow!("--since `{since}` is not an RFC 3339 time (e.g. 2024-01-09T00:00:00Z)")
+                })?;
                 Selector::Since(ms)
             };
             let queue = RetryQueue::new(conn, keys);

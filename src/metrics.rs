@@ -81,15 +81,31 @@ impl Metrics {
             registry.register(name, help, g.clone());
             g
         };
-        let retry_queue_depth = gauge(&mut registry, "webhookd_retry_queue_depth", "Deliveries waiting in the retry queue");
-        let dlq_depth = gauge(&mut registry, "webhookd_dlq_depth", "Entries in the dead-letter stream");
-        let in_flight = gauge(&mut registry, "webhookd_in_flight", "HTTP attempts under way in this replica");
+        let retry_queue_depth = gauge(
+            &mut registry,
+            "webhookd_retry_queue_depth",
+            "Deliveries waiting in the retry queue",
+        );
+        let dlq_depth = gauge(
+            &mut registry,
+            "webhookd_dlq_depth",
+            "Entries in the dead-letter stream",
+        );
+        let in_flight = gauge(
+            &mut registry,
+            "webhookd_in_flight",
+            "HTTP attempts under way in this replica",
+        );
         let stream_pending = gauge(
             &mut registry,
             "webhookd_stream_pending",
             "Input entries read by the group but not yet acknowledged",
         );
-        let endpoints = gauge(&mut registry, "webhookd_endpoints", "Endpoints in the match index");
+        let endpoints = gauge(
+            &mut registry,
+            "webhookd_endpoints",
+            "Endpoints in the match index",
+        );
         let endpoints_disabled = Counter::default();
         registry.register(
             "webhookd_endpoints_disabled",

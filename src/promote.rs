@@ -29,7 +29,10 @@ pub async fn run(
             continue;
         }
         let now = now_ms();
-        let jobs = match queue.take_due(now, room, now + lease.as_millis() as i64).await {
+        let jobs = match queue
+            .take_due(now, room, now + lease.as_millis() as i64)
+            .await
+        {
             Ok(jobs) => jobs,
             Err(e) => {
                 tracing::warn!(error = %e, "taking due retries failed");
@@ -39,7 +42,11 @@ pub async fn run(
         };
         let full = jobs.len() == room;
         for job in jobs {
-            let permit = outstanding.clone().acquire_owned().await.expect("never closed");
+            let permit = outstanding
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
             let dispatcher = dispatcher.clone();
             tokio::spawn(async move {
                 // Whatever happens, the lease makes an unrecorded delivery due again.

@@ -29,7 +29,11 @@ pub async fn publish_raw(
     }
     let mut pipe = redis::pipe();
     for raw in envelopes {
-        pipe.cmd("XADD").arg(keys.stream()).arg("*").arg("event").arg(raw);
+        pipe.cmd("XADD")
+            .arg(keys.stream())
+            .arg("*")
+            .arg("event")
+            .arg(raw);
     }
     Ok(pipe.query_async(&mut conn.clone()).await?)
 }
@@ -52,7 +56,10 @@ pub fn envelopes(tenant: &str, events: &[Normalized]) -> Vec<String> {
 
 /// Connects, retrying briefly so a Redis that is still starting is waited for, and
 /// failing with one clear line when it never answers.
-pub async fn connect(url: &str, response_timeout: std::time::Duration) -> Result<ConnectionManager, String> {
+pub async fn connect(
+    url: &str,
+    response_timeout: std::time::Duration,
+) -> Result<ConnectionManager, String> {
     let client = redis::Client::open(url)
         .map_err(|e| format!("redis.url `{}` is invalid: {e}", crate::redact::url(url)))?;
     let cfg = redis::aio::ConnectionManagerConfig::new()

@@ -100,16 +100,25 @@ impl RetryQueue {
         let mut pipe = redis::pipe();
         pipe.atomic();
         for job in jobs {
-            pipe.hset(self.keys.retry_jobs(), &job.id, serde_json::to_string(job).expect("jobs serialize"))
-                .ignore()
-                .zadd(self.keys.retry_due(), &job.id, due_ms)
-                .ignore();
+            pipe.hset(
+                self.keys.retry_jobs(),
+                &job.id,
+                serde_json::to_string(job).expect("jobs serialize"),
+            )
+            .ignore()
+            .zadd(self.keys.retry_due(), &job.id, due_ms)
+            .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await
     }
 
     /// Takes up to `limit` due deliveries, leased until `lease_until_ms`.
-    pub async fn take_due(&self, now_ms: i64, limit: usize, lease_until_ms: i64) -> redis::RedisResult<Vec<Job>> {
+    pub async fn take_due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        lease_until_ms: i64,
+    ) -> redis::RedisResult<Vec<Job>> {
         let raw: Vec<String> = self
             .take_due
             .key(self.keys.retry_due())
@@ -128,7 +137,10 @@ impl RetryQueue {
             }
         }
         if !orphans.is_empty() {
-            tracing::warn!(count = orphans.len(), "dropping retry ids without a readable job");
+            tracing::warn!(
+                count = orphans.len(),
+                "dropping retry ids without a readable job"
+            );
             for id in orphans {
                 self.complete(&id).await?;
             }
@@ -183,7 +195,10 @@ mod tests {
     fn a_schedule_of_n_delays_means_one_plus_n_attempts() {
         let s = default_schedule();
         for done in 1..=7 {
-            assert!(next_delay(&s, done, 0.0, 0.5, None).is_some(), "after attempt {done}");
+            assert!(
+                next_delay(&s, done, 0.0, 0.5, None).is_some(),
+                "after attempt {done}"
+            );
         }
         assert_eq!(next_delay(&s, 8, 0.0, 0.5, None), None);
         assert_eq!(next_delay(&[], 1, 0.2, 0.5, None), None);
@@ -192,9 +207,18 @@ mod tests {
     #[test]
     fn delays_follow_the_schedule() {
         let s = default_schedule();
-        assert_eq!(next_delay(&s, 1, 0.0, 0.9, None), Some(Duration::from_secs(5)));
-        assert_eq!(next_delay(&s, 2, 0.0, 0.9, None), Some(Duration::from_secs(300)));
-        assert_eq!(next_delay(&s, 7, 0.0, 0.9, None), Some(Duration::from_secs(36_000)));
+        assert_eq!(
+            next_delay(&s, 1, 0.0, 0.9, None),
+            Some(Duration::from_secs(5))
+        );
+        assert_eq!(
+            next_delay(&s, 2, 0.0, 0.9, None),
+            Some(Duration::from_secs(300))
+        );
+        assert_eq!(
+            next_delay(&s, 7, 0.0, 0.9, None),
+            Some(Duration::from_secs(36_000))
+        );
     }
 
     #[test]
@@ -212,7 +236,11 @@ mod tests {
         let d = next_delay(&s, 1, 0.2, 0.0, Some(Duration::from_secs(60))).unwrap();
         assert_eq!(d, Duration::from_secs(60));
         let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::from_secs(1))).unwrap();
-        assert_eq!(d, Duration::from_secs(5), "never earlier than the schedule either");
+        assert_eq!(
+            d,
+            Duration::from_secs(5),
+            "never earlier than the schedule either"
+        );
         let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::from_secs(999_999))).unwrap();
         assert_eq!(d, Duration::from_secs(36_000));
     }

@@ -78,7 +78,13 @@ mod tests {
         let sealed = s.seal("whsec_abc");
         assert!(!sealed.contains("whsec_abc"));
         assert_eq!(s.open(&sealed).unwrap(), "whsec_abc");
-        assert!(matches!(Sealer::new(Some([8; 32])).open(&sealed), Err(SealError::Decrypt)));
-        assert!(matches!(Sealer::new(None).open(&sealed), Err(SealError::NoKey)));
+        assert!(matches!(
+            Sealer::new(Some([8; 32])).open(&sealed),
+            Err(SealError::Decrypt)
+        ));
+        assert!(matches!(
+            Sealer::new(None).open(&sealed),
+            Err(SealError::NoKey)
+        ));
     }
 }

@@ -26,7 +26,9 @@ pub fn health_routes(state: OpsState) -> Router {
 }
 
 pub fn metrics_routes(state: OpsState) -> Router {
-    Router::new().route("/metrics", get(metrics)).with_state(state)
+    Router::new()
+        .route("/metrics", get(metrics))
+        .with_state(state)
 }
 
 async fn readyz(State(s): State<OpsState>) -> Response {

@@ -51,7 +51,10 @@ fn an_unknown_config_key_fails_at_start_naming_it() {
 #[test]
 fn a_bad_duration_fails_naming_the_key() {
     let (_d, p) = config_file("delivery:\n  timeout: 15 seconds\n");
-    fails_with_one_line(&["serve", "--config", &p], &["delivery.timeout", "15 seconds"]);
+    fails_with_one_line(
+        &["serve", "--config", &p],
+        &["delivery.timeout", "15 seconds"],
+    );
 }
 
 #[test]
@@ -65,13 +68,22 @@ fn an_unreachable_redis_fails_at_start_with_one_clear_line() {
     assert_ne!(code, 0);
     let line = err.trim();
     assert_eq!(line.lines().count(), 1, "{err}");
-    assert!(line.contains("cannot connect to Redis") && line.contains(&port.to_string()), "{line}");
-    assert!(!line.contains("hunter2"), "the password is never printed: {line}");
+    assert!(
+        line.contains("cannot connect to Redis") && line.contains(&port.to_string()),
+        "{line}"
+    );
+    assert!(
+        !line.contains("hunter2"),
+        "the password is never printed: {line}"
+    );
 }
 
 #[test]
 fn a_missing_config_file_named_explicitly_is_an_error() {
-    fails_with_one_line(&["check-config", "--config", "/nonexistent/webhookd.yaml"], &["/nonexistent/webhookd.yaml"]);
+    fails_with_one_line(
+        &["check-config", "--config", "/nonexistent/webhookd.yaml"],
+        &["/nonexistent/webhookd.yaml"],
+    );
 }
 
 #[test]
@@ -84,8 +96,20 @@ fn the_sample_config_checks_out() {
 
 #[test]
 fn sign_then_verify_round_trips_and_a_tampered_body_fails() {
-    let body = br#"{"id":"evt_1","service":"outbound","type":"outbound.sent","created_at":1,"data":{}}"#;
-    let (code, out, err) = run(&["sign", "--secret", SECRET, "--id", "evt_1", "--timestamp", "1700000000"], body);
+    let body =
+        br#"{"id":"evt_1","service":"outbound","type":"outbound.sent","created_at":1,"data":{}}"#;
+    let (code, out, err) = run(
+        &[
+            "sign",
+            "--secret",
+            SECRET,
+            "--id",
+            "evt_1",
+            "--timestamp",
+            "1700000000",
+        ],
+        body,
+    );
     assert_eq!(code, 0, "{err}");
     let sig = out
         .lines()
@@ -94,7 +118,21 @@ fn sign_then_verify_round_trips_and_a_tampered_body_fails() {
         .to_string();
     assert!(out.contains("webhook-id: evt_1") && out.contains("webhook-timestamp: 1700000000"));
     let verify = |b: &[u8], sig: &str| {
-        run(&["verify", "--secret", SECRET, "--id", "evt_1", "--timestamp", "1700000000", "--signature", sig], b).0
+        run(
+            &[
+                "verify",
+                "--secret",
+                SECRET,
+                "--id",
+                "evt_1",
+                "--timestamp",
+                "1700000000",
+                "--signature",
+                sig,
+            ],
+            b,
+        )
+        .0
     };
     assert_eq!(verify(body, &sig), 0);
     assert_eq!(verify(b"{}", &sig), 1);
@@ -114,9 +152,24 @@ fn a_bad_secret_is_refused_with_one_line() {
 #[test]
 fn publish_appends_a_valid_envelope_and_refuses_an_invalid_one() {
     let prefix = unique_prefix("cli");
-    let (_d, p) = config_file(&format!("redis:\n  url: \"{}\"\n  key_prefix: \"{prefix}\"\n", redis_url()));
+    let (_d, p) = config_file(&format!(
+        "redis:\n  url: \"{}\"\n  key_prefix: \"{prefix}\"\n",
+        redis_url()
+    ));
     let (code, out, err) = run(
-        &["publish", "--config", &p, "--tenant", "t1", "--type", "outbound.sent", "--id", "e1", "--data", r#"{"a":1}"#],
+        &[
+            "publish",
+            "--config",
+            &p,
+            "--tenant",
+            "t1",
+            "--type",
+            "outbound.sent",
+            "--id",
+            "e1",
+            "--data",
+            r#"{"a":1}"#,
+        ],
         b"",
     );
     assert_eq!(code, 0, "{err}");
@@ -133,7 +186,10 @@ fn publish_appends_a_valid_envelope_and_refuses_an_invalid_one() {
     let ev: serde_json::Value = serde_json::from_str(&entries[0].1["event"]).unwrap();
     assert_eq!(ev["tenant"], "t1");
     assert_eq!(ev["data"]["a"], 1);
-    let (code, _, err) = run(&["publish", "--config", &p, "--tenant", "t1", "--type", "Bad"], b"");
+    let (code, _, err) = run(
+        &["publish", "--config", &p, "--tenant", "t1", "--type", "Bad"],
+        b"",
+    );
     assert_eq!(code, 1);
     assert!(err.contains("`type`"), "{err}");
 }

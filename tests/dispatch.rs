@@ -20,7 +20,12 @@ async fn events_reach_exactly_the_matching_endpoints_of_their_own_tenant() {
     let setup = Setup::new("match")
         .endpoint("ep_all", "acct_a", &all.url("/all"), &["*"])
         .endpoint("ep_out", "acct_a", &outbound.url("/out"), &["outbound.*"])
-        .endpoint("ep_bnc", "acct_a", &bounced.url("/bnc"), &["outbound.bounced"])
+        .endpoint(
+            "ep_bnc",
+            "acct_a",
+            &bounced.url("/bnc"),
+            &["outbound.bounced"],
+        )
         .endpoint("ep_dlv", "acct_a", &delivered.url("/dlv"), &["*.delivered"])
         .endpoint("ep_b", "acct_b", &other_tenant.url("/b"), &["*"]);
     let _w = Webhookd::start(&setup).await;
@@ -40,7 +45,11 @@ async fn events_reach_exactly_the_matching_endpoints_of_their_own_tenant() {
     // Give stragglers a moment to arrive if the index were wrong.
     tokio::time::sleep(Duration::from_millis(500)).await;
     let ids = |rc: &Receiver| {
-        let mut v: Vec<String> = rc.received().iter().map(|r| r.header("webhook-id").to_string()).collect();
+        let mut v: Vec<String> = rc
+            .received()
+            .iter()
+            .map(|r| r.header("webhook-id").to_string())
+            .collect();
         v.sort();
         v
     };
@@ -48,7 +57,10 @@ async fn events_reach_exactly_the_matching_endpoints_of_their_own_tenant() {
     assert_eq!(ids(&outbound), ["e1", "e2"]);
     assert_eq!(ids(&bounced), ["e1"]);
     assert_eq!(ids(&delivered), ["e2", "e3"]);
-    assert!(ids(&other_tenant).is_empty(), "another tenant's endpoint must never match");
+    assert!(
+        ids(&other_tenant).is_empty(),
+        "another tenant's endpoint must never match"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -58,11 +70,23 @@ async fn every_delivery_verifies_with_an_independent_standard_webhooks_library()
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
     let data = json!({"uid": "msg-1", "to": "x@example.com", "bounce_type": "hard", "n": [1, 2.5, null], "s": "é\"\\"});
-    publish(&mut r, &setup.stream(), &[envelope("evt_01J", "outbound.bounced", "acct_42", data.clone())]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope(
+            "evt_01J",
+            "outbound.bounced",
+            "acct_42",
+            data.clone(),
+        )],
+    );
     let got = rx.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1);
     let req = &got[0];
-    assert!(verify(req, SECRET), "signature must verify with standardwebhooks");
+    assert!(
+        verify(req, SECRET),
+        "signature must verify with standardwebhooks"
+    );
     assert_eq!(req.header("webhook-id"), "evt_01J");
     assert_eq!(req.header("content-type"), "application/json");
     assert!(req.header("user-agent").starts_with("webhookd/"));
@@ -74,7 +98,10 @@ async fn every_delivery_verifies_with_an_independent_standard_webhooks_library()
         json!({"id": "evt_01J", "service": "outbound", "type": "outbound.bounced",
                "created_at": 1704825600, "data": data})
     );
-    assert!(!String::from_utf8_lossy(&req.body).contains("tenant"), "tenant is not delivered");
+    assert!(
+        !String::from_utf8_lossy(&req.body).contains("tenant"),
+        "tenant is not delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -86,49 +113,92 @@ async fn invalid_entries_are_set_aside_with_a_reason_and_never_stop_valid_ones()
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
     let big = json!({"blob": "x".repeat(2000)});
-    let bad = vec![
+    let bad = [
         "not json".to_string(),
         json!({"type": "a.b", "tenant": "t1", "created_at": 1, "data": {}}).to_string(),
         json!({"id": "x", "tenant": "t1", "created_at": 1, "data": {}}).to_string(),
         json!({"id": "x", "type": "a.b", "created_at": 1, "data": {}}).to_string(),
         json!({"id": "x", "type": "a.b", "tenant": "t1", "data": {}}).to_string(),
         json!({"id": "x", "type": "a.b", "tenant": "t1", "created_at": 1}).to_string(),
-        json!({"id": "x", "type": "Outbound", "tenant": "t1", "created_at": 1, "data": {}}).to_string(),
+        json!({"id": "x", "type": "Outbound", "tenant": "t1", "created_at": 1, "data": {}})
+            .to_string(),
         envelope("big", "outbound.sent", "t1", big),
     ];
     let mut stream = Vec::new();
     for (i, b) in bad.iter().enumerate() {
         stream.push(b.clone());
-        stream.push(envelope(&format!("ok{i}"), "outbound.sent", "t1", json!({})));
+        stream.push(envelope(
+            &format!("ok{i}"),
+            "outbound.sent",
+            "t1",
+            json!({}),
+        ));
     }
     let entry_ids = publish(&mut r, &setup.stream(), &stream);
     // An entry without an `event` field at all.
-    let _: String = redis::cmd("XADD").arg(setup.stream()).arg("*").arg("other").arg("1").query(&mut r).unwrap();
+    let _: String = redis::cmd("XADD")
+        .arg(setup.stream())
+        .arg("*")
+        .arg("other")
+        .arg("1")
+        .query(&mut r)
+        .unwrap();
     let got = rx.wait_for(bad.len(), WAIT).await;
-    assert_eq!(got.len(), bad.len(), "every valid event after an invalid one is delivered");
+    assert_eq!(
+        got.len(),
+        bad.len(),
+        "every valid event after an invalid one is delivered"
+    );
     let invalid_key = format!("{}:invalid", setup.stream());
-    assert!(wait_until(WAIT, || {
-        let n: usize = redis::cmd("XLEN").arg(&invalid_key).query(&mut r).unwrap();
-        n == bad.len() + 1
-    })
-    .await);
-    let set_aside: Vec<(String, std::collections::HashMap<String, String>)> =
-        redis::cmd("XRANGE").arg(&invalid_key).arg("-").arg("+").query(&mut r).unwrap();
-    let reasons: Vec<&str> = set_aside.iter().map(|(_, f)| f["reason"].as_str()).collect();
-    for needle in ["invalid JSON", "`id`", "`type`", "`tenant`", "`created_at`", "`data`", "`type`", "over the limit", "no `event`"] {
-        assert!(reasons.iter().any(|r| r.contains(needle)), "no reason mentions {needle}: {reasons:?}");
+    assert!(
+        wait_until(WAIT, || {
+            let n: usize = redis::cmd("XLEN").arg(&invalid_key).query(&mut r).unwrap();
+            n == bad.len() + 1
+        })
+        .await
+    );
+    let set_aside: Vec<(String, std::collections::HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(&invalid_key)
+        .arg("-")
+        .arg("+")
+        .query(&mut r)
+        .unwrap();
+    let reasons: Vec<&str> = set_aside
+        .iter()
+        .map(|(_, f)| f["reason"].as_str())
+        .collect();
+    for needle in [
+        "invalid JSON",
+        "`id`",
+        "`type`",
+        "`tenant`",
+        "`created_at`",
+        "`data`",
+        "`type`",
+        "over the limit",
+        "no `event`",
+    ] {
+        assert!(
+            reasons.iter().any(|r| r.contains(needle)),
+            "no reason mentions {needle}: {reasons:?}"
+        );
     }
     // Each invalid entry keeps its original entry id and raw event.
     let first = &set_aside[0].1;
     assert_eq!(first["entry"], entry_ids[0]);
     assert_eq!(first["event"], "not json");
     // And everything was acknowledged.
-    assert!(wait_until(WAIT, || {
-        let p: (u64, redis::Value, redis::Value, redis::Value) =
-            redis::cmd("XPENDING").arg(setup.stream()).arg("webhookd").query(&mut r).unwrap();
-        p.0 == 0
-    })
-    .await);
+    assert!(
+        wait_until(WAIT, || {
+            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+                .arg(setup.stream())
+                .arg("webhookd")
+                .query(&mut r)
+                .unwrap();
+            p.0 == 0
+        })
+        .await
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -145,10 +215,22 @@ async fn five_thousand_events_to_three_endpoints_all_arrive_and_a_duplicate_arri
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
     let mut env: Vec<String> = (0..5000)
-        .map(|i| envelope(&format!("evt_{i}"), "outbound.delivered", "bulk", json!({"i": i})))
+        .map(|i| {
+            envelope(
+                &format!("evt_{i}"),
+                "outbound.delivered",
+                "bulk",
+                json!({"i": i}),
+            )
+        })
         .collect();
     // The producer retries its XADD of event 7: a new entry with a seen id.
-    env.push(envelope("evt_7", "outbound.delivered", "bulk", json!({"i": 7})));
+    env.push(envelope(
+        "evt_7",
+        "outbound.delivered",
+        "bulk",
+        json!({"i": 7}),
+    ));
     publish(&mut r, &setup.stream(), &env);
     for rx in &rxs {
         let got = rx.wait_for(5000, Duration::from_secs(120)).await;
@@ -172,9 +254,12 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
     let rx = Receiver::start(always(200)).await;
     let setup = Setup::new("registry");
     let _w = Webhookd::start(&setup).await;
-    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5)).await.unwrap();
+    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+        .await
+        .unwrap();
     let store = Store::new(conn, Keys::new(&setup.prefix, "events"));
-    let key = base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
+    let key =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
     let sealer = Sealer::new(Some(key.try_into().unwrap()));
     let rec = EndpointRecord {
         id: "ep_live".into(),
@@ -189,7 +274,10 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
         metadata: Default::default(),
         created_at: 0,
         updated_at: 0,
-        secrets: vec![StoredSecret { sealed: sealer.seal(SECRET), expires_at: None }],
+        secrets: vec![StoredSecret {
+            sealed: sealer.seal(SECRET),
+            expires_at: None,
+        }],
         from_config: false,
     };
     store.put(&rec).await.unwrap();
@@ -197,22 +285,42 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
     // can only reach the endpoint if the index already knew it.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &[envelope("after_create", "outbound.sent", "t", json!({}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("after_create", "outbound.sent", "t", json!({}))],
+    );
     let got = rx.wait_for(1, WAIT).await;
-    assert_eq!(got.len(), 1, "an endpoint stored a second ago receives events");
+    assert_eq!(
+        got.len(),
+        1,
+        "an endpoint stored a second ago receives events"
+    );
     assert!(verify(&got[0], SECRET));
 
     store.delete("t", "ep_live").await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    publish(&mut r, &setup.stream(), &[envelope("after_delete", "outbound.sent", "t", json!({}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("after_delete", "outbound.sent", "t", json!({}))],
+    );
     // Bounded: wait until the consumer has acknowledged it, then check nothing arrived.
-    assert!(wait_until(WAIT, || {
-        let p: (u64, redis::Value, redis::Value, redis::Value) =
-            redis::cmd("XPENDING").arg(setup.stream()).arg("webhookd").query(&mut r).unwrap();
-        let len: u64 = redis::cmd("XLEN").arg(setup.stream()).query(&mut r).unwrap();
-        p.0 == 0 && len == 2
-    })
-    .await);
+    assert!(
+        wait_until(WAIT, || {
+            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+                .arg(setup.stream())
+                .arg("webhookd")
+                .query(&mut r)
+                .unwrap();
+            let len: u64 = redis::cmd("XLEN")
+                .arg(setup.stream())
+                .query(&mut r)
+                .unwrap();
+            p.0 == 0 && len == 2
+        })
+        .await
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.count(), 1, "a deleted endpoint receives nothing");
 }

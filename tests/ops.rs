@@ -21,7 +21,9 @@ async fn metrics_counters_move_with_deliveries() {
     let w = Webhookd::start(&setup).await;
     let before = w.metrics().await;
     let mut r = redis();
-    let mut env: Vec<String> = (0..10).map(|i| envelope(&format!("m{i}"), "outbound.sent", "t", json!({}))).collect();
+    let mut env: Vec<String> = (0..10)
+        .map(|i| envelope(&format!("m{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     env.push("garbage".into());
     publish(&mut r, &setup.stream(), &env);
     ok.wait_for(10, WAIT).await;
@@ -38,9 +40,18 @@ async fn metrics_counters_move_with_deliveries() {
     assert_eq!(m(&before, "webhookd_events_consumed_total"), 0.0);
     assert_eq!(m(&after, "webhookd_events_consumed_total"), 11.0);
     assert_eq!(m(&after, "webhookd_events_invalid_total"), 1.0);
-    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"success\"}"), 10.0);
-    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"retry\"}"), 10.0);
-    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"dead\"}"), 10.0);
+    assert_eq!(
+        m(&after, "webhookd_deliveries_total{outcome=\"success\"}"),
+        10.0
+    );
+    assert_eq!(
+        m(&after, "webhookd_deliveries_total{outcome=\"retry\"}"),
+        10.0
+    );
+    assert_eq!(
+        m(&after, "webhookd_deliveries_total{outcome=\"dead\"}"),
+        10.0
+    );
     assert_eq!(m(&after, "webhookd_attempt_duration_seconds_count"), 30.0);
     assert_eq!(m(&after, "webhookd_event_to_delivery_seconds_count"), 10.0);
     assert!(after.contains("webhookd_in_flight") && after.contains("webhookd_stream_pending"));
@@ -65,18 +76,30 @@ async fn sigterm_under_load_exits_0_within_the_grace_and_a_restart_delivers_ever
         .endpoint("ep1", "t", &rx.url("/"), &["*"]);
     let mut w = Webhookd::start(&setup).await;
     let mut r = redis();
-    let env: Vec<String> = (0..3000).map(|i| envelope(&format!("g{i}"), "outbound.sent", "t", json!({}))).collect();
+    let env: Vec<String> = (0..3000)
+        .map(|i| envelope(&format!("g{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     publish(&mut r, &setup.stream(), &env);
     assert!(wait_until(WAIT, || rx.count() >= 300).await);
     let t0 = std::time::Instant::now();
     w.signal("TERM");
     let code = w.wait_exit(Duration::from_secs(15)).await;
-    assert_eq!(code, Some(0), "exit 0 within shutdown_grace (10s)\n{}", w.log_text());
+    assert_eq!(
+        code,
+        Some(0),
+        "exit 0 within shutdown_grace (10s)\n{}",
+        w.log_text()
+    );
     assert!(t0.elapsed() < Duration::from_secs(12));
     let at_stop = by_webhook_id(&rx.received()).len();
     assert!(at_stop < 3000, "SIGTERM came mid-run ({at_stop})");
     let _w2 = Webhookd::start(&setup).await;
-    assert!(wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 3000).await);
+    assert!(
+        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received())
+            .len()
+            == 3000)
+        .await
+    );
     let dups: usize = by_webhook_id(&rx.received()).values().map(|n| n - 1).sum();
     eprintln!("SIGTERM at {at_stop}/3000 delivered; {dups} duplicates after restart");
 }
@@ -89,23 +112,36 @@ async fn two_replicas_share_the_work_and_one_finishes_when_the_other_dies() {
         port: free_port(),
         prefix: base.prefix.clone(),
         endpoints: base.endpoints.clone(),
-        extra: format!("stream:\n  consumer: {name}\n  block: 100ms\n  batch: 20\n  claim_idle: 2s\n"),
+        extra: format!(
+            "stream:\n  consumer: {name}\n  block: 100ms\n  batch: 20\n  claim_idle: 2s\n"
+        ),
         consumer: name.to_string(),
     };
     let (one, two) = (replica("r1"), replica("r2"));
     let mut w1 = Webhookd::start(&one).await;
     let w2 = Webhookd::start(&two).await;
     let mut r = redis();
-    let env: Vec<String> = (0..4000).map(|i| envelope(&format!("p{i}"), "outbound.sent", "t", json!({}))).collect();
+    let env: Vec<String> = (0..4000)
+        .map(|i| envelope(&format!("p{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     publish(&mut r, &base.stream(), &env);
     assert!(wait_until(WAIT, || rx.count() >= 1500).await);
-    let s1 = metric(&w1.metrics().await, "webhookd_deliveries_total{outcome=\"success\"}");
-    let s2 = metric(&w2.metrics().await, "webhookd_deliveries_total{outcome=\"success\"}");
+    let s1 = metric(
+        &w1.metrics().await,
+        "webhookd_deliveries_total{outcome=\"success\"}",
+    );
+    let s2 = metric(
+        &w2.metrics().await,
+        "webhookd_deliveries_total{outcome=\"success\"}",
+    );
     assert!(s1 > 0.0 && s2 > 0.0, "both replicas take work: {s1} / {s2}");
     w1.signal("KILL");
     w1.wait_exit(Duration::from_secs(5)).await;
     assert!(
-        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 4000).await,
+        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received())
+            .len()
+            == 4000)
+        .await,
         "the surviving replica finishes everything\n{}",
         w2.log_text()
     );

@@ -17,7 +17,12 @@ fn fast_retries(schedule: &str) -> String {
 }
 
 fn cli(w: &Webhookd, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(bin()).args(args).arg("--config").arg(&w.config).output().unwrap();
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(&w.config)
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -26,33 +31,66 @@ fn cli(w: &Webhookd, args: &[&str]) -> (bool, String, String) {
 }
 
 fn pending(r: &mut redis::Connection, stream: &str) -> u64 {
-    let p: (u64, redis::Value, redis::Value, redis::Value) =
-        redis::cmd("XPENDING").arg(stream).arg("webhookd").query(r).unwrap();
+    let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("webhookd")
+        .query(r)
+        .unwrap();
     p.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
-    let rx = Receiver::start(Arc::new(|n, _| (if n < 2 { 500 } else { 200 }, vec![], Duration::ZERO))).await;
+    let rx = Receiver::start(Arc::new(|n, _| {
+        (if n < 2 { 500 } else { 200 }, vec![], Duration::ZERO)
+    }))
+    .await;
     let setup = Setup::new("third")
         .with(&fast_retries("1s, 1s, 1s"))
         .endpoint("ep1", "t", &rx.url("/"), &["*"]);
     let w = Webhookd::start(&setup).await;
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &[envelope("evt_retry", "outbound.sent", "t", json!({"a": 1}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_retry", "outbound.sent", "t", json!({"a": 1}))],
+    );
     let got = rx.wait_for(3, WAIT).await;
     assert_eq!(got.len(), 3, "{}", w.log_text());
     for req in &got {
-        assert_eq!(req.header("webhook-id"), "evt_retry", "the same webhook-id on every retry");
-        assert!(verify(req, SECRET), "every attempt carries a valid signature");
+        assert_eq!(
+            req.header("webhook-id"),
+            "evt_retry",
+            "the same webhook-id on every retry"
+        );
+        assert!(
+            verify(req, SECRET),
+            "every attempt carries a valid signature"
+        );
     }
-    let ts: Vec<i64> = got.iter().map(|g| g.header("webhook-timestamp").parse().unwrap()).collect();
+    let ts: Vec<i64> = got
+        .iter()
+        .map(|g| g.header("webhook-timestamp").parse().unwrap())
+        .collect();
     assert!(ts[0] < ts[2], "each attempt is signed afresh: {ts:?}");
-    assert_ne!(got[0].header("webhook-signature"), got[2].header("webhook-signature"));
+    assert_ne!(
+        got[0].header("webhook-signature"),
+        got[2].header("webhook-signature")
+    );
     // Delivered on the third attempt: nothing left queued or dead.
     let retry_key = format!("{}{{retry}}:due", setup.prefix);
-    assert!(wait_until(WAIT, || redis::cmd("ZCARD").arg(&retry_key).query::<u64>(&mut r).unwrap() == 0).await);
-    let dlq: u64 = redis::cmd("XLEN").arg(format!("{}dlq", setup.prefix)).query(&mut r).unwrap();
+    assert!(
+        wait_until(WAIT, || redis::cmd("ZCARD")
+            .arg(&retry_key)
+            .query::<u64>(&mut r)
+            .unwrap()
+            == 0)
+        .await
+    );
+    let dlq: u64 = redis::cmd("XLEN")
+        .arg(format!("{}dlq", setup.prefix))
+        .query(&mut r)
+        .unwrap();
     assert_eq!(dlq, 0);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.count(), 3, "no attempt after the success");
@@ -63,7 +101,11 @@ async fn an_always_failing_delivery_is_dead_lettered_then_replayed_once_the_rece
     let healthy = Arc::new(AtomicBool::new(false));
     let h = healthy.clone();
     let rx = Receiver::start(Arc::new(move |_, _| {
-        (if h.load(Ordering::SeqCst) { 200 } else { 503 }, vec![], Duration::ZERO)
+        (
+            if h.load(Ordering::SeqCst) { 200 } else { 503 },
+            vec![],
+            Duration::ZERO,
+        )
     }))
     .await;
     let setup = Setup::new("dlq")
@@ -71,9 +113,25 @@ async fn an_always_failing_delivery_is_dead_lettered_then_replayed_once_the_rece
         .endpoint("ep_dead", "acct", &rx.url("/"), &["*"]);
     let w = Webhookd::start(&setup).await;
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &[envelope("evt_dead", "outbound.bounced", "acct", json!({"x": 1}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope(
+            "evt_dead",
+            "outbound.bounced",
+            "acct",
+            json!({"x": 1}),
+        )],
+    );
     let dlq_key = format!("{}dlq", setup.prefix);
-    assert!(wait_until(WAIT, || redis::cmd("XLEN").arg(&dlq_key).query::<u64>(&mut r).unwrap() == 1).await);
+    assert!(
+        wait_until(WAIT, || redis::cmd("XLEN")
+            .arg(&dlq_key)
+            .query::<u64>(&mut r)
+            .unwrap()
+            == 1)
+        .await
+    );
     assert_eq!(rx.count(), 3, "a schedule of 2 delays means 3 attempts");
 
     let (ok, out, err) = cli(&w, &["dlq", "list", "--json"]);
@@ -116,9 +174,20 @@ async fn dead_letters_can_be_replayed_by_id_and_since_and_purged() {
     let w = Webhookd::start(&setup).await;
     let mut r = redis();
     let before = webhookd::clock::rfc3339(webhookd::clock::now_ms() - 1000);
-    publish(&mut r, &setup.stream(), &[envelope("e1", "outbound.sent", "acct", json!({}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("e1", "outbound.sent", "acct", json!({}))],
+    );
     let dlq_key = format!("{}dlq", setup.prefix);
-    assert!(wait_until(WAIT, || redis::cmd("XLEN").arg(&dlq_key).query::<u64>(&mut r).unwrap() == 2).await);
+    assert!(
+        wait_until(WAIT, || redis::cmd("XLEN")
+            .arg(&dlq_key)
+            .query::<u64>(&mut r)
+            .unwrap()
+            == 2)
+        .await
+    );
     let (_, out, _) = cli(&w, &["dlq", "list", "--json", "--endpoint", "ep_a"]);
     let a: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     let a_id = a["id"].as_str().unwrap().to_string();
@@ -138,7 +207,11 @@ async fn dead_letters_can_be_replayed_by_id_and_since_and_purged() {
 async fn retry_after_is_honored_and_410_disables_the_endpoint() {
     let rx = Receiver::start(Arc::new(|n, _| {
         if n == 0 {
-            (429, vec![("retry-after".into(), "2".into())], Duration::ZERO)
+            (
+                429,
+                vec![("retry-after".into(), "2".into())],
+                Duration::ZERO,
+            )
         } else {
             (200, vec![], Duration::ZERO)
         }
@@ -151,20 +224,34 @@ async fn retry_after_is_honored_and_410_disables_the_endpoint() {
         .endpoint("ep_410", "t", &gone.url("/"), &["outbound.*"]);
     let w = Webhookd::start(&setup).await;
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &[envelope("e1", "outbound.sent", "t", json!({}))]);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("e1", "outbound.sent", "t", json!({}))],
+    );
     let got = rx.wait_for(2, WAIT).await;
     assert_eq!(got.len(), 2);
     let gap = got[1].at - got[0].at;
-    assert!(gap >= Duration::from_secs(2), "Retry-After: 2 waited only {gap:?}");
+    assert!(
+        gap >= Duration::from_secs(2),
+        "Retry-After: 2 waited only {gap:?}"
+    );
 
     // 410: disabled at once, dead-lettered with last_status 410, never tried again.
     assert!(gone.wait_for(1, WAIT).await.len() == 1);
     let ep_key = format!("{}{{endpoints}}:all", setup.prefix);
     assert!(
         wait_until(WAIT, || {
-            let raw: String = redis::cmd("HGET").arg(&ep_key).arg("ep_410").query(&mut r).unwrap();
+            let raw: String = redis::cmd("HGET")
+                .arg(&ep_key)
+                .arg("ep_410")
+                .query(&mut r)
+                .unwrap();
             let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
-            rec["disabled"] == true && rec["disabled_reason"].as_str().is_some_and(|s| s.contains("410"))
+            rec["disabled"] == true
+                && rec["disabled_reason"]
+                    .as_str()
+                    .is_some_and(|s| s.contains("410"))
         })
         .await
     );
@@ -173,8 +260,16 @@ async fn retry_after_is_honored_and_410_disables_the_endpoint() {
     assert_eq!(dl["last_status"], 410);
     assert_eq!(dl["attempts"], 1);
     tokio::time::sleep(Duration::from_millis(1200)).await;
-    publish(&mut r, &setup.stream(), &[envelope("e2", "outbound.sent", "t", json!({}))]);
-    assert_eq!(rx.wait_for(3, WAIT).await.len(), 3, "the healthy endpoint still gets e2");
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("e2", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(
+        rx.wait_for(3, WAIT).await.len(),
+        3,
+        "the healthy endpoint still gets e2"
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(gone.count(), 1, "a disabled endpoint gets nothing more");
 }
@@ -189,25 +284,36 @@ async fn kill_9_mid_run_then_restart_loses_nothing() {
         .endpoint("ep_b", "t", &b.url("/"), &["*"]);
     let mut w = Webhookd::start(&setup).await;
     let mut r = redis();
-    let env: Vec<String> = (0..5000).map(|i| envelope(&format!("k{i}"), "outbound.sent", "t", json!({"i": i}))).collect();
+    let env: Vec<String> = (0..5000)
+        .map(|i| envelope(&format!("k{i}"), "outbound.sent", "t", json!({"i": i})))
+        .collect();
     publish(&mut r, &setup.stream(), &env);
     // Kill it in the middle of the run.
     assert!(wait_until(WAIT, || a.count() + b.count() >= 2000).await);
     w.signal("KILL");
     assert!(w.wait_exit(Duration::from_secs(5)).await.is_some());
     let at_kill = a.count() + b.count();
-    assert!(at_kill < 10_000, "the kill came mid-run ({at_kill} of 10000 delivered)");
+    assert!(
+        at_kill < 10_000,
+        "the kill came mid-run ({at_kill} of 10000 delivered)"
+    );
     let _w2 = Webhookd::start(&setup).await;
     let mut missing = 0;
     let mut dups = 0;
     for rx in [&a, &b] {
-        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 5000).await;
+        wait_until(Duration::from_secs(120), || {
+            by_webhook_id(&rx.received()).len() == 5000
+        })
+        .await;
         let ids = by_webhook_id(&rx.received());
         missing += 5000 - ids.len();
         dups += ids.values().map(|n| n - 1).sum::<usize>();
     }
     eprintln!("kill -9 at {at_kill}/10000 deliveries: {dups} duplicate deliveries after restart");
-    assert_eq!(missing, 0, "every (event, endpoint) pair is received at least once");
+    assert_eq!(
+        missing, 0,
+        "every (event, endpoint) pair is received at least once"
+    );
     assert!(wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await);
 }
 
@@ -219,15 +325,32 @@ async fn two_replicas_with_a_slow_endpoint_never_duplicate_through_reclaiming() 
     let base = Setup::new("replicas")
         .endpoint("ep_slow", "t", &slow.url("/"), &["*"])
         .endpoint("ep_fast", "t", &fast.url("/"), &["*"]);
-    let stream_cfg = |name: &str| format!("stream:\n  consumer: {name}\n  block: 200ms\n  claim_idle: 1s\n");
+    let stream_cfg =
+        |name: &str| format!("stream:\n  consumer: {name}\n  block: 200ms\n  claim_idle: 1s\n");
     let delivery = "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 10s\n  per_endpoint_in_flight: 64\n";
-    let one = Setup { port: free_port(), ..Setup::new("x") };
-    let one = Setup { prefix: base.prefix.clone(), endpoints: base.endpoints.clone(), extra: format!("{}{delivery}", stream_cfg("r1")), ..one };
-    let two = Setup { port: free_port(), prefix: base.prefix.clone(), endpoints: base.endpoints.clone(), extra: format!("{}{delivery}", stream_cfg("r2")), ..Setup::new("y") };
+    let one = Setup {
+        port: free_port(),
+        ..Setup::new("x")
+    };
+    let one = Setup {
+        prefix: base.prefix.clone(),
+        endpoints: base.endpoints.clone(),
+        extra: format!("{}{delivery}", stream_cfg("r1")),
+        ..one
+    };
+    let two = Setup {
+        port: free_port(),
+        prefix: base.prefix.clone(),
+        endpoints: base.endpoints.clone(),
+        extra: format!("{}{delivery}", stream_cfg("r2")),
+        ..Setup::new("y")
+    };
     let _w1 = Webhookd::start(&one).await;
     let _w2 = Webhookd::start(&two).await;
     let mut r = redis();
-    let env: Vec<String> = (0..40).map(|i| envelope(&format!("s{i}"), "outbound.sent", "t", json!({}))).collect();
+    let env: Vec<String> = (0..40)
+        .map(|i| envelope(&format!("s{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     publish(&mut r, &base.stream(), &env);
     assert_eq!(by_webhook_id(&fast.wait_for(40, WAIT).await).len(), 40);
     wait_until(WAIT, || by_webhook_id(&slow.received()).len() == 40).await;
@@ -236,7 +359,10 @@ async fn two_replicas_with_a_slow_endpoint_never_duplicate_through_reclaiming() 
     let ids = by_webhook_id(&slow.received());
     assert_eq!(ids.len(), 40);
     let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
-    assert!(dups.is_empty(), "reclaiming caused duplicate deliveries: {dups:?}");
+    assert!(
+        dups.is_empty(),
+        "reclaiming caused duplicate deliveries: {dups:?}"
+    );
     assert_eq!(by_webhook_id(&fast.received()).values().sum::<usize>(), 40);
 }
 
@@ -249,15 +375,26 @@ struct OwnRedis {
 impl OwnRedis {
     async fn start(port: u16) -> OwnRedis {
         let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
             .stdout(std::process::Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
         let url = format!("redis://127.0.0.1:{port}");
         assert!(
-            wait_until(Duration::from_secs(10), || redis::Client::open(url.as_str())
-                .and_then(|c| c.get_connection())
-                .is_ok())
+            wait_until(Duration::from_secs(10), || redis::Client::open(
+                url.as_str()
+            )
+            .and_then(|c| c.get_connection())
+            .is_ok())
             .await
         );
         OwnRedis { port, child }
@@ -283,7 +420,11 @@ async fn a_redis_restarted_without_persistence_is_recovered_from_on_its_own() {
     let setup = Setup::new("restart").endpoint("ep1", "t", &rx.url("/"), &["*"]);
     let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
     let conn = |u: &str| redis::Client::open(u).unwrap().get_connection().unwrap();
-    publish(&mut conn(&url), &setup.stream(), &[envelope("before", "outbound.sent", "t", json!({}))]);
+    publish(
+        &mut conn(&url),
+        &setup.stream(),
+        &[envelope("before", "outbound.sent", "t", json!({}))],
+    );
     assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
 
     drop(redis_server);
@@ -300,8 +441,14 @@ async fn a_redis_restarted_without_persistence_is_recovered_from_on_its_own() {
     tokio::time::sleep(Duration::from_secs(2)).await;
     let _again = OwnRedis::start(port).await;
     // Static endpoints and the group are gone with the data; webhookd must carry on.
-    assert!(wait_ready(&ready, WAIT).await, "ready again after Redis returns\n{}", w.log_text());
-    let env: Vec<String> = (0..20).map(|i| envelope(&format!("after{i}"), "outbound.sent", "t", json!({}))).collect();
+    assert!(
+        wait_ready(&ready, WAIT).await,
+        "ready again after Redis returns\n{}",
+        w.log_text()
+    );
+    let env: Vec<String> = (0..20)
+        .map(|i| envelope(&format!("after{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     publish(&mut conn(&url), &setup.stream(), &env);
     let got = rx.wait_for(21, WAIT).await;
     let ids = by_webhook_id(&got);
@@ -322,7 +469,9 @@ async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
         .endpoint("ep_ok", "t", &healthy.url("/"), &["*"]);
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
-    let env: Vec<String> = (0..1000).map(|i| envelope(&format!("h{i}"), "outbound.sent", "t", json!({}))).collect();
+    let env: Vec<String> = (0..1000)
+        .map(|i| envelope(&format!("h{i}"), "outbound.sent", "t", json!({})))
+        .collect();
     let started = std::time::Instant::now();
     publish(&mut r, &setup.stream(), &env);
     let got = healthy.wait_for(1000, Duration::from_secs(60)).await;
@@ -330,7 +479,12 @@ async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
     let last = got.iter().map(|g| g.at).max().unwrap();
     // The hanging endpoint answers its first requests 10 s after they arrive; the healthy
     // endpoint must have had everything before then.
-    let first_hang = hang.received().iter().map(|g| g.at).min().unwrap_or(started);
+    let first_hang = hang
+        .received()
+        .iter()
+        .map(|g| g.at)
+        .min()
+        .unwrap_or(started);
     assert!(
         last < first_hang + Duration::from_secs(10),
         "healthy deliveries waited for the hanging endpoint: last healthy at {:?}, first hang at {:?}",

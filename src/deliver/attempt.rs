@@ -56,7 +56,10 @@ pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> 
     let ep = spec.endpoint;
     if let Some(ip) = ep.url.host().and_then(literal_ip) {
         if let Err(kind) = guard.check(ip) {
-            return Outcome::failed(format!("{ip} is a {kind} address, which is not allowed"), started);
+            return Outcome::failed(
+                format!("{ip} is a {kind} address, which is not allowed"),
+                started,
+            );
         }
     }
     let ts = spec.now_ms / 1000;
@@ -113,7 +116,10 @@ pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> 
             }
         }
         Ok(Err(e)) => Outcome::failed(e, started),
-        Err(_) => Outcome::failed(format!("timed out after {}ms", spec.timeout.as_millis()), started),
+        Err(_) => Outcome::failed(
+            format!("timed out after {}ms", spec.timeout.as_millis()),
+            started,
+        ),
     }
 }
 
@@ -142,7 +148,10 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         return Some(Duration::from_secs(secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
-    Some(at.duration_since(std::time::SystemTime::now()).unwrap_or_default())
+    Some(
+        at.duration_since(std::time::SystemTime::now())
+            .unwrap_or_default(),
+    )
 }
 
 #[cfg(test)]

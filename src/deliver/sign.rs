@@ -74,7 +74,9 @@ fn itoa_i64(n: i64) -> String {
 
 /// The raw key bytes of a `whsec_` secret.
 pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
-    let b64 = secret.strip_prefix(SECRET_PREFIX).ok_or(SecretError::Prefix)?;
+    let b64 = secret
+        .strip_prefix(SECRET_PREFIX)
+        .ok_or(SecretError::Prefix)?;
     let key = B64.decode(b64).map_err(|_| SecretError::Base64)?;
     if !(MIN_KEY..=MAX_KEY).contains(&key.len()) {
         return Err(SecretError::Length);
@@ -102,7 +104,13 @@ pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body:
 }
 
 /// True when any `v1,` entry of a signature header verifies with the key.
-pub fn verify_header(key: &SigningKey, msg_id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+pub fn verify_header(
+    key: &SigningKey,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+    header: &str,
+) -> bool {
     header
         .split_whitespace()
         .filter_map(|entry| entry.strip_prefix("v1,"))
@@ -124,8 +132,20 @@ mod tests {
     fn matches_the_standard_webhooks_reference_vector() {
         let k = SigningKey::from_secret(SPEC_SECRET).unwrap();
         assert_eq!(k.sign(SPEC_ID, SPEC_TS, SPEC_BODY.as_bytes()), SPEC_SIG);
-        assert!(verify_header(&k, SPEC_ID, SPEC_TS, SPEC_BODY.as_bytes(), &format!("v1,{SPEC_SIG}")));
-        assert!(!verify_header(&k, SPEC_ID, SPEC_TS + 1, SPEC_BODY.as_bytes(), &format!("v1,{SPEC_SIG}")));
+        assert!(verify_header(
+            &k,
+            SPEC_ID,
+            SPEC_TS,
+            SPEC_BODY.as_bytes(),
+            &format!("v1,{SPEC_SIG}")
+        ));
+        assert!(!verify_header(
+            &k,
+            SPEC_ID,
+            SPEC_TS + 1,
+            SPEC_BODY.as_bytes(),
+            &format!("v1,{SPEC_SIG}")
+        ));
     }
 
     #[test]

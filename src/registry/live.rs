@@ -181,8 +181,11 @@ impl Syncer {
                     by_id.remove(&e.id);
                 }
             }
-            let mut recs: Vec<&EndpointRecord> =
-                self.records.values().filter(|r| &r.tenant == tenant).collect();
+            let mut recs: Vec<&EndpointRecord> = self
+                .records
+                .values()
+                .filter(|r| &r.tenant == tenant)
+                .collect();
             if recs.is_empty() {
                 continue;
             }

@@ -13,7 +13,11 @@ use crate::seal::Sealer;
 
 /// Writes the config's static endpoints into the registry, keeping a disabled state that an
 /// earlier 410 or failure streak set while the URL is unchanged.
-pub async fn sync_static(store: &Store, config: &Config, sealer: &Sealer) -> redis::RedisResult<()> {
+pub async fn sync_static(
+    store: &Store,
+    config: &Config,
+    sealer: &Sealer,
+) -> redis::RedisResult<()> {
     let now = crate::clock::now_ms();
     for ep in &config.endpoints {
         let prev = store.get(&ep.id).await?;

@@ -88,7 +88,10 @@ pub struct Endpoint {
 
 impl Endpoint {
     pub fn from_record(rec: &EndpointRecord, sealer: &Sealer) -> Result<Endpoint, String> {
-        let url: Uri = rec.url.parse().map_err(|_| format!("invalid url `{}`", rec.url))?;
+        let url: Uri = rec
+            .url
+            .parse()
+            .map_err(|_| format!("invalid url `{}`", rec.url))?;
         let headers = parse_headers(&rec.headers)?;
         let mut keys = Vec::with_capacity(rec.secrets.len());
         for s in &rec.secrets {
@@ -120,7 +123,9 @@ impl Endpoint {
     }
 }
 
-pub fn parse_headers(map: &BTreeMap<String, String>) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+pub fn parse_headers(
+    map: &BTreeMap<String, String>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     if map.len() > MAX_HEADERS {
         return Err(format!("at most {MAX_HEADERS} custom headers"));
     }
@@ -129,10 +134,12 @@ pub fn parse_headers(map: &BTreeMap<String, String>) -> Result<Vec<(HeaderName, 
         let name = HeaderName::from_bytes(k.as_bytes())
             .map_err(|_| format!("`{k}` is not a valid header name"))?;
         if RESERVED_HEADERS.contains(&name.as_str()) {
-            return Err(format!("header `{k}` is set by webhookd and cannot be overridden"));
+            return Err(format!(
+                "header `{k}` is set by webhookd and cannot be overridden"
+            ));
         }
-        let value = HeaderValue::from_str(v)
-            .map_err(|_| format!("header `{k}` has an invalid value"))?;
+        let value =
+            HeaderValue::from_str(v).map_err(|_| format!("header `{k}` has an invalid value"))?;
         out.push((name, value));
     }
     Ok(out)
@@ -143,7 +150,9 @@ pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, Stri
     if raw.len() > MAX_URL_LEN {
         return Err(format!("url is longer than {MAX_URL_LEN} characters"));
     }
-    let uri: Uri = raw.parse().map_err(|_| format!("`{raw}` is not a valid URL"))?;
+    let uri: Uri = raw
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a valid URL"))?;
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if allow_http => {}
@@ -168,7 +177,10 @@ pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, Stri
 
 /// The IP of a URL host that is an address literal (`1.2.3.4` or `[::1]`).
 pub fn literal_ip(host: &str) -> Option<std::net::IpAddr> {
-    host.trim_start_matches('[').trim_end_matches(']').parse().ok()
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
 }
 
 /// Checks filter patterns against the grammar and the catalog.
@@ -187,7 +199,9 @@ pub fn check_filters(filters: &[String], catalog: &Catalog) -> Result<Vec<Patter
                 .suggest(f)
                 .map(|s| format!("; did you mean `{s}`?"))
                 .unwrap_or_default();
-            return Err(format!("filter `{f}` matches no event type in the catalog{hint}"));
+            return Err(format!(
+                "filter `{f}` matches no event type in the catalog{hint}"
+            ));
         }
         out.push(p);
     }
@@ -212,7 +226,11 @@ pub fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'st
 
 /// A fresh, time-ordered endpoint id.
 pub fn new_endpoint_id() -> String {
-    format!("ep_{:012x}{:012x}", crate::clock::now_ms(), rand::random::<u64>() >> 16)
+    format!(
+        "ep_{:012x}{:012x}",
+        crate::clock::now_ms(),
+        rand::random::<u64>() >> 16
+    )
 }
 
 #[cfg(test)]

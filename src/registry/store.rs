@@ -80,7 +80,10 @@ impl Store {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
-    pub async fn get_many(&self, ids: &[String]) -> redis::RedisResult<Vec<(String, Option<EndpointRecord>)>> {
+    pub async fn get_many(
+        &self,
+        ids: &[String],
+    ) -> redis::RedisResult<Vec<(String, Option<EndpointRecord>)>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
@@ -93,12 +96,20 @@ impl Store {
         Ok(ids
             .iter()
             .cloned()
-            .zip(raws.into_iter().map(|r| r.and_then(|r| serde_json::from_str(&r).ok())))
+            .zip(
+                raws.into_iter()
+                    .map(|r| r.and_then(|r| serde_json::from_str(&r).ok())),
+            )
             .collect())
     }
 
     /// A tenant's endpoints in id order, after `cursor` (an id), at most `limit`.
-    pub async fn list(&self, tenant: &str, limit: usize, cursor: Option<&str>) -> redis::RedisResult<Page> {
+    pub async fn list(
+        &self,
+        tenant: &str,
+        limit: usize,
+        cursor: Option<&str>,
+    ) -> redis::RedisResult<Page> {
         let mut conn = self.conn.clone();
         let min = match cursor {
             Some(c) => format!("({c}"),
@@ -122,7 +133,10 @@ impl Store {
             .filter_map(|(_, r)| r)
             .collect();
         let next_cursor = if more { ids.last().cloned() } else { None };
-        Ok(Page { records, next_cursor })
+        Ok(Page {
+            records,
+            next_cursor,
+        })
     }
 
     /// Every record, for a full index load.
@@ -146,8 +160,13 @@ impl Store {
             .arg(1)
             .query_async(&mut conn)
             .await?;
-        let entries: Vec<(String, Vec<(String, String)>)> = redis::FromRedisValue::from_redis_value(v)?;
-        Ok(entries.into_iter().next().map(|e| e.0).unwrap_or_else(|| "0-0".into()))
+        let entries: Vec<(String, Vec<(String, String)>)> =
+            redis::FromRedisValue::from_redis_value(v)?;
+        Ok(entries
+            .into_iter()
+            .next()
+            .map(|e| e.0)
+            .unwrap_or_else(|| "0-0".into()))
     }
 
     /// Endpoint ids changed after `after`, and the new cursor.

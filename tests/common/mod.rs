@@ -79,7 +79,8 @@ impl Received {
 }
 
 /// How a receiver answers its n-th request (0-based): status, extra headers, delay.
-pub type Behavior = Arc<dyn Fn(usize, &Received) -> (u16, Vec<(String, String)>, Duration) + Send + Sync>;
+pub type Behavior =
+    Arc<dyn Fn(usize, &Received) -> (u16, Vec<(String, String)>, Duration) + Send + Sync>;
 
 pub fn always(status: u16) -> Behavior {
     Arc::new(move |_, _| (status, vec![], Duration::ZERO))
@@ -100,7 +101,9 @@ impl Receiver {
         let got2 = got.clone();
         let task = tokio::spawn(async move {
             loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
                 let got = got2.clone();
                 let behavior = behavior.clone();
                 tokio::spawn(async move {
@@ -112,10 +115,22 @@ impl Receiver {
                             let headers = req
                                 .headers()
                                 .iter()
-                                .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+                                .map(|(k, v)| {
+                                    (k.as_str().to_string(), v.to_str().unwrap_or("").to_string())
+                                })
                                 .collect();
-                            let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                            let rec = Received { path, headers, body, at: Instant::now() };
+                            let body = req
+                                .into_body()
+                                .collect()
+                                .await
+                                .map(|b| b.to_bytes())
+                                .unwrap_or_default();
+                            let rec = Received {
+                                path,
+                                headers,
+                                body,
+                                at: Instant::now(),
+                            };
                             let n = {
                                 let mut g = got.lock().unwrap();
                                 g.push(rec.clone());
@@ -129,7 +144,9 @@ impl Receiver {
                             for (k, v) in extra {
                                 resp = resp.header(k, v);
                             }
-                            Ok::<_, Infallible>(resp.body(Full::new(Bytes::from_static(b"ok"))).unwrap())
+                            Ok::<_, Infallible>(
+                                resp.body(Full::new(Bytes::from_static(b"ok"))).unwrap(),
+                            )
                         }
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -217,10 +234,15 @@ impl Setup {
             self.port
         );
         if !self.extra.contains("delivery:") {
-            y.push_str("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n");
+            y.push_str(
+                "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n",
+            );
         }
         if !self.extra.contains("stream:") {
-            y.push_str(&format!("stream:\n  consumer: {}\n  block: 200ms\n", self.consumer));
+            y.push_str(&format!(
+                "stream:\n  consumer: {}\n  block: 200ms\n",
+                self.consumer
+            ));
         }
         y.push_str(&self.extra);
         if !self.endpoints.is_empty() {
@@ -283,10 +305,20 @@ impl Webhookd {
             cmd.env(k, v);
         }
         let child = cmd.spawn().expect("spawn webhookd");
-        let w = Webhookd { child, port: setup.port, _dir: dir, config, log };
+        let w = Webhookd {
+            child,
+            port: setup.port,
+            _dir: dir,
+            config,
+            log,
+        };
         let url = format!("http://127.0.0.1:{}/readyz", setup.port);
         let ready = wait_ready(&url, Duration::from_secs(20)).await;
-        assert!(ready, "webhookd did not become ready; log:\n{}", w.log_text());
+        assert!(
+            ready,
+            "webhookd did not become ready; log:\n{}",
+            w.log_text()
+        );
         w
     }
 
@@ -299,7 +331,11 @@ impl Webhookd {
     }
 
     pub fn signal(&self, sig: &str) {
-        let ok = Command::new("kill").arg(format!("-{sig}")).arg(self.pid().to_string()).status().unwrap();
+        let ok = Command::new("kill")
+            .arg(format!("-{sig}"))
+            .arg(self.pid().to_string())
+            .status()
+            .unwrap();
         assert!(ok.success());
     }
 
@@ -318,7 +354,9 @@ impl Webhookd {
     }
 
     pub async fn metrics(&self) -> String {
-        http_get(&format!("http://127.0.0.1:{}/metrics", self.port)).await.1
+        http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
+            .await
+            .1
     }
 }
 
@@ -332,7 +370,10 @@ impl Drop for Webhookd {
 /// The value of a metric sample line, e.g. `webhookd_deliveries_total{outcome="success"}`.
 pub fn metric(text: &str, sample: &str) -> f64 {
     text.lines()
-        .find_map(|l| l.strip_prefix(sample).and_then(|rest| rest.trim().parse().ok()))
+        .find_map(|l| {
+            l.strip_prefix(sample)
+                .and_then(|rest| rest.trim().parse().ok())
+        })
         .unwrap_or(0.0)
 }
 
@@ -353,7 +394,12 @@ pub async fn http_get(url: &str) -> (u16, String) {
 }
 
 /// A request with an optional bearer token and JSON body; (status, body text).
-pub async fn http(method: hyper::Method, url: &str, token: Option<&str>, body: Option<String>) -> (u16, String) {
+pub async fn http(
+    method: hyper::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, String) {
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
@@ -364,11 +410,18 @@ pub async fn http(method: hyper::Method, url: &str, token: Option<&str>, body: O
     if body.is_some() {
         req = req.header("content-type", "application/json");
     }
-    let req = req.body(Full::new(Bytes::from(body.unwrap_or_default()))).unwrap();
+    let req = req
+        .body(Full::new(Bytes::from(body.unwrap_or_default())))
+        .unwrap();
     match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
         Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
-            let body = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map(|b| b.to_bytes())
+                .unwrap_or_default();
             (status, String::from_utf8_lossy(&body).into_owned())
         }
         _ => (0, String::new()),
