@@ -217,6 +217,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             lease,
             stop.clone(),
         )),
+        tokio::spawn(crate::trim::run(conn.clone(), keys.clone(), stop.clone())),
         tokio::spawn(run_gauges(
             conn.clone(),
             keys.clone(),

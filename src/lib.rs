@@ -27,3 +27,4 @@ pub mod registry;
 pub mod retry;
 pub mod seal;
 pub mod server;
+pub mod trim;
