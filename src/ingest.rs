@@ -135,9 +135,18 @@ impl Consumer {
         let claim_every = (self.settings.claim_idle / 2).max(Duration::from_secs(1));
         let mut next_claim = tokio::time::Instant::now();
         while !self.stop.is_cancelled() {
+            // Read no more than there is room for, so nothing waits unbounded in memory.
+            let room = self
+                .outstanding
+                .available_permits()
+                .min(self.settings.batch);
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
             let step = if !own_pending_done {
                 // After a restart under the same name, our own unacknowledged entries first.
-                self.read(&pending_cursor).await.map(|entries| {
+                self.read(&pending_cursor, room).await.map(|entries| {
                     match entries.last() {
                         Some(last) => pending_cursor = last.id.clone(),
                         None => own_pending_done = true,
@@ -146,9 +155,9 @@ impl Consumer {
                 })
             } else if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + claim_every;
-                self.autoclaim().await.map(|e| (e, true))
+                self.autoclaim(room).await.map(|e| (e, true))
             } else {
-                self.read(">").await.map(|e| (e, false))
+                self.read(">", room).await.map(|e| (e, false))
             };
             match step {
                 Ok((entries, reread)) => {
@@ -210,7 +219,7 @@ impl Consumer {
     }
 
     /// Takes over entries that a dead consumer left pending longer than `claim_idle`.
-    async fn autoclaim(&self) -> redis::RedisResult<Vec<StreamId>> {
+    async fn autoclaim(&self, room: usize) -> redis::RedisResult<Vec<StreamId>> {
         let mut cursor = "0-0".to_string();
         let mut claimed = Vec::new();
         loop {
@@ -221,7 +230,7 @@ impl Consumer {
                 .arg(self.settings.claim_idle.as_millis() as u64)
                 .arg(&cursor)
                 .arg("COUNT")
-                .arg(self.settings.batch)
+                .arg(room)
                 .query_async(&mut self.conn.clone())
                 .await?;
             for gone in reply.deleted_ids {
@@ -234,7 +243,7 @@ impl Consumer {
                     .filter(|e| !self.in_flight.contains(&e.id)),
             );
             cursor = reply.next_stream_id;
-            if cursor == "0-0" || claimed.len() >= self.settings.batch {
+            if cursor == "0-0" || claimed.len() >= room {
                 break;
             }
         }
