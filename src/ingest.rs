@@ -192,16 +192,7 @@ impl Consumer {
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 
-    async fn read(&self, from: &str) -> redis::RedisResult<Vec<StreamId>> {
-        // Read no more than there is room for, so nothing waits unbounded in memory.
-        let room = self
-            .outstanding
-            .available_permits()
-            .min(self.settings.batch);
-        if room == 0 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-            return Ok(Vec::new());
-        }
+    async fn read(&self, from: &str, room: usize) -> redis::RedisResult<Vec<StreamId>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.settings.group)
