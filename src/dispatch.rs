@@ -2,13 +2,13 @@
 //! (delivered, scheduled again, or dead-lettered) before the caller may acknowledge it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt_log::{self, AttemptLog, AttemptRecord};
@@ -109,6 +109,31 @@ pub struct DispatchConfig {
 struct Lane {
     permits: Arc<Semaphore>,
     waiting: AtomicUsize,
+    /// Unix ms of the endpoint's last finished attempt (or the lane's creation).
+    last_done: AtomicI64,
+}
+
+impl Lane {
+    /// Waits for a permit. With `while_progressing`, waiting goes on as long as the endpoint
+    /// keeps finishing attempts; `None` once it finished none for a whole `patience` (it
+    /// hangs), or after one `patience` otherwise: then the caller defers instead.
+    async fn permit(
+        &self,
+        patience: Duration,
+        while_progressing: bool,
+    ) -> Option<OwnedSemaphorePermit> {
+        loop {
+            match tokio::time::timeout(patience, self.permits.clone().acquire_owned()).await {
+                Ok(p) => return Some(p.expect("lane semaphores are never closed")),
+                Err(_) => {
+                    let idle = now_ms() - self.last_done.load(Ordering::Relaxed);
+                    if !while_progressing || idle > patience.as_millis() as i64 {
+                        return None;
+                    }
+                }
+            }
+        }
+    }
 }
 
 pub struct Dispatcher {
@@ -165,6 +190,7 @@ impl Dispatcher {
                 Arc::new(Lane {
                     permits: Arc::new(Semaphore::new(self.cfg.per_endpoint)),
                     waiting: AtomicUsize::new(0),
+                    last_done: AtomicI64::new(now_ms()),
                 })
             })
             .clone()
@@ -192,20 +218,19 @@ impl Dispatcher {
         let lane = self.lane(&ep.id);
         let _lane_permit = match lane.permits.clone().try_acquire_owned() {
             Ok(p) => p,
-            // A busy but healthy endpoint frees a permit soon; a hanging one does not, and
-            // then the delivery moves to Redis instead of holding memory and its stream entry.
-            Err(_)
-                if d.source == Source::Stream
-                    && lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog =>
-            {
+            // A busy but healthy endpoint keeps finishing attempts, so its deliveries wait
+            // (up to a backlog); a hanging one does not, and then the delivery moves to Redis
+            // instead of holding memory and its stream entry.
+            Err(_) if lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog => {
                 lane.waiting.fetch_add(1, Ordering::Relaxed);
-                let p =
-                    tokio::time::timeout(self.cfg.lane_wait, lane.permits.clone().acquire_owned())
-                        .await;
+                // A leased retry waits once: it must finish well inside its lease.
+                let p = lane
+                    .permit(self.cfg.lane_wait, d.source == Source::Stream)
+                    .await;
                 lane.waiting.fetch_sub(1, Ordering::Relaxed);
                 match p {
-                    Ok(p) => p.expect("lane semaphores are never closed"),
-                    Err(_) => return self.defer(&d).await,
+                    Some(p) => p,
+                    None => return self.defer(&d).await,
                 }
             }
             Err(_) => return self.defer(&d).await,
@@ -230,6 +255,7 @@ impl Dispatcher {
         .await;
         self.metrics.in_flight.dec();
         drop(_global);
+        lane.last_done.store(now_ms(), Ordering::Relaxed);
         drop(_lane_permit);
         d.attempts += 1;
         d.deferrals = 0;
