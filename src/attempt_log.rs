@@ -118,18 +118,28 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: &[AttemptRecord]) -> redis::RedisResult<()> {
+        // One LPUSH and one LTRIM per endpoint per batch, oldest first so the newest ends up
+        // at the head.
+        let mut by_endpoint: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
         let mut pipe = redis::pipe();
         for rec in batch {
-            let key = self.keys.attempts(&rec.endpoint_id);
-            pipe.lpush(&key, serde_json::to_string(rec).expect("records serialize"))
-                .ignore()
-                .ltrim(&key, 0, KEEP - 1)
-                .ignore();
+            by_endpoint
+                .entry(rec.endpoint_id.as_str())
+                .or_default()
+                .push(serde_json::to_string(rec).expect("records serialize"));
             let ok = matches!(rec.status, Some(s) if (200..300).contains(&s));
             if ok && self.failing.remove(&rec.endpoint_id) {
                 pipe.hdel(self.keys.failing_since(), &rec.endpoint_id)
                     .ignore();
             }
+        }
+        for (endpoint, records) in &by_endpoint {
+            let key = self.keys.attempts(endpoint);
+            let newest = &records[records.len().saturating_sub(KEEP as usize)..];
+            pipe.lpush(&key, newest)
+                .ignore()
+                .ltrim(&key, 0, KEEP - 1)
+                .ignore();
         }
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         for rec in batch {
