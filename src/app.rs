@@ -28,6 +28,11 @@ use crate::{api, promote};
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the depth gauges are read from Redis.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
+/// How long a delivery waits for a saturated endpoint before it is deferred to Redis.
+const LANE_WAIT: Duration = Duration::from_secs(1);
+/// First and longest pause of a deferred delivery.
+const DEFER_FIRST: Duration = Duration::from_secs(2);
+const DEFER_MAX: Duration = Duration::from_secs(60);
 /// Deliveries held in memory per allowed in-flight request.
 const OUTSTANDING_PER_SLOT: usize = 2;
 
@@ -91,10 +96,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         DispatchConfig {
             timeout: config.delivery.timeout.get(),
             per_endpoint: config.delivery.per_endpoint_in_flight,
-            lane_backlog: config.delivery.per_endpoint_in_flight * 4,
+            lane_backlog: (config.delivery.per_endpoint_in_flight * 64).max(512),
+            lane_wait: LANE_WAIT,
             schedule,
             jitter: config.retry.jitter,
-            defer: Duration::from_secs(2),
+            defer: DEFER_FIRST,
+            defer_max: DEFER_MAX,
         },
         http,
         guard,

@@ -47,6 +47,8 @@ pub struct Delivery {
     pub endpoint_id: Arc<str>,
     pub attempts: u32,
     pub first_attempt_at: i64,
+    /// Times this delivery was handed back to the queue unattempted (saturated endpoint).
+    pub deferrals: u32,
     pub source: Source,
 }
 
@@ -64,6 +66,7 @@ impl Delivery {
             id: job.id,
             attempts: job.attempts,
             first_attempt_at: job.first_attempt_at,
+            deferrals: job.deferrals,
             source: Source::Queue,
         }
     }
@@ -81,6 +84,7 @@ impl Delivery {
             published_at: self.event.published_at,
             last_status: last.and_then(|o| o.status),
             last_error: last.and_then(|o| o.error.clone()),
+            deferrals: self.deferrals,
         }
     }
 }
@@ -92,10 +96,14 @@ pub struct DispatchConfig {
     /// Stream deliveries that may wait in memory for a busy endpoint; more are deferred to
     /// the retry queue so a slow endpoint cannot hold the consumer up.
     pub lane_backlog: usize,
+    /// How long a stream delivery waits for its endpoint before it is deferred instead.
+    pub lane_wait: Duration,
     pub schedule: Vec<Duration>,
     pub jitter: f64,
-    /// How long a deferred delivery waits before it is tried again.
+    /// How long a deferred delivery first waits before it is tried again; doubles with each
+    /// further deferral, up to `defer_max`.
     pub defer: Duration,
+    pub defer_max: Duration,
 }
 
 struct Lane {
@@ -184,11 +192,16 @@ impl Dispatcher {
         let lane = self.lane(&ep.id);
         let _lane_permit = match lane.permits.clone().try_acquire_owned() {
             Ok(p) => p,
+            // A busy but healthy endpoint frees a permit soon; a hanging one does not, and
+            // then the delivery moves to Redis instead of holding memory and its stream entry.
             Err(_) if d.source == Source::Stream && lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog => {
                 lane.waiting.fetch_add(1, Ordering::Relaxed);
-                let p = lane.permits.clone().acquire_owned().await;
+                let p = tokio::time::timeout(self.cfg.lane_wait, lane.permits.clone().acquire_owned()).await;
                 lane.waiting.fetch_sub(1, Ordering::Relaxed);
-                p.expect("lane semaphores are never closed")
+                match p {
+                    Ok(p) => p.expect("lane semaphores are never closed"),
+                    Err(_) => return self.defer(&d).await,
+                }
             }
             Err(_) => return self.defer(&d).await,
         };
@@ -214,6 +227,7 @@ impl Dispatcher {
         drop(_global);
         drop(_lane_permit);
         d.attempts += 1;
+        d.deferrals = 0;
         self.metrics.attempt_duration.observe(outcome.latency.as_secs_f64());
         self.finish(d, &ep, outcome).await
     }
@@ -282,9 +296,11 @@ impl Dispatcher {
     /// Hands a delivery whose endpoint is saturated to the retry queue, without an attempt.
     async fn defer(&self, d: &Delivery) -> bool {
         self.metrics.deferred.inc();
+        let backoff = self.cfg.defer.saturating_mul(1 << d.deferrals.min(10)).min(self.cfg.defer_max);
         let spread = 0.5 + rand::random::<f64>();
-        let due = now_ms() + self.cfg.defer.mul_f64(spread).as_millis() as i64;
-        let job = d.to_job(None);
+        let due = now_ms() + backoff.mul_f64(spread).as_millis() as i64;
+        let mut job = d.to_job(None);
+        job.deferrals = d.deferrals + 1;
         self.persist(|| self.retry.schedule(&job, due)).await
     }
 

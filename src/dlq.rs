@@ -155,6 +155,7 @@ impl Dlq {
                 published_at: dl.published_at,
                 last_status: None,
                 last_error: None,
+                deferrals: 0,
             })
             .collect();
         // Queued before removal: a crash in between repeats a replay, never loses one.

@@ -396,6 +396,7 @@ impl Consumer {
                 endpoint_id: ep.id.clone(),
                 attempts: 0,
                 first_attempt_at: 0,
+                deferrals: 0,
                 source: Source::Stream,
             };
             let dispatcher = self.dispatcher.clone();

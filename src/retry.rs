@@ -47,6 +47,9 @@ pub struct Job {
     pub last_status: Option<u16>,
     #[serde(default)]
     pub last_error: Option<String>,
+    /// Times handed back unattempted because the endpoint was saturated.
+    #[serde(default)]
+    pub deferrals: u32,
 }
 
 /// Takes due ids and leases them (moves their score to the lease end) in one step, so two

@@ -1,0 +1,112 @@
+//! Operating webhookd (SPEC 10): metrics move, SIGTERM drains and exits 0, replicas share work.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_counters_move_with_deliveries() {
+    let ok = Receiver::start(always(200)).await;
+    let bad = Receiver::start(always(500)).await;
+    let setup = Setup::new("metrics")
+        .with("retry:\n  schedule: [100ms]\n  jitter: 0\n")
+        .endpoint("ep_ok", "t", &ok.url("/"), &["*"])
+        .endpoint("ep_bad", "t", &bad.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let before = w.metrics().await;
+    let mut r = redis();
+    let mut env: Vec<String> = (0..10).map(|i| envelope(&format!("m{i}"), "outbound.sent", "t", json!({}))).collect();
+    env.push("garbage".into());
+    publish(&mut r, &setup.stream(), &env);
+    ok.wait_for(10, WAIT).await;
+    bad.wait_for(20, WAIT).await;
+    let m = |text: &str, s: &str| metric(text, s);
+    let mut after = String::new();
+    for _ in 0..200 {
+        after = w.metrics().await;
+        if m(&after, "webhookd_deliveries_total{outcome=\"dead\"}") >= 10.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(m(&before, "webhookd_events_consumed_total"), 0.0);
+    assert_eq!(m(&after, "webhookd_events_consumed_total"), 11.0);
+    assert_eq!(m(&after, "webhookd_events_invalid_total"), 1.0);
+    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"success\"}"), 10.0);
+    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"retry\"}"), 10.0);
+    assert_eq!(m(&after, "webhookd_deliveries_total{outcome=\"dead\"}"), 10.0);
+    assert_eq!(m(&after, "webhookd_attempt_duration_seconds_count"), 30.0);
+    assert_eq!(m(&after, "webhookd_event_to_delivery_seconds_count"), 10.0);
+    assert!(after.contains("webhookd_in_flight") && after.contains("webhookd_stream_pending"));
+    // Gauges are read from Redis every few seconds.
+    let mut dlq_seen = false;
+    for _ in 0..150 {
+        if m(&w.metrics().await, "webhookd_dlq_depth") == 10.0 {
+            dlq_seen = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dlq_seen, "webhookd_dlq_depth reaches 10");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_exits_0_within_the_grace_and_a_restart_delivers_everything() {
+    // A receiver slow enough that SIGTERM lands mid-run.
+    let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(20)))).await;
+    let setup = Setup::new("sigterm")
+        .with("stream:\n  consumer: fixed\n  block: 200ms\n  claim_idle: 2s\n")
+        .endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let mut w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..3000).map(|i| envelope(&format!("g{i}"), "outbound.sent", "t", json!({}))).collect();
+    publish(&mut r, &setup.stream(), &env);
+    assert!(wait_until(WAIT, || rx.count() >= 300).await);
+    let t0 = std::time::Instant::now();
+    w.signal("TERM");
+    let code = w.wait_exit(Duration::from_secs(15)).await;
+    assert_eq!(code, Some(0), "exit 0 within shutdown_grace (10s)\n{}", w.log_text());
+    assert!(t0.elapsed() < Duration::from_secs(12));
+    let at_stop = by_webhook_id(&rx.received()).len();
+    assert!(at_stop < 3000, "SIGTERM came mid-run ({at_stop})");
+    let _w2 = Webhookd::start(&setup).await;
+    assert!(wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 3000).await);
+    let dups: usize = by_webhook_id(&rx.received()).values().map(|n| n - 1).sum();
+    eprintln!("SIGTERM at {at_stop}/3000 delivered; {dups} duplicates after restart");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_the_work_and_one_finishes_when_the_other_dies() {
+    let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(5)))).await;
+    let base = Setup::new("pair").endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let replica = |name: &str| Setup {
+        port: free_port(),
+        prefix: base.prefix.clone(),
+        endpoints: base.endpoints.clone(),
+        extra: format!("stream:\n  consumer: {name}\n  block: 100ms\n  batch: 20\n  claim_idle: 2s\n"),
+        consumer: name.to_string(),
+    };
+    let (one, two) = (replica("r1"), replica("r2"));
+    let mut w1 = Webhookd::start(&one).await;
+    let w2 = Webhookd::start(&two).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..4000).map(|i| envelope(&format!("p{i}"), "outbound.sent", "t", json!({}))).collect();
+    publish(&mut r, &base.stream(), &env);
+    assert!(wait_until(WAIT, || rx.count() >= 1500).await);
+    let s1 = metric(&w1.metrics().await, "webhookd_deliveries_total{outcome=\"success\"}");
+    let s2 = metric(&w2.metrics().await, "webhookd_deliveries_total{outcome=\"success\"}");
+    assert!(s1 > 0.0 && s2 > 0.0, "both replicas take work: {s1} / {s2}");
+    w1.signal("KILL");
+    w1.wait_exit(Duration::from_secs(5)).await;
+    assert!(
+        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 4000).await,
+        "the surviving replica finishes everything\n{}",
+        w2.log_text()
+    );
+}

@@ -1,0 +1,340 @@
+//! Delivery that survives failing receivers, crashes and Redis faults (SPEC 5).
+
+mod common;
+
+use std::process::Command;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+
+fn fast_retries(schedule: &str) -> String {
+    format!("retry:\n  schedule: [{schedule}]\n  jitter: 0\n")
+}
+
+fn cli(w: &Webhookd, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(bin()).args(args).arg("--config").arg(&w.config).output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn pending(r: &mut redis::Connection, stream: &str) -> u64 {
+    let p: (u64, redis::Value, redis::Value, redis::Value) =
+        redis::cmd("XPENDING").arg(stream).arg("webhookd").query(r).unwrap();
+    p.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
+    let rx = Receiver::start(Arc::new(|n, _| (if n < 2 { 500 } else { 200 }, vec![], Duration::ZERO))).await;
+    let setup = Setup::new("third")
+        .with(&fast_retries("1s, 1s, 1s"))
+        .endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &[envelope("evt_retry", "outbound.sent", "t", json!({"a": 1}))]);
+    let got = rx.wait_for(3, WAIT).await;
+    assert_eq!(got.len(), 3, "{}", w.log_text());
+    for req in &got {
+        assert_eq!(req.header("webhook-id"), "evt_retry", "the same webhook-id on every retry");
+        assert!(verify(req, SECRET), "every attempt carries a valid signature");
+    }
+    let ts: Vec<i64> = got.iter().map(|g| g.header("webhook-timestamp").parse().unwrap()).collect();
+    assert!(ts[0] < ts[2], "each attempt is signed afresh: {ts:?}");
+    assert_ne!(got[0].header("webhook-signature"), got[2].header("webhook-signature"));
+    // Delivered on the third attempt: nothing left queued or dead.
+    let retry_key = format!("{}{{retry}}:due", setup.prefix);
+    assert!(wait_until(WAIT, || redis::cmd("ZCARD").arg(&retry_key).query::<u64>(&mut r).unwrap() == 0).await);
+    let dlq: u64 = redis::cmd("XLEN").arg(format!("{}dlq", setup.prefix)).query(&mut r).unwrap();
+    assert_eq!(dlq, 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count(), 3, "no attempt after the success");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_always_failing_delivery_is_dead_lettered_then_replayed_once_the_receiver_recovers() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        (if h.load(Ordering::SeqCst) { 200 } else { 503 }, vec![], Duration::ZERO)
+    }))
+    .await;
+    let setup = Setup::new("dlq")
+        .with(&fast_retries("100ms, 100ms"))
+        .endpoint("ep_dead", "acct", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &[envelope("evt_dead", "outbound.bounced", "acct", json!({"x": 1}))]);
+    let dlq_key = format!("{}dlq", setup.prefix);
+    assert!(wait_until(WAIT, || redis::cmd("XLEN").arg(&dlq_key).query::<u64>(&mut r).unwrap() == 1).await);
+    assert_eq!(rx.count(), 3, "a schedule of 2 delays means 3 attempts");
+
+    let (ok, out, err) = cli(&w, &["dlq", "list", "--json"]);
+    assert!(ok, "{err}");
+    let dl: serde_json::Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(dl["tenant"], "acct");
+    assert_eq!(dl["endpoint_id"], "ep_dead");
+    assert_eq!(dl["event_id"], "evt_dead");
+    assert_eq!(dl["event_type"], "outbound.bounced");
+    assert_eq!(dl["attempts"], 3);
+    assert_eq!(dl["last_status"], 503);
+    assert_eq!(dl["last_error"], "HTTP 503");
+    assert_eq!(dl["body"]["data"], json!({"x": 1}));
+    for k in ["id", "first_attempt_at", "dead_at"] {
+        assert!(dl[k].is_string(), "{k} in {dl}");
+    }
+    assert!(webhookd::clock::parse_rfc3339(dl["dead_at"].as_str().unwrap()).is_some());
+    let (_, other, _) = cli(&w, &["dlq", "list", "--json", "--tenant", "someone_else"]);
+    assert!(other.trim().is_empty(), "tenant filter");
+
+    healthy.store(true, Ordering::SeqCst);
+    let (ok, out, err) = cli(&w, &["dlq", "replay", "--endpoint", "ep_dead"]);
+    assert!(ok, "{err}");
+    assert_eq!(out.trim(), "1");
+    let got = rx.wait_for(4, WAIT).await;
+    assert_eq!(got.len(), 4);
+    assert_eq!(got[3].header("webhook-id"), "evt_dead");
+    assert!(verify(&got[3], SECRET));
+    let left: u64 = redis::cmd("XLEN").arg(&dlq_key).query(&mut r).unwrap();
+    assert_eq!(left, 0, "a replay removes the dead letter");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_can_be_replayed_by_id_and_since_and_purged() {
+    let rx = Receiver::start(always(500)).await;
+    let setup = Setup::new("dlqsel")
+        .with(&fast_retries(""))
+        .endpoint("ep_a", "acct", &rx.url("/a"), &["*"])
+        .endpoint("ep_b", "acct", &rx.url("/b"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let before = webhookd::clock::rfc3339(webhookd::clock::now_ms() - 1000);
+    publish(&mut r, &setup.stream(), &[envelope("e1", "outbound.sent", "acct", json!({}))]);
+    let dlq_key = format!("{}dlq", setup.prefix);
+    assert!(wait_until(WAIT, || redis::cmd("XLEN").arg(&dlq_key).query::<u64>(&mut r).unwrap() == 2).await);
+    let (_, out, _) = cli(&w, &["dlq", "list", "--json", "--endpoint", "ep_a"]);
+    let a: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let a_id = a["id"].as_str().unwrap().to_string();
+    let (ok, out, _) = cli(&w, &["dlq", "purge", "--id", &a_id]);
+    assert!(ok);
+    assert_eq!(out.trim(), "1");
+    let (ok, out, _) = cli(&w, &["dlq", "replay", "--since", &before]);
+    assert!(ok);
+    assert_eq!(out.trim(), "1", "only ep_b's letter is left to replay");
+    let (ok, _, err) = cli(&w, &["dlq", "replay", "--since", "yesterday"]);
+    assert!(!ok && err.contains("RFC 3339"), "{err}");
+    let (ok, _, err) = cli(&w, &["dlq", "replay"]);
+    assert!(!ok && !err.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retry_after_is_honored_and_410_disables_the_endpoint() {
+    let rx = Receiver::start(Arc::new(|n, _| {
+        if n == 0 {
+            (429, vec![("retry-after".into(), "2".into())], Duration::ZERO)
+        } else {
+            (200, vec![], Duration::ZERO)
+        }
+    }))
+    .await;
+    let gone = Receiver::start(always(410)).await;
+    let setup = Setup::new("after")
+        .with(&fast_retries("100ms, 5s"))
+        .endpoint("ep_429", "t", &rx.url("/"), &["outbound.*"])
+        .endpoint("ep_410", "t", &gone.url("/"), &["outbound.*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &[envelope("e1", "outbound.sent", "t", json!({}))]);
+    let got = rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    let gap = got[1].at - got[0].at;
+    assert!(gap >= Duration::from_secs(2), "Retry-After: 2 waited only {gap:?}");
+
+    // 410: disabled at once, dead-lettered with last_status 410, never tried again.
+    assert!(gone.wait_for(1, WAIT).await.len() == 1);
+    let ep_key = format!("{}{{endpoints}}:all", setup.prefix);
+    assert!(
+        wait_until(WAIT, || {
+            let raw: String = redis::cmd("HGET").arg(&ep_key).arg("ep_410").query(&mut r).unwrap();
+            let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            rec["disabled"] == true && rec["disabled_reason"].as_str().is_some_and(|s| s.contains("410"))
+        })
+        .await
+    );
+    let (_, out, _) = cli(&w, &["dlq", "list", "--json", "--endpoint", "ep_410"]);
+    let dl: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(dl["last_status"], 410);
+    assert_eq!(dl["attempts"], 1);
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    publish(&mut r, &setup.stream(), &[envelope("e2", "outbound.sent", "t", json!({}))]);
+    assert_eq!(rx.wait_for(3, WAIT).await.len(), 3, "the healthy endpoint still gets e2");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(gone.count(), 1, "a disabled endpoint gets nothing more");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_then_restart_loses_nothing() {
+    let a = Receiver::start(always(200)).await;
+    let b = Receiver::start(always(200)).await;
+    let setup = Setup::new("kill9")
+        .with("stream:\n  consumer: fixed\n  block: 200ms\n  claim_idle: 2s\n")
+        .endpoint("ep_a", "t", &a.url("/"), &["*"])
+        .endpoint("ep_b", "t", &b.url("/"), &["*"]);
+    let mut w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..5000).map(|i| envelope(&format!("k{i}"), "outbound.sent", "t", json!({"i": i}))).collect();
+    publish(&mut r, &setup.stream(), &env);
+    // Kill it in the middle of the run.
+    assert!(wait_until(WAIT, || a.count() + b.count() >= 2000).await);
+    w.signal("KILL");
+    assert!(w.wait_exit(Duration::from_secs(5)).await.is_some());
+    let at_kill = a.count() + b.count();
+    assert!(at_kill < 10_000, "the kill came mid-run ({at_kill} of 10000 delivered)");
+    let _w2 = Webhookd::start(&setup).await;
+    let mut missing = 0;
+    let mut dups = 0;
+    for rx in [&a, &b] {
+        wait_until(Duration::from_secs(120), || by_webhook_id(&rx.received()).len() == 5000).await;
+        let ids = by_webhook_id(&rx.received());
+        missing += 5000 - ids.len();
+        dups += ids.values().map(|n| n - 1).sum::<usize>();
+    }
+    eprintln!("kill -9 at {at_kill}/10000 deliveries: {dups} duplicate deliveries after restart");
+    assert_eq!(missing, 0, "every (event, endpoint) pair is received at least once");
+    assert!(wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_with_a_slow_endpoint_never_duplicate_through_reclaiming() {
+    // Each request to the slow endpoint takes longer than claim_idle.
+    let slow = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(2500)))).await;
+    let fast = Receiver::start(always(200)).await;
+    let base = Setup::new("replicas")
+        .endpoint("ep_slow", "t", &slow.url("/"), &["*"])
+        .endpoint("ep_fast", "t", &fast.url("/"), &["*"]);
+    let stream_cfg = |name: &str| format!("stream:\n  consumer: {name}\n  block: 200ms\n  claim_idle: 1s\n");
+    let delivery = "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 10s\n  per_endpoint_in_flight: 64\n";
+    let one = Setup { port: free_port(), ..Setup::new("x") };
+    let one = Setup { prefix: base.prefix.clone(), endpoints: base.endpoints.clone(), extra: format!("{}{delivery}", stream_cfg("r1")), ..one };
+    let two = Setup { port: free_port(), prefix: base.prefix.clone(), endpoints: base.endpoints.clone(), extra: format!("{}{delivery}", stream_cfg("r2")), ..Setup::new("y") };
+    let _w1 = Webhookd::start(&one).await;
+    let _w2 = Webhookd::start(&two).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..40).map(|i| envelope(&format!("s{i}"), "outbound.sent", "t", json!({}))).collect();
+    publish(&mut r, &base.stream(), &env);
+    assert_eq!(by_webhook_id(&fast.wait_for(40, WAIT).await).len(), 40);
+    wait_until(WAIT, || by_webhook_id(&slow.received()).len() == 40).await;
+    // Several claim_idle periods pass while the slow requests are in flight.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let ids = by_webhook_id(&slow.received());
+    assert_eq!(ids.len(), 40);
+    let dups: Vec<_> = ids.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "reclaiming caused duplicate deliveries: {dups:?}");
+    assert_eq!(by_webhook_id(&fast.received()).values().sum::<usize>(), 40);
+}
+
+/// A Redis of the test's own, on a free port, keeping nothing on disk.
+struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    async fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        assert!(
+            wait_until(Duration::from_secs(10), || redis::Client::open(url.as_str())
+                .and_then(|c| c.get_connection())
+                .is_ok())
+            .await
+        );
+        OwnRedis { port, child }
+    }
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_restarted_without_persistence_is_recovered_from_on_its_own() {
+    let rx = Receiver::start(always(200)).await;
+    let port = free_port();
+    let redis_server = OwnRedis::start(port).await;
+    let url = redis_server.url();
+    let setup = Setup::new("restart").endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    let conn = |u: &str| redis::Client::open(u).unwrap().get_connection().unwrap();
+    publish(&mut conn(&url), &setup.stream(), &[envelope("before", "outbound.sent", "t", json!({}))]);
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+
+    drop(redis_server);
+    let ready = format!("http://127.0.0.1:{}/readyz", setup.port);
+    let mut unready = false;
+    for _ in 0..100 {
+        if http_get(&ready).await.0 == 503 {
+            unready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(unready, "/readyz reports not-ready while Redis is away");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let _again = OwnRedis::start(port).await;
+    // Static endpoints and the group are gone with the data; webhookd must carry on.
+    assert!(wait_ready(&ready, WAIT).await, "ready again after Redis returns\n{}", w.log_text());
+    let env: Vec<String> = (0..20).map(|i| envelope(&format!("after{i}"), "outbound.sent", "t", json!({}))).collect();
+    publish(&mut conn(&url), &setup.stream(), &env);
+    let got = rx.wait_for(21, WAIT).await;
+    let ids = by_webhook_id(&got);
+    assert!(
+        (0..20).all(|i| ids.contains_key(&format!("after{i}"))),
+        "every event published after Redis is back is delivered: {ids:?}\n{}",
+        w.log_text()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
+    let hang = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_secs(10)))).await;
+    let healthy = Receiver::start(always(200)).await;
+    let setup = Setup::new("hang")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 15s\n")
+        .endpoint("ep_hang", "t", &hang.url("/"), &["*"])
+        .endpoint("ep_ok", "t", &healthy.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..1000).map(|i| envelope(&format!("h{i}"), "outbound.sent", "t", json!({}))).collect();
+    let started = std::time::Instant::now();
+    publish(&mut r, &setup.stream(), &env);
+    let got = healthy.wait_for(1000, Duration::from_secs(60)).await;
+    assert_eq!(by_webhook_id(&got).len(), 1000);
+    let last = got.iter().map(|g| g.at).max().unwrap();
+    // The hanging endpoint answers its first requests 10 s after they arrive; the healthy
+    // endpoint must have had everything before then.
+    let first_hang = hang.received().iter().map(|g| g.at).min().unwrap_or(started);
+    assert!(
+        last < first_hang + Duration::from_secs(10),
+        "healthy deliveries waited for the hanging endpoint: last healthy at {:?}, first hang at {:?}",
+        last - started,
+        first_hang - started
+    );
+}
