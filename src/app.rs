@@ -172,33 +172,34 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         servers.push(listen(&config.http.metrics_listen, metrics_router, http_stop.clone()).await?);
     }
 
-    let mut tasks = Vec::new();
-    tasks.push(tokio::spawn(syncer.run(stop.clone())));
-    tasks.push(tokio::spawn(health::run_pinger(health.clone(), conn.clone(), stop.clone())));
-    tasks.push(tokio::spawn(ingest::run_heartbeat(
-        in_flight.clone(),
-        conn.clone(),
-        keys.clone(),
-        settings.clone(),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(promote::run(
-        retry.clone(),
-        dispatcher.clone(),
-        outstanding.clone(),
-        config.delivery.timeout.get() + config.delivery.connect_timeout.get() + Duration::from_secs(60),
-        stop.clone(),
-    )));
-    tasks.push(tokio::spawn(run_gauges(
-        conn.clone(),
-        keys.clone(),
-        settings.group.clone(),
-        retry.clone(),
-        dlq.clone(),
-        live.clone(),
-        metrics.clone(),
-        stop.clone(),
-    )));
+    let tasks = vec![
+        tokio::spawn(syncer.run(stop.clone())),
+        tokio::spawn(health::run_pinger(health.clone(), conn.clone(), stop.clone())),
+        tokio::spawn(ingest::run_heartbeat(
+            in_flight.clone(),
+            conn.clone(),
+            keys.clone(),
+            settings.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(promote::run(
+            retry.clone(),
+            dispatcher.clone(),
+            outstanding.clone(),
+            config.delivery.timeout.get() + config.delivery.connect_timeout.get() + Duration::from_secs(60),
+            stop.clone(),
+        )),
+        tokio::spawn(run_gauges(
+            conn.clone(),
+            keys.clone(),
+            settings.group.clone(),
+            retry.clone(),
+            dlq.clone(),
+            live.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+    ];
     let writer_task = tokio::spawn(writer.run());
     let acker = tokio::spawn(ingest::run_acker(ack_rx, conn.clone(), keys.clone(), settings.group.clone()));
     let consumer_task = tokio::spawn(consumer.run());

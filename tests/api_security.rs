@@ -44,20 +44,38 @@ async fn every_internal_target_is_refused_at_registration() {
         "http://0x7f000001/hook",
     ];
     for url in targets {
-        let got = api.post("/v1/tenants/acct_a/endpoints", json!({"url": url, "filters": ["*"]})).await;
+        let got = api
+            .post(
+                "/v1/tenants/acct_a/endpoints",
+                json!({"url": url, "filters": ["*"]}),
+            )
+            .await;
         assert_error(&got, 422, "invalid");
         let msg = got.1["error"]["message"].as_str().unwrap();
         assert!(msg.contains("not allowed"), "{url}: {msg}");
     }
     let (status, list) = api.get("/v1/tenants/acct_a/endpoints").await;
-    assert_eq!((status, list), (200, json!({"data": [], "next_cursor": null})));
+    assert_eq!(
+        (status, list),
+        (200, json!({"data": [], "next_cursor": null}))
+    );
 
     // Changing a URL to an internal one is refused the same way.
     let ep = api
-        .create_endpoint("acct_a", json!({"url": "http://203.0.113.10/hook", "filters": ["*"]}))
+        .create_endpoint(
+            "acct_a",
+            json!({"url": "http://203.0.113.10/hook", "filters": ["*"]}),
+        )
         .await;
-    let path = format!("/v1/tenants/acct_a/endpoints/{}", ep["id"].as_str().unwrap());
-    for url in ["http://127.0.0.1/x", "http://localhost/x", "http://[::ffff:10.0.0.1]/x"] {
+    let path = format!(
+        "/v1/tenants/acct_a/endpoints/{}",
+        ep["id"].as_str().unwrap()
+    );
+    for url in [
+        "http://127.0.0.1/x",
+        "http://localhost/x",
+        "http://[::ffff:10.0.0.1]/x",
+    ] {
         assert_error(&api.patch(&path, json!({"url": url})).await, 422, "invalid");
     }
     let (_, still) = api.get(&path).await;
@@ -95,13 +113,30 @@ fn dump_redis(prefix: &str) -> Vec<(String, String)> {
                 let m: Vec<String> = redis::cmd("HGETALL").arg(&key).query(&mut r).unwrap();
                 m
             }
-            "list" => redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(&mut r).unwrap(),
+            "list" => redis::cmd("LRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut r)
+                .unwrap(),
             "set" => redis::cmd("SMEMBERS").arg(&key).query(&mut r).unwrap(),
-            "zset" => redis::cmd("ZRANGE").arg(&key).arg(0).arg(-1).query(&mut r).unwrap(),
+            "zset" => redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .query(&mut r)
+                .unwrap(),
             "stream" => {
-                let entries: Vec<(String, Vec<String>)> =
-                    redis::cmd("XRANGE").arg(&key).arg("-").arg("+").query(&mut r).unwrap();
-                entries.into_iter().flat_map(|(id, fields)| std::iter::once(id).chain(fields)).collect()
+                let entries: Vec<(String, Vec<String>)> = redis::cmd("XRANGE")
+                    .arg(&key)
+                    .arg("-")
+                    .arg("+")
+                    .query(&mut r)
+                    .unwrap();
+                entries
+                    .into_iter()
+                    .flat_map(|(id, fields)| std::iter::once(id).chain(fields))
+                    .collect()
             }
             other => panic!("unexpected key type {other} for {key}"),
         };
@@ -122,18 +157,34 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
         .create_endpoint("acct_a", json!({"url": rx.url("/g"), "filters": ["*"]}))
         .await;
     let supplied = tenant
-        .create_endpoint("acct_a", json!({"url": rx.url("/s"), "filters": ["*"], "secret": SECRET}))
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/s"), "filters": ["*"], "secret": SECRET}),
+        )
         .await;
-    let path = format!("/v1/tenants/acct_a/endpoints/{}", supplied["id"].as_str().unwrap());
-    let (_, rotated) = tenant.post(&format!("{path}/secret/rotate"), json!({})).await;
+    let path = format!(
+        "/v1/tenants/acct_a/endpoints/{}",
+        supplied["id"].as_str().unwrap()
+    );
+    let (_, rotated) = tenant
+        .post(&format!("{path}/secret/rotate"), json!({}))
+        .await;
     // Failed requests carrying secrets must not log them either.
     let bad = tenant
-        .post("/v1/tenants/acct_a/endpoints", json!({"url": "nope", "filters": ["*"], "secret": SECRET}))
+        .post(
+            "/v1/tenants/acct_a/endpoints",
+            json!({"url": "nope", "filters": ["*"], "secret": SECRET}),
+        )
         .await;
     assert_eq!(bad.0, 422);
-    let _ = admin.as_token("whk_not-a-real-token-but-secretish").get("/v1/event-types").await;
+    let _ = admin
+        .as_token("whk_not-a-real-token-but-secretish")
+        .get("/v1/event-types")
+        .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let (status, _) = tenant.post("/v1/events", event("evt_s1", "outbound.sent", "acct_a")).await;
+    let (status, _) = tenant
+        .post("/v1/events", event("evt_s1", "outbound.sent", "acct_a"))
+        .await;
     assert_eq!(status, 202);
     rx.wait_for(2, Duration::from_secs(20)).await;
     let (status, _) = tenant.post(&format!("{path}/test"), json!({})).await;
@@ -153,10 +204,16 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
     let needles: Vec<String> = secrets
         .iter()
         .flat_map(|s| {
-            let bare = s.trim_start_matches("whsec_").trim_start_matches("whk_").to_string();
+            let bare = s
+                .trim_start_matches("whsec_")
+                .trim_start_matches("whk_")
+                .to_string();
             [s.clone(), bare]
         })
-        .chain(["whk_not-a-real-token-but-secretish".to_string(), ADMIN_TOKEN.to_string()])
+        .chain([
+            "whk_not-a-real-token-but-secretish".to_string(),
+            ADMIN_TOKEN.to_string(),
+        ])
         .collect();
 
     let log = w.log_text();
@@ -165,10 +222,16 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
         assert!(!log.contains(n.as_str()), "the log shows a secret or token");
     }
     let values = dump_redis(&setup.prefix);
-    assert!(values.iter().any(|(k, _)| k.ends_with("tokens")), "the token digest is stored");
+    assert!(
+        values.iter().any(|(k, _)| k.ends_with("tokens")),
+        "the token digest is stored"
+    );
     for (key, value) in &values {
         for n in &needles {
-            assert!(!value.contains(n.as_str()) && !key.contains(n.as_str()), "{key} holds a secret or token in clear");
+            assert!(
+                !value.contains(n.as_str()) && !key.contains(n.as_str()),
+                "{key} holds a secret or token in clear"
+            );
         }
     }
 }

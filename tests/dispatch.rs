@@ -86,7 +86,7 @@ async fn invalid_entries_are_set_aside_with_a_reason_and_never_stop_valid_ones()
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
     let big = json!({"blob": "x".repeat(2000)});
-    let bad = vec![
+    let bad = [
         "not json".to_string(),
         json!({"type": "a.b", "tenant": "t1", "created_at": 1, "data": {}}).to_string(),
         json!({"id": "x", "tenant": "t1", "created_at": 1, "data": {}}).to_string(),

@@ -10,7 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{decode_cursor, encode_cursor, page_limit};
+use super::extract::{cursor, page_limit};
 use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
 use crate::clock::parse_rfc3339;
 use crate::dlq::{valid_stream_id, DeadLetter, Selector};
@@ -81,6 +81,7 @@ pub struct DlqQuery {
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     pub limit: Option<String>,
     /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^([0-9]{1,20}(-[0-9]{1,20})?)?$")]
     pub cursor: Option<String>,
 }
 
@@ -88,7 +89,8 @@ pub struct DlqQuery {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayRequest {
-    /// Dead-letter ids (at most 1000).
+    /// Dead-letter ids (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000)]
     pub ids: Option<Vec<String>>,
     /// Every dead letter of this endpoint.
     pub endpoint: Option<String>,
@@ -122,19 +124,21 @@ async fn list_dead_letters(
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
-    let cursor = decode_cursor(q.cursor.as_deref())?;
-    if cursor.as_deref().is_some_and(|c| !valid_stream_id(c)) {
-        return Err(ApiError::Malformed("cursor is not one this API handed out".into()));
+    let after = cursor(q.cursor.as_deref());
+    if after.is_some_and(|c| !valid_stream_id(c)) {
+        return Err(ApiError::Malformed(
+            "cursor must be a `next_cursor` this API handed out".into(),
+        ));
     }
     let endpoint = q.endpoint.as_deref().filter(|e| !e.is_empty());
     let page = state
         .inner
         .dlq
-        .list(Some(&scope.tenant), endpoint, cursor.as_deref(), limit)
+        .list(Some(&scope.tenant), endpoint, after, limit)
         .await?;
     Ok(Json(DeadLetterList {
         data: page.letters.into_iter().map(DeadLetterOut::from).collect(),
-        next_cursor: page.next_cursor.as_deref().map(encode_cursor),
+        next_cursor: page.next_cursor,
     }))
 }
 
@@ -163,14 +167,21 @@ async fn replay(
     let selector = match (req.ids, req.endpoint, req.since) {
         (Some(ids), None, None) => {
             if ids.is_empty() || ids.len() > MAX_REPLAY_IDS {
-                return Err(ApiError::Invalid(format!("`ids` must list 1 to {MAX_REPLAY_IDS} ids")));
+                return Err(ApiError::Invalid(format!(
+                    "`ids` must list 1 to {MAX_REPLAY_IDS} ids"
+                )));
             }
             Selector::Ids(ids)
         }
         (None, Some(endpoint), None) => Selector::Endpoint(endpoint),
-        (None, None, Some(since)) => Selector::Since(parse_rfc3339(&since).ok_or_else(|| {
-            ApiError::Invalid("`since` must be an RFC 3339 time, e.g. 2024-01-09T18:40:00Z".into())
-        })?),
+        // Before 1970 means everything: stream ids start at 0.
+        (None, None, Some(since)) => {
+            Selector::Since(parse_rfc3339(&since).map(|ms| ms.max(0)).ok_or_else(|| {
+                ApiError::Invalid(
+                    "`since` must be an RFC 3339 time, e.g. 2024-01-09T18:40:00Z".into(),
+                )
+            })?)
+        }
         _ => {
             return Err(ApiError::Invalid(
                 "give exactly one of `ids`, `endpoint` or `since`".into(),

@@ -12,7 +12,7 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::{decode_cursor, encode_cursor, page_limit, OptionalJsonBody};
+use super::extract::{cursor, page_limit, OptionalJsonBody};
 use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
 use crate::attempt_log;
 use crate::clock::{now_ms, rfc3339};
@@ -27,6 +27,7 @@ use crate::registry::{Endpoint, EndpointRecord, StoredSecret};
 /// connect-time guard still applies to whatever it resolves to later).
 const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
 pub const MAX_METADATA: usize = 50;
+const MAX_RATE_LIMIT: u32 = 1_000_000;
 const MAX_METADATA_KEY: usize = 128;
 const MAX_METADATA_VALUE: usize = 1024;
 /// Secrets kept signing at once: the current one and up to this many still overlapping.
@@ -53,16 +54,17 @@ pub struct CreateEndpoint {
     #[schema(example = "https://example.com/webhooks")]
     pub url: String,
     /// Event-type patterns (SPEC 3); each must match at least one catalog type.
-    #[schema(example = json!(["outbound.*"]))]
+    #[schema(example = json!(["outbound.*"]), min_items = 1, max_items = 64)]
     pub filters: Vec<String>,
     #[schema(max_length = 1024)]
     pub description: Option<String>,
     /// Extra request headers; the signing and transport headers cannot be overridden.
     pub headers: Option<BTreeMap<String, String>>,
     /// `whsec_` + base64 of 24–64 bytes; generated when left out.
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
     pub secret: Option<String>,
     /// Deliveries per second, or null for no limit.
-    #[schema(minimum = 1)]
+    #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<u32>,
     pub disabled: Option<bool>,
     /// At most 50 string values.
@@ -75,19 +77,22 @@ pub struct CreateEndpoint {
 #[serde(deny_unknown_fields)]
 pub struct PatchEndpoint {
     pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 64)]
     pub filters: Option<Vec<String>>,
     #[schema(max_length = 1024)]
     pub description: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present")]
-    #[schema(value_type = Option<u32>, minimum = 1)]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<Option<u32>>,
     pub disabled: Option<bool>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
 /// Tells a field given as null (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<Option<T>>, D::Error> {
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
     Option::<T>::deserialize(d).map(Some)
 }
 
@@ -154,7 +159,8 @@ pub struct Secret {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
-    /// The new secret; generated when left out.
+    /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
     pub secret: Option<String>,
 }
 
@@ -193,7 +199,7 @@ pub struct PageQuery {
     /// 1 to 250; default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     pub limit: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page (opaque).
     pub cursor: Option<String>,
 }
 
@@ -218,8 +224,13 @@ async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiError> {
     }
     let port = uri
         .port_u16()
-        .unwrap_or(if uri.scheme_str() == Some("http") { 80 } else { 443 });
-    let resolved = tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+        .unwrap_or(if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    let resolved =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
     if let Ok(Ok(addrs)) = resolved {
         for addr in addrs {
             if let Err(kind) = guard.check(addr.ip()) {
@@ -241,23 +252,28 @@ fn check_secret(secret: &str) -> Result<(), ApiError> {
 
 /// Checks the fields every write must satisfy, whatever changed.
 fn check_fields(state: &ApiState, rec: &EndpointRecord) -> Result<(), ApiError> {
-    check_filters(&rec.filters, &state.inner.catalog).map_err(|e| ApiError::Invalid(format!("`filters`: {e}")))?;
+    check_filters(&rec.filters, &state.inner.catalog)
+        .map_err(|e| ApiError::Invalid(format!("`filters`: {e}")))?;
     parse_headers(&rec.headers).map_err(|e| ApiError::Invalid(format!("`headers`: {e}")))?;
     if rec.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!(
             "`description` is longer than {MAX_DESCRIPTION} characters"
         )));
     }
-    if rec.rate_limit == Some(0) {
-        return Err(ApiError::Invalid("`rate_limit` must be a positive integer or null".into()));
+    if rec.rate_limit.is_some_and(|r| r == 0 || r > MAX_RATE_LIMIT) {
+        return Err(ApiError::Invalid(format!(
+            "`rate_limit` must be an integer from 1 to {MAX_RATE_LIMIT} (per second) or null"
+        )));
     }
     if rec.metadata.len() > MAX_METADATA {
-        return Err(ApiError::Invalid(format!("`metadata` has more than {MAX_METADATA} keys")));
+        return Err(ApiError::Invalid(format!(
+            "`metadata` has more than {MAX_METADATA} keys"
+        )));
     }
     for (k, v) in &rec.metadata {
-        if k.is_empty() || k.chars().count() > MAX_METADATA_KEY {
+        if k.chars().count() > MAX_METADATA_KEY {
             return Err(ApiError::Invalid(format!(
-                "`metadata` keys must be 1-{MAX_METADATA_KEY} characters"
+                "`metadata` keys must be at most {MAX_METADATA_KEY} characters"
             )));
         }
         if v.chars().count() > MAX_METADATA_VALUE {
@@ -357,7 +373,10 @@ async fn create_endpoint(
     check_target(&state, &rec.url).await?;
     state.inner.store.put(&rec).await?;
     let endpoint = EndpointOut::from(&rec);
-    Ok((StatusCode::CREATED, Json(CreatedEndpoint { endpoint, secret })))
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEndpoint { endpoint, secret }),
+    ))
 }
 
 /// List a tenant's endpoints, in id (creation) order.
@@ -380,11 +399,11 @@ async fn list_endpoints(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
-    let cursor = decode_cursor(q.cursor.as_deref())?;
-    let page = state.inner.store.list(&scope.tenant, limit, cursor.as_deref()).await?;
+    let after = cursor(q.cursor.as_deref());
+    let page = state.inner.store.list(&scope.tenant, limit, after).await?;
     Ok(Json(EndpointList {
         data: page.records.iter().map(EndpointOut::from).collect(),
-        next_cursor: page.next_cursor.as_deref().map(encode_cursor),
+        next_cursor: page.next_cursor,
     }))
 }
 

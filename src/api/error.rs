@@ -85,7 +85,9 @@ impl IntoResponse for ApiError {
         let status = self.status();
         match &self {
             // Only the error itself: never the request, whose body or headers may hold secrets.
-            ApiError::Unavailable(e) => tracing::warn!(error = %e, "API request failed: Redis unavailable"),
+            ApiError::Unavailable(e) => {
+                tracing::warn!(error = %e, "API request failed: Redis unavailable")
+            }
             ApiError::Internal(m) => tracing::error!(error = %m, "API request failed"),
             _ => {}
         }
@@ -102,7 +104,8 @@ impl IntoResponse for ApiError {
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
             ApiError::Unavailable(_) => {
-                resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -29,6 +29,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 
 /// The envelope of SPEC 1.
 #[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Documents the shape; the body is validated by `event::parse`.
 pub struct Envelope {
     /// 1–128 characters of `[A-Za-z0-9_.:-]`; unique per event.
@@ -114,17 +115,27 @@ async fn publish_event(
     let Value::Object(fields) = &object else {
         return Err(ApiError::Invalid("the event must be a JSON object".into()));
     };
-    if let Some(k) = fields.keys().find(|k| !ENVELOPE_FIELDS.contains(&k.as_str())) {
+    if let Some(k) = fields
+        .keys()
+        .find(|k| !ENVELOPE_FIELDS.contains(&k.as_str()))
+    {
         return Err(ApiError::Invalid(format!(
             "unknown field `{k}`, expected one of `id`, `type`, `tenant`, `created_at`, `data`"
         )));
     }
-    let ev = event::parse(&body, state.inner.max_event_bytes).map_err(|e| ApiError::Invalid(e.0))?;
+    let ev =
+        event::parse(&body, state.inner.max_event_bytes).map_err(|e| ApiError::Invalid(e.0))?;
     caller.may_publish_for(&ev.tenant)?;
-    let raw = String::from_utf8(body.to_vec()).map_err(|_| ApiError::Malformed("body is not UTF-8".into()))?;
-    let ids = publish::publish_raw(&state.inner.conn, &state.inner.keys, &[raw], state.inner.max_event_bytes)
-        .await
-        .map_err(publish_error)?;
+    let raw = String::from_utf8(body.to_vec())
+        .map_err(|_| ApiError::Malformed("body is not UTF-8".into()))?;
+    let ids = publish::publish_raw(
+        &state.inner.conn,
+        &state.inner.keys,
+        &[raw],
+        state.inner.max_event_bytes,
+    )
+    .await
+    .map_err(publish_error)?;
     let stream_id = ids.into_iter().next().unwrap_or_default();
     Ok((StatusCode::ACCEPTED, Json(Published { stream_id })))
 }
@@ -173,12 +184,19 @@ async fn ingest(
         .map_err(|e| ApiError::Malformed(format!("invalid JSON: {e}")))?;
     let events = normalize::normalize(provider, &payload, now_secs()).map_err(|e| match e {
         NormalizeError::UnknownEvent { .. } => ApiError::Invalid(e.to_string()),
-        NormalizeError::Malformed(_) | NormalizeError::UnknownProvider(_) => ApiError::Malformed(e.to_string()),
+        NormalizeError::Malformed(_) | NormalizeError::UnknownProvider(_) => {
+            ApiError::Malformed(e.to_string())
+        }
     })?;
     let envelopes = publish::envelopes(&tenant, &events);
-    let published = publish::publish_raw(&state.inner.conn, &state.inner.keys, &envelopes, state.inner.max_event_bytes)
-        .await
-        .map_err(publish_error)?;
+    let published = publish::publish_raw(
+        &state.inner.conn,
+        &state.inner.keys,
+        &envelopes,
+        state.inner.max_event_bytes,
+    )
+    .await
+    .map_err(publish_error)?;
     Ok((
         StatusCode::ACCEPTED,
         Json(Ingested {

@@ -41,7 +41,10 @@ struct BearerAuth;
 impl Modify for BearerAuth {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("bearer", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
     }
 }
 
@@ -53,12 +56,18 @@ pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
 
 /// Serves the document, serialized once.
 pub fn routes(doc: utoipa::openapi::OpenApi) -> Router<ApiState> {
-    let json: Arc<str> = doc.to_json().expect("the OpenAPI document serializes").into();
+    let json: Arc<str> = doc
+        .to_json()
+        .expect("the OpenAPI document serializes")
+        .into();
     Router::new().route("/v1/openapi.json", get(serve).with_state(json))
 }
 
 async fn serve(State(json): State<Arc<str>>) -> impl IntoResponse {
-    ([(header::CONTENT_TYPE, "application/json")], json.to_string())
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
 }
 
 // The routes below are served outside this module; these functions only document them.

@@ -41,11 +41,18 @@ impl Api {
 
     /// A request with a raw body; the answer's status and JSON (null when empty).
     pub async fn raw(&self, method: Method, path: &str, body: Option<String>) -> (u16, Value) {
-        let (status, text) = common::http(method, &format!("{}{path}", self.base), self.token.as_deref(), body).await;
+        let (status, text) = common::http(
+            method,
+            &format!("{}{path}", self.base),
+            self.token.as_deref(),
+            body,
+        )
+        .await;
         let json = if text.is_empty() {
             Value::Null
         } else {
-            serde_json::from_str(&text).unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"))
+            serde_json::from_str(&text)
+                .unwrap_or_else(|_| panic!("non-JSON answer {status}: {text}"))
         };
         (status, json)
     }
@@ -72,14 +79,18 @@ impl Api {
 
     /// Creates an endpoint and answers its JSON (with `secret`), asserting 201.
     pub async fn create_endpoint(&self, tenant: &str, body: Value) -> Value {
-        let (status, ep) = self.post(&format!("/v1/tenants/{tenant}/endpoints"), body).await;
+        let (status, ep) = self
+            .post(&format!("/v1/tenants/{tenant}/endpoints"), body)
+            .await;
         assert_eq!(status, 201, "create endpoint: {ep}");
         ep
     }
 
     /// A new tenant token (asserting 201).
     pub async fn new_token(&self, tenant: &str) -> String {
-        let (status, body) = self.call(Method::POST, &format!("/v1/tenants/{tenant}/tokens"), None).await;
+        let (status, body) = self
+            .call(Method::POST, &format!("/v1/tenants/{tenant}/tokens"), None)
+            .await;
         assert_eq!(status, 201, "create token: {body}");
         body["token"].as_str().unwrap().to_string()
     }
@@ -88,7 +99,11 @@ impl Api {
 /// Asserts an answer is `{"error": {"code", "message"}}` with this status and code.
 #[track_caller]
 pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
-    assert_eq!(got.0, status, "expected {status} {code}, got {} {}", got.0, got.1);
+    assert_eq!(
+        got.0, status,
+        "expected {status} {code}, got {} {}",
+        got.0, got.1
+    );
     let err = &got.1["error"];
     assert_eq!(err["code"], code, "{}", got.1);
     assert!(
@@ -96,11 +111,19 @@ pub fn assert_error(got: &(u16, Value), status: u16, code: &str) {
         "error needs a message: {}",
         got.1
     );
-    assert_eq!(got.1.as_object().map(|o| o.len()), Some(1), "only `error`: {}", got.1);
+    assert_eq!(
+        got.1.as_object().map(|o| o.len()),
+        Some(1),
+        "only `error`: {}",
+        got.1
+    );
 }
 
 pub fn xlen(stream: &str) -> u64 {
-    redis::cmd("XLEN").arg(stream).query(&mut common::redis()).unwrap()
+    redis::cmd("XLEN")
+        .arg(stream)
+        .query(&mut common::redis())
+        .unwrap()
 }
 
 /// Waits (bounded) until the consumer group has read past `entry` and nothing is pending.
@@ -129,7 +152,10 @@ pub async fn wait_acked(stream: &str, entry: &str, limit: Duration) -> bool {
 fn stream_id_ge(a: &str, b: &str) -> bool {
     let parse = |s: &str| {
         let (ms, seq) = s.split_once('-').unwrap_or((s, "0"));
-        (ms.parse::<u64>().unwrap_or(0), seq.parse::<u64>().unwrap_or(0))
+        (
+            ms.parse::<u64>().unwrap_or(0),
+            seq.parse::<u64>().unwrap_or(0),
+        )
     };
     parse(a) >= parse(b)
 }
