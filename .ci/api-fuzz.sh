@@ -105,7 +105,8 @@ run_schemathesis() {
   local name="$1"; shift
   echo "api-fuzz: schemathesis ($name) against 127.0.0.1:$port"
   local status=0
-  "$st" run "http://127.0.0.1:$port/v1/openapi.json" \
+  # From the scratch directory: schemathesis keeps a cache in the working directory.
+  (cd "$work" && "$st" run "http://127.0.0.1:$port/v1/openapi.json" \
     --header "Authorization: Bearer $token" \
     --checks "${FUZZ_CHECKS:-not_a_server_error,status_code_conformance,content_type_conformance,response_schema_conformance}" \
     --max-examples "$max_examples" \
@@ -114,7 +115,7 @@ run_schemathesis() {
     --generation-database none \
     --no-color \
     --warnings off \
-    "$@" || status=$?
+    "$@") || status=$?
   if grep -q '"level":"ERROR"\|panicked' "$work/$name.log"; then
     echo "api-fuzz: webhookd logged errors during the $name run:"
     grep '"level":"ERROR"\|panicked' "$work/$name.log" | head -20
