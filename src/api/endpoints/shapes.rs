@@ -1,0 +1,174 @@
+//! What endpoint requests and answers look like (and so what the OpenAPI document says).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::clock::rfc3339;
+use crate::registry::EndpointRecord;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// `https://` (or `http://` when delivery.allow_http), no user-info, at most 2048 characters;
+    /// must not point at a loopback, private, link-local, CGNAT, multicast or unspecified address.
+    #[schema(example = "https://example.com/webhooks")]
+    pub url: String,
+    /// Event-type patterns (SPEC 3); each must match at least one catalog type.
+    #[schema(example = json!(["outbound.*"]), min_items = 1, max_items = 64)]
+    pub filters: Vec<String>,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    /// Extra request headers; the signing and transport headers cannot be overridden.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// `whsec_` + base64 of 24–64 bytes; generated when left out.
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+    pub secret: Option<String>,
+    /// Deliveries per second, or null for no limit.
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub rate_limit: Option<u32>,
+    pub disabled: Option<bool>,
+    /// At most 50 string values.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// A partial update: fields left out (or null) stay as they are, except `rate_limit`, where
+/// null removes the limit. `disabled: false` re-enables and clears `disabled_reason`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEndpoint {
+    pub url: Option<String>,
+    #[schema(min_items = 1, max_items = 64)]
+    pub filters: Option<Vec<String>>,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    pub rate_limit: Option<Option<u32>>,
+    pub disabled: Option<bool>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// Tells a field given as null (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
+    d: D,
+) -> Result<Option<Option<T>>, D::Error> {
+    Option::<T>::deserialize(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointOut {
+    #[schema(example = "ep_018d0a1b2c3d4e5f6a7b8c9d")]
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub filters: Vec<String>,
+    pub description: String,
+    pub headers: BTreeMap<String, String>,
+    pub rate_limit: Option<u32>,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&EndpointRecord> for EndpointOut {
+    fn from(r: &EndpointRecord) -> Self {
+        EndpointOut {
+            id: r.id.clone(),
+            tenant: r.tenant.clone(),
+            url: r.url.clone(),
+            filters: r.filters.clone(),
+            description: r.description.clone(),
+            headers: r.headers.clone(),
+            rate_limit: r.rate_limit,
+            disabled: r.disabled,
+            disabled_reason: r.disabled_reason.clone(),
+            metadata: r.metadata.clone(),
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+/// An endpoint as created: its fields plus its signing secret.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointList {
+    pub data: Vec<EndpointOut>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Secret {
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
+    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+    pub secret: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptOut {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub event_id: String,
+    pub attempt: u32,
+    /// HTTP status, or null when no response came.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    /// Up to 4 KiB of the response body.
+    pub response: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptList {
+    pub data: Vec<AttemptOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a test delivery came to.
+#[derive(Serialize, ToSchema)]
+pub struct TestOutcome {
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 250; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page (opaque).
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// 1 to 250; default 50 (the log keeps the latest 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    pub limit: Option<String>,
+}
