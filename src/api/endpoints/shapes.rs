@@ -6,6 +6,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use crate::clock::rfc3339;
+use crate::registry::model::MAX_FILTERS;
 use crate::registry::EndpointRecord;
 
 #[derive(Deserialize, ToSchema)]
@@ -16,7 +17,7 @@ pub struct CreateEndpoint {
     #[schema(example = "https://example.com/webhooks")]
     pub url: String,
     /// Event-type patterns (SPEC 3); each must match at least one catalog type.
-    #[schema(example = json!(["outbound.*"]), min_items = 1, max_items = 64)]
+    #[schema(schema_with = filter_list)]
     pub filters: Vec<String>,
     #[schema(max_length = 1024)]
     pub description: Option<String>,
@@ -33,13 +34,27 @@ pub struct CreateEndpoint {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// 1 to 64 patterns: dot-separated segments, each `[a-z0-9_]+` or `*` (SPEC 3).
+fn filter_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let pattern = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^(\*|[a-z0-9_]+)(\.(\*|[a-z0-9_]+))*$"))
+        .examples(["outbound.*"]);
+    ArrayBuilder::new()
+        .items(pattern)
+        .min_items(Some(1))
+        .max_items(Some(MAX_FILTERS))
+        .build()
+}
+
 /// A partial update: fields left out (or null) stay as they are, except `rate_limit`, where
 /// null removes the limit. `disabled: false` re-enables and clears `disabled_reason`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchEndpoint {
     pub url: Option<String>,
-    #[schema(min_items = 1, max_items = 64)]
+    #[schema(schema_with = filter_list)]
     pub filters: Option<Vec<String>>,
     #[schema(max_length = 1024)]
     pub description: Option<String>,
