@@ -125,6 +125,8 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
         422,
         "invalid",
     );
+    let (status, whole) = api.patch(&path, json!({"rate_limit": 7.0})).await;
+    assert_eq!((status, &whole["rate_limit"]), (200, &json!(7)), "{whole}");
 
     let (status, body) = api.delete(&path).await;
     assert_eq!((status, body), (204, Value::Null));

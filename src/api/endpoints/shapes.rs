@@ -24,9 +24,10 @@ pub struct CreateEndpoint {
     /// Extra request headers; the signing and transport headers cannot be overridden.
     pub headers: Option<BTreeMap<String, String>>,
     /// `whsec_` + base64 of 24–64 bytes; generated when left out.
-    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+    #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     pub secret: Option<String>,
     /// Deliveries per second, or null for no limit.
+    #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<u32>,
     pub disabled: Option<bool>,
@@ -48,29 +49,51 @@ fn filter_list() -> utoipa::openapi::schema::Array {
         .build()
 }
 
+fn filter_list_or_null() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(filter_list())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
 /// A partial update: fields left out (or null) stay as they are, except `rate_limit`, where
 /// null removes the limit. `disabled: false` re-enables and clears `disabled_reason`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchEndpoint {
     pub url: Option<String>,
-    #[schema(schema_with = filter_list)]
+    #[schema(schema_with = filter_list_or_null)]
     pub filters: Option<Vec<String>>,
     #[schema(max_length = 1024)]
     pub description: Option<String>,
     pub headers: Option<BTreeMap<String, String>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "present_whole_number")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
     pub rate_limit: Option<Option<u32>>,
     pub disabled: Option<bool>,
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+/// An integer, also when written `5.0` (JSON Schema's integers include it).
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => {
+            Ok(Some(n as u32))
+        }
+        Some(n) => Err(D::Error::custom(format!(
+            "expected a positive integer, found {n}"
+        ))),
+    }
+}
+
 /// Tells a field given as null (`Some(None)`) from one left out (`None`).
-fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(
-    d: D,
-) -> Result<Option<Option<T>>, D::Error> {
-    Option::<T>::deserialize(d).map(Some)
+fn present_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    whole_number(d).map(Some)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -137,7 +160,7 @@ pub struct Secret {
 #[serde(deny_unknown_fields)]
 pub struct RotateSecret {
     /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
-    #[schema(pattern = r"^whsec_[A-Za-z0-9+/]{32,88}={0,2}$")]
+    #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     pub secret: Option<String>,
 }
 
