@@ -257,13 +257,11 @@ impl Dlq {
 
 /// `<ms>-<seq>` or `<ms>`, as XRANGE accepts.
 pub fn valid_stream_id(id: &str) -> bool {
+    // Each part must fit a u64, or Redis refuses the id with an error.
+    let part = |p: &str| p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().is_ok();
     let mut parts = id.splitn(2, '-');
-    let ms_ok = parts
-        .next()
-        .is_some_and(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
-    let seq_ok = parts
-        .next()
-        .is_none_or(|p| !p.is_empty() && p.len() <= 20 && p.bytes().all(|b| b.is_ascii_digit()));
+    let ms_ok = parts.next().is_some_and(part);
+    let seq_ok = parts.next().is_none_or(part);
     ms_ok && seq_ok
 }
 
@@ -296,7 +294,17 @@ mod tests {
     #[test]
     fn stream_ids_are_checked_before_use() {
         assert!(super::valid_stream_id("1700000000000-0") && super::valid_stream_id("17"));
-        for bad in ["", "-", "abc", "1-", "1-2-3", "+", "(1-0"] {
+        for bad in [
+            "",
+            "-",
+            "abc",
+            "1-",
+            "1-2-3",
+            "+",
+            "(1-0",
+            "98732257723999836500",
+            "1-18446744073709551616",
+        ] {
             assert!(!super::valid_stream_id(bad), "{bad}");
         }
     }

@@ -1,9 +1,22 @@
-//! The management API (SPEC 6).
+//! The management API (SPEC 6): one file per resource, and here what they share — the
+//! state, the router, who is calling ([`Caller`], [`TenantScope`]), the one error type, and
+//! extractors whose rejections are our JSON errors instead of axum's plain text.
+
+mod dlq;
+mod endpoints;
+mod error;
+mod events;
+mod extract;
+mod openapi;
+mod tokens;
 
 use std::sync::Arc;
 
+use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use redis::aio::ConnectionManager;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
@@ -13,6 +26,9 @@ use crate::keys::Keys;
 use crate::registry::{LiveIndex, Store};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
+
+pub use error::{ApiError, ErrorBody};
+pub use extract::{ApiPath, ApiQuery, Caller, JsonBody, RawBody, TenantScope};
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -71,6 +87,29 @@ impl ApiState {
     }
 }
 
-pub fn router(_state: ApiState) -> Router {
-    Router::new()
+/// Every `/v1` route, the OpenAPI document generated from them, and JSON 404/405/413.
+pub fn router(state: ApiState) -> Router {
+    let max_body = state.inner.max_body_bytes;
+    let (routes, doc) = documented();
+    routes
+        .merge(openapi::routes(doc))
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .fallback(|| async { ApiError::NotFound("no such route".into()) })
+        .layer(DefaultBodyLimit::max(max_body))
+        .with_state(state)
+}
+
+/// The OpenAPI document the router serves, built from the same handlers it routes to.
+pub fn openapi_document() -> utoipa::openapi::OpenApi {
+    documented().1
+}
+
+fn documented() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
+    let (routes, doc) = OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .merge(endpoints::routes())
+        .merge(tokens::routes())
+        .merge(dlq::routes())
+        .merge(events::routes())
+        .split_for_parts();
+    (routes, openapi::finish(doc))
 }

@@ -1,0 +1,234 @@
+//! `/v1/tenants/{tenant}/dlq…`: dead letters listed, replayed and purged — always within
+//! the caller's tenant.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::extract::{cursor, page_limit};
+use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
+use crate::clock::parse_rfc3339;
+use crate::dlq::{valid_stream_id, DeadLetter, Selector};
+
+/// Ids one replay may name.
+const MAX_REPLAY_IDS: usize = 1000;
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_dead_letters))
+        .routes(routes!(replay))
+        .routes(routes!(purge_one))
+}
+
+/// A dead letter (SPEC 5).
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterOut {
+    /// Its entry id in the dead-letter stream.
+    #[schema(example = "1704825600000-0")]
+    pub id: String,
+    pub tenant: String,
+    pub endpoint_id: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub attempts: u32,
+    /// Null when no HTTP response came.
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    #[schema(format = DateTime)]
+    pub first_attempt_at: String,
+    #[schema(format = DateTime)]
+    pub dead_at: String,
+    /// The body that was (to be) delivered.
+    #[schema(value_type = Object)]
+    pub body: Box<RawValue>,
+}
+
+impl From<DeadLetter> for DeadLetterOut {
+    fn from(d: DeadLetter) -> Self {
+        DeadLetterOut {
+            id: d.id,
+            tenant: d.tenant,
+            endpoint_id: d.endpoint_id,
+            event_id: d.event_id,
+            event_type: d.event_type,
+            attempts: d.attempts,
+            last_status: d.last_status,
+            last_error: d.last_error,
+            first_attempt_at: d.first_attempt_at,
+            dead_at: d.dead_at,
+            body: d.body,
+        }
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct DeadLetterList {
+    pub data: Vec<DeadLetterOut>,
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct DlqQuery {
+    /// Only this endpoint's dead letters.
+    pub endpoint: Option<String>,
+    /// 1 to 250; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page.
+    #[param(pattern = r"^([0-9]{1,20}(-[0-9]{1,20})?)?$")]
+    pub cursor: Option<String>,
+}
+
+/// Exactly one of `ids`, `endpoint` or `since`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplayRequest {
+    /// Dead-letter ids (1 to 1000).
+    #[schema(min_items = 1, max_items = 1000)]
+    pub ids: Option<Vec<String>>,
+    /// Every dead letter of this endpoint.
+    pub endpoint: Option<String>,
+    /// Every dead letter with `dead_at` at or after this RFC 3339 time.
+    #[schema(format = DateTime)]
+    pub since: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Replayed {
+    pub replayed: usize,
+}
+
+/// List dead letters, oldest first.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/dlq",
+    tag = "dlq",
+    params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"), DlqQuery),
+    responses(
+        (status = 200, description = "One page", body = DeadLetterList),
+        (status = 400, description = "Bad limit, cursor or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Another tenant's path", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn list_dead_letters(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiQuery(q): ApiQuery<DlqQuery>,
+) -> Result<Json<DeadLetterList>, ApiError> {
+    let limit = page_limit(q.limit.as_deref())?;
+    let after = cursor(q.cursor.as_deref());
+    if after.is_some_and(|c| !valid_stream_id(c)) {
+        return Err(ApiError::Malformed(
+            "cursor must be a `next_cursor` this API handed out".into(),
+        ));
+    }
+    let endpoint = q.endpoint.as_deref().filter(|e| !e.is_empty());
+    let page = state
+        .inner
+        .dlq
+        .list(Some(&scope.tenant), endpoint, after, limit)
+        .await?;
+    Ok(Json(DeadLetterList {
+        data: page.letters.into_iter().map(DeadLetterOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Replay dead letters: each goes back to the retry queue with a fresh schedule.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/dlq/replay",
+    tag = "dlq",
+    params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$")),
+    request_body = ReplayRequest,
+    responses(
+        (status = 200, description = "How many were replayed", body = Replayed),
+        (status = 400, description = "Malformed JSON or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Another tenant's path", body = ErrorBody),
+        (status = 413, description = "Body over http.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Not exactly one selector, or a bad `since`", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn replay(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    JsonBody(req): JsonBody<ReplayRequest>,
+) -> Result<Json<Replayed>, ApiError> {
+    let selector = match (req.ids, req.endpoint, req.since) {
+        (Some(ids), None, None) => {
+            if ids.is_empty() || ids.len() > MAX_REPLAY_IDS {
+                return Err(ApiError::Invalid(format!(
+                    "`ids` must list 1 to {MAX_REPLAY_IDS} ids"
+                )));
+            }
+            Selector::Ids(ids)
+        }
+        (None, Some(endpoint), None) => Selector::Endpoint(endpoint),
+        // Before 1970 means everything: stream ids start at 0.
+        (None, None, Some(since)) => {
+            Selector::Since(parse_rfc3339(&since).map(|ms| ms.max(0)).ok_or_else(|| {
+                ApiError::Invalid(
+                    "`since` must be an RFC 3339 time, e.g. 2024-01-09T18:40:00Z".into(),
+                )
+            })?)
+        }
+        _ => {
+            return Err(ApiError::Invalid(
+                "give exactly one of `ids`, `endpoint` or `since`".into(),
+            ))
+        }
+    };
+    let replayed = state
+        .inner
+        .dlq
+        .replay(Some(&scope.tenant), &selector, &state.inner.retry)
+        .await?;
+    Ok(Json(Replayed { replayed }))
+}
+
+/// Purge one dead letter.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/dlq/{id}",
+    tag = "dlq",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Dead-letter id"),
+    ),
+    responses(
+        (status = 204, description = "Purged"),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such dead letter for this tenant", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn purge_one(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let not_found = || ApiError::NotFound(format!("dead letter `{id}` not found"));
+    if !valid_stream_id(&id) {
+        return Err(not_found());
+    }
+    let n = state
+        .inner
+        .dlq
+        .purge(Some(&scope.tenant), &Selector::Ids(vec![id.clone()]))
+        .await?;
+    if n == 0 {
+        return Err(not_found());
+    }
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,124 @@
+//! What every endpoint write must satisfy, and the lookups handlers share.
+
+use std::time::Duration;
+
+use crate::api::{ApiError, ApiState};
+use crate::deliver::sign::decode_secret;
+use crate::registry::model::{
+    check_filters, check_url, literal_ip, parse_headers, MAX_DESCRIPTION,
+};
+use crate::registry::EndpointRecord;
+
+/// How long registration waits for DNS before accepting a name it could not resolve (the
+/// connect-time guard still applies to whatever it resolves to later).
+const RESOLVE_TIMEOUT: Duration = Duration::from_secs(2);
+const MAX_METADATA: usize = 50;
+const MAX_RATE_LIMIT: u32 = 1_000_000;
+const MAX_METADATA_KEY: usize = 128;
+const MAX_METADATA_VALUE: usize = 1024;
+
+/// Refuses (422) a hostname that resolves to any address the SSRF guard blocks. A name that
+/// does not resolve now is accepted: the connect-time guard checks whatever it becomes.
+pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiError> {
+    let guard = &state.inner.dispatcher.guard;
+    let uri = check_url(raw, state.inner.allow_http, guard).map_err(ApiError::Invalid)?;
+    let host = uri.host().unwrap_or_default();
+    if literal_ip(host).is_some() {
+        return Ok(()); // check_url has judged the literal address.
+    }
+    let port = uri
+        .port_u16()
+        .unwrap_or(if uri.scheme_str() == Some("http") {
+            80
+        } else {
+            443
+        });
+    let resolved =
+        tokio::time::timeout(RESOLVE_TIMEOUT, tokio::net::lookup_host((host, port))).await;
+    if let Ok(Ok(addrs)) = resolved {
+        for addr in addrs {
+            if let Err(kind) = guard.check(addr.ip()) {
+                return Err(ApiError::Invalid(format!(
+                    "url host `{host}` resolves to {}, a {kind} address, which is not allowed",
+                    addr.ip()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+pub(super) fn check_secret(secret: &str) -> Result<(), ApiError> {
+    decode_secret(secret)
+        .map(|_| ())
+        .map_err(|e| ApiError::Invalid(format!("`secret`: {e}")))
+}
+
+/// Checks the fields every write must satisfy, whatever changed.
+pub(super) fn check_fields(state: &ApiState, rec: &EndpointRecord) -> Result<(), ApiError> {
+    check_filters(&rec.filters, &state.inner.catalog)
+        .map_err(|e| ApiError::Invalid(format!("`filters`: {e}")))?;
+    parse_headers(&rec.headers).map_err(|e| ApiError::Invalid(format!("`headers`: {e}")))?;
+    if rec.description.chars().count() > MAX_DESCRIPTION {
+        return Err(ApiError::Invalid(format!(
+            "`description` is longer than {MAX_DESCRIPTION} characters"
+        )));
+    }
+    if rec.rate_limit.is_some_and(|r| r == 0 || r > MAX_RATE_LIMIT) {
+        return Err(ApiError::Invalid(format!(
+            "`rate_limit` must be an integer from 1 to {MAX_RATE_LIMIT} (per second) or null"
+        )));
+    }
+    if rec.metadata.len() > MAX_METADATA {
+        return Err(ApiError::Invalid(format!(
+            "`metadata` has more than {MAX_METADATA} keys"
+        )));
+    }
+    for (k, v) in &rec.metadata {
+        if k.chars().count() > MAX_METADATA_KEY {
+            return Err(ApiError::Invalid(format!(
+                "`metadata` keys must be at most {MAX_METADATA_KEY} characters"
+            )));
+        }
+        if v.chars().count() > MAX_METADATA_VALUE {
+            return Err(ApiError::Invalid(format!(
+                "`metadata.{k}` is longer than {MAX_METADATA_VALUE} characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The tenant's endpoint `id`, or 404 (also when it belongs to another tenant).
+pub(super) async fn load(
+    state: &ApiState,
+    tenant: &str,
+    id: &str,
+) -> Result<EndpointRecord, ApiError> {
+    match state.inner.store.get(id).await? {
+        Some(rec) if rec.tenant == tenant => Ok(rec),
+        _ => Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
+    }
+}
+
+pub(super) fn refuse_static(rec: &EndpointRecord) -> Result<(), ApiError> {
+    if rec.from_config {
+        return Err(ApiError::Conflict(format!(
+            "endpoint `{}` is declared in config.yaml (endpoints:); change it there",
+            rec.id
+        )));
+    }
+    Ok(())
+}
+
+pub(super) fn open_secret(state: &ApiState, rec: &EndpointRecord) -> Result<String, ApiError> {
+    let current = rec
+        .secrets
+        .first()
+        .ok_or_else(|| ApiError::Internal(format!("endpoint `{}` has no secret", rec.id)))?;
+    state
+        .inner
+        .sealer
+        .open(&current.sealed)
+        .map_err(|e| ApiError::Internal(format!("endpoint `{}`: {e}", rec.id)))
+}

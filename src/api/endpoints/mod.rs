@@ -1,0 +1,260 @@
+//! `/v1/tenants/{tenant}/endpoints…`: register, read, change, remove; the secret and the
+//! activity routes live beside this file.
+
+mod activity;
+mod checks;
+mod secret;
+mod shapes;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use self::checks::{check_fields, check_secret, check_target, load, refuse_static};
+use self::shapes::{
+    CreateEndpoint, CreatedEndpoint, EndpointList, EndpointOut, PageQuery, PatchEndpoint,
+};
+use super::extract::{cursor, page_limit};
+use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
+use crate::clock::now_ms;
+use crate::deliver::sign::generate_secret;
+use crate::registry::model::new_endpoint_id;
+use crate::registry::{EndpointRecord, StoredSecret};
+
+const DISABLED_BY_REQUEST: &str = "disabled through the API";
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_endpoint, list_endpoints))
+        .routes(routes!(get_endpoint, patch_endpoint, delete_endpoint))
+        .merge(secret::routes())
+        .merge(activity::routes())
+}
+
+/// Register an endpoint.
+///
+/// The answer carries the signing secret; it can be read again with `GET …/secret`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/endpoints",
+    tag = "endpoints",
+    params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$")),
+    request_body = CreateEndpoint,
+    responses(
+        (status = 201, description = "Created", body = CreatedEndpoint),
+        (status = 400, description = "Malformed JSON or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Another tenant's path", body = ErrorBody),
+        (status = 413, description = "Body over http.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn create_endpoint(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    JsonBody(req): JsonBody<CreateEndpoint>,
+) -> Result<(StatusCode, Json<CreatedEndpoint>), ApiError> {
+    let secret = match req.secret {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => generate_secret(),
+    };
+    let now = now_ms();
+    let disabled = req.disabled.unwrap_or(false);
+    let rec = EndpointRecord {
+        id: new_endpoint_id(),
+        tenant: scope.tenant,
+        url: req.url,
+        filters: req.filters,
+        description: req.description.unwrap_or_default(),
+        headers: req.headers.unwrap_or_default(),
+        rate_limit: req.rate_limit,
+        disabled,
+        disabled_reason: disabled.then(|| DISABLED_BY_REQUEST.to_string()),
+        metadata: req.metadata.unwrap_or_default(),
+        created_at: now,
+        updated_at: now,
+        secrets: vec![StoredSecret {
+            sealed: state.inner.sealer.seal(&secret),
+            expires_at: None,
+        }],
+        from_config: false,
+    };
+    check_fields(&state, &rec)?;
+    check_target(&state, &rec.url).await?;
+    state.inner.store.put(&rec).await?;
+    let endpoint = EndpointOut::from(&rec);
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedEndpoint { endpoint, secret }),
+    ))
+}
+
+/// List a tenant's endpoints, in id (creation) order.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/endpoints",
+    tag = "endpoints",
+    params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"), PageQuery),
+    responses(
+        (status = 200, description = "One page", body = EndpointList),
+        (status = 400, description = "Bad limit, cursor or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "Another tenant's path", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn list_endpoints(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiQuery(q): ApiQuery<PageQuery>,
+) -> Result<Json<EndpointList>, ApiError> {
+    let limit = page_limit(q.limit.as_deref())?;
+    let after = cursor(q.cursor.as_deref());
+    let page = state.inner.store.list(&scope.tenant, limit, after).await?;
+    Ok(Json(EndpointList {
+        data: page.records.iter().map(EndpointOut::from).collect(),
+        next_cursor: page.next_cursor,
+    }))
+}
+
+/// Read an endpoint.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/endpoints/{id}",
+    tag = "endpoints",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Endpoint id"),
+    ),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointOut),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn get_endpoint(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    let rec = load(&state, &scope.tenant, &id).await?;
+    Ok(Json(EndpointOut::from(&rec)))
+}
+
+/// Change an endpoint (partial update).
+#[utoipa::path(
+    patch,
+    path = "/v1/tenants/{tenant}/endpoints/{id}",
+    tag = "endpoints",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Endpoint id"),
+    ),
+    request_body = PatchEndpoint,
+    responses(
+        (status = 200, description = "The endpoint as changed", body = EndpointOut),
+        (status = 400, description = "Malformed JSON or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 409, description = "A static endpoint from config.yaml", body = ErrorBody),
+        (status = 413, description = "Body over http.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Invalid field", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn patch_endpoint(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+    JsonBody(req): JsonBody<PatchEndpoint>,
+) -> Result<Json<EndpointOut>, ApiError> {
+    let mut rec = load(&state, &scope.tenant, &id).await?;
+    refuse_static(&rec)?;
+    let url_changed = req.url.as_ref().is_some_and(|u| *u != rec.url);
+    let re_enabled = rec.disabled && req.disabled == Some(false);
+    if let Some(url) = req.url {
+        rec.url = url;
+    }
+    if let Some(filters) = req.filters {
+        rec.filters = filters;
+    }
+    if let Some(d) = req.description {
+        rec.description = d;
+    }
+    if let Some(h) = req.headers {
+        rec.headers = h;
+    }
+    if let Some(r) = req.rate_limit {
+        rec.rate_limit = r;
+    }
+    if let Some(m) = req.metadata {
+        rec.metadata = m;
+    }
+    match req.disabled {
+        Some(true) if !rec.disabled => {
+            rec.disabled = true;
+            rec.disabled_reason = Some(DISABLED_BY_REQUEST.into());
+        }
+        Some(false) => {
+            rec.disabled = false;
+            rec.disabled_reason = None;
+        }
+        _ => {}
+    }
+    check_fields(&state, &rec)?;
+    if url_changed {
+        check_target(&state, &rec.url).await?;
+    }
+    rec.updated_at = now_ms().max(rec.updated_at + 1);
+    if re_enabled {
+        // A fresh start: the failure streak that disabled it must not disable it again.
+        redis::cmd("HDEL")
+            .arg(state.inner.keys.failing_since())
+            .arg(&rec.id)
+            .query_async::<()>(&mut state.inner.conn.clone())
+            .await?;
+    }
+    state.inner.store.put(&rec).await?;
+    Ok(Json(EndpointOut::from(&rec)))
+}
+
+/// Remove an endpoint; its pending retries are dropped.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/endpoints/{id}",
+    tag = "endpoints",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Endpoint id"),
+    ),
+    responses(
+        (status = 204, description = "Removed"),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 409, description = "A static endpoint from config.yaml", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn delete_endpoint(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    let rec = load(&state, &scope.tenant, &id).await?;
+    refuse_static(&rec)?;
+    state.inner.store.delete(&rec.tenant, &rec.id).await?;
+    redis::cmd("DEL")
+        .arg(state.inner.keys.attempts(&rec.id))
+        .query_async::<()>(&mut state.inner.conn.clone())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

@@ -1,0 +1,112 @@
+//! An endpoint's signing secret: read it, rotate it (the old one overlaps).
+
+use axum::extract::State;
+use axum::Json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::checks::{check_secret, load, open_secret, refuse_static};
+use super::shapes::{RotateSecret, Secret};
+use crate::api::extract::OptionalJsonBody;
+use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
+use crate::clock::now_ms;
+use crate::deliver::sign::generate_secret;
+use crate::registry::StoredSecret;
+
+/// Secrets kept signing at once: the current one and up to this many still overlapping.
+const MAX_OVERLAPPING_SECRETS: usize = 9;
+
+pub fn routes() -> OpenApiRouter<ApiState> {
+    OpenApiRouter::new()
+        .routes(routes!(get_secret))
+        .routes(routes!(rotate_secret))
+}
+
+/// Read an endpoint's current signing secret.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/endpoints/{id}/secret",
+    tag = "endpoints",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Endpoint id"),
+    ),
+    responses(
+        (status = 200, description = "The current secret", body = Secret),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn get_secret(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+) -> Result<Json<Secret>, ApiError> {
+    let rec = load(&state, &scope.tenant, &id).await?;
+    Ok(Json(Secret {
+        secret: open_secret(&state, &rec)?,
+    }))
+}
+
+/// Rotate the signing secret.
+///
+/// The previous secret keeps signing alongside the new one (two `v1,` entries in
+/// `webhook-signature`) for `signing.rotation_overlap`.
+#[utoipa::path(
+    post,
+    path = "/v1/tenants/{tenant}/endpoints/{id}/secret/rotate",
+    tag = "endpoints",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Endpoint id"),
+    ),
+    request_body(content = Option<RotateSecret>, description = "Optional: the new secret"),
+    responses(
+        (status = 200, description = "The new current secret", body = Secret),
+        (status = 400, description = "Malformed JSON or tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 409, description = "A static endpoint from config.yaml", body = ErrorBody),
+        (status = 413, description = "Body over http.max_body_bytes", body = ErrorBody),
+        (status = 422, description = "Invalid secret", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn rotate_secret(
+    State(state): State<ApiState>,
+    scope: TenantScope,
+    ApiPath((_, id)): ApiPath<(String, String)>,
+    OptionalJsonBody(req): OptionalJsonBody<RotateSecret>,
+) -> Result<Json<Secret>, ApiError> {
+    let mut rec = load(&state, &scope.tenant, &id).await?;
+    refuse_static(&rec)?;
+    let secret = match req.and_then(|r| r.secret) {
+        Some(s) => {
+            check_secret(&s)?;
+            s
+        }
+        None => generate_secret(),
+    };
+    let now = now_ms();
+    let overlap_end = now + state.inner.rotation_overlap_ms;
+    let mut secrets = vec![StoredSecret {
+        sealed: state.inner.sealer.seal(&secret),
+        expires_at: None,
+    }];
+    secrets.extend(
+        rec.secrets
+            .iter()
+            .map(|s| StoredSecret {
+                sealed: s.sealed.clone(),
+                expires_at: Some(s.expires_at.map_or(overlap_end, |e| e.min(overlap_end))),
+            })
+            .filter(|s| s.expires_at.is_some_and(|e| e > now))
+            .take(MAX_OVERLAPPING_SECRETS),
+    );
+    rec.secrets = secrets;
+    rec.updated_at = now.max(rec.updated_at + 1);
+    state.inner.store.put(&rec).await?;
+    Ok(Json(Secret { secret }))
+}

@@ -1,0 +1,212 @@
+//! What endpoint requests and answers look like (and so what the OpenAPI document says).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Deserializer, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use crate::clock::rfc3339;
+use crate::registry::model::MAX_FILTERS;
+use crate::registry::EndpointRecord;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateEndpoint {
+    /// `https://` (or `http://` when delivery.allow_http), no user-info, at most 2048 characters;
+    /// must not point at a loopback, private, link-local, CGNAT, multicast or unspecified address.
+    #[schema(example = "https://example.com/webhooks")]
+    pub url: String,
+    /// Event-type patterns (SPEC 3); each must match at least one catalog type.
+    #[schema(schema_with = filter_list)]
+    pub filters: Vec<String>,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    /// Extra request headers; the signing and transport headers cannot be overridden.
+    pub headers: Option<BTreeMap<String, String>>,
+    /// `whsec_` + base64 of 24–64 bytes; generated when left out.
+    #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
+    pub secret: Option<String>,
+    /// Deliveries per second, or null for no limit.
+    #[serde(default, deserialize_with = "whole_number")]
+    #[schema(minimum = 1, maximum = 1000000)]
+    pub rate_limit: Option<u32>,
+    pub disabled: Option<bool>,
+    /// At most 50 string values.
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// 1 to 64 patterns: dot-separated segments, each `[a-z0-9_]+` or `*` (SPEC 3).
+fn filter_list() -> utoipa::openapi::schema::Array {
+    use utoipa::openapi::schema::{ArrayBuilder, ObjectBuilder, Type};
+    let pattern = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .pattern(Some(r"^(\*|[a-z0-9_]+)(\.(\*|[a-z0-9_]+))*$"))
+        .examples(["outbound.*"]);
+    ArrayBuilder::new()
+        .items(pattern)
+        .min_items(Some(1))
+        .max_items(Some(MAX_FILTERS))
+        .build()
+}
+
+fn filter_list_or_null() -> utoipa::openapi::Schema {
+    use utoipa::openapi::schema::{ObjectBuilder, OneOfBuilder, Schema, Type};
+    Schema::OneOf(
+        OneOfBuilder::new()
+            .item(filter_list())
+            .item(ObjectBuilder::new().schema_type(Type::Null))
+            .build(),
+    )
+}
+
+/// A partial update: fields left out (or null) stay as they are, except `rate_limit`, where
+/// null removes the limit. `disabled: false` re-enables and clears `disabled_reason`.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PatchEndpoint {
+    pub url: Option<String>,
+    #[schema(schema_with = filter_list_or_null)]
+    pub filters: Option<Vec<String>>,
+    #[schema(max_length = 1024)]
+    pub description: Option<String>,
+    pub headers: Option<BTreeMap<String, String>>,
+    #[serde(default, deserialize_with = "present_whole_number")]
+    #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
+    pub rate_limit: Option<Option<u32>>,
+    pub disabled: Option<bool>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+/// An integer, also when written `5.0` (JSON Schema's integers include it).
+fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    use serde::de::Error;
+    match Option::<f64>::deserialize(d)? {
+        None => Ok(None),
+        Some(n) if n.fract() == 0.0 && (0.0..=f64::from(u32::MAX)).contains(&n) => {
+            Ok(Some(n as u32))
+        }
+        Some(n) => Err(D::Error::custom(format!(
+            "expected a positive integer, found {n}"
+        ))),
+    }
+}
+
+/// Tells a field given as null (`Some(None)`) from one left out (`None`).
+fn present_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<u32>>, D::Error> {
+    whole_number(d).map(Some)
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointOut {
+    #[schema(example = "ep_018d0a1b2c3d4e5f6a7b8c9d")]
+    pub id: String,
+    pub tenant: String,
+    pub url: String,
+    pub filters: Vec<String>,
+    pub description: String,
+    pub headers: BTreeMap<String, String>,
+    pub rate_limit: Option<u32>,
+    pub disabled: bool,
+    pub disabled_reason: Option<String>,
+    pub metadata: BTreeMap<String, String>,
+    #[schema(format = DateTime)]
+    pub created_at: String,
+    #[schema(format = DateTime)]
+    pub updated_at: String,
+}
+
+impl From<&EndpointRecord> for EndpointOut {
+    fn from(r: &EndpointRecord) -> Self {
+        EndpointOut {
+            id: r.id.clone(),
+            tenant: r.tenant.clone(),
+            url: r.url.clone(),
+            filters: r.filters.clone(),
+            description: r.description.clone(),
+            headers: r.headers.clone(),
+            rate_limit: r.rate_limit,
+            disabled: r.disabled,
+            disabled_reason: r.disabled_reason.clone(),
+            metadata: r.metadata.clone(),
+            created_at: rfc3339(r.created_at),
+            updated_at: rfc3339(r.updated_at),
+        }
+    }
+}
+
+/// An endpoint as created: its fields plus its signing secret.
+#[derive(Serialize, ToSchema)]
+pub struct CreatedEndpoint {
+    #[serde(flatten)]
+    pub endpoint: EndpointOut,
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EndpointList {
+    pub data: Vec<EndpointOut>,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct Secret {
+    #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
+    pub secret: String,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RotateSecret {
+    /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
+    #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
+    pub secret: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptOut {
+    #[schema(format = DateTime)]
+    pub at: String,
+    pub event_id: String,
+    pub attempt: u32,
+    /// HTTP status, or null when no response came.
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    /// Up to 4 KiB of the response body.
+    pub response: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AttemptList {
+    pub data: Vec<AttemptOut>,
+    pub next_cursor: Option<String>,
+}
+
+/// What a test delivery came to.
+#[derive(Serialize, ToSchema)]
+pub struct TestOutcome {
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response: String,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// 1 to 250; default 50.
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    pub limit: Option<String>,
+    /// The `next_cursor` of the previous page (opaque).
+    pub cursor: Option<String>,
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct LimitQuery {
+    /// 1 to 250; default 50 (the log keeps the latest 100).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
+    pub limit: Option<String>,
+}

@@ -1,0 +1,289 @@
+//! Extractors: who calls, which tenant they act on, and request parts parsed into our
+//! errors (never axum's plain-text rejections).
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
+use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use super::{tokens, ApiError, ApiState};
+use crate::event::valid_tenant;
+
+/// Who is calling: an operator (admin token from config) or one tenant.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Caller {
+    Admin,
+    Tenant(String),
+}
+
+impl Caller {
+    pub fn require_admin(&self) -> Result<(), ApiError> {
+        match self {
+            Caller::Admin => Ok(()),
+            Caller::Tenant(_) => Err(ApiError::Forbidden(
+                "this route needs an admin token".into(),
+            )),
+        }
+    }
+
+    /// Whether this caller may act on `tenant`'s resources.
+    pub fn owns(&self, tenant: &str) -> bool {
+        match self {
+            Caller::Admin => true,
+            Caller::Tenant(t) => t == tenant,
+        }
+    }
+
+    /// Publishing for another tenant is refused outright (403), not hidden.
+    pub fn may_publish_for(&self, tenant: &str) -> Result<(), ApiError> {
+        if self.owns(tenant) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(format!(
+                "this token may not publish for tenant `{tenant}`"
+            )))
+        }
+    }
+}
+
+fn sha256(bytes: &[u8]) -> [u8; 32] {
+    Sha256::digest(bytes).into()
+}
+
+impl FromRequestParts<ApiState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .filter(|t| !t.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        // Digests first, so the comparison takes the same time whatever the lengths.
+        let given = sha256(token.as_bytes());
+        let admin = state.inner.admin_tokens.iter().fold(0u8, |hit, t| {
+            hit | given.ct_eq(&sha256(t.trim().as_bytes())).unwrap_u8()
+        });
+        if admin == 1 {
+            return Ok(Caller::Admin);
+        }
+        match tokens::tenant_of(state, &given).await? {
+            Some(tenant) => Ok(Caller::Tenant(tenant)),
+            None => Err(ApiError::Unauthorized),
+        }
+    }
+}
+
+/// A caller acting on `/v1/tenants/{tenant}/…`: the tenant is well-formed (else 400) and the
+/// caller's own (else 404, as if absent).
+#[derive(Debug)]
+pub struct TenantScope {
+    pub caller: Caller,
+    pub tenant: String,
+}
+
+impl FromRequestParts<ApiState> for TenantScope {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        let params = RawPathParams::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::Malformed(e.body_text()))?;
+        let tenant = params
+            .iter()
+            .find(|(k, _)| *k == "tenant")
+            .map(|(_, v)| v.to_string())
+            .ok_or_else(|| ApiError::Internal("route has no {tenant}".into()))?;
+        check_tenant(&tenant)?;
+        if !caller.owns(&tenant) {
+            return Err(ApiError::NotFound("not found".into()));
+        }
+        Ok(TenantScope { caller, tenant })
+    }
+}
+
+pub fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+    if valid_tenant(tenant) {
+        Ok(())
+    } else {
+        Err(ApiError::Malformed(
+            "tenant must be 1-64 characters of [A-Za-z0-9_.-]".into(),
+        ))
+    }
+}
+
+/// `axum::extract::Path` with our 400.
+pub struct ApiPath<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Path(v)| ApiPath(v))
+            .map_err(|e| ApiError::Malformed(e.body_text()))
+    }
+}
+
+/// `axum::extract::Query` with our 400.
+pub struct ApiQuery<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(v)| ApiQuery(v))
+            .map_err(|e| ApiError::Malformed(e.body_text()))
+    }
+}
+
+/// The request body as bytes, within `http.max_body_bytes` (else our JSON 413).
+pub struct RawBody(pub Bytes);
+
+impl FromRequest<ApiState> for RawBody {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|e| {
+                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    ApiError::TooLarge(state.inner.max_body_bytes)
+                } else {
+                    ApiError::Malformed(e.body_text())
+                }
+            })
+    }
+}
+
+/// A JSON body: bad syntax is 400, a wrong or unknown field 422 naming it.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        parse_json(&bytes).map(JsonBody)
+    }
+}
+
+/// A JSON body that may be left out entirely (or be `null`).
+pub struct OptionalJsonBody<T>(pub Option<T>);
+
+impl<T: DeserializeOwned> FromRequest<ApiState> for OptionalJsonBody<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
+        let RawBody(bytes) = RawBody::from_request(req, state).await?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(OptionalJsonBody(None));
+        }
+        parse_json::<Option<T>>(&bytes).map(OptionalJsonBody)
+    }
+}
+
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    use serde_json::error::Category;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        match inner.classify() {
+            Category::Data => {
+                let text = inner.to_string();
+                // The position says nothing a field name does not say better.
+                let text = text
+                    .rfind(" at line ")
+                    .map_or(text.as_str(), |i| &text[..i]);
+                if path == "." || text.starts_with("unknown field") {
+                    ApiError::Invalid(text.to_string())
+                } else {
+                    ApiError::Invalid(format!("`{path}`: {text}"))
+                }
+            }
+            Category::Eof if bytes.iter().all(u8::is_ascii_whitespace) => {
+                ApiError::Malformed("the request body must be a JSON object".into())
+            }
+            _ => ApiError::Malformed(format!("invalid JSON: {inner}")),
+        }
+    })?;
+    de.end()
+        .map_err(|e| ApiError::Malformed(format!("invalid JSON: {e}")))?;
+    Ok(value)
+}
+
+/// Lists answer at most this many items per page, 50 unless `limit` says otherwise.
+pub const DEFAULT_LIMIT: usize = 50;
+pub const MAX_LIMIT: usize = 250;
+
+/// `limit` of a list: 1 to 250 (else 400), default 50.
+pub fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+    let Some(raw) = raw else {
+        return Ok(DEFAULT_LIMIT);
+    };
+    match raw.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_LIMIT).contains(&n) => Ok(n),
+        _ => Err(ApiError::Malformed(format!(
+            "limit must be an integer from 1 to {MAX_LIMIT}"
+        ))),
+    }
+}
+
+/// A list's `cursor`: the `next_cursor` of the previous page (empty means none).
+pub fn cursor(raw: Option<&str>) -> Option<&str> {
+    raw.filter(|c| !c.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn syntax_is_400_and_shape_is_422() {
+        #[derive(serde::Deserialize, Debug)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        struct T {
+            a: u32,
+        }
+        assert!(matches!(parse_json::<T>(b"{"), Err(ApiError::Malformed(_))));
+        assert!(matches!(parse_json::<T>(b""), Err(ApiError::Malformed(_))));
+        assert!(matches!(
+            parse_json::<T>(b"{\"a\":1} x"),
+            Err(ApiError::Malformed(_))
+        ));
+        let Err(ApiError::Invalid(m)) = parse_json::<T>(b"{\"a\":1,\"zz\":2}") else {
+            panic!("unknown field must be 422")
+        };
+        assert!(m.contains("zz"), "{m}");
+        let Err(ApiError::Invalid(m)) = parse_json::<T>(b"{\"a\":\"x\"}") else {
+            panic!("wrong type must be 422")
+        };
+        assert!(m.contains("`a`"), "{m}");
+        assert!(parse_json::<T>(b" {\"a\": 7} ").is_ok());
+    }
+
+    #[test]
+    fn limits_and_cursors() {
+        assert_eq!(page_limit(None).unwrap(), 50);
+        assert_eq!(page_limit(Some("250")).unwrap(), 250);
+        for bad in ["0", "251", "-1", "x", ""] {
+            assert!(page_limit(Some(bad)).is_err(), "{bad}");
+        }
+        assert_eq!(cursor(Some("ep_1")), Some("ep_1"));
+        assert_eq!(cursor(Some("")), None);
+    }
+}

@@ -1,0 +1,115 @@
+//! The OpenAPI 3 document, generated from the handlers' `#[utoipa::path]` attributes, and
+//! served at `GET /v1/openapi.json` (no auth).
+
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
+use utoipa::{Modify, OpenApi, ToSchema};
+
+use super::{ApiState, ErrorBody};
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "webhookd management API",
+        description = "Register webhook endpoints, publish events, inspect and replay dead letters. \
+            Every error answers `{\"error\": {\"code\", \"message\"}}`. Admin tokens may act on any \
+            tenant; a tenant token only on its own (another tenant's resources answer 404).",
+    ),
+    paths(openapi_json, healthz, readyz, metrics),
+    components(schemas(ErrorBody)),
+    modifiers(&BearerAuth),
+    security(("bearer" = [])),
+    tags(
+        (name = "endpoints", description = "Webhook endpoints of a tenant"),
+        (name = "events", description = "Publishing events and the event catalog"),
+        (name = "dlq", description = "Dead letters of a tenant"),
+        (name = "tokens", description = "Tenant tokens"),
+        (name = "operations", description = "Health, readiness, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
+        let components = doc.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+        );
+    }
+}
+
+/// Last touches once every route is in.
+pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+    doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    doc
+}
+
+/// Serves the document, serialized once.
+pub fn routes(doc: utoipa::openapi::OpenApi) -> Router<ApiState> {
+    let json: Arc<str> = doc
+        .to_json()
+        .expect("the OpenAPI document serializes")
+        .into();
+    Router::new().route("/v1/openapi.json", get(serve).with_state(json))
+}
+
+async fn serve(State(json): State<Arc<str>>) -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+}
+
+// The routes below are served outside this module; these functions only document them.
+
+/// This document.
+#[utoipa::path(get, path = "/v1/openapi.json", tag = "operations", security(()),
+    responses((status = 200, description = "The OpenAPI document", body = Object)))]
+#[allow(dead_code)]
+fn openapi_json() {}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Healthz {
+    #[schema(example = "ok")]
+    status: String,
+}
+
+#[derive(Serialize, ToSchema)]
+#[allow(dead_code)]
+struct Readyz {
+    ready: bool,
+    redis: bool,
+    consumer: bool,
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", tag = "operations", security(()),
+    responses((status = 200, description = "The process is alive", body = Healthz)))]
+#[allow(dead_code)]
+fn healthz() {}
+
+/// Readiness: Redis reachable and the consumer running.
+#[utoipa::path(get, path = "/readyz", tag = "operations", security(()),
+    responses(
+        (status = 200, description = "Ready", body = Readyz),
+        (status = 503, description = "Not ready (Redis unreachable or consumer stopped)", body = Readyz),
+    ))]
+#[allow(dead_code)]
+fn readyz() {}
+
+/// Prometheus metrics (OpenMetrics text). Absent here when `http.metrics_listen` is set.
+#[utoipa::path(get, path = "/metrics", tag = "operations", security(()),
+    responses((status = 200, description = "Metrics", content_type = "application/openmetrics-text", body = String)))]
+#[allow(dead_code)]
+fn metrics() {}

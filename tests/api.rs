@@ -1,0 +1,1041 @@
+//! The management API (SPEC 6) against the real binary, a real Redis and real receivers:
+//! each route's success and failure codes, tenant isolation, and that API changes reach
+//! the dispatcher within a second.
+
+mod api_common;
+mod common;
+
+use std::time::Duration;
+
+use api_common::*;
+use common::*;
+use serde_json::{json, Value};
+
+const WAIT: Duration = Duration::from_secs(20);
+
+fn ep_path(tenant: &str, id: &Value) -> String {
+    format!("/v1/tenants/{tenant}/endpoints/{}", id.as_str().unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_are_created_read_listed_changed_and_deleted() {
+    let setup = Setup::new("api_crud");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": "http://127.0.0.1:9/hook", "filters": ["outbound.*"], "description": "mine",
+                   "headers": {"x-team": "mail"}, "rate_limit": 5, "metadata": {"k": "v"}}),
+        )
+        .await;
+    let secret = ep["secret"].as_str().unwrap().to_string();
+    assert!(secret.starts_with("whsec_"), "{ep}");
+    let mut keys: Vec<&str> = ep.as_object().unwrap().keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(
+        keys,
+        [
+            "created_at",
+            "description",
+            "disabled",
+            "disabled_reason",
+            "filters",
+            "headers",
+            "id",
+            "metadata",
+            "rate_limit",
+            "secret",
+            "tenant",
+            "updated_at",
+            "url"
+        ]
+    );
+    assert_eq!(ep["tenant"], "acct_a");
+    assert_eq!(ep["rate_limit"], 5);
+    assert_eq!(ep["disabled"], false);
+    assert!(webhookd::clock::parse_rfc3339(ep["created_at"].as_str().unwrap()).is_some());
+    let path = ep_path("acct_a", &ep["id"]);
+
+    let (status, got) = api.get(&path).await;
+    assert_eq!(status, 200, "{got}");
+    assert!(
+        got.get("secret").is_none(),
+        "secret only on create and GET …/secret: {got}"
+    );
+    assert_eq!(got["url"], "http://127.0.0.1:9/hook");
+    assert_eq!(got["headers"], json!({"x-team": "mail"}));
+    assert_eq!(got["metadata"], json!({"k": "v"}));
+
+    let (status, got) = api.get(&format!("{path}/secret")).await;
+    assert_eq!((status, got), (200, json!({"secret": secret})));
+
+    // Pagination: limit 1 gives a cursor, the cursor the second page, which is the last.
+    let second = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": "http://127.0.0.1:9/two", "filters": ["*"]}),
+        )
+        .await;
+    let (status, page1) = api.get("/v1/tenants/acct_a/endpoints?limit=1").await;
+    assert_eq!(status, 200, "{page1}");
+    assert_eq!(page1["data"].as_array().unwrap().len(), 1);
+    assert_eq!(page1["data"][0]["id"], ep["id"]);
+    let cursor = page1["next_cursor"].as_str().expect("a next cursor");
+    let (status, page2) = api
+        .get(&format!(
+            "/v1/tenants/acct_a/endpoints?limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert_eq!(status, 200, "{page2}");
+    assert_eq!(page2["data"][0]["id"], second["id"]);
+    assert_eq!(page2["next_cursor"], Value::Null);
+    let (_, all) = api.get("/v1/tenants/acct_a/endpoints").await;
+    assert_eq!(all["data"].as_array().unwrap().len(), 2);
+
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    let (status, patched) = api
+        .patch(
+            &path,
+            json!({"description": "changed", "rate_limit": null, "filters": ["outbound.bounced"]}),
+        )
+        .await;
+    assert_eq!(status, 200, "{patched}");
+    assert_eq!(patched["description"], "changed");
+    assert_eq!(patched["rate_limit"], Value::Null);
+    assert_eq!(patched["filters"], json!(["outbound.bounced"]));
+    assert_eq!(
+        patched["url"], "http://127.0.0.1:9/hook",
+        "untouched fields stay"
+    );
+    assert_eq!(patched["created_at"], ep["created_at"]);
+    assert!(
+        patched["updated_at"].as_str() > ep["updated_at"].as_str(),
+        "updated_at is bumped"
+    );
+    assert_error(
+        &api.patch(&path, json!({"filters": ["outbound.bounce"]}))
+            .await,
+        422,
+        "invalid",
+    );
+    assert_error(
+        &api.patch(&path, json!({"secret": secret})).await,
+        422,
+        "invalid",
+    );
+    let (status, whole) = api.patch(&path, json!({"rate_limit": 7.0})).await;
+    assert_eq!((status, &whole["rate_limit"]), (200, &json!(7)), "{whole}");
+
+    let (status, body) = api.delete(&path).await;
+    assert_eq!((status, body), (204, Value::Null));
+    assert_error(&api.get(&path).await, 404, "not_found");
+    assert_error(&api.delete(&path).await, 404, "not_found");
+    assert_error(
+        &api.patch(&path, json!({"description": "x"})).await,
+        404,
+        "not_found",
+    );
+
+    let (status, empty) = api.get("/v1/tenants/acct_nobody/endpoints").await;
+    assert_eq!(
+        (status, empty),
+        (200, json!({"data": [], "next_cursor": null}))
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_fields_answer_422_naming_the_problem() {
+    let setup = Setup::new("api_invalid");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let url = "http://127.0.0.1:9/hook";
+    let long = "d".repeat(1025);
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("k{i}"), json!("v"))).collect();
+    let cases = [
+        (
+            json!({"url": url, "filters": ["outbound.bounce"]}),
+            "did you mean `outbound.bounced`",
+        ),
+        (json!({"url": url, "filters": ["Outbound.*"]}), "filters"),
+        (json!({"url": url, "filters": []}), "filters"),
+        (json!({"url": url}), "filters"),
+        (json!({"filters": ["*"]}), "url"),
+        (
+            json!({"url": url, "filters": ["*"], "colour": "red"}),
+            "unknown field `colour`",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "headers": {"webhook-signature": "x"}}),
+            "webhook-signature",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "headers": {"Content-Type": "text/plain"}}),
+            "Content-Type",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "secret": "whsec_c2hvcnQ="}),
+            "secret",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "secret": "not-a-secret"}),
+            "secret",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "description": long}),
+            "description",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "metadata": many}),
+            "metadata",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "metadata": {"k": 1}}),
+            "metadata",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "rate_limit": 0}),
+            "rate_limit",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "rate_limit": -3}),
+            "rate_limit",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "rate_limit": 1.5}),
+            "rate_limit",
+        ),
+        (
+            json!({"url": "ftp://example.com/x", "filters": ["*"]}),
+            "https",
+        ),
+        (
+            json!({"url": "http://user:pw@127.0.0.1:9/x", "filters": ["*"]}),
+            "user-info",
+        ),
+        (
+            json!({"url": format!("http://127.0.0.1/{}", "a".repeat(2048)), "filters": ["*"]}),
+            "2048",
+        ),
+        (json!({"url": "not a url", "filters": ["*"]}), "URL"),
+    ];
+    for (body, needle) in cases {
+        let got = api.post("/v1/tenants/acct_a/endpoints", body.clone()).await;
+        assert_error(&got, 422, "invalid");
+        let msg = got.1["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{body}: message `{msg}` should mention `{needle}`"
+        );
+    }
+    let (_, list) = api.get("/v1/tenants/acct_a/endpoints").await;
+    assert_eq!(list["data"], json!([]), "nothing invalid was stored");
+
+    // A supplied valid secret is kept as given.
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": url, "filters": ["*"], "secret": SECRET}),
+        )
+        .await;
+    assert_eq!(ep["secret"], SECRET);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_is_required_unless_allow_http() {
+    let setup = Setup::new("api_https").with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let got = api
+        .post(
+            "/v1/tenants/acct_a/endpoints",
+            json!({"url": "http://127.0.0.1:9/x", "filters": ["*"]}),
+        )
+        .await;
+    assert_error(&got, 422, "invalid");
+    assert!(got.1["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("https"));
+    api.create_endpoint(
+        "acct_a",
+        json!({"url": "https://127.0.0.1:9/x", "filters": ["*"]}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_answer_json_400_401_404_405_413() {
+    let setup = Setup::new("api_bad");
+    let _w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_HTTP__MAX_BODY_BYTES", "2048")]).await;
+    let api = Api::admin(&setup);
+    let eps = "/v1/tenants/acct_a/endpoints";
+
+    // 400: malformed JSON, bad query parameters, bad tenant, bad cursor.
+    for body in [
+        "{\"url\":",
+        "not json",
+        "",
+        "{\"url\":\"x\",\"filters\":[\"*\"]} trailing",
+    ] {
+        assert_error(
+            &api.raw(Method::POST, eps, Some(body.to_string())).await,
+            400,
+            "malformed",
+        );
+    }
+    for q in ["limit=0", "limit=251", "limit=abc", "limit=-1"] {
+        assert_error(&api.get(&format!("{eps}?{q}")).await, 400, "malformed");
+    }
+    assert_error(
+        &api.get("/v1/tenants/acct_a/dlq?cursor=abc").await,
+        400,
+        "malformed",
+    );
+    let (status, _) = api.get(&format!("{eps}?limit=250")).await;
+    assert_eq!(status, 200);
+    assert_error(
+        &api.get("/v1/tenants/bad%20tenant/endpoints").await,
+        400,
+        "malformed",
+    );
+    assert_error(
+        &api.get(&format!("/v1/tenants/{}/endpoints", "t".repeat(65)))
+            .await,
+        400,
+        "malformed",
+    );
+    assert_error(
+        &api.raw(Method::POST, "/v1/events", Some("{oops".into()))
+            .await,
+        400,
+        "malformed",
+    );
+
+    // 401: no token, a wrong token, a wrong scheme.
+    for token in [None, Some("wrong-token-0123456789"), Some("")] {
+        let caller = match token {
+            Some(t) => api.as_token(t),
+            None => api.anonymous(),
+        };
+        assert_error(&caller.get(eps).await, 401, "unauthorized");
+        assert_error(&caller.get("/v1/event-types").await, 401, "unauthorized");
+        assert_error(
+            &caller
+                .post("/v1/events", event("e1", "outbound.sent", "acct_a"))
+                .await,
+            401,
+            "unauthorized",
+        );
+    }
+
+    // 413: over http.max_body_bytes, as JSON, also with a body that is valid JSON.
+    let big =
+        json!({"url": "http://127.0.0.1:9/x", "filters": ["*"], "description": "x".repeat(4000)});
+    assert_error(&api.post(eps, big).await, 413, "payload_too_large");
+    assert_error(
+        &api.raw(Method::POST, "/v1/events", Some("x".repeat(10_000)))
+            .await,
+        413,
+        "payload_too_large",
+    );
+
+    // 404 and 405 are JSON too.
+    assert_error(&api.get("/v1/nothing-here").await, 404, "not_found");
+    assert_error(
+        &api.get("/v1/tenants/acct_a/endpoints/ep_missing/attempts")
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &api.raw(Method::PUT, eps, None).await,
+        405,
+        "method_not_allowed",
+    );
+    assert_error(
+        &api.raw(Method::DELETE, "/v1/events", None).await,
+        405,
+        "method_not_allowed",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_tokens_act_only_on_their_own_tenant() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_scope");
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    let token_a = admin.new_token("acct_a").await;
+    let token_b = admin.new_token("acct_b").await;
+    assert!(
+        token_a.starts_with("whk_") && token_a.len() == 4 + 43,
+        "{token_a}"
+    );
+    assert_ne!(token_a, token_b);
+    let a = admin.as_token(&token_a);
+    let b = admin.as_token(&token_b);
+
+    let ep = a
+        .create_endpoint("acct_a", json!({"url": rx.url("/a"), "filters": ["*"]}))
+        .await;
+    let path = ep_path("acct_a", &ep["id"]);
+    let (status, _) = a.get(&path).await;
+    assert_eq!(status, 200);
+
+    // Another tenant's endpoint is absent for B, by every route and path.
+    assert_error(&b.get(&path).await, 404, "not_found");
+    assert_error(
+        &b.patch(&path, json!({"description": "mine now"})).await,
+        404,
+        "not_found",
+    );
+    assert_error(&b.delete(&path).await, 404, "not_found");
+    assert_error(&b.get(&format!("{path}/secret")).await, 404, "not_found");
+    assert_error(
+        &b.post(&format!("{path}/secret/rotate"), json!({})).await,
+        404,
+        "not_found",
+    );
+    assert_error(&b.get(&format!("{path}/attempts")).await, 404, "not_found");
+    assert_error(
+        &b.post(&format!("{path}/test"), json!({})).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &b.get("/v1/tenants/acct_a/endpoints").await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &b.post(
+            "/v1/tenants/acct_a/endpoints",
+            json!({"url": rx.url("/b"), "filters": ["*"]}),
+        )
+        .await,
+        404,
+        "not_found",
+    );
+    assert_error(&b.get("/v1/tenants/acct_a/dlq").await, 404, "not_found");
+    assert_error(
+        &b.post("/v1/tenants/acct_a/dlq/replay", json!({"endpoint": "x"}))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &b.delete("/v1/tenants/acct_a/dlq/1-0").await,
+        404,
+        "not_found",
+    );
+    // The same id under B's own path is absent too.
+    assert_error(
+        &b.get(&ep_path("acct_b", &ep["id"])).await,
+        404,
+        "not_found",
+    );
+    let (status, own) = b.get("/v1/tenants/acct_b/endpoints").await;
+    assert_eq!(
+        (status, own),
+        (200, json!({"data": [], "next_cursor": null}))
+    );
+    // Nothing B tried changed A's endpoint.
+    let (_, still) = admin.get(&path).await;
+    assert_eq!(still["description"], "");
+
+    // Publishing for another tenant is refused (403), for one's own accepted.
+    assert_error(
+        &b.post("/v1/events", event("e1", "outbound.sent", "acct_a"))
+            .await,
+        403,
+        "forbidden",
+    );
+    let sendpost = json!({"event": "CSSent", "messageId": "m1", "to": "x@example.com"});
+    assert_error(
+        &b.post("/v1/ingest/sendpost?tenant=acct_a", sendpost.clone())
+            .await,
+        403,
+        "forbidden",
+    );
+    let (status, _) = b
+        .post("/v1/events", event("e2", "outbound.sent", "acct_b"))
+        .await;
+    assert_eq!(status, 202);
+    let (status, _) = b.post("/v1/ingest/sendpost?tenant=acct_b", sendpost).await;
+    assert_eq!(status, 202);
+
+    // Admin-only routes are 403 for tenant tokens, even for their own tenant.
+    assert_error(
+        &a.post("/v1/tenants/acct_a/tokens", json!({})).await,
+        403,
+        "forbidden",
+    );
+    assert_error(
+        &a.post("/v1/tenants/acct_b/tokens", json!({})).await,
+        403,
+        "forbidden",
+    );
+
+    // The catalog needs any valid token.
+    let (status, types) = a.get("/v1/event-types").await;
+    assert_eq!(status, 200);
+    assert_eq!(types["next_cursor"], Value::Null);
+
+    // The admin does everything.
+    let (status, _) = admin.patch(&path, json!({"description": "by admin"})).await;
+    assert_eq!(status, 200);
+    let (status, _) = admin.delete(&path).await;
+    assert_eq!(status, 204);
+    assert_error(&a.get(&path).await, 404, "not_found");
+    assert_error(
+        &admin.post("/v1/tenants/bad%20t/tokens", json!({})).await,
+        400,
+        "malformed",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_changes_reach_dispatch_within_a_second_and_deleted_endpoints_get_nothing() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_live");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/live"), "filters": ["outbound.*"]}),
+        )
+        .await;
+    let secret = ep["secret"].as_str().unwrap().to_string();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, published) = api
+        .post(
+            "/v1/events",
+            event("evt_live_1", "outbound.delivered", "acct_a"),
+        )
+        .await;
+    assert_eq!(status, 202, "{published}");
+    assert!(published["stream_id"].as_str().unwrap().contains('-'));
+    let got = rx.wait_for(1, Duration::from_secs(5)).await;
+    assert_eq!(got.len(), 1, "the new endpoint gets the event");
+    assert_eq!(got[0].header("webhook-id"), "evt_live_1");
+    assert!(
+        verify(&got[0], &secret),
+        "signed with the secret the API returned"
+    );
+
+    // Disabled through PATCH: nothing; enabled again: delivered.
+    let path = ep_path("acct_a", &ep["id"]);
+    let (status, off) = api.patch(&path, json!({"disabled": true})).await;
+    assert_eq!(status, 200);
+    assert_eq!(off["disabled"], true);
+    assert!(off["disabled_reason"].is_string(), "{off}");
+
+    let (status, _) = api.delete(&path).await;
+    assert_eq!(status, 204);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, published) = api
+        .post(
+            "/v1/events",
+            event("evt_live_2", "outbound.delivered", "acct_a"),
+        )
+        .await;
+    let entry = published["stream_id"].as_str().unwrap();
+    assert!(
+        wait_acked(&setup.stream(), entry, WAIT).await,
+        "the entry is acknowledged"
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(rx.count(), 1, "a deleted endpoint receives nothing");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disabling_and_re_enabling_clears_the_reason_and_the_failure_streak() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_enable");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/e"), "filters": ["*"], "disabled": true}),
+        )
+        .await;
+    assert_eq!(ep["disabled"], true);
+    assert!(ep["disabled_reason"].is_string());
+    let id = ep["id"].as_str().unwrap();
+    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
+    let mut r = redis();
+    let _: () = redis::cmd("HSET")
+        .arg(&failing)
+        .arg(id)
+        .arg(1)
+        .query(&mut r)
+        .unwrap();
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, p) = api
+        .post("/v1/events", event("evt_off", "outbound.sent", "acct_a"))
+        .await;
+    assert!(wait_acked(&setup.stream(), p["stream_id"].as_str().unwrap(), WAIT).await);
+    assert_eq!(rx.count(), 0, "a disabled endpoint gets nothing");
+
+    let (status, on) = api
+        .patch(&ep_path("acct_a", &ep["id"]), json!({"disabled": false}))
+        .await;
+    assert_eq!(status, 200, "{on}");
+    assert_eq!(on["disabled"], false);
+    assert_eq!(on["disabled_reason"], Value::Null);
+    let streak: bool = redis::cmd("HEXISTS")
+        .arg(&failing)
+        .arg(id)
+        .query(&mut r)
+        .unwrap();
+    assert!(!streak, "re-enabling clears the failure streak");
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.post("/v1/events", event("evt_on", "outbound.sent", "acct_a"))
+        .await;
+    let got = rx.wait_for(1, WAIT).await;
+    assert!(got.iter().any(|g| g.header("webhook-id") == "evt_on"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_signs_with_both_old_and_new_secrets() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_rotate");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/r"), "filters": ["*"], "secret": SECRET}),
+        )
+        .await;
+    let path = ep_path("acct_a", &ep["id"]);
+    let (status, rotated) = api.post(&format!("{path}/secret/rotate"), json!({})).await;
+    assert_eq!(status, 200, "{rotated}");
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    assert!(new.starts_with("whsec_") && new != SECRET);
+    let (_, current) = api.get(&format!("{path}/secret")).await;
+    assert_eq!(current["secret"], new.as_str());
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.post("/v1/events", event("evt_rot", "outbound.sent", "acct_a"))
+        .await;
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    let sig = got[0].header("webhook-signature");
+    assert_eq!(
+        sig.split(' ').count(),
+        2,
+        "two signatures during the overlap: {sig}"
+    );
+    assert!(verify(&got[0], &new), "verifies with the new secret");
+    assert!(verify(&got[0], SECRET), "verifies with the old secret");
+
+    // A supplied secret must be valid; an empty body generates one; the body is optional.
+    assert_error(
+        &api.post(
+            &format!("{path}/secret/rotate"),
+            json!({"secret": "whsec_x"}),
+        )
+        .await,
+        422,
+        "invalid",
+    );
+    assert_error(
+        &api.post(&format!("{path}/secret/rotate"), json!({"sekret": "x"}))
+            .await,
+        422,
+        "invalid",
+    );
+    let (status, again) = api
+        .raw(Method::POST, &format!("{path}/secret/rotate"), None)
+        .await;
+    assert_eq!(status, 200, "{again}");
+    let (status, given) = api
+        .post(&format!("{path}/secret/rotate"), json!({"secret": SECRET}))
+        .await;
+    assert_eq!((status, given), (200, json!({"secret": SECRET})));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_endpoints_are_readable_but_managed_in_config() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_static").endpoint("ep_static", "acct_a", &rx.url("/s"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let path = "/v1/tenants/acct_a/endpoints/ep_static";
+    let (status, ep) = api.get(path).await;
+    assert_eq!(status, 200, "{ep}");
+    assert_eq!(ep["id"], "ep_static");
+    let (_, secret) = api.get(&format!("{path}/secret")).await;
+    assert_eq!(secret["secret"], SECRET);
+    for got in [
+        api.patch(path, json!({"description": "x"})).await,
+        api.delete(path).await,
+        api.post(&format!("{path}/secret/rotate"), json!({})).await,
+    ] {
+        assert_error(&got, 409, "conflict");
+        assert!(got.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("config.yaml"));
+    }
+    let (status, _) = api.get(path).await;
+    assert_eq!(status, 200, "still there");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishing_validates_the_envelope_and_publishes_nothing_invalid() {
+    let setup = Setup::new("api_publish");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let stream = setup.stream();
+    let (status, body) = api
+        .post("/v1/events", event("evt_ok", "outbound.bounced", "acct_a"))
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body.as_object().unwrap().len(), 1);
+    assert_eq!(xlen(&stream), 1);
+    let mut bad_tenant = event("e", "outbound.sent", "acct_a");
+    bad_tenant["tenant"] = json!("a/b");
+    let mut extra = event("e", "outbound.sent", "acct_a");
+    extra["service"] = json!("outbound");
+    let cases = [
+        (
+            json!({"type": "outbound.sent", "tenant": "acct_a", "created_at": 1, "data": {}}),
+            "`id`",
+        ),
+        (
+            json!({"id": "e", "type": "Outbound", "tenant": "acct_a", "created_at": 1, "data": {}}),
+            "`type`",
+        ),
+        (
+            json!({"id": "e", "type": "outbound.sent", "tenant": "acct_a", "created_at": "1", "data": {}}),
+            "created_at",
+        ),
+        (
+            json!({"id": "e", "type": "outbound.sent", "tenant": "acct_a", "created_at": 1, "data": [1]}),
+            "`data`",
+        ),
+        (bad_tenant, "`tenant`"),
+        (extra, "unknown field `service`"),
+        (json!([1, 2]), "object"),
+    ];
+    for (body, needle) in cases {
+        let got = api.post("/v1/events", body.clone()).await;
+        assert_error(&got, 422, "invalid");
+        let msg = got.1["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(needle),
+            "{body}: `{msg}` should mention {needle}"
+        );
+    }
+    assert_eq!(xlen(&stream), 1, "nothing invalid was published");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalog_lists_every_type_with_its_description() {
+    let setup = Setup::new("api_types")
+        .with("event_types:\n  - {type: billing.paid, description: Invoice paid}\n");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (status, body) = api.get("/v1/event-types").await;
+    assert_eq!(status, 200);
+    let data = body["data"].as_array().unwrap();
+    assert_eq!(data.len(), 22);
+    assert!(data.contains(&json!({"type": "outbound.bounced", "description": "Bounced; data.bounce_type is hard or soft"})));
+    assert!(data.contains(&json!({"type": "billing.paid", "description": "Invoice paid"})));
+    assert_eq!(body["next_cursor"], Value::Null);
+    // Operator types can be subscribed to.
+    api.create_endpoint(
+        "acct_a",
+        json!({"url": "http://127.0.0.1:9/x", "filters": ["billing.*"]}),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attempts_and_test_deliveries_show_what_happened() {
+    let rx = Receiver::start(always(200)).await;
+    let failing = Receiver::start(always(503)).await;
+    let setup = Setup::new("api_attempts");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/t"), "filters": ["*"], "headers": {"x-team": "mail"}}),
+        )
+        .await;
+    let secret = ep["secret"].as_str().unwrap().to_string();
+    let path = ep_path("acct_a", &ep["id"]);
+
+    let (status, outcome) = api.post(&format!("{path}/test"), json!({})).await;
+    assert_eq!(status, 200, "{outcome}");
+    assert_eq!(outcome["status"], 200);
+    assert_eq!(outcome["error"], Value::Null);
+    assert_eq!(outcome["response"], "ok");
+    assert!(outcome["latency_ms"].is_u64());
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+    let body = got[0].json();
+    assert_eq!(body["type"], "webhookd.test");
+    assert_eq!(body["service"], "webhookd");
+    assert_eq!(body["data"], json!({}));
+    assert!(body["id"].as_str().unwrap().starts_with("evt_test_"));
+    assert_eq!(got[0].header("webhook-id"), body["id"].as_str().unwrap());
+    assert_eq!(got[0].header("x-team"), "mail");
+    assert!(verify(&got[0], &secret));
+
+    let bad = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": failing.url("/f"), "filters": ["*"]}),
+        )
+        .await;
+    let (status, outcome) = api
+        .post(
+            &format!("{}/test", ep_path("acct_a", &bad["id"])),
+            json!({}),
+        )
+        .await;
+    assert_eq!(status, 200, "a failed test delivery is still a 200 answer");
+    assert_eq!(outcome["status"], 503);
+    assert!(outcome["error"].is_string());
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    api.post("/v1/events", event("evt_att", "outbound.sent", "acct_a"))
+        .await;
+    let found = wait_until(WAIT, || rx.count() >= 2).await;
+    assert!(found);
+    let start = std::time::Instant::now();
+    let attempts = loop {
+        let (status, body) = api.get(&format!("{path}/attempts?limit=10")).await;
+        assert_eq!(status, 200);
+        if body["data"].as_array().is_some_and(|d| !d.is_empty()) || start.elapsed() > WAIT {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let seen = !attempts["data"].as_array().unwrap().is_empty();
+    assert!(seen, "the attempt is logged: {attempts}");
+    let a = &attempts["data"][0];
+    assert_eq!(a["event_id"], "evt_att");
+    assert_eq!(a["status"], 200);
+    assert_eq!(a["attempt"], 1);
+    assert!(
+        webhookd::clock::parse_rfc3339(a["at"].as_str().unwrap()).is_some(),
+        "{a}"
+    );
+    assert_eq!(attempts["next_cursor"], Value::Null);
+    assert_error(
+        &api.get(&format!("{path}/attempts?limit=0")).await,
+        400,
+        "malformed",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
+    let rx_a = Receiver::start(always(500)).await;
+    let rx_b = Receiver::start(always(500)).await;
+    let setup = Setup::new("api_dlq").with("retry:\n  schedule: [50ms]\n  jitter: 0\n");
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    let a = admin.as_token(&admin.new_token("acct_a").await);
+    let ep_a = admin
+        .create_endpoint("acct_a", json!({"url": rx_a.url("/a"), "filters": ["*"]}))
+        .await;
+    let ep_b = admin
+        .create_endpoint("acct_b", json!({"url": rx_b.url("/b"), "filters": ["*"]}))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (id, tenant) in [("d1", "acct_a"), ("d2", "acct_a"), ("d3", "acct_b")] {
+        let (status, _) = admin
+            .post("/v1/events", event(id, "outbound.sent", tenant))
+            .await;
+        assert_eq!(status, 202);
+    }
+    let dead = |tenant: &'static str, n: usize| {
+        let admin = admin.clone();
+        async move {
+            let start = std::time::Instant::now();
+            loop {
+                let (_, body) = admin.get(&format!("/v1/tenants/{tenant}/dlq")).await;
+                if body["data"].as_array().is_some_and(|d| d.len() >= n) || start.elapsed() > WAIT {
+                    return body;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    let list_a = dead("acct_a", 2).await;
+    let list_b = dead("acct_b", 1).await;
+    let letters = list_a["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 2, "{list_a}");
+    assert!(letters
+        .iter()
+        .all(|l| l["tenant"] == "acct_a" && l["endpoint_id"] == ep_a["id"]));
+    let first = &letters[0];
+    for k in [
+        "id",
+        "tenant",
+        "endpoint_id",
+        "event_id",
+        "event_type",
+        "attempts",
+        "last_status",
+        "last_error",
+        "first_attempt_at",
+        "dead_at",
+        "body",
+    ] {
+        assert!(first.get(k).is_some(), "dead letter lacks {k}: {first}");
+    }
+    assert_eq!(first["attempts"], 2);
+    assert_eq!(first["last_status"], 500);
+    assert_eq!(first["body"]["type"], "outbound.sent");
+    assert!(webhookd::clock::parse_rfc3339(first["dead_at"].as_str().unwrap()).is_some());
+    let b_letter = list_b["data"][0]["id"].as_str().unwrap().to_string();
+
+    // The tenant token sees its own, paginated; another tenant's letter is absent.
+    let (status, page) = a.get("/v1/tenants/acct_a/dlq?limit=1").await;
+    assert_eq!(status, 200);
+    assert_eq!(page["data"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().unwrap();
+    let (_, page2) = a
+        .get(&format!("/v1/tenants/acct_a/dlq?limit=1&cursor={cursor}"))
+        .await;
+    assert_eq!(page2["data"][0]["id"], letters[1]["id"]);
+    let (_, filtered) = a
+        .get(&format!(
+            "/v1/tenants/acct_a/dlq?endpoint={}",
+            ep_b["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(filtered["data"], json!([]));
+    assert_error(
+        &a.delete(&format!("/v1/tenants/acct_a/dlq/{b_letter}"))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &admin
+            .delete(&format!("/v1/tenants/acct_a/dlq/{b_letter}"))
+            .await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &a.delete("/v1/tenants/acct_a/dlq/not-an-id").await,
+        404,
+        "not_found",
+    );
+    // Ids past what Redis can hold are absent or malformed, never a storage error.
+    let huge = "98732257723999836500";
+    assert_error(
+        &a.delete(&format!("/v1/tenants/acct_a/dlq/{huge}")).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &a.get(&format!("/v1/tenants/acct_a/dlq?cursor={huge}"))
+            .await,
+        400,
+        "malformed",
+    );
+    let (status, n) = a
+        .post(
+            "/v1/tenants/acct_a/dlq/replay",
+            json!({"ids": [huge, "1-18446744073709551616"]}),
+        )
+        .await;
+    assert_eq!((status, n), (200, json!({"replayed": 0})));
+
+    // Replay takes exactly one selector.
+    let replay = "/v1/tenants/acct_a/dlq/replay";
+    for body in [
+        json!({}),
+        json!({"ids": [b_letter], "endpoint": "x"}),
+        json!({"since": "yesterday"}),
+        json!({"ids": []}),
+        json!({"endpoints": "x"}),
+    ] {
+        assert_error(&a.post(replay, body).await, 422, "invalid");
+    }
+    let (status, n) = a.post(replay, json!({"ids": [b_letter]})).await;
+    assert_eq!(
+        (status, n),
+        (200, json!({"replayed": 0})),
+        "another tenant's letter is not replayed"
+    );
+    let before = rx_a.count();
+    let (status, n) = a.post(replay, json!({"ids": [letters[0]["id"]]})).await;
+    assert_eq!((status, n), (200, json!({"replayed": 1})));
+    assert!(
+        wait_until(WAIT, || rx_a.count() > before).await,
+        "a replay delivers again"
+    );
+    let (status, n) = a
+        .post(replay, json!({"since": "1969-12-31T00:00:00Z"}))
+        .await;
+    assert_eq!(status, 200);
+    assert!(n["replayed"].as_u64().unwrap() >= 1, "{n}");
+
+    // Purge one of B's, by the admin under B's path.
+    let (status, _) = admin
+        .delete(&format!("/v1/tenants/acct_b/dlq/{b_letter}"))
+        .await;
+    assert_eq!(status, 204);
+    assert_error(
+        &admin
+            .delete(&format!("/v1/tenants/acct_b/dlq/{b_letter}"))
+            .await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_is_served_without_auth_and_covers_every_route() {
+    let setup = Setup::new("api_openapi");
+    let _w = Webhookd::start(&setup).await;
+    let (status, doc) = Api::admin(&setup).anonymous().get("/v1/openapi.json").await;
+    assert_eq!(status, 200);
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    for (path, method) in [
+        ("/v1/event-types", "get"),
+        ("/v1/events", "post"),
+        ("/v1/ingest/{provider}", "post"),
+        ("/v1/tenants/{tenant}/tokens", "post"),
+        ("/v1/tenants/{tenant}/endpoints", "post"),
+        ("/v1/tenants/{tenant}/endpoints", "get"),
+        ("/v1/tenants/{tenant}/endpoints/{id}", "get"),
+        ("/v1/tenants/{tenant}/endpoints/{id}", "patch"),
+        ("/v1/tenants/{tenant}/endpoints/{id}", "delete"),
+        ("/v1/tenants/{tenant}/endpoints/{id}/secret", "get"),
+        ("/v1/tenants/{tenant}/endpoints/{id}/secret/rotate", "post"),
+        ("/v1/tenants/{tenant}/endpoints/{id}/attempts", "get"),
+        ("/v1/tenants/{tenant}/endpoints/{id}/test", "post"),
+        ("/v1/tenants/{tenant}/dlq", "get"),
+        ("/v1/tenants/{tenant}/dlq/replay", "post"),
+        ("/v1/tenants/{tenant}/dlq/{id}", "delete"),
+        ("/v1/openapi.json", "get"),
+    ] {
+        assert!(
+            paths.get(path).and_then(|p| p.get(method)).is_some(),
+            "{method} {path} is not documented"
+        );
+    }
+}
