@@ -477,8 +477,9 @@ async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
     let got = healthy.wait_for(1000, Duration::from_secs(60)).await;
     assert_eq!(by_webhook_id(&got).len(), 1000);
     let last = got.iter().map(|g| g.at).max().unwrap();
-    // The hanging endpoint answers its first requests 10 s after they arrive; the healthy
-    // endpoint must have had everything before then.
+    // Were healthy deliveries queued behind the hanging endpoint (8 requests per 10 s round),
+    // 1,000 of them would need many rounds. Two rounds of slack keep a loaded 2-core CI
+    // machine running debug builds from failing a correct dispatcher.
     let first_hang = hang
         .received()
         .iter()
@@ -486,7 +487,7 @@ async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
         .min()
         .unwrap_or(started);
     assert!(
-        last < first_hang + Duration::from_secs(10),
+        last < first_hang + Duration::from_secs(20),
         "healthy deliveries waited for the hanging endpoint: last healthy at {:?}, first hang at {:?}",
         last - started,
         first_hang - started
