@@ -33,6 +33,23 @@ if [[ ! -x "$venv/bin/schemathesis" ]]; then
 fi
 st="$venv/bin/schemathesis"
 
+# The session runs in a network namespace of its own with only loopback: endpoint hostnames
+# the fuzzer invents are resolved at registration, and no DNS query or request may leave this
+# machine. Inside, a Redis of its own (the outer one is out of reach there).
+if [[ -z "${FUZZ_IN_NETNS:-}" ]]; then
+  if ! unshare -n true 2>/dev/null; then
+    echo "api-fuzz: cannot create a network namespace (unshare -n needs root); not fuzzing with network access" >&2
+    exit 1
+  fi
+  exec unshare -n env FUZZ_IN_NETNS=1 WEBHOOKD_BIN="$bin" bash "${BASH_SOURCE[0]}" "$@"
+fi
+ip link set lo up
+redis_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
+  --pidfile "/tmp/webhookd-fuzz-redis-$redis_port.pid" >/dev/null
+redis_url="redis://127.0.0.1:$redis_port"
+for _ in $(seq 1 100); do redis-cli -u "$redis_url" ping 2>/dev/null | grep -q PONG && break; sleep 0.1; done
+
 work="$(mktemp -d)"
 pid=""
 prefixes=()
@@ -48,6 +65,7 @@ cleanup() {
     done
   fi
   rm -rf "$work"
+  redis-cli -u "$redis_url" shutdown nosave >/dev/null 2>&1 || true
 }
 trap cleanup EXIT
 
