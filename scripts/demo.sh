@@ -13,11 +13,16 @@ export WEBHOOKD_REDIS__KEY_PREFIX="demo-$(date +%s)-$$:"
 cargo build --quiet --bin webhookd --example demo_receiver
 bin=target/debug
 log=$(mktemp -d)
-cleanup() { kill ${RECV_PID:-} ${WH_PID:-} 2>/dev/null || true; wait 2>/dev/null || true; }
+cleanup() {
+  kill ${TAIL_PID:-} ${RECV_PID:-} ${WH_PID:-} 2>/dev/null || true
+  wait ${TAIL_PID:-} ${RECV_PID:-} ${WH_PID:-} 2>/dev/null || true
+}
 trap 'cleanup; kill ${WEBHOOKD_OWN_REDIS_PID:-} 2>/dev/null || true' EXIT
 
-"$bin/examples/demo_receiver" 127.0.0.1:9000 whsec_ZGVtby1zZWNyZXQtMjQtYnl0ZXMtbG9uZyEhIQ== | tee "$log/received.txt" &
+"$bin/examples/demo_receiver" 127.0.0.1:9000 whsec_ZGVtby1zZWNyZXQtMjQtYnl0ZXMtbG9uZyEhIQ== > "$log/received.txt" &
 RECV_PID=$!
+tail -n +1 -f "$log/received.txt" &
+TAIL_PID=$!
 "$bin/webhookd" serve --config config.yaml > "$log/webhookd.log" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
