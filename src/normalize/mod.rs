@@ -407,10 +407,7 @@ fn write_scalar(scalar: &Value, out: &mut Vec<u8>) {
 
 /// Whether a provider's own id can be used as the envelope `id` as it is (SPEC 1).
 fn is_valid_event_id(id: &str) -> bool {
-    (1..=128).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b':' | b'-'))
+    crate::event::valid_id(id)
 }
 
 /// "a string", "an array", … for error messages.
@@ -425,7 +422,7 @@ fn json_kind(value: &Value) -> &'static str {
     }
 }
 
-/// Event times as providers write them, to Unix seconds, without a date-time crate.
+/// Event times as providers write them, to Unix seconds.
 mod timestamp {
     use serde_json::{Map, Value};
 
@@ -475,84 +472,13 @@ mod timestamp {
         (seconds >= 0).then_some(seconds)
     }
 
-    /// `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`; `t`, `z` and a space separator are accepted.
+    /// RFC 3339 to Unix seconds; a space in place of the `T` is accepted too.
     fn rfc3339(s: &str) -> Option<i64> {
-        let b = s.as_bytes();
-        if b.len() < 20
-            || b[4] != b'-'
-            || b[7] != b'-'
-            || !matches!(b[10], b'T' | b't' | b' ')
-            || b[13] != b':'
-            || b[16] != b':'
-        {
-            return None;
-        }
-        let (year, month, day) = (digits(s, 0, 4)?, digits(s, 5, 7)?, digits(s, 8, 10)?);
-        let (hour, minute, second) = (digits(s, 11, 13)?, digits(s, 14, 16)?, digits(s, 17, 19)?);
-        if !(1..=12).contains(&month)
-            || day < 1
-            || day > days_in_month(year, month)
-            || hour > 23
-            || minute > 59
-            || second > 60
-        {
-            return None;
-        }
-        let mut rest = &s[19..];
-        if let Some(fraction) = rest.strip_prefix('.') {
-            let len = fraction.bytes().take_while(u8::is_ascii_digit).count();
-            if len == 0 {
-                return None;
-            }
-            rest = &fraction[len..];
-        }
-        let offset = match rest.as_bytes() {
-            [b'Z' | b'z'] => 0,
-            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
-                let (h, m) = (digits(rest, 1, 3)?, digits(rest, 4, 6)?);
-                if h > 23 || m > 59 {
-                    return None;
-                }
-                let offset = h * 3600 + m * 60;
-                if *sign == b'-' {
-                    -offset
-                } else {
-                    offset
-                }
-            }
-            _ => return None,
+        let normalized = match s.as_bytes().get(10) {
+            Some(b' ') => format!("{}T{}", &s[..10], &s[11..]),
+            _ => s.to_string(),
         };
-        let days = days_from_civil(year, month, day);
-        Some(days * 86_400 + hour * 3600 + minute * 60 + second - offset)
-    }
-
-    fn digits(s: &str, from: usize, to: usize) -> Option<i64> {
-        let part = s.get(from..to)?;
-        if part.bytes().all(|b| b.is_ascii_digit()) {
-            part.parse().ok()
-        } else {
-            None
-        }
-    }
-
-    fn days_in_month(year: i64, month: i64) -> i64 {
-        match month {
-            2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
-            2 => 28,
-            4 | 6 | 9 | 11 => 30,
-            _ => 31,
-        }
-    }
-
-    /// Days since 1970-01-01 (Howard Hinnant's `days_from_civil`).
-    fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-        let year = if month <= 2 { year - 1 } else { year };
-        let era = year.div_euclid(400);
-        let year_of_era = year - era * 400;
-        let month_from_march = (month + 9) % 12;
-        let day_of_year = (153 * month_from_march + 2) / 5 + day - 1;
-        let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-        era * 146_097 + day_of_era - 719_468
+        crate::clock::parse_rfc3339(&normalized).map(|ms| ms.div_euclid(1000))
     }
 
     #[cfg(test)]

@@ -27,6 +27,19 @@ impl Store {
         Store { conn, keys }
     }
 
+    /// The change-log entry every replica's index refresher picks up.
+    fn announce(&self, id: &str) -> redis::Cmd {
+        let mut cmd = redis::cmd("XADD");
+        cmd.arg(self.keys.endpoints_log())
+            .arg("MAXLEN")
+            .arg("~")
+            .arg(LOG_MAXLEN)
+            .arg("*")
+            .arg("id")
+            .arg(id);
+        cmd
+    }
+
     /// Creates or replaces a record, and announces the change.
     pub async fn put(&self, rec: &EndpointRecord) -> redis::RedisResult<()> {
         let json = serde_json::to_string(rec).expect("records serialize");
@@ -37,14 +50,7 @@ impl Store {
             .ignore()
             .zadd(self.keys.tenant_endpoints(&rec.tenant), &rec.id, 0)
             .ignore()
-            .cmd("XADD")
-            .arg(self.keys.endpoints_log())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(LOG_MAXLEN)
-            .arg("*")
-            .arg("id")
-            .arg(&rec.id)
+            .add_command(self.announce(&rec.id))
             .ignore()
             .query_async::<()>(&mut conn)
             .await
@@ -60,14 +66,7 @@ impl Store {
             .ignore()
             .hdel(self.keys.failing_since(), id)
             .ignore()
-            .cmd("XADD")
-            .arg(self.keys.endpoints_log())
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(LOG_MAXLEN)
-            .arg("*")
-            .arg("id")
-            .arg(id)
+            .add_command(self.announce(id))
             .ignore()
             .query_async(&mut conn)
             .await?;
