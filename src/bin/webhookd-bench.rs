@@ -283,6 +283,12 @@ async fn run(args: Args) -> Result<serde_json::Value> {
     let pid = spawned.as_ref().map(|s| s.pid).or(args.pid);
     let redis_pid = args.redis_pid.or_else(procfs::find_redis);
 
+    let loadavg = std::fs::read_to_string("/proc/loadavg").ok().and_then(|l| {
+        l.split_whitespace()
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+    });
+    let calls_before = target::command_calls(&conn).await;
     let before = Cpu::read(pid, redis_pid);
     let publishing = tokio::spawn(publisher::run(
         publish_conn,
@@ -308,9 +314,24 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         tokio::time::sleep(POLL).await;
     }
     let after = Cpu::read(pid, redis_pid);
+    let calls_after = target::command_calls(&conn).await;
     let rss_peak = pid.and_then(|p| procfs::status_mib(p, "VmHWM"));
     let rss_end = pid.and_then(|p| procfs::status_mib(p, "VmRSS"));
     tokio::time::sleep(args.linger).await;
+    let metrics_url = spawned
+        .as_ref()
+        .map(|s| format!("{}/metrics", s.base_url))
+        .or_else(|| args.metrics_url.clone());
+    let counters = match &metrics_url {
+        Some(url) => target::get(url).await.map(|(_, text)| {
+            let mut m = serde_json::Map::new();
+            for (short, name) in target::EXPLAINING {
+                m.insert(short.to_string(), json!(target::sample(&text, name)));
+            }
+            m
+        }),
+        None => None,
+    };
 
     let published = if publishing.is_finished() {
         publishing
@@ -354,6 +375,20 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         Some(round(lat[i] as f64 / 1e6, 3))
     };
     let webhookd_cpu = delta(before.webhookd, after.webhookd);
+    // Redis commands per published event, server-wide (only meaningful on a quiet Redis).
+    let redis_calls = match (calls_before, calls_after) {
+        (Some(b), Some(a)) => {
+            let mut m = serde_json::Map::new();
+            for (cmd, n) in a {
+                let per = (n - b.get(&cmd).copied().unwrap_or(0)) as f64 / args.events as f64;
+                if per >= 0.005 && cmd != "info" {
+                    m.insert(cmd, json!(round(per, 3)));
+                }
+            }
+            Some(m)
+        }
+        _ => None,
+    };
     Ok(json!({
         "scenario": args.scenario,
         "events": args.events,
@@ -381,12 +416,15 @@ async fn run(args: Args) -> Result<serde_json::Value> {
         "webhookd": pid.map(|p| json!({
             "pid": p,
             "cpu_s": webhookd_cpu,
-            "cpu_per_1k_deliveries_ms": webhookd_cpu.map(|c| round(c * 1e6 / delivered.max(1) as f64, 3)),
+            "cpu_us_per_delivery": webhookd_cpu.map(|c| round(c * 1e6 / delivered.max(1) as f64, 3)),
             "rss_peak_mib": rss_peak.map(|v| round(v, 1)),
             "rss_end_mib": rss_end.map(|v| round(v, 1)),
         })),
+        "webhookd_counters": counters,
         "bench_cpu_s": delta(before.bench, after.bench),
         "redis_cpu_s": delta(before.redis, after.redis),
+        "redis_calls_per_event": redis_calls,
+        "loadavg_1m_at_start": loadavg,
     }))
 }
 

@@ -56,7 +56,7 @@ impl Encoder {
         if self.body_bytes > self.buf.len() + AROUND {
             let pad = self.body_bytes - self.buf.len() - AROUND;
             self.buf.push_str(r#","pad":""#);
-            self.buf.extend(std::iter::repeat_n('x', pad));
+            self.buf.push_str(&"x".repeat(pad));
             self.buf.push('"');
         }
         self.buf.push_str("}}");

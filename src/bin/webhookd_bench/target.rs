@@ -224,8 +224,46 @@ pub async fn get(url: &str) -> Option<(u16, String)> {
 /// The `webhookd_endpoints` gauge (refreshed by webhookd every 5 s).
 pub async fn indexed_endpoints(metrics_url: &str) -> Option<u64> {
     let (_, text) = get(metrics_url).await?;
+    sample(&text, "webhookd_endpoints").map(|v| v as u64)
+}
+
+/// Counters that explain a run: how deliveries ended and how many took the retry queue.
+pub const EXPLAINING: &[(&str, &str)] = &[
+    ("consumed", "webhookd_events_consumed_total"),
+    ("success", "webhookd_deliveries_total{outcome=\"success\"}"),
+    ("retry", "webhookd_deliveries_total{outcome=\"retry\"}"),
+    ("dead", "webhookd_deliveries_total{outcome=\"dead\"}"),
+    ("deferred", "webhookd_deliveries_deferred_total"),
+];
+
+/// The value of one sample line of Prometheus text.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
     text.lines()
-        .find_map(|l| l.strip_prefix("webhookd_endpoints "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
+        .find_map(|l| l.strip_prefix(name).filter(|rest| rest.starts_with(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `INFO commandstats` as (command, calls); server-wide, so other clients count too.
+pub async fn command_calls(
+    conn: &ConnectionManager,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect(),
+    )
 }
