@@ -55,6 +55,27 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// Indexes every record, as a full load does (also used by the benches).
+    pub fn from_records<'a>(
+        records: impl IntoIterator<Item = &'a EndpointRecord>,
+        sealer: &Sealer,
+    ) -> Snapshot {
+        let mut by_tenant: HashMap<&str, Vec<&EndpointRecord>> = HashMap::new();
+        for r in records {
+            by_tenant.entry(r.tenant.as_str()).or_default().push(r);
+        }
+        let mut snap = Snapshot::default();
+        for (tenant, mut recs) in by_tenant {
+            recs.sort_by(|a, b| a.id.cmp(&b.id));
+            let t = TenantEndpoints::build(&recs, sealer);
+            for e in &t.endpoints {
+                snap.by_id.insert(e.id.clone(), e.clone());
+            }
+            snap.tenants.insert(tenant.into(), Arc::new(t));
+        }
+        snap
+    }
+
     /// The enabled endpoints of `tenant` whose filters match `event_type`.
     pub fn matching(&self, tenant: &str, event_type: &str, out: &mut Vec<Arc<Endpoint>>) {
         let Some(t) = self.tenants.get(tenant) else {
@@ -155,19 +176,7 @@ impl Syncer {
     }
 
     fn rebuild_all(&self) {
-        let mut by_tenant: HashMap<&str, Vec<&EndpointRecord>> = HashMap::new();
-        for r in self.records.values() {
-            by_tenant.entry(r.tenant.as_str()).or_default().push(r);
-        }
-        let mut snap = Snapshot::default();
-        for (tenant, mut recs) in by_tenant {
-            recs.sort_by(|a, b| a.id.cmp(&b.id));
-            let t = TenantEndpoints::build(&recs, &self.sealer);
-            for e in &t.endpoints {
-                snap.by_id.insert(e.id.clone(), e.clone());
-            }
-            snap.tenants.insert(tenant.into(), Arc::new(t));
-        }
+        let snap = Snapshot::from_records(self.records.values(), &self.sealer);
         self.live.current.store(Arc::new(snap));
     }
 

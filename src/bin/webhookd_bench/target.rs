@@ -1,0 +1,269 @@
+//! The webhookd under test: its endpoints written straight into its Redis registry, and the
+//! process itself, either spawned here with a generated config or already running.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use redis::aio::ConnectionManager;
+use webhookd::registry::{EndpointRecord, Store, StoredSecret};
+use webhookd::seal::Sealer;
+
+use super::plan::Plan;
+
+/// Endpoint records written concurrently per round trip batch.
+const PUT_CONCURRENCY: usize = 256;
+const READY_WITHIN: Duration = Duration::from_secs(60);
+
+/// Writes every endpoint of the plan, each with its own secret, under the target's prefix.
+pub async fn register(
+    store: &Store,
+    sealer: &Sealer,
+    plan: &Plan,
+    filters: &[String],
+    secrets: &[String],
+    listeners: &[SocketAddr],
+) -> redis::RedisResult<()> {
+    let now = webhookd::clock::now_ms();
+    let records: Vec<EndpointRecord> = (0..plan.endpoints)
+        .map(|n| EndpointRecord {
+            id: plan.endpoint_id(n),
+            tenant: plan.tenant(n as u64),
+            url: format!("http://{}/ep/{n}", listeners[n as usize % listeners.len()]),
+            filters: filters.to_vec(),
+            description: "webhookd-bench".into(),
+            headers: Default::default(),
+            rate_limit: None,
+            disabled: false,
+            disabled_reason: None,
+            metadata: Default::default(),
+            created_at: now,
+            updated_at: now,
+            secrets: vec![StoredSecret {
+                sealed: sealer.seal(&secrets[n as usize]),
+                expires_at: None,
+            }],
+            from_config: false,
+        })
+        .collect();
+    for chunk in records.chunks(PUT_CONCURRENCY) {
+        let puts = chunk.iter().map(|r| store.put(r));
+        for r in futures_util::future::join_all(puts).await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes the plan's endpoints (external mode: the rest of the prefix is not ours).
+pub async fn unregister(store: &Store, plan: &Plan) -> redis::RedisResult<()> {
+    let ids: Vec<(String, String)> = (0..plan.endpoints)
+        .map(|n| (plan.tenant(n as u64), plan.endpoint_id(n)))
+        .collect();
+    for chunk in ids.chunks(PUT_CONCURRENCY) {
+        let dels = chunk.iter().map(|(t, id)| store.delete(t, id));
+        for r in futures_util::future::join_all(dels).await {
+            r?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes every key under `prefix` (spawn mode: the whole prefix belongs to this run).
+pub async fn purge_prefix(conn: &ConnectionManager, prefix: &str) -> redis::RedisResult<u64> {
+    let mut conn = conn.clone();
+    let pattern = format!("{}*", glob_escape(prefix));
+    let mut cursor: u64 = 0;
+    let mut removed = 0;
+    loop {
+        let (next, keys): (u64, Vec<String>) = redis::cmd("SCAN")
+            .arg(cursor)
+            .arg("MATCH")
+            .arg(&pattern)
+            .arg("COUNT")
+            .arg(5000)
+            .query_async(&mut conn)
+            .await?;
+        if !keys.is_empty() {
+            removed += redis::cmd("UNLINK")
+                .arg(&keys)
+                .query_async::<u64>(&mut conn)
+                .await?;
+        }
+        if next == 0 {
+            return Ok(removed);
+        }
+        cursor = next;
+    }
+}
+
+fn glob_escape(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A webhookd started by this tool; killed when dropped.
+pub struct Spawned {
+    child: Child,
+    pub pid: u32,
+    pub base_url: String,
+    pub dir: PathBuf,
+}
+
+pub struct SpawnSpec<'a> {
+    pub bin: &'a Path,
+    pub redis_url: &'a str,
+    pub prefix: &'a str,
+    pub stream_key: &'a str,
+    pub encryption_key: &'a str,
+    pub env: &'a [(String, String)],
+}
+
+impl Spawned {
+    /// Writes a config (own prefix, loopback receivers allowed over http), starts
+    /// `webhookd serve` and waits until `/readyz` answers 200.
+    pub async fn start(spec: SpawnSpec<'_>) -> Result<Spawned, String> {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| format!("no free port: {e}"))?
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("webhookd-bench-{}", spec.prefix.replace(':', "_")));
+        std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let config = dir.join("config.yaml");
+        let yaml = format!(
+            "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n\
+             stream:\n  key: \"{}\"\n  consumer: bench\n\
+             http:\n  listen: \"127.0.0.1:{port}\"\n\
+             delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n\
+             signing:\n  encryption_key: \"{}\"\n\
+             shutdown_grace: 2s\n",
+            spec.redis_url, spec.prefix, spec.stream_key, spec.encryption_key
+        );
+        std::fs::write(&config, yaml).map_err(|e| format!("{}: {e}", config.display()))?;
+        let log = std::fs::File::create(dir.join("webhookd.log")).map_err(|e| e.to_string())?;
+        let mut cmd = Command::new(spec.bin);
+        cmd.arg("serve")
+            .arg("--config")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().map_err(|e| e.to_string())?)
+            .stderr(log);
+        for (k, v) in spec.env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .spawn()
+            .map_err(|e| format!("cannot start {}: {e}", spec.bin.display()))?;
+        let mut s = Spawned {
+            pid: child.id(),
+            child,
+            base_url: format!("http://127.0.0.1:{port}"),
+            dir,
+        };
+        let started = Instant::now();
+        loop {
+            if get(&format!("{}/readyz", s.base_url))
+                .await
+                .is_some_and(|(code, _)| code == 200)
+            {
+                return Ok(s);
+            }
+            if let Ok(Some(status)) = s.child.try_wait() {
+                return Err(format!(
+                    "webhookd exited ({status}); see {}/webhookd.log",
+                    s.dir.display()
+                ));
+            }
+            if started.elapsed() > READY_WITHIN {
+                return Err(format!(
+                    "webhookd not ready within {READY_WITHIN:?}; see {}/webhookd.log",
+                    s.dir.display()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A plain GET on loopback: (status, body) or `None` when nothing answers.
+pub async fn get(url: &str) -> Option<(u16, String)> {
+    let client: hyper_util::client::legacy::Client<_, Empty<Bytes>> =
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .build(hyper_util::client::legacy::connect::HttpConnector::new());
+    let uri: http::Uri = url.parse().ok()?;
+    let resp = tokio::time::timeout(Duration::from_secs(5), client.get(uri))
+        .await
+        .ok()?
+        .ok()?;
+    let code = resp.status().as_u16();
+    let body = resp.into_body().collect().await.ok()?.to_bytes();
+    Some((code, String::from_utf8_lossy(&body).into_owned()))
+}
+
+/// The `webhookd_endpoints` gauge (refreshed by webhookd every 5 s).
+pub async fn indexed_endpoints(metrics_url: &str) -> Option<u64> {
+    let (_, text) = get(metrics_url).await?;
+    sample(&text, "webhookd_endpoints").map(|v| v as u64)
+}
+
+/// Counters that explain a run: how deliveries ended and how many took the retry queue.
+pub const EXPLAINING: &[(&str, &str)] = &[
+    ("consumed", "webhookd_events_consumed_total"),
+    ("success", "webhookd_deliveries_total{outcome=\"success\"}"),
+    ("retry", "webhookd_deliveries_total{outcome=\"retry\"}"),
+    ("dead", "webhookd_deliveries_total{outcome=\"dead\"}"),
+    ("deferred", "webhookd_deliveries_deferred_total"),
+];
+
+/// The value of one sample line of Prometheus text.
+pub fn sample(text: &str, name: &str) -> Option<f64> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(name).filter(|rest| rest.starts_with(' ')))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `INFO commandstats` as (command, calls); server-wide, so other clients count too.
+pub async fn command_calls(
+    conn: &ConnectionManager,
+) -> Option<std::collections::BTreeMap<String, u64>> {
+    let text: String = redis::cmd("INFO")
+        .arg("commandstats")
+        .query_async(&mut conn.clone())
+        .await
+        .ok()?;
+    Some(
+        text.lines()
+            .filter_map(|l| {
+                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+                let calls = rest
+                    .strip_prefix("calls=")?
+                    .split(',')
+                    .next()?
+                    .parse()
+                    .ok()?;
+                Some((name.to_string(), calls))
+            })
+            .collect(),
+    )
+}
