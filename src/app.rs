@@ -107,7 +107,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         DispatchConfig {
             timeout: config.delivery.timeout.get(),
             per_endpoint: config.delivery.per_endpoint_in_flight,
-            lane_backlog: (config.delivery.per_endpoint_in_flight * 64).max(512),
             lane_wait: LANE_WAIT,
             schedule,
             jitter: config.retry.jitter,

@@ -2,13 +2,12 @@
 //! (delivered, scheduled again, or dead-lettered) before the caller may acknowledge it.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt_log::{self, AttemptLog, AttemptRecord};
@@ -17,6 +16,7 @@ use crate::deliver::attempt::{self, AttemptSpec, Outcome};
 use crate::deliver::client::HttpClient;
 use crate::deliver::ssrf::Guard;
 use crate::dlq::Dlq;
+use crate::lane::{Admission, Lane};
 use crate::metrics::Metrics;
 use crate::registry::{Endpoint, LiveIndex, Store};
 use crate::retry::{self, Job, RetryQueue};
@@ -93,10 +93,8 @@ impl Delivery {
 pub struct DispatchConfig {
     pub timeout: Duration,
     pub per_endpoint: usize,
-    /// Stream deliveries that may wait in memory for a busy endpoint; more are deferred to
-    /// the retry queue so a slow endpoint cannot hold the consumer up.
-    pub lane_backlog: usize,
-    /// How long a stream delivery waits for its endpoint before it is deferred instead.
+    /// The longest expected wait for a busy endpoint that a delivery sits out in memory;
+    /// longer, and it is deferred to the retry queue (see `lane`).
     pub lane_wait: Duration,
     pub schedule: Vec<Duration>,
     pub jitter: f64,
@@ -104,36 +102,6 @@ pub struct DispatchConfig {
     /// further deferral, up to `defer_max`.
     pub defer: Duration,
     pub defer_max: Duration,
-}
-
-struct Lane {
-    permits: Arc<Semaphore>,
-    waiting: AtomicUsize,
-    /// Unix ms of the endpoint's last finished attempt (or the lane's creation).
-    last_done: AtomicI64,
-}
-
-impl Lane {
-    /// Waits for a permit. With `while_progressing`, waiting goes on as long as the endpoint
-    /// keeps finishing attempts; `None` once it finished none for a whole `patience` (it
-    /// hangs), or after one `patience` otherwise: then the caller defers instead.
-    async fn permit(
-        &self,
-        patience: Duration,
-        while_progressing: bool,
-    ) -> Option<OwnedSemaphorePermit> {
-        loop {
-            match tokio::time::timeout(patience, self.permits.clone().acquire_owned()).await {
-                Ok(p) => return Some(p.expect("lane semaphores are never closed")),
-                Err(_) => {
-                    let idle = now_ms() - self.last_done.load(Ordering::Relaxed);
-                    if !while_progressing || idle > patience.as_millis() as i64 {
-                        return None;
-                    }
-                }
-            }
-        }
-    }
 }
 
 pub struct Dispatcher {
@@ -186,13 +154,7 @@ impl Dispatcher {
         let mut lanes = self.lanes.lock().expect("lane map");
         lanes
             .entry(id.clone())
-            .or_insert_with(|| {
-                Arc::new(Lane {
-                    permits: Arc::new(Semaphore::new(self.cfg.per_endpoint)),
-                    waiting: AtomicUsize::new(0),
-                    last_done: AtomicI64::new(now_ms()),
-                })
-            })
+            .or_insert_with(|| Arc::new(Lane::new(self.cfg.per_endpoint)))
             .clone()
     }
 
@@ -216,24 +178,11 @@ impl Dispatcher {
             return self.dead_letter(&d, job).await;
         }
         let lane = self.lane(&ep.id);
-        let _lane_permit = match lane.permits.clone().try_acquire_owned() {
-            Ok(p) => p,
-            // A busy but healthy endpoint keeps finishing attempts, so its deliveries wait
-            // (up to a backlog); a hanging one does not, and then the delivery moves to Redis
-            // instead of holding memory and its stream entry.
-            Err(_) if lane.waiting.load(Ordering::Relaxed) < self.cfg.lane_backlog => {
-                lane.waiting.fetch_add(1, Ordering::Relaxed);
-                // A leased retry waits once: it must finish well inside its lease.
-                let p = lane
-                    .permit(self.cfg.lane_wait, d.source == Source::Stream)
-                    .await;
-                lane.waiting.fetch_sub(1, Ordering::Relaxed);
-                match p {
-                    Some(p) => p,
-                    None => return self.defer(&d).await,
-                }
-            }
-            Err(_) => return self.defer(&d).await,
+        // A leased retry waits at most once: it must finish well inside its lease.
+        let persist = d.source == Source::Stream;
+        let _lane_permit = match lane.admit(self.cfg.lane_wait, persist).await {
+            Admission::Go(p) => p,
+            Admission::Defer => return self.defer(&d).await,
         };
         let _global = self.global.acquire().await.expect("never closed");
         let now = now_ms();
@@ -255,7 +204,7 @@ impl Dispatcher {
         .await;
         self.metrics.in_flight.dec();
         drop(_global);
-        lane.last_done.store(now_ms(), Ordering::Relaxed);
+        lane.finished(outcome.latency);
         drop(_lane_permit);
         d.attempts += 1;
         d.deferrals = 0;

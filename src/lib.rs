@@ -18,6 +18,7 @@ pub mod filter;
 pub mod health;
 pub mod ingest;
 pub mod keys;
+pub mod lane;
 pub mod metrics;
 pub mod normalize;
 pub mod promote;
