@@ -88,7 +88,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let http = client::build(
         guard.clone(),
         config.delivery.connect_timeout.get(),
-        config.delivery.per_endpoint_in_flight.max(8),
+        // Idle connections kept per host: many endpoints often share one host.
+        config.delivery.max_in_flight,
     );
     let retry = RetryQueue::new(conn.clone(), keys.clone());
     let dlq = Dlq::new(conn.clone(), keys.clone());

@@ -341,14 +341,14 @@ impl Consumer {
         let mut pipe = redis::pipe();
         for (entry, ev) in valid {
             let key = self.keys.dedup(&ev.tenant, &ev.id);
+            // One round trip per event: sets the owner if absent, answers the previous one.
             pipe.cmd("SET")
                 .arg(&key)
                 .arg(entry)
                 .arg("NX")
+                .arg("GET")
                 .arg("EX")
-                .arg(DEDUP_TTL_SECS)
-                .ignore()
-                .get(&key);
+                .arg(DEDUP_TTL_SECS);
         }
         match pipe
             .query_async::<Vec<Option<String>>>(&mut self.conn.clone())
