@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{Endpoint, EndpointRecord};
 use super::store::Store;
-use crate::filter::{Pattern, PatternIndex};
+use crate::filter::PatternIndex;
 use crate::seal::Sealer;
 
 /// How often each replica looks for endpoint changes (SPEC: visible within 1 s).
@@ -25,25 +25,35 @@ pub struct TenantEndpoints {
 }
 
 impl TenantEndpoints {
-    fn build(records: &[&EndpointRecord], sealer: &Sealer) -> TenantEndpoints {
-        let mut t = TenantEndpoints::default();
-        for rec in records {
-            let ep = match Endpoint::from_record(rec, sealer) {
-                Ok(ep) => ep,
-                Err(e) => {
-                    tracing::warn!(endpoint = %rec.id, error = %e, "endpoint skipped");
-                    continue;
-                }
-            };
-            let slot = t.endpoints.len() as u32;
-            for f in &rec.filters {
-                if let Ok(p) = Pattern::parse(f) {
-                    t.index.insert(&p, slot);
-                }
+    fn build(mut endpoints: Vec<Arc<Endpoint>>) -> TenantEndpoints {
+        endpoints.sort_by(|a, b| a.id.cmp(&b.id));
+        let mut index = PatternIndex::default();
+        for (slot, ep) in endpoints.iter().enumerate() {
+            for p in &ep.filters {
+                index.insert(p, slot as u32);
             }
-            t.endpoints.push(Arc::new(ep));
         }
-        t
+        TenantEndpoints { endpoints, index }
+    }
+}
+
+/// Builds the live endpoint of a record, reusing `previous` when the record did not change
+/// (no secret is decrypted and no key derived again).
+fn live_endpoint(
+    rec: &EndpointRecord,
+    previous: Option<&Arc<Endpoint>>,
+    sealer: &Sealer,
+) -> Option<Arc<Endpoint>> {
+    if let Some(p) = previous.filter(|p| p.updated_at == rec.updated_at && *p.tenant == *rec.tenant)
+    {
+        return Some(p.clone());
+    }
+    match Endpoint::from_record(rec, sealer) {
+        Ok(ep) => Some(Arc::new(ep)),
+        Err(e) => {
+            tracing::warn!(endpoint = %rec.id, error = %e, "endpoint skipped");
+            None
+        }
     }
 }
 
@@ -60,20 +70,69 @@ impl Snapshot {
         records: impl IntoIterator<Item = &'a EndpointRecord>,
         sealer: &Sealer,
     ) -> Snapshot {
-        let mut by_tenant: HashMap<&str, Vec<&EndpointRecord>> = HashMap::new();
-        for r in records {
-            by_tenant.entry(r.tenant.as_str()).or_default().push(r);
-        }
-        let mut snap = Snapshot::default();
-        for (tenant, mut recs) in by_tenant {
-            recs.sort_by(|a, b| a.id.cmp(&b.id));
-            let t = TenantEndpoints::build(&recs, sealer);
-            for e in &t.endpoints {
-                snap.by_id.insert(e.id.clone(), e.clone());
+        Snapshot::rebuilt(records, &Snapshot::default(), sealer)
+    }
+
+    /// Every record indexed, reusing `old`'s live endpoints where records are unchanged.
+    fn rebuilt<'a>(
+        records: impl IntoIterator<Item = &'a EndpointRecord>,
+        old: &Snapshot,
+        sealer: &Sealer,
+    ) -> Snapshot {
+        let mut by_tenant: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::new();
+        let mut by_id = HashMap::new();
+        for rec in records {
+            if let Some(ep) = live_endpoint(rec, old.by_id.get(rec.id.as_str()), sealer) {
+                by_id.insert(ep.id.clone(), ep.clone());
+                by_tenant.entry(ep.tenant.clone()).or_default().push(ep);
             }
-            snap.tenants.insert(tenant.into(), Arc::new(t));
         }
-        snap
+        let tenants = by_tenant
+            .into_iter()
+            .map(|(t, eps)| (t, Arc::new(TenantEndpoints::build(eps))))
+            .collect();
+        Snapshot { tenants, by_id }
+    }
+
+    /// A copy with some endpoints replaced (`Some`) or removed (`None`); only the tenants
+    /// they touch are re-indexed.
+    fn with_changes(&self, changes: Vec<(String, Option<Arc<Endpoint>>)>) -> Snapshot {
+        let mut tenants = self.tenants.clone();
+        let mut by_id = self.by_id.clone();
+        let mut added: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::new();
+        // An id changed twice in one batch counts once, as its latest state.
+        let changes: HashMap<String, Option<Arc<Endpoint>>> = changes.into_iter().collect();
+        for (id, new) in changes {
+            if let Some(old) = by_id.remove(id.as_str()) {
+                added.entry(old.tenant.clone()).or_default();
+            }
+            if let Some(ep) = new {
+                by_id.insert(ep.id.clone(), ep.clone());
+                added.entry(ep.tenant.clone()).or_default().push(ep);
+            }
+        }
+        for (tenant, new) in added {
+            // Unchanged endpoints are those still current under their id and not re-added.
+            let renewed: std::collections::HashSet<&str> = new.iter().map(|n| &*n.id).collect();
+            let mut eps: Vec<Arc<Endpoint>> = tenants
+                .get(&tenant)
+                .map(|t| {
+                    t.endpoints
+                        .iter()
+                        .filter(|e| by_id.get(&e.id).is_some_and(|cur| Arc::ptr_eq(cur, e)))
+                        .filter(|e| !renewed.contains(&*e.id))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            eps.extend(new);
+            if eps.is_empty() {
+                tenants.remove(&tenant);
+            } else {
+                tenants.insert(tenant, Arc::new(TenantEndpoints::build(eps)));
+            }
+        }
+        Snapshot { tenants, by_id }
     }
 
     /// The enabled endpoints of `tenant` whose filters match `event_type`.
@@ -117,12 +176,11 @@ impl LiveIndex {
     }
 }
 
-/// The single writer of a [`LiveIndex`]: keeps the records and rebuilds touched tenants.
+/// The single writer of a [`LiveIndex`]: applies the change log to the snapshot.
 pub struct Syncer {
     store: Store,
     sealer: Sealer,
     live: LiveIndex,
-    records: HashMap<String, EndpointRecord>,
     cursor: String,
 }
 
@@ -132,7 +190,6 @@ impl Syncer {
             store,
             sealer,
             live: LiveIndex::default(),
-            records: HashMap::new(),
             cursor: "0-0".into(),
         }
     }
@@ -145,9 +202,10 @@ impl Syncer {
     pub async fn full_load(&mut self) -> redis::RedisResult<()> {
         let head = self.store.log_head().await?;
         let all = self.store.all().await?;
-        self.records = all.into_iter().map(|r| (r.id.clone(), r)).collect();
+        let old = self.live.current.load_full();
+        let snap = Snapshot::rebuilt(&all, &old, &self.sealer);
+        self.live.current.store(Arc::new(snap));
         self.cursor = head;
-        self.rebuild_all();
         Ok(())
     }
 
@@ -158,57 +216,21 @@ impl Syncer {
             self.cursor = cursor;
             return Ok(0);
         }
-        let mut tenants: Vec<String> = Vec::new();
-        for (id, rec) in self.store.get_many(&ids).await? {
-            if let Some(old) = self.records.remove(&id) {
-                tenants.push(old.tenant);
-            }
-            if let Some(rec) = rec {
-                tenants.push(rec.tenant.clone());
-                self.records.insert(id, rec);
-            }
-        }
+        let old = self.live.current.load_full();
+        let changes: Vec<(String, Option<Arc<Endpoint>>)> = self
+            .store
+            .get_many(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, rec)| {
+                let new =
+                    rec.and_then(|r| live_endpoint(&r, old.by_id.get(id.as_str()), &self.sealer));
+                (id, new)
+            })
+            .collect();
+        self.live.current.store(Arc::new(old.with_changes(changes)));
         self.cursor = cursor;
-        tenants.sort();
-        tenants.dedup();
-        self.rebuild_tenants(&tenants);
         Ok(ids.len())
-    }
-
-    fn rebuild_all(&self) {
-        let snap = Snapshot::from_records(self.records.values(), &self.sealer);
-        self.live.current.store(Arc::new(snap));
-    }
-
-    fn rebuild_tenants(&self, tenants: &[String]) {
-        let old = self.live.current.load();
-        let mut tenants_map = old.tenants.clone();
-        let mut by_id = old.by_id.clone();
-        for tenant in tenants {
-            if let Some(prev) = tenants_map.remove(tenant.as_str()) {
-                for e in &prev.endpoints {
-                    by_id.remove(&e.id);
-                }
-            }
-            let mut recs: Vec<&EndpointRecord> = self
-                .records
-                .values()
-                .filter(|r| &r.tenant == tenant)
-                .collect();
-            if recs.is_empty() {
-                continue;
-            }
-            recs.sort_by(|a, b| a.id.cmp(&b.id));
-            let t = TenantEndpoints::build(&recs, &self.sealer);
-            for e in &t.endpoints {
-                by_id.insert(e.id.clone(), e.clone());
-            }
-            tenants_map.insert(tenant.as_str().into(), Arc::new(t));
-        }
-        self.live.current.store(Arc::new(Snapshot {
-            tenants: tenants_map,
-            by_id,
-        }));
     }
 
     /// Polls until cancelled; Redis errors are logged and retried on the next tick.
@@ -229,5 +251,64 @@ impl Syncer {
                 tracing::warn!(error = %e, "endpoint index refresh failed; will retry");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::model::StoredSecret;
+
+    fn record(id: &str, tenant: &str, updated_at: i64) -> EndpointRecord {
+        EndpointRecord {
+            id: id.into(),
+            tenant: tenant.into(),
+            url: "https://example.com/".into(),
+            filters: vec!["outbound.*".into()],
+            description: String::new(),
+            headers: Default::default(),
+            rate_limit: None,
+            disabled: false,
+            disabled_reason: None,
+            metadata: Default::default(),
+            created_at: 0,
+            updated_at,
+            secrets: vec![StoredSecret {
+                sealed: Sealer::new(None).seal(&crate::deliver::sign::generate_secret()),
+                expires_at: None,
+            }],
+            from_config: false,
+        }
+    }
+
+    fn matching(s: &Snapshot, tenant: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        s.matching(tenant, "outbound.sent", &mut out);
+        out.iter().map(|e| e.id.to_string()).collect()
+    }
+
+    #[test]
+    fn an_id_changed_twice_in_one_batch_is_indexed_once() {
+        let sealer = Sealer::new(None);
+        let base = Snapshot::from_records(&[record("a", "t", 1)], &sealer);
+        let b1 = live_endpoint(&record("b", "t", 1), None, &sealer);
+        let b2 = live_endpoint(&record("b", "t", 2), None, &sealer);
+        let s = base.with_changes(vec![("b".into(), b1), ("b".into(), b2)]);
+        assert_eq!(matching(&s, "t"), ["a", "b"]);
+    }
+
+    #[test]
+    fn unchanged_records_reuse_their_live_endpoint_and_moves_leave_the_old_tenant() {
+        let sealer = Sealer::new(None);
+        let old = Snapshot::from_records(&[record("a", "t1", 1), record("b", "t1", 1)], &sealer);
+        let again = Snapshot::rebuilt(&[record("a", "t1", 1), record("b", "t2", 2)], &old, &sealer);
+        assert!(Arc::ptr_eq(
+            old.endpoint("a").unwrap(),
+            again.endpoint("a").unwrap()
+        ));
+        assert_eq!(matching(&again, "t1"), ["a"]);
+        assert_eq!(matching(&again, "t2"), ["b"]);
+        let removed = again.with_changes(vec![("a".into(), None)]);
+        assert!(matching(&removed, "t1").is_empty() && removed.endpoint("a").is_none());
     }
 }

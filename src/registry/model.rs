@@ -84,6 +84,9 @@ pub struct Endpoint {
     pub keys: Vec<(SigningKey, Option<i64>)>,
     pub disabled: bool,
     pub rate_limit: Option<u32>,
+    pub filters: Vec<Pattern>,
+    /// The record's `updated_at`: an unchanged record reuses this live endpoint.
+    pub updated_at: i64,
 }
 
 impl Endpoint {
@@ -110,6 +113,12 @@ impl Endpoint {
             keys,
             disabled: rec.disabled,
             rate_limit: rec.rate_limit,
+            filters: rec
+                .filters
+                .iter()
+                .filter_map(|f| Pattern::parse(f).ok())
+                .collect(),
+            updated_at: rec.updated_at,
         })
     }
 
