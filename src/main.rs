@@ -135,12 +135,26 @@ struct PurgeSelect {
 }
 
 fn main() -> ExitCode {
+    cap_malloc_arenas();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
+        }
+    }
+}
+
+/// Caps glibc's malloc arenas at two. By default every thread may get its own, and bursts of
+/// short-lived allocations across threads (a fan-out to thousands of endpoints) leave RSS far
+/// above live memory (see BENCHMARKS.md). An operator's `MALLOC_ARENA_MAX` wins.
+fn cap_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only tunes the allocator, and runs before any other thread exists.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
         }
     }
 }
