@@ -16,20 +16,28 @@ const SCAN_CHUNK: usize = 500;
 const SCAN_LIMIT: usize = 20_000;
 
 /// A dead letter as the API and `--json` show it (SPEC 5).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
+    /// Its entry id in the dead-letter stream.
+    #[schema(example = "1704825600000-0")]
     pub id: String,
     pub tenant: String,
     pub endpoint_id: String,
     pub event_id: String,
     pub event_type: String,
     pub attempts: u32,
+    /// Null when no HTTP response came.
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    #[schema(format = DateTime)]
     pub first_attempt_at: String,
+    #[schema(format = DateTime)]
     pub dead_at: String,
+    /// The body that was (to be) delivered.
+    #[schema(value_type = Object)]
     pub body: Box<RawValue>,
     #[serde(skip)]
+    #[schema(ignore)]
     published_at: i64,
 }
 

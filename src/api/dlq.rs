@@ -5,7 +5,6 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::{Deserialize, Serialize};
-use serde_json::value::RawValue;
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -25,50 +24,9 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(purge_one))
 }
 
-/// A dead letter (SPEC 5).
-#[derive(Serialize, ToSchema)]
-pub struct DeadLetterOut {
-    /// Its entry id in the dead-letter stream.
-    #[schema(example = "1704825600000-0")]
-    pub id: String,
-    pub tenant: String,
-    pub endpoint_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub attempts: u32,
-    /// Null when no HTTP response came.
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-    #[schema(format = DateTime)]
-    pub first_attempt_at: String,
-    #[schema(format = DateTime)]
-    pub dead_at: String,
-    /// The body that was (to be) delivered.
-    #[schema(value_type = Object)]
-    pub body: Box<RawValue>,
-}
-
-impl From<DeadLetter> for DeadLetterOut {
-    fn from(d: DeadLetter) -> Self {
-        DeadLetterOut {
-            id: d.id,
-            tenant: d.tenant,
-            endpoint_id: d.endpoint_id,
-            event_id: d.event_id,
-            event_type: d.event_type,
-            attempts: d.attempts,
-            last_status: d.last_status,
-            last_error: d.last_error,
-            first_attempt_at: d.first_attempt_at,
-            dead_at: d.dead_at,
-            body: d.body,
-        }
-    }
-}
-
 #[derive(Serialize, ToSchema)]
 pub struct DeadLetterList {
-    pub data: Vec<DeadLetterOut>,
+    pub data: Vec<DeadLetter>,
     pub next_cursor: Option<String>,
 }
 
@@ -137,7 +95,7 @@ async fn list_dead_letters(
         .list(Some(&scope.tenant), endpoint, after, limit)
         .await?;
     Ok(Json(DeadLetterList {
-        data: page.letters.into_iter().map(DeadLetterOut::from).collect(),
+        data: page.letters,
         next_cursor: page.next_cursor,
     }))
 }
