@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
 use webhookd::filter::{Pattern, PatternIndex};
-use webhookd::registry::{Endpoint, EndpointRecord, Snapshot, StoredSecret};
+use webhookd::registry::{Endpoint, EndpointRecord, Snapshot};
 use webhookd::seal::Sealer;
 
 const TENANTS: usize = 10_000;
@@ -39,27 +39,18 @@ fn tenant(n: usize) -> String {
 
 fn records(count: usize) -> Vec<EndpointRecord> {
     (0..count)
-        .map(|n| EndpointRecord {
-            id: format!("ep_{n:08}"),
-            tenant: tenant(n),
-            url: format!("https://hooks.example.com/t/{n}"),
-            filters: FILTER_SETS[(n / TENANTS + n) % FILTER_SETS.len()]
-                .iter()
-                .map(|s| s.to_string())
-                .collect(),
-            description: String::new(),
-            headers: Default::default(),
-            rate_limit: None,
-            disabled: false,
-            disabled_reason: None,
-            metadata: Default::default(),
-            created_at: 0,
-            updated_at: 0,
-            secrets: vec![StoredSecret {
-                sealed: format!("plain:{SECRET}"),
-                expires_at: None,
-            }],
-            from_config: false,
+        .map(|n| {
+            EndpointRecord::new(
+                format!("ep_{n:08}"),
+                tenant(n),
+                format!("https://hooks.example.com/t/{n}"),
+                FILTER_SETS[(n / TENANTS + n) % FILTER_SETS.len()]
+                    .iter()
+                    .map(|s| s.to_string())
+                    .collect(),
+                format!("plain:{SECRET}"),
+                0,
+            )
         })
         .collect()
 }

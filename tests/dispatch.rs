@@ -248,7 +248,7 @@ async fn five_thousand_events_to_three_endpoints_all_arrive_and_a_duplicate_arri
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_changes_reach_the_match_index_within_a_second() {
     use webhookd::keys::Keys;
-    use webhookd::registry::{EndpointRecord, Store, StoredSecret};
+    use webhookd::registry::{EndpointRecord, Store};
     use webhookd::seal::Sealer;
 
     let rx = Receiver::start(always(200)).await;
@@ -261,25 +261,14 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
     let key =
         base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
     let sealer = Sealer::new(Some(key.try_into().unwrap()));
-    let rec = EndpointRecord {
-        id: "ep_live".into(),
-        tenant: "t".into(),
-        url: rx.url("/live"),
-        filters: vec!["outbound.*".into()],
-        description: String::new(),
-        headers: Default::default(),
-        rate_limit: None,
-        disabled: false,
-        disabled_reason: None,
-        metadata: Default::default(),
-        created_at: 0,
-        updated_at: 0,
-        secrets: vec![StoredSecret {
-            sealed: sealer.seal(SECRET),
-            expires_at: None,
-        }],
-        from_config: false,
-    };
+    let rec = EndpointRecord::new(
+        "ep_live".into(),
+        "t".into(),
+        rx.url("/live"),
+        vec!["outbound.*".into()],
+        sealer.seal(SECRET),
+        0,
+    );
     store.put(&rec).await.unwrap();
     // Matching happens when the event is read: one published a second after the change
     // can only reach the endpoint if the index already knew it.

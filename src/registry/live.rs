@@ -257,28 +257,16 @@ impl Syncer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::registry::model::StoredSecret;
 
     fn record(id: &str, tenant: &str, updated_at: i64) -> EndpointRecord {
-        EndpointRecord {
-            id: id.into(),
-            tenant: tenant.into(),
-            url: "https://example.com/".into(),
-            filters: vec!["outbound.*".into()],
-            description: String::new(),
-            headers: Default::default(),
-            rate_limit: None,
-            disabled: false,
-            disabled_reason: None,
-            metadata: Default::default(),
-            created_at: 0,
+        EndpointRecord::new(
+            id.into(),
+            tenant.into(),
+            "https://example.com/".into(),
+            vec!["outbound.*".into()],
+            Sealer::new(None).seal(&crate::deliver::sign::generate_secret()),
             updated_at,
-            secrets: vec![StoredSecret {
-                sealed: Sealer::new(None).seal(&crate::deliver::sign::generate_secret()),
-                expires_at: None,
-            }],
-            from_config: false,
-        }
+        )
     }
 
     fn matching(s: &Snapshot, tenant: &str) -> Vec<String> {

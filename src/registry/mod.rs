@@ -26,23 +26,19 @@ pub async fn sync_static(
             .filter(|p| p.url == ep.url && p.disabled)
             .map(|p| p.disabled_reason.clone());
         let rec = EndpointRecord {
-            id: ep.id.clone(),
-            tenant: ep.tenant.clone(),
-            url: ep.url.clone(),
-            filters: ep.filters.clone(),
             description: "static endpoint from config.yaml".into(),
-            headers: Default::default(),
-            rate_limit: None,
             disabled: keep_disabled.is_some(),
             disabled_reason: keep_disabled.flatten(),
-            metadata: Default::default(),
             created_at: prev.as_ref().map(|p| p.created_at).unwrap_or(now),
-            updated_at: now,
-            secrets: vec![StoredSecret {
-                sealed: sealer.seal(&ep.secret),
-                expires_at: None,
-            }],
             from_config: true,
+            ..EndpointRecord::new(
+                ep.id.clone(),
+                ep.tenant.clone(),
+                ep.url.clone(),
+                ep.filters.clone(),
+                sealer.seal(&ep.secret),
+                now,
+            )
         };
         let unchanged = prev.as_ref().is_some_and(|p| {
             p.url == rec.url

@@ -73,6 +73,39 @@ pub struct EndpointRecord {
     pub from_config: bool,
 }
 
+impl EndpointRecord {
+    /// A record with one (already sealed) secret, enabled, without description, headers,
+    /// rate limit or metadata, created and updated at `now_ms`.
+    pub fn new(
+        id: String,
+        tenant: String,
+        url: String,
+        filters: Vec<String>,
+        sealed_secret: String,
+        now_ms: i64,
+    ) -> Self {
+        EndpointRecord {
+            id,
+            tenant,
+            url,
+            filters,
+            description: String::new(),
+            headers: BTreeMap::new(),
+            rate_limit: None,
+            disabled: false,
+            disabled_reason: None,
+            metadata: BTreeMap::new(),
+            created_at: now_ms,
+            updated_at: now_ms,
+            secrets: vec![StoredSecret {
+                sealed: sealed_secret,
+                expires_at: None,
+            }],
+            from_config: false,
+        }
+    }
+}
+
 /// The live endpoint the dispatcher delivers to; parsed once, shared by `Arc`.
 #[derive(Debug)]
 pub struct Endpoint {

@@ -21,7 +21,7 @@ use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantSc
 use crate::clock::now_ms;
 use crate::deliver::sign::generate_secret;
 use crate::registry::model::new_endpoint_id;
-use crate::registry::{EndpointRecord, StoredSecret};
+use crate::registry::EndpointRecord;
 
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
 
@@ -67,23 +67,20 @@ async fn create_endpoint(
     let now = now_ms();
     let disabled = req.disabled.unwrap_or(false);
     let rec = EndpointRecord {
-        id: new_endpoint_id(),
-        tenant: scope.tenant,
-        url: req.url,
-        filters: req.filters,
         description: req.description.unwrap_or_default(),
         headers: req.headers.unwrap_or_default(),
         rate_limit: req.rate_limit,
         disabled,
         disabled_reason: disabled.then(|| DISABLED_BY_REQUEST.to_string()),
         metadata: req.metadata.unwrap_or_default(),
-        created_at: now,
-        updated_at: now,
-        secrets: vec![StoredSecret {
-            sealed: state.inner.sealer.seal(&secret),
-            expires_at: None,
-        }],
-        from_config: false,
+        ..EndpointRecord::new(
+            new_endpoint_id(),
+            scope.tenant,
+            req.url,
+            req.filters,
+            state.inner.sealer.seal(&secret),
+            now,
+        )
     };
     check_fields(&state, &rec)?;
     check_target(&state, &rec.url).await?;

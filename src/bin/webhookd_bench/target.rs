@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use redis::aio::ConnectionManager;
-use webhookd::registry::{EndpointRecord, Store, StoredSecret};
+use webhookd::registry::{EndpointRecord, Store};
 use webhookd::seal::Sealer;
 
 use super::plan::Plan;
@@ -30,23 +30,15 @@ pub async fn register(
     let now = webhookd::clock::now_ms();
     let records: Vec<EndpointRecord> = (0..plan.endpoints)
         .map(|n| EndpointRecord {
-            id: plan.endpoint_id(n),
-            tenant: plan.tenant(n as u64),
-            url: format!("http://{}/ep/{n}", listeners[n as usize % listeners.len()]),
-            filters: filters.to_vec(),
             description: "webhookd-bench".into(),
-            headers: Default::default(),
-            rate_limit: None,
-            disabled: false,
-            disabled_reason: None,
-            metadata: Default::default(),
-            created_at: now,
-            updated_at: now,
-            secrets: vec![StoredSecret {
-                sealed: sealer.seal(&secrets[n as usize]),
-                expires_at: None,
-            }],
-            from_config: false,
+            ..EndpointRecord::new(
+                plan.endpoint_id(n),
+                plan.tenant(n as u64),
+                format!("http://{}/ep/{n}", listeners[n as usize % listeners.len()]),
+                filters.to_vec(),
+                sealer.seal(&secrets[n as usize]),
+                now,
+            )
         })
         .collect();
     for chunk in records.chunks(PUT_CONCURRENCY) {
