@@ -65,6 +65,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     .await
     .map_err(ServeError::Redis)?;
     let sealer = Sealer::new(config.encryption_key_bytes()?);
+    if config.weak_admin_tokens() > 0 {
+        tracing::warn!(
+            count = config.weak_admin_tokens(),
+            "http.admin_tokens has tokens shorter than 16 characters: use long random tokens"
+        );
+    }
     if !sealer.encrypts() {
         tracing::warn!(
             "signing.encryption_key is not set: endpoint secrets are stored unencrypted in Redis"
