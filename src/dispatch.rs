@@ -178,6 +178,14 @@ impl Dispatcher {
             return self.dead_letter(&d, job).await;
         }
         let lane = self.lane(&ep.id);
+        // Under a rate limit, the delivery waits for its slot, or is deferred if that is far.
+        if let Some(per_sec) = ep.rate_limit {
+            match lane.reserve(per_sec, self.cfg.lane_wait) {
+                Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                Some(_) => {}
+                None => return self.defer(&d).await,
+            }
+        }
         // A leased retry waits at most once: it must finish well inside its lease.
         let persist = d.source == Source::Stream;
         let _lane_permit = match lane.admit(self.cfg.lane_wait, persist).await {

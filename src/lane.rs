@@ -7,8 +7,8 @@
 //! slow or hanging one sheds its excess to Redis and never holds up other endpoints.
 
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
@@ -25,6 +25,8 @@ pub struct Lane {
     last_done: AtomicI64,
     /// Moving average of attempt latency in µs; 0 until measured.
     latency_us: AtomicU64,
+    /// Under a `rate_limit`, the earliest moment the next attempt may start.
+    next_slot: Mutex<Option<Instant>>,
 }
 
 /// What a delivery gets from its lane.
@@ -42,7 +44,24 @@ impl Lane {
             waiting: AtomicUsize::new(0),
             last_done: AtomicI64::new(now_ms()),
             latency_us: AtomicU64::new(0),
+            next_slot: Mutex::new(None),
         }
+    }
+
+    /// Reserves the next start slot under a rate limit of `per_sec` attempts a second (evenly
+    /// spaced) and answers how long to wait for it; `None`, reserving nothing, when the slot is
+    /// further away than `patience`.
+    pub fn reserve(&self, per_sec: u32, patience: Duration) -> Option<Duration> {
+        let interval = Duration::from_secs(1) / per_sec.max(1);
+        let now = Instant::now();
+        let mut next = self.next_slot.lock().expect("rate slot");
+        let slot = next.map_or(now, |n| n.max(now));
+        let wait = slot - now;
+        if wait > patience {
+            return None;
+        }
+        *next = Some(slot + interval);
+        Some(wait)
     }
 
     /// Records a finished attempt.
@@ -122,6 +141,20 @@ mod tests {
             slow.finished(Duration::from_millis(500));
         }
         assert_eq!(slow.wait_cap(Duration::from_secs(1)), 16);
+    }
+
+    #[test]
+    fn a_rate_limit_spaces_attempts_and_defers_beyond_patience() {
+        let lane = Lane::new(8);
+        let patience = Duration::from_secs(1);
+        let waits: Vec<Duration> = (0..5).map(|_| lane.reserve(4, patience).unwrap()).collect();
+        assert!(waits[0] < Duration::from_millis(5));
+        assert!(waits[4] >= Duration::from_millis(990) && waits[4] <= Duration::from_secs(1));
+        assert_eq!(
+            lane.reserve(4, patience),
+            None,
+            "a sixth slot is 1.25 s away"
+        );
     }
 
     #[test]

@@ -313,3 +313,53 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(rx.count(), 1, "a deleted endpoint receives nothing");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
+    use webhookd::keys::Keys;
+    use webhookd::registry::{EndpointRecord, Store};
+    use webhookd::seal::Sealer;
+
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("ratelimit");
+    let _w = Webhookd::start(&setup).await;
+    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let store = Store::new(conn, Keys::new(&setup.prefix, "events"));
+    let key =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
+    let sealer = Sealer::new(Some(key.try_into().unwrap()));
+    let rec = EndpointRecord {
+        rate_limit: Some(4),
+        ..EndpointRecord::new(
+            "ep_paced".into(),
+            "t".into(),
+            rx.url("/paced"),
+            vec!["*".into()],
+            sealer.seal(SECRET),
+            1,
+        )
+    };
+    store.put(&rec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let mut r = redis();
+    let env: Vec<String> = (0..8)
+        .map(|i| envelope(&format!("rl{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    publish(&mut r, &setup.stream(), &env);
+    let got = rx.wait_for(8, WAIT).await;
+    assert_eq!(
+        by_webhook_id(&got).len(),
+        8,
+        "every delivery arrives, paced or deferred"
+    );
+    let first = got.iter().map(|g| g.at).min().unwrap();
+    let last = got.iter().map(|g| g.at).max().unwrap();
+    // 4 per second, evenly spaced: 8 deliveries need at least 7 intervals of 250 ms.
+    assert!(
+        last - first >= Duration::from_millis(1700),
+        "8 deliveries at 4/s came within {:?}",
+        last - first
+    );
+}
