@@ -247,7 +247,14 @@ impl Config {
         } else {
             serde_saphyr::from_str(text).map_err(|e| ConfigError::Yaml {
                 path: origin.to_string(),
-                message: e.to_string(),
+                // The first line says what and where; the rest is a source snippet.
+                message: e
+                    .to_string()
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("error: ")
+                    .to_string(),
             })?
         };
         if tree.is_null() {

@@ -159,11 +159,17 @@ fn cap_malloc_arenas() {
     }
 }
 
+/// The error and its causes on one line, each cause once (wrapping errors often repeat it).
 fn one_line(e: &anyhow::Error) -> String {
-    e.chain()
-        .map(|c| c.to_string())
-        .collect::<Vec<_>>()
-        .join(": ")
+    let mut msg = e.to_string();
+    for cause in e.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(": ");
+            msg.push_str(&c);
+        }
+    }
+    msg.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn load_config(path: &Option<PathBuf>) -> Result<Config> {

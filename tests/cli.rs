@@ -213,3 +213,12 @@ fn every_command_has_help() {
         assert!(out.contains("Usage"), "{cmd:?}");
     }
 }
+
+#[test]
+fn a_yaml_syntax_error_is_one_line_with_its_position() {
+    let (_d, p) = config_file("http:\n  listen: [unclosed\n");
+    fails_with_one_line(
+        &["check-config", "--config", &p],
+        &["invalid YAML", "line 2"],
+    );
+}
