@@ -247,20 +247,12 @@ async fn five_thousand_events_to_three_endpoints_all_arrive_and_a_duplicate_arri
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn registry_changes_reach_the_match_index_within_a_second() {
-    use webhookd::keys::Keys;
-    use webhookd::registry::{EndpointRecord, Store};
-    use webhookd::seal::Sealer;
+    use webhookd::registry::EndpointRecord;
 
     let rx = Receiver::start(always(200)).await;
     let setup = Setup::new("registry");
     let _w = Webhookd::start(&setup).await;
-    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    let store = Store::new(conn, Keys::new(&setup.prefix, "events"));
-    let key =
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
-    let sealer = Sealer::new(Some(key.try_into().unwrap()));
+    let (store, sealer) = setup.registry().await;
     let rec = EndpointRecord::new(
         "ep_live".into(),
         "t".into(),
@@ -316,20 +308,12 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
-    use webhookd::keys::Keys;
-    use webhookd::registry::{EndpointRecord, Store};
-    use webhookd::seal::Sealer;
+    use webhookd::registry::EndpointRecord;
 
     let rx = Receiver::start(always(200)).await;
     let setup = Setup::new("ratelimit");
     let _w = Webhookd::start(&setup).await;
-    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
-        .await
-        .unwrap();
-    let store = Store::new(conn, Keys::new(&setup.prefix, "events"));
-    let key =
-        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, ENCRYPTION_KEY).unwrap();
-    let sealer = Sealer::new(Some(key.try_into().unwrap()));
+    let (store, sealer) = setup.registry().await;
     let rec = EndpointRecord {
         rate_limit: Some(4),
         ..EndpointRecord::new(

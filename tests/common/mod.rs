@@ -265,6 +265,21 @@ impl Setup {
         format!("{}events", self.prefix)
     }
 
+    /// This test's endpoint registry, and the sealer its encryption key makes.
+    pub async fn registry(&self) -> (webhookd::registry::Store, webhookd::seal::Sealer) {
+        use base64::Engine;
+        let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+            .await
+            .expect("redis");
+        let store =
+            webhookd::registry::Store::new(conn, webhookd::keys::Keys::new(&self.prefix, "events"));
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(ENCRYPTION_KEY)
+            .unwrap();
+        let sealer = webhookd::seal::Sealer::new(Some(key.try_into().unwrap()));
+        (store, sealer)
+    }
+
     pub fn api(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }
