@@ -156,9 +156,9 @@ impl Writer {
                 .invoke_async(&mut self.conn.clone())
                 .await?;
             if rec.at - since >= self.disable_after.as_millis() as i64 {
-                let days = self.disable_after.as_secs_f64() / 86_400.0;
                 let reason = format!(
-                    "every attempt failed for {days:.1} days (delivery.disable_after); last error: {}",
+                    "every attempt failed for {} (delivery.disable_after); last error: {}",
+                    crate::duration::Dur(self.disable_after),
                     rec.error.as_deref().unwrap_or("unknown")
                 );
                 if disable(&self.store, &rec.endpoint_id, &reason).await? {

@@ -493,3 +493,38 @@ async fn an_endpoint_hanging_10s_per_request_does_not_delay_a_healthy_one() {
         first_hang - started
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_every_attempt_for_disable_after_is_disabled_with_the_reason() {
+    let bad = Receiver::start(always(500)).await;
+    let setup = Setup::new("disable")
+        .with(&fast_retries("400ms, 400ms, 400ms, 400ms, 400ms, 400ms"))
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  disable_after: 1s\n")
+        .endpoint("ep_failing", "t", &bad.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("d1", "outbound.sent", "t", json!({}))],
+    );
+    let ep_key = format!("{}{{endpoints}}:all", setup.prefix);
+    let disabled = wait_until(WAIT, || {
+        let raw: String = redis::cmd("HGET")
+            .arg(&ep_key)
+            .arg("ep_failing")
+            .query(&mut r)
+            .unwrap();
+        let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        rec["disabled"] == true
+            && rec["disabled_reason"]
+                .as_str()
+                .is_some_and(|s| s.contains("delivery.disable_after") && s.contains("HTTP 500"))
+    })
+    .await;
+    assert!(
+        disabled,
+        "disabled after failing for disable_after, with the reason stored"
+    );
+    assert!(bad.count() >= 2, "it took a streak of failures, not one");
+}
