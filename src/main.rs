@@ -229,7 +229,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             println!("webhook-timestamp: {ts}");
             println!(
                 "webhook-signature: {}",
-                sign::signature_header(&[key], &id, ts, &body)
+                sign::signature_header([&key], &id, ts, &body)
             );
             Ok(ExitCode::SUCCESS)
         }

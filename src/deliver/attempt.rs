@@ -63,8 +63,7 @@ pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> 
         }
     }
     let ts = spec.now_ms / 1000;
-    let keys: Vec<_> = ep.active_keys(spec.now_ms).cloned().collect();
-    let signature = signature_header(&keys, spec.msg_id, ts, spec.body);
+    let signature = signature_header(ep.active_keys(spec.now_ms), spec.msg_id, ts, spec.body);
     let mut builder = Request::post(ep.url.clone());
     {
         let h = builder.headers_mut().expect("fresh builder");

@@ -52,7 +52,7 @@ impl SigningKey {
         let mut mac = self.mac.clone();
         mac.update(msg_id.as_bytes());
         mac.update(b".");
-        mac.update(itoa_i64(timestamp).as_bytes());
+        mac.update(timestamp.to_string().as_bytes());
         mac.update(b".");
         mac.update(body);
         mac.finalize().into_bytes().into()
@@ -66,10 +66,6 @@ impl SigningKey {
         let want = self.raw(msg_id, timestamp, body);
         given.len() == want.len() && bool::from(want.ct_eq(&given))
     }
-}
-
-fn itoa_i64(n: i64) -> String {
-    n.to_string()
 }
 
 /// The raw key bytes of a `whsec_` secret.
@@ -91,9 +87,14 @@ pub fn generate_secret() -> String {
 }
 
 /// The `webhook-signature` value: one `v1,<sig>` per key, space-separated.
-pub fn signature_header(keys: &[SigningKey], msg_id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut out = String::with_capacity(48 * keys.len());
-    for (i, k) in keys.iter().enumerate() {
+pub fn signature_header<'k>(
+    keys: impl IntoIterator<Item = &'k SigningKey>,
+    msg_id: &str,
+    timestamp: i64,
+    body: &[u8],
+) -> String {
+    let mut out = String::with_capacity(96);
+    for (i, k) in keys.into_iter().enumerate() {
         if i > 0 {
             out.push(' ');
         }
@@ -152,7 +153,7 @@ mod tests {
     fn rotation_sends_one_entry_per_key() {
         let a = SigningKey::from_secret(&generate_secret()).unwrap();
         let b = SigningKey::from_secret(&generate_secret()).unwrap();
-        let h = signature_header(&[a.clone(), b.clone()], "m", 1, b"x");
+        let h = signature_header([&a, &b], "m", 1, b"x");
         assert_eq!(h.split(' ').count(), 2);
         assert!(verify_header(&a, "m", 1, b"x", &h) && verify_header(&b, "m", 1, b"x", &h));
     }
