@@ -99,15 +99,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     );
     let retry = RetryQueue::new(conn.clone(), keys.clone());
     let dlq = Dlq::new(conn.clone(), keys.clone());
-    let disabled_counter = metrics.endpoints_disabled.clone();
     let (log, writer) = attempt_log::channel(
         conn.clone(),
         keys.clone(),
         store.clone(),
         config.delivery.disable_after.get(),
-        Box::new(move || {
-            disabled_counter.inc();
-        }),
+        metrics.clone(),
     );
     let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
     let dispatcher = Arc::new(Dispatcher::new(
@@ -149,7 +146,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         keys: keys.clone(),
         settings: settings.clone(),
         dispatcher: dispatcher.clone(),
-        retry: retry.clone(),
         outstanding: outstanding.clone(),
         acks: ack_tx,
         in_flight: in_flight.clone(),

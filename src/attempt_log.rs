@@ -2,6 +2,7 @@
 //! and the failure streak that disables an endpoint after `delivery.disable_after`.
 
 use std::collections::HashSet;
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -9,6 +10,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 use crate::registry::Store;
 
 /// Attempts kept per endpoint.
@@ -61,7 +63,7 @@ pub struct Writer {
     disable_after: Duration,
     failing: HashSet<String>,
     script: redis::Script,
-    on_disable: Box<dyn Fn() + Send>,
+    metrics: Arc<Metrics>,
 }
 
 pub fn channel(
@@ -69,7 +71,7 @@ pub fn channel(
     keys: Keys,
     store: Store,
     disable_after: Duration,
-    on_disable: Box<dyn Fn() + Send>,
+    metrics: Arc<Metrics>,
 ) -> (AttemptLog, Writer) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
@@ -82,7 +84,7 @@ pub fn channel(
             disable_after,
             failing: HashSet::new(),
             script: redis::Script::new(FAILING),
-            on_disable,
+            metrics,
         },
     )
 }
@@ -162,7 +164,7 @@ impl Writer {
                     rec.error.as_deref().unwrap_or("unknown")
                 );
                 if disable(&self.store, &rec.endpoint_id, &reason).await? {
-                    (self.on_disable)();
+                    self.metrics.endpoints_disabled.inc();
                 }
             }
         }

@@ -20,7 +20,6 @@ use crate::event;
 use crate::health::Health;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::retry::RetryQueue;
 
 /// How long an event id is remembered per tenant (SPEC 1).
 pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
@@ -95,7 +94,6 @@ pub struct Consumer {
     pub keys: Keys,
     pub settings: StreamSettings,
     pub dispatcher: Arc<Dispatcher>,
-    pub retry: RetryQueue,
     /// Bounds deliveries held in memory; the consumer reads only when there is room.
     pub outstanding: Arc<Semaphore>,
     pub acks: mpsc::UnboundedSender<String>,
@@ -380,7 +378,7 @@ impl Consumer {
             .collect();
         if reread && !ids.is_empty() {
             // A delivery already in the retry queue is owned by it: never schedule it twice.
-            match self.retry.contains(&ids).await {
+            match self.dispatcher.retry.contains(&ids).await {
                 Ok(queued) => {
                     let mut q = queued.into_iter();
                     let mut keep = Vec::with_capacity(ids.len());
