@@ -164,10 +164,7 @@ impl Dispatcher {
         let ep = self.live.snapshot().endpoint(&d.endpoint_id).cloned();
         let Some(ep) = ep else {
             // The endpoint was deleted: its pending deliveries go with it.
-            return match d.source {
-                Source::Queue => self.persist(|| self.retry.complete(&d.id)).await,
-                Source::Stream => true,
-            };
+            return self.settled(&d).await;
         };
         if ep.disabled {
             let job = d.to_job(None);
@@ -240,10 +237,7 @@ impl Dispatcher {
             let lag = (now_ms() - d.event.published_at).max(0) as f64 / 1000.0;
             self.metrics.event_to_delivery.observe(lag);
             tracing::debug!(endpoint = %ep.id, event = %d.event.id, status = outcome.status, attempt = d.attempts, "delivered");
-            return match d.source {
-                Source::Queue => self.persist(|| self.retry.complete(&d.id)).await,
-                Source::Stream => true,
-            };
+            return self.settled(&d).await;
         }
         tracing::info!(
             endpoint = %ep.id, event = %d.event.id, attempt = d.attempts,
@@ -283,6 +277,12 @@ impl Dispatcher {
         if !self.persist(|| self.dlq.add(&job)).await {
             return false;
         }
+        self.settled(d).await
+    }
+
+    /// A delivery's fate is recorded: one taken from the retry queue leaves it. False only if
+    /// that removal never landed (its lease then makes it due again).
+    async fn settled(&self, d: &Delivery) -> bool {
         match d.source {
             Source::Queue => self.persist(|| self.retry.complete(&d.id)).await,
             Source::Stream => true,
