@@ -253,6 +253,8 @@ mod tests {
             assert!(!valid_type(bad), "{bad}");
         }
         assert!(valid_id(&"a".repeat(128)) && !valid_id(&"a".repeat(129)) && !valid_id(""));
+        assert!(valid_id("evt_8ab158a4-071a-4199-b33c-8e8258cad7ec") && valid_id("a.b:c"));
+        assert!(!valid_id("evt abc") && !valid_id("évt"));
         assert!(valid_tenant(&"a".repeat(64)) && !valid_tenant(&"a".repeat(65)));
     }
 

@@ -5,8 +5,8 @@
 use serde_json::Value;
 
 use super::{
-    annotate, derived_id, is_valid_event_id, json_kind, row, timestamp, EventKey, Item,
-    NormalizeError, Normalized, Provider, Row,
+    annotate, derived_id, json_kind, row, timestamp, EventKey, Item, NormalizeError, Normalized,
+    Provider, Row,
 };
 
 /// SPEC 2's JetEmail column. JetEmail has no numeric codes and no notes: its bounces carry
@@ -74,7 +74,7 @@ pub(super) fn normalize_item(item: &Item<'_>, now: i64) -> Result<Normalized, No
         .lookup(TABLE)
         .ok_or_else(|| super::unknown_event(Provider::JetEmail, raw_type))?;
     let id = match envelope.get("id").and_then(Value::as_str) {
-        Some(id) if is_valid_event_id(id) => id.to_owned(),
+        Some(id) if crate::event::valid_id(id) => id.to_owned(),
         _ => derived_id(Provider::JetEmail, item.value),
     };
     Ok(Normalized {
