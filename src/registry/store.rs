@@ -73,6 +73,15 @@ impl Store {
         Ok(removed > 0)
     }
 
+    /// Forgets an endpoint's failure streak, so a re-enabled endpoint starts afresh.
+    pub async fn reset_failures(&self, id: &str) -> redis::RedisResult<()> {
+        redis::cmd("HDEL")
+            .arg(self.keys.failing_since())
+            .arg(id)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
     pub async fn get(&self, id: &str) -> redis::RedisResult<Option<EndpointRecord>> {
         let mut conn = self.conn.clone();
         let raw: Option<String> = conn.hget(self.keys.endpoints(), id).await?;

@@ -213,11 +213,7 @@ async fn patch_endpoint(
     rec.updated_at = now_ms().max(rec.updated_at + 1);
     if re_enabled {
         // A fresh start: the failure streak that disabled it must not disable it again.
-        redis::cmd("HDEL")
-            .arg(state.inner.keys.failing_since())
-            .arg(&rec.id)
-            .query_async::<()>(&mut state.inner.conn.clone())
-            .await?;
+        state.inner.store.reset_failures(&rec.id).await?;
     }
     state.inner.store.put(&rec).await?;
     Ok(Json(EndpointOut::from(&rec)))
