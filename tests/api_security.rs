@@ -177,16 +177,18 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
         )
         .await;
     assert_eq!(bad.0, 422);
-    let _ = admin
+    let refused = admin
         .as_token("whk_not-a-real-token-but-secretish")
         .get("/v1/event-types")
         .await;
+    assert_eq!(refused.0, 401, "an unknown token is refused");
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (status, _) = tenant
         .post("/v1/events", event("evt_s1", "outbound.sent", "acct_a"))
         .await;
     assert_eq!(status, 202);
-    rx.wait_for(2, Duration::from_secs(20)).await;
+    // Deliveries happened, so their log lines are part of what is scanned below.
+    assert!(rx.wait_for(2, Duration::from_secs(20)).await.len() >= 2);
     let (status, _) = tenant.post(&format!("{path}/test"), json!({})).await;
     assert_eq!(status, 200);
 
@@ -199,7 +201,6 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
     .iter()
     .map(|v| v.as_str().unwrap().to_string())
     .collect();
-    assert_eq!(secrets.len(), 4);
     // The base64 key part alone must not show either.
     let needles: Vec<String> = secrets
         .iter()
