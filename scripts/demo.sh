@@ -19,6 +19,13 @@ cleanup() {
 }
 trap 'cleanup; kill ${WEBHOOKD_OWN_REDIS_PID:-} 2>/dev/null || true' EXIT
 
+# Ports the demo needs must be free, or a stray process would answer in its place.
+for port in 8080 9000; do
+  if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
+    echo "demo: port $port on 127.0.0.1 is already in use; stop what listens there and retry" >&2
+    exit 1
+  fi
+done
 "$bin/examples/demo_receiver" 127.0.0.1:9000 whsec_ZGVtby1zZWNyZXQtMjQtYnl0ZXMtbG9uZyEhIQ== > "$log/received.txt" &
 RECV_PID=$!
 tail -n +1 -f "$log/received.txt" &
@@ -26,7 +33,9 @@ TAIL_PID=$!
 "$bin/webhookd" serve --config config.yaml > "$log/webhookd.log" 2>&1 &
 WH_PID=$!
 for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-curl -fsS http://127.0.0.1:8080/readyz >/dev/null || { cat "$log/webhookd.log"; exit 1; }
+if ! kill -0 "$WH_PID" 2>/dev/null || ! curl -fsS http://127.0.0.1:8080/readyz >/dev/null; then
+  echo "demo: webhookd did not start:" >&2; cat "$log/webhookd.log" >&2; exit 1
+fi
 echo "webhookd is ready (logs: $log/webhookd.log); publishing sample events for tenant 'demo'…"
 
 "$bin/webhookd" publish --config config.yaml --tenant demo --type outbound.delivered \
