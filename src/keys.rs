@@ -41,6 +41,18 @@ impl Keys {
     pub fn retry_jobs(&self) -> String {
         format!("{}{{retry}}:jobs", self.prefix)
     }
+    /// Hash of endpoint id → its circuit, for circuits that are not closed (`breaker`).
+    pub fn circuits(&self) -> String {
+        format!("{}{{retry}}:circuits", self.prefix)
+    }
+    /// Sorted set of one endpoint's parked deliveries (ids) by the time their schedule ends.
+    pub fn parked(&self, endpoint_id: &str) -> String {
+        format!("{}{{retry}}:park:{endpoint_id}", self.prefix)
+    }
+    /// Sorted set of endpoints with parked deliveries, by when a replica should next look.
+    pub fn parked_index(&self) -> String {
+        format!("{}{{retry}}:parked", self.prefix)
+    }
     /// Hash of endpoint id → endpoint record.
     pub fn endpoints(&self) -> String {
         format!("{}{{endpoints}}:all", self.prefix)

@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod attempt_log;
+pub mod breaker;
 pub mod catalog;
 pub mod clock;
 pub mod config;
