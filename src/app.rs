@@ -11,7 +11,8 @@ use crate::attempt_log;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::deliver::{client, ssrf::Guard};
-use crate::dispatch::{DispatchConfig, Dispatcher};
+use crate::breaker::Breaker;
+use crate::dispatch::{DispatchConfig, Dispatcher, Parts};
 use crate::dlq::Dlq;
 use crate::health::{self, Health};
 use crate::ingest::{self, Consumer, InFlight, StreamSettings};
@@ -22,17 +23,16 @@ use crate::registry::{self, Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
 use crate::server::{self, OpsState};
-use crate::{api, promote};
+use crate::{api, park, promote};
 
 /// Redis commands on the shared connection that take longer than this count as failed.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// How often the depth gauges are read from Redis.
 const GAUGE_EVERY: Duration = Duration::from_secs(5);
-/// How long a delivery waits for a saturated endpoint before it is deferred to Redis.
+/// How long a delivery waits in memory for a saturated endpoint before it is parked in Redis.
 const LANE_WAIT: Duration = Duration::from_secs(1);
-/// First and longest pause of a deferred delivery.
-const DEFER_FIRST: Duration = Duration::from_secs(2);
-const DEFER_MAX: Duration = Duration::from_secs(60);
+/// How often idle lanes (of quiet or deleted endpoints) are dropped.
+const PRUNE_LANES_EVERY: Duration = Duration::from_secs(30);
 /// Deliveries held in memory per allowed in-flight request.
 const OUTSTANDING_PER_SLOT: usize = 2;
 
@@ -107,6 +107,17 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         metrics.clone(),
     );
     let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
+    let (park, park_writer) = park::channel(conn.clone(), keys.clone());
+    let breaker = Breaker::new(
+        conn.clone(),
+        keys.clone(),
+        config.delivery.breaker_failures,
+        config.delivery.breaker_probe.get(),
+        metrics.clone(),
+    );
+    if let Err(e) = breaker.refresh().await {
+        tracing::warn!(error = %e, "reading circuit states failed; retrying in the background");
+    }
     let dispatcher = Arc::new(Dispatcher::new(
         DispatchConfig {
             timeout: config.delivery.timeout.get(),
@@ -114,19 +125,21 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             lane_wait: LANE_WAIT,
             schedule,
             jitter: config.retry.jitter,
-            defer: DEFER_FIRST,
-            defer_max: DEFER_MAX,
         },
-        http,
-        guard,
-        live.clone(),
-        config.delivery.max_in_flight,
-        retry.clone(),
-        dlq.clone(),
-        log,
-        store.clone(),
-        metrics.clone(),
-        stop.clone(),
+        Parts {
+            client: http,
+            guard,
+            live: live.clone(),
+            max_in_flight: config.delivery.max_in_flight,
+            retry: retry.clone(),
+            park,
+            breaker: breaker.clone(),
+            dlq: dlq.clone(),
+            log,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        },
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
     let outstanding = Arc::new(Semaphore::new(outstanding_total));
@@ -205,13 +218,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             conn.clone(),
             stop.clone(),
         )),
-        tokio::spawn(ingest::run_heartbeat(
-            in_flight.clone(),
-            conn.clone(),
-            keys.clone(),
-            settings.clone(),
+        tokio::spawn(breaker.clone().run(stop.clone())),
+        tokio::spawn(promote::run_parked(
+            dispatcher.clone(),
+            outstanding.clone(),
+            lease,
+            dispatcher.wake.clone(),
             stop.clone(),
         )),
+        tokio::spawn(prune_lanes(dispatcher.clone(), stop.clone())),
         tokio::spawn(promote::run(
             retry.clone(),
             dispatcher.clone(),
@@ -231,7 +246,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             stop.clone(),
         )),
     ];
+    // The heartbeat outlives `stop`: deliveries still running during the grace keep their
+    // entries claimed, so no other replica sends them again meanwhile.
+    let heartbeat_stop = CancellationToken::new();
+    let heartbeat = tokio::spawn(ingest::run_heartbeat(
+        in_flight.clone(),
+        conn.clone(),
+        keys.clone(),
+        settings.clone(),
+        heartbeat_stop.clone(),
+    ));
     let writer_task = tokio::spawn(writer.run());
+    let park_task = tokio::spawn(park_writer.run());
     let acker = tokio::spawn(ingest::run_acker(
         ack_rx,
         conn.clone(),
@@ -263,9 +289,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
         );
     }
+    heartbeat_stop.cancel();
+    let _ = heartbeat.await;
     drop(dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
     let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
+    park_task.abort();
     let _ = tokio::time::timeout(Duration::from_millis(500), writer_task).await;
     http_stop.cancel();
     for t in tasks {
@@ -276,6 +305,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     }
     tracing::info!("stopped");
     Ok(())
+}
+
+async fn prune_lanes(dispatcher: Arc<Dispatcher>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(PRUNE_LANES_EVERY) => dispatcher.prune_lanes(),
+            _ = stop.cancelled() => return,
+        }
+    }
 }
 
 async fn listen(

@@ -3,10 +3,19 @@
 //! The circuits hash (`Keys::circuits`) holds a record only for endpoints whose circuit is
 //! not closed; an absent field means closed.
 
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
 use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
 
+use crate::clock::now_ms;
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 
 /// The three states SPEC 6 names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,4 +70,284 @@ pub async fn state(
     Ok(raw
         .and_then(|r| serde_json::from_str::<Circuit>(&r).ok())
         .map_or(State::Closed, |c| c.state))
+}
+
+/// Counts a failed attempt; opens the circuit at the threshold, or reopens it (with a doubled
+/// wait) when the failed attempt was the probe. Answers the streak and what changed.
+const FAILED: &str = r#"
+local ep, now = ARGV[1], tonumber(ARGV[2])
+local threshold, probe_ms, retry_after = tonumber(ARGV[3]), tonumber(ARGV[4]), tonumber(ARGV[5])
+local n = redis.call('HINCRBY', KEYS[2], ep, 1)
+local raw = redis.call('HGET', KEYS[1], ep)
+if raw then
+  if ARGV[7] ~= '1' then return {n, ''} end
+  local c = cjson.decode(raw)
+  c.interval_ms = math.min(c.interval_ms * 2, tonumber(ARGV[8]))
+  c.state = 'open'
+  c.failures = n
+  c.probe_at = now + math.max(c.interval_ms, retry_after)
+  c.probe_until = 0
+  c.last_error = ARGV[6]
+  redis.call('HSET', KEYS[1], ep, cjson.encode(c))
+  redis.call('ZADD', KEYS[3], c.probe_at, ep)
+  return {n, 'reopened'}
+end
+if threshold == 0 or n < threshold then return {n, ''} end
+local c = {state = 'open', failures = n, opened_at = now,
+  probe_at = now + math.max(probe_ms, retry_after), interval_ms = probe_ms,
+  probe_until = 0, last_error = ARGV[6]}
+redis.call('HSET', KEYS[1], ep, cjson.encode(c))
+redis.call('ZADD', KEYS[3], c.probe_at, ep)
+return {n, 'opened'}
+"#;
+
+/// A 2xx: the streak ends and an open circuit closes; its parked backlog is due at once.
+/// Answers when the circuit had opened, or -1 if it was closed.
+const SUCCEEDED: &str = r#"
+local ep = ARGV[1]
+redis.call('HDEL', KEYS[2], ep)
+local raw = redis.call('HGET', KEYS[1], ep)
+if not raw then return -1 end
+redis.call('HDEL', KEYS[1], ep)
+if redis.call('EXISTS', KEYS[4]) == 1 then
+  redis.call('ZADD', KEYS[3], 0, ep)
+else
+  redis.call('ZREM', KEYS[3], ep)
+end
+return cjson.decode(raw).opened_at
+"#;
+
+/// The longest wait between probes (SPEC 5).
+pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
+/// How often each replica re-reads every circuit and streak.
+const REFRESH: Duration = Duration::from_millis(250);
+
+/// What a recorded outcome changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transition {
+    None,
+    Opened,
+    Reopened,
+    /// Closed after being open this long (ms).
+    Closed(i64),
+}
+
+/// This replica's view of every circuit, and the scripts that change them.
+pub struct Breaker {
+    conn: ConnectionManager,
+    keys: Keys,
+    threshold: u32,
+    probe: Duration,
+    open: ArcSwap<HashMap<Arc<str>, Circuit>>,
+    /// Endpoints with a failure streak, as last read plus what this replica added since
+    /// (with the refresh generation it was added in).
+    streaks: Mutex<HashMap<Arc<str>, u64>>,
+    generation: AtomicU64,
+    failed: redis::Script,
+    succeeded: redis::Script,
+    metrics: Arc<Metrics>,
+}
+
+impl Breaker {
+    pub fn new(
+        conn: ConnectionManager,
+        keys: Keys,
+        threshold: u32,
+        probe: Duration,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Breaker> {
+        Arc::new(Breaker {
+            conn,
+            keys,
+            threshold,
+            probe,
+            open: ArcSwap::from_pointee(HashMap::new()),
+            streaks: Mutex::new(HashMap::new()),
+            generation: AtomicU64::new(0),
+            failed: redis::Script::new(FAILED),
+            succeeded: redis::Script::new(SUCCEEDED),
+            metrics,
+        })
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.threshold > 0
+    }
+
+    /// The endpoint's state as this replica last saw it.
+    pub fn state(&self, endpoint_id: &str) -> State {
+        self.open
+            .load()
+            .get(endpoint_id)
+            .map_or(State::Closed, |c| c.state)
+    }
+
+    /// Whether deliveries to the endpoint must wait (anything but a probe).
+    pub fn blocks(&self, endpoint_id: &str) -> bool {
+        self.state(endpoint_id) != State::Closed
+    }
+
+    /// The endpoint's circuit, if it is not closed.
+    pub fn circuit(&self, endpoint_id: &str) -> Option<Circuit> {
+        self.open.load().get(endpoint_id).cloned()
+    }
+
+    /// Records a failed attempt (not a 2xx).
+    pub async fn record_failure(
+        &self,
+        endpoint_id: &Arc<str>,
+        error: &str,
+        retry_after: Option<Duration>,
+        probe: bool,
+    ) -> redis::RedisResult<Transition> {
+        if !self.enabled() {
+            return Ok(Transition::None);
+        }
+        let now = now_ms();
+        let (_, change): (u32, String) = self
+            .failed
+            .key(self.keys.circuits())
+            .key(self.keys.breaker_failures())
+            .key(self.keys.parked_index())
+            .arg(&**endpoint_id)
+            .arg(now)
+            .arg(self.threshold)
+            .arg(self.probe.as_millis() as u64)
+            .arg(retry_after.map_or(0, |d| d.as_millis() as u64))
+            .arg(error)
+            .arg(if probe { "1" } else { "0" })
+            .arg(MAX_PROBE_INTERVAL.as_millis() as u64)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        self.streaks
+            .lock()
+            .expect("breaker streaks")
+            .insert(endpoint_id.clone(), self.generation.load(Ordering::Acquire));
+        let t = match change.as_str() {
+            "opened" => Transition::Opened,
+            "reopened" => Transition::Reopened,
+            _ => return Ok(Transition::None),
+        };
+        self.note_open(endpoint_id, error, now);
+        self.metrics.circuit_transition("open");
+        tracing::info!(endpoint = %endpoint_id, error, reopened = t == Transition::Reopened, "circuit open");
+        Ok(t)
+    }
+
+    /// Records a 2xx. Writes to Redis only when there is a streak or a circuit to end.
+    pub async fn record_success(&self, endpoint_id: &Arc<str>) -> redis::RedisResult<Transition> {
+        if !self.enabled() {
+            return Ok(Transition::None);
+        }
+        let streak = self
+            .streaks
+            .lock()
+            .expect("breaker streaks")
+            .contains_key(endpoint_id);
+        if !streak && !self.blocks(endpoint_id) {
+            return Ok(Transition::None);
+        }
+        let opened_at: i64 = self
+            .succeeded
+            .key(self.keys.circuits())
+            .key(self.keys.breaker_failures())
+            .key(self.keys.parked_index())
+            .key(self.keys.parked(endpoint_id))
+            .arg(&**endpoint_id)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        self.streaks
+            .lock()
+            .expect("breaker streaks")
+            .remove(endpoint_id);
+        if opened_at < 0 {
+            return Ok(Transition::None);
+        }
+        self.forget(endpoint_id);
+        self.metrics.circuit_transition("closed");
+        let open_for = now_ms() - opened_at;
+        tracing::info!(endpoint = %endpoint_id, open_for_ms = open_for, "circuit closed");
+        Ok(Transition::Closed(open_for))
+    }
+
+    /// A probe was taken: half open until its lease ends (set in Redis by the taker).
+    pub fn note_half_open(&self, endpoint_id: &Arc<str>, probe_until: i64) {
+        self.update(endpoint_id, |c| {
+            c.state = State::HalfOpen;
+            c.probe_until = probe_until;
+        });
+        self.metrics.circuit_transition("half_open");
+    }
+
+    fn note_open(&self, endpoint_id: &Arc<str>, error: &str, now: i64) {
+        let probe = self.probe.as_millis() as i64;
+        let mut map = HashMap::clone(&self.open.load());
+        let c = map.entry(endpoint_id.clone()).or_insert_with(|| Circuit {
+            state: State::Open,
+            failures: self.threshold,
+            opened_at: now,
+            probe_at: now + probe,
+            interval_ms: probe,
+            probe_until: 0,
+            last_error: String::new(),
+        });
+        c.state = State::Open;
+        c.last_error = error.to_string();
+        self.open.store(Arc::new(map));
+        self.metrics.circuits_open.set(self.open.load().len() as i64);
+    }
+
+    fn update(&self, endpoint_id: &Arc<str>, f: impl FnOnce(&mut Circuit)) {
+        let mut map = HashMap::clone(&self.open.load());
+        if let Some(c) = map.get_mut(endpoint_id) {
+            f(c);
+            self.open.store(Arc::new(map));
+        }
+    }
+
+    fn forget(&self, endpoint_id: &str) {
+        let mut map = HashMap::clone(&self.open.load());
+        if map.remove(endpoint_id).is_some() {
+            self.metrics.circuits_open.set(map.len() as i64);
+            self.open.store(Arc::new(map));
+        }
+    }
+
+    /// Re-reads every circuit and streak (bounded by the endpoints that have one).
+    pub async fn refresh(&self) -> redis::RedisResult<()> {
+        let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
+        let (circuits, streaks): (HashMap<String, String>, Vec<String>) = redis::pipe()
+            .hgetall(self.keys.circuits())
+            .hkeys(self.keys.breaker_failures())
+            .query_async(&mut self.conn.clone())
+            .await?;
+        let map: HashMap<Arc<str>, Circuit> = circuits
+            .into_iter()
+            .filter_map(|(id, raw)| Some((Arc::from(id), serde_json::from_str(&raw).ok()?)))
+            .collect();
+        self.metrics.circuits_open.set(map.len() as i64);
+        self.open.store(Arc::new(map));
+        let mut local = self.streaks.lock().expect("breaker streaks");
+        local.retain(|_, g| *g >= started);
+        for id in streaks {
+            local.entry(Arc::from(id)).or_insert(started);
+        }
+        Ok(())
+    }
+
+    /// Keeps this replica's view fresh (other replicas open and close circuits too).
+    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+        if !self.enabled() {
+            return;
+        }
+        loop {
+            if let Err(e) = self.refresh().await {
+                tracing::warn!(error = %e, "reading circuit states failed");
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(REFRESH) => {}
+                _ = stop.cancelled() => return,
+            }
+        }
+    }
 }

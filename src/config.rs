@@ -87,6 +87,10 @@ pub struct DeliveryConfig {
     pub allowed_cidrs: Vec<IpNet>,
     pub allow_http: bool,
     pub disable_after: Dur,
+    /// Consecutive failed attempts that open an endpoint's circuit; 0 turns the breaker off.
+    pub breaker_failures: u32,
+    /// The first wait before an open circuit's probe (then doubling, up to 5 minutes).
+    pub breaker_probe: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -184,6 +188,8 @@ impl Default for DeliveryConfig {
             allowed_cidrs: Vec::new(),
             allow_http: false,
             disable_after: Dur::secs(5 * 86_400),
+            breaker_failures: 20,
+            breaker_probe: Dur::secs(5),
         }
     }
 }
@@ -320,6 +326,14 @@ impl Config {
             return Err(key_err(
                 "delivery.per_endpoint_in_flight",
                 "must be at least 1",
+            ));
+        }
+        if self.delivery.breaker_probe.get().is_zero()
+            || self.delivery.breaker_probe.get() > crate::breaker::MAX_PROBE_INTERVAL
+        {
+            return Err(key_err(
+                "delivery.breaker_probe",
+                "must be above 0 and at most 5m",
             ));
         }
         if self.delivery.timeout.get().is_zero() {

@@ -1,23 +1,27 @@
-//! One delivery's life: wait for room at its endpoint, attempt, then record its fate
-//! (delivered, scheduled again, or dead-lettered) before the caller may acknowledge it.
+//! One delivery's life: wait briefly for room at its endpoint (or park in its backlog), attempt,
+//! then record its fate (delivered, scheduled again, parked, or dead-lettered) before the
+//! caller may acknowledge it.
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt_log::{self, AttemptLog, AttemptRecord};
+use crate::breaker::Breaker;
 use crate::clock::now_ms;
 use crate::deliver::attempt::{self, AttemptSpec, Outcome};
 use crate::deliver::client::HttpClient;
 use crate::deliver::ssrf::Guard;
 use crate::dlq::Dlq;
-use crate::lane::{Admission, Lane};
+use crate::lane::{Admission, Budget, Lane, SLOW_AFTER};
 use crate::metrics::Metrics;
+use crate::park::{ParkQueue, ParkRequest};
 use crate::registry::{Endpoint, LiveIndex, Store};
 use crate::retry::{self, Job, RetryQueue};
 
@@ -40,19 +44,45 @@ pub enum Source {
     Queue,
 }
 
-#[derive(Debug)]
 pub struct Delivery {
     pub id: String,
     pub event: Arc<EventInfo>,
     pub endpoint_id: Arc<str>,
     pub attempts: u32,
     pub first_attempt_at: i64,
-    /// Times this delivery was handed back to the queue unattempted (saturated endpoint).
-    pub deferrals: u32,
+    /// Unix ms this delivery's schedule began to count when it has no attempt yet.
+    pub queued_at: i64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
     pub source: Source,
+    /// Its job in the retry queue is current (no attempt since it was read from there).
+    pub stored: bool,
+    /// The one attempt an open circuit allows.
+    pub probe: bool,
+    /// Its share of the room for deliveries held in memory; given up when it is parked or
+    /// its attempt turns slow, so neither holds the consumer back.
+    pub room: Option<OwnedSemaphorePermit>,
 }
 
 impl Delivery {
+    /// A first delivery of a stream entry's event.
+    pub fn fresh(id: String, event: Arc<EventInfo>, endpoint_id: Arc<str>) -> Delivery {
+        Delivery {
+            id,
+            event,
+            endpoint_id,
+            attempts: 0,
+            first_attempt_at: 0,
+            queued_at: now_ms(),
+            last_status: None,
+            last_error: None,
+            source: Source::Stream,
+            stored: false,
+            probe: false,
+            room: None,
+        }
+    }
+
     pub fn from_job(job: Job) -> Delivery {
         Delivery {
             event: Arc::new(EventInfo {
@@ -66,12 +96,17 @@ impl Delivery {
             id: job.id,
             attempts: job.attempts,
             first_attempt_at: job.first_attempt_at,
-            deferrals: job.deferrals,
+            queued_at: job.queued_at,
+            last_status: job.last_status,
+            last_error: job.last_error,
             source: Source::Queue,
+            stored: true,
+            probe: false,
+            room: None,
         }
     }
 
-    fn to_job(&self, last: Option<&Outcome>) -> Job {
+    fn to_job(&self) -> Job {
         Job {
             id: self.id.clone(),
             tenant: self.event.tenant.clone(),
@@ -82,10 +117,24 @@ impl Delivery {
             attempts: self.attempts,
             first_attempt_at: self.first_attempt_at,
             published_at: self.event.published_at,
-            last_status: last.and_then(|o| o.status),
-            last_error: last.and_then(|o| o.error.clone()),
-            deferrals: self.deferrals,
+            last_status: self.last_status,
+            last_error: self.last_error.clone(),
+            deferrals: 0,
+            queued_at: self.queued_at,
         }
+    }
+
+    /// When its schedule runs out: the sum of the delays after its first attempt (or after
+    /// it was queued, if it has none yet).
+    fn deadline(&self, schedule_total: Duration) -> i64 {
+        let base = if self.first_attempt_at > 0 {
+            self.first_attempt_at
+        } else if self.queued_at > 0 {
+            self.queued_at
+        } else {
+            self.event.published_at
+        };
+        base + schedule_total.as_millis() as i64
     }
 }
 
@@ -94,14 +143,25 @@ pub struct DispatchConfig {
     pub timeout: Duration,
     pub per_endpoint: usize,
     /// The longest expected wait for a busy endpoint that a delivery sits out in memory;
-    /// longer, and it is deferred to the retry queue (see `lane`).
+    /// longer, and it is parked in Redis (see `lane`).
     pub lane_wait: Duration,
     pub schedule: Vec<Duration>,
     pub jitter: f64,
-    /// How long a deferred delivery first waits before it is tried again; doubles with each
-    /// further deferral, up to `defer_max`.
-    pub defer: Duration,
-    pub defer_max: Duration,
+}
+
+impl DispatchConfig {
+    fn schedule_total(&self) -> Duration {
+        self.schedule.iter().sum()
+    }
+}
+
+/// Why an API test send was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum Busy {
+    #[error("the endpoint has no free delivery slot; try again shortly")]
+    Endpoint,
+    #[error("webhookd is at its in-flight limit; try again shortly")]
+    Overall,
 }
 
 pub struct Dispatcher {
@@ -110,116 +170,211 @@ pub struct Dispatcher {
     pub guard: Guard,
     pub live: LiveIndex,
     pub global: Arc<Semaphore>,
+    pub slow: Arc<Budget>,
     pub retry: RetryQueue,
+    pub park: ParkQueue,
+    pub breaker: Arc<Breaker>,
     pub dlq: Dlq,
     pub log: AttemptLog,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub stop: CancellationToken,
+    /// Wakes the backlog puller when a backlogged lane frees a slot.
+    pub wake: Arc<Notify>,
     lanes: Mutex<HashMap<Arc<str>, Arc<Lane>>>,
 }
 
+/// The parts a dispatcher works with.
+pub struct Parts {
+    pub client: HttpClient,
+    pub guard: Guard,
+    pub live: LiveIndex,
+    pub max_in_flight: usize,
+    pub retry: RetryQueue,
+    pub park: ParkQueue,
+    pub breaker: Arc<Breaker>,
+    pub dlq: Dlq,
+    pub log: AttemptLog,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub stop: CancellationToken,
+}
+
+/// Slow attempts may hold this share of `max_in_flight` together (the rest is kept for quick
+/// ones), and one tenant half of that.
+const SLOW_SHARE: f64 = 0.75;
+
 impl Dispatcher {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        cfg: DispatchConfig,
-        client: HttpClient,
-        guard: Guard,
-        live: LiveIndex,
-        max_in_flight: usize,
-        retry: RetryQueue,
-        dlq: Dlq,
-        log: AttemptLog,
-        store: Store,
-        metrics: Arc<Metrics>,
-        stop: CancellationToken,
-    ) -> Dispatcher {
+    pub fn new(cfg: DispatchConfig, p: Parts) -> Dispatcher {
+        let slow_total = ((p.max_in_flight as f64 * SLOW_SHARE) as usize).max(1);
         Dispatcher {
             cfg,
-            client,
-            guard,
-            live,
-            global: Arc::new(Semaphore::new(max_in_flight)),
-            retry,
-            dlq,
-            log,
-            store,
-            metrics,
-            stop,
+            client: p.client,
+            guard: p.guard,
+            live: p.live,
+            global: Arc::new(Semaphore::new(p.max_in_flight)),
+            slow: Budget::new(slow_total, slow_total.div_ceil(2)),
+            retry: p.retry,
+            park: p.park,
+            breaker: p.breaker,
+            dlq: p.dlq,
+            log: p.log,
+            store: p.store,
+            metrics: p.metrics,
+            stop: p.stop,
+            wake: Arc::new(Notify::new()),
             lanes: Mutex::new(HashMap::new()),
         }
     }
 
-    fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
+    pub fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
         let mut lanes = self.lanes.lock().expect("lane map");
         lanes
             .entry(id.clone())
-            .or_insert_with(|| Arc::new(Lane::new(self.cfg.per_endpoint)))
+            .or_insert_with(|| Lane::new(self.cfg.per_endpoint))
             .clone()
     }
 
-    /// Runs a delivery to its end. True when its fate is safely recorded, so the stream
-    /// entry it came from may be acknowledged.
+    /// The lane of an endpoint, if this replica has one.
+    pub fn lane_if_any(&self, id: &str) -> Option<Arc<Lane>> {
+        self.lanes.lock().expect("lane map").get(id).cloned()
+    }
+
+    /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
+    pub fn prune_lanes(&self) {
+        let live = self.live.snapshot();
+        self.lanes.lock().expect("lane map").retain(|id, lane| {
+            !lane.idle() || (live.endpoint(id).is_some() && Arc::strong_count(lane) > 1)
+        });
+    }
+
+    /// Per-endpoint attempts in flight in this replica.
+    pub fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
+        self.lanes
+            .lock()
+            .expect("lane map")
+            .iter()
+            .filter(|(_, l)| l.in_flight() > 0)
+            .map(|(id, l)| (id.clone(), l.in_flight()))
+            .collect()
+    }
+
+    /// Runs a delivery to its end. True when its fate is safely recorded (delivered, queued
+    /// for a retry, parked, or dead-lettered), so the stream entry it came from may be
+    /// acknowledged.
     pub async fn deliver(&self, mut d: Delivery) -> bool {
         let ep = self.live.snapshot().endpoint(&d.endpoint_id).cloned();
         let Some(ep) = ep else {
-            // The endpoint was deleted: its pending deliveries go with it.
-            return self.settled(&d).await;
+            return self.endpoint_missing(d).await;
         };
         if ep.disabled {
-            let job = d.to_job(None);
-            let job = Job {
-                last_error: Some("endpoint is disabled".into()),
-                ..job
-            };
-            return self.dead_letter(&d, job).await;
+            d.last_error = Some("endpoint disabled".into());
+            return self.dead_letter(&d).await;
         }
         let lane = self.lane(&ep.id);
-        // Under a rate limit, the delivery waits for its slot, or is deferred if that is far.
-        if let Some(per_sec) = ep.rate_limit {
+        if !d.probe && self.breaker.blocks(&ep.id) {
+            return self.park(d, &lane).await;
+        }
+        // Fresh deliveries queue behind a parked backlog rather than overtake it.
+        if d.source == Source::Stream && lane.backlogged.load(Ordering::Relaxed) {
+            return self.park(d, &lane).await;
+        }
+        // Under a rate limit, the delivery waits for its slot, or is parked if that is far.
+        if let Some(per_sec) = ep.rate_limit.filter(|_| !d.probe) {
             match lane.reserve(per_sec, self.cfg.lane_wait) {
                 Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
                 Some(_) => {}
-                None => return self.defer(&d).await,
+                None => return self.park(d, &lane).await,
             }
         }
-        // A leased retry waits at most once: it must finish well inside its lease.
-        let persist = d.source == Source::Stream;
-        let _lane_permit = match lane.admit(self.cfg.lane_wait, persist).await {
-            Admission::Go(p) => p,
-            Admission::Defer => return self.defer(&d).await,
+        let slot = match lane.admit(self.cfg.lane_wait).await {
+            Admission::Go(s) => s,
+            Admission::Park => return self.park(d, &lane).await,
         };
-        let _global = self.global.acquire().await.expect("never closed");
+        if !d.probe && self.breaker.blocks(&ep.id) {
+            drop(slot);
+            return self.park(d, &lane).await;
+        }
+        // A slow endpoint's attempt needs a share of the slow budget, and holds no room.
+        let mut share = None;
+        if lane.is_slow() {
+            match self.slow.try_take(&ep.tenant) {
+                Some(s) => share = Some(s),
+                None => {
+                    drop(slot);
+                    return self.park(d, &lane).await;
+                }
+            }
+            d.room = None;
+        }
+        let global = self.global.acquire().await.expect("never closed");
         let now = now_ms();
         if d.first_attempt_at == 0 {
             d.first_attempt_at = now;
         }
         self.metrics.in_flight.inc();
-        let outcome = attempt::send(
+        let event = d.event.clone();
+        let send = attempt::send(
             &self.client,
             &self.guard,
             AttemptSpec {
                 endpoint: &ep,
-                msg_id: &d.event.id,
-                body: &d.event.body,
+                msg_id: &event.id,
+                body: &event.body,
                 timeout: self.cfg.timeout,
                 now_ms: now,
             },
-        )
-        .await;
+        );
+        tokio::pin!(send);
+        let outcome = if share.is_some() {
+            send.await
+        } else {
+            tokio::select! {
+                o = &mut send => o,
+                _ = tokio::time::sleep(SLOW_AFTER) => {
+                    // Turned slow: move to the slow budget if it has room, and let the
+                    // consumer read on.
+                    share = self.slow.try_take(&ep.tenant);
+                    if share.is_some() {
+                        d.room = None;
+                    }
+                    send.await
+                }
+            }
+        };
         self.metrics.in_flight.dec();
-        drop(_global);
-        lane.finished(outcome.latency);
-        drop(_lane_permit);
+        drop(global);
+        drop(share);
+        lane.finished(outcome.latency, outcome.succeeded());
+        drop(slot);
+        if lane.backlogged.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
         d.attempts += 1;
-        d.deferrals = 0;
+        d.stored = false;
         self.metrics
             .attempt_duration
             .observe(outcome.latency.as_secs_f64());
-        self.finish(d, &ep, outcome).await
+        self.finish(d, &ep, &lane, outcome).await
     }
 
-    async fn finish(&self, d: Delivery, ep: &Endpoint, outcome: Outcome) -> bool {
+    /// An endpoint not in this replica's index: gone only if Redis agrees; otherwise (a
+    /// record this replica has not loaded yet, or cannot decode) the delivery is parked.
+    async fn endpoint_missing(&self, d: Delivery) -> bool {
+        match self.store.get(&d.endpoint_id).await {
+            Ok(None) => self.settled(&d).await,
+            Ok(Some(_)) => {
+                let lane = self.lane(&d.endpoint_id);
+                self.park(d, &lane).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether an endpoint exists; keeping its delivery");
+                false
+            }
+        }
+    }
+
+    async fn finish(&self, mut d: Delivery, ep: &Endpoint, lane: &Lane, outcome: Outcome) -> bool {
         let gone = outcome.status == Some(410);
         self.log.record(AttemptRecord {
             at: now_ms(),
@@ -232,7 +387,12 @@ impl Dispatcher {
             endpoint_id: ep.id.to_string(),
             gone,
         });
+        d.last_status = outcome.status;
+        d.last_error = outcome.error.clone();
         if outcome.succeeded() {
+            if let Err(e) = self.breaker.record_success(&ep.id).await {
+                tracing::warn!(endpoint = %ep.id, error = %e, "recording a success on the circuit failed");
+            }
             self.metrics.delivered.inc();
             let lag = (now_ms() - d.event.published_at).max(0) as f64 / 1000.0;
             self.metrics.event_to_delivery.observe(lag);
@@ -244,7 +404,6 @@ impl Dispatcher {
             status = outcome.status, error = outcome.error.as_deref().unwrap_or(""),
             "attempt failed"
         );
-        let job = d.to_job(Some(&outcome));
         if gone {
             let reason = "endpoint answered 410 Gone";
             let disabled = self
@@ -253,7 +412,15 @@ impl Dispatcher {
             if disabled {
                 self.metrics.endpoints_disabled.inc();
             }
-            return self.dead_letter(&d, job).await;
+            return self.dead_letter(&d).await;
+        }
+        let error = outcome.failure_text();
+        if let Err(e) = self
+            .breaker
+            .record_failure(&ep.id, &error, outcome.retry_after, d.probe)
+            .await
+        {
+            tracing::warn!(endpoint = %ep.id, error = %e, "recording a failure on the circuit failed");
         }
         let unit: f64 = rand::random();
         match retry::next_delay(
@@ -263,21 +430,40 @@ impl Dispatcher {
             unit,
             outcome.retry_after,
         ) {
+            // The circuit is open: wait in the backlog for the probe, not on a timer.
+            Some(_) if self.breaker.blocks(&ep.id) => {
+                d.probe = false;
+                self.park(d, lane).await
+            }
             Some(delay) => {
                 self.metrics.retried.inc();
                 let due = now_ms() + delay.as_millis() as i64;
+                let job = d.to_job();
                 self.persist(|| self.retry.schedule(&job, due)).await
             }
-            None => self.dead_letter(&d, job).await,
+            None => self.dead_letter(&d).await,
         }
     }
 
-    async fn dead_letter(&self, d: &Delivery, job: Job) -> bool {
+    async fn dead_letter(&self, d: &Delivery) -> bool {
         self.metrics.dead.inc();
+        let job = d.to_job();
         if !self.persist(|| self.dlq.add(&job)).await {
             return false;
         }
         self.settled(d).await
+    }
+
+    /// Dead-letters a parked delivery whose schedule ran out while its circuit was open.
+    pub async fn expire(&self, mut d: Delivery) -> bool {
+        let last = self
+            .breaker
+            .circuit(&d.endpoint_id)
+            .map(|c| c.last_error)
+            .or(d.last_error.take())
+            .unwrap_or_else(|| "no attempt succeeded".into());
+        d.last_error = Some(format!("circuit open: {last}"));
+        self.dead_letter(&d).await
     }
 
     /// A delivery's fate is recorded: one taken from the retry queue leaves it. False only if
@@ -289,19 +475,66 @@ impl Dispatcher {
         }
     }
 
-    /// Hands a delivery whose endpoint is saturated to the retry queue, without an attempt.
-    async fn defer(&self, d: &Delivery) -> bool {
-        self.metrics.deferred.inc();
-        let backoff = self
-            .cfg
-            .defer
-            .saturating_mul(1 << d.deferrals.min(10))
-            .min(self.cfg.defer_max);
-        let spread = 0.5 + rand::random::<f64>();
-        let due = now_ms() + backoff.mul_f64(spread).as_millis() as i64;
-        let mut job = d.to_job(None);
-        job.deferrals = d.deferrals + 1;
-        self.persist(|| self.retry.schedule(&job, due)).await
+    /// Parks a delivery in its endpoint's backlog in Redis, without an attempt: written once,
+    /// then it waits for a slot or for its circuit's probe.
+    async fn park(&self, mut d: Delivery, lane: &Lane) -> bool {
+        d.room = None;
+        self.metrics.parked.inc();
+        let req = ParkRequest {
+            id: d.id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+            deadline: d.deadline(self.cfg.schedule_total()),
+            job: (!d.stored).then(|| serde_json::to_string(&d.to_job()).expect("jobs serialize")),
+            from_due: d.source == Source::Queue,
+        };
+        let ok = self.persist(|| self.park.park(req.clone())).await;
+        if ok {
+            lane.backlogged.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// One signed test delivery through the same limits as every delivery (the endpoint's
+    /// slots and rate limit, and the overall in-flight limit), or why not now.
+    pub async fn test_send(
+        &self,
+        ep: &Endpoint,
+        msg_id: &str,
+        body: &Bytes,
+    ) -> Result<Outcome, Busy> {
+        let lane = self.lane(&ep.id);
+        if let Some(per_sec) = ep.rate_limit {
+            match lane.reserve(per_sec, self.cfg.lane_wait) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(Busy::Endpoint),
+            }
+        }
+        let slot = match lane.admit(self.cfg.lane_wait).await {
+            Admission::Go(s) => s,
+            Admission::Park => return Err(Busy::Endpoint),
+        };
+        let global = tokio::time::timeout(self.cfg.lane_wait, self.global.acquire())
+            .await
+            .map_err(|_| Busy::Overall)?
+            .expect("never closed");
+        self.metrics.in_flight.inc();
+        let outcome = attempt::send(
+            &self.client,
+            &self.guard,
+            AttemptSpec {
+                endpoint: ep,
+                msg_id,
+                body,
+                timeout: self.cfg.timeout,
+                now_ms: now_ms(),
+            },
+        )
+        .await;
+        self.metrics.in_flight.dec();
+        drop(global);
+        lane.finished(outcome.latency, outcome.succeeded());
+        drop(slot);
+        Ok(outcome)
     }
 
     /// Retries a Redis write with backoff until it lands or shutdown; false if it never did.

@@ -176,6 +176,7 @@ impl Dlq {
                 last_status: None,
                 last_error: None,
                 deferrals: 0,
+                queued_at: now_ms(),
             })
             .collect();
         // Queued before removal: a crash in between repeats a replay, never loses one.

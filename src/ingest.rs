@@ -15,7 +15,7 @@ use redis::Value;
 use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
-use crate::dispatch::{Delivery, Dispatcher, EventInfo, Source};
+use crate::dispatch::{Delivery, Dispatcher, EventInfo};
 use crate::event;
 use crate::health::Health;
 use crate::keys::Keys;
@@ -250,7 +250,10 @@ impl Consumer {
         let mut invalid: Vec<(String, String, Vec<u8>)> = Vec::new();
         let mut valid: Vec<(String, event::Event)> = Vec::new();
         for entry in entries {
-            if reread && self.in_flight.contains(&entry.id) {
+            // Every entry read is this replica's work from now on: heartbeated until it is
+            // acknowledged, so no `XAUTOCLAIM` (ours or another replica's) takes it meanwhile,
+            // however long the batch takes to fan out. One already in progress is skipped.
+            if !self.in_flight.insert(&entry.id) {
                 continue;
             }
             match entry.map.get("event") {
@@ -267,9 +270,7 @@ impl Consumer {
                     }
                 }
                 // A pending entry whose data was trimmed away: nothing left to deliver.
-                None if entry.map.is_empty() => {
-                    let _ = self.acks.send(entry.id);
-                }
+                None if entry.map.is_empty() => self.ack(entry.id),
                 _ => {
                     let raw = entry
                         .map
@@ -293,12 +294,18 @@ impl Consumer {
         }
         let fresh = match self.first_sightings(&valid).await {
             Some(f) => f,
-            None => return, // Redis is away; the entries stay pending and come back.
+            None => {
+                // Redis is away; the entries stay pending and come back.
+                for (entry, _) in &valid {
+                    self.in_flight.remove(entry);
+                }
+                return;
+            }
         };
         for ((entry, ev), fresh) in valid.into_iter().zip(fresh) {
             if !fresh {
                 self.metrics.events_duplicate.inc();
-                let _ = self.acks.send(entry);
+                self.ack(entry);
                 continue;
             }
             self.fan_out(entry, ev, reread).await;
@@ -325,11 +332,14 @@ impl Consumer {
         match pipe.query_async::<()>(&mut self.conn.clone()).await {
             Ok(()) => {
                 for (id, _, _) in invalid {
-                    let _ = self.acks.send(id.clone());
+                    self.ack(id.clone());
                 }
             }
             Err(e) => {
-                tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending")
+                tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending");
+                for (id, _, _) in invalid {
+                    self.in_flight.remove(id);
+                }
             }
         }
     }
@@ -390,12 +400,13 @@ impl Consumer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
+                    self.in_flight.remove(&entry);
                     return;
                 }
             }
         }
         if matched.is_empty() {
-            let _ = self.acks.send(entry);
+            self.ack(entry);
             return;
         }
         let published_at = entry
@@ -410,7 +421,6 @@ impl Consumer {
             body: ev.body,
             published_at,
         });
-        self.in_flight.insert(&entry);
         let ticket = Arc::new(Ticket {
             entry,
             remaining: AtomicUsize::new(matched.len()),
@@ -419,29 +429,27 @@ impl Consumer {
             in_flight: self.in_flight.clone(),
         });
         for (ep, id) in matched.into_iter().zip(ids) {
-            let permit = self
+            let room = self
                 .outstanding
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("never closed");
-            let d = Delivery {
-                id,
-                event: info.clone(),
-                endpoint_id: ep.id.clone(),
-                attempts: 0,
-                first_attempt_at: 0,
-                deferrals: 0,
-                source: Source::Stream,
-            };
+            let mut d = Delivery::fresh(id, info.clone(), ep.id.clone());
+            d.room = Some(room);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();
             tokio::spawn(async move {
                 let ok = dispatcher.deliver(d).await;
-                drop(permit);
                 ticket.done(ok);
             });
         }
+    }
+
+    /// Acknowledges an entry that needs no delivery.
+    fn ack(&self, entry: String) {
+        self.in_flight.remove(&entry);
+        let _ = self.acks.send(entry);
     }
 }
 

@@ -45,6 +45,10 @@ impl Keys {
     pub fn circuits(&self) -> String {
         format!("{}{{retry}}:circuits", self.prefix)
     }
+    /// Hash of endpoint id → consecutive failed attempts (absent: none).
+    pub fn breaker_failures(&self) -> String {
+        format!("{}{{retry}}:failures", self.prefix)
+    }
     /// Sorted set of one endpoint's parked deliveries (ids) by the time their schedule ends.
     pub fn parked(&self, endpoint_id: &str) -> String {
         format!("{}{{retry}}:park:{endpoint_id}", self.prefix)

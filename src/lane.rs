@@ -1,12 +1,17 @@
-//! One endpoint's lane: its in-flight permits, and the rule that decides whether a delivery
-//! waits in memory for a permit or is deferred to the retry queue.
+//! One endpoint's lane in this replica: its in-flight slots, an adaptive limit on them, and
+//! the rule that decides whether a delivery waits in memory for a slot or is parked in Redis.
 //!
-//! A delivery waits only while its expected wait is short: the lane's capacity
-//! (`per_endpoint_in_flight` ÷ latency) times `patience` bounds how many may wait. A fast
-//! endpoint thus takes bursts in memory and slows the consumer down (backpressure), while a
-//! slow or hanging one sheds its excess to Redis and never holds up other endpoints.
+//! - The limit adapts like TCP's window (AIMD): it starts at 1, grows by one with each 2xx up
+//!   to `per_endpoint_in_flight`, and halves on each failure, so a failing endpoint soon uses
+//!   one connection instead of eight.
+//! - A delivery waits in memory only while its expected wait is short: the lane's measured
+//!   capacity (slots ÷ latency) times `patience` bounds how many may wait. A fast endpoint
+//!   takes bursts in memory (backpressure on the consumer); a slow or hanging one parks its
+//!   excess in Redis and never holds memory or the consumer up.
+//! - A lane whose attempts take longer than `SLOW_AFTER` is *slow*: its attempts count against
+//!   the slow budget (see `Budget`), so slow endpoints never take the room quick ones need.
 
-use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -15,37 +20,125 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::clock::now_ms;
 
 /// Waiters allowed before the lane's latency is known.
-const UNMEASURED_WAITERS: usize = 512;
+const UNMEASURED_WAITERS: usize = 64;
+/// An attempt running longer than this is slow: it moves to the slow budget.
+pub const SLOW_AFTER: Duration = Duration::from_secs(1);
 
 pub struct Lane {
     permits: Arc<Semaphore>,
     per_endpoint: usize,
+    /// Slots held back by the lane itself to lower its limit below `per_endpoint`.
+    held: Mutex<Held>,
     waiting: AtomicUsize,
+    in_flight: AtomicUsize,
     /// Unix ms of the last finished attempt (or the lane's creation).
     last_done: AtomicI64,
     /// Moving average of attempt latency in µs; 0 until measured.
     latency_us: AtomicU64,
     /// Under a `rate_limit`, the earliest moment the next attempt may start.
     next_slot: Mutex<Option<Instant>>,
+    /// Deliveries of this endpoint are parked in Redis: new ones queue behind them.
+    pub backlogged: AtomicBool,
+}
+
+#[derive(Default)]
+struct Held {
+    permits: Vec<OwnedSemaphorePermit>,
+    /// Slots still to hold back as soon as in-flight attempts return them.
+    owed: usize,
+}
+
+/// An in-flight slot of a lane; returned (or kept back by a lowered limit) on drop.
+pub struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    lane: Arc<Lane>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.lane.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(p) = self.permit.take() {
+            let mut held = self.lane.held.lock().expect("lane limit");
+            if held.owed > 0 {
+                held.owed -= 1;
+                held.permits.push(p);
+            }
+        }
+    }
 }
 
 /// What a delivery gets from its lane.
 pub enum Admission {
-    Go(OwnedSemaphorePermit),
-    /// Expected wait too long: hand the delivery to the retry queue.
-    Defer,
+    Go(Slot),
+    /// No slot soon: park the delivery in Redis.
+    Park,
 }
 
 impl Lane {
-    pub fn new(per_endpoint: usize) -> Lane {
-        Lane {
+    pub fn new(per_endpoint: usize) -> Arc<Lane> {
+        let lane = Arc::new(Lane {
             permits: Arc::new(Semaphore::new(per_endpoint)),
             per_endpoint,
+            held: Mutex::new(Held::default()),
             waiting: AtomicUsize::new(0),
+            in_flight: AtomicUsize::new(0),
             last_done: AtomicI64::new(now_ms()),
             latency_us: AtomicU64::new(0),
             next_slot: Mutex::new(None),
+            backlogged: AtomicBool::new(false),
+        });
+        // Slow start: one slot until the endpoint has answered.
+        lane.lower(per_endpoint.saturating_sub(1));
+        lane
+    }
+
+    /// The current limit on in-flight attempts.
+    pub fn limit(&self) -> usize {
+        let held = self.held.lock().expect("lane limit");
+        self.per_endpoint - held.permits.len() - held.owed
+    }
+
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Slots free right now (what the backlog puller may take for this lane).
+    pub fn free(&self) -> usize {
+        self.permits
+            .available_permits()
+            .saturating_sub(self.waiting.load(Ordering::Relaxed))
+    }
+
+    fn lower(&self, by: usize) {
+        let mut held = self.held.lock().expect("lane limit");
+        for _ in 0..by {
+            if self.per_endpoint - held.permits.len() - held.owed <= 1 {
+                return;
+            }
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => held.permits.push(p),
+                Err(_) => held.owed += 1,
+            }
         }
+    }
+
+    fn raise(&self) {
+        let mut held = self.held.lock().expect("lane limit");
+        if held.owed > 0 {
+            held.owed -= 1;
+        } else {
+            held.permits.pop();
+        }
+    }
+
+    /// Whether this endpoint's attempts are slow: measured so, or stalled with attempts out.
+    pub fn is_slow(&self) -> bool {
+        let slow_us = SLOW_AFTER.as_micros() as u64;
+        if self.latency_us.load(Ordering::Relaxed) >= slow_us {
+            return true;
+        }
+        let stalled = now_ms() - self.last_done.load(Ordering::Relaxed);
+        self.in_flight() > 0 && stalled >= SLOW_AFTER.as_millis() as i64
     }
 
     /// Reserves the next start slot under a rate limit of `per_sec` attempts a second (evenly
@@ -64,8 +157,8 @@ impl Lane {
         Some(wait)
     }
 
-    /// Records a finished attempt.
-    pub fn finished(&self, latency: Duration) {
+    /// Records a finished attempt: its latency, and whether the endpoint answered 2xx.
+    pub fn finished(&self, latency: Duration, succeeded: bool) {
         self.last_done.store(now_ms(), Ordering::Relaxed);
         let sample = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
         let old = self.latency_us.load(Ordering::Relaxed);
@@ -75,6 +168,14 @@ impl Lane {
             old - old / 8 + sample / 8
         };
         self.latency_us.store(new.max(1), Ordering::Relaxed);
+        if succeeded {
+            if self.limit() < self.per_endpoint {
+                self.raise();
+            }
+        } else {
+            let limit = self.limit();
+            self.lower(limit - limit / 2);
+        }
     }
 
     /// How many deliveries may wait now: what the lane is expected to finish within
@@ -88,40 +189,110 @@ impl Lane {
         if latency_us == 0 {
             return UNMEASURED_WAITERS;
         }
-        let per_sec = self.per_endpoint as f64 * 1e6 / latency_us as f64;
+        let per_sec = self.limit() as f64 * 1e6 / latency_us as f64;
         (per_sec * patience.as_secs_f64()) as usize
     }
 
-    /// A permit at once, or after a wait expected to last under `patience`. With `persist`, a
-    /// waiter keeps waiting as long as the endpoint keeps finishing attempts.
-    pub async fn admit(&self, patience: Duration, persist: bool) -> Admission {
+    /// A slot at once, or after a wait expected to last under `patience`; a slow lane never
+    /// keeps a delivery waiting in memory.
+    pub async fn admit(self: &Arc<Self>, patience: Duration) -> Admission {
         if let Ok(p) = self.permits.clone().try_acquire_owned() {
-            return Admission::Go(p);
+            return Admission::Go(self.slot(p));
         }
-        if self.waiting.load(Ordering::Relaxed) >= self.wait_cap(patience) {
-            return Admission::Defer;
+        if self.is_slow() || self.waiting.load(Ordering::Relaxed) >= self.wait_cap(patience) {
+            return Admission::Park;
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let got = self.wait(patience, persist).await;
+        let got = tokio::time::timeout(patience, self.permits.clone().acquire_owned()).await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match got {
-            Some(p) => Admission::Go(p),
-            None => Admission::Defer,
+            Ok(p) => Admission::Go(self.slot(p.expect("lane semaphores are never closed"))),
+            Err(_) => Admission::Park,
         }
     }
 
-    async fn wait(&self, patience: Duration, persist: bool) -> Option<OwnedSemaphorePermit> {
-        loop {
-            match tokio::time::timeout(patience, self.permits.clone().acquire_owned()).await {
-                Ok(p) => return Some(p.expect("lane semaphores are never closed")),
-                Err(_) => {
-                    let idle = now_ms() - self.last_done.load(Ordering::Relaxed);
-                    if !persist || idle > patience.as_millis() as i64 {
-                        return None;
-                    }
-                }
+    /// A slot only if one is free now.
+    pub fn try_admit(self: &Arc<Self>) -> Option<Slot> {
+        let p = self.permits.clone().try_acquire_owned().ok()?;
+        Some(self.slot(p))
+    }
+
+    fn slot(self: &Arc<Self>, p: OwnedSemaphorePermit) -> Slot {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        Slot {
+            permit: Some(p),
+            lane: self.clone(),
+        }
+    }
+
+    /// Nothing in flight, waiting or parked: the lane can be dropped from the map.
+    pub fn idle(&self) -> bool {
+        self.in_flight() == 0
+            && self.waiting.load(Ordering::Relaxed) == 0
+            && !self.backlogged.load(Ordering::Relaxed)
+    }
+}
+
+/// The slow budget: attempts of slow lanes (or attempts that turned slow) may together hold
+/// at most `total` of the overall in-flight room, and one tenant at most `per_tenant`, so
+/// quick endpoints always find room and one broken tenant cannot take all of the slow room.
+pub struct Budget {
+    total: usize,
+    per_tenant: usize,
+    used: Mutex<(usize, std::collections::HashMap<Arc<str>, usize>)>,
+}
+
+/// A share of the slow budget; given back on drop.
+pub struct SlowShare {
+    budget: Arc<Budget>,
+    tenant: Arc<str>,
+}
+
+impl Drop for SlowShare {
+    fn drop(&mut self) {
+        let mut used = self.budget.used.lock().expect("slow budget");
+        used.0 -= 1;
+        if let Some(n) = used.1.get_mut(&self.tenant) {
+            *n -= 1;
+            if *n == 0 {
+                used.1.remove(&self.tenant);
             }
         }
+    }
+}
+
+impl Budget {
+    pub fn new(total: usize, per_tenant: usize) -> Arc<Budget> {
+        Arc::new(Budget {
+            total: total.max(1),
+            per_tenant: per_tenant.max(1),
+            used: Mutex::new((0, Default::default())),
+        })
+    }
+
+    pub fn try_take(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
+        let mut used = self.used.lock().expect("slow budget");
+        let mine = used.1.get(tenant).copied().unwrap_or(0);
+        if used.0 >= self.total || mine >= self.per_tenant {
+            return None;
+        }
+        used.0 += 1;
+        *used.1.entry(tenant.clone()).or_insert(0) += 1;
+        Some(SlowShare {
+            budget: self.clone(),
+            tenant: tenant.clone(),
+        })
+    }
+
+    /// Shares the tenant could take now.
+    pub fn room_for(&self, tenant: &str) -> usize {
+        let used = self.used.lock().expect("slow budget");
+        let mine = used.1.get(tenant).copied().unwrap_or(0);
+        (self.total - used.0).min(self.per_tenant - mine.min(self.per_tenant))
+    }
+
+    pub fn used(&self) -> usize {
+        self.used.lock().expect("slow budget").0
     }
 }
 
@@ -129,22 +300,56 @@ impl Lane {
 mod tests {
     use super::*;
 
+    fn warmed(per_endpoint: usize, latency: Duration) -> Arc<Lane> {
+        let lane = Lane::new(per_endpoint);
+        for _ in 0..40 {
+            lane.finished(latency, true);
+        }
+        lane
+    }
+
     #[test]
     fn a_fast_lane_lets_many_wait_and_a_slow_one_few() {
-        let fast = Lane::new(8);
-        for _ in 0..20 {
-            fast.finished(Duration::from_micros(500));
-        }
+        let fast = warmed(8, Duration::from_micros(500));
         assert!(fast.wait_cap(Duration::from_secs(1)) >= 10_000);
-        let slow = Lane::new(8);
-        for _ in 0..20 {
-            slow.finished(Duration::from_millis(500));
-        }
+        let slow = warmed(8, Duration::from_millis(500));
         assert_eq!(slow.wait_cap(Duration::from_secs(1)), 16);
     }
 
     #[test]
-    fn a_rate_limit_spaces_attempts_and_defers_beyond_patience() {
+    fn the_limit_starts_at_one_grows_on_success_and_halves_on_failure() {
+        let lane = Lane::new(8);
+        assert_eq!(lane.limit(), 1);
+        for _ in 0..3 {
+            lane.finished(Duration::from_millis(1), true);
+        }
+        assert_eq!(lane.limit(), 4);
+        for _ in 0..10 {
+            lane.finished(Duration::from_millis(1), true);
+        }
+        assert_eq!(lane.limit(), 8);
+        lane.finished(Duration::from_millis(1), false);
+        assert_eq!(lane.limit(), 4);
+        for _ in 0..5 {
+            lane.finished(Duration::from_millis(1), false);
+        }
+        assert_eq!(lane.limit(), 1, "never below one");
+        assert_eq!(lane.free(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_lowered_limit_takes_effect_as_attempts_return() {
+        let lane = warmed(4, Duration::from_millis(1));
+        let slots: Vec<Slot> = (0..4).map(|_| lane.try_admit().unwrap()).collect();
+        lane.finished(Duration::from_millis(1), false);
+        assert_eq!(lane.limit(), 2);
+        drop(slots);
+        assert_eq!(lane.free(), 2);
+        assert_eq!(lane.in_flight(), 0);
+    }
+
+    #[test]
+    fn a_rate_limit_spaces_attempts_and_parks_beyond_patience() {
         let lane = Lane::new(8);
         let patience = Duration::from_secs(1);
         let waits: Vec<Duration> = (0..5).map(|_| lane.reserve(4, patience).unwrap()).collect();
@@ -158,7 +363,7 @@ mod tests {
     }
 
     #[test]
-    fn a_new_lane_takes_a_burst_before_its_latency_is_known() {
+    fn a_new_lane_takes_a_small_burst_before_its_latency_is_known() {
         assert_eq!(
             Lane::new(8).wait_cap(Duration::from_secs(1)),
             UNMEASURED_WAITERS
@@ -166,15 +371,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_saturated_lane_that_finishes_nothing_defers() {
-        let lane = Lane::new(1);
-        let Admission::Go(_held) = lane.admit(Duration::from_millis(50), true).await else {
-            panic!("the first delivery gets the permit")
+    async fn a_slow_lane_parks_instead_of_waiting() {
+        let lane = warmed(1, Duration::from_secs(3));
+        assert!(lane.is_slow());
+        let Admission::Go(_held) = lane.admit(Duration::from_secs(5)).await else {
+            panic!("the first delivery gets the slot")
         };
-        lane.last_done.store(now_ms() - 5_000, Ordering::Relaxed);
+        let started = Instant::now();
         assert!(matches!(
-            lane.admit(Duration::from_millis(50), true).await,
-            Admission::Defer
+            lane.admit(Duration::from_secs(5)).await,
+            Admission::Park
         ));
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn a_stalled_lane_counts_as_slow() {
+        let lane = warmed(2, Duration::from_millis(1));
+        let _held = lane.try_admit().unwrap();
+        assert!(!lane.is_slow());
+        lane.last_done.store(now_ms() - 5_000, Ordering::Relaxed);
+        assert!(lane.is_slow());
+    }
+
+    #[test]
+    fn the_slow_budget_bounds_each_tenant_and_the_whole() {
+        let budget = Budget::new(3, 2);
+        let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
+        let a1 = budget.try_take(&a).unwrap();
+        let _a2 = budget.try_take(&a).unwrap();
+        assert!(budget.try_take(&a).is_none(), "tenant a is at its share");
+        let _b1 = budget.try_take(&b).unwrap();
+        assert!(budget.try_take(&b).is_none(), "the whole budget is used");
+        drop(a1);
+        assert!(budget.try_take(&b).is_some());
     }
 }

@@ -22,6 +22,7 @@ pub mod keys;
 pub mod lane;
 pub mod metrics;
 pub mod normalize;
+pub mod park;
 pub mod promote;
 pub mod publish;
 pub mod redact;

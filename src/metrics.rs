@@ -27,6 +27,9 @@ pub struct Metrics {
     pub stream_pending: Gauge,
     pub endpoints: Gauge,
     pub endpoints_disabled: Counter,
+    pub parked: Counter,
+    pub circuits_open: Gauge,
+    transitions: Family<Labels, Counter>,
 }
 
 impl Metrics {
@@ -112,8 +115,28 @@ impl Metrics {
             "Endpoints disabled by webhookd (410 Gone or failing for delivery.disable_after)",
             endpoints_disabled.clone(),
         );
+        let parked = Counter::default();
+        registry.register(
+            "webhookd_deliveries_parked",
+            "Deliveries parked in their endpoint's backlog in Redis (circuit open, or endpoint saturated)",
+            parked.clone(),
+        );
+        let circuits_open = gauge(
+            &mut registry,
+            "webhookd_circuits_open",
+            "Endpoints whose circuit is open or half open",
+        );
+        let transitions = Family::<Labels, Counter>::default();
+        registry.register(
+            "webhookd_circuit_transitions",
+            "Circuit state changes made by this replica, by the state entered",
+            transitions.clone(),
+        );
         Metrics {
             registry,
+            parked,
+            circuits_open,
+            transitions,
             events_consumed,
             events_invalid,
             events_duplicate,
@@ -130,6 +153,11 @@ impl Metrics {
             endpoints,
             endpoints_disabled,
         }
+    }
+
+    /// Counts a circuit entering `to` (`open`, `half_open` or `closed`).
+    pub fn circuit_transition(&self, to: &'static str) {
+        self.transitions.get_or_create(&vec![("to", to)]).inc();
     }
 
     /// The Prometheus text exposition.

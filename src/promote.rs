@@ -1,14 +1,17 @@
-//! Moves due deliveries from the retry queue back into the dispatcher.
+//! Moves work from Redis back into the dispatcher: due retries, and parked backlogs (drained
+//! as their endpoint's lane has room, probed while its circuit is open, swept when their
+//! schedule runs out).
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::dispatch::{Delivery, Dispatcher};
-use crate::retry::RetryQueue;
+use crate::park::Probe;
+use crate::retry::{Job, RetryQueue};
 
 /// Deliveries taken per script call.
 const TAKE: usize = 500;
@@ -42,22 +45,128 @@ pub async fn run(
         };
         let full = jobs.len() == room;
         for job in jobs {
-            let permit = outstanding
+            let room = outstanding
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("never closed");
-            let dispatcher = dispatcher.clone();
-            tokio::spawn(async move {
-                // Whatever happens, the lease makes an unrecorded delivery due again.
-                dispatcher.deliver(Delivery::from_job(job)).await;
-                drop(permit);
+            spawn(&dispatcher, job, Some(room), |d, del| async move {
+                d.deliver(del).await
             });
         }
         if !full {
             pause(&stop, IDLE).await;
         }
     }
+}
+
+/// Endpoints with a backlog looked at per pass.
+const BACKLOGS_PER_PASS: usize = 512;
+/// Parked deliveries pulled for one endpoint at a time, at most.
+const PULL_MAX: usize = 64;
+/// Expired parked deliveries dead-lettered per endpoint per pass.
+const SWEEP: usize = 100;
+/// Pause between passes over the backlogs (a lane with room wakes the puller sooner).
+const PARKED_EVERY: Duration = Duration::from_millis(100);
+
+/// Pulls parked deliveries back as their endpoints can take them.
+pub async fn run_parked(
+    dispatcher: Arc<Dispatcher>,
+    outstanding: Arc<Semaphore>,
+    lease: Duration,
+    wake: Arc<Notify>,
+    stop: CancellationToken,
+) {
+    while !stop.is_cancelled() {
+        let now = now_ms();
+        match dispatcher.park.ready(now, BACKLOGS_PER_PASS).await {
+            Ok(endpoints) => {
+                for ep in endpoints {
+                    if let Err(e) = pull(&dispatcher, &outstanding, &ep, lease).await {
+                        tracing::warn!(endpoint = %ep, error = %e, "pulling parked deliveries failed");
+                    }
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reading the parked backlogs failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(PARKED_EVERY) => {}
+            _ = wake.notified() => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+}
+
+async fn pull(
+    d: &Arc<Dispatcher>,
+    outstanding: &Arc<Semaphore>,
+    ep: &str,
+    lease: Duration,
+) -> redis::RedisResult<()> {
+    let now = now_ms();
+    let lease_until = now + lease.as_millis() as i64;
+    let id: Arc<str> = Arc::from(ep);
+    let known = d.live.snapshot().endpoint(ep).is_some();
+    let gone = !known && d.store.get(ep).await?.is_none();
+    if !gone && d.breaker.blocks(ep) {
+        for (_, job) in d.park.take_expired(ep, now, SWEEP, lease_until).await? {
+            if let Some(job) = job {
+                spawn(d, job, None, |d, del| async move { d.expire(del).await });
+            }
+        }
+        if let Probe::Take(_, Some(job)) = d.park.take_probe(ep, now, lease_until).await? {
+            d.breaker.note_half_open(&id, lease_until);
+            let room = outstanding.clone().try_acquire_owned().ok();
+            spawn(d, *job, room, |d, mut del| async move {
+                del.probe = true;
+                d.deliver(del).await
+            });
+        }
+        return Ok(());
+    }
+    if !known && !gone {
+        return Ok(()); // not loaded here yet; another pass will see it
+    }
+    let lane = d.lane(&id);
+    let want = match d.live.snapshot().endpoint(ep) {
+        None => PULL_MAX,
+        // A slow endpoint's attempts also need room in the slow budget.
+        Some(e) if lane.is_slow() => lane.free().min(d.slow.room_for(&e.tenant)),
+        Some(_) => lane.free(),
+    }
+    .min(PULL_MAX);
+    let rooms: Vec<OwnedSemaphorePermit> = (0..want)
+        .map_while(|_| outstanding.clone().try_acquire_owned().ok())
+        .collect();
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let (emptied, jobs) = d.park.take(ep, rooms.len(), lease_until, gone).await?;
+    if emptied {
+        lane.backlogged.store(false, std::sync::atomic::Ordering::Relaxed);
+    } else {
+        lane.backlogged.store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+    for ((_, job), room) in jobs.into_iter().zip(rooms) {
+        if let Some(job) = job {
+            spawn(d, job, Some(room), |d, del| async move { d.deliver(del).await });
+        }
+    }
+    Ok(())
+}
+
+fn spawn<F, Fut>(d: &Arc<Dispatcher>, job: Job, room: Option<OwnedSemaphorePermit>, run: F)
+where
+    F: FnOnce(Arc<Dispatcher>, Delivery) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let mut del = Delivery::from_job(job);
+    del.room = room;
+    let d = d.clone();
+    // Whatever happens, the lease makes an unrecorded delivery due again.
+    tokio::spawn(async move {
+        run(d, del).await;
+    });
 }
 
 async fn pause(stop: &CancellationToken, d: Duration) {

@@ -47,9 +47,12 @@ pub struct Job {
     pub last_status: Option<u16>,
     #[serde(default)]
     pub last_error: Option<String>,
-    /// Times handed back unattempted because the endpoint was saturated.
+    /// Times handed back unattempted because the endpoint was saturated (older builds).
     #[serde(default)]
     pub deferrals: u32,
+    /// Unix ms its schedule began to count while it had no attempt (0: older builds).
+    #[serde(default)]
+    pub queued_at: i64,
 }
 
 /// Takes due ids and leases them (moves their score to the lease end) in one step, so two

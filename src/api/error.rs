@@ -26,6 +26,9 @@ pub enum ApiError {
     /// Well-formed but not acceptable: a validation failure.
     #[error("{0}")]
     Invalid(String),
+    /// Too many requests now (a limit was reached); try again after `Retry-After`.
+    #[error("{0}")]
+    TooMany(String),
     #[error("storage unavailable, try again")]
     Unavailable(#[from] redis::RedisError),
     #[error("{0}")]
@@ -43,6 +46,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -58,6 +62,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Invalid(_) => "invalid",
+            ApiError::TooMany(_) => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -73,7 +78,8 @@ pub struct ErrorBody {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorDetail {
     /// Stable, machine-readable: `malformed`, `unauthorized`, `forbidden`, `not_found`,
-    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `unavailable`.
+    /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `too_many_requests`,
+    /// `unavailable`.
     #[schema(example = "invalid")]
     pub code: String,
     /// What went wrong, for a person.
@@ -103,7 +109,7 @@ impl IntoResponse for ApiError {
                 resp.headers_mut()
                     .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             }
-            ApiError::Unavailable(_) => {
+            ApiError::Unavailable(_) | ApiError::TooMany(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

@@ -32,6 +32,15 @@ impl Outcome {
         matches!(self.status, Some(s) if (200..300).contains(&s))
     }
 
+    /// What went wrong, in a line: the error, or the status a failed answer carried.
+    pub fn failure_text(&self) -> String {
+        match (&self.error, self.status) {
+            (Some(e), _) => e.clone(),
+            (None, Some(s)) => format!("HTTP {s}"),
+            (None, None) => "no answer".into(),
+        }
+    }
+
     fn failed(error: String, started: Instant) -> Outcome {
         Outcome {
             status: None,

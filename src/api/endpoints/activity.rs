@@ -12,7 +12,6 @@ use crate::api::extract::page_limit;
 use crate::api::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, TenantScope};
 use crate::attempt_log;
 use crate::clock::{now_ms, rfc3339};
-use crate::deliver::attempt::{self, AttemptSpec};
 use crate::registry::Endpoint;
 
 pub fn routes() -> OpenApiRouter<ApiState> {
@@ -81,6 +80,7 @@ async fn list_attempts(
         (status = 400, description = "Malformed tenant", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "No such endpoint for this tenant", body = ErrorBody),
+        (status = 429, description = "The endpoint (or webhookd) has no free delivery slot now", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     )
 )]
@@ -101,19 +101,13 @@ async fn test_endpoint(
         })
         .to_string(),
     );
-    let d = &state.inner.dispatcher;
-    let outcome = attempt::send(
-        &d.client,
-        &d.guard,
-        AttemptSpec {
-            endpoint: &ep,
-            msg_id: &event_id,
-            body: &body,
-            timeout: d.cfg.timeout,
-            now_ms: now,
-        },
-    )
-    .await;
+    // Through the same limits as every delivery: a test cannot overload an endpoint.
+    let outcome = state
+        .inner
+        .dispatcher
+        .test_send(&ep, &event_id, &body)
+        .await
+        .map_err(|busy| ApiError::TooMany(busy.to_string()))?;
     Ok(Json(TestOutcome {
         status: outcome.status,
         latency_ms: outcome.latency.as_millis() as u64,

@@ -1,0 +1,300 @@
+//! Parked deliveries: a backlog per endpoint in Redis, for deliveries that cannot be attempted
+//! now (the endpoint's circuit is open, or it is saturated).
+//!
+//! A parked delivery is written once — its job in the retry queue's hash, its id in the
+//! endpoint's park set scored by the moment its schedule runs out — and then costs nothing
+//! until it is pulled: by the probe of an open circuit, by the endpoint's lane when a slot
+//! frees, or by the sweep that dead-letters what waited past its schedule. An index of
+//! endpoints with a backlog, scored by when a replica should next look, keeps every scan
+//! bounded. Everything lives under the `{retry}` hash tag: each script stays in one slot.
+
+use std::sync::Arc;
+
+use redis::aio::ConnectionManager;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::keys::Keys;
+use crate::retry::Job;
+
+/// Park requests written per transaction.
+const BATCH: usize = 512;
+/// Park requests waiting for the writer before parkers wait too.
+const BACKLOG: usize = 4096;
+
+/// Moves up to ARGV[2] of an endpoint's parked deliveries, oldest deadline first, into the
+/// due set leased until ARGV[3], unless its circuit is open (ARGV[4] = 1: the endpoint is
+/// gone, so its circuit is cleared and everything may go). Answers whether the backlog is
+/// now empty, then id/job pairs.
+const TAKE_PARKED: &str = r#"
+local ep = ARGV[1]
+if ARGV[4] == '1' then
+  redis.call('HDEL', KEYS[5], ep)
+  redis.call('HDEL', KEYS[6], ep)
+elseif redis.call('HEXISTS', KEYS[5], ep) == 1 then
+  return {0}
+end
+local popped = redis.call('ZPOPMIN', KEYS[1], tonumber(ARGV[2]))
+local out = {0}
+for i = 1, #popped, 2 do
+  local id = popped[i]
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+end
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('ZREM', KEYS[4], ep)
+  out[1] = 1
+end
+return out
+"#;
+
+/// For an open circuit whose probe is due: leases the oldest parked delivery as the probe and
+/// marks the circuit half open until the lease ends. Answers `closed`, `wait`, `empty`, or
+/// `probe` with the id and job.
+const TAKE_PROBE: &str = r#"
+local ep, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
+local raw = redis.call('HGET', KEYS[1], ep)
+if not raw then return {'closed'} end
+local c = cjson.decode(raw)
+if c.state == 'open' and c.probe_at > now then
+  redis.call('ZADD', KEYS[2], c.probe_at, ep)
+  return {'wait'}
+end
+if c.state == 'half_open' and c.probe_until > now then
+  redis.call('ZADD', KEYS[2], c.probe_until, ep)
+  return {'wait'}
+end
+local first = redis.call('ZRANGE', KEYS[3], 0, 0)
+if #first == 0 then
+  c.state = 'open'
+  c.probe_until = 0
+  redis.call('HSET', KEYS[1], ep, cjson.encode(c))
+  redis.call('ZADD', KEYS[2], now + c.interval_ms, ep)
+  return {'empty'}
+end
+local id = first[1]
+redis.call('ZREM', KEYS[3], id)
+redis.call('ZADD', KEYS[4], lease, id)
+c.state = 'half_open'
+c.probe_until = lease
+redis.call('HSET', KEYS[1], ep, cjson.encode(c))
+redis.call('ZADD', KEYS[2], lease, ep)
+return {'probe', id, redis.call('HGET', KEYS[5], id) or ''}
+"#;
+
+/// Leases up to ARGV[2] parked deliveries whose schedule ran out by ARGV[1].
+const TAKE_EXPIRED: &str = r#"
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
+local out = {}
+for _, id in ipairs(ids) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], ARGV[3], id)
+  out[#out + 1] = id
+  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+end
+return out
+"#;
+
+/// One delivery to park.
+#[derive(Debug, Clone)]
+pub struct ParkRequest {
+    pub id: String,
+    pub endpoint_id: Arc<str>,
+    /// Unix ms its schedule runs out.
+    pub deadline: i64,
+    /// The job to store, when the stored one is missing or stale.
+    pub job: Option<String>,
+    /// It is in the due set now (leased) and leaves it.
+    pub from_due: bool,
+}
+
+/// What a probe take found.
+pub enum Probe {
+    /// The circuit closed meanwhile.
+    Closed,
+    /// Not yet: another replica probes, or the time has not come.
+    Wait,
+    /// Nothing parked to probe with.
+    Empty,
+    Take(String, Option<Box<Job>>),
+}
+
+type Reply = oneshot::Sender<redis::RedisResult<()>>;
+
+#[derive(Clone)]
+pub struct ParkQueue {
+    conn: ConnectionManager,
+    keys: Keys,
+    tx: mpsc::Sender<(ParkRequest, Reply)>,
+    take_parked: Arc<redis::Script>,
+    take_probe: Arc<redis::Script>,
+    take_expired: Arc<redis::Script>,
+}
+
+/// Writes park requests in batches, one transaction each.
+pub struct ParkWriter {
+    conn: ConnectionManager,
+    keys: Keys,
+    rx: mpsc::Receiver<(ParkRequest, Reply)>,
+}
+
+pub fn channel(conn: ConnectionManager, keys: Keys) -> (ParkQueue, ParkWriter) {
+    let (tx, rx) = mpsc::channel(BACKLOG);
+    (
+        ParkQueue {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            tx,
+            take_parked: Arc::new(redis::Script::new(TAKE_PARKED)),
+            take_probe: Arc::new(redis::Script::new(TAKE_PROBE)),
+            take_expired: Arc::new(redis::Script::new(TAKE_EXPIRED)),
+        },
+        ParkWriter { conn, keys, rx },
+    )
+}
+
+fn jobs_of(raw: &[String]) -> Vec<(String, Option<Job>)> {
+    raw.chunks_exact(2)
+        .map(|p| (p[0].clone(), serde_json::from_str(&p[1]).ok()))
+        .collect()
+}
+
+impl ParkQueue {
+    /// Parks one delivery; answers once its transaction landed.
+    pub async fn park(&self, req: ParkRequest) -> redis::RedisResult<()> {
+        let (tx, rx) = oneshot::channel();
+        let closed = || redis::RedisError::from((redis::ErrorKind::Io, "park writer stopped"));
+        self.tx.send((req, tx)).await.map_err(|_| closed())?;
+        rx.await.map_err(|_| closed())?
+    }
+
+    /// Endpoints whose backlog wants a look now (drain, probe or sweep).
+    pub async fn ready(&self, now_ms: i64, limit: usize) -> redis::RedisResult<Vec<String>> {
+        redis::cmd("ZRANGEBYSCORE")
+            .arg(self.keys.parked_index())
+            .arg("-inf")
+            .arg(now_ms)
+            .arg("LIMIT")
+            .arg(0)
+            .arg(limit)
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Leases up to `n` of the endpoint's parked deliveries; true with them when its backlog
+    /// is now empty. Nothing while its circuit is open, unless `gone`.
+    pub async fn take(
+        &self,
+        endpoint_id: &str,
+        n: usize,
+        lease_until: i64,
+        gone: bool,
+    ) -> redis::RedisResult<(bool, Vec<(String, Option<Job>)>)> {
+        let mut raw: Vec<redis::Value> = self
+            .take_parked
+            .key(self.keys.parked(endpoint_id))
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .key(self.keys.parked_index())
+            .key(self.keys.circuits())
+            .key(self.keys.breaker_failures())
+            .arg(endpoint_id)
+            .arg(n)
+            .arg(lease_until)
+            .arg(if gone { "1" } else { "0" })
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        let emptied = matches!(raw.first(), Some(redis::Value::Int(1)));
+        let rest: Vec<String> = redis::from_redis_value(redis::Value::Array(raw.split_off(1)))?;
+        Ok((emptied, jobs_of(&rest)))
+    }
+
+    pub async fn take_probe(
+        &self,
+        endpoint_id: &str,
+        now_ms: i64,
+        lease_until: i64,
+    ) -> redis::RedisResult<Probe> {
+        let raw: Vec<String> = self
+            .take_probe
+            .key(self.keys.circuits())
+            .key(self.keys.parked_index())
+            .key(self.keys.parked(endpoint_id))
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .arg(endpoint_id)
+            .arg(now_ms)
+            .arg(lease_until)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(match raw.first().map(String::as_str) {
+            Some("probe") if raw.len() == 3 => Probe::Take(
+                raw[1].clone(),
+                serde_json::from_str(&raw[2]).ok().map(Box::new),
+            ),
+            Some("wait") => Probe::Wait,
+            Some("empty") => Probe::Empty,
+            _ => Probe::Closed,
+        })
+    }
+
+    /// Leases parked deliveries whose schedule ran out, to be dead-lettered.
+    pub async fn take_expired(
+        &self,
+        endpoint_id: &str,
+        now_ms: i64,
+        limit: usize,
+        lease_until: i64,
+    ) -> redis::RedisResult<Vec<(String, Option<Job>)>> {
+        let raw: Vec<String> = self
+            .take_expired
+            .key(self.keys.parked(endpoint_id))
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .arg(now_ms)
+            .arg(limit)
+            .arg(lease_until)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        Ok(jobs_of(&raw))
+    }
+
+    /// Deliveries parked for one endpoint.
+    pub async fn depth(&self, endpoint_id: &str) -> redis::RedisResult<u64> {
+        redis::cmd("ZCARD")
+            .arg(self.keys.parked(endpoint_id))
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+}
+
+impl ParkWriter {
+    /// Runs until every `ParkQueue` is dropped.
+    pub async fn run(mut self) {
+        let mut buf = Vec::with_capacity(BATCH);
+        while self.rx.recv_many(&mut buf, BATCH).await > 0 {
+            let mut pipe = redis::pipe();
+            pipe.atomic();
+            for (req, _) in &buf {
+                if let Some(job) = &req.job {
+                    pipe.hset(self.keys.retry_jobs(), &req.id, job).ignore();
+                }
+                if req.from_due {
+                    pipe.zrem(self.keys.retry_due(), &req.id).ignore();
+                }
+                pipe.zadd(self.keys.parked(&req.endpoint_id), &req.id, req.deadline)
+                    .ignore();
+                pipe.cmd("ZADD")
+                    .arg(self.keys.parked_index())
+                    .arg("NX")
+                    .arg(0)
+                    .arg(&*req.endpoint_id)
+                    .ignore();
+            }
+            let r = pipe.query_async::<()>(&mut self.conn.clone()).await;
+            for (_, reply) in buf.drain(..) {
+                let _ = reply.send(r.clone());
+            }
+        }
+    }
+}
