@@ -20,7 +20,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::clock::now_ms;
 
 /// Waiters allowed before the lane's latency is known.
-const UNMEASURED_WAITERS: usize = 64;
+const UNMEASURED_WAITERS: usize = 512;
 /// An attempt running longer than this is slow: it moves to the slow budget.
 pub const SLOW_AFTER: Duration = Duration::from_secs(1);
 
@@ -179,9 +179,13 @@ impl Lane {
     }
 
     /// How many deliveries may wait now: what the lane is expected to finish within
-    /// `patience`. While saturated with nothing finishing, the stall itself is the latency.
+    /// `patience`. While attempts are out and nothing finishes, the stall is the latency.
     fn wait_cap(&self, patience: Duration) -> usize {
-        let stalled_ms = (now_ms() - self.last_done.load(Ordering::Relaxed)).max(0) as u64;
+        let stalled_ms = if self.in_flight() > 0 {
+            (now_ms() - self.last_done.load(Ordering::Relaxed)).max(0) as u64
+        } else {
+            0
+        };
         let latency_us = self
             .latency_us
             .load(Ordering::Relaxed)
@@ -191,6 +195,16 @@ impl Lane {
         }
         let per_sec = self.limit() as f64 * 1e6 / latency_us as f64;
         (per_sec * patience.as_secs_f64()) as usize
+    }
+
+    /// How many more deliveries the lane can take now: free slots, plus (unless it is slow)
+    /// room to wait for one within `patience`.
+    pub fn room(&self, patience: Duration) -> usize {
+        if self.is_slow() {
+            return self.free();
+        }
+        let waiting = self.waiting.load(Ordering::Relaxed);
+        self.free() + self.wait_cap(patience).saturating_sub(waiting)
     }
 
     /// A slot at once, or after a wait expected to last under `patience`; a slow lane never
@@ -335,6 +349,14 @@ mod tests {
         }
         assert_eq!(lane.limit(), 1, "never below one");
         assert_eq!(lane.free(), 1);
+    }
+
+    #[test]
+    fn an_idle_lane_is_not_taken_for_a_stalled_one() {
+        let lane = warmed(8, Duration::from_millis(1));
+        lane.last_done.store(now_ms() - 600_000, Ordering::Relaxed);
+        assert!(lane.wait_cap(Duration::from_secs(1)) >= 1000);
+        assert!(!lane.is_slow());
     }
 
     #[tokio::test]

@@ -63,7 +63,7 @@ pub async fn run(
 /// Endpoints with a backlog looked at per pass.
 const BACKLOGS_PER_PASS: usize = 512;
 /// Parked deliveries pulled for one endpoint at a time, at most.
-const PULL_MAX: usize = 64;
+const PULL_MAX: usize = 256;
 /// Expired parked deliveries dead-lettered per endpoint per pass.
 const SWEEP: usize = 100;
 /// Pause between passes over the backlogs (a lane with room wakes the puller sooner).
@@ -109,6 +109,7 @@ async fn pull(
     let known = d.live.snapshot().endpoint(ep).is_some();
     let gone = !known && d.store.get(ep).await?.is_none();
     if !gone && d.breaker.blocks(ep) {
+        // Open: dead-letter what waited past its schedule, and probe when it is time.
         for (_, job) in d.park.take_expired(ep, now, SWEEP, lease_until).await? {
             if let Some(job) = job {
                 spawn(d, job, None, |d, del| async move { d.expire(del).await });
@@ -132,7 +133,8 @@ async fn pull(
         None => PULL_MAX,
         // A slow endpoint's attempts also need room in the slow budget.
         Some(e) if lane.is_slow() => lane.free().min(d.slow.room_for(&e.tenant)),
-        Some(_) => lane.free(),
+        // Under a rate limit, no more than a second's worth at a time.
+        Some(e) => e.rate_limit.map_or(usize::MAX, |r| r as usize).min(lane.room(d.cfg.lane_wait)),
     }
     .min(PULL_MAX);
     let rooms: Vec<OwnedSemaphorePermit> = (0..want)
@@ -141,7 +143,9 @@ async fn pull(
     if rooms.is_empty() {
         return Ok(());
     }
-    let (emptied, jobs) = d.park.take(ep, rooms.len(), lease_until, gone).await?;
+    // Without a breaker (or for an endpoint that is gone), a stale circuit must not hold it.
+    let clear = gone || !d.breaker.enabled();
+    let (emptied, jobs) = d.park.take(ep, rooms.len(), lease_until, clear).await?;
     if emptied {
         lane.backlogged.store(false, std::sync::atomic::Ordering::Relaxed);
     } else {

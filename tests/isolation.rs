@@ -1,0 +1,255 @@
+//! A broken customer never slows anyone else (SPEC 5): hanging endpoints, the circuit breaker,
+//! and work that stays claimed by the replica doing it.
+
+mod common;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::json;
+
+/// Static endpoints `ep_<tenant>_<i>` for `n` paths of one receiver.
+fn many(setup: Setup, tenant: &str, n: usize, rx: &Receiver) -> Setup {
+    (0..n).fold(setup, |s, i| {
+        s.endpoint(
+            &format!("ep_{tenant}_{i}"),
+            tenant,
+            &rx.url(&format!("/{i}")),
+            &["*"],
+        )
+    })
+}
+
+fn events(prefix: &str, tenant: &str, n: usize) -> Vec<String> {
+    (0..n)
+        .map(|i| envelope(&format!("{prefix}{i}"), "outbound.sent", tenant, json!({})))
+        .collect()
+}
+
+fn circuit(r: &mut redis::Connection, setup: &Setup, endpoint: &str) -> Option<serde_json::Value> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg(format!("{}{{retry}}:circuits", setup.prefix))
+        .arg(endpoint)
+        .query(r)
+        .unwrap();
+    raw.map(|r| serde_json::from_str(&r).unwrap())
+}
+
+/// A healthy tenant's events all arrive while another tenant's 128 endpoints hang past the
+/// timeout. Before isolation, the hanging endpoints held every in-flight permit (128 × 8 =
+/// 1,024) for the whole timeout, so nothing else was sent for 30 s at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_hang() {
+    let hang = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_secs(120)))).await;
+    let healthy = Receiver::start(always(200)).await;
+    let setup = Setup::new("iso_hang")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 30s\n");
+    let setup = many(setup, "bad", 128, &hang)
+        .endpoint("ep_good_a", "good", &healthy.url("/a"), &["*"])
+        .endpoint("ep_good_b", "good", &healthy.url("/b"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("bad", "bad", 50));
+    // Let the hanging endpoints take what they will.
+    let taken = wait_until(Duration::from_secs(20), || hang.count() >= 128).await;
+    assert!(taken, "only {} requests reached the hanging endpoints", hang.count());
+    publish(&mut r, &setup.stream(), &events("good", "good", 200));
+    let got = healthy.wait_for(400, Duration::from_secs(20)).await;
+    let ids = by_webhook_id(&got);
+    assert_eq!(
+        got.len(),
+        400,
+        "the healthy tenant got {} of 400 deliveries within 20 s (the hanging ones time out after 30 s); log:\n{}",
+        got.len(),
+        w.log_text().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+    );
+    assert_eq!(ids.len(), 200);
+    assert!(ids.values().all(|&n| n == 2), "one delivery per endpoint");
+}
+
+/// Entries read in one batch but not yet fanned out are still this consumer's work: its own
+/// `XAUTOCLAIM` (run every second here) must not take them and send them twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_larger_than_the_fan_out_room_is_never_claimed_from_the_live_consumer() {
+    let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(200)))).await;
+    let setup = Setup::new("iso_batch")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  max_in_flight: 2\n")
+        .with("stream:\n  consumer: solo\n  block: 200ms\n  claim_idle: 1s\n");
+    let setup = many(setup, "t", 20, &rx);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("b", "t", 6));
+    // 120 deliveries, two at a time, 200 ms each: about 12 s, while entries wait their turn.
+    let got = rx.wait_for(120, Duration::from_secs(60)).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let got_after = rx.received();
+    assert!(got.len() >= 120, "only {} of 120 arrived", got.len());
+    let mut per_path_and_id = std::collections::HashMap::new();
+    for g in &got_after {
+        *per_path_and_id
+            .entry((g.path.clone(), g.header("webhook-id").to_string()))
+            .or_insert(0) += 1;
+    }
+    let dups: usize = per_path_and_id.values().map(|n| n - 1).sum();
+    assert_eq!(per_path_and_id.len(), 120);
+    assert_eq!(dups, 0, "deliveries sent twice without any crash");
+}
+
+/// After `breaker_failures` consecutive failures the circuit opens: deliveries wait unattempted
+/// except one probe at a time, at doubling intervals; a 2xx closes it and the backlog is
+/// delivered in full, with nothing dead-lettered early.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
+    let healthy = Arc::new(AtomicBool::new(false));
+    let h = healthy.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        let status = if h.load(Ordering::SeqCst) { 200 } else { 500 };
+        (status, vec![], Duration::from_millis(100))
+    }))
+    .await;
+    let setup = Setup::new("iso_breaker")
+        .with("retry:\n  schedule: [500ms, 1s, 30s, 30s, 30s]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 5\n  breaker_probe: 1s\n")
+        .endpoint("ep_flaky", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("c", "t", 30));
+    let opened = wait_until(Duration::from_secs(20), || {
+        circuit(&mut r, &setup, "ep_flaky").is_some()
+    })
+    .await;
+    assert!(opened, "the circuit never opened; log:\n{}", w.log_text());
+    let before = rx.count();
+    // While open: probes only, one at a time (each start at least the probe interval after
+    // the previous one), 1 s then 2 s then 4 s apart.
+    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    let probes: Vec<Received> = rx.received()[before..].to_vec();
+    assert!(
+        (2..=4).contains(&probes.len()),
+        "expected 2–4 probes in 7.5 s of an open circuit (1 s, 2 s, 4 s apart), got {}",
+        probes.len()
+    );
+    for pair in probes.windows(2) {
+        let gap = pair[1].at - pair[0].at;
+        assert!(
+            gap >= Duration::from_millis(900),
+            "probes {gap:?} apart: more than one at a time"
+        );
+    }
+    let c = circuit(&mut r, &setup, "ep_flaky").expect("still open");
+    assert!(c["state"] == "open" || c["state"] == "half_open", "{c}");
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "webhookd_circuits_open"), 1.0, "{m}");
+    assert!(metric(&m, "webhookd_deliveries_parked_total") >= 1.0);
+    // Recovery: the next probe succeeds, the circuit closes, and the whole backlog arrives.
+    healthy.store(true, Ordering::SeqCst);
+    let recovered_at = Instant::now();
+    let all = wait_until(Duration::from_secs(30), || {
+        let ok: std::collections::HashSet<String> = rx
+            .received()
+            .iter()
+            .filter(|g| g.at > recovered_at)
+            .map(|g| g.header("webhook-id").to_string())
+            .collect();
+        ok.len() >= 30
+    })
+    .await;
+    assert!(all, "the backlog was not delivered after recovery");
+    let closed = wait_until(Duration::from_secs(5), || {
+        circuit(&mut r, &setup, "ep_flaky").is_none()
+    })
+    .await;
+    assert!(closed, "the circuit did not close");
+    let dlq_len: u64 = redis::cmd("XLEN")
+        .arg(format!("{}dlq", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(dlq_len, 0, "nothing is dead-lettered early for waiting");
+    let m = w.metrics().await;
+    assert!(metric(&m, "webhookd_circuit_transitions_total{to=\"closed\"}") >= 1.0);
+    let (status, body) = http(
+        hyper::Method::GET,
+        &format!("{}/v1/tenants/t/endpoints/ep_flaky/attempts?limit=250", setup.api()),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let attempts: serde_json::Value = serde_json::from_str(&body).unwrap();
+    let statuses: Vec<i64> = attempts["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a["status"].as_i64())
+        .collect();
+    assert!(statuses.contains(&500) && statuses.contains(&200));
+}
+
+/// Waiting costs no attempt, but time counts: a delivery whose schedule runs out while its
+/// circuit stays open is dead-lettered as `circuit open: …`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delivery_whose_schedule_runs_out_while_its_circuit_is_open_is_dead_lettered() {
+    let rx = Receiver::start(always(503)).await;
+    let setup = Setup::new("iso_expire")
+        .with("retry:\n  schedule: [300ms, 300ms, 300ms]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 2\n  breaker_probe: 3s\n")
+        .endpoint("ep_down", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("x", "t", 5));
+    let dlq = format!("{}dlq", setup.prefix);
+    let all_dead = wait_until(Duration::from_secs(30), || {
+        let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut r).unwrap();
+        n >= 5
+    })
+    .await;
+    assert!(all_dead, "the parked deliveries were never dead-lettered");
+    let letters: redis::streams::StreamRangeReply =
+        redis::cmd("XRANGE").arg(&dlq).arg("-").arg("+").query(&mut r).unwrap();
+    let circuit_open = letters
+        .ids
+        .iter()
+        .filter(|e| {
+            e.get::<String>("last_error")
+                .is_some_and(|s| s.starts_with("circuit open: "))
+        })
+        .count();
+    assert!(
+        circuit_open >= 1,
+        "at least the deliveries that waited out their schedule say why"
+    );
+    // Far fewer requests than 5 deliveries × 4 attempts: the open circuit stopped the rest.
+    assert!(rx.count() < 20, "{} requests", rx.count());
+}
+
+/// A test send goes through the endpoint's limits like any delivery: while its one slot is
+/// taken by a hanging delivery, the API answers 429 instead of opening another connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_send_respects_the_endpoints_in_flight_limit() {
+    let started = Arc::new(Mutex::new(Vec::<Instant>::new()));
+    let s = started.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        s.lock().unwrap().push(Instant::now());
+        (200, vec![], Duration::from_secs(20))
+    }))
+    .await;
+    let setup = Setup::new("iso_test_send")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 30s\n  per_endpoint_in_flight: 1\n")
+        .endpoint("ep_busy", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("busy", "t", 1));
+    assert!(wait_until(Duration::from_secs(10), || rx.count() == 1).await);
+    let (status, body) = http(
+        hyper::Method::POST,
+        &format!("{}/v1/tenants/t/endpoints/ep_busy/test", setup.api()),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    assert_eq!(status, 429, "{body}");
+    assert!(body.contains("too_many_requests"), "{body}");
+    assert_eq!(rx.count(), 1, "no second connection was opened");
+}
