@@ -22,7 +22,7 @@ use crate::registry::{self, Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
 use crate::server::{self, OpsState};
-use crate::{api, promote};
+use crate::{api, promote, stats};
 
 /// Redis commands on the shared connection that take longer than this count as failed.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -198,6 +198,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let lease = config.delivery.timeout.get()
         + config.delivery.connect_timeout.get()
         + Duration::from_secs(60);
+    // This replica's per-endpoint in-flight counts: wired by the dispatcher (none until then).
+    let endpoint_in_flight: stats::InFlightCounts = Arc::new(Vec::new);
     let tasks = vec![
         tokio::spawn(syncer.run(stop.clone())),
         tokio::spawn(health::run_pinger(
@@ -220,6 +222,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             stop.clone(),
         )),
         tokio::spawn(crate::trim::run(conn.clone(), keys.clone(), stop.clone())),
+        tokio::spawn(stats::publish_in_flight(
+            conn.clone(),
+            keys.clone(),
+            settings.consumer.clone(),
+            endpoint_in_flight,
+        )),
         tokio::spawn(run_gauges(
             conn.clone(),
             keys.clone(),

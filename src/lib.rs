@@ -29,4 +29,5 @@ pub mod registry;
 pub mod retry;
 pub mod seal;
 pub mod server;
+pub mod stats;
 pub mod trim;
