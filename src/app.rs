@@ -8,10 +8,10 @@ use tokio::sync::{mpsc, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 use crate::attempt_log;
+use crate::breaker::Breaker;
 use crate::catalog::Catalog;
 use crate::config::Config;
 use crate::deliver::{client, ssrf::Guard};
-use crate::breaker::Breaker;
 use crate::dispatch::{DispatchConfig, Dispatcher, Parts};
 use crate::dlq::Dlq;
 use crate::health::{self, Health};
@@ -23,7 +23,7 @@ use crate::registry::{self, Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
 use crate::server::{self, OpsState};
-use crate::{api, park, promote};
+use crate::{api, park, promote, stats};
 
 /// Redis commands on the shared connection that take longer than this count as failed.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -211,6 +211,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let lease = config.delivery.timeout.get()
         + config.delivery.connect_timeout.get()
         + Duration::from_secs(60);
+    // This replica's per-endpoint in-flight counts, for the stats route's cross-replica sum.
+    let endpoint_in_flight: stats::InFlightCounts = {
+        let d = dispatcher.clone();
+        Arc::new(move || d.in_flight())
+    };
     let tasks = vec![
         tokio::spawn(syncer.run(stop.clone())),
         tokio::spawn(health::run_pinger(
@@ -235,6 +240,12 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             stop.clone(),
         )),
         tokio::spawn(crate::trim::run(conn.clone(), keys.clone(), stop.clone())),
+        tokio::spawn(stats::publish_in_flight(
+            conn.clone(),
+            keys.clone(),
+            settings.consumer.clone(),
+            endpoint_in_flight,
+        )),
         tokio::spawn(run_gauges(
             conn.clone(),
             keys.clone(),

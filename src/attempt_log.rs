@@ -143,6 +143,7 @@ impl Writer {
                 .ltrim(&key, 0, KEEP - 1)
                 .ignore();
         }
+        crate::stats::add(&mut pipe, &self.keys, batch);
         pipe.query_async::<()>(&mut self.conn.clone()).await?;
         for rec in batch {
             let ok = matches!(rec.status, Some(s) if (200..300).contains(&s));

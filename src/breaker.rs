@@ -294,7 +294,9 @@ impl Breaker {
         c.state = State::Open;
         c.last_error = error.to_string();
         self.open.store(Arc::new(map));
-        self.metrics.circuits_open.set(self.open.load().len() as i64);
+        self.metrics
+            .circuits_open
+            .set(self.open.load().len() as i64);
     }
 
     fn update(&self, endpoint_id: &Arc<str>, f: impl FnOnce(&mut Circuit)) {

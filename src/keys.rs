@@ -81,6 +81,19 @@ impl Keys {
     pub fn attempts(&self, endpoint_id: &str) -> String {
         format!("{}attempts:{endpoint_id}", self.prefix)
     }
+    /// Hash of one endpoint's attempt counts and latency histogram for the hour starting at
+    /// `hour` (Unix seconds).
+    pub fn stats(&self, endpoint_id: &str, hour: i64) -> String {
+        format!("{}stats:{endpoint_id}:{hour}", self.prefix)
+    }
+    /// Hash of endpoint id → deliveries in flight on one replica (expires unless refreshed).
+    pub fn in_flight(&self, replica: &str) -> String {
+        format!("{}inflight:{replica}", self.prefix)
+    }
+    /// Sorted set of replica names by when they last published their in-flight counts (ms).
+    pub fn replicas(&self) -> String {
+        format!("{}replicas", self.prefix)
+    }
 }
 
 #[cfg(test)]

@@ -30,4 +30,5 @@ pub mod registry;
 pub mod retry;
 pub mod seal;
 pub mod server;
+pub mod stats;
 pub mod trim;

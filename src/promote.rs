@@ -134,7 +134,10 @@ async fn pull(
         // A slow endpoint's attempts also need room in the slow budget.
         Some(e) if lane.is_slow() => lane.free().min(d.slow.room_for(&e.tenant)),
         // Under a rate limit, no more than a second's worth at a time.
-        Some(e) => e.rate_limit.map_or(usize::MAX, |r| r as usize).min(lane.room(d.cfg.lane_wait)),
+        Some(e) => e
+            .rate_limit
+            .map_or(usize::MAX, |r| r as usize)
+            .min(lane.room(d.cfg.lane_wait)),
     }
     .min(PULL_MAX);
     let rooms: Vec<OwnedSemaphorePermit> = (0..want)
@@ -147,13 +150,20 @@ async fn pull(
     let clear = gone || !d.breaker.enabled();
     let (emptied, jobs) = d.park.take(ep, rooms.len(), lease_until, clear).await?;
     if emptied {
-        lane.backlogged.store(false, std::sync::atomic::Ordering::Relaxed);
+        lane.backlogged
+            .store(false, std::sync::atomic::Ordering::Relaxed);
     } else {
-        lane.backlogged.store(true, std::sync::atomic::Ordering::Relaxed);
+        lane.backlogged
+            .store(true, std::sync::atomic::Ordering::Relaxed);
     }
     for ((_, job), room) in jobs.into_iter().zip(rooms) {
         if let Some(job) = job {
-            spawn(d, job, Some(room), |d, del| async move { d.deliver(del).await });
+            spawn(
+                d,
+                job,
+                Some(room),
+                |d, del| async move { d.deliver(del).await },
+            );
         }
     }
     Ok(())

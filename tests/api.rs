@@ -10,6 +10,7 @@ use std::time::Duration;
 use api_common::*;
 use common::*;
 use serde_json::{json, Value};
+use webhookd::clock::now_ms;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -400,6 +401,7 @@ async fn tenant_tokens_act_only_on_their_own_tenant() {
         "not_found",
     );
     assert_error(&b.get(&format!("{path}/attempts")).await, 404, "not_found");
+    assert_error(&b.get(&format!("{path}/stats")).await, 404, "not_found");
     assert_error(
         &b.post(&format!("{path}/test"), json!({})).await,
         404,
@@ -840,6 +842,216 @@ async fn attempts_and_test_deliveries_show_what_happened() {
     );
 }
 
+const HOUR_MS: i64 = 3_600_000;
+
+fn hour_start(ms: i64) -> i64 {
+    ms - ms.rem_euclid(HOUR_MS)
+}
+
+/// Reads an endpoint's stats until `done` holds or WAIT passes; answers the last reading.
+async fn stats_until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let start = std::time::Instant::now();
+    loop {
+        let (status, body) = api.get(path).await;
+        assert_eq!(status, 200, "{body}");
+        if done(&body) || start.elapsed() > WAIT {
+            return body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn total(stats: &Value, field: &str) -> u64 {
+    stats["hours"]
+        .as_array()
+        .map_or(0, |h| h.iter().filter_map(|h| h[field].as_u64()).sum())
+}
+
+/// Asserts the 24 hours SPEC 6 promises: consecutive, oldest first, the last the current
+/// hour; every attempt made since `since` (an hour's start) counted in the hours from then
+/// on (the current one, unless the hour turned during the test) with its percentiles, and
+/// the hours before empty, with zero counts and null latencies.
+#[track_caller]
+fn assert_hours(stats: &Value, since: i64, success: u64, failure: u64) {
+    let hours = stats["hours"].as_array().expect("hours");
+    assert_eq!(hours.len(), 24, "{stats}");
+    let starts: Vec<i64> = hours
+        .iter()
+        .map(|h| webhookd::clock::parse_rfc3339(h["start"].as_str().unwrap()).unwrap())
+        .collect();
+    assert!(starts.windows(2).all(|w| w[1] - w[0] == HOUR_MS), "{stats}");
+    let current = starts[23];
+    assert!(
+        current >= since && current == hour_start(current) && current <= now_ms(),
+        "the last hour is the current one: {stats}"
+    );
+    for (h, &start) in hours.iter().zip(&starts) {
+        assert_eq!(
+            h.as_object().unwrap().len(),
+            5,
+            "start, success, failure, p50_ms, p99_ms: {h}"
+        );
+        let attempts = h["success"].as_u64().unwrap() + h["failure"].as_u64().unwrap();
+        if attempts == 0 {
+            assert!(h["p50_ms"].is_null() && h["p99_ms"].is_null(), "{h}");
+        } else {
+            assert!(start >= since, "attempts only in the test's hours: {h}");
+            let (p50, p99) = (h["p50_ms"].as_u64().unwrap(), h["p99_ms"].as_u64().unwrap());
+            assert!(p50 <= p99, "{h}");
+        }
+    }
+    assert_eq!(total(stats, "success"), success, "{stats}");
+    assert_eq!(total(stats, "failure"), failure, "{stats}");
+    if current == since {
+        let last = &hours[23];
+        assert_eq!(
+            (last["success"].as_u64(), last["failure"].as_u64()),
+            (Some(success), Some(failure)),
+            "{last}"
+        );
+        let timed = success + failure > 0;
+        assert_eq!(last["p50_ms"].is_u64(), timed, "{last}");
+        assert_eq!(last["p99_ms"].is_u64(), timed, "{last}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_count_each_hours_successes_and_failures_with_their_latencies() {
+    let ok = Receiver::start(always(200)).await;
+    let failing = Receiver::start(always(500)).await;
+    let setup = Setup::new("api_stats").with("retry:\n  schedule: [50ms]\n  jitter: 0\n");
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    let a = admin.as_token(&admin.new_token("acct_a").await);
+    let b = admin.as_token(&admin.new_token("acct_b").await);
+    let good = a
+        .create_endpoint("acct_a", json!({"url": ok.url("/ok"), "filters": ["*"]}))
+        .await;
+    let bad = a
+        .create_endpoint(
+            "acct_a",
+            json!({"url": failing.url("/bad"), "filters": ["*"]}),
+        )
+        .await;
+    let good_path = format!("{}/stats", ep_path("acct_a", &good["id"]));
+    let bad_path = format!("{}/stats", ep_path("acct_a", &bad["id"]));
+
+    // Nothing yet: 24 empty hours.
+    let since = hour_start(now_ms());
+    let (status, empty) = a.get(&good_path).await;
+    assert_eq!(status, 200, "{empty}");
+    assert_hours(&empty, since, 0, 0);
+    assert_eq!(empty["circuit"], "closed");
+    assert_eq!(empty["in_flight"], 0);
+
+    // Three events: three successes at one endpoint; at the other, two failed attempts each
+    // (the schedule's one retry), then dead letters.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for i in 0..3 {
+        let (status, _) = a
+            .post(
+                "/v1/events",
+                event(&format!("evt_stats_{i}"), "outbound.sent", "acct_a"),
+            )
+            .await;
+        assert_eq!(status, 202);
+    }
+    let good_stats = stats_until(&a, &good_path, |s| total(s, "success") >= 3).await;
+    assert_hours(&good_stats, since, 3, 0);
+    assert_eq!(good_stats["circuit"], "closed");
+    let bad_stats = stats_until(&a, &bad_path, |s| total(s, "failure") >= 6).await;
+    assert_hours(&bad_stats, since, 0, 6);
+    assert_eq!(failing.count(), 6);
+    assert_eq!(bad_stats["circuit"], "closed", "6 failures are under 20");
+    assert_eq!(bad_stats["in_flight"], 0, "idle: {bad_stats}");
+
+    // Another tenant's endpoint is absent, and so is one that does not exist.
+    assert_error(&b.get(&good_path).await, 404, "not_found");
+    let other = good_path.replace("acct_a", "acct_b");
+    assert_error(&admin.get(&other).await, 404, "not_found");
+    assert_error(
+        &a.get("/v1/tenants/acct_a/endpoints/ep_nope/stats").await,
+        404,
+        "not_found",
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_show_the_circuit_state_every_replica_shares() {
+    let setup = Setup::new("api_stats_circuit");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let body = json!({"url": "http://127.0.0.1:9/hook", "filters": ["outbound.*"]});
+    let one = api.create_endpoint("acct_a", body.clone()).await;
+    let two = api.create_endpoint("acct_a", body).await;
+    let path = |ep: &Value| format!("{}/stats", ep_path("acct_a", &ep["id"]));
+    assert_eq!(api.get(&path(&one)).await.1["circuit"], "closed");
+
+    let keys = webhookd::keys::Keys::new(&setup.prefix, "events");
+    let mut r = redis();
+    for (ep, state) in [(&one, "open"), (&two, "half_open")] {
+        let circuit = json!({"state": state, "failures": 20, "opened_at": now_ms(),
+            "probe_at": now_ms() + 5000, "interval_ms": 5000, "last_error": "HTTP 500"});
+        serde_json::from_value::<webhookd::breaker::Circuit>(circuit.clone())
+            .expect("a breaker::Circuit");
+        let _: () = redis::cmd("HSET")
+            .arg(keys.circuits())
+            .arg(ep["id"].as_str().unwrap())
+            .arg(circuit.to_string())
+            .query(&mut r)
+            .unwrap();
+    }
+    assert_eq!(api.get(&path(&one)).await.1["circuit"], "open");
+    assert_eq!(api.get(&path(&two)).await.1["circuit"], "half_open");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
+    let setup = Setup::new("api_stats_in_flight");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let body = json!({"url": "http://127.0.0.1:9/hook", "filters": ["outbound.*"]});
+    let one = api.create_endpoint("acct_a", body.clone()).await;
+    let two = api.create_endpoint("acct_a", body).await;
+    let path = |ep: &Value| format!("{}/stats", ep_path("acct_a", &ep["id"]));
+    let id = |ep: &Value| -> std::sync::Arc<str> { ep["id"].as_str().unwrap().into() };
+
+    // Other replicas publish as webhookd's own publisher does; this one publishes nothing.
+    let keys = webhookd::keys::Keys::new(&setup.prefix, "events");
+    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let publish = |replica: &'static str, counts: Vec<(std::sync::Arc<str>, usize)>, at: i64| {
+        let (conn, keys) = (conn.clone(), keys.clone());
+        async move {
+            webhookd::stats::publish_once(&conn, &keys, replica, counts, at)
+                .await
+                .unwrap()
+        }
+    };
+    publish("silent", vec![(id(&one), 100)], now_ms() - 10_000).await;
+    let start = std::time::Instant::now();
+    let busy = loop {
+        publish("r1", vec![(id(&one), 3), (id(&two), 0)], now_ms()).await;
+        publish("r2", vec![(id(&one), 2)], now_ms()).await;
+        let (_, body) = api.get(&path(&one)).await;
+        if body["in_flight"] == 5 || start.elapsed() > WAIT {
+            break body;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(busy["in_flight"], 5, "{busy}");
+    assert_eq!(api.get(&path(&two)).await.1["in_flight"], 0);
+
+    publish("r1", vec![], now_ms()).await;
+    publish("r2", vec![(id(&one), 0)], now_ms()).await;
+    assert_eq!(
+        api.get(&path(&one)).await.1["in_flight"],
+        0,
+        "idle once no replica has any in flight"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
     let rx_a = Receiver::start(always(500)).await;
@@ -1028,6 +1240,7 @@ async fn the_openapi_document_is_served_without_auth_and_covers_every_route() {
         ("/v1/tenants/{tenant}/endpoints/{id}/secret/rotate", "post"),
         ("/v1/tenants/{tenant}/endpoints/{id}/attempts", "get"),
         ("/v1/tenants/{tenant}/endpoints/{id}/test", "post"),
+        ("/v1/tenants/{tenant}/endpoints/{id}/stats", "get"),
         ("/v1/tenants/{tenant}/dlq", "get"),
         ("/v1/tenants/{tenant}/dlq/replay", "post"),
         ("/v1/tenants/{tenant}/dlq/{id}", "delete"),

@@ -54,7 +54,11 @@ async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_h
     publish(&mut r, &setup.stream(), &events("bad", "bad", 50));
     // Let the hanging endpoints take what they will.
     let taken = wait_until(Duration::from_secs(20), || hang.count() >= 128).await;
-    assert!(taken, "only {} requests reached the hanging endpoints", hang.count());
+    assert!(
+        taken,
+        "only {} requests reached the hanging endpoints",
+        hang.count()
+    );
     publish(&mut r, &setup.stream(), &events("good", "good", 200));
     let got = healthy.wait_for(400, Duration::from_secs(20)).await;
     let ids = by_webhook_id(&got);
@@ -140,6 +144,14 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
     }
     let c = circuit(&mut r, &setup, "ep_flaky").expect("still open");
     assert!(c["state"] == "open" || c["state"] == "half_open", "{c}");
+    let stats_url = format!("{}/v1/tenants/t/endpoints/ep_flaky/stats", setup.api());
+    let (status, body) = http(hyper::Method::GET, &stats_url, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert!(
+        stats["circuit"] == "open" || stats["circuit"] == "half_open",
+        "{stats}"
+    );
     let m = w.metrics().await;
     assert_eq!(metric(&m, "webhookd_circuits_open"), 1.0, "{m}");
     assert!(metric(&m, "webhookd_deliveries_parked_total") >= 1.0);
@@ -171,7 +183,10 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
     assert!(metric(&m, "webhookd_circuit_transitions_total{to=\"closed\"}") >= 1.0);
     let (status, body) = http(
         hyper::Method::GET,
-        &format!("{}/v1/tenants/t/endpoints/ep_flaky/attempts?limit=250", setup.api()),
+        &format!(
+            "{}/v1/tenants/t/endpoints/ep_flaky/attempts?limit=250",
+            setup.api()
+        ),
         Some(ADMIN_TOKEN),
         None,
     )
@@ -185,6 +200,14 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
         .filter_map(|a| a["status"].as_i64())
         .collect();
     assert!(statuses.contains(&500) && statuses.contains(&200));
+    let (_, body) = http(hyper::Method::GET, &stats_url, Some(ADMIN_TOKEN), None).await;
+    let stats: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(stats["circuit"], "closed", "{stats}");
+    let now = stats["hours"].as_array().unwrap().last().unwrap().clone();
+    assert!(
+        now["failure"].as_u64().unwrap() >= 5 && now["success"].as_u64().unwrap() >= 30,
+        "{now}"
+    );
 }
 
 /// Waiting costs no attempt, but time counts: a delivery whose schedule runs out while its
@@ -206,8 +229,12 @@ async fn a_delivery_whose_schedule_runs_out_while_its_circuit_is_open_is_dead_le
     })
     .await;
     assert!(all_dead, "the parked deliveries were never dead-lettered");
-    let letters: redis::streams::StreamRangeReply =
-        redis::cmd("XRANGE").arg(&dlq).arg("-").arg("+").query(&mut r).unwrap();
+    let letters: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
+        .arg(&dlq)
+        .arg("-")
+        .arg("+")
+        .query(&mut r)
+        .unwrap();
     let circuit_open = letters
         .ids
         .iter()

@@ -17,6 +17,11 @@ pub const RESPONSE_EXCERPT: usize = 4096;
 
 pub const USER_AGENT_VALUE: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
 
+/// An attempt succeeds on a 2xx answer.
+pub fn is_success(status: Option<u16>) -> bool {
+    matches!(status, Some(s) if (200..300).contains(&s))
+}
+
 /// What one attempt came to.
 #[derive(Debug, Clone)]
 pub struct Outcome {
@@ -29,7 +34,7 @@ pub struct Outcome {
 
 impl Outcome {
     pub fn succeeded(&self) -> bool {
-        matches!(self.status, Some(s) if (200..300).contains(&s))
+        is_success(self.status)
     }
 
     /// What went wrong, in a line: the error, or the status a failed answer carried.

@@ -1,10 +1,11 @@
-//! `/v1/tenants/{tenant}/endpoints…`: register, read, change, remove; the secret and the
-//! activity routes live beside this file.
+//! `/v1/tenants/{tenant}/endpoints…`: register, read, change, remove; the secret, activity
+//! and stats routes live beside this file.
 
 mod activity;
 mod checks;
 mod secret;
 mod shapes;
+mod stats;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -31,6 +32,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
         .routes(routes!(get_endpoint, patch_endpoint, delete_endpoint))
         .merge(secret::routes())
         .merge(activity::routes())
+        .merge(stats::routes())
 }
 
 /// Register an endpoint.

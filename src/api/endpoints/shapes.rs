@@ -5,9 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
+use crate::breaker;
 use crate::clock::rfc3339;
 use crate::registry::model::MAX_FILTERS;
 use crate::registry::EndpointRecord;
+use crate::stats;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -191,6 +193,65 @@ pub struct TestOutcome {
     pub latency_ms: u64,
     pub error: Option<String>,
     pub response: String,
+}
+
+/// How an endpoint is doing.
+#[derive(Serialize, ToSchema)]
+pub struct EndpointStats {
+    pub circuit: Circuit,
+    /// Deliveries to it in flight now, across every replica.
+    pub in_flight: u64,
+    /// The last 24 hours, oldest first; the last is the current hour.
+    #[schema(min_items = 24, max_items = 24)]
+    pub hours: Vec<HourStats>,
+}
+
+/// The circuit breaker's state (SPEC 5): `open` while attempts wait, `half_open` while a
+/// probe is in flight.
+#[derive(Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Circuit {
+    Closed,
+    Open,
+    HalfOpen,
+}
+
+impl From<breaker::State> for Circuit {
+    fn from(s: breaker::State) -> Self {
+        match s {
+            breaker::State::Closed => Circuit::Closed,
+            breaker::State::Open => Circuit::Open,
+            breaker::State::HalfOpen => Circuit::HalfOpen,
+        }
+    }
+}
+
+/// One hour of attempts to an endpoint.
+#[derive(Serialize, ToSchema)]
+pub struct HourStats {
+    /// The hour's start.
+    #[schema(format = DateTime)]
+    pub start: String,
+    /// Attempts answered with a 2xx.
+    pub success: u64,
+    /// Every other attempt.
+    pub failure: u64,
+    /// Median attempt latency, overstated by less than 20 %; null without attempts.
+    pub p50_ms: Option<u64>,
+    /// 99th-percentile attempt latency, overstated by less than 20 %; null without attempts.
+    pub p99_ms: Option<u64>,
+}
+
+impl From<stats::Hour> for HourStats {
+    fn from(h: stats::Hour) -> Self {
+        HourStats {
+            start: rfc3339(h.start_ms),
+            success: h.success,
+            failure: h.failure,
+            p50_ms: h.p50_ms,
+            p99_ms: h.p99_ms,
+        }
+    }
 }
 
 #[derive(Deserialize, IntoParams)]
