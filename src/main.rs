@@ -136,6 +136,7 @@ struct PurgeSelect {
 
 fn main() -> ExitCode {
     cap_malloc_arenas();
+    raise_open_files_limit();
     let cli = Cli::parse();
     match run(cli) {
         Ok(code) => code,
@@ -155,6 +156,23 @@ fn cap_malloc_arenas() {
         // SAFETY: mallopt only tunes the allocator, and runs before any other thread exists.
         unsafe {
             libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: a thousand slow endpoints at eight
+/// connections each, plus the idle pool, pass the usual soft limit of 1,024, and running out
+/// of descriptors would fail deliveries for every tenant.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit only read and write the struct passed to them.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
+            lim.rlim_cur = lim.rlim_max;
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }

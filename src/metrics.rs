@@ -18,7 +18,6 @@ pub struct Metrics {
     pub delivered: Counter,
     pub retried: Counter,
     pub dead: Counter,
-    pub deferred: Counter,
     pub attempt_duration: Histogram,
     pub event_to_delivery: Histogram,
     pub retry_queue_depth: Gauge,
@@ -61,12 +60,6 @@ impl Metrics {
         );
         let outcome = |o: &'static str| deliveries.get_or_create(&vec![("outcome", o)]).clone();
         let (delivered, retried, dead) = (outcome("success"), outcome("retry"), outcome("dead"));
-        let deferred = Counter::default();
-        registry.register(
-            "webhookd_deliveries_deferred",
-            "Deliveries moved to the retry queue without an attempt because their endpoint was saturated",
-            deferred.clone(),
-        );
         let attempt_duration = Histogram::new(exponential_buckets(0.0005, 2.0, 16));
         registry.register(
             "webhookd_attempt_duration_seconds",
@@ -143,7 +136,6 @@ impl Metrics {
             delivered,
             retried,
             dead,
-            deferred,
             attempt_duration,
             event_to_delivery,
             retry_queue_depth,
