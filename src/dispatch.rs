@@ -200,8 +200,8 @@ pub struct Parts {
     pub stop: CancellationToken,
 }
 
-/// Slow attempts may hold this share of `max_in_flight` together (the rest is kept for quick
-/// ones), and one tenant half of that.
+/// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
+/// one tenant half of that; attempts that turn slow while running, up to all of it.
 const SLOW_SHARE: f64 = 0.75;
 
 impl Dispatcher {
@@ -213,7 +213,7 @@ impl Dispatcher {
             guard: p.guard,
             live: p.live,
             global: Arc::new(Semaphore::new(p.max_in_flight)),
-            slow: Budget::new(slow_total, slow_total.div_ceil(2)),
+            slow: Budget::new(slow_total, p.max_in_flight, slow_total.div_ceil(2)),
             retry: p.retry,
             park: p.park,
             breaker: p.breaker,
@@ -295,7 +295,8 @@ impl Dispatcher {
             drop(slot);
             return self.park(d, &lane).await;
         }
-        // A slow endpoint's attempt needs a share of the slow budget, and holds no room.
+        // A slow endpoint's attempt needs a share of the slow budget instead of quick room,
+        // and holds none of the consumer's room.
         let mut share = None;
         if lane.is_slow() {
             match self.slow.try_take(&ep.tenant) {
@@ -307,7 +308,10 @@ impl Dispatcher {
             }
             d.room = None;
         }
-        let global = self.global.acquire().await.expect("never closed");
+        let mut quick = match share {
+            Some(_) => None,
+            None => Some(self.global.clone().acquire_owned().await.expect("never closed")),
+        };
         let now = now_ms();
         if d.first_attempt_at == 0 {
             d.first_attempt_at = now;
@@ -332,10 +336,11 @@ impl Dispatcher {
             tokio::select! {
                 o = &mut send => o,
                 _ = tokio::time::sleep(SLOW_AFTER) => {
-                    // Turned slow: move to the slow budget if it has room, and let the
-                    // consumer read on.
-                    share = self.slow.try_take(&ep.tenant);
+                    // Turned slow: its quick room goes back to the quick endpoints, and the
+                    // consumer reads on.
+                    share = self.slow.take_running(&ep.tenant);
                     if share.is_some() {
+                        quick = None;
                         d.room = None;
                     }
                     send.await
@@ -343,7 +348,7 @@ impl Dispatcher {
             }
         };
         self.metrics.in_flight.dec();
-        drop(global);
+        drop(quick);
         drop(share);
         lane.finished(outcome.latency, outcome.succeeded());
         drop(slot);

@@ -9,7 +9,8 @@
 //!   takes bursts in memory (backpressure on the consumer); a slow or hanging one parks its
 //!   excess in Redis and never holds memory or the consumer up.
 //! - A lane whose attempts take longer than `SLOW_AFTER` is *slow*: its attempts count against
-//!   the slow budget (see `Budget`), so slow endpoints never take the room quick ones need.
+//!   the slow budget (see `Budget`) instead of the quick room, so slow endpoints never take
+//!   the room quick ones need.
 
 use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -247,11 +248,16 @@ impl Lane {
     }
 }
 
-/// The slow budget: attempts of slow lanes (or attempts that turned slow) may together hold
-/// at most `total` of the overall in-flight room, and one tenant at most `per_tenant`, so
-/// quick endpoints always find room and one broken tenant cannot take all of the slow room.
+/// The slow budget: slow attempts are bounded apart from quick ones, so quick endpoints always
+/// find their room (`max_in_flight` of it) however many endpoints hang.
+///
+/// - A new attempt of a slow lane starts only within `soft` (3/4 of `max_in_flight` by
+///   default), and one tenant's within `per_tenant`, so one broken tenant cannot take all of it.
+/// - An attempt that turns slow while running moves here (giving its quick room back) while
+///   fewer than `hard` are slow, whatever its tenant: it is running anyway.
 pub struct Budget {
-    total: usize,
+    soft: usize,
+    hard: usize,
     per_tenant: usize,
     used: Mutex<(usize, std::collections::HashMap<Arc<str>, usize>)>,
 }
@@ -276,33 +282,54 @@ impl Drop for SlowShare {
 }
 
 impl Budget {
-    pub fn new(total: usize, per_tenant: usize) -> Arc<Budget> {
+    pub fn new(soft: usize, hard: usize, per_tenant: usize) -> Arc<Budget> {
         Arc::new(Budget {
-            total: total.max(1),
+            soft: soft.max(1),
+            hard: hard.max(soft).max(1),
             per_tenant: per_tenant.max(1),
             used: Mutex::new((0, Default::default())),
         })
     }
 
+    /// A share for a new slow attempt, within the soft and per-tenant limits.
     pub fn try_take(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
         let mut used = self.used.lock().expect("slow budget");
         let mine = used.1.get(tenant).copied().unwrap_or(0);
-        if used.0 >= self.total || mine >= self.per_tenant {
+        if used.0 >= self.soft || mine >= self.per_tenant {
             return None;
         }
-        used.0 += 1;
-        *used.1.entry(tenant.clone()).or_insert(0) += 1;
-        Some(SlowShare {
-            budget: self.clone(),
-            tenant: tenant.clone(),
-        })
+        Some(self.grant(&mut used, tenant))
     }
 
-    /// Shares the tenant could take now.
+    /// A share for an attempt that turned slow while running, within the hard limit.
+    pub fn take_running(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
+        let mut used = self.used.lock().expect("slow budget");
+        if used.0 >= self.hard {
+            return None;
+        }
+        Some(self.grant(&mut used, tenant))
+    }
+
+    fn grant(
+        self: &Arc<Self>,
+        used: &mut (usize, std::collections::HashMap<Arc<str>, usize>),
+        tenant: &Arc<str>,
+    ) -> SlowShare {
+        used.0 += 1;
+        *used.1.entry(tenant.clone()).or_insert(0) += 1;
+        SlowShare {
+            budget: self.clone(),
+            tenant: tenant.clone(),
+        }
+    }
+
+    /// New slow attempts the tenant could start now.
     pub fn room_for(&self, tenant: &str) -> usize {
         let used = self.used.lock().expect("slow budget");
         let mine = used.1.get(tenant).copied().unwrap_or(0);
-        (self.total - used.0).min(self.per_tenant - mine.min(self.per_tenant))
+        self.soft
+            .saturating_sub(used.0)
+            .min(self.per_tenant.saturating_sub(mine))
     }
 
     pub fn used(&self) -> usize {
@@ -417,8 +444,21 @@ mod tests {
     }
 
     #[test]
+    fn running_attempts_turn_slow_up_to_the_hard_limit_whatever_the_tenant() {
+        let budget = Budget::new(2, 3, 1);
+        let a: Arc<str> = "a".into();
+        let _s = budget.try_take(&a).unwrap();
+        assert!(budget.try_take(&a).is_none());
+        let _r1 = budget.take_running(&a).unwrap();
+        let _r2 = budget.take_running(&a).unwrap_or_else(|| panic!("hard limit is 3"));
+        assert!(budget.take_running(&a).is_none());
+        assert_eq!(budget.room_for("b"), 0);
+        assert_eq!(budget.used(), 3);
+    }
+
+    #[test]
     fn the_slow_budget_bounds_each_tenant_and_the_whole() {
-        let budget = Budget::new(3, 2);
+        let budget = Budget::new(3, 3, 2);
         let (a, b): (Arc<str>, Arc<str>) = ("a".into(), "b".into());
         let a1 = budget.try_take(&a).unwrap();
         let _a2 = budget.try_take(&a).unwrap();
