@@ -1,6 +1,8 @@
 //! Who gets what: event `i` belongs to tenant `i % T`, endpoint `n` to tenant `n % T`, and
 //! an endpoint receives every event of its tenant when its filters match the event type.
-//! Endpoints `0..slow` are the slow ones.
+//! Endpoints `0..slow` are the slow ones. The same load may be published in several phases
+//! (isolation runs: "alone" and "beside"), each under fresh event ids: event `i` of phase `p`
+//! has the sequence number `p × events + i`, so phase 0 keeps the plain ids `<tag>-<i>`.
 
 /// The shape of one run, shared by the publisher, the registrar and the receiver.
 pub struct Plan {
@@ -8,7 +10,9 @@ pub struct Plan {
     pub endpoints: u32,
     pub tenants: u32,
     pub slow: u32,
-    /// Event ids are `<tag>-<i>`; endpoint ids `<tag>_ep<n>`.
+    /// How many times the load is published, each time under fresh ids (at least 1).
+    pub phases: u64,
+    /// Event ids are `<tag>-<seq>`; endpoint ids `<tag>_ep<n>`.
     pub tag: String,
     /// Whether the endpoints' filters match the published type at all.
     pub matches: bool,
@@ -24,20 +28,24 @@ impl Plan {
         format!("bench_t{}", t % self.tenants as u64)
     }
 
-    pub fn event_id(&self, i: u64) -> String {
-        format!("{}-{i}", self.tag)
+    /// The id of event `i` of `phase`.
+    pub fn event_id(&self, phase: u64, i: u64) -> String {
+        format!("{}-{}", self.tag, phase * self.events + i)
     }
 
     pub fn endpoint_id(&self, n: u32) -> String {
         format!("{}_ep{n}", self.tag)
     }
 
-    /// `<tag>-<i>` → i.
-    pub fn event_seq(&self, id: &str) -> Option<u64> {
-        id.strip_prefix(self.tag.as_str())?
+    /// `<tag>-<seq>` → (phase, i).
+    pub fn event_seq(&self, id: &str) -> Option<(u64, u64)> {
+        let seq: u64 = id
+            .strip_prefix(self.tag.as_str())?
             .strip_prefix('-')?
             .parse()
-            .ok()
+            .ok()?;
+        let phase = seq / self.events.max(1);
+        (phase < self.phases.max(1)).then(|| (phase, seq % self.events.max(1)))
     }
 
     pub fn is_slow(&self, n: u32) -> bool {
@@ -87,6 +95,7 @@ mod tests {
             endpoints,
             tenants,
             slow: 0,
+            phases: 1,
             tag: "b1".into(),
             matches: true,
         }
@@ -111,7 +120,26 @@ mod tests {
     #[test]
     fn ids_round_trip() {
         let p = plan(10, 1, 1);
-        assert_eq!(p.event_seq(&p.event_id(7)), Some(7));
+        assert_eq!(p.event_id(0, 7), "b1-7");
+        assert_eq!(p.event_seq(&p.event_id(0, 7)), Some((0, 7)));
         assert_eq!(p.event_seq("b2-7"), None);
+        // A second phase would be out of range of a one-phase plan.
+        assert_eq!(p.event_seq("b1-17"), None);
+        assert_eq!(p.event_seq("b1-nz3"), None);
+    }
+
+    #[test]
+    fn phases_use_fresh_ids_of_the_same_tenants() {
+        let p = Plan {
+            phases: 2,
+            ..plan(10, 2, 3)
+        };
+        for i in 0..10 {
+            let (a, b) = (p.event_id(0, i), p.event_id(1, i));
+            assert_ne!(a, b);
+            assert_eq!(p.event_seq(&a), Some((0, i)));
+            assert_eq!(p.event_seq(&b), Some((1, i)));
+        }
+        assert_eq!(p.event_seq("b1-20"), None);
     }
 }

@@ -18,7 +18,29 @@ pub struct Pace {
     pub tick: Duration,
     /// Envelope size to pad to (0: no padding).
     pub body_bytes: usize,
+}
+
+type Naming = Box<dyn Fn(u64) -> String + Send + Sync>;
+
+/// What to publish: `count` events of one type, and the id and tenant of event `i`.
+pub struct Events {
+    pub count: u64,
     pub event_type: String,
+    pub id: Naming,
+    pub tenant: Naming,
+}
+
+impl Events {
+    /// The plan's load, under the ids of `phase`.
+    pub fn healthy(plan: Arc<Plan>, phase: u64, event_type: &str) -> Events {
+        let tenants = plan.clone();
+        Events {
+            count: plan.events,
+            event_type: event_type.to_string(),
+            id: Box::new(move |i| plan.event_id(phase, i)),
+            tenant: Box::new(move |i| tenants.tenant(i)),
+        }
+    }
 }
 
 /// What the publisher did, in ns since the run's clock origin.
@@ -30,10 +52,9 @@ pub struct Published {
 }
 
 struct Encoder {
-    plan: Arc<Plan>,
+    events: Events,
     t0: Instant,
     created_at: i64,
-    event_type: String,
     body_bytes: usize,
     buf: String,
 }
@@ -46,9 +67,9 @@ impl Encoder {
         let _ = write!(
             self.buf,
             r#"{{"id":"{}","type":"{}","tenant":"{}","created_at":{},"data":{{"sent_at_ns":{sent},"uid":"msg-{i}","to":"rcpt{i}@example.com""#,
-            self.plan.event_id(i),
-            self.event_type,
-            self.plan.tenant(i),
+            (self.events.id)(i),
+            self.events.event_type,
+            (self.events.tenant)(i),
             self.created_at,
         );
         // `,"pad":"` + `"` + `}}` around the padding.
@@ -67,15 +88,15 @@ impl Encoder {
 pub async fn run(
     mut conn: MultiplexedConnection,
     stream: String,
-    plan: Arc<Plan>,
+    events: Events,
     t0: Instant,
     pace: Pace,
 ) -> redis::RedisResult<Published> {
+    let total = events.count;
     let mut enc = Encoder {
-        plan: plan.clone(),
+        events,
         t0,
         created_at: webhookd::clock::now_secs(),
-        event_type: pace.event_type.clone(),
         body_bytes: pace.body_bytes,
         buf: String::with_capacity(pace.body_bytes.max(256)),
     };
@@ -85,7 +106,6 @@ pub async fn run(
         count: 0,
         bytes: 0,
     };
-    let total = plan.events;
     let started = Instant::now();
     let mut tick = tokio::time::interval(pace.tick);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
@@ -133,21 +153,22 @@ mod tests {
             endpoints: 1,
             tenants: 1,
             slow: 0,
+            phases: 2,
             tag: "b1".into(),
             matches: true,
         });
         for size in [0, 4096] {
             let mut enc = Encoder {
-                plan: plan.clone(),
+                events: Events::healthy(plan.clone(), 1, "outbound.delivered"),
                 t0: Instant::now(),
                 created_at: 1,
-                event_type: "outbound.delivered".into(),
                 body_bytes: size,
                 buf: String::new(),
             };
             let env = enc.envelope(0).to_string();
             let ev = webhookd::event::parse(env.as_bytes(), 1 << 20).expect("valid envelope");
-            assert_eq!(ev.id, "b1-0");
+            assert_eq!(ev.id, "b1-1");
+            assert_eq!(ev.tenant, "bench_t0");
             if size > 0 {
                 assert_eq!(env.len(), size);
             }

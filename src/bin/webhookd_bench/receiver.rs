@@ -25,20 +25,12 @@ use super::plan::Plan;
 /// Where in `data` the publisher puts its send time (ns since the run's clock origin).
 pub const STAMP: &[u8] = b"\"sent_at_ns\":";
 
-/// Everything the receiver counts; shared by every connection task.
-pub struct Tally {
-    pub plan: Arc<Plan>,
-    /// The run's clock origin: publisher stamps and receipts are ns since this instant.
-    pub t0: Instant,
-    /// Per-endpoint keys, when signatures are verified.
-    keys: Option<Vec<SigningKey>>,
-    slow_delay: Duration,
-    pub requests: AtomicU64,
+/// What the receiver counts for one phase of the load (one set of event ids).
+pub struct PhaseTally {
     pub healthy: AtomicU64,
     pub slow: AtomicU64,
+    /// Second copies of this phase's deliveries, whenever they come.
     pub duplicates: AtomicU64,
-    pub unexpected: AtomicU64,
-    pub bad_signatures: AtomicU64,
     /// Latest first-copy receipt at a healthy endpoint (ns since `t0`).
     pub last_healthy_ns: AtomicU64,
     /// One bit per expected (endpoint, event) pair.
@@ -48,36 +40,20 @@ pub struct Tally {
     latency_len: AtomicUsize,
 }
 
-impl Tally {
-    pub fn new(
-        plan: Arc<Plan>,
-        t0: Instant,
-        keys: Option<Vec<SigningKey>>,
-        slow_delay: Duration,
-    ) -> Tally {
+impl PhaseTally {
+    fn new(plan: &Plan) -> PhaseTally {
         let bits = plan.endpoints as u64 * plan.rounds();
         let words = bits.div_ceil(64) as usize;
         let expected = plan.expected_healthy() as usize;
-        Tally {
-            plan,
-            t0,
-            keys,
-            slow_delay,
-            requests: AtomicU64::new(0),
+        PhaseTally {
             healthy: AtomicU64::new(0),
             slow: AtomicU64::new(0),
             duplicates: AtomicU64::new(0),
-            unexpected: AtomicU64::new(0),
-            bad_signatures: AtomicU64::new(0),
             last_healthy_ns: AtomicU64::new(0),
             seen: (0..words).map(|_| AtomicU64::new(0)).collect(),
             latencies: (0..expected).map(|_| AtomicU64::new(0)).collect(),
             latency_len: AtomicUsize::new(0),
         }
-    }
-
-    pub fn now_ns(&self) -> u64 {
-        self.t0.elapsed().as_nanos() as u64
     }
 
     /// The healthy first-copy latencies recorded so far (ns, unsorted).
@@ -91,12 +67,59 @@ impl Tally {
             .map(|a| a.load(Ordering::Relaxed))
             .collect()
     }
+}
+
+/// Everything the receiver counts; shared by every connection task.
+pub struct Tally {
+    pub plan: Arc<Plan>,
+    /// The run's clock origin: publisher stamps and receipts are ns since this instant.
+    pub t0: Instant,
+    /// Per-endpoint keys, when signatures are verified.
+    keys: Option<Vec<SigningKey>>,
+    slow_delay: Duration,
+    pub requests: AtomicU64,
+    pub unexpected: AtomicU64,
+    pub bad_signatures: AtomicU64,
+    phases: Box<[PhaseTally]>,
+}
+
+impl Tally {
+    pub fn new(
+        plan: Arc<Plan>,
+        t0: Instant,
+        keys: Option<Vec<SigningKey>>,
+        slow_delay: Duration,
+    ) -> Tally {
+        let phases = (0..plan.phases.max(1))
+            .map(|_| PhaseTally::new(&plan))
+            .collect();
+        Tally {
+            plan,
+            t0,
+            keys,
+            slow_delay,
+            requests: AtomicU64::new(0),
+            unexpected: AtomicU64::new(0),
+            bad_signatures: AtomicU64::new(0),
+            phases,
+        }
+    }
+
+    pub fn now_ns(&self) -> u64 {
+        self.t0.elapsed().as_nanos() as u64
+    }
+
+    /// The counters of one phase (0 when the load is published once).
+    pub fn phase(&self, p: u64) -> &PhaseTally {
+        &self.phases[p as usize]
+    }
 
     /// Records one request; true when its endpoint is one of the slow ones.
     fn record(&self, path: &str, webhook_id: &str, ts: &str, sig: &str, body: &[u8]) -> bool {
         let at = self.now_ns();
         self.requests.fetch_add(1, Ordering::Relaxed);
-        let (Some(n), Some(i)) = (endpoint_of(path), self.plan.event_seq(webhook_id)) else {
+        let (Some(n), Some((phase, i))) = (endpoint_of(path), self.plan.event_seq(webhook_id))
+        else {
             self.unexpected.fetch_add(1, Ordering::Relaxed);
             return false;
         };
@@ -112,24 +135,25 @@ impl Tally {
                 self.bad_signatures.fetch_add(1, Ordering::Relaxed);
             }
         }
+        let p = &self.phases[phase as usize];
         let slow = self.plan.is_slow(n);
         let mask = 1u64 << (bit % 64);
-        if self.seen[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed) & mask != 0 {
-            self.duplicates.fetch_add(1, Ordering::Relaxed);
+        if p.seen[(bit / 64) as usize].fetch_or(mask, Ordering::Relaxed) & mask != 0 {
+            p.duplicates.fetch_add(1, Ordering::Relaxed);
             return slow;
         }
         if slow {
-            self.slow.fetch_add(1, Ordering::Relaxed);
+            p.slow.fetch_add(1, Ordering::Relaxed);
             return true;
         }
         if let Some(sent) = sent_at(body) {
-            let slot = self.latency_len.fetch_add(1, Ordering::AcqRel);
-            if let Some(cell) = self.latencies.get(slot) {
+            let slot = p.latency_len.fetch_add(1, Ordering::AcqRel);
+            if let Some(cell) = p.latencies.get(slot) {
                 cell.store(at.saturating_sub(sent), Ordering::Relaxed);
             }
         }
-        self.last_healthy_ns.fetch_max(at, Ordering::AcqRel);
-        self.healthy.fetch_add(1, Ordering::AcqRel);
+        p.last_healthy_ns.fetch_max(at, Ordering::AcqRel);
+        p.healthy.fetch_add(1, Ordering::AcqRel);
         false
     }
 }

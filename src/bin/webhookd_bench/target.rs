@@ -9,9 +9,12 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use redis::aio::ConnectionManager;
+use redis::Value;
+use webhookd::deliver::sign::generate_secret;
 use webhookd::registry::{EndpointRecord, Store};
 use webhookd::seal::Sealer;
 
+use super::noisy::{Noisy, NOISY_TYPE};
 use super::plan::Plan;
 
 /// Endpoint records written concurrently per round trip batch.
@@ -41,6 +44,38 @@ pub async fn register(
             )
         })
         .collect();
+    put_all(store, &records).await
+}
+
+/// Writes the noisy endpoints exactly like the healthy ones (own secrets, same registry).
+pub async fn register_noisy(
+    store: &Store,
+    sealer: &Sealer,
+    noisy: &Noisy,
+    addrs: &[SocketAddr],
+) -> redis::RedisResult<()> {
+    let now = webhookd::clock::now_ms();
+    let records: Vec<EndpointRecord> = (0..noisy.endpoints)
+        .map(|k| EndpointRecord {
+            description: format!("webhookd-bench noisy {}", noisy.kind.name()),
+            ..EndpointRecord::new(
+                noisy.endpoint_id(k),
+                noisy.tenant.clone(),
+                format!(
+                    "http://{}{}",
+                    addrs[k as usize % addrs.len()],
+                    Noisy::path(k)
+                ),
+                vec![NOISY_TYPE.to_string()],
+                sealer.seal(&generate_secret()),
+                now,
+            )
+        })
+        .collect();
+    put_all(store, &records).await
+}
+
+async fn put_all(store: &Store, records: &[EndpointRecord]) -> redis::RedisResult<()> {
     for chunk in records.chunks(PUT_CONCURRENCY) {
         let puts = chunk.iter().map(|r| store.put(r));
         for r in futures_util::future::join_all(puts).await {
@@ -50,11 +85,19 @@ pub async fn register(
     Ok(())
 }
 
-/// Removes the plan's endpoints (external mode: the rest of the prefix is not ours).
-pub async fn unregister(store: &Store, plan: &Plan) -> redis::RedisResult<()> {
-    let ids: Vec<(String, String)> = (0..plan.endpoints)
+/// Removes the plan's endpoints, and the noisy ones (external mode: the rest of the prefix is
+/// not ours).
+pub async fn unregister(
+    store: &Store,
+    plan: &Plan,
+    noisy: Option<&Noisy>,
+) -> redis::RedisResult<()> {
+    let mut ids: Vec<(String, String)> = (0..plan.endpoints)
         .map(|n| (plan.tenant(n as u64), plan.endpoint_id(n)))
         .collect();
+    if let Some(noisy) = noisy {
+        ids.extend((0..noisy.endpoints).map(|k| (noisy.tenant.clone(), noisy.endpoint_id(k))));
+    }
     for chunk in ids.chunks(PUT_CONCURRENCY) {
         let dels = chunk.iter().map(|(t, id)| store.delete(t, id));
         for r in futures_util::future::join_all(dels).await {
@@ -235,27 +278,273 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
         .and_then(|v| v.trim().parse().ok())
 }
 
+/// Counters and gauges of the isolation work, when this webhookd has them (besides
+/// `deferred`, in [`EXPLAINING`]).
+pub const ISOLATION: &[(&str, &str)] = &[
+    ("parked", "webhookd_deliveries_parked_total"),
+    ("circuit_transitions", "webhookd_circuit_transitions_total"),
+    ("circuits_open", "webhookd_circuits_open"),
+];
+
+/// Every sample of one metric: its label set (`""` when none) and its value.
+pub fn samples(text: &str, name: &str) -> Vec<(String, f64)> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let rest = l.strip_prefix(name)?;
+            let (labels, value) = if let Some(r) = rest.strip_prefix('{') {
+                let (labels, v) = r.split_once('}')?;
+                (labels.to_string(), v)
+            } else if rest.starts_with(' ') {
+                (String::new(), rest)
+            } else {
+                return None;
+            };
+            let value = value.split_whitespace().next()?.parse().ok()?;
+            Some((labels, value))
+        })
+        .collect()
+}
+
+/// One metric as JSON: null when absent, a number when unlabelled, else `{labels: value}`.
+pub fn metric_json(text: &str, name: &str) -> serde_json::Value {
+    let s = samples(text, name);
+    match s.as_slice() {
+        [] => serde_json::Value::Null,
+        [(labels, v)] if labels.is_empty() => serde_json::json!(v),
+        _ => s
+            .into_iter()
+            .map(|(l, v)| (l, serde_json::json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+            .into(),
+    }
+}
+
+pub type Calls = std::collections::BTreeMap<String, u64>;
+
 /// `INFO commandstats` as (command, calls); server-wide, so other clients count too.
-pub async fn command_calls(
-    conn: &ConnectionManager,
-) -> Option<std::collections::BTreeMap<String, u64>> {
+pub async fn command_calls(conn: &ConnectionManager) -> Option<Calls> {
     let text: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn.clone())
         .await
         .ok()?;
-    Some(
-        text.lines()
-            .filter_map(|l| {
-                let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-                let calls = rest
-                    .strip_prefix("calls=")?
-                    .split(',')
-                    .next()?
-                    .parse()
-                    .ok()?;
-                Some((name.to_string(), calls))
-            })
-            .collect(),
-    )
+    Some(parse_commandstats(&text))
+}
+
+/// The `cmdstat_<name>:calls=N,...` lines of `INFO commandstats`.
+pub fn parse_commandstats(text: &str) -> Calls {
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
+/// Calls made between two readings, without the readings themselves (`info`) and without
+/// the calls this tool made on its own (`own`, e.g. its polls of the consumer group).
+pub fn calls_delta(before: &Calls, after: &Calls, own: &Calls) -> Calls {
+    after
+        .iter()
+        .filter(|(cmd, _)| cmd.as_str() != "info")
+        .filter_map(|(cmd, &n)| {
+            let d = n
+                .saturating_sub(before.get(cmd).copied().unwrap_or(0))
+                .saturating_sub(own.get(cmd).copied().unwrap_or(0));
+            (d > 0).then(|| (cmd.clone(), d))
+        })
+        .collect()
+}
+
+/// The `k` commands with the most calls, most first (ties by name).
+pub fn top_calls(delta: &Calls, k: usize) -> Vec<(String, u64)> {
+    let mut v: Vec<(String, u64)> = delta.iter().map(|(c, &n)| (c.clone(), n)).collect();
+    v.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
+    v.truncate(k);
+    v
+}
+
+/// How far a consumer group has read a stream.
+#[derive(Debug, PartialEq, Default, Clone, Copy)]
+pub struct GroupProgress {
+    /// `entries-read` (Redis ≥ 7.0; null when Redis cannot tell).
+    pub entries_read: Option<u64>,
+    /// `lag`: entries not yet delivered to the group (null when Redis cannot tell).
+    pub lag: Option<u64>,
+    pub pending: Option<u64>,
+}
+
+impl GroupProgress {
+    /// Whether the group has read every one of the stream's `len` entries.
+    pub fn read_all(&self, len: u64) -> bool {
+        self.lag == Some(0) || self.entries_read.is_some_and(|r| r >= len)
+    }
+}
+
+/// The reply of `XINFO GROUPS`: the progress of the group named `group`.
+pub fn group_progress(groups: Vec<Value>, group: &str) -> Option<GroupProgress> {
+    for g in groups {
+        let fields: std::collections::HashMap<String, Value> = redis::from_redis_value(g).ok()?;
+        let text = |k: &str| -> Option<String> {
+            fields
+                .get(k)
+                .and_then(|v| redis::from_redis_value_ref(v).ok())
+        };
+        if text("name").as_deref() != Some(group) {
+            continue;
+        }
+        let num = |k: &str| -> Option<u64> {
+            match fields.get(k)? {
+                Value::Nil => None,
+                v => redis::from_redis_value_ref(v).ok(),
+            }
+        };
+        return Some(GroupProgress {
+            entries_read: num("entries-read"),
+            lag: num("lag"),
+            pending: num("pending"),
+        });
+    }
+    None
+}
+
+/// `XINFO GROUPS` and `XLEN` of the stream: the group's progress and the stream's length.
+pub async fn stream_progress(
+    conn: &ConnectionManager,
+    stream: &str,
+    group: &str,
+) -> Option<(GroupProgress, u64)> {
+    let mut c = conn.clone();
+    let groups: Vec<Value> = redis::cmd("XINFO")
+        .arg("GROUPS")
+        .arg(stream)
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    let len: u64 = redis::cmd("XLEN")
+        .arg(stream)
+        .query_async(&mut c)
+        .await
+        .ok()?;
+    Some((group_progress(groups, group)?, len))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn commandstats_are_parsed_and_differenced() {
+        let before = parse_commandstats(
+            "# Commandstats\r\ncmdstat_xadd:calls=10,usec=5,usec_per_call=0.5\r\n\
+             cmdstat_info:calls=3,usec=1\r\ncmdstat_xinfo|groups:calls=1,usec=1\r\n",
+        );
+        assert_eq!(before.get("xadd"), Some(&10));
+        assert_eq!(before.get("xinfo|groups"), Some(&1));
+        let after = parse_commandstats(
+            "cmdstat_xadd:calls=110,usec=9\ncmdstat_info:calls=9,usec=1\n\
+             cmdstat_xinfo|groups:calls=5,usec=1\ncmdstat_zadd:calls=40,usec=1\n\
+             cmdstat_hset:calls=40,usec=1\ncmdstat_get:calls=7\nbogus\n",
+        );
+        let own = Calls::from([("xinfo|groups".to_string(), 4)]);
+        let d = calls_delta(&before, &after, &own);
+        assert_eq!(
+            d,
+            Calls::from([
+                ("get".to_string(), 7),
+                ("hset".to_string(), 40),
+                ("xadd".to_string(), 100),
+                ("zadd".to_string(), 40),
+            ])
+        );
+        assert_eq!(
+            top_calls(&d, 3),
+            vec![
+                ("xadd".to_string(), 100),
+                ("hset".to_string(), 40),
+                ("zadd".to_string(), 40)
+            ]
+        );
+    }
+
+    fn bulk(s: &str) -> Value {
+        Value::BulkString(s.as_bytes().to_vec())
+    }
+
+    #[test]
+    fn the_group_progress_is_read_from_xinfo_groups() {
+        let group = |name: &str, read: Value, lag: Value| {
+            Value::Array(vec![
+                bulk("name"),
+                bulk(name),
+                bulk("consumers"),
+                Value::Int(1),
+                bulk("pending"),
+                Value::Int(3),
+                bulk("last-delivered-id"),
+                bulk("1-0"),
+                bulk("entries-read"),
+                read,
+                bulk("lag"),
+                lag,
+            ])
+        };
+        let reply = vec![
+            group("other", Value::Int(1), Value::Int(9)),
+            group("webhookd", Value::Int(40), Value::Nil),
+        ];
+        let p = group_progress(reply.clone(), "webhookd").expect("found");
+        assert_eq!(
+            p,
+            GroupProgress {
+                entries_read: Some(40),
+                lag: None,
+                pending: Some(3)
+            }
+        );
+        assert!(p.read_all(40) && !p.read_all(41));
+        assert!(group_progress(reply, "nobody").is_none());
+        let behind = GroupProgress {
+            entries_read: None,
+            lag: Some(2),
+            pending: None,
+        };
+        assert!(!behind.read_all(0));
+        assert!(GroupProgress {
+            lag: Some(0),
+            ..behind
+        }
+        .read_all(10));
+    }
+
+    #[test]
+    fn metrics_are_read_with_or_without_labels() {
+        let text = "# HELP webhookd_circuits_open x\nwebhookd_circuits_open 2\n\
+                    webhookd_circuit_transitions_total{to=\"open\"} 5\n\
+                    webhookd_circuit_transitions_total{to=\"closed\"} 1\n\
+                    webhookd_deliveries_deferred_total 7\n";
+        assert_eq!(
+            metric_json(text, "webhookd_circuits_open"),
+            serde_json::json!(2.0)
+        );
+        assert_eq!(
+            metric_json(text, "webhookd_circuit_transitions_total"),
+            serde_json::json!({"to=\"open\"": 5.0, "to=\"closed\"": 1.0})
+        );
+        assert_eq!(
+            metric_json(text, "webhookd_deliveries_parked_total"),
+            serde_json::Value::Null
+        );
+        assert_eq!(
+            metric_json(text, "webhookd_deliveries_deferred"),
+            serde_json::Value::Null
+        );
+    }
 }
