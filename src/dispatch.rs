@@ -310,7 +310,13 @@ impl Dispatcher {
         }
         let mut quick = match share {
             Some(_) => None,
-            None => Some(self.global.clone().acquire_owned().await.expect("never closed")),
+            None => Some(
+                self.global
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
+            ),
         };
         let now = now_ms();
         if d.first_attempt_at == 0 {

@@ -450,7 +450,9 @@ mod tests {
         let _s = budget.try_take(&a).unwrap();
         assert!(budget.try_take(&a).is_none());
         let _r1 = budget.take_running(&a).unwrap();
-        let _r2 = budget.take_running(&a).unwrap_or_else(|| panic!("hard limit is 3"));
+        let _r2 = budget
+            .take_running(&a)
+            .unwrap_or_else(|| panic!("hard limit is 3"));
         assert!(budget.take_running(&a).is_none());
         assert_eq!(budget.room_for("b"), 0);
         assert_eq!(budget.used(), 3);

@@ -73,31 +73,45 @@ async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_h
     assert!(ids.values().all(|&n| n == 2), "one delivery per endpoint");
 }
 
-/// Entries read in one batch but not yet fanned out are still this consumer's work: its own
-/// `XAUTOCLAIM` (run every second here) must not take them and send them twice.
+/// Entries read in one batch but not yet fanned out are still their consumer's work: another
+/// replica's `XAUTOCLAIM` (every second here) must not take them and send them twice. Before,
+/// only entries already fanned out were heartbeated, so the rest of a batch waiting for room
+/// went idle past `claim_idle` and the other replica claimed them.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_larger_than_the_fan_out_room_is_never_claimed_from_the_live_consumer() {
     let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(200)))).await;
-    let setup = Setup::new("iso_batch")
-        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  max_in_flight: 2\n")
-        .with("stream:\n  consumer: solo\n  block: 200ms\n  claim_idle: 1s\n");
-    let setup = many(setup, "t", 20, &rx);
-    let _w = Webhookd::start(&setup).await;
+    let replica = |name: &str, prefix: &str, batch: usize| {
+        let mut s = Setup::new("iso_batch").with(&format!(
+            "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  max_in_flight: 2\n\
+             stream:\n  consumer: {name}\n  block: 200ms\n  claim_idle: 1s\n  batch: {batch}\n"
+        ));
+        if !prefix.is_empty() {
+            s.prefix = prefix.to_string();
+        }
+        many(s, "t", 20, &rx)
+    };
+    // Replica a reads a batch at once; b, started once a is busy, reads one entry at a time and
+    // so comes round to XAUTOCLAIM while a's batch still waits for room.
+    let a = replica("a", "", 256);
+    let b = replica("b", &a.prefix, 1);
+    let _wa = Webhookd::start(&a).await;
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &events("b", "t", 6));
-    // 120 deliveries, two at a time, 200 ms each: about 12 s, while entries wait their turn.
-    let got = rx.wait_for(120, Duration::from_secs(60)).await;
+    publish(&mut r, &a.stream(), &events("b", "t", 8));
+    assert!(wait_until(Duration::from_secs(10), || rx.count() > 0).await);
+    let _wb = Webhookd::start(&b).await;
+    // 160 deliveries, two at a time per replica, 200 ms each: seconds in which the entries
+    // of each read wait their turn.
+    let got = rx.wait_for(160, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let got_after = rx.received();
-    assert!(got.len() >= 120, "only {} of 120 arrived", got.len());
+    assert!(got.len() >= 160, "only {} of 160 arrived", got.len());
     let mut per_path_and_id = std::collections::HashMap::new();
-    for g in &got_after {
+    for g in rx.received() {
         *per_path_and_id
             .entry((g.path.clone(), g.header("webhook-id").to_string()))
             .or_insert(0) += 1;
     }
     let dups: usize = per_path_and_id.values().map(|n| n - 1).sum();
-    assert_eq!(per_path_and_id.len(), 120);
+    assert_eq!(per_path_and_id.len(), 160);
     assert_eq!(dups, 0, "deliveries sent twice without any crash");
 }
 
