@@ -19,7 +19,7 @@ use crate::deliver::attempt::{self, AttemptSpec, Outcome};
 use crate::deliver::client::HttpClient;
 use crate::deliver::ssrf::Guard;
 use crate::dlq::Dlq;
-use crate::lane::{Admission, Budget, Lane, SLOW_AFTER};
+use crate::lane::{Admission, Budget, Lane, SlowShare, SLOW_AFTER};
 use crate::metrics::Metrics;
 use crate::park::{ParkQueue, ParkRequest};
 use crate::registry::{Endpoint, LiveIndex, Store};
@@ -62,6 +62,8 @@ pub struct Delivery {
     /// Its share of the room for deliveries held in memory; given up when it is parked or
     /// its attempt turns slow, so neither holds the consumer back.
     pub room: Option<OwnedSemaphorePermit>,
+    /// A share of the slow budget taken for it in advance (by the backlog puller).
+    pub slow_share: Option<SlowShare>,
 }
 
 impl Delivery {
@@ -80,6 +82,7 @@ impl Delivery {
             stored: false,
             probe: false,
             room: None,
+            slow_share: None,
         }
     }
 
@@ -103,6 +106,7 @@ impl Delivery {
             stored: true,
             probe: false,
             room: None,
+            slow_share: None,
         }
     }
 
@@ -152,6 +156,36 @@ pub struct DispatchConfig {
 impl DispatchConfig {
     fn schedule_total(&self) -> Duration {
         self.schedule.iter().sum()
+    }
+}
+
+/// Why a delivery was parked (the label of `webhookd_deliveries_parked_total`).
+#[derive(Debug, Clone, Copy)]
+enum Why {
+    /// Its endpoint's circuit is open.
+    Circuit,
+    /// Its endpoint has parked deliveries already; it queues behind them.
+    Backlog,
+    /// Its rate-limit slot is more than `lane_wait` away.
+    RateLimit,
+    /// Its endpoint has no slot within `lane_wait`.
+    Busy,
+    /// Its endpoint is slow and the slow budget has no room.
+    SlowBudget,
+    /// Its endpoint exists in Redis but not (yet) in this replica's index.
+    UnknownEndpoint,
+}
+
+impl Why {
+    fn label(self) -> &'static str {
+        match self {
+            Why::Circuit => "circuit",
+            Why::Backlog => "backlog",
+            Why::RateLimit => "rate_limit",
+            Why::Busy => "busy",
+            Why::SlowBudget => "slow_budget",
+            Why::UnknownEndpoint => "unknown_endpoint",
+        }
     }
 }
 
@@ -273,37 +307,41 @@ impl Dispatcher {
         }
         let lane = self.lane(&ep.id);
         if !d.probe && self.breaker.blocks(&ep.id) {
-            return self.park(d, &lane).await;
+            return self.park(d, &lane, Why::Circuit).await;
         }
         // Fresh deliveries queue behind a parked backlog rather than overtake it.
         if d.source == Source::Stream && lane.backlogged.load(Ordering::Relaxed) {
-            return self.park(d, &lane).await;
+            return self.park(d, &lane, Why::Backlog).await;
         }
         // Under a rate limit, the delivery waits for its slot, or is parked if that is far.
         if let Some(per_sec) = ep.rate_limit.filter(|_| !d.probe) {
             match lane.reserve(per_sec, self.cfg.lane_wait) {
                 Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
                 Some(_) => {}
-                None => return self.park(d, &lane).await,
+                None => return self.park(d, &lane, Why::RateLimit).await,
             }
         }
         let slot = match lane.admit(self.cfg.lane_wait).await {
             Admission::Go(s) => s,
-            Admission::Park => return self.park(d, &lane).await,
+            Admission::Park => return self.park(d, &lane, Why::Busy).await,
         };
         if !d.probe && self.breaker.blocks(&ep.id) {
             drop(slot);
-            return self.park(d, &lane).await;
+            return self.park(d, &lane, Why::Circuit).await;
         }
         // A slow endpoint's attempt needs a share of the slow budget instead of quick room,
         // and holds none of the consumer's room.
         let mut share = None;
         if lane.is_slow() {
-            match self.slow.try_take(&ep.tenant) {
+            match d
+                .slow_share
+                .take()
+                .or_else(|| self.slow.try_take(&ep.tenant))
+            {
                 Some(s) => share = Some(s),
                 None => {
                     drop(slot);
-                    return self.park(d, &lane).await;
+                    return self.park(d, &lane, Why::SlowBudget).await;
                 }
             }
             d.room = None;
@@ -376,7 +414,7 @@ impl Dispatcher {
             Ok(None) => self.settled(&d).await,
             Ok(Some(_)) => {
                 let lane = self.lane(&d.endpoint_id);
-                self.park(d, &lane).await
+                self.park(d, &lane, Why::UnknownEndpoint).await
             }
             Err(e) => {
                 tracing::warn!(error = %e, "cannot tell whether an endpoint exists; keeping its delivery");
@@ -444,7 +482,7 @@ impl Dispatcher {
             // The circuit is open: wait in the backlog for the probe, not on a timer.
             Some(_) if self.breaker.blocks(&ep.id) => {
                 d.probe = false;
-                self.park(d, lane).await
+                self.park(d, lane, Why::Circuit).await
             }
             Some(delay) => {
                 self.metrics.retried.inc();
@@ -488,9 +526,9 @@ impl Dispatcher {
 
     /// Parks a delivery in its endpoint's backlog in Redis, without an attempt: written once,
     /// then it waits for a slot or for its circuit's probe.
-    async fn park(&self, mut d: Delivery, lane: &Lane) -> bool {
-        d.room = None;
-        self.metrics.parked.inc();
+    /// Its room is held until the write lands, so parking too is bounded in memory.
+    async fn park(&self, d: Delivery, lane: &Lane, why: Why) -> bool {
+        self.metrics.parked(why.label());
         let req = ParkRequest {
             id: d.id.clone(),
             endpoint_id: d.endpoint_id.clone(),

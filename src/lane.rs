@@ -32,7 +32,8 @@ pub struct Lane {
     held: Mutex<Held>,
     waiting: AtomicUsize,
     in_flight: AtomicUsize,
-    /// Unix ms of the last finished attempt (or the lane's creation).
+    /// Unix ms of the last finished attempt, or of the last start from idle if later: the
+    /// moment since which an attempt in flight has kept the lane waiting.
     last_done: AtomicI64,
     /// Moving average of attempt latency in µs; 0 until measured.
     latency_us: AtomicU64,
@@ -201,7 +202,8 @@ impl Lane {
     /// How many more deliveries the lane can take now: free slots, plus (unless it is slow)
     /// room to wait for one within `patience`.
     pub fn room(&self, patience: Duration) -> usize {
-        if self.is_slow() {
+        // Until it has answered, no more than it can start: a new endpoint may hang.
+        if self.is_slow() || self.latency_us.load(Ordering::Relaxed) == 0 {
             return self.free();
         }
         let waiting = self.waiting.load(Ordering::Relaxed);
@@ -233,7 +235,10 @@ impl Lane {
     }
 
     fn slot(self: &Arc<Self>, p: OwnedSemaphorePermit) -> Slot {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        if self.in_flight.fetch_add(1, Ordering::Relaxed) == 0 {
+            // An idle lane is not stalled: its wait starts now.
+            self.last_done.fetch_max(now_ms(), Ordering::Relaxed);
+        }
         Slot {
             permit: Some(p),
             lane: self.clone(),
@@ -432,6 +437,16 @@ mod tests {
             Admission::Park
         ));
         assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[test]
+    fn a_lane_idle_for_long_is_not_stalled_when_it_starts_again() {
+        let lane = warmed(2, Duration::from_millis(1));
+        lane.last_done.store(now_ms() - 60_000, Ordering::Relaxed);
+        let _a = lane.try_admit().unwrap();
+        let _b = lane.try_admit().unwrap();
+        assert!(!lane.is_slow());
+        assert!(lane.wait_cap(Duration::from_secs(1)) >= 1000);
     }
 
     #[tokio::test]

@@ -26,7 +26,7 @@ pub struct Metrics {
     pub stream_pending: Gauge,
     pub endpoints: Gauge,
     pub endpoints_disabled: Counter,
-    pub parked: Counter,
+    parked: Family<Labels, Counter>,
     pub circuits_open: Gauge,
     transitions: Family<Labels, Counter>,
 }
@@ -108,10 +108,10 @@ impl Metrics {
             "Endpoints disabled by webhookd (410 Gone or failing for delivery.disable_after)",
             endpoints_disabled.clone(),
         );
-        let parked = Counter::default();
+        let parked = Family::<Labels, Counter>::default();
         registry.register(
             "webhookd_deliveries_parked",
-            "Deliveries parked in their endpoint's backlog in Redis (circuit open, or endpoint saturated)",
+            "Deliveries parked in their endpoint's backlog in Redis, by reason: circuit, backlog, busy, slow_budget, rate_limit, unknown_endpoint",
             parked.clone(),
         );
         let circuits_open = gauge(
@@ -145,6 +145,11 @@ impl Metrics {
             endpoints,
             endpoints_disabled,
         }
+    }
+
+    /// Counts a delivery parked for `reason`.
+    pub fn parked(&self, reason: &'static str) {
+        self.parked.get_or_create(&vec![("reason", reason)]).inc();
     }
 
     /// Counts a circuit entering `to` (`open`, `half_open` or `closed`).

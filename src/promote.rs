@@ -10,6 +10,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::dispatch::{Delivery, Dispatcher};
+use crate::lane::SlowShare;
 use crate::park::Probe;
 use crate::retry::{Job, RetryQueue};
 
@@ -129,10 +130,12 @@ async fn pull(
         return Ok(()); // not loaded here yet; another pass will see it
     }
     let lane = d.lane(&id);
-    let want = match d.live.snapshot().endpoint(ep) {
+    let snapshot = d.live.snapshot();
+    let tenant = snapshot.endpoint(ep).map(|e| e.tenant.clone());
+    let slow = tenant.is_some() && lane.is_slow();
+    let want = match snapshot.endpoint(ep) {
         None => PULL_MAX,
-        // A slow endpoint's attempts also need room in the slow budget.
-        Some(e) if lane.is_slow() => lane.free().min(d.slow.room_for(&e.tenant)),
+        Some(_) if slow => lane.free(),
         // Under a rate limit, no more than a second's worth at a time.
         Some(e) => e
             .rate_limit
@@ -140,30 +143,32 @@ async fn pull(
             .min(lane.room(d.cfg.lane_wait)),
     }
     .min(PULL_MAX);
+    drop(snapshot);
     let rooms: Vec<OwnedSemaphorePermit> = (0..want)
         .map_while(|_| outstanding.clone().try_acquire_owned().ok())
         .collect();
-    if rooms.is_empty() {
+    // A slow endpoint's pulled deliveries carry their share of the slow budget, taken here, so
+    // no more are pulled than can start.
+    let mut shares: Vec<SlowShare> = match (&tenant, slow) {
+        (Some(t), true) => (0..rooms.len()).map_while(|_| d.slow.try_take(t)).collect(),
+        _ => Vec::new(),
+    };
+    let take = if slow { shares.len() } else { rooms.len() };
+    if take == 0 {
         return Ok(());
     }
     // Without a breaker (or for an endpoint that is gone), a stale circuit must not hold it.
     let clear = gone || !d.breaker.enabled();
-    let (emptied, jobs) = d.park.take(ep, rooms.len(), lease_until, clear).await?;
-    if emptied {
-        lane.backlogged
-            .store(false, std::sync::atomic::Ordering::Relaxed);
-    } else {
-        lane.backlogged
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-    }
+    let (emptied, jobs) = d.park.take(ep, take, lease_until, clear).await?;
+    lane.backlogged
+        .store(!emptied, std::sync::atomic::Ordering::Relaxed);
     for ((_, job), room) in jobs.into_iter().zip(rooms) {
         if let Some(job) = job {
-            spawn(
-                d,
-                job,
-                Some(room),
-                |d, del| async move { d.deliver(del).await },
-            );
+            let share = shares.pop();
+            spawn(d, job, Some(room), |d, mut del| async move {
+                del.slow_share = share;
+                d.deliver(del).await
+            });
         }
     }
     Ok(())

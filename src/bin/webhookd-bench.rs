@@ -693,7 +693,7 @@ async fn measure_isolation(ctx: &Ctx<'_>) -> Result<Value> {
     let calls1 = target::command_calls(&ctx.conn).await;
     let metrics_alone = ctx.counters(&metrics).await;
 
-    // (3) The noisy events, until webhookd has read them all, then a settle time.
+    // (3) The noisy events, until webhookd has read and absorbed them, then a settle time.
     let noisy_started = Instant::now();
     let publishing = ctx.publish(
         noisy.load(),
@@ -712,11 +712,25 @@ async fn measure_isolation(ctx: &Ctx<'_>) -> Result<Value> {
     let mut own = Calls::new();
     let mut progress = None;
     let read_deadline = noisy_started + args.timeout;
+    // Read is not yet absorbed: entries stay pending until each of their deliveries has a fate
+    // (parked, retried, delivered). Absorbed once few stay pending (the entries of attempts
+    // still in flight), or their number has not moved for 2 s.
+    let mut last_pending: Option<(u64, Instant)> = None;
     let read_timed_out = loop {
         let p = target::stream_progress(&ctx.conn, &ctx.stream, &args.group).await;
         *own.entry("xinfo|groups".into()).or_default() += 1;
         *own.entry("xlen".into()).or_default() += 1;
-        let done = p.is_some_and(|(g, len)| g.read_all(len));
+        let pending = p.as_ref().and_then(|(g, _)| g.pending);
+        let stable = match (pending, last_pending) {
+            (Some(n), Some((m, since))) if n == m => since.elapsed() >= Duration::from_secs(2),
+            (Some(n), _) => {
+                last_pending = Some((n, Instant::now()));
+                false
+            }
+            _ => false,
+        };
+        let absorbed = pending.is_some_and(|n| n <= 16) || stable;
+        let done = absorbed && p.as_ref().is_some_and(|(g, len)| g.read_all(*len));
         progress = p.or(progress);
         if done && noisy_published.is_some() {
             break false;
