@@ -33,6 +33,8 @@ const GAUGE_EVERY: Duration = Duration::from_secs(5);
 const LANE_WAIT: Duration = Duration::from_secs(1);
 /// How often idle lanes (of quiet or deleted endpoints) are dropped.
 const PRUNE_LANES_EVERY: Duration = Duration::from_secs(30);
+/// How often lanes flagged as backlogged check that their backlog still has anything.
+const BACKLOG_FLAGS_EVERY: Duration = Duration::from_secs(5);
 /// Deliveries held in memory per allowed in-flight request.
 const OUTSTANDING_PER_SLOT: usize = 2;
 
@@ -231,7 +233,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             dispatcher.wake.clone(),
             stop.clone(),
         )),
-        tokio::spawn(prune_lanes(dispatcher.clone(), stop.clone())),
+        tokio::spawn(tend_lanes(dispatcher.clone(), stop.clone())),
         tokio::spawn(promote::run(
             retry.clone(),
             dispatcher.clone(),
@@ -318,11 +320,20 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     Ok(())
 }
 
-async fn prune_lanes(dispatcher: Arc<Dispatcher>, stop: CancellationToken) {
+/// Lane upkeep: stale backlog flags cleared every few seconds, idle lanes dropped now and then.
+async fn tend_lanes(dispatcher: Arc<Dispatcher>, stop: CancellationToken) {
+    let mut last_prune = tokio::time::Instant::now();
     loop {
         tokio::select! {
-            _ = tokio::time::sleep(PRUNE_LANES_EVERY) => dispatcher.prune_lanes(),
+            _ = tokio::time::sleep(BACKLOG_FLAGS_EVERY) => {}
             _ = stop.cancelled() => return,
+        }
+        if let Err(e) = dispatcher.refresh_backlog_flags().await {
+            tracing::warn!(error = %e, "reading backlog depths failed");
+        }
+        if last_prune.elapsed() >= PRUNE_LANES_EVERY {
+            last_prune = tokio::time::Instant::now();
+            dispatcher.prune_lanes();
         }
     }
 }

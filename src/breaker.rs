@@ -80,7 +80,7 @@ local threshold, probe_ms, retry_after = tonumber(ARGV[3]), tonumber(ARGV[4]), t
 local n = redis.call('HINCRBY', KEYS[2], ep, 1)
 local raw = redis.call('HGET', KEYS[1], ep)
 if raw then
-  if ARGV[7] ~= '1' then return {n, ''} end
+  if ARGV[7] ~= '1' then return {n, 'open'} end
   local c = cjson.decode(raw)
   c.interval_ms = math.min(c.interval_ms * 2, tonumber(ARGV[8]))
   c.state = 'open'
@@ -226,6 +226,13 @@ impl Breaker {
         let t = match change.as_str() {
             "opened" => Transition::Opened,
             "reopened" => Transition::Reopened,
+            // Opened by another replica: learn it now rather than at the next refresh.
+            "open" => {
+                if !self.blocks(endpoint_id) {
+                    self.note_open(endpoint_id, error, now);
+                }
+                return Ok(Transition::None);
+            }
             _ => return Ok(Transition::None),
         };
         self.note_open(endpoint_id, error, now);

@@ -282,6 +282,28 @@ impl Dispatcher {
         });
     }
 
+    /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
+    /// by another replica), so their new deliveries stop queueing behind an empty backlog.
+    pub async fn refresh_backlog_flags(&self) -> redis::RedisResult<()> {
+        let flagged: Vec<(Arc<str>, Arc<Lane>)> = self
+            .lanes
+            .lock()
+            .expect("lane map")
+            .iter()
+            .filter(|(_, l)| l.backlogged.load(Ordering::Relaxed))
+            .map(|(id, l)| (id.clone(), l.clone()))
+            .collect();
+        for chunk in flagged.chunks(500) {
+            let depths = self.park.depths(chunk.iter().map(|(id, _)| &**id)).await?;
+            for ((_, lane), depth) in chunk.iter().zip(depths) {
+                if depth == 0 {
+                    lane.backlogged.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Per-endpoint attempts in flight in this replica.
     pub fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
         self.lanes

@@ -169,13 +169,18 @@ impl ParkQueue {
     }
 
     /// Endpoints whose backlog wants a look now (drain, probe or sweep).
-    pub async fn ready(&self, now_ms: i64, limit: usize) -> redis::RedisResult<Vec<String>> {
+    pub async fn ready(
+        &self,
+        now_ms: i64,
+        offset: usize,
+        limit: usize,
+    ) -> redis::RedisResult<Vec<String>> {
         redis::cmd("ZRANGEBYSCORE")
             .arg(self.keys.parked_index())
             .arg("-inf")
             .arg(now_ms)
             .arg("LIMIT")
-            .arg(0)
+            .arg(offset)
             .arg(limit)
             .query_async(&mut self.conn.clone())
             .await
@@ -259,12 +264,16 @@ impl ParkQueue {
         Ok(jobs_of(&raw))
     }
 
-    /// Deliveries parked for one endpoint.
-    pub async fn depth(&self, endpoint_id: &str) -> redis::RedisResult<u64> {
-        redis::cmd("ZCARD")
-            .arg(self.keys.parked(endpoint_id))
-            .query_async(&mut self.conn.clone())
-            .await
+    /// Deliveries parked for each of these endpoints.
+    pub async fn depths<'a>(
+        &self,
+        endpoint_ids: impl Iterator<Item = &'a str>,
+    ) -> redis::RedisResult<Vec<u64>> {
+        let mut pipe = redis::pipe();
+        for id in endpoint_ids {
+            pipe.zcard(self.keys.parked(id));
+        }
+        pipe.query_async(&mut self.conn.clone()).await
     }
 }
 

@@ -78,10 +78,18 @@ pub async fn run_parked(
     wake: Arc<Notify>,
     stop: CancellationToken,
 ) {
+    // Passes walk the ready backlogs a page at a time, so every one gets its turn however
+    // many there are.
+    let mut offset = 0;
     while !stop.is_cancelled() {
         let now = now_ms();
-        match dispatcher.park.ready(now, BACKLOGS_PER_PASS).await {
+        match dispatcher.park.ready(now, offset, BACKLOGS_PER_PASS).await {
             Ok(endpoints) => {
+                offset = if endpoints.len() < BACKLOGS_PER_PASS {
+                    0
+                } else {
+                    offset + BACKLOGS_PER_PASS
+                };
                 for ep in endpoints {
                     if let Err(e) = pull(&dispatcher, &outstanding, &ep, lease).await {
                         tracing::warn!(endpoint = %ep, error = %e, "pulling parked deliveries failed");

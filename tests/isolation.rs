@@ -73,6 +73,74 @@ async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_h
     assert!(ids.values().all(|&n| n == 2), "one delivery per endpoint");
 }
 
+/// A hanging tenant's backlog is parked, not lost: once its endpoints answer quickly again,
+/// every delivery arrives exactly once per endpoint, and nothing is dead-lettered for waiting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_tenants_backlog_is_delivered_in_full_once_it_recovers() {
+    let slow = Arc::new(AtomicBool::new(true));
+    let s = slow.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        let delay = if s.load(Ordering::SeqCst) { 3_000 } else { 5 };
+        (200, vec![], Duration::from_millis(delay))
+    }))
+    .await;
+    let setup = Setup::new("iso_recover")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 10s\n");
+    let setup = many(setup, "slowpoke", 32, &rx);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("rec", "slowpoke", 20));
+    let parked_key = format!("{}{{retry}}:parked", setup.prefix);
+    let parked = wait_until(Duration::from_secs(20), || {
+        let n: u64 = redis::cmd("ZCARD").arg(&parked_key).query(&mut r).unwrap();
+        n >= 32
+    })
+    .await;
+    assert!(parked, "the slow endpoints' excess was not parked");
+    slow.store(false, Ordering::SeqCst);
+    let all = wait_until(Duration::from_secs(90), || {
+        by_path_and_id(&rx.received()).len() >= 640
+    })
+    .await;
+    let got = by_path_and_id(&rx.received());
+    assert!(
+        all,
+        "{} of 640 deliveries arrived after recovery; log:\n{}",
+        got.len(),
+        w.log_text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let got = by_path_and_id(&rx.received());
+    assert!(got.values().all(|&n| n == 1), "a delivery arrived twice");
+    let dlq: u64 = redis::cmd("XLEN")
+        .arg(format!("{}dlq", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(dlq, 0);
+    let m = w.metrics().await;
+    let parked: f64 = m
+        .lines()
+        .filter(|l| l.starts_with("webhookd_deliveries_parked_total{"))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum();
+    assert!(parked > 0.0, "{m}");
+}
+
+/// Copies received per (endpoint path, `webhook-id`).
+fn by_path_and_id(got: &[Received]) -> std::collections::HashMap<(String, String), usize> {
+    let mut m = std::collections::HashMap::new();
+    for g in got {
+        *m.entry((g.path.clone(), g.header("webhook-id").to_string()))
+            .or_insert(0) += 1;
+    }
+    m
+}
+
 /// Entries read in one batch but not yet fanned out are still their consumer's work: another
 /// replica's `XAUTOCLAIM` (every second here) must not take them and send them twice. Before,
 /// only entries already fanned out were heartbeated, so the rest of a batch waiting for room
@@ -104,20 +172,15 @@ async fn a_batch_larger_than_the_fan_out_room_is_never_claimed_from_the_live_con
     let got = rx.wait_for(160, Duration::from_secs(60)).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     assert!(got.len() >= 160, "only {} of 160 arrived", got.len());
-    let mut per_path_and_id = std::collections::HashMap::new();
-    for g in rx.received() {
-        *per_path_and_id
-            .entry((g.path.clone(), g.header("webhook-id").to_string()))
-            .or_insert(0) += 1;
-    }
+    let per_path_and_id = by_path_and_id(&rx.received());
     let dups: usize = per_path_and_id.values().map(|n| n - 1).sum();
     assert_eq!(per_path_and_id.len(), 160);
     assert_eq!(dups, 0, "deliveries sent twice without any crash");
 }
 
 /// After `breaker_failures` consecutive failures the circuit opens: deliveries wait unattempted
-/// except one probe at a time, at doubling intervals; a 2xx closes it and the backlog is
-/// delivered in full, with nothing dead-lettered early.
+/// except one probe at a time across both replicas, at doubling intervals; a 2xx closes it and
+/// the backlog is delivered in full, with nothing dead-lettered early.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
     let healthy = Arc::new(AtomicBool::new(false));
@@ -127,11 +190,20 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
         (status, vec![], Duration::from_millis(100))
     }))
     .await;
-    let setup = Setup::new("iso_breaker")
-        .with("retry:\n  schedule: [500ms, 1s, 30s, 30s, 30s]\n  jitter: 0\n")
-        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 5\n  breaker_probe: 1s\n")
-        .endpoint("ep_flaky", "t", &rx.url("/"), &["*"]);
+    // Two replicas: the circuit is one state for both, so probes stay one at a time.
+    let replica = |prefix: Option<&str>| {
+        let mut s = Setup::new("iso_breaker")
+            .with("retry:\n  schedule: [500ms, 1s, 30s, 30s, 30s]\n  jitter: 0\n")
+            .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 5\n  breaker_probe: 1s\n")
+            .endpoint("ep_flaky", "t", &rx.url("/"), &["*"]);
+        if let Some(p) = prefix {
+            s.prefix = p.to_string();
+        }
+        s
+    };
+    let setup = replica(None);
     let w = Webhookd::start(&setup).await;
+    let w2 = Webhookd::start(&replica(Some(&setup.prefix))).await;
     let mut r = redis();
     publish(&mut r, &setup.stream(), &events("c", "t", 30));
     let opened = wait_until(Duration::from_secs(20), || {
@@ -139,14 +211,17 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
     })
     .await;
     assert!(opened, "the circuit never opened; log:\n{}", w.log_text());
+    // Attempts the other replica started before it learnt of the circuit (its view is
+    // refreshed every 250 ms) are not probes: count from half a second on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let before = rx.count();
     // While open: probes only, one at a time (each start at least the probe interval after
     // the previous one), 1 s then 2 s then 4 s apart.
-    tokio::time::sleep(Duration::from_millis(7_500)).await;
+    tokio::time::sleep(Duration::from_millis(7_000)).await;
     let probes: Vec<Received> = rx.received()[before..].to_vec();
     assert!(
         (2..=4).contains(&probes.len()),
-        "expected 2–4 probes in 7.5 s of an open circuit (1 s, 2 s, 4 s apart), got {}",
+        "expected 2–4 probes from 0.5 s to 7.5 s of an open circuit (1 s, 2 s, 4 s apart), got {}",
         probes.len()
     );
     for pair in probes.windows(2) {
@@ -168,7 +243,9 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
     );
     let m = w.metrics().await;
     assert_eq!(metric(&m, "webhookd_circuits_open"), 1.0, "{m}");
-    assert!(metric(&m, "webhookd_deliveries_parked_total") >= 1.0);
+    let m2 = w2.metrics().await;
+    let parked = |m: &str| metric(m, "webhookd_deliveries_parked_total{reason=\"circuit\"}");
+    assert!(parked(&m) + parked(&m2) >= 1.0, "{m}");
     // Recovery: the next probe succeeds, the circuit closes, and the whole backlog arrives.
     healthy.store(true, Ordering::SeqCst);
     let recovered_at = Instant::now();
@@ -193,8 +270,8 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
         .query(&mut r)
         .unwrap();
     assert_eq!(dlq_len, 0, "nothing is dead-lettered early for waiting");
-    let m = w.metrics().await;
-    assert!(metric(&m, "webhookd_circuit_transitions_total{to=\"closed\"}") >= 1.0);
+    let closed_by = |m: &str| metric(m, "webhookd_circuit_transitions_total{to=\"closed\"}");
+    assert!(closed_by(&w.metrics().await) + closed_by(&w2.metrics().await) >= 1.0);
     let (status, body) = http(
         hyper::Method::GET,
         &format!(
