@@ -135,20 +135,15 @@ impl Snapshot {
         Snapshot { tenants, by_id }
     }
 
-    /// The enabled endpoints of `tenant` whose filters match `event_type`.
+    /// The endpoints of `tenant` whose filters match `event_type`, disabled ones included: a
+    /// delivery to a disabled endpoint still gets a fate (a dead letter its tenant can replay).
     pub fn matching(&self, tenant: &str, event_type: &str, out: &mut Vec<Arc<Endpoint>>) {
         let Some(t) = self.tenants.get(tenant) else {
             return;
         };
         let mut slots = Vec::new();
         t.index.matches(event_type, &mut slots);
-        out.extend(
-            slots
-                .into_iter()
-                .map(|s| &t.endpoints[s as usize])
-                .filter(|e| !e.disabled)
-                .cloned(),
-        );
+        out.extend(slots.into_iter().map(|s| t.endpoints[s as usize].clone()));
     }
 
     pub fn endpoint(&self, id: &str) -> Option<&Arc<Endpoint>> {
