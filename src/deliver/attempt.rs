@@ -97,9 +97,11 @@ pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> 
     let exchange = async {
         let resp = client.request(req).await.map_err(describe)?;
         let status = resp.status().as_u16();
-        let retry_after = resp
-            .headers()
-            .get(RETRY_AFTER)
+        // Honoured only where it means "come back later" (SPEC 5): elsewhere a receiver's
+        // header could stall its own retries for hours.
+        let retry_after = honours_retry_after(status)
+            .then(|| resp.headers().get(RETRY_AFTER))
+            .flatten()
             .and_then(|v| v.to_str().ok())
             .and_then(parse_retry_after);
         let mut body = resp.into_body();
@@ -155,6 +157,11 @@ fn describe(e: hyper_util::client::legacy::Error) -> String {
 }
 
 /// `Retry-After` as seconds or an HTTP date.
+/// The statuses whose `Retry-After` is honoured.
+pub fn honours_retry_after(status: u16) -> bool {
+    matches!(status, 429 | 502 | 503 | 504)
+}
+
 pub fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
