@@ -38,9 +38,10 @@ pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiE
     if let Ok(Ok(addrs)) = resolved {
         for addr in addrs {
             if let Err(kind) = guard.check(addr.ip()) {
+                // The rule, never the address: an internal address is itself worth hiding.
                 return Err(ApiError::Invalid(format!(
-                    "url host `{host}` resolves to {}, a {kind} address, which is not allowed",
-                    addr.ip()
+                    "url host `{host}` resolves to a {kind} address, which is not allowed \
+                     (delivery.allowed_cidrs can allow internal ranges)"
                 )));
             }
         }
