@@ -197,6 +197,15 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for OptionalJsonBody<T> {
 
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     use serde_json::error::Category;
+    // Syntax before shape: a truncated body that happens to start with an unknown field is
+    // malformed (400), not invalid (422).
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(if bytes.iter().all(u8::is_ascii_whitespace) {
+            ApiError::Malformed("the request body must be a JSON object".into())
+        } else {
+            ApiError::Malformed(format!("invalid JSON: {e}"))
+        });
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let value = serde_path_to_error::deserialize(&mut de).map_err(|e| {
         let path = e.path().to_string();
@@ -274,6 +283,10 @@ mod tests {
         };
         assert!(m.contains("`a`"), "{m}");
         assert!(parse_json::<T>(b" {\"a\": 7} ").is_ok());
+        assert!(
+            matches!(parse_json::<T>(b"{\"oops\": "), Err(ApiError::Malformed(_))),
+            "syntax is judged before shape"
+        );
     }
 
     #[test]
