@@ -14,6 +14,7 @@ use crate::config::Config;
 use crate::deliver::{client, ssrf::Guard};
 use crate::dispatch::{DispatchConfig, Dispatcher, Parts};
 use crate::dlq::Dlq;
+use crate::gauges::Gauges;
 use crate::health::{self, Health};
 use crate::ingest::{self, Consumer, InFlight, StreamSettings};
 use crate::keys::Keys;
@@ -27,10 +28,10 @@ use crate::{api, park, promote, stats};
 
 /// Redis commands on the shared connection that take longer than this count as failed.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How often the depth gauges are read from Redis.
-const GAUGE_EVERY: Duration = Duration::from_secs(5);
 /// How long a delivery waits in memory for a saturated endpoint before it is parked in Redis.
 const LANE_WAIT: Duration = Duration::from_secs(1);
+/// The part of `shutdown_grace` (at most a quarter of it) kept for acknowledging what finished.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 /// How often idle lanes (of quiet or deleted endpoints) are dropped.
 const PRUNE_LANES_EVERY: Duration = Duration::from_secs(30);
 /// How often lanes flagged as backlogged check that their backlog still has anything.
@@ -176,6 +177,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let ops = OpsState {
         health: health.clone(),
         metrics: metrics.clone(),
+        gauges: Some(Arc::new(Gauges {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            group: settings.group.clone(),
+            retry: retry.clone(),
+            dlq: dlq.clone(),
+            live: live.clone(),
+        })),
     };
     let api_state = api::ApiState::new(
         &config,
@@ -248,16 +257,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             settings.consumer.clone(),
             endpoint_in_flight,
         )),
-        tokio::spawn(run_gauges(
-            conn.clone(),
-            keys.clone(),
-            settings.group.clone(),
-            retry.clone(),
-            dlq.clone(),
-            live.clone(),
-            metrics.clone(),
-            stop.clone(),
-        )),
     ];
     // The heartbeat outlives `stop`: deliveries still running during the grace keep their
     // entries claimed, so no other replica sends them again meanwhile.
@@ -285,14 +284,15 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let mut signals = Signals::new();
     signals.next().await;
+    // Everything below fits in the grace: deliveries get most of it, acknowledging what
+    // finished gets the rest.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace.get();
+    let flush = (config.shutdown_grace.get() / 4).min(SHUTDOWN_FLUSH);
     tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
     stop.cancel();
-    let _ = consumer_task.await;
+    let _ = tokio::time::timeout_at(deadline, consumer_task).await;
     let drained = tokio::select! {
-        r = tokio::time::timeout(
-            config.shutdown_grace.get(),
-            outstanding.acquire_many(outstanding_total as u32),
-        ) => r.is_ok(),
+        r = tokio::time::timeout_at(deadline - flush, dispatcher.drained()) => r.is_ok(),
         _ = signals.next() => false,
     };
     if drained {
@@ -303,18 +303,18 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     heartbeat_stop.cancel();
-    let _ = heartbeat.await;
+    let _ = tokio::time::timeout_at(deadline, heartbeat).await;
     drop(dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
-    let _ = tokio::time::timeout(Duration::from_secs(2), acker).await;
+    let _ = tokio::time::timeout_at(deadline, acker).await;
     park_task.abort();
-    let _ = tokio::time::timeout(Duration::from_millis(500), writer_task).await;
+    let _ = tokio::time::timeout_at(deadline, writer_task).await;
     http_stop.cancel();
     for t in tasks {
         t.abort();
     }
     for s in servers {
-        let _ = tokio::time::timeout(Duration::from_secs(1), s).await;
+        let _ = tokio::time::timeout_at(deadline, s).await;
     }
     tracing::info!("stopped");
     Ok(())
@@ -372,41 +372,6 @@ impl Signals {
         tokio::select! {
             _ = self.term.recv() => {}
             _ = tokio::signal::ctrl_c() => {}
-        }
-    }
-}
-
-#[allow(clippy::too_many_arguments)]
-async fn run_gauges(
-    conn: redis::aio::ConnectionManager,
-    keys: Keys,
-    group: String,
-    retry: RetryQueue,
-    dlq: Dlq,
-    live: registry::LiveIndex,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
-    loop {
-        if let Ok(n) = retry.depth().await {
-            metrics.retry_queue_depth.set(n as i64);
-        }
-        if let Ok(n) = dlq.depth().await {
-            metrics.dlq_depth.set(n as i64);
-        }
-        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
-            redis::cmd("XPENDING")
-                .arg(keys.stream())
-                .arg(&group)
-                .query_async(&mut conn.clone())
-                .await;
-        if let Ok((n, _, _, _)) = pending {
-            metrics.stream_pending.set(n as i64);
-        }
-        metrics.endpoints.set(live.snapshot().len() as i64);
-        tokio::select! {
-            _ = tokio::time::sleep(GAUGE_EVERY) => {}
-            _ = stop.cancelled() => return,
         }
     }
 }

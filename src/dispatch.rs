@@ -11,6 +11,7 @@ use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::attempt_log::{self, AttemptLog, AttemptRecord};
 use crate::breaker::Breaker;
@@ -215,6 +216,8 @@ pub struct Dispatcher {
     pub stop: CancellationToken,
     /// Wakes the backlog puller when a backlogged lane frees a slot.
     pub wake: Arc<Notify>,
+    /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
+    tasks: TaskTracker,
     lanes: Mutex<HashMap<Arc<str>, Arc<Lane>>>,
 }
 
@@ -257,8 +260,23 @@ impl Dispatcher {
             metrics: p.metrics,
             stop: p.stop,
             wake: Arc::new(Notify::new()),
+            tasks: TaskTracker::new(),
             lanes: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Runs a delivery (or anything that ends in one) as a task shutdown waits for.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits until every delivery task has ended; none may start after this is called.
+    pub async fn drained(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
     }
 
     pub fn lane(&self, id: &Arc<str>) -> Arc<Lane> {

@@ -439,7 +439,7 @@ impl Consumer {
             d.room = Some(room);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();
-            tokio::spawn(async move {
+            self.dispatcher.spawn(async move {
                 let ok = dispatcher.deliver(d).await;
                 ticket.done(ok);
             });

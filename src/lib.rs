@@ -16,6 +16,7 @@ pub mod dlq;
 pub mod duration;
 pub mod event;
 pub mod filter;
+pub mod gauges;
 pub mod health;
 pub mod ingest;
 pub mod keys;

@@ -189,10 +189,10 @@ where
 {
     let mut del = Delivery::from_job(job);
     del.room = room;
-    let d = d.clone();
+    let d2 = d.clone();
     // Whatever happens, the lease makes an unrecorded delivery due again.
-    tokio::spawn(async move {
-        run(d, del).await;
+    d.spawn(async move {
+        run(d2, del).await;
     });
 }
 

@@ -9,13 +9,19 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
+use crate::gauges::Gauges;
 use crate::health::Health;
 use crate::metrics::Metrics;
+
+/// How long a scrape waits for its Redis-backed gauges; past it, the last values are served.
+const SCRAPE_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct OpsState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
+    /// Gauges read from Redis at each scrape (none in tools without a Redis).
+    pub gauges: Option<Arc<Gauges>>,
 }
 
 pub fn health_routes(state: OpsState) -> Router {
@@ -46,6 +52,9 @@ async fn readyz(State(s): State<OpsState>) -> Response {
 }
 
 async fn metrics(State(s): State<OpsState>) -> Response {
+    if let Some(g) = &s.gauges {
+        let _ = tokio::time::timeout(SCRAPE_REFRESH, g.refresh(&s.metrics)).await;
+    }
     (
         [(
             header::CONTENT_TYPE,

@@ -1,0 +1,41 @@
+//! The gauges read from Redis (queue depths, pending entries), refreshed when `/metrics` is
+//! scraped, so an alert sees a change as soon as it happens and idle replicas read nothing.
+
+use redis::aio::ConnectionManager;
+
+use crate::dlq::Dlq;
+use crate::keys::Keys;
+use crate::metrics::Metrics;
+use crate::registry::LiveIndex;
+use crate::retry::RetryQueue;
+
+pub struct Gauges {
+    pub conn: ConnectionManager,
+    pub keys: Keys,
+    pub group: String,
+    pub retry: RetryQueue,
+    pub dlq: Dlq,
+    pub live: LiveIndex,
+}
+
+impl Gauges {
+    /// Reads every gauge; one that Redis cannot answer keeps its last value.
+    pub async fn refresh(&self, metrics: &Metrics) {
+        if let Ok(n) = self.retry.depth().await {
+            metrics.retry_queue_depth.set(n as i64);
+        }
+        if let Ok(n) = self.dlq.depth().await {
+            metrics.dlq_depth.set(n as i64);
+        }
+        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
+            redis::cmd("XPENDING")
+                .arg(self.keys.stream())
+                .arg(&self.group)
+                .query_async(&mut self.conn.clone())
+                .await;
+        if let Ok((n, _, _, _)) = pending {
+            metrics.stream_pending.set(n as i64);
+        }
+        metrics.endpoints.set(self.live.snapshot().len() as i64);
+    }
+}
