@@ -213,3 +213,46 @@ async fn the_dlq_depth_gauge_moves_within_a_second() {
         "webhookd_dlq_depth lagged the dead letter by over a second"
     );
 }
+
+/// Static endpoints exist for as long as the config says so: after Redis comes back without
+/// its data they are written again at once (they used to be written only at start, so the next
+/// full reload installed an empty registry and their events were acknowledged with no fate).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn static_endpoints_come_back_when_redis_loses_its_data() {
+    let rx = Receiver::start(always(200)).await;
+    let port = free_port();
+    let server = OwnRedis::start(port).await;
+    let url = server.url();
+    let setup = Setup::new("nsl_static").endpoint("ep_static", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    drop(server);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let _again = OwnRedis::start(port).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let key = format!("{}{{endpoints}}:all", setup.prefix);
+    let back = wait_until(WAIT, || {
+        redis::cmd("HEXISTS")
+            .arg(&key)
+            .arg("ep_static")
+            .query::<bool>(&mut conn)
+            .unwrap_or(false)
+    })
+    .await;
+    assert!(
+        back,
+        "the static endpoint was not written again; log:\n{}",
+        w.log_text()
+    );
+    let ready = format!("http://127.0.0.1:{}/readyz", setup.port);
+    assert!(wait_ready(&ready, WAIT).await);
+    publish(
+        &mut conn,
+        &setup.stream(),
+        &[envelope("evt_after_loss", "outbound.sent", "t", json!({}))],
+    );
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1);
+}

@@ -367,49 +367,6 @@ async fn two_replicas_with_a_slow_endpoint_never_duplicate_through_reclaiming() 
 }
 
 /// A Redis of the test's own, on a free port, keeping nothing on disk.
-struct OwnRedis {
-    port: u16,
-    child: std::process::Child,
-}
-
-impl OwnRedis {
-    async fn start(port: u16) -> OwnRedis {
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
-            .stdout(std::process::Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        let url = format!("redis://127.0.0.1:{port}");
-        assert!(
-            wait_until(Duration::from_secs(10), || redis::Client::open(
-                url.as_str()
-            )
-            .and_then(|c| c.get_connection())
-            .is_ok())
-            .await
-        );
-        OwnRedis { port, child }
-    }
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for OwnRedis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_redis_restarted_without_persistence_is_recovered_from_on_its_own() {

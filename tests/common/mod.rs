@@ -482,3 +482,48 @@ pub fn by_webhook_id(got: &[Received]) -> HashMap<String, usize> {
     }
     m
 }
+
+/// A redis-server of the test's own on `port`, without persistence; killed when dropped.
+pub struct OwnRedis {
+    port: u16,
+    child: std::process::Child,
+}
+
+impl OwnRedis {
+    pub async fn start(port: u16) -> OwnRedis {
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let url = format!("redis://127.0.0.1:{port}");
+        assert!(
+            wait_until(Duration::from_secs(10), || redis::Client::open(
+                url.as_str()
+            )
+            .and_then(|c| c.get_connection())
+            .is_ok())
+            .await
+        );
+        OwnRedis { port, child }
+    }
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for OwnRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
