@@ -20,7 +20,7 @@ use crate::ingest::{self, Consumer, InFlight, StreamSettings};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::publish::connect;
-use crate::registry::{self, Store, Syncer};
+use crate::registry::{Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
 use crate::server::{self, OpsState};
@@ -80,14 +80,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
     let store = Store::new(conn.clone(), keys.clone());
-    registry::sync_static(&store, &config, &sealer)
-        .await
-        .map_err(redis_err("writing static endpoints"))?;
-    let mut syncer = Syncer::new(store.clone(), sealer.clone());
+    let mut syncer = Syncer::new(store.clone(), sealer.clone(), config.endpoints.clone());
     syncer
         .full_load()
         .await
-        .map_err(redis_err("loading endpoints"))?;
+        .map_err(redis_err("writing static endpoints and loading endpoints"))?;
     let live = syncer.live();
 
     let metrics = Arc::new(Metrics::new());

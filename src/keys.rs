@@ -69,6 +69,10 @@ impl Keys {
     pub fn endpoints_log(&self) -> String {
         format!("{}{{endpoints}}:log", self.prefix)
     }
+    /// Present while Redis holds the registry: its absence means Redis lost its data.
+    pub fn registry_mark(&self) -> String {
+        format!("{}{{endpoints}}:mark", self.prefix)
+    }
     /// Hash of endpoint id → ms since which every attempt failed.
     pub fn failing_since(&self) -> String {
         format!("{}{{endpoints}}:failing", self.prefix)

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::model::{Endpoint, EndpointRecord};
 use super::store::Store;
+use crate::config::StaticEndpoint;
 use crate::filter::PatternIndex;
 use crate::seal::Sealer;
 
@@ -177,15 +178,19 @@ pub struct Syncer {
     sealer: Sealer,
     live: LiveIndex,
     cursor: String,
+    /// The config's endpoints: written again before every full load, so they exist for as
+    /// long as the config says so, even after Redis lost its data.
+    statics: Vec<StaticEndpoint>,
 }
 
 impl Syncer {
-    pub fn new(store: Store, sealer: Sealer) -> Self {
+    pub fn new(store: Store, sealer: Sealer, statics: Vec<StaticEndpoint>) -> Self {
         Syncer {
             store,
             sealer,
             live: LiveIndex::default(),
             cursor: "0-0".into(),
+            statics,
         }
     }
 
@@ -193,8 +198,13 @@ impl Syncer {
         self.live.clone()
     }
 
-    /// Loads every record; the change-log head is read first so no change falls between.
+    /// Writes the static endpoints (where missing or changed), then loads every record; the
+    /// change-log head is read first so no change falls between.
     pub async fn full_load(&mut self) -> redis::RedisResult<()> {
+        super::sync_static(&self.store, &self.statics, &self.sealer).await?;
+        if !self.store.mark().await? {
+            tracing::info!("the registry mark is new: a new Redis, or one that lost its data");
+        }
         let head = self.store.log_head().await?;
         let all = self.store.all().await?;
         let old = self.live.current.load_full();
@@ -236,7 +246,9 @@ impl Syncer {
                 _ = stop.cancelled() => return,
                 _ = tokio::time::sleep(POLL) => {}
             }
-            let result = if last_full.elapsed() >= FULL_RELOAD {
+            // A Redis that lost its data is refilled at once, not at the next full reload.
+            let lost = matches!(self.store.marked().await, Ok(false));
+            let result = if lost || last_full.elapsed() >= FULL_RELOAD {
                 last_full = tokio::time::Instant::now();
                 self.full_load().await.map(|_| 0)
             } else {

@@ -8,18 +8,19 @@ pub use live::{LiveIndex, Snapshot, Syncer};
 pub use model::{validate_static, Endpoint, EndpointRecord, StoredSecret};
 pub use store::Store;
 
-use crate::config::Config;
+use crate::config::StaticEndpoint;
 use crate::seal::Sealer;
 
 /// Writes the config's static endpoints into the registry, keeping a disabled state that an
-/// earlier 410 or failure streak set while the URL is unchanged.
+/// earlier 410 or failure streak set while the URL is unchanged. Idempotent: an endpoint
+/// already stored as configured is not written again.
 pub async fn sync_static(
     store: &Store,
-    config: &Config,
+    endpoints: &[StaticEndpoint],
     sealer: &Sealer,
 ) -> redis::RedisResult<()> {
     let now = crate::clock::now_ms();
-    for ep in &config.endpoints {
+    for ep in endpoints {
         let prev = store.get(&ep.id).await?;
         let keep_disabled = prev
             .as_ref()

@@ -56,6 +56,27 @@ impl Store {
             .await
     }
 
+    /// Marks this Redis as holding the registry; false if the mark was missing (a new Redis,
+    /// or one that lost its data).
+    pub async fn mark(&self) -> redis::RedisResult<bool> {
+        let set: bool = redis::cmd("SET")
+            .arg(self.keys.registry_mark())
+            .arg(crate::clock::now_ms())
+            .arg("NX")
+            .query_async::<Option<String>>(&mut self.conn.clone())
+            .await?
+            .is_some();
+        Ok(!set)
+    }
+
+    /// Whether the mark `mark` set is still there.
+    pub async fn marked(&self) -> redis::RedisResult<bool> {
+        redis::cmd("EXISTS")
+            .arg(self.keys.registry_mark())
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
     /// Removes a record; true when it existed.
     pub async fn delete(&self, tenant: &str, id: &str) -> redis::RedisResult<bool> {
         let mut conn = self.conn.clone();
