@@ -256,3 +256,37 @@ async fn static_endpoints_come_back_when_redis_loses_its_data() {
     let got = rx.wait_for(1, WAIT).await;
     assert_eq!(got.len(), 1);
 }
+
+/// A success ends the failure streak whichever replica sees it. Before, a replica cleared the
+/// streak only if its own memory said the endpoint was failing, so a streak another replica
+/// started survived this one's successes and later disabled a healthy endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_success_ends_a_failure_streak_another_replica_started() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("nsl_streak").endpoint("ep_ok", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    // Another replica's failure, written after this one started.
+    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
+    let _: () = redis::cmd("HSET")
+        .arg(&failing)
+        .arg("ep_ok")
+        .arg(webhookd::clock::now_ms() - 1_000)
+        .query(&mut r)
+        .unwrap();
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_streak", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    let cleared = wait_until(Duration::from_secs(3), || {
+        !redis::cmd("HEXISTS")
+            .arg(&failing)
+            .arg("ep_ok")
+            .query::<bool>(&mut r)
+            .unwrap()
+    })
+    .await;
+    assert!(cleared, "the streak outlived a success");
+}
