@@ -1,7 +1,7 @@
 //! Per-endpoint attempt history in Redis (capped), written off the hot path in batches,
 //! and the failure streak that disables an endpoint after `delivery.disable_after`.
 
-use std::collections::HashSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -18,8 +18,6 @@ pub const KEEP: isize = 100;
 /// Records waiting to be written; past this, records are dropped (the log is best-effort).
 const BACKLOG: usize = 16_384;
 const BATCH: usize = 512;
-/// How often the set of failing endpoints is re-read, to see other replicas' successes.
-const FAILING_REFRESH: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AttemptRecord {
@@ -49,20 +47,12 @@ impl AttemptLog {
     }
 }
 
-/// Records a failure time if none is set; answers the start of the streak.
-const FAILING: &str = r#"
-redis.call('HSETNX', KEYS[1], ARGV[1], ARGV[2])
-return redis.call('HGET', KEYS[1], ARGV[1])
-"#;
-
 pub struct Writer {
     rx: mpsc::Receiver<AttemptRecord>,
     conn: ConnectionManager,
     keys: Keys,
     store: Store,
     disable_after: Duration,
-    failing: HashSet<String>,
-    script: redis::Script,
     metrics: Arc<Metrics>,
 }
 
@@ -82,8 +72,6 @@ pub fn channel(
             keys,
             store,
             disable_after,
-            failing: HashSet::new(),
-            script: redis::Script::new(FAILING),
             metrics,
         },
     )
@@ -93,22 +81,8 @@ impl Writer {
     /// Runs until every handle is dropped, then drains what is left.
     pub async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
-        let mut last_refresh = tokio::time::Instant::now() - FAILING_REFRESH;
         loop {
-            if last_refresh.elapsed() >= FAILING_REFRESH {
-                last_refresh = tokio::time::Instant::now();
-                if let Ok(ids) = redis::cmd("HKEYS")
-                    .arg(self.keys.failing_since())
-                    .query_async::<Vec<String>>(&mut self.conn.clone())
-                    .await
-                {
-                    self.failing = ids.into_iter().collect();
-                }
-            }
-            let n = tokio::select! {
-                n = self.rx.recv_many(&mut buf, BATCH) => n,
-                _ = tokio::time::sleep(FAILING_REFRESH) => continue,
-            };
+            let n = self.rx.recv_many(&mut buf, BATCH).await;
             if n == 0 {
                 return;
             }
@@ -121,55 +95,80 @@ impl Writer {
 
     async fn write(&mut self, batch: &[AttemptRecord]) -> redis::RedisResult<()> {
         // One LPUSH and one LTRIM per endpoint per batch, oldest first so the newest ends up
-        // at the head.
-        let mut by_endpoint: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
-        let mut pipe = redis::pipe();
+        // at the head; the failure streaks in the same transaction, in attempt order.
+        let mut by_endpoint: BTreeMap<&str, (Vec<String>, Streak)> = BTreeMap::new();
         for rec in batch {
-            by_endpoint
-                .entry(rec.endpoint_id.as_str())
-                .or_default()
-                .push(serde_json::to_string(rec).expect("records serialize"));
-            let ok = matches!(rec.status, Some(s) if (200..300).contains(&s));
-            if ok && self.failing.remove(&rec.endpoint_id) {
-                pipe.hdel(self.keys.failing_since(), &rec.endpoint_id)
-                    .ignore();
-            }
+            let (records, streak) = by_endpoint.entry(rec.endpoint_id.as_str()).or_default();
+            records.push(serde_json::to_string(rec).expect("records serialize"));
+            streak.add(rec);
         }
-        for (endpoint, records) in &by_endpoint {
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        let mut failing = Vec::new();
+        for (endpoint, (records, streak)) in &by_endpoint {
             let key = self.keys.attempts(endpoint);
             let newest = &records[records.len().saturating_sub(KEEP as usize)..];
             pipe.lpush(&key, newest)
                 .ignore()
                 .ltrim(&key, 0, KEEP - 1)
                 .ignore();
+            // Every success ends the streak, on whichever replica it happens; a failure after
+            // the batch's last success starts a new one (or continues the stored one).
+            if streak.succeeded {
+                pipe.hdel(self.keys.failing_since(), *endpoint).ignore();
+            }
+            if let Some((first, _)) = &streak.failed_after {
+                if streak.succeeded {
+                    pipe.hset(self.keys.failing_since(), *endpoint, first)
+                        .ignore();
+                } else {
+                    pipe.hset_nx(self.keys.failing_since(), *endpoint, first)
+                        .ignore();
+                }
+                pipe.hget(self.keys.failing_since(), *endpoint);
+                failing.push(*endpoint);
+            }
         }
         crate::stats::add(&mut pipe, &self.keys, batch);
-        pipe.query_async::<()>(&mut self.conn.clone()).await?;
-        for rec in batch {
-            let ok = matches!(rec.status, Some(s) if (200..300).contains(&s));
-            if ok || rec.gone {
+        let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        for (endpoint, since) in failing.into_iter().zip(since) {
+            let (_, streak) = &by_endpoint[endpoint];
+            let (Some(since), Some((_, last))) = (since, &streak.failed_after) else {
                 continue;
-            }
-            self.failing.insert(rec.endpoint_id.clone());
-            let since: i64 = self
-                .script
-                .key(self.keys.failing_since())
-                .arg(&rec.endpoint_id)
-                .arg(rec.at)
-                .invoke_async(&mut self.conn.clone())
-                .await?;
-            if rec.at - since >= self.disable_after.as_millis() as i64 {
+            };
+            if last.at - since >= self.disable_after.as_millis() as i64 {
                 let reason = format!(
                     "every attempt failed for {} (delivery.disable_after); last error: {}",
                     crate::duration::Dur(self.disable_after),
-                    rec.error.as_deref().unwrap_or("unknown")
+                    last.error.as_deref().unwrap_or("unknown")
                 );
-                if disable(&self.store, &rec.endpoint_id, &reason).await? {
+                if disable(&self.store, endpoint, &reason).await? {
                     self.metrics.endpoints_disabled.inc();
                 }
             }
         }
         Ok(())
+    }
+}
+
+/// One endpoint's outcomes in a batch, in order: whether any attempt succeeded, and the
+/// failures after the last success (the first one's time, and the last one).
+#[derive(Default)]
+struct Streak<'a> {
+    succeeded: bool,
+    failed_after: Option<(i64, &'a AttemptRecord)>,
+}
+
+impl<'a> Streak<'a> {
+    fn add(&mut self, rec: &'a AttemptRecord) {
+        if crate::deliver::attempt::is_success(rec.status) {
+            self.succeeded = true;
+            self.failed_after = None;
+        } else if !rec.gone {
+            // A 410 disables the endpoint by itself; it is no part of a streak.
+            let first = self.failed_after.map_or(rec.at, |(first, _)| first);
+            self.failed_after = Some((first, rec));
+        }
     }
 }
 
@@ -206,4 +205,50 @@ pub async fn recent(
         .iter()
         .filter_map(|r| serde_json::from_str(r).ok())
         .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(at: i64, status: Option<u16>) -> AttemptRecord {
+        AttemptRecord {
+            at,
+            event_id: "e".into(),
+            attempt: 1,
+            status,
+            latency_ms: 1,
+            error: (status != Some(200)).then(|| "HTTP 500".into()),
+            response: String::new(),
+            endpoint_id: "ep".into(),
+            gone: false,
+        }
+    }
+
+    #[test]
+    fn a_streak_follows_the_order_of_attempts() {
+        let recs = [
+            rec(1, Some(500)),
+            rec(2, Some(200)),
+            rec(3, None),
+            rec(4, Some(500)),
+        ];
+        let mut s = Streak::default();
+        recs.iter().for_each(|r| s.add(r));
+        assert!(s.succeeded);
+        let (first, last) = s.failed_after.unwrap();
+        assert_eq!(
+            (first, last.at),
+            (3, 4),
+            "only failures after the last success count"
+        );
+
+        let recs = [rec(1, Some(500)), rec(2, Some(204))];
+        let mut s = Streak::default();
+        recs.iter().for_each(|r| s.add(r));
+        assert!(
+            s.succeeded && s.failed_after.is_none(),
+            "a later success ends it"
+        );
+    }
 }
