@@ -290,3 +290,51 @@ async fn a_success_ends_a_failure_streak_another_replica_started() {
     .await;
     assert!(cleared, "the streak outlived a success");
 }
+
+/// While acknowledging fails, the acker keeps trying, and the finished entries stay claimed
+/// meanwhile: they are neither forgotten (left pending for good) nor taken by `XAUTOCLAIM`
+/// and sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acknowledgements_that_fail_are_retried_and_nothing_is_sent_twice() {
+    let rx = Receiver::start(always(200)).await;
+    let port = free_port();
+    let server = OwnRedis::start(port).await;
+    let url = server.url();
+    let setup = Setup::new("nsl_acker")
+        .with("stream:\n  consumer: solo\n  block: 200ms\n  claim_idle: 1s\n")
+        .endpoint("ep_ack", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let acl = |conn: &mut redis::Connection, rule: &str| {
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg("default")
+            .arg(rule)
+            .query(conn)
+            .unwrap();
+    };
+    acl(&mut conn, "-xack");
+    let env: Vec<String> = (0..5)
+        .map(|i| envelope(&format!("evt_ack{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    publish(&mut conn, &setup.stream(), &env);
+    assert_eq!(rx.wait_for(5, WAIT).await.len(), 5);
+    // Several claim_idle periods with every XACK refused.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    acl(&mut conn, "+xack");
+    let acked = wait_until(WAIT, || {
+        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(setup.stream())
+            .arg("webhookd")
+            .query(&mut conn)
+            .unwrap();
+        p.0 == 0
+    })
+    .await;
+    assert!(acked, "entries stayed pending after XACK was allowed again");
+    let ids = by_webhook_id(&rx.received());
+    assert!(ids.values().all(|&n| n == 1), "sent twice: {ids:?}");
+}
