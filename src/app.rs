@@ -272,6 +272,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         conn.clone(),
         keys.clone(),
         settings.group.clone(),
+        in_flight.clone(),
     ));
     let consumer_task = tokio::spawn(consumer.run());
     tracing::info!(

@@ -79,10 +79,13 @@ impl Ticket {
             self.all_ok.store(false, Ordering::Release);
         }
         if self.remaining.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Acknowledged entries stay claimed (heartbeated) until the acker's XACK lands;
+            // one with an unrecorded fate is let go, to be claimed and delivered again.
             if self.all_ok.load(Ordering::Acquire) {
                 let _ = self.acks.send(self.entry.clone());
+            } else {
+                self.in_flight.remove(&self.entry);
             }
-            self.in_flight.remove(&self.entry);
         }
     }
 }
@@ -446,24 +449,26 @@ impl Consumer {
         }
     }
 
-    /// Acknowledges an entry that needs no delivery.
+    /// Acknowledges an entry that needs no delivery (it stays claimed until the XACK lands).
     fn ack(&self, entry: String) {
-        self.in_flight.remove(&entry);
         let _ = self.acks.send(entry);
     }
 }
 
-/// Acknowledges finished entries in batches.
+/// Acknowledges finished entries in batches. A batch that Redis refuses is tried again, with
+/// backoff, until it lands: its entries stay claimed meanwhile, so nothing is sent twice, and
+/// if webhookd stops first they stay pending and are claimed later, never forgotten.
 pub async fn run_acker(
     mut rx: mpsc::UnboundedReceiver<String>,
     conn: ConnectionManager,
     keys: Keys,
     group: String,
+    in_flight: Arc<InFlight>,
 ) {
     let mut buf = Vec::with_capacity(1024);
     while rx.recv_many(&mut buf, 1024).await > 0 {
         let mut delay = Duration::from_millis(50);
-        for _ in 0..20 {
+        loop {
             let r: redis::RedisResult<()> = redis::cmd("XACK")
                 .arg(keys.stream())
                 .arg(&group)
@@ -479,7 +484,9 @@ pub async fn run_acker(
                 }
             }
         }
-        buf.clear();
+        for id in buf.drain(..) {
+            in_flight.remove(&id);
+        }
     }
 }
 
