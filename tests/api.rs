@@ -1231,6 +1231,8 @@ async fn the_openapi_document_is_served_without_auth_and_covers_every_route() {
         ("/v1/events", "post"),
         ("/v1/ingest/{provider}", "post"),
         ("/v1/tenants/{tenant}/tokens", "post"),
+        ("/v1/tenants/{tenant}/tokens", "get"),
+        ("/v1/tenants/{tenant}/tokens/{id}", "delete"),
         ("/v1/tenants/{tenant}/endpoints", "post"),
         ("/v1/tenants/{tenant}/endpoints", "get"),
         ("/v1/tenants/{tenant}/endpoints/{id}", "get"),
@@ -1251,4 +1253,146 @@ async fn the_openapi_document_is_served_without_auth_and_covers_every_route() {
             "{method} {path} is not documented"
         );
     }
+}
+
+/// Tokens can be listed (never shown again), revoked — refused by every replica at once —
+/// and made to expire; tokens made by an older build (no id) are listed and revocable too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_tokens_are_listed_revoked_everywhere_and_expire() {
+    use sha2::Digest;
+    let setup = Setup::new("api_tokens");
+    // A token as the previous build stored it: digest → {tenant, created_at}, nothing else.
+    let old_token = "whk_made_by_the_previous_build_0123456789";
+    let old_digest: String = sha2::Sha256::digest(old_token.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{}tokens", setup.prefix))
+        .arg(&old_digest)
+        .arg(r#"{"tenant":"acct_k","created_at":"2026-01-01T00:00:00.000Z"}"#)
+        .query(&mut redis())
+        .unwrap();
+    let _w1 = Webhookd::start(&setup).await;
+    let mut other = Setup::new("api_tokens");
+    other.prefix = setup.prefix.clone();
+    let _w2 = Webhookd::start(&other).await;
+    let (one, two) = (Api::admin(&setup), Api::admin(&other));
+
+    let (status, made) = one.post("/v1/tenants/acct_k/tokens", json!({})).await;
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["expires_at"], Value::Null);
+    let (id, token) = (
+        made["id"].as_str().unwrap(),
+        made["token"].as_str().unwrap(),
+    );
+    assert_eq!(
+        two.as_token(token)
+            .get("/v1/tenants/acct_k/endpoints")
+            .await
+            .0,
+        200
+    );
+
+    let (status, list) = one.get("/v1/tenants/acct_k/tokens").await;
+    assert_eq!(status, 200, "{list}");
+    let ids: Vec<&str> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["id"].as_str().unwrap())
+        .collect();
+    let old_id = format!("tok_{}", &old_digest[..16]);
+    assert!(
+        ids.contains(&id) && ids.contains(&old_id.as_str()),
+        "{list}"
+    );
+    assert!(
+        !list.to_string().contains(token),
+        "a listed token is never shown again"
+    );
+    let mine = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["id"] == id)
+        .unwrap();
+    assert!(mine["last_used_at"].is_string(), "{mine}");
+    assert_error(
+        &one.as_token(token).get("/v1/tenants/acct_k/tokens").await,
+        403,
+        "forbidden",
+    );
+
+    assert_eq!(
+        one.delete(&format!("/v1/tenants/acct_k/tokens/{id}"))
+            .await
+            .0,
+        204
+    );
+    let refused = two
+        .as_token(token)
+        .get("/v1/tenants/acct_k/endpoints")
+        .await;
+    assert_error(&refused, 401, "unauthorized");
+    assert_error(
+        &one.delete(&format!("/v1/tenants/acct_k/tokens/{id}")).await,
+        404,
+        "not_found",
+    );
+    assert_error(
+        &one.delete(&format!("/v1/tenants/acct_x/tokens/{old_id}"))
+            .await,
+        404,
+        "not_found",
+    );
+
+    assert_eq!(
+        one.as_token(old_token)
+            .get("/v1/tenants/acct_k/endpoints")
+            .await
+            .0,
+        200
+    );
+    assert_eq!(
+        one.delete(&format!("/v1/tenants/acct_k/tokens/{old_id}"))
+            .await
+            .0,
+        204
+    );
+    assert_error(
+        &two.as_token(old_token)
+            .get("/v1/tenants/acct_k/endpoints")
+            .await,
+        401,
+        "unauthorized",
+    );
+
+    let (status, short) = one
+        .post("/v1/tenants/acct_k/tokens", json!({"ttl": "1s"}))
+        .await;
+    assert_eq!(status, 201, "{short}");
+    assert!(short["expires_at"].is_string());
+    let short_token = short["token"].as_str().unwrap();
+    assert_eq!(
+        two.as_token(short_token)
+            .get("/v1/tenants/acct_k/endpoints")
+            .await
+            .0,
+        200
+    );
+    tokio::time::sleep(Duration::from_millis(1_300)).await;
+    assert_error(
+        &two.as_token(short_token)
+            .get("/v1/tenants/acct_k/endpoints")
+            .await,
+        401,
+        "unauthorized",
+    );
+    assert_error(
+        &one.post("/v1/tenants/acct_k/tokens", json!({"ttl": "soon"}))
+            .await,
+        422,
+        "invalid",
+    );
 }
