@@ -171,6 +171,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         .await
         .map_err(redis_err("creating the consumer group"))?;
 
+    match api::tokens::migrate(&conn, &keys).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "tenant tokens indexed for listing and revoking"),
+        Err(e) => return Err(ServeError::Redis(format!("indexing tenant tokens: {e}"))),
+    }
     let ops = OpsState {
         health: health.clone(),
         metrics: metrics.clone(),

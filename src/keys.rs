@@ -81,6 +81,14 @@ impl Keys {
     pub fn tokens(&self) -> String {
         format!("{}tokens", self.prefix)
     }
+    /// Hash of one tenant's token ids → sha256(token).
+    pub fn tenant_tokens(&self, tenant: &str) -> String {
+        format!("{}tokens:tenant:{tenant}", self.prefix)
+    }
+    /// Hash of sha256(token) → Unix ms it was last used.
+    pub fn tokens_used(&self) -> String {
+        format!("{}tokens:used", self.prefix)
+    }
     /// Capped list of one endpoint's recent attempts, newest first.
     pub fn attempts(&self, endpoint_id: &str) -> String {
         format!("{}attempts:{endpoint_id}", self.prefix)

@@ -8,7 +8,7 @@ mod error;
 mod events;
 mod extract;
 mod openapi;
-mod tokens;
+pub(crate) mod tokens;
 
 use std::sync::Arc;
 
@@ -50,6 +50,8 @@ pub struct Inner {
     pub max_event_bytes: usize,
     pub allow_http: bool,
     pub rotation_overlap_ms: i64,
+    /// When this replica last wrote each token's use.
+    pub token_use: tokens::UsedMemory,
 }
 
 impl ApiState {
@@ -82,6 +84,7 @@ impl ApiState {
                 max_event_bytes: config.stream.max_event_bytes,
                 allow_http: config.delivery.allow_http,
                 rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
+                token_use: tokens::UsedMemory::default(),
             }),
         }
     }

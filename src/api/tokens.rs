@@ -1,4 +1,14 @@
-//! Tenant tokens: created by an admin, shown once, kept only as a SHA-256 digest.
+//! Tenant tokens: created by an admin, shown once, kept only as a SHA-256 digest; listed,
+//! revoked and optionally expiring.
+//!
+//! Redis: `tokens` maps digest → record (what every request looks up, so a revocation or an
+//! expiry takes effect on every replica at once); `tokens:tenant:<t>` maps the tenant's token
+//! ids → digests (listing and revoking stay within one tenant); `tokens:used` holds when each
+//! token was last used, written at most once a minute per token and replica.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -11,43 +21,136 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::extract::check_tenant;
+use super::extract::{check_tenant, OptionalJsonBody};
 use super::{ApiError, ApiPath, ApiState, Caller, ErrorBody};
 use crate::clock::{now_ms, rfc3339};
+use crate::keys::Keys;
+
+/// How often a token's `last_used_at` is written, at most, per replica.
+const USED_EVERY: Duration = Duration::from_secs(60);
+/// Tokens whose last write this replica remembers; past it the memory starts afresh.
+const USED_MEMORY: usize = 10_000;
 
 /// What a token's digest maps to in `keys.tokens()`.
 #[derive(Serialize, Deserialize)]
 struct TokenRecord {
     tenant: String,
     created_at: String,
+    /// Absent on tokens made before ids existed: derived from the digest then.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    /// Unix ms; absent: never expires.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at: Option<i64>,
+}
+
+impl TokenRecord {
+    fn id(&self, digest_hex: &str) -> String {
+        self.id.clone().unwrap_or_else(|| derived_id(digest_hex))
+    }
+
+    fn expired(&self, now: i64) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// The id of a token made before ids existed.
+fn derived_id(digest_hex: &str) -> String {
+    format!("tok_{}", &digest_hex[..16.min(digest_hex.len())])
 }
 
 #[derive(Serialize, ToSchema)]
 pub struct NewToken {
+    #[schema(example = "tok_9f2c4e1a7b3d5e60")]
+    pub id: String,
     /// `whk_` + base64url of 32 random bytes. Shown only now: only its digest is stored.
     #[schema(example = "whk_3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
     pub token: String,
     pub tenant: String,
+    /// RFC 3339; null: it never expires.
+    pub expires_at: Option<String>,
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct TokenRequest {
+    /// How long the token is valid, e.g. `30d`; absent: no expiry.
+    #[schema(example = "30d")]
+    pub ttl: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenOut {
+    pub id: String,
+    pub created_at: String,
+    pub last_used_at: Option<String>,
+    pub expires_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TokenList {
+    pub data: Vec<TokenOut>,
+    /// Always null: a tenant's tokens come in one page.
+    pub next_cursor: Option<String>,
 }
 
 pub fn routes() -> OpenApiRouter<ApiState> {
-    OpenApiRouter::new().routes(routes!(create_token))
+    OpenApiRouter::new()
+        .routes(routes!(create_token, list_tokens))
+        .routes(routes!(revoke_token))
 }
 
 fn hex(digest: &[u8]) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The tenant a token (given as its SHA-256 digest) belongs to, if it is one of ours.
+/// Replica-local memory of when each token's use was last written.
+#[derive(Default)]
+pub struct UsedMemory(Mutex<HashMap<[u8; 32], Instant>>);
+
+impl UsedMemory {
+    /// Whether this use should be written now.
+    fn due(&self, digest: &[u8; 32]) -> bool {
+        let mut seen = self.0.lock().expect("token use memory");
+        if seen.len() >= USED_MEMORY {
+            seen.clear();
+        }
+        match seen.get(digest) {
+            Some(at) if at.elapsed() < USED_EVERY => false,
+            _ => {
+                seen.insert(*digest, Instant::now());
+                true
+            }
+        }
+    }
+}
+
+/// The tenant a token (given as its SHA-256 digest) belongs to, if it is one of ours and has
+/// not expired.
 pub async fn tenant_of(state: &ApiState, digest: &[u8; 32]) -> Result<Option<String>, ApiError> {
+    let digest_hex = hex(digest);
     let raw: Option<String> = redis::cmd("HGET")
         .arg(state.inner.keys.tokens())
-        .arg(hex(digest))
+        .arg(&digest_hex)
         .query_async(&mut state.inner.conn.clone())
         .await?;
-    Ok(raw
-        .and_then(|r| serde_json::from_str::<TokenRecord>(&r).ok())
-        .map(|r| r.tenant))
+    let Some(rec) = raw.and_then(|r| serde_json::from_str::<TokenRecord>(&r).ok()) else {
+        return Ok(None);
+    };
+    let now = now_ms();
+    if rec.expired(now) {
+        return Ok(None);
+    }
+    if state.inner.token_use.due(digest) {
+        // Best effort: a failed write only leaves last_used_at older.
+        let _ = redis::cmd("HSET")
+            .arg(state.inner.keys.tokens_used())
+            .arg(&digest_hex)
+            .arg(now)
+            .query_async::<()>(&mut state.inner.conn.clone())
+            .await;
+    }
+    Ok(Some(rec.tenant))
 }
 
 /// Create a tenant token (admin only).
@@ -58,11 +161,13 @@ pub async fn tenant_of(state: &ApiState, digest: &[u8; 32]) -> Result<Option<Str
     path = "/v1/tenants/{tenant}/tokens",
     tag = "tokens",
     params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$")),
+    request_body(content = Option<TokenRequest>, description = "Optional: `ttl`"),
     responses(
         (status = 201, description = "The new token, shown only once", body = NewToken),
-        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 400, description = "Malformed tenant or body", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 422, description = "Invalid ttl", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     )
 )]
@@ -70,21 +175,225 @@ async fn create_token(
     State(state): State<ApiState>,
     caller: Caller,
     ApiPath(tenant): ApiPath<String>,
+    OptionalJsonBody(req): OptionalJsonBody<TokenRequest>,
 ) -> Result<(StatusCode, Json<NewToken>), ApiError> {
     caller.require_admin()?;
     check_tenant(&tenant)?;
+    let now = now_ms();
+    let expires_at = match req.unwrap_or_default().ttl {
+        None => None,
+        Some(ttl) => {
+            let d = crate::duration::parse(&ttl)
+                .ok()
+                .filter(|d| !d.is_zero())
+                .ok_or_else(|| {
+                    ApiError::Invalid(format!(
+                        "`ttl`: `{ttl}` is not a duration above zero (e.g. 30d, 12h)"
+                    ))
+                })?;
+            Some(now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
+        }
+    };
     let raw: [u8; 32] = rand::random();
     let token = format!("whk_{}", URL_SAFE_NO_PAD.encode(raw));
+    let digest = hex(&Sha256::digest(token.as_bytes()));
+    let id = format!("tok_{}", hex(&rand::random::<[u8; 8]>()));
     let record = TokenRecord {
         tenant: tenant.clone(),
-        created_at: rfc3339(now_ms()),
+        created_at: rfc3339(now),
+        id: Some(id.clone()),
+        expires_at,
     };
-    let digest: [u8; 32] = Sha256::digest(token.as_bytes()).into();
-    redis::cmd("HSET")
-        .arg(state.inner.keys.tokens())
-        .arg(hex(&digest))
-        .arg(serde_json::to_string(&record).expect("token records serialize"))
+    let keys = &state.inner.keys;
+    // The tenant's index first: a token is never usable without being listed (and revocable).
+    redis::pipe()
+        .hset(keys.tenant_tokens(&tenant), &id, &digest)
+        .ignore()
+        .hset(
+            keys.tokens(),
+            &digest,
+            serde_json::to_string(&record).expect("token records serialize"),
+        )
+        .ignore()
         .query_async::<()>(&mut state.inner.conn.clone())
         .await?;
-    Ok((StatusCode::CREATED, Json(NewToken { token, tenant })))
+    Ok((
+        StatusCode::CREATED,
+        Json(NewToken {
+            id,
+            token,
+            tenant,
+            expires_at: expires_at.map(rfc3339),
+        }),
+    ))
+}
+
+/// A tenant's tokens (admin only): ids and times, never the tokens themselves.
+#[utoipa::path(
+    get,
+    path = "/v1/tenants/{tenant}/tokens",
+    tag = "tokens",
+    params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$")),
+    responses(
+        (status = 200, description = "The tenant's tokens, oldest first", body = TokenList),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn list_tokens(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath(tenant): ApiPath<String>,
+) -> Result<Json<TokenList>, ApiError> {
+    caller.require_admin()?;
+    check_tenant(&tenant)?;
+    let keys = &state.inner.keys;
+    let index: HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(keys.tenant_tokens(&tenant))
+        .query_async(&mut state.inner.conn.clone())
+        .await?;
+    let digests: Vec<&String> = index.values().collect();
+    let (records, used): (Vec<Option<String>>, Vec<Option<i64>>) = if digests.is_empty() {
+        (Vec::new(), Vec::new())
+    } else {
+        let mut pipe = redis::pipe();
+        pipe.cmd("HMGET").arg(keys.tokens()).arg(&digests);
+        pipe.cmd("HMGET").arg(keys.tokens_used()).arg(&digests);
+        pipe.query_async(&mut state.inner.conn.clone()).await?
+    };
+    let now = now_ms();
+    let mut data: Vec<(String, TokenOut)> = digests
+        .iter()
+        .zip(records)
+        .zip(used)
+        .filter_map(|((digest, raw), used)| {
+            let rec: TokenRecord = serde_json::from_str(&raw?).ok()?;
+            (rec.tenant == tenant && !rec.expired(now)).then(|| {
+                (
+                    rec.created_at.clone(),
+                    TokenOut {
+                        id: rec.id(digest),
+                        created_at: rec.created_at.clone(),
+                        last_used_at: used.map(rfc3339),
+                        expires_at: rec.expires_at.map(rfc3339),
+                    },
+                )
+            })
+        })
+        .collect();
+    data.sort_by(|a, b| a.0.cmp(&b.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    Ok(Json(TokenList {
+        data: data.into_iter().map(|(_, t)| t).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Revoke a tenant token (admin only): refused from then on, by every replica.
+#[utoipa::path(
+    delete,
+    path = "/v1/tenants/{tenant}/tokens/{id}",
+    tag = "tokens",
+    params(
+        ("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$"),
+        ("id" = String, Path, description = "Token id"),
+    ),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 400, description = "Malformed tenant", body = ErrorBody),
+        (status = 401, description = "No or bad token", body = ErrorBody),
+        (status = 403, description = "Not an admin token", body = ErrorBody),
+        (status = 404, description = "No such token for this tenant", body = ErrorBody),
+        (status = 503, description = "Redis unavailable", body = ErrorBody),
+    )
+)]
+async fn revoke_token(
+    State(state): State<ApiState>,
+    caller: Caller,
+    ApiPath((tenant, id)): ApiPath<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    caller.require_admin()?;
+    check_tenant(&tenant)?;
+    let keys = &state.inner.keys;
+    let digest: Option<String> = redis::cmd("HGET")
+        .arg(keys.tenant_tokens(&tenant))
+        .arg(&id)
+        .query_async(&mut state.inner.conn.clone())
+        .await?;
+    let Some(digest) = digest else {
+        return Err(ApiError::NotFound(format!("token `{id}` not found")));
+    };
+    // The record first: from this write on, the token is refused everywhere.
+    redis::pipe()
+        .hdel(keys.tokens(), &digest)
+        .ignore()
+        .hdel(keys.tokens_used(), &digest)
+        .ignore()
+        .hdel(keys.tenant_tokens(&tenant), &id)
+        .ignore()
+        .query_async::<()>(&mut state.inner.conn.clone())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Indexes tokens made before ids and per-tenant indexes existed (idempotent; run at start).
+pub async fn migrate(
+    conn: &redis::aio::ConnectionManager,
+    keys: &Keys,
+) -> redis::RedisResult<usize> {
+    let mut cursor = 0u64;
+    let mut indexed = 0;
+    loop {
+        let (next, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(keys.tokens())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(500)
+            .query_async(&mut conn.clone())
+            .await?;
+        let mut pipe = redis::pipe();
+        for (digest, raw) in &pairs {
+            let Ok(rec) = serde_json::from_str::<TokenRecord>(raw) else {
+                continue;
+            };
+            if rec.id.is_none() {
+                pipe.hset_nx(keys.tenant_tokens(&rec.tenant), derived_id(digest), digest)
+                    .ignore();
+                indexed += 1;
+            }
+        }
+        if pipe.cmd_iter().next().is_some() {
+            pipe.query_async::<()>(&mut conn.clone()).await?;
+        }
+        if next == 0 {
+            return Ok(indexed);
+        }
+        cursor = next;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn old_records_read_with_a_derived_id_and_no_expiry() {
+        let rec: TokenRecord =
+            serde_json::from_str(r#"{"tenant":"t","created_at":"2026-01-01T00:00:00Z"}"#).unwrap();
+        assert_eq!(rec.id("0123456789abcdef0123"), "tok_0123456789abcdef");
+        assert!(!rec.expired(i64::MAX));
+    }
+
+    #[test]
+    fn a_token_expires_at_its_time() {
+        let rec = TokenRecord {
+            tenant: "t".into(),
+            created_at: String::new(),
+            id: Some("tok_1".into()),
+            expires_at: Some(1_000),
+        };
+        assert!(!rec.expired(999));
+        assert!(rec.expired(1_000));
+    }
 }
