@@ -1396,3 +1396,44 @@ async fn tenant_tokens_are_listed_revoked_everywhere_and_expire() {
         "invalid",
     );
 }
+
+/// Each tenant token is rate limited (`http.rate_limit`, per replica): over it answers 429
+/// with `Retry-After`. Admin tokens from the config and the publishing routes are exempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tenant_tokens_are_rate_limited_with_retry_after() {
+    // The setup writes its own `http` section (listen, admin tokens): the limit comes by env.
+    let setup = Setup::new("api_rate");
+    let _w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_HTTP__RATE_LIMIT", "5")]).await;
+    let admin = Api::admin(&setup);
+    let token = admin.new_token("acct_r").await;
+    let url = format!("{}/v1/tenants/acct_r/endpoints", setup.api());
+    let mut limited = None;
+    for _ in 0..30 {
+        let got = http_with_headers(Method::GET, &url, Some(&token), None).await;
+        if got.0 == 429 {
+            limited = Some(got);
+            break;
+        }
+    }
+    let (_, headers, body) = limited.expect("30 quick requests never met the limit of 5/s");
+    assert!(body.contains("too_many_requests"), "{body}");
+    let wait: u64 = headers["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(wait >= 1, "Retry-After {wait}");
+    for _ in 0..30 {
+        assert_eq!(
+            admin.get("/v1/tenants/acct_r/endpoints").await.0,
+            200,
+            "admins are exempt"
+        );
+    }
+    let publisher = admin.as_token(&token);
+    for i in 0..30 {
+        let (status, body) = publisher
+            .post(
+                "/v1/events",
+                event(&format!("evt_rl{i}"), "outbound.sent", "acct_r"),
+            )
+            .await;
+        assert_eq!(status, 202, "publishing is exempt: {body}");
+    }
+}

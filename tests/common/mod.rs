@@ -417,6 +417,17 @@ pub async fn http(
     token: Option<&str>,
     body: Option<String>,
 ) -> (u16, String) {
+    let (status, _, body) = http_with_headers(method, url, token, body).await;
+    (status, body)
+}
+
+/// As `http`, with the answer's headers too.
+pub async fn http_with_headers(
+    method: hyper::Method,
+    url: &str,
+    token: Option<&str>,
+    body: Option<String>,
+) -> (u16, http::HeaderMap, String) {
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
@@ -433,15 +444,16 @@ pub async fn http(
     match tokio::time::timeout(Duration::from_secs(10), client.request(req)).await {
         Ok(Ok(resp)) => {
             let status = resp.status().as_u16();
+            let headers = resp.headers().clone();
             let body = resp
                 .into_body()
                 .collect()
                 .await
                 .map(|b| b.to_bytes())
                 .unwrap_or_default();
-            (status, String::from_utf8_lossy(&body).into_owned())
+            (status, headers, String::from_utf8_lossy(&body).into_owned())
         }
-        _ => (0, String::new()),
+        _ => (0, http::HeaderMap::new(), String::new()),
     }
 }
 
