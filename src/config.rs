@@ -75,6 +75,8 @@ pub struct HttpConfig {
     pub metrics_listen: String,
     pub admin_tokens: Vec<String>,
     pub max_body_bytes: usize,
+    /// Requests per second per tenant token (a burst of the same size), per replica; 0: off.
+    pub rate_limit: u32,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -174,6 +176,7 @@ impl Default for HttpConfig {
             metrics_listen: String::new(),
             admin_tokens: Vec::new(),
             max_body_bytes: 1024 * 1024,
+            rate_limit: 50,
         }
     }
 }

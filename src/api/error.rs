@@ -29,10 +29,18 @@ pub enum ApiError {
     /// Too many requests now (a limit was reached); try again after `Retry-After`.
     #[error("{0}")]
     TooMany(String),
+    /// Over `http.rate_limit`; `Retry-After` says when the next request is allowed.
+    #[error("over the rate limit of this token (http.rate_limit); retry after {}s", retry_after_secs(.0))]
+    RateLimited(std::time::Duration),
     #[error("storage unavailable, try again")]
     Unavailable(#[from] redis::RedisError),
     #[error("{0}")]
     Internal(String),
+}
+
+/// Whole seconds for `Retry-After`, never 0.
+fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    wait.as_secs_f64().ceil().max(1.0) as u64
 }
 
 impl ApiError {
@@ -46,7 +54,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Invalid(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            ApiError::TooMany(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::TooMany(_) | ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -62,7 +70,7 @@ impl ApiError {
             ApiError::Conflict(_) => "conflict",
             ApiError::TooLarge(_) => "payload_too_large",
             ApiError::Invalid(_) => "invalid",
-            ApiError::TooMany(_) => "too_many_requests",
+            ApiError::TooMany(_) | ApiError::RateLimited(_) => "too_many_requests",
             ApiError::Unavailable(_) => "unavailable",
             ApiError::Internal(_) => "internal",
         }
@@ -112,6 +120,12 @@ impl IntoResponse for ApiError {
             ApiError::Unavailable(_) | ApiError::TooMany(_) => {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            ApiError::RateLimited(wait) => {
+                resp.headers_mut().insert(
+                    header::RETRY_AFTER,
+                    HeaderValue::from(retry_after_secs(&wait)),
+                );
             }
             _ => {}
         }

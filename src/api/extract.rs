@@ -74,10 +74,17 @@ impl FromRequestParts<ApiState> for Caller {
         if admin == 1 {
             return Ok(Caller::Admin);
         }
-        match tokens::tenant_of(state, &given).await? {
-            Some(tenant) => Ok(Caller::Tenant(tenant)),
-            None => Err(ApiError::Unauthorized),
+        let Some(tenant) = tokens::tenant_of(state, &given).await? else {
+            return Err(ApiError::Unauthorized);
+        };
+        // Publishing is exempt (SPEC 6): producers are throttled by the stream, not here.
+        let path = parts.uri.path();
+        if !(path == "/v1/events" || path.starts_with("/v1/ingest/")) {
+            if let Err(wait) = state.inner.rate_limit.check(&given) {
+                return Err(ApiError::RateLimited(wait));
+            }
         }
+        Ok(Caller::Tenant(tenant))
     }
 }
 

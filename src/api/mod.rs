@@ -7,6 +7,7 @@ mod endpoints;
 mod error;
 mod events;
 mod extract;
+mod limit;
 mod openapi;
 pub(crate) mod tokens;
 
@@ -52,6 +53,7 @@ pub struct Inner {
     pub rotation_overlap_ms: i64,
     /// When this replica last wrote each token's use.
     pub token_use: tokens::UsedMemory,
+    pub rate_limit: limit::RateLimit,
 }
 
 impl ApiState {
@@ -85,6 +87,7 @@ impl ApiState {
                 allow_http: config.delivery.allow_http,
                 rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
                 token_use: tokens::UsedMemory::default(),
+                rate_limit: limit::RateLimit::new(config.http.rate_limit),
             }),
         }
     }
