@@ -338,3 +338,73 @@ async fn acknowledgements_that_fail_are_retried_and_nothing_is_sent_twice() {
     let ids = by_webhook_id(&rx.received());
     assert!(ids.values().all(|&n| n == 1), "sent twice: {ids:?}");
 }
+
+/// The invalid stream keeps at most `stream.invalid_max_len` entries, the newest, each with its
+/// raw event verbatim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_invalid_stream_keeps_at_most_its_cap_newest_first() {
+    let setup = Setup::new("nsl_invalid_cap")
+        .with("stream:\n  consumer: solo\n  block: 200ms\n  invalid_max_len: 10\n");
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let bad: Vec<String> = (0..30).map(|i| format!("not json {i}")).collect();
+    publish(&mut r, &setup.stream(), &bad);
+    let invalid = format!("{}:invalid", setup.stream());
+    let consumed = wait_until(WAIT, || {
+        let last: redis::streams::StreamRangeReply = redis::cmd("XREVRANGE")
+            .arg(&invalid)
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query(&mut r)
+            .unwrap();
+        last.ids
+            .first()
+            .and_then(|e| e.get::<String>("event"))
+            .is_some_and(|e| e == "not json 29")
+    })
+    .await;
+    assert!(consumed, "the last invalid entry never arrived");
+    let len: u64 = redis::cmd("XLEN").arg(&invalid).query(&mut r).unwrap();
+    assert_eq!(len, 10, "the invalid stream is capped");
+}
+
+/// Dead letters are kept for `dlq.retention`: older ones are removed (and counted in
+/// `webhookd_dlq_trimmed_total`), the rest stay.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_older_than_the_retention_are_trimmed() {
+    let rx = Receiver::start(always(500)).await;
+    let setup = Setup::new("nsl_dlq_retention")
+        .with("retry:\n  schedule: []\n")
+        .with("dlq:\n  retention: 2s\n")
+        .endpoint("ep_r", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_old", "outbound.sent", "t", json!({}))],
+    );
+    assert!(wait_until(WAIT, || dead_letters(&setup).len() == 1).await);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_new", "outbound.sent", "t", json!({}))],
+    );
+    let trimmed = wait_until(WAIT, || {
+        let dls = dead_letters(&setup);
+        dls.len() == 1 && dls[0].get::<String>("event_id").as_deref() == Some("evt_new")
+    })
+    .await;
+    assert!(
+        trimmed,
+        "the expired dead letter is still there: {:?}",
+        dead_letters(&setup).len()
+    );
+    assert_eq!(
+        metric(&w.metrics().await, "webhookd_dlq_trimmed_total"),
+        1.0
+    );
+}
