@@ -98,7 +98,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.delivery.max_in_flight,
     );
     let retry = RetryQueue::new(conn.clone(), keys.clone());
-    let dlq = Dlq::new(conn.clone(), keys.clone());
+    let dlq = Dlq::new(conn.clone(), keys.clone()).with_retention(config.dlq.retention.get());
     let (log, writer) = attempt_log::channel(
         conn.clone(),
         keys.clone(),
@@ -152,6 +152,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         block: config.stream.block.get(),
         claim_idle: config.stream.claim_idle.get(),
         max_event_bytes: config.stream.max_event_bytes,
+        invalid_max_len: config.stream.invalid_max_len,
     };
     let consumer = Consumer {
         blocking,
@@ -252,7 +253,13 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             lease,
             stop.clone(),
         )),
-        tokio::spawn(crate::trim::run(conn.clone(), keys.clone(), stop.clone())),
+        tokio::spawn(crate::trim::run(
+            conn.clone(),
+            keys.clone(),
+            dlq.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
         tokio::spawn(stats::publish_in_flight(
             conn.clone(),
             keys.clone(),

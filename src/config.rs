@@ -38,6 +38,7 @@ fn key_err(key: &str, message: impl Into<String>) -> ConfigError {
 pub struct Config {
     pub redis: RedisConfig,
     pub stream: StreamConfig,
+    pub dlq: DlqConfig,
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
@@ -65,6 +66,15 @@ pub struct StreamConfig {
     pub block: Dur,
     pub claim_idle: Dur,
     pub max_event_bytes: usize,
+    /// Entries the invalid stream keeps at most (the oldest go first).
+    pub invalid_max_len: u64,
+}
+
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DlqConfig {
+    /// Dead letters older than this are removed.
+    pub retention: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -135,6 +145,7 @@ impl Default for Config {
         Config {
             redis: RedisConfig::default(),
             stream: StreamConfig::default(),
+            dlq: DlqConfig::default(),
             http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
             retry: RetryConfig::default(),
@@ -165,6 +176,15 @@ impl Default for StreamConfig {
             block: Dur::secs(1),
             claim_idle: Dur::secs(30),
             max_event_bytes: 256 * 1024,
+            invalid_max_len: 100_000,
+        }
+    }
+}
+
+impl Default for DlqConfig {
+    fn default() -> Self {
+        DlqConfig {
+            retention: Dur::secs(14 * 86_400),
         }
     }
 }
@@ -305,6 +325,12 @@ impl Config {
         }
         if self.stream.claim_idle.get().as_millis() < 1000 {
             return Err(key_err("stream.claim_idle", "must be at least 1s"));
+        }
+        if self.stream.invalid_max_len == 0 {
+            return Err(key_err("stream.invalid_max_len", "must be at least 1"));
+        }
+        if self.dlq.retention.get().is_zero() {
+            return Err(key_err("dlq.retention", "must be above 0"));
         }
         if self.stream.max_event_bytes < 256 {
             return Err(key_err("stream.max_event_bytes", "must be at least 256"));

@@ -537,9 +537,10 @@ impl Dispatcher {
     async fn dead_letter(&self, d: &Delivery) -> bool {
         self.metrics.dead.inc();
         let job = d.to_job();
-        if !self.persist(|| self.dlq.add(&job)).await {
+        let Some(trimmed) = self.persisted(|| self.dlq.add(&job)).await else {
             return false;
-        }
+        };
+        self.metrics.dlq_trimmed.inc_by(trimmed);
         self.settled(d).await
     }
 
@@ -632,6 +633,15 @@ impl Dispatcher {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
+        self.persisted(op).await.is_some()
+    }
+
+    /// As `persist`, with what the write answered.
+    async fn persisted<F, Fut, T>(&self, op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
         let policy = ExponentialBuilder::default()
             .with_min_delay(Duration::from_millis(50))
             .with_max_delay(Duration::from_secs(5))
@@ -640,6 +650,6 @@ impl Dispatcher {
             .when(|_| !self.stop.is_cancelled())
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "redis write failed; retrying"))
             .await
-            .is_ok()
+            .ok()
     }
 }

@@ -1,6 +1,7 @@
 //! The dead-letter stream: deliveries whose schedule ran out, listed, replayed and purged.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use redis::aio::ConnectionManager;
 use serde::Serialize;
@@ -54,6 +55,8 @@ pub enum Selector {
 pub struct Dlq {
     conn: ConnectionManager,
     keys: Keys,
+    /// `dlq.retention`; none in tools that only read or replay.
+    retention: Option<Duration>,
 }
 
 pub struct Page {
@@ -63,11 +66,40 @@ pub struct Page {
 
 impl Dlq {
     pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
-        Dlq { conn, keys }
+        Dlq {
+            conn,
+            keys,
+            retention: None,
+        }
     }
 
-    /// Dead-letters a delivery after its last failed attempt.
-    pub async fn add(&self, job: &Job) -> redis::RedisResult<String> {
+    /// Dead letters older than `retention` are removed as new ones come (and by `trim`).
+    pub fn with_retention(self, retention: Duration) -> Self {
+        Dlq {
+            retention: Some(retention),
+            ..self
+        }
+    }
+
+    /// Removes the dead letters older than the retention; answers how many.
+    pub async fn trim(&self) -> redis::RedisResult<u64> {
+        let Some(retention) = self.retention else {
+            return Ok(0);
+        };
+        let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
+        redis::cmd("XTRIM")
+            .arg(self.keys.dlq())
+            .arg("MINID")
+            .arg(cutoff.max(0))
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+
+    /// Dead-letters a delivery (after its last failed attempt, or unattempted when its
+    /// endpoint is disabled or its circuit outlived its schedule). Answers how many expired
+    /// dead letters were trimmed on the way.
+    pub async fn add(&self, job: &Job) -> redis::RedisResult<u64> {
+        let trimmed = self.trim().await?;
         let status = job.last_status.map(|s| s.to_string()).unwrap_or_default();
         redis::cmd("XADD")
             .arg(self.keys.dlq())
@@ -94,8 +126,9 @@ impl Dlq {
             .arg(job.published_at)
             .arg("body")
             .arg(&job.body)
-            .query_async(&mut self.conn.clone())
-            .await
+            .query_async::<String>(&mut self.conn.clone())
+            .await?;
+        Ok(trimmed)
     }
 
     pub async fn depth(&self) -> redis::RedisResult<u64> {

@@ -33,6 +33,8 @@ pub struct StreamSettings {
     pub block: Duration,
     pub claim_idle: Duration,
     pub max_event_bytes: usize,
+    /// The invalid stream keeps at most this many entries.
+    pub invalid_max_len: u64,
 }
 
 /// Entries being worked on by this replica.
@@ -323,6 +325,8 @@ impl Consumer {
             tracing::info!(entry = %id, reason = %reason, "invalid event set aside");
             pipe.cmd("XADD")
                 .arg(self.keys.invalid())
+                .arg("MAXLEN")
+                .arg(self.settings.invalid_max_len)
                 .arg("*")
                 .arg("entry")
                 .arg(id)

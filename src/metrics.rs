@@ -28,6 +28,7 @@ pub struct Metrics {
     pub endpoints_disabled: Counter,
     parked: Family<Labels, Counter>,
     pub circuits_open: Gauge,
+    pub dlq_trimmed: Counter,
     transitions: Family<Labels, Counter>,
 }
 
@@ -125,7 +126,14 @@ impl Metrics {
             "Circuit state changes made by this replica, by the state entered",
             transitions.clone(),
         );
+        let dlq_trimmed = Counter::default();
+        registry.register(
+            "webhookd_dlq_trimmed",
+            "Dead letters removed because they outlived dlq.retention",
+            dlq_trimmed.clone(),
+        );
         Metrics {
+            dlq_trimmed,
             registry,
             parked,
             circuits_open,

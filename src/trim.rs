@@ -2,6 +2,7 @@
 //! acknowledged, and that are older than [`KEEP`], are trimmed. Nothing pending or unread by
 //! any group on the stream is ever removed.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use redis::aio::ConnectionManager;
@@ -9,7 +10,9 @@ use redis::Value;
 use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
+use crate::dlq::Dlq;
 use crate::keys::Keys;
+use crate::metrics::Metrics;
 
 /// Recent history kept for inspection (`XRANGE`) even once delivered.
 pub const KEEP: Duration = Duration::from_secs(3600);
@@ -64,7 +67,15 @@ pub async fn lowest_needed(
     Ok(lowest)
 }
 
-pub async fn run(conn: ConnectionManager, keys: Keys, stop: CancellationToken) {
+/// Every minute: the input stream (what every group is done with), and the dead letters past
+/// `dlq.retention`.
+pub async fn run(
+    conn: ConnectionManager,
+    keys: Keys,
+    dlq: Dlq,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -72,6 +83,12 @@ pub async fn run(conn: ConnectionManager, keys: Keys, stop: CancellationToken) {
         }
         if let Err(e) = trim_once(&conn, keys.stream()).await {
             tracing::debug!(error = %e, "stream trim skipped");
+        }
+        match dlq.trim().await {
+            Ok(n) => {
+                metrics.dlq_trimmed.inc_by(n);
+            }
+            Err(e) => tracing::debug!(error = %e, "dead-letter trim skipped"),
         }
     }
 }
