@@ -408,3 +408,49 @@ async fn dead_letters_older_than_the_retention_are_trimmed() {
         1.0
     );
 }
+
+/// A static endpoint disabled at run time (here by a 410) is enabled again with
+/// `PATCH {"disabled": false}`, the one change the API allows on it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_endpoint_disabled_at_run_time_can_be_enabled_by_patch() {
+    let rx = Receiver::start(Arc::new(|n, _| {
+        let status = if n == 0 { 410 } else { 200 };
+        (status, vec![], Duration::ZERO)
+    }))
+    .await;
+    let setup = Setup::new("nsl_static_enable").endpoint("ep_gone", "acct_g", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let path = "/v1/tenants/acct_g/endpoints/ep_gone";
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_gone", "outbound.sent", "acct_g", json!({}))],
+    );
+    let mut disabled = false;
+    for _ in 0..100 {
+        if api.get(path).await.1["disabled"] == true {
+            disabled = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(disabled, "the 410 did not disable the static endpoint");
+    assert_error(
+        &api.patch(path, json!({"disabled": false, "description": "x"}))
+            .await,
+        409,
+        "conflict",
+    );
+    let (status, ep) = api.patch(path, json!({"disabled": false})).await;
+    assert_eq!(status, 200, "{ep}");
+    assert_eq!(ep["disabled"], false);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_back", "outbound.sent", "acct_g", json!({}))],
+    );
+    let got = rx.wait_for(2, WAIT).await;
+    assert!(got.iter().any(|g| g.header("webhook-id") == "evt_back"));
+}
