@@ -105,7 +105,8 @@ pub(super) async fn load(
 pub(super) fn refuse_static(rec: &EndpointRecord) -> Result<(), ApiError> {
     if rec.from_config {
         return Err(ApiError::Conflict(format!(
-            "endpoint `{}` is declared in config.yaml (endpoints:); change it there",
+            "endpoint `{}` is declared in config.yaml (endpoints:); change it there \
+             (the API may only enable it again: PATCH {{\"disabled\": false}})",
             rec.id
         )));
     }

@@ -176,7 +176,11 @@ async fn patch_endpoint(
     JsonBody(req): JsonBody<PatchEndpoint>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let mut rec = load(&state, &scope.tenant, &id).await?;
-    refuse_static(&rec)?;
+    // config.yaml owns a static endpoint; the one change the API makes is enabling it again
+    // after webhookd disabled it at run time (a 410, or failing for disable_after).
+    if !req.only_enables() {
+        refuse_static(&rec)?;
+    }
     let url_changed = req.url.as_ref().is_some_and(|u| *u != rec.url);
     let re_enabled = rec.disabled && req.disabled == Some(false);
     if let Some(url) = req.url {

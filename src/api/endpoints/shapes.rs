@@ -79,6 +79,19 @@ pub struct PatchEndpoint {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
+impl PatchEndpoint {
+    /// `{"disabled": false}` and nothing else.
+    pub fn only_enables(&self) -> bool {
+        self.disabled == Some(false)
+            && self.url.is_none()
+            && self.filters.is_none()
+            && self.description.is_none()
+            && self.headers.is_none()
+            && self.rate_limit.is_none()
+            && self.metadata.is_none()
+    }
+}
+
 /// An integer, also when written `5.0` (JSON Schema's integers include it).
 fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
     use serde::de::Error;
