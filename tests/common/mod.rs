@@ -227,11 +227,16 @@ impl Setup {
         let mut y = format!(
             "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n\
              http:\n  listen: \"127.0.0.1:{}\"\n  admin_tokens: [\"{ADMIN_TOKEN}\"]\n\
-             signing:\n  encryption_key: \"{ENCRYPTION_KEY}\"\n",
+",
             redis_url(),
             self.prefix,
             self.port
         );
+        if !self.extra.contains("signing:") {
+            y.push_str(&format!(
+                "signing:\n  encryption_key: \"{ENCRYPTION_KEY}\"\n"
+            ));
+        }
         if !self.extra.contains("shutdown_grace:") {
             y.push_str("shutdown_grace: 10s\n");
         }
