@@ -67,7 +67,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     )
     .await
     .map_err(ServeError::Redis)?;
-    let sealer = Sealer::new(config.encryption_key_bytes()?);
+    let sealer =
+        Sealer::new(config.encryption_key_bytes()?).with_previous(&config.previous_key_bytes()?);
     if config.weak_admin_tokens() > 0 {
         tracing::warn!(
             count = config.weak_admin_tokens(),

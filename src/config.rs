@@ -119,6 +119,9 @@ pub struct SigningConfig {
     pub rotation_overlap: Dur,
     /// Base64 of 32 bytes; encrypts endpoint secrets at rest.
     pub encryption_key: String,
+    /// Earlier encryption keys: secrets sealed under them still open, and are sealed again
+    /// under `encryption_key`.
+    pub previous_encryption_keys: Vec<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -234,6 +237,7 @@ impl Default for SigningConfig {
         SigningConfig {
             rotation_overlap: Dur::secs(86_400),
             encryption_key: String::new(),
+            previous_encryption_keys: Vec::new(),
         }
     }
 }
@@ -243,6 +247,7 @@ const LIST_KEYS: &[&str] = &[
     "http.admin_tokens",
     "delivery.allowed_cidrs",
     "retry.schedule",
+    "signing.previous_encryption_keys",
 ];
 /// Top-level scalar keys that `WEBHOOKD_<KEY>` may set.
 const TOP_LEVEL_ENV_KEYS: &[&str] = &["shutdown_grace"];
@@ -383,6 +388,7 @@ impl Config {
         if !self.signing.encryption_key.is_empty() {
             self.encryption_key_bytes()?;
         }
+        self.previous_key_bytes()?;
         let mut seen_types = BTreeSet::new();
         for (i, def) in self.event_types.iter().enumerate() {
             if !crate::event::valid_type(&def.event_type) {
@@ -422,6 +428,27 @@ impl Config {
     }
 
     /// The 32-byte key that encrypts endpoint secrets at rest, if configured.
+    /// `signing.previous_encryption_keys`, decoded.
+    pub fn previous_key_bytes(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.signing
+            .previous_encryption_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .ok()
+                    .and_then(|raw| <[u8; 32]>::try_from(raw).ok());
+                raw.ok_or_else(|| {
+                    key_err(
+                        &format!("signing.previous_encryption_keys[{i}]"),
+                        "must be base64 of exactly 32 bytes",
+                    )
+                })
+            })
+            .collect()
+    }
+
     pub fn encryption_key_bytes(&self) -> Result<Option<[u8; 32]>, ConfigError> {
         if self.signing.encryption_key.is_empty() {
             return Ok(None);

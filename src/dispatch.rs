@@ -175,6 +175,8 @@ enum Why {
     SlowBudget,
     /// Its endpoint exists in Redis but not (yet) in this replica's index.
     UnknownEndpoint,
+    /// This replica cannot decode its endpoint (e.g. a secret under a key it lacks).
+    Quarantined,
 }
 
 impl Why {
@@ -186,6 +188,7 @@ impl Why {
             Why::Busy => "busy",
             Why::SlowBudget => "slow_budget",
             Why::UnknownEndpoint => "unknown_endpoint",
+            Why::Quarantined => "quarantined",
         }
     }
 }
@@ -346,6 +349,9 @@ impl Dispatcher {
             return self.dead_letter(&d).await;
         }
         let lane = self.lane(&ep.id);
+        if ep.quarantined.is_some() {
+            return self.park(d, &lane, Why::Quarantined).await;
+        }
         if !d.probe && self.breaker.blocks(&ep.id) {
             return self.park(d, &lane, Why::Circuit).await;
         }

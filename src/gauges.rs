@@ -36,6 +36,10 @@ impl Gauges {
         if let Ok((n, _, _, _)) = pending {
             metrics.stream_pending.set(n as i64);
         }
-        metrics.endpoints.set(self.live.snapshot().len() as i64);
+        let snapshot = self.live.snapshot();
+        metrics.endpoints.set(snapshot.len() as i64);
+        metrics
+            .endpoints_quarantined
+            .set(snapshot.quarantined() as i64);
     }
 }

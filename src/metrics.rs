@@ -29,6 +29,7 @@ pub struct Metrics {
     parked: Family<Labels, Counter>,
     pub circuits_open: Gauge,
     pub dlq_trimmed: Counter,
+    pub endpoints_quarantined: Gauge,
     transitions: Family<Labels, Counter>,
 }
 
@@ -132,8 +133,14 @@ impl Metrics {
             "Dead letters removed because they outlived dlq.retention",
             dlq_trimmed.clone(),
         );
+        let endpoints_quarantined = gauge(
+            &mut registry,
+            "webhookd_endpoints_quarantined",
+            "Endpoints this replica cannot decode (e.g. a secret under a key it lacks); their deliveries wait parked",
+        );
         Metrics {
             dlq_trimmed,
+            endpoints_quarantined,
             registry,
             parked,
             circuits_open,

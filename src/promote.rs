@@ -137,6 +137,13 @@ async fn pull(
     if !known && !gone {
         return Ok(()); // not loaded here yet; another pass will see it
     }
+    if d.live
+        .snapshot()
+        .endpoint(ep)
+        .is_some_and(|e| e.quarantined.is_some())
+    {
+        return Ok(()); // a replica that can deliver them pulls them
+    }
     let lane = d.lane(&id);
     let snapshot = d.live.snapshot();
     let tenant = snapshot.endpoint(ep).map(|e| e.tenant.clone());

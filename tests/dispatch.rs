@@ -258,7 +258,7 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
         "t".into(),
         rx.url("/live"),
         vec!["outbound.*".into()],
-        sealer.seal(SECRET),
+        sealer.seal(SECRET, "ep_live"),
         0,
     );
     store.put(&rec).await.unwrap();
@@ -321,7 +321,7 @@ async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
             "t".into(),
             rx.url("/paced"),
             vec!["*".into()],
-            sealer.seal(SECRET),
+            sealer.seal(SECRET, "ep_paced"),
             1,
         )
     };

@@ -180,4 +180,15 @@ async fn a_sealed_secret_copied_to_another_endpoint_does_not_open() {
         "endpoint B signed with endpoint A's secret; log:\n{}",
         w.log_text()
     );
+    // Nor is its delivery lost: B is quarantined here, and the delivery waits parked.
+    let m = w.metrics().await;
+    assert_eq!(metric(&m, "webhookd_endpoints_quarantined"), 1.0, "{m}");
+    let parked: u64 = redis::cmd("ZCARD")
+        .arg(format!("{}{{retry}}:park:{b_id}", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(
+        parked, 1,
+        "the delivery to the quarantined endpoint must wait, not vanish"
+    );
 }

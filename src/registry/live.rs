@@ -7,7 +7,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use tokio_util::sync::CancellationToken;
 
-use super::model::{Endpoint, EndpointRecord};
+use super::model::{Endpoint, EndpointRecord, StoredSecret};
 use super::store::Store;
 use crate::config::StaticEndpoint;
 use crate::filter::PatternIndex;
@@ -52,8 +52,8 @@ fn live_endpoint(
     match Endpoint::from_record(rec, sealer) {
         Ok(ep) => Some(Arc::new(ep)),
         Err(e) => {
-            tracing::warn!(endpoint = %rec.id, error = %e, "endpoint skipped");
-            None
+            tracing::warn!(endpoint = %rec.id, error = %e, "endpoint quarantined: its deliveries wait parked until a replica can deliver them");
+            Some(Arc::new(Endpoint::quarantined(rec, e)))
         }
     }
 }
@@ -155,6 +155,14 @@ impl Snapshot {
         self.by_id.len()
     }
 
+    /// Endpoints this replica cannot deliver to (see `Endpoint::quarantined`).
+    pub fn quarantined(&self) -> usize {
+        self.by_id
+            .values()
+            .filter(|e| e.quarantined.is_some())
+            .count()
+    }
+
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
@@ -207,11 +215,55 @@ impl Syncer {
         }
         let head = self.store.log_head().await?;
         let all = self.store.all().await?;
+        self.reseal(&all).await;
         let old = self.live.current.load_full();
         let snap = Snapshot::rebuilt(&all, &old, &self.sealer);
         self.live.current.store(Arc::new(snap));
         self.cursor = head;
         Ok(())
+    }
+
+    /// Seals again, under the current key and bound to their endpoint, the secrets stored
+    /// otherwise (in the clear before a key was set, under a previous key, or by an older build).
+    async fn reseal(&self, all: &[EndpointRecord]) {
+        let mut resealed = 0;
+        for rec in all {
+            let mut changed = false;
+            let mut secrets = Vec::with_capacity(rec.secrets.len());
+            for s in &rec.secrets {
+                match self.sealer.open_checked(&s.sealed, &rec.id) {
+                    Ok((secret, false)) => {
+                        changed = true;
+                        secrets.push(StoredSecret {
+                            sealed: self.sealer.seal(&secret, &rec.id),
+                            ..s.clone()
+                        });
+                    }
+                    // Current, or not readable here (left for the replica that can).
+                    _ => secrets.push(s.clone()),
+                }
+            }
+            if !changed {
+                continue;
+            }
+            let new = EndpointRecord {
+                secrets,
+                ..rec.clone()
+            };
+            match self.store.replace_unchanged(&new).await {
+                Ok(true) => resealed += 1,
+                Ok(false) => {} // changed meanwhile: the next full load tries again
+                Err(e) => {
+                    tracing::warn!(endpoint = %rec.id, error = %e, "sealing a secret again failed")
+                }
+            }
+        }
+        if resealed > 0 {
+            tracing::info!(
+                count = resealed,
+                "endpoint secrets sealed again under the current encryption key"
+            );
+        }
     }
 
     /// Applies changes since the last poll; returns how many endpoints changed.
@@ -271,7 +323,7 @@ mod tests {
             tenant.into(),
             "https://example.com/".into(),
             vec!["outbound.*".into()],
-            Sealer::new(None).seal(&crate::deliver::sign::generate_secret()),
+            Sealer::new(None).seal(&crate::deliver::sign::generate_secret(), id),
             updated_at,
         )
     }

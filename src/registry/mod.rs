@@ -37,7 +37,7 @@ pub async fn sync_static(
                 ep.tenant.clone(),
                 ep.url.clone(),
                 ep.filters.clone(),
-                sealer.seal(&ep.secret),
+                sealer.seal(&ep.secret, &ep.id),
                 now,
             )
         };
@@ -46,7 +46,8 @@ pub async fn sync_static(
                 && p.filters == rec.filters
                 && p.tenant == rec.tenant
                 && p.secrets.len() == 1
-                && sealer.open(&p.secrets[0].sealed).ok().as_deref() == Some(ep.secret.as_str())
+                && sealer.open(&p.secrets[0].sealed, &p.id).ok().as_deref()
+                    == Some(ep.secret.as_str())
         });
         if !unchanged {
             if let Some(p) = &prev {

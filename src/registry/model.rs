@@ -120,6 +120,10 @@ pub struct Endpoint {
     pub filters: Vec<Pattern>,
     /// The record's `updated_at`: an unchanged record reuses this live endpoint.
     pub updated_at: i64,
+    /// Why this replica cannot deliver to it (a secret it cannot open, a URL it cannot
+    /// parse): its deliveries are matched and parked, never dropped, until a replica that can
+    /// deliver them pulls them.
+    pub quarantined: Option<String>,
 }
 
 impl Endpoint {
@@ -131,7 +135,7 @@ impl Endpoint {
         let headers = parse_headers(&rec.headers)?;
         let mut keys = Vec::with_capacity(rec.secrets.len());
         for s in &rec.secrets {
-            let secret = sealer.open(&s.sealed).map_err(|e| e.to_string())?;
+            let secret = sealer.open(&s.sealed, &rec.id).map_err(|e| e.to_string())?;
             let key = SigningKey::from_secret(&secret).map_err(|e| e.to_string())?;
             keys.push((key, s.expires_at));
         }
@@ -152,7 +156,31 @@ impl Endpoint {
                 .filter_map(|f| Pattern::parse(f).ok())
                 .collect(),
             updated_at: rec.updated_at,
+            quarantined: None,
         })
+    }
+
+    /// The endpoint as matched but not deliverable here, for a record that does not decode.
+    pub fn quarantined(rec: &EndpointRecord, reason: String) -> Endpoint {
+        Endpoint {
+            id: rec.id.as_str().into(),
+            tenant: rec.tenant.as_str().into(),
+            url: rec
+                .url
+                .parse()
+                .unwrap_or_else(|_| Uri::from_static("https://quarantined.invalid/")),
+            headers: Vec::new(),
+            keys: Vec::new(),
+            disabled: rec.disabled,
+            rate_limit: rec.rate_limit,
+            filters: rec
+                .filters
+                .iter()
+                .filter_map(|f| Pattern::parse(f).ok())
+                .collect(),
+            updated_at: rec.updated_at,
+            quarantined: Some(reason),
+        }
     }
 
     /// Keys that still sign at `now_ms`: the current one and any within its overlap.

@@ -10,6 +10,15 @@ use crate::keys::Keys;
 /// Change-log entries kept; a replica further behind than this reloads everything.
 const LOG_MAXLEN: usize = 10_000;
 
+/// HSET only when the stored record's `updated_at` is the expected one.
+const REPLACE_UNCHANGED: &str = r#"
+local raw = redis.call('HGET', KEYS[1], ARGV[1])
+if not raw then return 0 end
+if tonumber(cjson.decode(raw).updated_at) ~= tonumber(ARGV[2]) then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+return 1
+"#;
+
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
@@ -53,6 +62,20 @@ impl Store {
             .add_command(self.announce(&rec.id))
             .ignore()
             .query_async::<()>(&mut conn)
+            .await
+    }
+
+    /// Writes `rec` only if the stored record still has `updated_at` (nobody changed it since
+    /// it was read); true if written. Used to re-seal secrets without losing a concurrent
+    /// change; the record keeps its `updated_at`, so replicas need not re-index it.
+    pub async fn replace_unchanged(&self, rec: &EndpointRecord) -> redis::RedisResult<bool> {
+        let json = serde_json::to_string(rec).expect("records serialize");
+        redis::Script::new(REPLACE_UNCHANGED)
+            .key(self.keys.endpoints())
+            .arg(&rec.id)
+            .arg(rec.updated_at)
+            .arg(json)
+            .invoke_async(&mut self.conn.clone())
             .await
     }
 

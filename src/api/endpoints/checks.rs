@@ -121,6 +121,6 @@ pub(super) fn open_secret(state: &ApiState, rec: &EndpointRecord) -> Result<Stri
     state
         .inner
         .sealer
-        .open(&current.sealed)
+        .open(&current.sealed, &rec.id)
         .map_err(|e| ApiError::Internal(format!("endpoint `{}`: {e}", rec.id)))
 }

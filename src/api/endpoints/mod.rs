@@ -68,6 +68,7 @@ async fn create_endpoint(
     };
     let now = now_ms();
     let disabled = req.disabled.unwrap_or(false);
+    let id = new_endpoint_id();
     let rec = EndpointRecord {
         description: req.description.unwrap_or_default(),
         headers: req.headers.unwrap_or_default(),
@@ -76,11 +77,11 @@ async fn create_endpoint(
         disabled_reason: disabled.then(|| DISABLED_BY_REQUEST.to_string()),
         metadata: req.metadata.unwrap_or_default(),
         ..EndpointRecord::new(
-            new_endpoint_id(),
+            id.clone(),
             scope.tenant,
             req.url,
             req.filters,
-            state.inner.sealer.seal(&secret),
+            state.inner.sealer.seal(&secret, &id),
             now,
         )
     };

@@ -92,7 +92,7 @@ async fn rotate_secret(
     let now = now_ms();
     let overlap_end = now + state.inner.rotation_overlap_ms;
     let mut secrets = vec![StoredSecret {
-        sealed: state.inner.sealer.seal(&secret),
+        sealed: state.inner.sealer.seal(&secret, &rec.id),
         expires_at: None,
     }];
     secrets.extend(

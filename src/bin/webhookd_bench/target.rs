@@ -39,7 +39,7 @@ pub async fn register(
                 plan.tenant(n as u64),
                 format!("http://{}/ep/{n}", listeners[n as usize % listeners.len()]),
                 filters.to_vec(),
-                sealer.seal(&secrets[n as usize]),
+                sealer.seal(&secrets[n as usize], &plan.endpoint_id(n)),
                 now,
             )
         })
@@ -67,7 +67,7 @@ pub async fn register_noisy(
                     Noisy::path(k)
                 ),
                 vec![NOISY_TYPE.to_string()],
-                sealer.seal(&generate_secret()),
+                sealer.seal(&generate_secret(), &noisy.endpoint_id(k)),
                 now,
             )
         })
