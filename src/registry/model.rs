@@ -126,6 +126,14 @@ pub struct Endpoint {
     pub quarantined: Option<String>,
 }
 
+/// A record's filters, parsed (they were validated when stored).
+fn patterns(filters: &[String]) -> Vec<Pattern> {
+    filters
+        .iter()
+        .filter_map(|f| Pattern::parse(f).ok())
+        .collect()
+}
+
 impl Endpoint {
     pub fn from_record(rec: &EndpointRecord, sealer: &Sealer) -> Result<Endpoint, String> {
         let url: Uri = rec
@@ -150,11 +158,7 @@ impl Endpoint {
             keys,
             disabled: rec.disabled,
             rate_limit: rec.rate_limit,
-            filters: rec
-                .filters
-                .iter()
-                .filter_map(|f| Pattern::parse(f).ok())
-                .collect(),
+            filters: patterns(&rec.filters),
             updated_at: rec.updated_at,
             quarantined: None,
         })
@@ -173,11 +177,7 @@ impl Endpoint {
             keys: Vec::new(),
             disabled: rec.disabled,
             rate_limit: rec.rate_limit,
-            filters: rec
-                .filters
-                .iter()
-                .filter_map(|f| Pattern::parse(f).ok())
-                .collect(),
+            filters: patterns(&rec.filters),
             updated_at: rec.updated_at,
             quarantined: Some(reason),
         }
