@@ -454,3 +454,41 @@ async fn a_static_endpoint_disabled_at_run_time_can_be_enabled_by_patch() {
     let got = rx.wait_for(2, WAIT).await;
     assert!(got.iter().any(|g| g.header("webhook-id") == "evt_back"));
 }
+
+/// A retry job this build cannot read (written by another version, or damaged) is set aside
+/// in a quarantine hash with a log line and a metric, never deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreadable_retry_job_is_quarantined_not_deleted() {
+    let setup = Setup::new("nsl_bad_job");
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let jobs = format!("{}{{retry}}:jobs", setup.prefix);
+    let due = format!("{}{{retry}}:due", setup.prefix);
+    let quarantine = format!("{}{{retry}}:quarantine", setup.prefix);
+    let _: () = redis::pipe()
+        .hset(&jobs, "1-0:ep_x", "{not a job")
+        .zadd(&due, "1-0:ep_x", 0)
+        .query(&mut r)
+        .unwrap();
+    let set_aside = wait_until(WAIT, || {
+        redis::cmd("HGET")
+            .arg(&quarantine)
+            .arg("1-0:ep_x")
+            .query::<Option<String>>(&mut r)
+            .unwrap()
+            .as_deref()
+            == Some("{not a job")
+    })
+    .await;
+    assert!(set_aside, "the unreadable job was not kept");
+    let still_due: Option<f64> = redis::cmd("ZSCORE")
+        .arg(&due)
+        .arg("1-0:ep_x")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(still_due, None, "it no longer comes due again and again");
+    assert_eq!(
+        metric(&w.metrics().await, "webhookd_retry_jobs_quarantined_total"),
+        1.0
+    );
+}
