@@ -41,6 +41,10 @@ impl Keys {
     pub fn retry_jobs(&self) -> String {
         format!("{}{{retry}}:jobs", self.prefix)
     }
+    /// Hash of delivery id → a job this build could not read, kept as it was.
+    pub fn retry_quarantine(&self) -> String {
+        format!("{}{{retry}}:quarantine", self.prefix)
+    }
     /// Hash of endpoint id → its circuit, for circuits that are not closed (`breaker`).
     pub fn circuits(&self) -> String {
         format!("{}{{retry}}:circuits", self.prefix)

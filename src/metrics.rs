@@ -30,6 +30,7 @@ pub struct Metrics {
     pub circuits_open: Gauge,
     pub dlq_trimmed: Counter,
     pub endpoints_quarantined: Gauge,
+    pub retry_jobs_quarantined: Counter,
     transitions: Family<Labels, Counter>,
 }
 
@@ -138,8 +139,15 @@ impl Metrics {
             "webhookd_endpoints_quarantined",
             "Endpoints this replica cannot decode (e.g. a secret under a key it lacks); their deliveries wait parked",
         );
+        let retry_jobs_quarantined = Counter::default();
+        registry.register(
+            "webhookd_retry_jobs_quarantined",
+            "Retry jobs this build could not read, moved to the {retry}:quarantine hash",
+            retry_jobs_quarantined.clone(),
+        );
         Metrics {
             dlq_trimmed,
+            retry_jobs_quarantined,
             endpoints_quarantined,
             registry,
             parked,

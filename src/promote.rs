@@ -37,7 +37,13 @@ pub async fn run(
             .take_due(now, room, now + lease.as_millis() as i64)
             .await
         {
-            Ok(jobs) => jobs,
+            Ok(taken) => {
+                dispatcher
+                    .metrics
+                    .retry_jobs_quarantined
+                    .inc_by(taken.quarantined as u64);
+                taken.jobs
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "taking due retries failed");
                 pause(&stop, Duration::from_secs(1)).await;

@@ -75,6 +75,23 @@ end
 return out
 "#;
 
+/// Moves an unreadable job from the queue to the quarantine hash.
+const QUARANTINE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+local raw = redis.call('HGET', KEYS[2], ARGV[1])
+if raw then
+  redis.call('HSET', KEYS[3], ARGV[1], raw)
+  redis.call('HDEL', KEYS[2], ARGV[1])
+end
+"#;
+
+/// What one take of due deliveries found.
+pub struct Taken {
+    pub jobs: Vec<Job>,
+    /// Jobs this build could not read, moved to the quarantine.
+    pub quarantined: usize,
+}
+
 #[derive(Clone)]
 pub struct RetryQueue {
     conn: ConnectionManager,
@@ -121,7 +138,7 @@ impl RetryQueue {
         now_ms: i64,
         limit: usize,
         lease_until_ms: i64,
-    ) -> redis::RedisResult<Vec<Job>> {
+    ) -> redis::RedisResult<Taken> {
         let raw: Vec<String> = self
             .take_due
             .key(self.keys.retry_due())
@@ -132,23 +149,38 @@ impl RetryQueue {
             .invoke_async(&mut self.conn.clone())
             .await?;
         let mut jobs = Vec::with_capacity(raw.len() / 2);
-        let mut orphans = Vec::new();
+        let mut unreadable = Vec::new();
         for pair in raw.chunks_exact(2) {
             match serde_json::from_str::<Job>(&pair[1]) {
                 Ok(job) => jobs.push(job),
-                Err(_) => orphans.push(pair[0].clone()),
+                Err(_) => unreadable.push(pair[0].clone()),
             }
         }
-        if !orphans.is_empty() {
+        let quarantined = unreadable.len();
+        if quarantined > 0 {
+            // Never deleted: another build may read it, and an operator can look at it.
             tracing::warn!(
-                count = orphans.len(),
-                "dropping retry ids without a readable job"
+                count = quarantined,
+                ids = ?unreadable,
+                "retry jobs this build cannot read set aside in the retry quarantine"
             );
-            for id in orphans {
-                self.complete(&id).await?;
+            for id in unreadable {
+                self.quarantine(&id).await?;
             }
         }
-        Ok(jobs)
+        Ok(Taken { jobs, quarantined })
+    }
+
+    /// Moves a job out of the queue into the quarantine hash, as it is (an id without a job
+    /// leaves the queue; there is nothing to keep).
+    async fn quarantine(&self, id: &str) -> redis::RedisResult<()> {
+        redis::Script::new(QUARANTINE)
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .key(self.keys.retry_quarantine())
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
+            .await
     }
 
     /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint.
