@@ -492,3 +492,46 @@ async fn an_unreadable_retry_job_is_quarantined_not_deleted() {
         1.0
     );
 }
+
+/// Each endpoint keeps at most `dlq.max_per_endpoint` dead letters, the newest; the oldest go
+/// first (counted in `webhookd_dlq_trimmed_total`), and other endpoints' letters are untouched.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_endpoint_keeps_at_most_its_share_of_dead_letters() {
+    let rx = Receiver::start(always(500)).await;
+    let setup = Setup::new("nsl_dlq_cap")
+        .with("retry:\n  schedule: []\n")
+        .with("dlq:\n  max_per_endpoint: 3\n")
+        .endpoint("ep_many", "t", &rx.url("/m"), &["outbound.sent"])
+        .endpoint("ep_few", "t", &rx.url("/f"), &["outbound.bounced"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let mut env: Vec<String> = (0..8)
+        .map(|i| envelope(&format!("evt_cap{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    env.push(envelope("evt_other", "outbound.bounced", "t", json!({})));
+    publish(&mut r, &setup.stream(), &env);
+    assert!(wait_until(WAIT, || rx.count() == 9).await);
+    let capped = wait_until(WAIT, || {
+        let dls = dead_letters(&setup);
+        let many = dls
+            .iter()
+            .filter(|d| d.get::<String>("endpoint_id").as_deref() == Some("ep_many"))
+            .count();
+        many == 3 && dls.len() == 4
+    })
+    .await;
+    assert!(capped, "{} dead letters", dead_letters(&setup).len());
+    let kept: Vec<String> = dead_letters(&setup)
+        .iter()
+        .filter_map(|d| d.get::<String>("event_id"))
+        .collect();
+    assert!(kept.contains(&"evt_other".to_string()), "{kept:?}");
+    assert!(
+        !kept.contains(&"evt_cap0".to_string()),
+        "the oldest go first: {kept:?}"
+    );
+    assert_eq!(
+        metric(&w.metrics().await, "webhookd_dlq_trimmed_total"),
+        5.0
+    );
+}
