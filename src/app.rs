@@ -99,7 +99,9 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         config.delivery.max_in_flight,
     );
     let retry = RetryQueue::new(conn.clone(), keys.clone());
-    let dlq = Dlq::new(conn.clone(), keys.clone()).with_retention(config.dlq.retention.get());
+    let dlq = Dlq::new(conn.clone(), keys.clone())
+        .with_retention(config.dlq.retention.get())
+        .with_max_per_endpoint(config.dlq.max_per_endpoint);
     let (log, writer) = attempt_log::channel(
         conn.clone(),
         keys.clone(),

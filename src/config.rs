@@ -75,6 +75,8 @@ pub struct StreamConfig {
 pub struct DlqConfig {
     /// Dead letters older than this are removed.
     pub retention: Dur,
+    /// Dead letters kept per endpoint at most; the oldest go first.
+    pub max_per_endpoint: u64,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -188,6 +190,7 @@ impl Default for DlqConfig {
     fn default() -> Self {
         DlqConfig {
             retention: Dur::secs(14 * 86_400),
+            max_per_endpoint: 100_000,
         }
     }
 }
@@ -333,6 +336,9 @@ impl Config {
         }
         if self.stream.invalid_max_len == 0 {
             return Err(key_err("stream.invalid_max_len", "must be at least 1"));
+        }
+        if self.dlq.max_per_endpoint == 0 {
+            return Err(key_err("dlq.max_per_endpoint", "must be at least 1"));
         }
         if self.dlq.retention.get().is_zero() {
             return Err(key_err("dlq.retention", "must be above 0"));

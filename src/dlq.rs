@@ -51,12 +51,27 @@ pub enum Selector {
     Since(i64),
 }
 
+/// Indexes a dead letter under its endpoint; answers the ids beyond the cap (oldest first),
+/// removed from the index. The index expires with the retention when set.
+const CAP: &str = r#"
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+if tonumber(ARGV[4]) > 0 then redis.call('EXPIRE', KEYS[1], ARGV[4]) end
+local over = redis.call('ZCARD', KEYS[1]) - tonumber(ARGV[3])
+if over <= 0 then return {} end
+local popped = redis.call('ZPOPMIN', KEYS[1], over)
+local ids = {}
+for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
+return ids
+"#;
+
 #[derive(Clone)]
 pub struct Dlq {
     conn: ConnectionManager,
     keys: Keys,
     /// `dlq.retention`; none in tools that only read or replay.
     retention: Option<Duration>,
+    /// `dlq.max_per_endpoint`; none in tools that only read or replay.
+    max_per_endpoint: Option<u64>,
 }
 
 pub struct Page {
@@ -70,6 +85,7 @@ impl Dlq {
             conn,
             keys,
             retention: None,
+            max_per_endpoint: None,
         }
     }
 
@@ -77,6 +93,14 @@ impl Dlq {
     pub fn with_retention(self, retention: Duration) -> Self {
         Dlq {
             retention: Some(retention),
+            ..self
+        }
+    }
+
+    /// At most `max` dead letters are kept per endpoint; older ones are removed as new come.
+    pub fn with_max_per_endpoint(self, max: u64) -> Self {
+        Dlq {
+            max_per_endpoint: Some(max),
             ..self
         }
     }
@@ -101,7 +125,7 @@ impl Dlq {
     pub async fn add(&self, job: &Job) -> redis::RedisResult<u64> {
         let trimmed = self.trim().await?;
         let status = job.last_status.map(|s| s.to_string()).unwrap_or_default();
-        redis::cmd("XADD")
+        let id: String = redis::cmd("XADD")
             .arg(self.keys.dlq())
             .arg("*")
             .arg("tenant")
@@ -128,7 +152,40 @@ impl Dlq {
             .arg(&job.body)
             .query_async::<String>(&mut self.conn.clone())
             .await?;
-        Ok(trimmed)
+        Ok(trimmed + self.cap(&job.endpoint_id, &id).await?)
+    }
+
+    /// Indexes a new dead letter under its endpoint and removes the endpoint's oldest beyond
+    /// `max_per_endpoint`; answers how many were removed. (Ids in the index whose letter is
+    /// gone already — replayed, purged, past the retention — are the oldest, so they go first.)
+    async fn cap(&self, endpoint_id: &str, id: &str) -> redis::RedisResult<u64> {
+        let Some(max) = self.max_per_endpoint else {
+            return Ok(0);
+        };
+        let index = self.keys.dlq_of(endpoint_id);
+        let ms: u64 = id
+            .split('-')
+            .next()
+            .and_then(|m| m.parse().ok())
+            .unwrap_or(0);
+        // One step, so concurrent dead letters never pop more than the excess.
+        let ttl = self.retention.map_or(0, |r| r.as_secs().max(1));
+        let over: Vec<String> = redis::Script::new(CAP)
+            .key(&index)
+            .arg(id)
+            .arg(ms)
+            .arg(max)
+            .arg(ttl)
+            .invoke_async(&mut self.conn.clone())
+            .await?;
+        if over.is_empty() {
+            return Ok(0);
+        }
+        redis::cmd("XDEL")
+            .arg(self.keys.dlq())
+            .arg(&over)
+            .query_async(&mut self.conn.clone())
+            .await
     }
 
     pub async fn depth(&self) -> redis::RedisResult<u64> {
@@ -232,6 +289,12 @@ impl Dlq {
                 .query_async(&mut self.conn.clone())
                 .await?;
             removed += n;
+            // Their places in the per-endpoint count (best effort: a stale id only goes first).
+            let mut pipe = redis::pipe();
+            for l in chunk {
+                pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
+            }
+            let _ = pipe.query_async::<()>(&mut self.conn.clone()).await;
         }
         Ok(removed)
     }

@@ -29,6 +29,11 @@ impl Keys {
     pub fn dlq(&self) -> String {
         format!("{}dlq", self.prefix)
     }
+    /// Sorted set of one endpoint's dead-letter ids by their time (ms): its count, and its
+    /// oldest first when it is over `dlq.max_per_endpoint`.
+    pub fn dlq_of(&self, endpoint_id: &str) -> String {
+        format!("{}dlq:endpoint:{endpoint_id}", self.prefix)
+    }
     /// Remembers which stream entry first carried an event id (24 h).
     pub fn dedup(&self, tenant: &str, event_id: &str) -> String {
         format!("{}dedup:{tenant}:{event_id}", self.prefix)
