@@ -63,6 +63,9 @@ local ids = {}
 for i = 1, #popped, 2 do ids[#ids + 1] = popped[i] end
 return ids
 "#;
+/// Hashed once, not per call.
+static CAP_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(CAP));
 
 #[derive(Clone)]
 pub struct Dlq {
@@ -107,26 +110,28 @@ impl Dlq {
 
     /// Removes the dead letters older than the retention; answers how many.
     pub async fn trim(&self) -> redis::RedisResult<u64> {
-        let Some(retention) = self.retention else {
-            return Ok(0);
-        };
+        match self.trim_cmd() {
+            Some(cmd) => cmd.query_async(&mut self.conn.clone()).await,
+            None => Ok(0),
+        }
+    }
+
+    /// The XTRIM that drops dead letters past the retention, if there is one.
+    fn trim_cmd(&self) -> Option<redis::Cmd> {
+        let retention = self.retention?;
         let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
-        redis::cmd("XTRIM")
-            .arg(self.keys.dlq())
-            .arg("MINID")
-            .arg(cutoff.max(0))
-            .query_async(&mut self.conn.clone())
-            .await
+        let mut cmd = redis::cmd("XTRIM");
+        cmd.arg(self.keys.dlq()).arg("MINID").arg(cutoff.max(0));
+        Some(cmd)
     }
 
     /// Dead-letters a delivery (after its last failed attempt, or unattempted when its
     /// endpoint is disabled or its circuit outlived its schedule). Answers how many expired
     /// dead letters were trimmed on the way.
     pub async fn add(&self, job: &Job) -> redis::RedisResult<u64> {
-        let trimmed = self.trim().await?;
         let status = job.last_status.map(|s| s.to_string()).unwrap_or_default();
-        let id: String = redis::cmd("XADD")
-            .arg(self.keys.dlq())
+        let mut xadd = redis::cmd("XADD");
+        xadd.arg(self.keys.dlq())
             .arg("*")
             .arg("tenant")
             .arg(&job.tenant)
@@ -149,9 +154,18 @@ impl Dlq {
             .arg("published_at")
             .arg(job.published_at)
             .arg("body")
-            .arg(&job.body)
-            .query_async::<String>(&mut self.conn.clone())
-            .await?;
+            .arg(&job.body);
+        // The retention trim rides along in the same round trip.
+        let (trimmed, id): (u64, String) = match self.trim_cmd() {
+            Some(trim) => {
+                redis::pipe()
+                    .add_command(trim)
+                    .add_command(xadd)
+                    .query_async(&mut self.conn.clone())
+                    .await?
+            }
+            None => (0, xadd.query_async(&mut self.conn.clone()).await?),
+        };
         Ok(trimmed + self.cap(&job.endpoint_id, &id).await?)
     }
 
@@ -170,7 +184,7 @@ impl Dlq {
             .unwrap_or(0);
         // One step, so concurrent dead letters never pop more than the excess.
         let ttl = self.retention.map_or(0, |r| r.as_secs().max(1));
-        let over: Vec<String> = redis::Script::new(CAP)
+        let over: Vec<String> = CAP_SCRIPT
             .key(&index)
             .arg(id)
             .arg(ms)

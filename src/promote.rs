@@ -121,7 +121,9 @@ async fn pull(
     let now = now_ms();
     let lease_until = now + lease.as_millis() as i64;
     let id: Arc<str> = Arc::from(ep);
-    let known = d.live.snapshot().endpoint(ep).is_some();
+    // One look at the index for the whole pass over this endpoint.
+    let endpoint = d.live.snapshot().endpoint(ep).cloned();
+    let known = endpoint.is_some();
     let gone = !known && d.store.get(ep).await?.is_none();
     if !gone && d.breaker.blocks(ep) {
         // Open: dead-letter what waited past its schedule, and probe when it is time.
@@ -143,18 +145,13 @@ async fn pull(
     if !known && !gone {
         return Ok(()); // not loaded here yet; another pass will see it
     }
-    if d.live
-        .snapshot()
-        .endpoint(ep)
-        .is_some_and(|e| e.quarantined.is_some())
-    {
+    if endpoint.as_ref().is_some_and(|e| e.quarantined.is_some()) {
         return Ok(()); // a replica that can deliver them pulls them
     }
     let lane = d.lane(&id);
-    let snapshot = d.live.snapshot();
-    let tenant = snapshot.endpoint(ep).map(|e| e.tenant.clone());
+    let tenant = endpoint.as_ref().map(|e| e.tenant.clone());
     let slow = tenant.is_some() && lane.is_slow();
-    let want = match snapshot.endpoint(ep) {
+    let want = match &endpoint {
         None => PULL_MAX,
         Some(_) if slow => lane.free(),
         // Under a rate limit, no more than a second's worth at a time.
@@ -164,7 +161,6 @@ async fn pull(
             .min(lane.room(d.cfg.lane_wait)),
     }
     .min(PULL_MAX);
-    drop(snapshot);
     let rooms: Vec<OwnedSemaphorePermit> = (0..want)
         .map_while(|_| outstanding.clone().try_acquire_owned().ok())
         .collect();

@@ -84,6 +84,9 @@ if raw then
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
 "#;
+/// Hashed once, not per call.
+static QUARANTINE_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(QUARANTINE));
 
 /// What one take of due deliveries found.
 pub struct Taken {
@@ -174,7 +177,7 @@ impl RetryQueue {
     /// Moves a job out of the queue into the quarantine hash, as it is (an id without a job
     /// leaves the queue; there is nothing to keep).
     async fn quarantine(&self, id: &str) -> redis::RedisResult<()> {
-        redis::Script::new(QUARANTINE)
+        QUARANTINE_SCRIPT
             .key(self.keys.retry_due())
             .key(self.keys.retry_jobs())
             .key(self.keys.retry_quarantine())

@@ -18,6 +18,9 @@ if tonumber(cjson.decode(raw).updated_at) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
 return 1
 "#;
+/// Hashed once, not per call.
+static REPLACE_UNCHANGED_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(REPLACE_UNCHANGED));
 
 #[derive(Clone)]
 pub struct Store {
@@ -70,7 +73,7 @@ impl Store {
     /// change; the record keeps its `updated_at`, so replicas need not re-index it.
     pub async fn replace_unchanged(&self, rec: &EndpointRecord) -> redis::RedisResult<bool> {
         let json = serde_json::to_string(rec).expect("records serialize");
-        redis::Script::new(REPLACE_UNCHANGED)
+        REPLACE_UNCHANGED_SCRIPT
             .key(self.keys.endpoints())
             .arg(&rec.id)
             .arg(rec.updated_at)
