@@ -32,6 +32,10 @@ const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const LANE_WAIT: Duration = Duration::from_secs(1);
 /// The part of `shutdown_grace` (at most a quarter of it) kept for acknowledging what finished.
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+/// A leased delivery (a due retry, a pulled parked one) waits at most `LANE_WAIT` for its slot,
+/// then takes at most the timeouts; past them and this margin, a crashed replica's lease runs
+/// out and the delivery is due again, so a crash delays it by about this much, not minutes.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
 /// How often idle lanes (of quiet or deleted endpoints) are dropped.
 const PRUNE_LANES_EVERY: Duration = Duration::from_secs(30);
 /// How often lanes flagged as backlogged check that their backlog still has anything.
@@ -225,9 +229,8 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         );
     }
 
-    let lease = config.delivery.timeout.get()
-        + config.delivery.connect_timeout.get()
-        + Duration::from_secs(60);
+    let lease =
+        config.delivery.timeout.get() + config.delivery.connect_timeout.get() + LEASE_MARGIN;
     // This replica's per-endpoint in-flight counts, for the stats route's cross-replica sum.
     let endpoint_in_flight: stats::InFlightCounts = {
         let d = dispatcher.clone();
