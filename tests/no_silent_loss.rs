@@ -535,3 +535,60 @@ async fn each_endpoint_keeps_at_most_its_share_of_dead_letters() {
         5.0
     );
 }
+
+/// Item 9: every endpoint change is a compare-and-set. Two rotations at once both sign
+/// (the later one's secret current, the earlier one's overlapping), a PATCH racing a
+/// disable keeps both changes, and two PATCHes of different fields keep both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_endpoint_changes_are_all_kept() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("nsl_cas");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (store, _) = setup.registry().await;
+    let ep = api
+        .create_endpoint("acct_c", json!({"url": rx.url("/c"), "filters": ["*"]}))
+        .await;
+    let id = ep["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/tenants/acct_c/endpoints/{id}");
+    let rotate = format!("{path}/secret/rotate");
+
+    for round in 0..6 {
+        let (a, b) = tokio::join!(api.post(&rotate, json!({})), api.post(&rotate, json!({})));
+        assert_eq!((a.0, b.0), (200, 200), "{a:?} {b:?}");
+        let (status, tested) = api.post(&format!("{path}/test"), json!({})).await;
+        assert_eq!(status, 200, "{tested}");
+        let got = rx.wait_for(round + 1, WAIT).await;
+        let last = got.last().unwrap();
+        for told in [&a.1["secret"], &b.1["secret"]] {
+            assert!(
+                verify(last, told.as_str().unwrap()),
+                "round {round}: a secret a rotation answered does not sign: {}",
+                last.header("webhook-signature")
+            );
+        }
+
+        let description = format!("round {round}");
+        let (patched, disabled) = tokio::join!(
+            api.patch(&path, json!({"description": description})),
+            webhookd::attempt_log::disable(&store, &id, "endpoint answered 410 Gone"),
+        );
+        assert_eq!(patched.0, 200, "{patched:?}");
+        assert!(disabled.unwrap(), "round {round}: the disable found it enabled");
+        let (_, now) = api.get(&path).await;
+        assert_eq!(now["description"], description.as_str(), "round {round}");
+        assert_eq!(now["disabled"], true, "round {round}: the PATCH re-enabled it: {now}");
+
+        let (x, y) = tokio::join!(
+            api.patch(&path, json!({"description": format!("d{round}")})),
+            api.patch(&path, json!({"metadata": {"round": round.to_string()}})),
+        );
+        assert_eq!((x.0, y.0), (200, 200));
+        let (_, now) = api.get(&path).await;
+        assert_eq!(now["description"], format!("d{round}").as_str(), "{now}");
+        assert_eq!(now["metadata"]["round"], round.to_string().as_str(), "{now}");
+
+        let (status, _) = api.patch(&path, json!({"disabled": false})).await;
+        assert_eq!(status, 200);
+    }
+}
