@@ -174,18 +174,22 @@ impl<'a> Streak<'a> {
 
 /// Disables an endpoint with a reason; false when it was gone or already disabled.
 pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::RedisResult<bool> {
-    let Some(mut rec) = store.get(endpoint_id).await? else {
-        return Ok(false);
-    };
-    if rec.disabled {
-        return Ok(false);
+    // On the newest record: a PATCH racing this keeps its change and cannot re-enable it.
+    let updated = store
+        .update(endpoint_id, |rec| {
+            if rec.disabled {
+                return Ok::<_, redis::RedisError>(false);
+            }
+            rec.disabled = true;
+            rec.disabled_reason = Some(reason.to_string());
+            Ok(true)
+        })
+        .await?;
+    let written = matches!(updated, crate::registry::Updated::Written(_));
+    if written {
+        tracing::info!(endpoint = %endpoint_id, reason, "endpoint disabled");
     }
-    rec.disabled = true;
-    rec.disabled_reason = Some(reason.to_string());
-    rec.updated_at = crate::clock::now_ms();
-    store.put(&rec).await?;
-    tracing::info!(endpoint = %endpoint_id, reason, "endpoint disabled");
-    Ok(true)
+    Ok(written)
 }
 
 /// Recent attempts of one endpoint, newest first.

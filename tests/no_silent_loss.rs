@@ -574,10 +574,16 @@ async fn concurrent_endpoint_changes_are_all_kept() {
             webhookd::attempt_log::disable(&store, &id, "endpoint answered 410 Gone"),
         );
         assert_eq!(patched.0, 200, "{patched:?}");
-        assert!(disabled.unwrap(), "round {round}: the disable found it enabled");
+        assert!(
+            disabled.unwrap(),
+            "round {round}: the disable found it enabled"
+        );
         let (_, now) = api.get(&path).await;
         assert_eq!(now["description"], description.as_str(), "round {round}");
-        assert_eq!(now["disabled"], true, "round {round}: the PATCH re-enabled it: {now}");
+        assert_eq!(
+            now["disabled"], true,
+            "round {round}: the PATCH re-enabled it: {now}"
+        );
 
         let (x, y) = tokio::join!(
             api.patch(&path, json!({"description": format!("d{round}")})),
@@ -586,7 +592,11 @@ async fn concurrent_endpoint_changes_are_all_kept() {
         assert_eq!((x.0, y.0), (200, 200));
         let (_, now) = api.get(&path).await;
         assert_eq!(now["description"], format!("d{round}").as_str(), "{now}");
-        assert_eq!(now["metadata"]["round"], round.to_string().as_str(), "{now}");
+        assert_eq!(
+            now["metadata"]["round"],
+            round.to_string().as_str(),
+            "{now}"
+        );
 
         let (status, _) = api.patch(&path, json!({"disabled": false})).await;
         assert_eq!(status, 200);

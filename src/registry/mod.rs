@@ -6,7 +6,7 @@ pub mod store;
 
 pub use live::{LiveIndex, Snapshot, Syncer};
 pub use model::{validate_static, Endpoint, EndpointRecord, StoredSecret};
-pub use store::Store;
+pub use store::{Store, Updated};
 
 use crate::config::StaticEndpoint;
 use crate::seal::Sealer;

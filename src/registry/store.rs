@@ -10,17 +10,36 @@ use crate::keys::Keys;
 /// Change-log entries kept; a replica further behind than this reloads everything.
 const LOG_MAXLEN: usize = 10_000;
 
-/// HSET only when the stored record's `updated_at` is the expected one.
+/// HSET only when the stored record's `updated_at` is the expected one (a compare-and-set:
+/// the caller read that version); with ARGV[4] set, also index and announce the change.
 const REPLACE_UNCHANGED: &str = r#"
 local raw = redis.call('HGET', KEYS[1], ARGV[1])
-if not raw then return 0 end
+if not raw then return -1 end
 if tonumber(cjson.decode(raw).updated_at) ~= tonumber(ARGV[2]) then return 0 end
 redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+if ARGV[4] ~= '' then
+  redis.call('ZADD', KEYS[2], 0, ARGV[1])
+  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', 'id', ARGV[1])
+end
 return 1
 "#;
 /// Hashed once, not per call.
 static REPLACE_UNCHANGED_SCRIPT: std::sync::LazyLock<redis::Script> =
     std::sync::LazyLock::new(|| redis::Script::new(REPLACE_UNCHANGED));
+
+/// Read-modify-write rounds before an update gives up (each lost round means another writer
+/// changed the record in between, so this many in a row is pathological).
+const UPDATE_ROUNDS: usize = 32;
+
+/// What [`Store::update`] did.
+pub enum Updated {
+    /// No such record.
+    Missing,
+    /// The change asked for no write; the record as stored.
+    Unchanged(EndpointRecord),
+    /// Written; the record as stored now.
+    Written(EndpointRecord),
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -72,14 +91,64 @@ impl Store {
     /// it was read); true if written. Used to re-seal secrets without losing a concurrent
     /// change; the record keeps its `updated_at`, so replicas need not re-index it.
     pub async fn replace_unchanged(&self, rec: &EndpointRecord) -> redis::RedisResult<bool> {
+        Ok(self.compare_and_set(rec, rec.updated_at, false).await? == 1)
+    }
+
+    /// Writes `rec` if the stored one still has `updated_at` `expected`: 1 written, 0 changed
+    /// meanwhile, -1 gone.
+    async fn compare_and_set(
+        &self,
+        rec: &EndpointRecord,
+        expected: i64,
+        announce: bool,
+    ) -> redis::RedisResult<i64> {
         let json = serde_json::to_string(rec).expect("records serialize");
         REPLACE_UNCHANGED_SCRIPT
             .key(self.keys.endpoints())
+            .key(self.keys.tenant_endpoints(&rec.tenant))
+            .key(self.keys.endpoints_log())
             .arg(&rec.id)
-            .arg(rec.updated_at)
+            .arg(expected)
             .arg(json)
+            .arg(if announce {
+                LOG_MAXLEN.to_string()
+            } else {
+                String::new()
+            })
             .invoke_async(&mut self.conn.clone())
             .await
+    }
+
+    /// Reads record `id`, lets `change` modify it (true: write it) and writes it only if no
+    /// one else wrote it in between, else starts again from the newer record. So a PATCH, a
+    /// rotation and an automatic disable racing each other all keep their changes. The
+    /// written record's `updated_at` moves forward (at least by 1 ms, so each write is a new
+    /// version).
+    pub async fn update<E: From<redis::RedisError>>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut EndpointRecord) -> Result<bool, E>,
+    ) -> Result<Updated, E> {
+        for _ in 0..UPDATE_ROUNDS {
+            let Some(mut rec) = self.get(id).await? else {
+                return Ok(Updated::Missing);
+            };
+            let read = rec.updated_at;
+            if !change(&mut rec)? {
+                return Ok(Updated::Unchanged(rec));
+            }
+            rec.updated_at = crate::clock::now_ms().max(read + 1);
+            match self.compare_and_set(&rec, read, true).await? {
+                1 => return Ok(Updated::Written(rec)),
+                -1 => return Ok(Updated::Missing),
+                _ => continue,
+            }
+        }
+        Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "endpoint changed by others on every try",
+        ))
+        .into())
     }
 
     /// Marks this Redis as holding the registry; false if the mark was missing (a new Redis,

@@ -22,7 +22,7 @@ use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantSc
 use crate::clock::now_ms;
 use crate::deliver::sign::generate_secret;
 use crate::registry::model::new_endpoint_id;
-use crate::registry::EndpointRecord;
+use crate::registry::{EndpointRecord, Updated};
 
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
 
@@ -176,31 +176,54 @@ async fn patch_endpoint(
     ApiPath((_, id)): ApiPath<(String, String)>,
     JsonBody(req): JsonBody<PatchEndpoint>,
 ) -> Result<Json<EndpointOut>, ApiError> {
-    let mut rec = load(&state, &scope.tenant, &id).await?;
+    let first = load(&state, &scope.tenant, &id).await?;
     // config.yaml owns a static endpoint; the one change the API makes is enabling it again
     // after webhookd disabled it at run time (a 410, or failing for disable_after).
     if !req.only_enables() {
-        refuse_static(&rec)?;
+        refuse_static(&first)?;
     }
-    let url_changed = req.url.as_ref().is_some_and(|u| *u != rec.url);
-    let re_enabled = rec.disabled && req.disabled == Some(false);
-    if let Some(url) = req.url {
-        rec.url = url;
+    if req.url.as_ref().is_some_and(|u| *u != first.url) {
+        check_target(&state, req.url.as_deref().unwrap_or_default()).await?;
     }
-    if let Some(filters) = req.filters {
-        rec.filters = filters;
+    if first.disabled && req.disabled == Some(false) {
+        // A fresh start: the failure streak that disabled it must not disable it again.
+        state.inner.store.reset_failures(&first.id).await?;
     }
-    if let Some(d) = req.description {
-        rec.description = d;
+    // Applied to the newest record, so a change made meanwhile (an automatic disable, another
+    // PATCH) is kept rather than overwritten.
+    let updated = state
+        .inner
+        .store
+        .update(&first.id, |rec| {
+            apply_patch(&req, rec);
+            check_fields(&state, rec)?;
+            Ok::<_, ApiError>(true)
+        })
+        .await?;
+    match updated {
+        Updated::Written(rec) | Updated::Unchanged(rec) => Ok(Json(EndpointOut::from(&rec))),
+        Updated::Missing => Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
     }
-    if let Some(h) = req.headers {
-        rec.headers = h;
+}
+
+fn apply_patch(req: &PatchEndpoint, rec: &mut EndpointRecord) {
+    if let Some(url) = &req.url {
+        rec.url = url.clone();
+    }
+    if let Some(filters) = &req.filters {
+        rec.filters = filters.clone();
+    }
+    if let Some(d) = &req.description {
+        rec.description = d.clone();
+    }
+    if let Some(h) = &req.headers {
+        rec.headers = h.clone();
     }
     if let Some(r) = req.rate_limit {
         rec.rate_limit = r;
     }
-    if let Some(m) = req.metadata {
-        rec.metadata = m;
+    if let Some(m) = &req.metadata {
+        rec.metadata = m.clone();
     }
     match req.disabled {
         Some(true) if !rec.disabled => {
@@ -213,17 +236,6 @@ async fn patch_endpoint(
         }
         _ => {}
     }
-    check_fields(&state, &rec)?;
-    if url_changed {
-        check_target(&state, &rec.url).await?;
-    }
-    rec.updated_at = now_ms().max(rec.updated_at + 1);
-    if re_enabled {
-        // A fresh start: the failure streak that disabled it must not disable it again.
-        state.inner.store.reset_failures(&rec.id).await?;
-    }
-    state.inner.store.put(&rec).await?;
-    Ok(Json(EndpointOut::from(&rec)))
 }
 
 /// Remove an endpoint; its pending retries are dropped.

@@ -11,7 +11,7 @@ use crate::api::extract::OptionalJsonBody;
 use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
 use crate::clock::now_ms;
 use crate::deliver::sign::generate_secret;
-use crate::registry::StoredSecret;
+use crate::registry::{StoredSecret, Updated};
 
 /// Secrets kept signing at once: the current one and up to this many still overlapping.
 const MAX_OVERLAPPING_SECRETS: usize = 9;
@@ -80,8 +80,8 @@ async fn rotate_secret(
     ApiPath((_, id)): ApiPath<(String, String)>,
     OptionalJsonBody(req): OptionalJsonBody<RotateSecret>,
 ) -> Result<Json<Secret>, ApiError> {
-    let mut rec = load(&state, &scope.tenant, &id).await?;
-    refuse_static(&rec)?;
+    let first = load(&state, &scope.tenant, &id).await?;
+    refuse_static(&first)?;
     let secret = match req.and_then(|r| r.secret) {
         Some(s) => {
             check_secret(&s)?;
@@ -89,24 +89,35 @@ async fn rotate_secret(
         }
         None => generate_secret(),
     };
-    let now = now_ms();
-    let overlap_end = now + state.inner.rotation_overlap_ms;
-    let mut secrets = vec![StoredSecret {
-        sealed: state.inner.sealer.seal(&secret, &rec.id),
-        expires_at: None,
-    }];
-    secrets.extend(
-        rec.secrets
-            .iter()
-            .map(|s| StoredSecret {
-                sealed: s.sealed.clone(),
-                expires_at: Some(s.expires_at.map_or(overlap_end, |e| e.min(overlap_end))),
-            })
-            .filter(|s| s.expires_at.is_some_and(|e| e > now))
-            .take(MAX_OVERLAPPING_SECRETS),
-    );
-    rec.secrets = secrets;
-    rec.updated_at = now.max(rec.updated_at + 1);
-    state.inner.store.put(&rec).await?;
+    let sealed = state.inner.sealer.seal(&secret, &first.id);
+    // Rotated on the newest record: two rotations at once both land (the later one's secret
+    // current, the earlier one's overlapping), so every secret a caller was told signs.
+    let updated = state
+        .inner
+        .store
+        .update(&first.id, |rec| {
+            let now = now_ms();
+            let overlap_end = now + state.inner.rotation_overlap_ms;
+            let mut secrets = vec![StoredSecret {
+                sealed: sealed.clone(),
+                expires_at: None,
+            }];
+            secrets.extend(
+                rec.secrets
+                    .iter()
+                    .map(|s| StoredSecret {
+                        sealed: s.sealed.clone(),
+                        expires_at: Some(s.expires_at.map_or(overlap_end, |e| e.min(overlap_end))),
+                    })
+                    .filter(|s| s.expires_at.is_some_and(|e| e > now))
+                    .take(MAX_OVERLAPPING_SECRETS),
+            );
+            rec.secrets = secrets;
+            Ok::<_, ApiError>(true)
+        })
+        .await?;
+    if matches!(updated, Updated::Missing) {
+        return Err(ApiError::NotFound(format!("endpoint `{id}` not found")));
+    }
     Ok(Json(Secret { secret }))
 }
