@@ -15,6 +15,9 @@ use crate::retry::{Job, RetryQueue};
 const SCAN_CHUNK: usize = 500;
 /// Entries one list call scans at most before answering with a cursor.
 const SCAN_LIMIT: usize = 20_000;
+/// Dead letters a replay or purge reads, moves and removes at a time (bodies included, so
+/// kept small).
+const REPLAY_CHUNK: usize = 100;
 
 /// A dead letter as the API and `--json` show it (SPEC 5).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -257,100 +260,64 @@ impl Dlq {
         }
     }
 
-    /// Moves matching dead letters back into the retry queue with a fresh schedule.
+    /// Moves matching dead letters back into the retry queue with a fresh schedule, a chunk
+    /// at a time: memory holds one chunk, whatever the size of the stream.
     pub async fn replay(
         &self,
         tenant: Option<&str>,
         sel: &Selector,
         queue: &RetryQueue,
     ) -> redis::RedisResult<usize> {
-        let letters = self.select(tenant, sel).await?;
-        let jobs: Vec<Job> = letters
-            .iter()
-            .map(|dl| Job {
-                id: format!("rp:{}:{}", dl.id, dl.endpoint_id),
-                tenant: dl.tenant.clone(),
-                endpoint_id: dl.endpoint_id.clone(),
-                event_id: dl.event_id.clone(),
-                event_type: dl.event_type.clone(),
-                body: dl.body.get().to_string(),
-                attempts: 0,
-                first_attempt_at: 0,
-                published_at: dl.published_at,
-                last_status: None,
-                last_error: None,
-                deferrals: 0,
-                queued_at: now_ms(),
-            })
-            .collect();
-        // Queued before removal: a crash in between repeats a replay, never loses one.
-        queue.schedule_many(&jobs, now_ms()).await?;
-        self.delete(&letters).await
+        let mut scan = Scan::new(self, tenant, sel).await?;
+        let mut replayed = 0;
+        while let Some(letters) = scan.next(self).await? {
+            let jobs: Vec<Job> = letters.iter().map(replay_job).collect();
+            // Queued before removal: a crash in between repeats a replay, never loses one.
+            queue.schedule_many(&jobs, now_ms()).await?;
+            replayed += self.delete(&letters).await?;
+        }
+        Ok(replayed)
     }
 
     pub async fn purge(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<usize> {
-        let letters = self.select(tenant, sel).await?;
-        self.delete(&letters).await
+        let mut scan = Scan::new(self, tenant, sel).await?;
+        let mut purged = 0;
+        while let Some(letters) = scan.next(self).await? {
+            purged += self.delete(&letters).await?;
+        }
+        Ok(purged)
     }
 
     async fn delete(&self, letters: &[DeadLetter]) -> redis::RedisResult<usize> {
-        let mut removed = 0;
-        for chunk in letters.chunks(500) {
-            let ids: Vec<&str> = chunk.iter().map(|l| l.id.as_str()).collect();
-            let n: usize = redis::cmd("XDEL")
-                .arg(self.keys.dlq())
-                .arg(&ids)
-                .query_async(&mut self.conn.clone())
-                .await?;
-            removed += n;
-            // Their places in the per-endpoint count (best effort: a stale id only goes first).
-            let mut pipe = redis::pipe();
-            for l in chunk {
-                pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
-            }
-            let _ = pipe.query_async::<()>(&mut self.conn.clone()).await;
+        if letters.is_empty() {
+            return Ok(0);
         }
+        let ids: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
+        let removed: usize = redis::cmd("XDEL")
+            .arg(self.keys.dlq())
+            .arg(&ids)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        // Their places in the per-endpoint count (best effort: a stale id only goes first).
+        let mut pipe = redis::pipe();
+        for l in letters {
+            pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
+        }
+        let _ = pipe.query_async::<()>(&mut self.conn.clone()).await;
         Ok(removed)
     }
 
-    async fn select(
-        &self,
-        tenant: Option<&str>,
-        sel: &Selector,
-    ) -> redis::RedisResult<Vec<DeadLetter>> {
-        let mut out = Vec::new();
-        match sel {
-            Selector::Ids(ids) => {
-                for id in ids {
-                    if !valid_stream_id(id) {
-                        continue;
-                    }
-                    out.extend(self.range(id, id, 1).await?);
-                }
-            }
-            Selector::Endpoint(_) | Selector::Since(_) => {
-                let mut start = match sel {
-                    Selector::Since(ms) => format!("{ms}-0"),
-                    _ => "-".to_string(),
-                };
-                loop {
-                    let chunk = self.range(&start, "+", SCAN_CHUNK).await?;
-                    let done = chunk.len() < SCAN_CHUNK;
-                    if let Some(last) = chunk.last() {
-                        start = format!("({}", last.id);
-                    }
-                    out.extend(chunk.into_iter().filter(|dl| match sel {
-                        Selector::Endpoint(e) => &dl.endpoint_id == e,
-                        _ => true,
-                    }));
-                    if done {
-                        break;
-                    }
-                }
-            }
-        }
-        out.retain(|dl| tenant.is_none_or(|t| t == dl.tenant));
-        Ok(out)
+    /// The id of the newest entry, if any.
+    async fn last_id(&self) -> redis::RedisResult<Option<String>> {
+        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.dlq())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(newest.into_iter().next().map(|(id, _)| id))
     }
 
     async fn range(
@@ -371,6 +338,93 @@ impl Dlq {
             .into_iter()
             .filter_map(|(id, f)| from_fields(id, f))
             .collect())
+    }
+}
+
+/// A fresh delivery of a dead letter.
+fn replay_job(dl: &DeadLetter) -> Job {
+    Job {
+        id: format!("rp:{}:{}", dl.id, dl.endpoint_id),
+        tenant: dl.tenant.clone(),
+        endpoint_id: dl.endpoint_id.clone(),
+        event_id: dl.event_id.clone(),
+        event_type: dl.event_type.clone(),
+        body: dl.body.get().to_string(),
+        attempts: 0,
+        first_attempt_at: 0,
+        published_at: dl.published_at,
+        last_status: None,
+        last_error: None,
+        deferrals: 0,
+        queued_at: now_ms(),
+    }
+}
+
+/// The dead letters a selector takes for a tenant, read in chunks and filtered as read.
+/// The scan ends at the newest entry when it began, so letters that die again while a
+/// replay runs are not replayed a second time by the same call.
+struct Scan<'a> {
+    tenant: Option<&'a str>,
+    sel: &'a Selector,
+    /// Exclusive start (`(id`), or the first id to read.
+    start: String,
+    end: Option<String>,
+    ids_left: std::slice::Iter<'a, String>,
+}
+
+impl<'a> Scan<'a> {
+    async fn new(
+        dlq: &Dlq,
+        tenant: Option<&'a str>,
+        sel: &'a Selector,
+    ) -> redis::RedisResult<Self> {
+        let (start, end, ids): (String, Option<String>, &[String]) = match sel {
+            Selector::Ids(ids) => (String::new(), None, ids),
+            Selector::Endpoint(_) => ("-".into(), dlq.last_id().await?, &[]),
+            Selector::Since(ms) => (format!("{ms}-0"), dlq.last_id().await?, &[]),
+        };
+        Ok(Scan {
+            tenant,
+            sel,
+            start,
+            end,
+            ids_left: ids.iter(),
+        })
+    }
+
+    /// The next non-empty chunk, or none when the scan is over.
+    async fn next(&mut self, dlq: &Dlq) -> redis::RedisResult<Option<Vec<DeadLetter>>> {
+        let tenant_ok = |dl: &DeadLetter| self.tenant.is_none_or(|t| t == dl.tenant);
+        if let Selector::Ids(_) = self.sel {
+            let mut out = Vec::new();
+            for id in self.ids_left.by_ref().take(REPLAY_CHUNK) {
+                if valid_stream_id(id) {
+                    out.extend(dlq.range(id, id, 1).await?.into_iter().filter(tenant_ok));
+                }
+            }
+            return Ok((!out.is_empty() || self.ids_left.len() > 0).then_some(out));
+        }
+        while let Some(end) = self.end.clone() {
+            let chunk = dlq.range(&self.start, &end, REPLAY_CHUNK).await?;
+            match chunk.last() {
+                Some(last) if chunk.len() == REPLAY_CHUNK && last.id != end => {
+                    self.start = format!("({}", last.id)
+                }
+                _ => self.end = None,
+            }
+            let out: Vec<DeadLetter> = chunk
+                .into_iter()
+                .filter(|dl| tenant_ok(dl))
+                .filter(|dl| match self.sel {
+                    Selector::Endpoint(e) => &dl.endpoint_id == e,
+                    _ => true,
+                })
+                .collect();
+            if !out.is_empty() {
+                return Ok(Some(out));
+            }
+        }
+        Ok(None)
     }
 }
 
