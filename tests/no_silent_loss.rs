@@ -680,3 +680,85 @@ async fn a_replay_by_since_holds_one_chunk_not_every_tenants_letters() {
     assert_eq!(rx.wait_for(50, WAIT).await.len(), 50);
     let _: () = redis::cmd("DEL").arg(&dlq).query(&mut r).unwrap();
 }
+
+fn redis_at(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// Whether the server on `port` is a replica whose link to its primary is up.
+fn replica_in_sync(port: u16) -> bool {
+    let info: String = redis::cmd("INFO")
+        .arg("replication")
+        .query(&mut redis_at(port))
+        .unwrap_or_default();
+    info.contains("role:slave") && info.contains("master_link_status:up")
+}
+
+/// Item 4: after a failover demotes the primary webhookd was connected to, its connections
+/// answer READONLY. webhookd must notice, connect again (through the address, which now
+/// leads to the new primary), report not-ready meanwhile, and carry on: deliveries, API
+/// writes and readiness all come back. Two real redis-servers swap roles with REPLICAOF.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failover_that_demotes_the_primary_is_followed_to_the_new_one() {
+    let rx = Receiver::start(always(200)).await;
+    let (pa, pb) = (free_port(), free_port());
+    let _a = OwnRedis::start(pa).await;
+    let _b = OwnRedis::start(pb).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pa)
+        .query(&mut redis_at(pb))
+        .unwrap();
+    assert!(wait_until(WAIT, || replica_in_sync(pb)).await);
+    let proxy = Proxy::start(pa).await;
+    let setup = Setup::new("nsl_failover").endpoint("ep_fo", "t", &rx.url("/fo"), &["*"]);
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &proxy.url())]).await;
+    let api = Api::admin(&setup);
+    publish(
+        &mut redis_at(pa),
+        &setup.stream(),
+        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+
+    // The failover: B is promoted, A becomes its replica, the address leads to B.
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut redis_at(pb))
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pb)
+        .query(&mut redis_at(pa))
+        .unwrap();
+    proxy.point_to(pb);
+    assert!(wait_until(WAIT, || replica_in_sync(pa)).await);
+
+    publish(
+        &mut redis_at(pb),
+        &setup.stream(),
+        &[envelope("evt_after", "outbound.sent", "t", json!({}))],
+    );
+    let got = rx.wait_for(2, WAIT).await;
+    assert!(
+        got.iter().any(|g| g.header("webhook-id") == "evt_after"),
+        "nothing delivered after the failover; log:\n{}",
+        w.log_text()
+    );
+    let deadline = Instant::now() + WAIT;
+    let created = loop {
+        let body = json!({"url": rx.url("/new"), "filters": ["*"]});
+        let (status, _) = api.post("/v1/tenants/t/endpoints", body).await;
+        if status == 201 || Instant::now() > deadline {
+            break status == 201;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(created, "API writes still fail after the failover");
+    let ready = format!("http://127.0.0.1:{}/readyz", setup.port);
+    assert!(wait_ready(&ready, WAIT).await);
+}
