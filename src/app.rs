@@ -11,6 +11,7 @@ use crate::attempt_log;
 use crate::breaker::Breaker;
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::conn::connect;
 use crate::deliver::{client, ssrf::Guard};
 use crate::dispatch::{DispatchConfig, Dispatcher, Parts};
 use crate::dlq::Dlq;
@@ -19,7 +20,6 @@ use crate::health::{self, Health};
 use crate::ingest::{self, Consumer, InFlight, StreamSettings};
 use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::publish::connect;
 use crate::registry::{Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
@@ -241,6 +241,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         tokio::spawn(health::run_pinger(
             health.clone(),
             conn.clone(),
+            keys.write_probe(),
             stop.clone(),
         )),
         tokio::spawn(breaker.clone().run(stop.clone())),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
@@ -49,7 +49,7 @@ impl AttemptLog {
 
 pub struct Writer {
     rx: mpsc::Receiver<AttemptRecord>,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     store: Store,
     disable_after: Duration,
@@ -57,7 +57,7 @@ pub struct Writer {
 }
 
 pub fn channel(
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     store: Store,
     disable_after: Duration,
@@ -194,7 +194,7 @@ pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::R
 
 /// Recent attempts of one endpoint, newest first.
 pub async fn recent(
-    conn: &ConnectionManager,
+    conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,
     limit: usize,

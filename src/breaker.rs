@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::conn::Conn;
 use arc_swap::ArcSwap;
-use redis::aio::ConnectionManager;
 use serde::{Deserialize, Serialize};
 use tokio_util::sync::CancellationToken;
 
@@ -57,11 +57,7 @@ pub struct Circuit {
 }
 
 /// The circuit state of one endpoint, as every replica sees it.
-pub async fn state(
-    conn: &ConnectionManager,
-    keys: &Keys,
-    endpoint_id: &str,
-) -> redis::RedisResult<State> {
+pub async fn state(conn: &Conn, keys: &Keys, endpoint_id: &str) -> redis::RedisResult<State> {
     let raw: Option<String> = redis::cmd("HGET")
         .arg(keys.circuits())
         .arg(endpoint_id)
@@ -134,7 +130,7 @@ pub enum Transition {
 
 /// This replica's view of every circuit, and the scripts that change them.
 pub struct Breaker {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     threshold: u32,
     probe: Duration,
@@ -150,7 +146,7 @@ pub struct Breaker {
 
 impl Breaker {
     pub fn new(
-        conn: ConnectionManager,
+        conn: Conn,
         keys: Keys,
         threshold: u32,
         probe: Duration,

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
@@ -72,7 +72,7 @@ static CAP_SCRIPT: std::sync::LazyLock<redis::Script> =
 
 #[derive(Clone)]
 pub struct Dlq {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     /// `dlq.retention`; none in tools that only read or replay.
     retention: Option<Duration>,
@@ -86,7 +86,7 @@ pub struct Page {
 }
 
 impl Dlq {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Dlq {
             conn,
             keys,

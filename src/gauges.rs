@@ -1,7 +1,7 @@
 //! The gauges read from Redis (queue depths, pending entries), refreshed when `/metrics` is
 //! scraped, so an alert sees a change as soon as it happens and idle replicas read nothing.
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 
 use crate::dlq::Dlq;
 use crate::keys::Keys;
@@ -10,7 +10,7 @@ use crate::registry::LiveIndex;
 use crate::retry::RetryQueue;
 
 pub struct Gauges {
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     pub keys: Keys,
     pub group: String,
     pub retry: RetryQueue,

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Default)]
@@ -30,24 +30,32 @@ impl Health {
     }
 }
 
-/// Pings Redis every second; readiness follows the answer.
+/// Writes `probe_key` every second; readiness follows the answer. A write, not a PING: a
+/// server that answers but refuses writes (READONLY after a failover, LOADING, MASTERDOWN)
+/// is not ready, and the refusal makes the connection reconnect.
 pub async fn run_pinger(
     health: std::sync::Arc<Health>,
-    conn: ConnectionManager,
+    conn: Conn,
+    probe_key: String,
     stop: CancellationToken,
 ) {
     loop {
-        let ping = tokio::time::timeout(
+        let probe = tokio::time::timeout(
             Duration::from_secs(1),
-            redis::cmd("PING").query_async::<String>(&mut conn.clone()),
+            redis::cmd("SET")
+                .arg(&probe_key)
+                .arg(crate::clock::now_ms())
+                .arg("PX")
+                .arg(10_000)
+                .query_async::<()>(&mut conn.clone()),
         )
         .await;
-        let up = matches!(ping, Ok(Ok(_)));
+        let up = matches!(probe, Ok(Ok(())));
         if up != health.redis_up() {
-            if up {
-                tracing::info!("redis reachable");
-            } else {
-                tracing::warn!("redis unreachable");
+            match probe {
+                Ok(Ok(())) => tracing::info!("redis takes writes"),
+                Ok(Err(e)) => tracing::warn!(error = %e, "redis unavailable for writes"),
+                Err(_) => tracing::warn!("redis unavailable for writes: no answer within 1s"),
             }
         }
         health.set_redis(up);

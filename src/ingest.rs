@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use tokio::sync::{mpsc, Semaphore};
@@ -41,6 +41,8 @@ pub struct StreamSettings {
 #[derive(Default)]
 pub struct InFlight {
     ids: Mutex<HashSet<String>>,
+    /// Set when an entry was let go without a fate.
+    let_go: AtomicBool,
 }
 
 impl InFlight {
@@ -52,6 +54,15 @@ impl InFlight {
     }
     fn remove(&self, id: &str) {
         self.ids.lock().expect("in-flight set").remove(id);
+    }
+    /// Lets an entry go without a fate (Redis failed us): it stays pending, and the consumer
+    /// reads its own pending entries again shortly rather than waiting `claim_idle` for it.
+    fn let_go(&self, id: &str) {
+        self.remove(id);
+        self.let_go.store(true, Ordering::Release);
+    }
+    fn take_let_go(&self) -> bool {
+        self.let_go.swap(false, Ordering::AcqRel)
     }
     fn contains(&self, id: &str) -> bool {
         self.ids.lock().expect("in-flight set").contains(id)
@@ -86,7 +97,7 @@ impl Ticket {
             if self.all_ok.load(Ordering::Acquire) {
                 let _ = self.acks.send(self.entry.clone());
             } else {
-                self.in_flight.remove(&self.entry);
+                self.in_flight.let_go(&self.entry);
             }
         }
     }
@@ -94,8 +105,8 @@ impl Ticket {
 
 pub struct Consumer {
     /// A connection of its own: `XREADGROUP BLOCK` would stall a shared one.
-    pub blocking: ConnectionManager,
-    pub conn: ConnectionManager,
+    pub blocking: Conn,
+    pub conn: Conn,
     pub keys: Keys,
     pub settings: StreamSettings,
     pub dispatcher: Arc<Dispatcher>,
@@ -133,6 +144,7 @@ impl Consumer {
 
     pub async fn run(self) {
         let mut backoff = Duration::from_millis(100);
+        let mut reread_backoff = Duration::from_millis(100);
         let mut own_pending_done = false;
         let mut pending_cursor = "0".to_string();
         let claim_every = (self.settings.claim_idle / 2).max(Duration::from_secs(1));
@@ -146,6 +158,15 @@ impl Consumer {
             if room == 0 {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
+            }
+            if self.in_flight.take_let_go() {
+                // Entries left pending by a Redis failure: read them again once Redis is
+                // likely back (they were read from it, so it answered a moment ago).
+                own_pending_done = false;
+                pending_cursor = "0".to_string();
+                self.pause(&mut reread_backoff).await;
+            } else if own_pending_done {
+                reread_backoff = Duration::from_millis(100);
             }
             let step = if !own_pending_done {
                 // After a restart under the same name, our own unacknowledged entries first.
@@ -302,7 +323,7 @@ impl Consumer {
             None => {
                 // Redis is away; the entries stay pending and come back.
                 for (entry, _) in &valid {
-                    self.in_flight.remove(entry);
+                    self.in_flight.let_go(entry);
                 }
                 return;
             }
@@ -345,7 +366,7 @@ impl Consumer {
             Err(e) => {
                 tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending");
                 for (id, _, _) in invalid {
-                    self.in_flight.remove(id);
+                    self.in_flight.let_go(id);
                 }
             }
         }
@@ -407,7 +428,7 @@ impl Consumer {
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
-                    self.in_flight.remove(&entry);
+                    self.in_flight.let_go(&entry);
                     return;
                 }
             }
@@ -464,7 +485,7 @@ impl Consumer {
 /// if webhookd stops first they stay pending and are claimed later, never forgotten.
 pub async fn run_acker(
     mut rx: mpsc::UnboundedReceiver<String>,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     group: String,
     in_flight: Arc<InFlight>,
@@ -497,7 +518,7 @@ pub async fn run_acker(
 /// Keeps this replica's in-progress entries fresh, so `XAUTOCLAIM` elsewhere skips them.
 pub async fn run_heartbeat(
     in_flight: Arc<InFlight>,
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     settings: StreamSettings,
     stop: CancellationToken,

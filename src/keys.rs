@@ -111,6 +111,11 @@ impl Keys {
     pub fn in_flight(&self, replica: &str) -> String {
         format!("{}inflight:{replica}", self.prefix)
     }
+    /// Written every second by each replica's readiness probe (expires in 10 s): Redis is
+    /// ready only if it takes writes.
+    pub fn write_probe(&self) -> String {
+        format!("{}probe", self.prefix)
+    }
     /// Sorted set of replica names by when they last published their in-flight counts (ms).
     pub fn replicas(&self) -> String {
         format!("{}replicas", self.prefix)

@@ -10,6 +10,7 @@ pub mod breaker;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod conn;
 pub mod deliver;
 pub mod dispatch;
 pub mod dlq;

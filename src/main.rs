@@ -8,11 +8,12 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use webhookd::config::Config;
+use webhookd::conn::connect;
 use webhookd::deliver::sign::{self, SigningKey};
 use webhookd::dlq::{Dlq, Selector};
 use webhookd::keys::Keys;
 use webhookd::normalize::{self, Provider};
-use webhookd::publish::{self, connect};
+use webhookd::publish;
 use webhookd::retry::RetryQueue;
 use webhookd::{app, clock, event};
 

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::keys::Keys;
@@ -123,7 +123,7 @@ type Reply = oneshot::Sender<redis::RedisResult<()>>;
 
 #[derive(Clone)]
 pub struct ParkQueue {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     tx: mpsc::Sender<(ParkRequest, Reply)>,
     take_parked: Arc<redis::Script>,
@@ -133,12 +133,12 @@ pub struct ParkQueue {
 
 /// Writes park requests in batches, one transaction each.
 pub struct ParkWriter {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     rx: mpsc::Receiver<(ParkRequest, Reply)>,
 }
 
-pub fn channel(conn: ConnectionManager, keys: Keys) -> (ParkQueue, ParkWriter) {
+pub fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
         ParkQueue {

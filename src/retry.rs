@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use serde::{Deserialize, Serialize};
 
 use crate::keys::Keys;
@@ -97,13 +97,13 @@ pub struct Taken {
 
 #[derive(Clone)]
 pub struct RetryQueue {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
     take_due: redis::Script,
 }
 
 impl RetryQueue {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         RetryQueue {
             conn,
             keys,

@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 
 use crate::attempt_log::AttemptRecord;
 use crate::clock::now_ms;
@@ -169,7 +169,7 @@ impl Hour {
 
 /// The last 24 hours of an endpoint, oldest first; the last is the hour `now_ms` is in.
 pub async fn last_day(
-    conn: &ConnectionManager,
+    conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,
     now_ms: i64,
@@ -206,12 +206,7 @@ const MAX_REPLICAS: usize = 1_000;
 
 /// Publishes this replica's in-flight counts every second. Runs until aborted, so that
 /// deliveries finishing during the shutdown grace still count.
-pub async fn publish_in_flight(
-    conn: ConnectionManager,
-    keys: Keys,
-    replica: String,
-    counts: InFlightCounts,
-) {
+pub async fn publish_in_flight(conn: Conn, keys: Keys, replica: String, counts: InFlightCounts) {
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -225,7 +220,7 @@ pub async fn publish_in_flight(
 /// Replaces this replica's published counts with `counts` (non-zero ones, the busiest
 /// `MAX_PUBLISHED`), marks it live at `now_ms`, and forgets long-silent replicas.
 pub async fn publish_once(
-    conn: &ConnectionManager,
+    conn: &Conn,
     keys: &Keys,
     replica: &str,
     mut counts: Vec<(Arc<str>, usize)>,
@@ -264,7 +259,7 @@ pub async fn publish_once(
 
 /// Deliveries to an endpoint in flight on every replica seen in the last 5 s.
 pub async fn in_flight(
-    conn: &ConnectionManager,
+    conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,
     now_ms: i64,

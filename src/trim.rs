@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use redis::Value;
 use tokio_util::sync::CancellationToken;
 
@@ -26,10 +26,7 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// The lowest id still needed by any group: its oldest pending entry, or the first entry after
 /// its last-delivered id. `None` when the stream has no group (then nothing is trimmed).
-pub async fn lowest_needed(
-    conn: &ConnectionManager,
-    stream: &str,
-) -> redis::RedisResult<Option<(u64, u64)>> {
+pub async fn lowest_needed(conn: &Conn, stream: &str) -> redis::RedisResult<Option<(u64, u64)>> {
     let groups: Vec<Value> = redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(stream)
@@ -69,13 +66,7 @@ pub async fn lowest_needed(
 
 /// Every minute: the input stream (what every group is done with), and the dead letters past
 /// `dlq.retention`.
-pub async fn run(
-    conn: ConnectionManager,
-    keys: Keys,
-    dlq: Dlq,
-    metrics: Arc<Metrics>,
-    stop: CancellationToken,
-) {
+pub async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: CancellationToken) {
     loop {
         tokio::select! {
             _ = tokio::time::sleep(EVERY) => {}
@@ -94,7 +85,7 @@ pub async fn run(
 }
 
 /// Trims once; answers how many entries were removed.
-pub async fn trim_once(conn: &ConnectionManager, stream: &str) -> redis::RedisResult<u64> {
+pub async fn trim_once(conn: &Conn, stream: &str) -> redis::RedisResult<u64> {
     let Some(needed) = lowest_needed(conn, stream).await? else {
         return Ok(0);
     };

@@ -1018,7 +1018,7 @@ async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
 
     // Other replicas publish as webhookd's own publisher does; this one publishes nothing.
     let keys = webhookd::keys::Keys::new(&setup.prefix, "events");
-    let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+    let conn = webhookd::conn::connect(&redis_url(), Duration::from_secs(5))
         .await
         .unwrap();
     let publish = |replica: &'static str, counts: Vec<(std::sync::Arc<str>, usize)>, at: i64| {

@@ -71,7 +71,7 @@ async fn trimming_keeps_every_pending_and_unread_entry() {
         .query(&mut r)
         .unwrap();
 
-    let conn = webhookd::publish::connect(&redis_url(), std::time::Duration::from_secs(5))
+    let conn = webhookd::conn::connect(&redis_url(), std::time::Duration::from_secs(5))
         .await
         .unwrap();
     let removed = webhookd::trim::trim_once(&conn, &stream).await.unwrap();

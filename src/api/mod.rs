@@ -13,9 +13,9 @@ pub(crate) mod tokens;
 
 use std::sync::Arc;
 
+use crate::conn::Conn;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
-use redis::aio::ConnectionManager;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -37,7 +37,7 @@ pub struct ApiState {
 }
 
 pub struct Inner {
-    pub conn: ConnectionManager,
+    pub conn: Conn,
     pub keys: Keys,
     pub store: Store,
     pub retry: RetryQueue,
@@ -60,7 +60,7 @@ impl ApiState {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         config: &Config,
-        conn: ConnectionManager,
+        conn: Conn,
         keys: Keys,
         store: Store,
         retry: RetryQueue,

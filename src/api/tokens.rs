@@ -338,10 +338,7 @@ async fn revoke_token(
 }
 
 /// Indexes tokens made before ids and per-tenant indexes existed (idempotent; run at start).
-pub async fn migrate(
-    conn: &redis::aio::ConnectionManager,
-    keys: &Keys,
-) -> redis::RedisResult<usize> {
+pub async fn migrate(conn: &crate::conn::Conn, keys: &Keys) -> redis::RedisResult<usize> {
     let mut cursor = 0u64;
     let mut indexed = 0;
     loop {

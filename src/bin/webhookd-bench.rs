@@ -31,9 +31,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use redis::aio::{ConnectionManager, MultiplexedConnection};
+use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
+use webhookd::conn::Conn;
 use webhookd::deliver::sign::{generate_secret, SigningKey};
 use webhookd::filter::Pattern;
 use webhookd::keys::Keys;
@@ -279,7 +280,7 @@ struct Ctx<'a> {
     args: &'a Args,
     plan: Arc<Plan>,
     tally: Arc<Tally>,
-    conn: ConnectionManager,
+    conn: Conn,
     publish_conn: MultiplexedConnection,
     stream: String,
     t0: Instant,
@@ -347,7 +348,7 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         None => None,
     };
 
-    let conn = webhookd::publish::connect(&args.redis_url, Duration::from_secs(30))
+    let conn = webhookd::conn::connect(&args.redis_url, Duration::from_secs(30))
         .await
         .map_err(|e| anyhow!(e))?;
     let publish_conn = redis::Client::open(args.redis_url.as_str())?

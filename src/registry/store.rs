@@ -1,7 +1,7 @@
 //! Endpoint records in Redis. Every change also appends the endpoint id to a change log
 //! stream in the same transaction, which every replica tails to refresh its index.
 
-use redis::aio::ConnectionManager;
+use crate::conn::Conn;
 use redis::AsyncCommands;
 
 use super::model::EndpointRecord;
@@ -43,7 +43,7 @@ pub enum Updated {
 
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    conn: Conn,
     keys: Keys,
 }
 
@@ -54,7 +54,7 @@ pub struct Page {
 }
 
 impl Store {
-    pub fn new(conn: ConnectionManager, keys: Keys) -> Self {
+    pub fn new(conn: Conn, keys: Keys) -> Self {
         Store { conn, keys }
     }
 

@@ -275,7 +275,7 @@ impl Setup {
     /// This test's endpoint registry, and the sealer its encryption key makes.
     pub async fn registry(&self) -> (webhookd::registry::Store, webhookd::seal::Sealer) {
         use base64::Engine;
-        let conn = webhookd::publish::connect(&redis_url(), Duration::from_secs(5))
+        let conn = webhookd::conn::connect(&redis_url(), Duration::from_secs(5))
             .await
             .expect("redis");
         let store =

@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use redis::aio::ConnectionManager;
 use redis::Value;
+use webhookd::conn::Conn;
 use webhookd::deliver::sign::generate_secret;
 use webhookd::registry::{EndpointRecord, Store};
 use webhookd::seal::Sealer;
@@ -108,7 +108,7 @@ pub async fn unregister(
 }
 
 /// Deletes every key under `prefix` (spawn mode: the whole prefix belongs to this run).
-pub async fn purge_prefix(conn: &ConnectionManager, prefix: &str) -> redis::RedisResult<u64> {
+pub async fn purge_prefix(conn: &Conn, prefix: &str) -> redis::RedisResult<u64> {
     let mut conn = conn.clone();
     let pattern = format!("{}*", glob_escape(prefix));
     let mut cursor: u64 = 0;
@@ -323,7 +323,7 @@ pub fn metric_json(text: &str, name: &str) -> serde_json::Value {
 pub type Calls = std::collections::BTreeMap<String, u64>;
 
 /// `INFO commandstats` as (command, calls); server-wide, so other clients count too.
-pub async fn command_calls(conn: &ConnectionManager) -> Option<Calls> {
+pub async fn command_calls(conn: &Conn) -> Option<Calls> {
     let text: String = redis::cmd("INFO")
         .arg("commandstats")
         .query_async(&mut conn.clone())
@@ -417,7 +417,7 @@ pub fn group_progress(groups: Vec<Value>, group: &str) -> Option<GroupProgress> 
 
 /// `XINFO GROUPS` and `XLEN` of the stream: the group's progress and the stream's length.
 pub async fn stream_progress(
-    conn: &ConnectionManager,
+    conn: &Conn,
     stream: &str,
     group: &str,
 ) -> Option<(GroupProgress, u64)> {
