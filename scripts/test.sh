@@ -5,4 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/redis-for-tests.sh
 echo "tests use Redis at $WEBHOOKD_TEST_REDIS_URL"
+# The upgrade test runs the previous release; built here once (kept under target/) so the
+# test itself does not spend minutes compiling.
+scripts/previous-release.sh >/dev/null
 cargo test --all-targets "$@"

@@ -312,10 +312,15 @@ impl Webhookd {
     }
 
     pub async fn start_with_env(setup: &Setup, env: &[(&str, &str)]) -> Webhookd {
+        Self::start_program(bin(), setup, env).await
+    }
+
+    /// Starts `program` (another build of webhookd) like [`Webhookd::start_with_env`].
+    pub async fn start_program(program: &str, setup: &Setup, env: &[(&str, &str)]) -> Webhookd {
         let (dir, config) = setup.write();
         let log = dir.path().join("webhookd.log");
         let out = std::fs::File::create(&log).unwrap();
-        let mut cmd = Command::new(bin());
+        let mut cmd = Command::new(program);
         cmd.arg("serve")
             .arg("--config")
             .arg(&config)
