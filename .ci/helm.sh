@@ -112,6 +112,7 @@ run "everything on, HPA scaling, chart-managed Secret" "${all_on[@]}" \
   --set secrets.redisUrl=rediss://webhookd:s3cret@redis.data.svc:6380/2 \
   --set 'secrets.adminTokens={admin-token-0123456789,admin-token-abcdefghij}' \
   --set secrets.encryptionKey=MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY= \
+  --set 'secrets.previousEncryptionKeys={ZmVkY2JhOTg3NjU0MzIxMGZlZGNiYTk4NzY1NDMyMTA=}' \
   --set secrets.keepOnUninstall=false \
   --set topologySpread.whenUnsatisfiable=DoNotSchedule \
   --set podDisruptionBudget.minAvailable=50%
@@ -143,6 +144,8 @@ run_fails "secret placed in config (must not reach the ConfigMap)" "additional p
   --set config.redis.url=redis://user:pw@redis:6379
 run_fails "malformed encryption key" "encryptionKey" \
   --set secrets.encryptionKey=too-short
+run_fails "malformed previous encryption key" "previousEncryptionKeys" \
+  --set 'secrets.previousEncryptionKeys={too-short}'
 run_fails "KEDA with existingSecret but no address" "keda.redis.address .host:port. is required" \
   --set keda.enabled=true --set existingSecret=creds
 

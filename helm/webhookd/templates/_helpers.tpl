@@ -64,7 +64,7 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- if .Values.existingSecret }}
 {{- toJson .Values.existingSecretKeys }}
 {{- else }}
-{{- $keys := dict "redisUrl" "redis-url" "adminTokens" "admin-tokens" "encryptionKey" "encryption-key" "redisUsername" "" "redisPassword" "" }}
+{{- $keys := dict "redisUrl" "redis-url" "adminTokens" "admin-tokens" "encryptionKey" "encryption-key" "previousEncryptionKeys" "previous-encryption-keys" "redisUsername" "" "redisPassword" "" }}
 {{- $url := include "webhookd.redisUrlParts" . | fromJson }}
 {{- if and .Values.keda.enabled $url.username }}{{ $_ := set $keys "redisUsername" "redis-username" }}{{ end }}
 {{- if and .Values.keda.enabled $url.password }}{{ $_ := set $keys "redisPassword" "redis-password" }}{{ end }}
