@@ -13,21 +13,6 @@ use serde_json::json;
 const WAIT: Duration = Duration::from_secs(20);
 const KEY_2: &str = "c2Vjb25kLWtleS1mb3Itd2ViaG9va2QtdGVzdHMhISE=";
 
-fn stored_secrets(setup: &Setup, id: &str) -> Vec<String> {
-    let raw: String = redis::cmd("HGET")
-        .arg(format!("{}{{endpoints}}:all", setup.prefix))
-        .arg(id)
-        .query(&mut redis())
-        .unwrap();
-    let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
-    rec["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["sealed"].as_str().unwrap().to_string())
-        .collect()
-}
-
 /// Starts webhookd on `setup` (its own prefix) with `signing` as given, registers one endpoint
 /// for `rx`, and answers (the endpoint id, its secret).
 async fn endpoint_under(setup: &Setup, rx: &Receiver) -> (String, String) {

@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use api_common::*;
 use common::*;
-use serde_json::{json, Value};
+use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -33,21 +33,6 @@ fn previous_release() -> String {
 /// Answers `first` to the first request, 200 after.
 fn first_then_ok(first: u16) -> Behavior {
     std::sync::Arc::new(move |n, _| (if n == 0 { first } else { 200 }, vec![], Duration::ZERO))
-}
-
-fn sealed_secrets(setup: &Setup, id: &str) -> Vec<String> {
-    let raw: String = redis::cmd("HGET")
-        .arg(format!("{}{{endpoints}}:all", setup.prefix))
-        .arg(id)
-        .query(&mut redis())
-        .unwrap();
-    let rec: Value = serde_json::from_str(&raw).unwrap();
-    rec["secrets"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["sealed"].as_str().unwrap().to_string())
-        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -115,7 +100,7 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
         .query(&mut r)
         .unwrap();
     assert_eq!(due, 1, "the previous release left one retry scheduled");
-    let old_sealed = sealed_secrets(&setup, ok_ep["id"].as_str().unwrap());
+    let old_sealed = stored_secrets(&setup, ok_ep["id"].as_str().unwrap());
 
     // This build on the same Redis.
     let _new = Webhookd::start(&setup).await;
@@ -188,7 +173,7 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
 
     // Secrets were sealed again in place, bound to their endpoint.
     let resealed = wait_until(WAIT, || {
-        let now = sealed_secrets(&setup, ok_ep["id"].as_str().unwrap());
+        let now = stored_secrets(&setup, ok_ep["id"].as_str().unwrap());
         now != old_sealed && now.iter().all(|s| s.starts_with("v2:"))
     })
     .await;

@@ -292,6 +292,22 @@ impl Setup {
     }
 }
 
+/// The sealed secrets of endpoint `id` as stored in this test's registry.
+pub fn stored_secrets(setup: &Setup, id: &str) -> Vec<String> {
+    let raw: String = redis::cmd("HGET")
+        .arg(format!("{}{{endpoints}}:all", setup.prefix))
+        .arg(id)
+        .query(&mut redis())
+        .unwrap();
+    let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    rec["secrets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["sealed"].as_str().unwrap().to_string())
+        .collect()
+}
+
 pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_webhookd")
 }
