@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds webhookd as it was at the previous release, for the upgrade test
-# (tests/upgrade.rs), and prints the binary's path. Built once, then kept under target/.
+# (tests/it/upgrade.rs), and prints the binary's path. Built once, then kept under target/.
 # Needs the git history (a clone, not an export).
 set -euo pipefail
 cd "$(dirname "$0")/.."

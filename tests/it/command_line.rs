@@ -1,11 +1,9 @@
 //! The command line (SPEC 8, 9): clear one-line failures, signing tools, publishing.
 
-mod common;
-
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use common::*;
+use crate::common::*;
 
 fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
     let mut child = Command::new(bin())

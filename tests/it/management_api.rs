@@ -2,21 +2,14 @@
 //! each route's success and failure codes, tenant isolation, and that API changes reach
 //! the dispatcher within a second.
 
-mod api_common;
-mod common;
-
 use std::time::Duration;
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 use webhookd::clock::now_ms;
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn ep_path(tenant: &str, id: &Value) -> String {
-    format!("/v1/tenants/{tenant}/endpoints/{}", id.as_str().unwrap())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_are_created_read_listed_changed_and_deleted() {
@@ -602,66 +595,6 @@ async fn disabling_and_re_enabling_clears_the_reason_and_the_failure_streak() {
         .await;
     let got = rx.wait_for(1, WAIT).await;
     assert!(got.iter().any(|g| g.header("webhook-id") == "evt_on"));
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_rotated_secret_signs_with_both_old_and_new_secrets() {
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_rotate");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
-    let ep = api
-        .create_endpoint(
-            "acct_a",
-            json!({"url": rx.url("/r"), "filters": ["*"], "secret": SECRET}),
-        )
-        .await;
-    let path = ep_path("acct_a", &ep["id"]);
-    let (status, rotated) = api.post(&format!("{path}/secret/rotate"), json!({})).await;
-    assert_eq!(status, 200, "{rotated}");
-    let new = rotated["secret"].as_str().unwrap().to_string();
-    assert!(new.starts_with("whsec_") && new != SECRET);
-    let (_, current) = api.get(&format!("{path}/secret")).await;
-    assert_eq!(current["secret"], new.as_str());
-
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    api.post("/v1/events", event("evt_rot", "outbound.sent", "acct_a"))
-        .await;
-    let got = rx.wait_for(1, WAIT).await;
-    assert_eq!(got.len(), 1);
-    let sig = got[0].header("webhook-signature");
-    assert_eq!(
-        sig.split(' ').count(),
-        2,
-        "two signatures during the overlap: {sig}"
-    );
-    assert!(verify(&got[0], &new), "verifies with the new secret");
-    assert!(verify(&got[0], SECRET), "verifies with the old secret");
-
-    // A supplied secret must be valid; an empty body generates one; the body is optional.
-    assert_error(
-        &api.post(
-            &format!("{path}/secret/rotate"),
-            json!({"secret": "whsec_x"}),
-        )
-        .await,
-        422,
-        "invalid",
-    );
-    assert_error(
-        &api.post(&format!("{path}/secret/rotate"), json!({"sekret": "x"}))
-            .await,
-        422,
-        "invalid",
-    );
-    let (status, again) = api
-        .raw(Method::POST, &format!("{path}/secret/rotate"), None)
-        .await;
-    assert_eq!(status, 200, "{again}");
-    let (status, given) = api
-        .post(&format!("{path}/secret/rotate"), json!({"secret": SECRET}))
-        .await;
-    assert_eq!((status, given), (200, json!({"secret": SECRET})));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

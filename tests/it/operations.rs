@@ -1,11 +1,9 @@
 //! Operating webhookd (SPEC 10): metrics move, SIGTERM drains and exits 0, replicas share work.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(60);

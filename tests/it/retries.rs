@@ -1,13 +1,11 @@
 //! Delivery that survives failing receivers, crashes and Redis faults (SPEC 5).
 
-mod common;
-
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -2,14 +2,11 @@
 //! events that reach subscribed endpoints; duplicates are delivered once; bad payloads
 //! publish nothing.
 
-mod api_common;
-mod common;
-
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);

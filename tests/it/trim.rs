@@ -1,8 +1,6 @@
 //! Trimming the input stream never removes an entry some group still needs.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn trimming_keeps_every_pending_and_unread_entry() {

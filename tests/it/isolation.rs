@@ -1,13 +1,11 @@
 //! A broken customer never slows anyone else (SPEC 5): hanging endpoints, the circuit breaker,
 //! and work that stays claimed by the replica doing it.
 
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::*;
+use crate::common::*;
 use serde_json::json;
 
 /// Static endpoints `ep_<tenant>_<i>` for `n` paths of one receiver.

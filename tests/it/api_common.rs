@@ -1,6 +1,5 @@
 //! Helpers the API tests share: a JSON client for the management API, the error-shape
 //! check, and "the consumer has acknowledged this entry".
-#![allow(dead_code)]
 
 use std::time::Duration;
 
@@ -9,6 +8,11 @@ use serde_json::Value;
 use crate::common::{self, wait_until, Setup, ADMIN_TOKEN};
 
 pub use hyper::Method;
+
+/// The path of endpoint `id` (a JSON string) of `tenant`.
+pub fn ep_path(tenant: &str, id: &Value) -> String {
+    format!("/v1/tenants/{tenant}/endpoints/{}", id.as_str().unwrap())
+}
 
 /// A caller of the management API with one bearer token (or none).
 #[derive(Clone)]

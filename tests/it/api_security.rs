@@ -1,13 +1,10 @@
 //! Security promises of the management API: the SSRF guard at registration (SPEC 5), and
 //! tokens and secrets that never show in logs or in Redis in clear (SPEC 6).
 
-mod api_common;
-mod common;
-
 use std::time::Duration;
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::{json, Value};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,13 +1,10 @@
 //! Endpoint secrets at rest (SPEC 8, `signing`): sealed once a key exists, bound to their
 //! endpoint, and readable through a rotation of the encryption key.
 
-mod api_common;
-mod common;
-
 use std::time::Duration;
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

@@ -1,14 +1,11 @@
 //! No silent loss, no wrong verdicts (SPEC 5 and 6): every delivery gets a fate, the API says
 //! only what is true, and operators see changes when they happen.
 
-mod api_common;
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(20);

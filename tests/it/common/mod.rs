@@ -1,6 +1,5 @@
 //! Shared helpers for integration tests: a real Redis (each test under its own key prefix),
 //! real HTTP receivers on 127.0.0.1, and the real `webhookd` binary.
-#![allow(dead_code)]
 
 use std::collections::HashMap;
 use std::convert::Infallible;

@@ -2,14 +2,11 @@
 //! `scripts/previous-release.sh`) registers endpoints and tokens, schedules a retry and
 //! dead-letters a delivery; this build, started on the same Redis, finds every one working.
 
-mod api_common;
-mod common;
-
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use api_common::*;
-use common::*;
+use crate::api_common::*;
+use crate::common::*;
 use serde_json::json;
 
 const WAIT: Duration = Duration::from_secs(30);

@@ -1,0 +1,27 @@
+//! Integration tests: the real `webhookd` binary against real Redis processes and real HTTP
+//! receivers on 127.0.0.1. One crate, so the shared helpers are compiled and linked once;
+//! one module per SPEC promise, in the SPEC's order.
+
+mod api_common;
+mod common;
+
+// SPEC 1–5: what reaches whom, signed how, with what guarantees.
+mod fan_out;
+mod filters;
+mod isolation;
+mod no_silent_loss;
+mod retries;
+mod signing;
+// SPEC 6: the management API.
+mod api_security;
+mod management_api;
+// SPEC 7: provider payloads.
+mod provider_ingest;
+// SPEC 8: configuration (secrets at rest, key rotation).
+mod secrets_at_rest;
+// SPEC 9: the command line.
+mod command_line;
+// SPEC 10: operations.
+mod operations;
+mod trim;
+mod upgrade;
