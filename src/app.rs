@@ -3,9 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use axum::Router;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use crate::attempt_log;
 use crate::breaker::Breaker;
@@ -94,7 +94,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 
     let metrics = Arc::new(Metrics::new());
     let health = Arc::new(Health::default());
-    let stop = CancellationToken::new();
+    let stop = Shutdown::new();
     let guard = Guard::new(config.delivery.allowed_cidrs.clone());
     let http = client::build(
         guard.clone(),
@@ -216,7 +216,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     if !separate_metrics {
         main_router = main_router.merge(metrics_router.clone());
     }
-    let http_stop = CancellationToken::new();
+    let http_stop = Shutdown::new();
     let mut servers = vec![listen(&config.http.listen, main_router, http_stop.clone()).await?];
     if separate_metrics {
         servers.push(
@@ -276,7 +276,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     ];
     // The heartbeat outlives `stop`: deliveries still running during the grace keep their
     // entries claimed, so no other replica sends them again meanwhile.
-    let heartbeat_stop = CancellationToken::new();
+    let heartbeat_stop = Shutdown::new();
     let heartbeat = tokio::spawn(ingest::run_heartbeat(
         in_flight.clone(),
         conn.clone(),
@@ -306,7 +306,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
     let deadline = tokio::time::Instant::now() + config.shutdown_grace.get();
     let flush = (config.shutdown_grace.get() / 4).min(SHUTDOWN_FLUSH);
     tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
-    stop.cancel();
+    stop.begin();
     let _ = tokio::time::timeout_at(deadline, consumer_task).await;
     let drained = tokio::select! {
         r = tokio::time::timeout_at(deadline - flush, dispatcher.drained()) => r.is_ok(),
@@ -319,14 +319,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
         );
     }
-    heartbeat_stop.cancel();
+    heartbeat_stop.begin();
     let _ = tokio::time::timeout_at(deadline, heartbeat).await;
     drop(dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
     let _ = tokio::time::timeout_at(deadline, acker).await;
     park_task.abort();
     let _ = tokio::time::timeout_at(deadline, writer_task).await;
-    http_stop.cancel();
+    http_stop.begin();
     for t in tasks {
         t.abort();
     }
@@ -338,12 +338,11 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
 }
 
 /// Lane upkeep: stale backlog flags cleared every few seconds, idle lanes dropped now and then.
-async fn tend_lanes(dispatcher: Arc<Dispatcher>, stop: CancellationToken) {
+async fn tend_lanes(dispatcher: Arc<Dispatcher>, stop: Shutdown) {
     let mut last_prune = tokio::time::Instant::now();
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(BACKLOG_FLAGS_EVERY) => {}
-            _ = stop.cancelled() => return,
+        if !stop.sleep(BACKLOG_FLAGS_EVERY).await {
+            return;
         }
         if let Err(e) = dispatcher.refresh_backlog_flags().await {
             tracing::warn!(error = %e, "reading backlog depths failed");
@@ -358,7 +357,7 @@ async fn tend_lanes(dispatcher: Arc<Dispatcher>, stop: CancellationToken) {
 async fn listen(
     addr: &str,
     router: Router,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) -> Result<tokio::task::JoinHandle<()>, ServeError> {
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -368,7 +367,7 @@ async fn listen(
         })?;
     Ok(tokio::spawn(async move {
         let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .with_graceful_shutdown(async move { stop.wait().await })
             .await;
     }))
 }

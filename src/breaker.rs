@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::keys::Keys;
@@ -341,7 +341,7 @@ impl Breaker {
     }
 
     /// Keeps this replica's view fresh (other replicas open and close circuits too).
-    pub async fn run(self: Arc<Self>, stop: CancellationToken) {
+    pub async fn run(self: Arc<Self>, stop: Shutdown) {
         if !self.enabled() {
             return;
         }
@@ -349,9 +349,8 @@ impl Breaker {
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "reading circuit states failed");
             }
-            tokio::select! {
-                _ = tokio::time::sleep(REFRESH) => {}
-                _ = stop.cancelled() => return,
+            if !stop.sleep(REFRESH).await {
+                return;
             }
         }
     }

@@ -7,10 +7,10 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use backon::{ExponentialBuilder, Retryable};
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::attempt_log::{self, AttemptLog, AttemptRecord};
@@ -216,7 +216,7 @@ pub struct Dispatcher {
     pub log: AttemptLog,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub stop: CancellationToken,
+    pub stop: Shutdown,
     /// Wakes the backlog puller when a backlogged lane frees a slot.
     pub wake: Arc<Notify>,
     /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
@@ -237,7 +237,7 @@ pub struct Parts {
     pub log: AttemptLog,
     pub store: Store,
     pub metrics: Arc<Metrics>,
-    pub stop: CancellationToken,
+    pub stop: Shutdown,
 }
 
 /// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
@@ -653,7 +653,7 @@ impl Dispatcher {
             .with_max_delay(Duration::from_secs(5))
             .with_max_times(usize::MAX);
         op.retry(policy)
-            .when(|_| !self.stop.is_cancelled())
+            .when(|_| !self.stop.begun())
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "redis write failed; retrying"))
             .await
             .ok()

@@ -4,7 +4,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use crate::conn::Conn;
-use tokio_util::sync::CancellationToken;
+use crate::shutdown::Shutdown;
 
 #[derive(Default)]
 pub struct Health {
@@ -37,7 +37,7 @@ pub async fn run_pinger(
     health: std::sync::Arc<Health>,
     conn: Conn,
     probe_key: String,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     loop {
         let probe = tokio::time::timeout(
@@ -59,9 +59,8 @@ pub async fn run_pinger(
             }
         }
         health.set_redis(up);
-        tokio::select! {
-            _ = tokio::time::sleep(Duration::from_secs(1)) => {}
-            _ = stop.cancelled() => return,
+        if !stop.sleep(Duration::from_secs(1)).await {
+            return;
         }
     }
 }

@@ -10,10 +10,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::shutdown::Shutdown;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use tokio::sync::{mpsc, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use crate::dispatch::{Delivery, Dispatcher, EventInfo};
 use crate::event;
@@ -116,7 +116,7 @@ pub struct Consumer {
     pub in_flight: Arc<InFlight>,
     pub metrics: Arc<Metrics>,
     pub health: Arc<Health>,
-    pub stop: CancellationToken,
+    pub stop: Shutdown,
 }
 
 fn is_nogroup(e: &redis::RedisError) -> bool {
@@ -149,7 +149,7 @@ impl Consumer {
         let mut pending_cursor = "0".to_string();
         let claim_every = (self.settings.claim_idle / 2).max(Duration::from_secs(1));
         let mut next_claim = tokio::time::Instant::now();
-        while !self.stop.is_cancelled() {
+        while !self.stop.begun() {
             // Read no more than there is room for, so nothing waits unbounded in memory.
             let room = self
                 .outstanding
@@ -209,10 +209,7 @@ impl Consumer {
     }
 
     async fn pause(&self, backoff: &mut Duration) {
-        tokio::select! {
-            _ = tokio::time::sleep(*backoff) => {}
-            _ = self.stop.cancelled() => {}
-        }
+        self.stop.sleep(*backoff).await;
         *backoff = (*backoff * 2).min(MAX_BACKOFF);
     }
 
@@ -521,13 +518,12 @@ pub async fn run_heartbeat(
     conn: Conn,
     keys: Keys,
     settings: StreamSettings,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     let every = (settings.claim_idle / 3).max(Duration::from_millis(300));
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = stop.cancelled() => return,
+        if !stop.sleep(every).await {
+            return;
         }
         let ids = in_flight.snapshot();
         for chunk in ids.chunks(500) {

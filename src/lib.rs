@@ -32,5 +32,6 @@ pub mod registry;
 pub mod retry;
 pub mod seal;
 pub mod server;
+pub mod shutdown;
 pub mod stats;
 pub mod trim;

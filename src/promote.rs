@@ -5,8 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::dispatch::{Delivery, Dispatcher};
@@ -24,12 +24,12 @@ pub async fn run(
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
     lease: Duration,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
-    while !stop.is_cancelled() {
+    while !stop.begun() {
         let room = outstanding.available_permits().min(TAKE);
         if room == 0 {
-            pause(&stop, Duration::from_millis(10)).await;
+            stop.sleep(Duration::from_millis(10)).await;
             continue;
         }
         let now = now_ms();
@@ -46,7 +46,7 @@ pub async fn run(
             }
             Err(e) => {
                 tracing::warn!(error = %e, "taking due retries failed");
-                pause(&stop, Duration::from_secs(1)).await;
+                stop.sleep(Duration::from_secs(1)).await;
                 continue;
             }
         };
@@ -62,7 +62,7 @@ pub async fn run(
             });
         }
         if !full {
-            pause(&stop, IDLE).await;
+            stop.sleep(IDLE).await;
         }
     }
 }
@@ -82,12 +82,12 @@ pub async fn run_parked(
     outstanding: Arc<Semaphore>,
     lease: Duration,
     wake: Arc<Notify>,
-    stop: CancellationToken,
+    stop: Shutdown,
 ) {
     // Passes walk the ready backlogs a page at a time, so every one gets its turn however
     // many there are.
     let mut offset = 0;
-    while !stop.is_cancelled() {
+    while !stop.begun() {
         let now = now_ms();
         match dispatcher.park.ready(now, offset, BACKLOGS_PER_PASS).await {
             Ok(endpoints) => {
@@ -107,7 +107,7 @@ pub async fn run_parked(
         tokio::select! {
             _ = tokio::time::sleep(PARKED_EVERY) => {}
             _ = wake.notified() => {}
-            _ = stop.cancelled() => {}
+            _ = stop.wait() => {}
         }
     }
 }
@@ -203,11 +203,4 @@ where
     d.spawn(async move {
         run(d2, del).await;
     });
-}
-
-async fn pause(stop: &CancellationToken, d: Duration) {
-    tokio::select! {
-        _ = tokio::time::sleep(d) => {}
-        _ = stop.cancelled() => {}
-    }
 }

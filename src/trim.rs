@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::conn::Conn;
+use crate::shutdown::Shutdown;
 use redis::Value;
-use tokio_util::sync::CancellationToken;
 
 use crate::clock::now_ms;
 use crate::dlq::Dlq;
@@ -66,11 +66,10 @@ pub async fn lowest_needed(conn: &Conn, stream: &str) -> redis::RedisResult<Opti
 
 /// Every minute: the input stream (what every group is done with), and the dead letters past
 /// `dlq.retention`.
-pub async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: CancellationToken) {
+pub async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: Shutdown) {
     loop {
-        tokio::select! {
-            _ = tokio::time::sleep(EVERY) => {}
-            _ = stop.cancelled() => return,
+        if !stop.sleep(EVERY).await {
+            return;
         }
         if let Err(e) = trim_once(&conn, keys.stream()).await {
             tracing::debug!(error = %e, "stream trim skipped");

@@ -121,7 +121,7 @@ pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> 
     };
     match tokio::time::timeout(spec.timeout, exchange).await {
         Ok(Ok((status, retry_after, excerpt))) => {
-            let ok = (200..300).contains(&status);
+            let ok = is_success(Some(status));
             Outcome {
                 status: Some(status),
                 error: (!ok).then(|| format!("HTTP {status}")),

@@ -4,8 +4,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
-use tokio_util::sync::CancellationToken;
 
 use super::model::{Endpoint, EndpointRecord, StoredSecret};
 use super::store::Store;
@@ -291,12 +291,11 @@ impl Syncer {
     }
 
     /// Polls until cancelled; Redis errors are logged and retried on the next tick.
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub async fn run(mut self, stop: Shutdown) {
         let mut last_full = tokio::time::Instant::now();
         loop {
-            tokio::select! {
-                _ = stop.cancelled() => return,
-                _ = tokio::time::sleep(POLL) => {}
+            if !stop.sleep(POLL).await {
+                return;
             }
             // A Redis that lost its data is refilled at once, not at the next full reload.
             let lost = matches!(self.store.marked().await, Ok(false));

@@ -1,0 +1,54 @@
+//! The one shutdown signal every task shares: a task asks whether shutdown has begun, waits
+//! for it, or sleeps until its next turn unless shutdown comes first.
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Clone, Default)]
+pub struct Shutdown(CancellationToken);
+
+impl Shutdown {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Tells every holder to stop.
+    pub fn begin(&self) {
+        self.0.cancel();
+    }
+
+    pub fn begun(&self) -> bool {
+        self.0.is_cancelled()
+    }
+
+    /// Resolves once shutdown has begun.
+    pub async fn wait(&self) {
+        self.0.cancelled().await;
+    }
+
+    /// Sleeps for `d`, less if shutdown begins meanwhile; true while still running.
+    pub async fn sleep(&self, d: Duration) -> bool {
+        tokio::select! {
+            _ = tokio::time::sleep(d) => true,
+            _ = self.0.cancelled() => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Shutdown;
+    use std::time::Duration;
+
+    #[tokio::test]
+    async fn a_sleep_ends_early_when_shutdown_begins() {
+        let s = Shutdown::new();
+        assert!(s.sleep(Duration::from_millis(1)).await);
+        let other = s.clone();
+        tokio::spawn(async move { other.begin() });
+        // An hour's sleep that returns at all has been cut short.
+        assert!(!s.sleep(Duration::from_secs(3600)).await);
+        assert!(s.begun());
+    }
+}
