@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::shutdown::Shutdown;
-use backon::{ExponentialBuilder, Retryable};
+use backon::Retryable;
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
@@ -648,11 +648,7 @@ impl Dispatcher {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        let policy = ExponentialBuilder::default()
-            .with_min_delay(Duration::from_millis(50))
-            .with_max_delay(Duration::from_secs(5))
-            .with_max_times(usize::MAX);
-        op.retry(policy)
+        op.retry(crate::backoff::policy(Duration::from_millis(50)))
             .when(|_| !self.stop.begun())
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "redis write failed; retrying"))
             .await

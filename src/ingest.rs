@@ -9,6 +9,9 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use backon::Retryable;
+
+use crate::backoff::Backoff;
 use crate::conn::Conn;
 use crate::shutdown::Shutdown;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
@@ -23,7 +26,6 @@ use crate::metrics::Metrics;
 
 /// How long an event id is remembered per tenant (SPEC 1).
 pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
-const MAX_BACKOFF: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub struct StreamSettings {
@@ -143,8 +145,8 @@ impl Consumer {
     }
 
     pub async fn run(self) {
-        let mut backoff = Duration::from_millis(100);
-        let mut reread_backoff = Duration::from_millis(100);
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        let mut reread_backoff = Backoff::new(Duration::from_millis(100));
         let mut own_pending_done = false;
         let mut pending_cursor = "0".to_string();
         let claim_every = (self.settings.claim_idle / 2).max(Duration::from_secs(1));
@@ -166,7 +168,7 @@ impl Consumer {
                 pending_cursor = "0".to_string();
                 self.pause(&mut reread_backoff).await;
             } else if own_pending_done {
-                reread_backoff = Duration::from_millis(100);
+                reread_backoff.reset();
             }
             let step = if !own_pending_done {
                 // After a restart under the same name, our own unacknowledged entries first.
@@ -186,7 +188,7 @@ impl Consumer {
             match step {
                 Ok((entries, reread)) => {
                     self.health.set_consumer(true);
-                    backoff = Duration::from_millis(100);
+                    backoff.reset();
                     if !entries.is_empty() {
                         self.process(entries, reread).await;
                     }
@@ -208,9 +210,8 @@ impl Consumer {
         self.health.set_consumer(false);
     }
 
-    async fn pause(&self, backoff: &mut Duration) {
-        self.stop.sleep(*backoff).await;
-        *backoff = (*backoff * 2).min(MAX_BACKOFF);
+    async fn pause(&self, backoff: &mut Backoff) {
+        self.stop.sleep(backoff.next_wait()).await;
     }
 
     async fn read(&self, from: &str, room: usize) -> redis::RedisResult<Vec<StreamId>> {
@@ -489,23 +490,18 @@ pub async fn run_acker(
 ) {
     let mut buf = Vec::with_capacity(1024);
     while rx.recv_many(&mut buf, 1024).await > 0 {
-        let mut delay = Duration::from_millis(50);
-        loop {
-            let r: redis::RedisResult<()> = redis::cmd("XACK")
-                .arg(keys.stream())
-                .arg(&group)
-                .arg(&buf)
-                .query_async(&mut conn.clone())
-                .await;
-            match r {
-                Ok(()) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, count = buf.len(), "acknowledging failed; retrying");
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(MAX_BACKOFF);
-                }
-            }
-        }
+        let ack = || {
+            let mut conn = conn.clone();
+            let mut cmd = redis::cmd("XACK");
+            cmd.arg(keys.stream()).arg(&group).arg(&buf);
+            async move { cmd.query_async::<()>(&mut conn).await }
+        };
+        let count = buf.len();
+        // Never given up: the policy has no limit of tries.
+        let _ = ack
+            .retry(crate::backoff::policy(Duration::from_millis(50)))
+            .notify(|e, _| tracing::warn!(error = %e, count, "acknowledging failed; retrying"))
+            .await;
         for id in buf.drain(..) {
             in_flight.remove(&id);
         }

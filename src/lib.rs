@@ -6,6 +6,7 @@
 pub mod api;
 pub mod app;
 pub mod attempt_log;
+pub mod backoff;
 pub mod breaker;
 pub mod catalog;
 pub mod clock;
