@@ -6,7 +6,6 @@ use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, R
 use axum::http::request::Parts;
 use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
-use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use super::{tokens, ApiError, ApiState};
@@ -49,10 +48,6 @@ impl Caller {
     }
 }
 
-fn sha256(bytes: &[u8]) -> [u8; 32] {
-    Sha256::digest(bytes).into()
-}
-
 impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
@@ -67,9 +62,9 @@ impl FromRequestParts<ApiState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         // Digests first, so the comparison takes the same time whatever the lengths.
-        let given = sha256(token.as_bytes());
+        let given = tokens::digest(token);
         let admin = state.inner.admin_tokens.iter().fold(0u8, |hit, t| {
-            hit | given.ct_eq(&sha256(t.trim().as_bytes())).unwrap_u8()
+            hit | given.ct_eq(&tokens::digest(t.trim())).unwrap_u8()
         });
         if admin == 1 {
             return Ok(Caller::Admin);

@@ -55,6 +55,11 @@ impl TokenRecord {
 }
 
 /// The id of a token made before ids existed.
+/// The SHA-256 digest a token is stored and looked up by.
+pub(crate) fn digest(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
 fn derived_id(digest_hex: &str) -> String {
     format!("tok_{}", &digest_hex[..16.min(digest_hex.len())])
 }
@@ -196,7 +201,7 @@ async fn create_token(
     };
     let raw: [u8; 32] = rand::random();
     let token = format!("whk_{}", URL_SAFE_NO_PAD.encode(raw));
-    let digest = hex(&Sha256::digest(token.as_bytes()));
+    let digest = hex(&self::digest(&token));
     let id = format!("tok_{}", hex(&rand::random::<[u8; 8]>()));
     let record = TokenRecord {
         tenant: tenant.clone(),
