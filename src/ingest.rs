@@ -538,3 +538,57 @@ pub async fn run_heartbeat(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ticket(n: usize, in_flight: &Arc<InFlight>) -> (Ticket, mpsc::UnboundedReceiver<String>) {
+        let (acks, rx) = mpsc::unbounded_channel();
+        in_flight.insert("1-0");
+        let t = Ticket {
+            entry: "1-0".into(),
+            remaining: AtomicUsize::new(n),
+            all_ok: AtomicBool::new(true),
+            acks,
+            in_flight: in_flight.clone(),
+        };
+        (t, rx)
+    }
+
+    #[test]
+    fn an_entry_is_acknowledged_once_every_delivery_has_a_fate() {
+        let in_flight = Arc::new(InFlight::default());
+        let (t, mut rx) = ticket(3, &in_flight);
+        t.done(true);
+        t.done(true);
+        assert!(rx.try_recv().is_err(), "not before the last delivery");
+        t.done(true);
+        assert_eq!(rx.try_recv().unwrap(), "1-0");
+        // Still claimed (heartbeated) until the acker's XACK lands.
+        assert!(in_flight.contains("1-0") && !in_flight.take_let_go());
+    }
+
+    #[test]
+    fn an_entry_with_an_unrecorded_fate_is_let_go_and_read_again() {
+        let in_flight = Arc::new(InFlight::default());
+        let (t, mut rx) = ticket(2, &in_flight);
+        t.done(false);
+        t.done(true);
+        assert!(rx.try_recv().is_err(), "never acknowledged");
+        assert!(!in_flight.contains("1-0"), "no longer heartbeated");
+        assert!(
+            in_flight.take_let_go(),
+            "the consumer reads its pending entries again"
+        );
+        assert!(!in_flight.take_let_go(), "once");
+    }
+
+    #[test]
+    fn an_entry_already_in_progress_is_not_taken_twice() {
+        let in_flight = InFlight::default();
+        assert!(in_flight.insert("2-0"));
+        assert!(!in_flight.insert("2-0"));
+        assert_eq!(in_flight.snapshot(), vec!["2-0".to_string()]);
+    }
+}
