@@ -3,7 +3,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shutdown::Shutdown;
 use axum::Router;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -24,6 +23,7 @@ use crate::registry::{Store, Syncer};
 use crate::retry::RetryQueue;
 use crate::seal::Sealer;
 use crate::server::{self, OpsState};
+use crate::shutdown::Shutdown;
 use crate::{api, park, promote, stats};
 
 /// Redis commands on the shared connection that take longer than this count as failed.

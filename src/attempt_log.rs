@@ -5,10 +5,10 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
+use crate::conn::Conn;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
 use crate::registry::Store;

@@ -8,14 +8,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::conn::Conn;
-use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
 use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// The three states SPEC 6 names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -7,7 +7,6 @@ use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::shutdown::Shutdown;
 use backon::Retryable;
 use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -25,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::park::{ParkQueue, ParkRequest};
 use crate::registry::{Endpoint, LiveIndex, Store};
 use crate::retry::{self, Job, RetryQueue};
+use crate::shutdown::Shutdown;
 
 /// The event as every one of its deliveries shares it.
 #[derive(Debug)]

@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use crate::conn::Conn;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
 use crate::clock::{now_ms, rfc3339};
+use crate::conn::Conn;
 use crate::keys::Keys;
 use crate::retry::{Job, RetryQueue};
 

@@ -2,7 +2,6 @@
 //! scraped, so an alert sees a change as soon as it happens and idle replicas read nothing.
 
 use crate::conn::Conn;
-
 use crate::dlq::Dlq;
 use crate::keys::Keys;
 use crate::metrics::Metrics;

@@ -10,19 +10,18 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use backon::Retryable;
-
-use crate::backoff::Backoff;
-use crate::conn::Conn;
-use crate::shutdown::Shutdown;
 use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use tokio::sync::{mpsc, Semaphore};
 
+use crate::backoff::Backoff;
+use crate::conn::Conn;
 use crate::dispatch::{Delivery, Dispatcher, EventInfo};
 use crate::event;
 use crate::health::Health;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// How long an event id is remembered per tenant (SPEC 1).
 pub const DEDUP_TTL_SECS: u64 = 24 * 3600;

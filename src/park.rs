@@ -10,9 +10,9 @@
 
 use std::sync::Arc;
 
-use crate::conn::Conn;
 use tokio::sync::{mpsc, oneshot};
 
+use crate::conn::Conn;
 use crate::keys::Keys;
 use crate::retry::Job;
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shutdown::Shutdown;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::clock::now_ms;
@@ -13,6 +12,7 @@ use crate::dispatch::{Delivery, Dispatcher};
 use crate::lane::SlowShare;
 use crate::park::Probe;
 use crate::retry::{Job, RetryQueue};
+use crate::shutdown::Shutdown;
 
 /// Deliveries taken per script call.
 const TAKE: usize = 500;

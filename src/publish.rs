@@ -1,7 +1,6 @@
 //! Producing events: validate an envelope, then `XADD` it to the input stream.
 
 use crate::conn::Conn;
-
 use crate::event::{self, Invalid};
 use crate::keys::Keys;
 use crate::normalize::Normalized;

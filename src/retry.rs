@@ -3,9 +3,9 @@
 
 use std::time::Duration;
 
-use crate::conn::Conn;
 use serde::{Deserialize, Serialize};
 
+use crate::conn::Conn;
 use crate::keys::Keys;
 
 /// Delay before the next attempt, after `attempts_done` attempts failed; `None` once the

@@ -15,10 +15,9 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
-
 use crate::attempt_log::AttemptRecord;
 use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::deliver::attempt::is_success;
 use crate::keys::Keys;
 

@@ -5,14 +5,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::conn::Conn;
-use crate::shutdown::Shutdown;
 use redis::Value;
 
 use crate::clock::now_ms;
+use crate::conn::Conn;
 use crate::dlq::Dlq;
 use crate::keys::Keys;
 use crate::metrics::Metrics;
+use crate::shutdown::Shutdown;
 
 /// Recent history kept for inspection (`XRANGE`) even once delivered.
 pub const KEEP: Duration = Duration::from_secs(3600);

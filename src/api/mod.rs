@@ -13,7 +13,6 @@ pub(crate) mod tokens;
 
 use std::sync::Arc;
 
-use crate::conn::Conn;
 use axum::extract::DefaultBodyLimit;
 use axum::Router;
 use utoipa::OpenApi;
@@ -21,6 +20,7 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::catalog::Catalog;
 use crate::config::Config;
+use crate::conn::Conn;
 use crate::dispatch::Dispatcher;
 use crate::dlq::Dlq;
 use crate::keys::Keys;

@@ -4,7 +4,6 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::shutdown::Shutdown;
 use arc_swap::ArcSwap;
 
 use super::model::{Endpoint, EndpointRecord, StoredSecret};
@@ -12,6 +11,7 @@ use super::store::Store;
 use crate::config::StaticEndpoint;
 use crate::filter::PatternIndex;
 use crate::seal::Sealer;
+use crate::shutdown::Shutdown;
 
 /// How often each replica looks for endpoint changes (SPEC: visible within 1 s).
 const POLL: Duration = Duration::from_millis(200);

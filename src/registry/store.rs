@@ -1,10 +1,10 @@
 //! Endpoint records in Redis. Every change also appends the endpoint id to a change log
 //! stream in the same transaction, which every replica tails to refresh its index.
 
-use crate::conn::Conn;
 use redis::AsyncCommands;
 
 use super::model::EndpointRecord;
+use crate::conn::Conn;
 use crate::keys::Keys;
 
 /// Change-log entries kept; a replica further behind than this reloads everything.
