@@ -4,10 +4,11 @@
 //! Service, a DNS name, a proxy) then leads a new connection to the new primary; an open one
 //! would stay on the demoted server for good.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use arc_swap::ArcSwap;
+use backon::{ConstantBuilder, Retryable};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
 
@@ -22,15 +23,20 @@ pub struct Conn(Arc<Shared>);
 struct Shared {
     client: redis::Client,
     cfg: ConnectionManagerConfig,
-    current: RwLock<Current>,
-    renewing: AtomicBool,
-    last_renewed: Mutex<Option<Instant>>,
+    /// Read by every command, swapped only by a renewal.
+    current: ArcSwap<Current>,
+    renewal: Mutex<Renewal>,
 }
 
-#[derive(Clone)]
 struct Current {
     manager: ConnectionManager,
     generation: u64,
+}
+
+#[derive(Default)]
+struct Renewal {
+    running: bool,
+    last: Option<Instant>,
 }
 
 /// Connects, retrying briefly so a Redis that is still starting is waited for, and
@@ -43,31 +49,28 @@ pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, Stri
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let mut last = String::new();
-    for attempt in 0..3 {
-        if attempt > 0 {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        match client.get_connection_manager_with_config(cfg.clone()).await {
-            Ok(manager) => {
-                return Ok(Conn(Arc::new(Shared {
-                    client,
-                    cfg,
-                    current: RwLock::new(Current {
-                        manager,
-                        generation: 0,
-                    }),
-                    renewing: AtomicBool::new(false),
-                    last_renewed: Mutex::new(None),
-                })))
-            }
-            Err(e) => last = e.to_string(),
-        }
-    }
-    Err(format!(
-        "cannot connect to Redis at {}: {last}",
-        crate::redact::url(url)
-    ))
+    let manager = (|| client.get_connection_manager_with_config(cfg.clone()))
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_millis(500))
+                .with_max_times(2),
+        )
+        .await
+        .map_err(|e| {
+            format!(
+                "cannot connect to Redis at {}: {e}",
+                crate::redact::url(url)
+            )
+        })?;
+    Ok(Conn(Arc::new(Shared {
+        client,
+        cfg,
+        current: ArcSwap::from_pointee(Current {
+            manager,
+            generation: 0,
+        }),
+        renewal: Mutex::default(),
+    })))
 }
 
 /// Whether `e` says the server cannot take writes now (so another server may).
@@ -90,48 +93,45 @@ pub fn refuses_writes(e: &RedisError) -> bool {
 }
 
 impl Conn {
-    fn current(&self) -> Current {
-        self.0.current.read().expect("not poisoned").clone()
+    /// The connection to use now, and its generation.
+    fn current(&self) -> (ConnectionManager, u64) {
+        let cur = self.0.current.load();
+        (cur.manager.clone(), cur.generation)
     }
 
     /// After an error from the connection of `generation`: replace it, in the background, if
     /// the server refused writes.
     fn after_error(&self, generation: u64, e: &RedisError) {
-        if !refuses_writes(e) {
-            return;
-        }
-        if self.current().generation != generation {
+        if !refuses_writes(e) || self.0.current.load().generation != generation {
             return;
         }
         {
-            let last = self.0.last_renewed.lock().expect("not poisoned");
-            if last.is_some_and(|t| t.elapsed() < RENEW_EVERY) {
+            let mut renewal = self.0.renewal.lock().expect("not poisoned");
+            if renewal.running || renewal.last.is_some_and(|t| t.elapsed() < RENEW_EVERY) {
                 return;
             }
-        }
-        if self.0.renewing.swap(true, Ordering::AcqRel) {
-            return;
+            renewal.running = true;
         }
         tracing::warn!(error = %e, "redis refuses writes; connecting again");
         let this = self.clone();
         tokio::spawn(async move {
             let shared = &this.0;
-            let made = shared
+            match shared
                 .client
                 .get_connection_manager_with_config(shared.cfg.clone())
-                .await;
-            match made {
-                Ok(manager) => {
-                    let mut cur = shared.current.write().expect("not poisoned");
-                    *cur = Current {
-                        manager,
-                        generation: cur.generation + 1,
-                    };
-                }
+                .await
+            {
+                Ok(manager) => shared.current.store(Arc::new(Current {
+                    manager,
+                    generation: generation + 1,
+                })),
                 Err(e) => tracing::warn!(error = %e, "connecting to redis again failed"),
             }
-            *shared.last_renewed.lock().expect("not poisoned") = Some(Instant::now());
-            shared.renewing.store(false, Ordering::Release);
+            let mut renewal = shared.renewal.lock().expect("not poisoned");
+            *renewal = Renewal {
+                running: false,
+                last: Some(Instant::now()),
+            };
         });
     }
 }
@@ -139,10 +139,7 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let Current {
-                mut manager,
-                generation,
-            } = self.current();
+            let (mut manager, generation) = self.current();
             let got = manager.req_packed_command(cmd).await;
             if let Err(e) = &got {
                 self.after_error(generation, e);
@@ -158,10 +155,7 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let Current {
-                mut manager,
-                generation,
-            } = self.current();
+            let (mut manager, generation) = self.current();
             let got = manager.req_packed_commands(cmd, offset, count).await;
             if let Err(e) = &got {
                 self.after_error(generation, e);
@@ -171,7 +165,7 @@ impl ConnectionLike for Conn {
     }
 
     fn get_db(&self) -> i64 {
-        self.current().manager.get_db()
+        self.0.current.load().manager.get_db()
     }
 }
 
