@@ -288,23 +288,34 @@ impl Dlq {
         Ok(purged)
     }
 
+    /// Removes `letters` and their places in the per-endpoint counts, in one round trip.
     async fn delete(&self, letters: &[DeadLetter]) -> redis::RedisResult<usize> {
         if letters.is_empty() {
             return Ok(0);
         }
         let ids: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
-        let removed: usize = redis::cmd("XDEL")
-            .arg(self.keys.dlq())
-            .arg(&ids)
-            .query_async(&mut self.conn.clone())
-            .await?;
-        // Their places in the per-endpoint count (best effort: a stale id only goes first).
         let mut pipe = redis::pipe();
+        pipe.cmd("XDEL").arg(self.keys.dlq()).arg(&ids);
         for l in letters {
             pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
         }
-        let _ = pipe.query_async::<()>(&mut self.conn.clone()).await;
+        let (removed,): (usize,) = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(removed)
+    }
+
+    /// The dead letters with these ids (those that exist), in one round trip.
+    async fn by_ids(&self, ids: &[&String]) -> redis::RedisResult<Vec<DeadLetter>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(self.keys.dlq()).arg(id).arg(id);
+        }
+        let found: Vec<Vec<(String, HashMap<String, String>)>> =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, f)| from_fields(id, f))
+            .collect())
     }
 
     /// The id of the newest entry, if any.
@@ -361,15 +372,22 @@ fn replay_job(dl: &DeadLetter) -> Job {
 }
 
 /// The dead letters a selector takes for a tenant, read in chunks and filtered as read.
-/// The scan ends at the newest entry when it began, so letters that die again while a
+/// A range scan ends at the newest entry when it began, so letters that die again while a
 /// replay runs are not replayed a second time by the same call.
 struct Scan<'a> {
     tenant: Option<&'a str>,
-    sel: &'a Selector,
-    /// Exclusive start (`(id`), or the first id to read.
-    start: String,
-    end: Option<String>,
-    ids_left: std::slice::Iter<'a, String>,
+    endpoint: Option<&'a str>,
+    cursor: Cursor<'a>,
+}
+
+enum Cursor<'a> {
+    Ids(std::slice::Iter<'a, String>),
+    /// From `start` (inclusive, or exclusive as `(id`) to `end`.
+    Range {
+        start: String,
+        end: String,
+    },
+    Done,
 }
 
 impl<'a> Scan<'a> {
@@ -378,53 +396,59 @@ impl<'a> Scan<'a> {
         tenant: Option<&'a str>,
         sel: &'a Selector,
     ) -> redis::RedisResult<Self> {
-        let (start, end, ids): (String, Option<String>, &[String]) = match sel {
-            Selector::Ids(ids) => (String::new(), None, ids),
-            Selector::Endpoint(_) => ("-".into(), dlq.last_id().await?, &[]),
-            Selector::Since(ms) => (format!("{ms}-0"), dlq.last_id().await?, &[]),
+        let range = |start: String, end: Option<String>| match end {
+            Some(end) => Cursor::Range { start, end },
+            None => Cursor::Done,
+        };
+        let (endpoint, cursor) = match sel {
+            Selector::Ids(ids) => (None, Cursor::Ids(ids.iter())),
+            Selector::Endpoint(e) => (Some(e.as_str()), range("-".into(), dlq.last_id().await?)),
+            Selector::Since(ms) => (None, range(format!("{ms}-0"), dlq.last_id().await?)),
         };
         Ok(Scan {
             tenant,
-            sel,
-            start,
-            end,
-            ids_left: ids.iter(),
+            endpoint,
+            cursor,
         })
     }
 
     /// The next non-empty chunk, or none when the scan is over.
     async fn next(&mut self, dlq: &Dlq) -> redis::RedisResult<Option<Vec<DeadLetter>>> {
-        let tenant_ok = |dl: &DeadLetter| self.tenant.is_none_or(|t| t == dl.tenant);
-        if let Selector::Ids(_) = self.sel {
-            let mut out = Vec::new();
-            for id in self.ids_left.by_ref().take(REPLAY_CHUNK) {
-                if valid_stream_id(id) {
-                    out.extend(dlq.range(id, id, 1).await?.into_iter().filter(tenant_ok));
+        loop {
+            let chunk = match &mut self.cursor {
+                Cursor::Done => return Ok(None),
+                Cursor::Ids(ids) => {
+                    let some: Vec<&String> = ids
+                        .by_ref()
+                        .filter(|id| valid_stream_id(id))
+                        .take(REPLAY_CHUNK)
+                        .collect();
+                    if some.is_empty() {
+                        self.cursor = Cursor::Done;
+                        continue;
+                    }
+                    dlq.by_ids(&some).await?
                 }
-            }
-            return Ok((!out.is_empty() || self.ids_left.len() > 0).then_some(out));
-        }
-        while let Some(end) = self.end.clone() {
-            let chunk = dlq.range(&self.start, &end, REPLAY_CHUNK).await?;
-            match chunk.last() {
-                Some(last) if chunk.len() == REPLAY_CHUNK && last.id != end => {
-                    self.start = format!("({}", last.id)
+                Cursor::Range { start, end } => {
+                    let chunk = dlq.range(start, end, REPLAY_CHUNK).await?;
+                    match chunk.last() {
+                        Some(last) if chunk.len() == REPLAY_CHUNK && last.id != *end => {
+                            *start = format!("({}", last.id)
+                        }
+                        _ => self.cursor = Cursor::Done,
+                    }
+                    chunk
                 }
-                _ => self.end = None,
-            }
-            let out: Vec<DeadLetter> = chunk
+            };
+            let taken: Vec<DeadLetter> = chunk
                 .into_iter()
-                .filter(|dl| tenant_ok(dl))
-                .filter(|dl| match self.sel {
-                    Selector::Endpoint(e) => &dl.endpoint_id == e,
-                    _ => true,
-                })
+                .filter(|dl| self.tenant.is_none_or(|t| t == dl.tenant))
+                .filter(|dl| self.endpoint.is_none_or(|e| e == dl.endpoint_id))
                 .collect();
-            if !out.is_empty() {
-                return Ok(Some(out));
+            if !taken.is_empty() {
+                return Ok(Some(taken));
             }
         }
-        Ok(None)
     }
 }
 
