@@ -1370,3 +1370,45 @@ async fn tenant_tokens_are_rate_limited_with_retry_after() {
         assert_eq!(status, 202, "publishing is exempt: {body}");
     }
 }
+
+/// A PATCH refused as invalid changes nothing: not the record, and not the failure streak a
+/// valid `{"disabled": false}` would have cleared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_patch_that_would_enable_keeps_the_failure_streak() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("api_patch_invalid");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/p"), "filters": ["*"], "disabled": true}),
+        )
+        .await;
+    let id = ep["id"].as_str().unwrap();
+    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
+    let _: () = redis::cmd("HSET")
+        .arg(&failing)
+        .arg(id)
+        .arg(1_000)
+        .query(&mut redis())
+        .unwrap();
+    let path = ep_path("acct_a", &ep["id"]);
+    assert_error(
+        &api.patch(
+            &path,
+            json!({"disabled": false, "filters": ["outbound.bounce"]}),
+        )
+        .await,
+        422,
+        "invalid",
+    );
+    let kept: bool = redis::cmd("HEXISTS")
+        .arg(&failing)
+        .arg(id)
+        .query(&mut redis())
+        .unwrap();
+    assert!(kept, "a refused PATCH cleared the failure streak");
+    let (_, now) = api.get(&path).await;
+    assert_eq!(now["disabled"], true);
+}
