@@ -182,8 +182,13 @@ async fn patch_endpoint(
     if !req.only_enables() {
         refuse_static(&first)?;
     }
-    if req.url.as_ref().is_some_and(|u| *u != first.url) {
-        check_target(&state, req.url.as_deref().unwrap_or_default()).await?;
+    // Judged before anything is written (the failure streak below included); judged again
+    // on the newest record when it is written.
+    let mut trial = first.clone();
+    apply_patch(&req, &mut trial);
+    check_fields(&state, &trial)?;
+    if trial.url != first.url {
+        check_target(&state, &trial.url).await?;
     }
     if first.disabled && req.disabled == Some(false) {
         // A fresh start: the failure streak that disabled it must not disable it again.
