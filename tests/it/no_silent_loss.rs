@@ -410,11 +410,7 @@ async fn dead_letters_older_than_the_retention_are_trimmed() {
 /// `PATCH {"disabled": false}`, the one change the API allows on it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_endpoint_disabled_at_run_time_can_be_enabled_by_patch() {
-    let rx = Receiver::start(Arc::new(|n, _| {
-        let status = if n == 0 { 410 } else { 200 };
-        (status, vec![], Duration::ZERO)
-    }))
-    .await;
+    let rx = Receiver::start(first_then_ok(1, 410)).await;
     let setup = Setup::new("nsl_static_enable").endpoint("ep_gone", "acct_g", &rx.url("/"), &["*"]);
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);

@@ -39,10 +39,7 @@ fn pending(r: &mut redis::Connection, stream: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_receiver_failing_twice_gets_the_event_on_the_third_attempt() {
-    let rx = Receiver::start(Arc::new(|n, _| {
-        (if n < 2 { 500 } else { 200 }, vec![], Duration::ZERO)
-    }))
-    .await;
+    let rx = Receiver::start(first_then_ok(2, 500)).await;
     let setup = Setup::new("third")
         .with(&fast_retries("1s, 1s, 1s"))
         .endpoint("ep1", "t", &rx.url("/"), &["*"]);

@@ -27,17 +27,12 @@ fn previous_release() -> String {
     String::from_utf8(out.stdout).unwrap().trim().to_string()
 }
 
-/// Answers `first` to the first request, 200 after.
-fn first_then_ok(first: u16) -> Behavior {
-    std::sync::Arc::new(move |n, _| (if n == 0 { first } else { 200 }, vec![], Duration::ZERO))
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
     let previous = previous_release();
     let ok_rx = Receiver::start(always(200)).await;
-    let retry_rx = Receiver::start(first_then_ok(500)).await;
-    let gone_rx = Receiver::start(first_then_ok(410)).await;
+    let retry_rx = Receiver::start(first_then_ok(1, 500)).await;
+    let gone_rx = Receiver::start(first_then_ok(1, 410)).await;
     let setup = Setup::new("upgrade").with("retry:\n  schedule: [5s]\n  jitter: 0\n");
     let api = Api::admin(&setup);
     let tenant = "acct_up";

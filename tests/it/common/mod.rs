@@ -85,6 +85,11 @@ pub fn always(status: u16) -> Behavior {
     Arc::new(move |_, _| (status, vec![], Duration::ZERO))
 }
 
+/// Answers `status` to the first `n` requests, 200 after.
+pub fn first_then_ok(n: usize, status: u16) -> Behavior {
+    Arc::new(move |i, _| (if i < n { status } else { 200 }, vec![], Duration::ZERO))
+}
+
 /// A real HTTP server on 127.0.0.1 that records what it receives.
 pub struct Receiver {
     pub addr: SocketAddr,
