@@ -10,9 +10,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion};
-use webhookd::filter::{Pattern, PatternIndex};
+use webhookd::event::filter::{Pattern, PatternIndex};
 use webhookd::registry::{Endpoint, EndpointRecord, Snapshot};
-use webhookd::seal::Sealer;
+use webhookd::secure::seal::Sealer;
 
 const TENANTS: usize = 10_000;
 const SIZES: [usize; 3] = [10, 1_000, 100_000];

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use criterion::{black_box, criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use webhookd::deliver::sign::SigningKey;
+use webhookd::secure::sign::SigningKey;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 const MSG_ID: &str = "evt_018f3a2b4c5d9e8f7a6b5c4d";

@@ -10,7 +10,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
-use webhookd::deliver::sign::{verify_header, SigningKey};
+use webhookd::secure::sign::{verify_header, SigningKey};
 
 #[tokio::main]
 async fn main() {

@@ -6,25 +6,28 @@ use std::time::Duration;
 use axum::Router;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::attempt_log;
-use crate::breaker::Breaker;
-use crate::catalog::Catalog;
+use crate::api;
 use crate::config::Config;
-use crate::conn::connect;
-use crate::deliver::{client, ssrf::Guard};
-use crate::dispatch::{DispatchConfig, Dispatcher, Parts};
-use crate::dlq::Dlq;
-use crate::gauges::Gauges;
-use crate::health::{self, Health};
+use crate::db::conn::connect;
+use crate::db::keys::Keys;
+use crate::deliver::attempt_log;
+use crate::deliver::breaker::Breaker;
+use crate::deliver::client;
+use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
+use crate::deliver::{pull, stats};
+use crate::event::catalog::Catalog;
 use crate::ingest::{self, Consumer, InFlight, StreamSettings};
-use crate::keys::Keys;
-use crate::metrics::Metrics;
+use crate::ops::gauges::Gauges;
+use crate::ops::health::{self, Health};
+use crate::ops::metrics::Metrics;
+use crate::ops::server::{self, OpsState};
 use crate::registry::{Store, Syncer};
+use crate::retry::dlq::Dlq;
+use crate::retry::park;
 use crate::retry::RetryQueue;
-use crate::seal::Sealer;
-use crate::server::{self, OpsState};
-use crate::shutdown::Shutdown;
-use crate::{api, park, promote, stats};
+use crate::secure::seal::Sealer;
+use crate::secure::ssrf::Guard;
+use crate::support::shutdown::Shutdown;
 
 /// Redis commands on the shared connection that take longer than this count as failed.
 const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -245,7 +248,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             stop.clone(),
         )),
         tokio::spawn(breaker.clone().run(stop.clone())),
-        tokio::spawn(promote::run_parked(
+        tokio::spawn(pull::run_parked(
             dispatcher.clone(),
             outstanding.clone(),
             lease,
@@ -253,14 +256,14 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             stop.clone(),
         )),
         tokio::spawn(tend_lanes(dispatcher.clone(), stop.clone())),
-        tokio::spawn(promote::run(
+        tokio::spawn(pull::run(
             retry.clone(),
             dispatcher.clone(),
             outstanding.clone(),
             lease,
             stop.clone(),
         )),
-        tokio::spawn(crate::trim::run(
+        tokio::spawn(crate::ops::trim::run(
             conn.clone(),
             keys.clone(),
             dlq.clone(),

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::duration::Dur;
+use crate::support::duration::Dur;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -318,7 +318,7 @@ impl Config {
                 "redis.url",
                 format!(
                     "`{}` is not a Redis URL (redis://host:port/db)",
-                    crate::redact::url(&self.redis.url)
+                    crate::support::redact::url(&self.redis.url)
                 ),
             ));
         }
@@ -369,7 +369,7 @@ impl Config {
             ));
         }
         if self.delivery.breaker_probe.get().is_zero()
-            || self.delivery.breaker_probe.get() > crate::breaker::MAX_PROBE_INTERVAL
+            || self.delivery.breaker_probe.get() > crate::deliver::breaker::MAX_PROBE_INTERVAL
         {
             return Err(key_err(
                 "delivery.breaker_probe",

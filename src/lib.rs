@@ -1,38 +1,30 @@
 //! webhookd: an outbound webhook fan-out dispatcher.
 //!
-//! An event flows one way: stream → validate → match → fan out → sign → deliver →
-//! (retry | dead-letter). Each stage has its own module, named for what it does.
+//! An event flows one way, and the modules below are listed in its order:
+//! a provider's payload is `normalize`d into an envelope and `publish`ed to a Redis stream;
+//! `ingest` reads the stream (claim, validate, set aside the invalid, drop duplicates);
+//! `fanout` matches each event against the `registry`'s endpoints and makes one delivery
+//! per match; `deliver` waits for room at the endpoint, signs and attempts it, and records its
+//! fate; a failed delivery waits in `retry` (scheduled, parked behind its endpoint, or
+//! dead-lettered) until `deliver` pulls it back. Customers manage endpoints through `api`;
+//! `ops` exports metrics and health and trims the stream; `app` wires the stages together.
+//!
+//! Beneath them: `event` (the envelope, filters, the type catalog), `config`, `db` (the
+//! Redis connection and key names), `secure` (signatures, sealing, the SSRF guard) and
+//! `support` (time, durations, shutdown, backoff).
 
 pub mod api;
 pub mod app;
-pub mod attempt_log;
-pub mod backoff;
-pub mod breaker;
-pub mod catalog;
-pub mod clock;
-pub mod config;
-pub mod conn;
 pub mod deliver;
-pub mod dispatch;
-pub mod dlq;
-pub mod duration;
-pub mod event;
-pub mod filter;
-pub mod gauges;
-pub mod health;
 pub mod ingest;
-pub mod keys;
-pub mod lane;
-pub mod metrics;
 pub mod normalize;
-pub mod park;
-pub mod promote;
+pub mod ops;
 pub mod publish;
-pub mod redact;
 pub mod registry;
 pub mod retry;
-pub mod seal;
-pub mod server;
-pub mod shutdown;
-pub mod stats;
-pub mod trim;
+
+pub mod config;
+pub mod db;
+pub mod event;
+pub mod secure;
+pub mod support;

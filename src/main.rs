@@ -8,14 +8,15 @@ use anyhow::{anyhow, bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use webhookd::config::Config;
-use webhookd::conn::connect;
-use webhookd::deliver::sign::{self, SigningKey};
-use webhookd::dlq::{Dlq, Selector};
-use webhookd::keys::Keys;
+use webhookd::db::conn::connect;
+use webhookd::db::keys::Keys;
 use webhookd::normalize::{self, Provider};
 use webhookd::publish;
+use webhookd::retry::dlq::{Dlq, Selector};
 use webhookd::retry::RetryQueue;
-use webhookd::{app, clock, event};
+use webhookd::secure::sign::{self, SigningKey};
+use webhookd::support::clock;
+use webhookd::{app, event};
 
 #[derive(Parser)]
 #[command(

@@ -1,8 +1,8 @@
 //! Producing events: validate an envelope, then `XADD` it to the input stream.
 
-use crate::conn::Conn;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 use crate::event::{self, Invalid};
-use crate::keys::Keys;
 use crate::normalize::Normalized;
 
 #[derive(Debug, thiserror::Error)]

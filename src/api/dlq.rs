@@ -11,8 +11,8 @@ use utoipa_axum::routes;
 
 use super::extract::{cursor, page_limit};
 use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
-use crate::clock::parse_rfc3339;
-use crate::dlq::{valid_stream_id, DeadLetter, Selector};
+use crate::retry::dlq::{valid_stream_id, DeadLetter, Selector};
+use crate::support::clock::parse_rfc3339;
 
 /// Ids one replay may name.
 const MAX_REPLAY_IDS: usize = 1000;

@@ -12,10 +12,10 @@ use utoipa_axum::routes;
 
 use super::extract::{check_tenant, parse_json};
 use super::{ApiError, ApiPath, ApiQuery, ApiState, Caller, ErrorBody, RawBody};
-use crate::clock::now_secs;
 use crate::event;
 use crate::normalize::{self, NormalizeError, Provider};
 use crate::publish::{self, PublishError};
+use crate::support::clock::now_secs;
 
 /// The envelope's fields (SPEC 1); anything else is refused so a typo is not ignored.
 const ENVELOPE_FIELDS: &[&str] = &["id", "type", "tenant", "created_at", "data"];

@@ -18,15 +18,15 @@ use axum::Router;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
-use crate::catalog::Catalog;
 use crate::config::Config;
-use crate::conn::Conn;
-use crate::dispatch::Dispatcher;
-use crate::dlq::Dlq;
-use crate::keys::Keys;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::deliver::dispatcher::Dispatcher;
+use crate::event::catalog::Catalog;
 use crate::registry::{LiveIndex, Store};
+use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
-use crate::seal::Sealer;
+use crate::secure::seal::Sealer;
 
 pub use error::{ApiError, ErrorBody};
 pub use extract::{ApiPath, ApiQuery, Caller, JsonBody, RawBody, TenantScope};

@@ -23,8 +23,8 @@ use utoipa_axum::routes;
 
 use super::extract::{check_tenant, OptionalJsonBody};
 use super::{ApiError, ApiPath, ApiState, Caller, ErrorBody};
-use crate::clock::{now_ms, rfc3339};
-use crate::keys::Keys;
+use crate::db::keys::Keys;
+use crate::support::clock::{now_ms, rfc3339};
 
 /// How often a token's `last_used_at` is written, at most, per replica.
 const USED_EVERY: Duration = Duration::from_secs(60);
@@ -188,7 +188,7 @@ async fn create_token(
     let expires_at = match req.unwrap_or_default().ttl {
         None => None,
         Some(ttl) => {
-            let d = crate::duration::parse(&ttl)
+            let d = crate::support::duration::parse(&ttl)
                 .ok()
                 .filter(|d| !d.is_zero())
                 .ok_or_else(|| {
@@ -343,7 +343,7 @@ async fn revoke_token(
 }
 
 /// Indexes tokens made before ids and per-tenant indexes existed (idempotent; run at start).
-pub async fn migrate(conn: &crate::conn::Conn, keys: &Keys) -> redis::RedisResult<usize> {
+pub async fn migrate(conn: &crate::db::conn::Conn, keys: &Keys) -> redis::RedisResult<usize> {
     let mut cursor = 0u64;
     let mut indexed = 0;
     loop {

@@ -34,12 +34,12 @@ use clap::Parser;
 use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
-use webhookd::conn::Conn;
-use webhookd::deliver::sign::{generate_secret, SigningKey};
-use webhookd::filter::Pattern;
-use webhookd::keys::Keys;
+use webhookd::db::conn::Conn;
+use webhookd::db::keys::Keys;
+use webhookd::event::filter::Pattern;
 use webhookd::registry::Store;
-use webhookd::seal::Sealer;
+use webhookd::secure::seal::Sealer;
+use webhookd::secure::sign::{generate_secret, SigningKey};
 
 use noisy::{Kind, Noisy, NoisyTally};
 use plan::Plan;
@@ -78,7 +78,7 @@ struct Args {
     #[arg(long, default_value_t = 500)]
     batch: usize,
     /// At a fixed rate, how often the events due are published.
-    #[arg(long, default_value = "1ms", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "1ms", value_parser = webhookd::support::duration::parse)]
     tick: Duration,
     /// Pad each envelope to about this many bytes (0: about 170 bytes, unpadded).
     #[arg(long, default_value_t = 0)]
@@ -95,13 +95,13 @@ struct Args {
     /// The first K endpoints answer only after --slow-delay.
     #[arg(long, default_value_t = 0)]
     slow_endpoints: u32,
-    #[arg(long, default_value = "10s", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "10s", value_parser = webhookd::support::duration::parse)]
     slow_delay: Duration,
     /// Give up this long after the first publish and report what is missing.
-    #[arg(long, default_value = "120s", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "120s", value_parser = webhookd::support::duration::parse)]
     timeout: Duration,
     /// After the last expected delivery, keep counting duplicates this long.
-    #[arg(long, default_value = "500ms", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "500ms", value_parser = webhookd::support::duration::parse)]
     linger: Duration,
     /// Receiver listeners (ports); endpoint n is served by listener n % K.
     #[arg(long, default_value_t = 1)]
@@ -150,13 +150,13 @@ struct Args {
     #[arg(long, default_value_t = 0)]
     noisy_events: u64,
     /// `slow`: how long each noisy request waits for its 200.
-    #[arg(long, default_value = "14s", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "14s", value_parser = webhookd::support::duration::parse)]
     noisy_delay: Duration,
     /// The noisy endpoints belong to the healthy tenant (bench_t0) instead of `bench_noisy`.
     #[arg(long)]
     noisy_same_tenant: bool,
     /// After webhookd has read every noisy event, wait this long before the "beside" phase.
-    #[arg(long, default_value = "2s", value_parser = webhookd::duration::parse)]
+    #[arg(long, default_value = "2s", value_parser = webhookd::support::duration::parse)]
     noisy_settle: Duration,
     /// Noisy receiver ports; noisy endpoint k is served by port k % K.
     #[arg(long, default_value_t = 1)]
@@ -348,7 +348,7 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         None => None,
     };
 
-    let conn = webhookd::conn::connect(&args.redis_url, Duration::from_secs(30))
+    let conn = webhookd::db::conn::connect(&args.redis_url, Duration::from_secs(30))
         .await
         .map_err(|e| anyhow!(e))?;
     let publish_conn = redis::Client::open(args.redis_url.as_str())?

@@ -8,9 +8,9 @@ use http::Request;
 use http_body_util::{BodyExt, Full};
 
 use super::client::HttpClient;
-use super::sign::signature_header;
-use super::ssrf::Guard;
 use crate::registry::model::{literal_ip, Endpoint};
+use crate::secure::sign::signature_header;
+use crate::secure::ssrf::Guard;
 
 /// Bytes of response body kept for the attempt log.
 pub const RESPONSE_EXCERPT: usize = 4096;

@@ -473,7 +473,7 @@ mod timestamp {
             Some(b' ') => format!("{}T{}", &s[..10], &s[11..]),
             _ => s.to_string(),
         };
-        crate::clock::parse_rfc3339(&normalized).map(|ms| ms.div_euclid(1000))
+        crate::support::clock::parse_rfc3339(&normalized).map(|ms| ms.div_euclid(1000))
     }
 
     #[cfg(test)]

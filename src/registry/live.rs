@@ -9,9 +9,9 @@ use arc_swap::ArcSwap;
 use super::model::{Endpoint, EndpointRecord, StoredSecret};
 use super::store::Store;
 use crate::config::StaticEndpoint;
-use crate::filter::PatternIndex;
-use crate::seal::Sealer;
-use crate::shutdown::Shutdown;
+use crate::event::filter::PatternIndex;
+use crate::secure::seal::Sealer;
+use crate::support::shutdown::Shutdown;
 
 /// How often each replica looks for endpoint changes (SPEC: visible within 1 s).
 const POLL: Duration = Duration::from_millis(200);
@@ -322,7 +322,7 @@ mod tests {
             tenant.into(),
             "https://example.com/".into(),
             vec!["outbound.*".into()],
-            Sealer::new(None).seal(&crate::deliver::sign::generate_secret(), id),
+            Sealer::new(None).seal(&crate::secure::sign::generate_secret(), id),
             updated_at,
         )
     }

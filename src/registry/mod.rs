@@ -9,7 +9,7 @@ pub use model::{validate_static, Endpoint, EndpointRecord, StoredSecret};
 pub use store::{Store, Updated};
 
 use crate::config::StaticEndpoint;
-use crate::seal::Sealer;
+use crate::secure::seal::Sealer;
 
 /// Writes the config's static endpoints into the registry, keeping a disabled state that an
 /// earlier 410 or failure streak set while the URL is unchanged. Idempotent: an endpoint
@@ -19,7 +19,7 @@ pub async fn sync_static(
     endpoints: &[StaticEndpoint],
     sealer: &Sealer,
 ) -> redis::RedisResult<()> {
-    let now = crate::clock::now_ms();
+    let now = crate::support::clock::now_ms();
     for ep in endpoints {
         let prev = store.get(&ep.id).await?;
         let keep_disabled = prev

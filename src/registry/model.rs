@@ -6,13 +6,13 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::Catalog;
 use crate::config::{Config, StaticEndpoint};
-use crate::deliver::sign::{decode_secret, SigningKey};
-use crate::deliver::ssrf::Guard;
+use crate::event::catalog::Catalog;
+use crate::event::filter::Pattern;
 use crate::event::{valid_id, valid_tenant};
-use crate::filter::Pattern;
-use crate::seal::Sealer;
+use crate::secure::seal::Sealer;
+use crate::secure::sign::{decode_secret, SigningKey};
+use crate::secure::ssrf::Guard;
 
 pub const MAX_URL_LEN: usize = 2048;
 pub const MAX_FILTERS: usize = 64;
@@ -298,7 +298,7 @@ pub fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'st
 pub fn new_endpoint_id() -> String {
     format!(
         "ep_{:012x}{:012x}",
-        crate::clock::now_ms(),
+        crate::support::clock::now_ms(),
         rand::random::<u64>() >> 16
     )
 }

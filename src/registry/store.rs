@@ -4,8 +4,8 @@
 use redis::AsyncCommands;
 
 use super::model::EndpointRecord;
-use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 
 /// Change-log entries kept; a replica further behind than this reloads everything.
 const LOG_MAXLEN: usize = 10_000;
@@ -137,7 +137,7 @@ impl Store {
             if !change(&mut rec)? {
                 return Ok(Updated::Unchanged(rec));
             }
-            rec.updated_at = crate::clock::now_ms().max(read + 1);
+            rec.updated_at = crate::support::clock::now_ms().max(read + 1);
             match self.compare_and_set(&rec, read, true).await? {
                 1 => return Ok(Updated::Written(rec)),
                 -1 => return Ok(Updated::Missing),
@@ -156,7 +156,7 @@ impl Store {
     pub async fn mark(&self) -> redis::RedisResult<bool> {
         let set: bool = redis::cmd("SET")
             .arg(self.keys.registry_mark())
-            .arg(crate::clock::now_ms())
+            .arg(crate::support::clock::now_ms())
             .arg("NX")
             .query_async::<Option<String>>(&mut self.conn.clone())
             .await?

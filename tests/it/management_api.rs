@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::api_common::*;
 use crate::common::*;
 use serde_json::{json, Value};
-use webhookd::clock::now_ms;
+use webhookd::support::clock::now_ms;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -49,7 +49,7 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
     assert_eq!(ep["tenant"], "acct_a");
     assert_eq!(ep["rate_limit"], 5);
     assert_eq!(ep["disabled"], false);
-    assert!(webhookd::clock::parse_rfc3339(ep["created_at"].as_str().unwrap()).is_some());
+    assert!(webhookd::support::clock::parse_rfc3339(ep["created_at"].as_str().unwrap()).is_some());
     let path = ep_path("acct_a", &ep["id"]);
 
     let (status, got) = api.get(&path).await;
@@ -764,7 +764,7 @@ async fn attempts_and_test_deliveries_show_what_happened() {
     assert_eq!(a["status"], 200);
     assert_eq!(a["attempt"], 1);
     assert!(
-        webhookd::clock::parse_rfc3339(a["at"].as_str().unwrap()).is_some(),
+        webhookd::support::clock::parse_rfc3339(a["at"].as_str().unwrap()).is_some(),
         "{a}"
     );
     assert_eq!(attempts["next_cursor"], Value::Null);
@@ -810,7 +810,7 @@ fn assert_hours(stats: &Value, since: i64, success: u64, failure: u64) {
     assert_eq!(hours.len(), 24, "{stats}");
     let starts: Vec<i64> = hours
         .iter()
-        .map(|h| webhookd::clock::parse_rfc3339(h["start"].as_str().unwrap()).unwrap())
+        .map(|h| webhookd::support::clock::parse_rfc3339(h["start"].as_str().unwrap()).unwrap())
         .collect();
     assert!(starts.windows(2).all(|w| w[1] - w[0] == HOUR_MS), "{stats}");
     let current = starts[23];
@@ -920,12 +920,12 @@ async fn stats_show_the_circuit_state_every_replica_shares() {
     let path = |ep: &Value| format!("{}/stats", ep_path("acct_a", &ep["id"]));
     assert_eq!(api.get(&path(&one)).await.1["circuit"], "closed");
 
-    let keys = webhookd::keys::Keys::new(&setup.prefix, "events");
+    let keys = webhookd::db::keys::Keys::new(&setup.prefix, "events");
     let mut r = redis();
     for (ep, state) in [(&one, "open"), (&two, "half_open")] {
         let circuit = json!({"state": state, "failures": 20, "opened_at": now_ms(),
             "probe_at": now_ms() + 5000, "interval_ms": 5000, "last_error": "HTTP 500"});
-        serde_json::from_value::<webhookd::breaker::Circuit>(circuit.clone())
+        serde_json::from_value::<webhookd::deliver::breaker::Circuit>(circuit.clone())
             .expect("a breaker::Circuit");
         let _: () = redis::cmd("HSET")
             .arg(keys.circuits())
@@ -950,14 +950,14 @@ async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
     let id = |ep: &Value| -> std::sync::Arc<str> { ep["id"].as_str().unwrap().into() };
 
     // Other replicas publish as webhookd's own publisher does; this one publishes nothing.
-    let keys = webhookd::keys::Keys::new(&setup.prefix, "events");
-    let conn = webhookd::conn::connect(&redis_url(), Duration::from_secs(5))
+    let keys = webhookd::db::keys::Keys::new(&setup.prefix, "events");
+    let conn = webhookd::db::conn::connect(&redis_url(), Duration::from_secs(5))
         .await
         .unwrap();
     let publish = |replica: &'static str, counts: Vec<(std::sync::Arc<str>, usize)>, at: i64| {
         let (conn, keys) = (conn.clone(), keys.clone());
         async move {
-            webhookd::stats::publish_once(&conn, &keys, replica, counts, at)
+            webhookd::deliver::stats::publish_once(&conn, &keys, replica, counts, at)
                 .await
                 .unwrap()
         }
@@ -1045,7 +1045,7 @@ async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
     assert_eq!(first["attempts"], 2);
     assert_eq!(first["last_status"], 500);
     assert_eq!(first["body"]["type"], "outbound.sent");
-    assert!(webhookd::clock::parse_rfc3339(first["dead_at"].as_str().unwrap()).is_some());
+    assert!(webhookd::support::clock::parse_rfc3339(first["dead_at"].as_str().unwrap()).is_some());
     let b_letter = list_b["data"][0]["id"].as_str().unwrap().to_string();
 
     // The tenant token sees its own, paginated; another tenant's letter is absent.

@@ -268,7 +268,7 @@ async fn a_success_ends_a_failure_streak_another_replica_started() {
     let _: () = redis::cmd("HSET")
         .arg(&failing)
         .arg("ep_ok")
-        .arg(webhookd::clock::now_ms() - 1_000)
+        .arg(webhookd::support::clock::now_ms() - 1_000)
         .query(&mut r)
         .unwrap();
     publish(
@@ -564,7 +564,7 @@ async fn concurrent_endpoint_changes_are_all_kept() {
         let description = format!("round {round}");
         let (patched, disabled) = tokio::join!(
             api.patch(&path, json!({"description": description})),
-            webhookd::attempt_log::disable(&store, &id, "endpoint answered 410 Gone"),
+            webhookd::deliver::attempt_log::disable(&store, &id, "endpoint answered 410 Gone"),
         );
         assert_eq!(patched.0, 200, "{patched:?}");
         assert!(
@@ -618,7 +618,7 @@ async fn a_replay_by_since_holds_one_chunk_not_every_tenants_letters() {
     let ep_id = ep["id"].as_str().unwrap();
     let dlq = format!("{}dlq", setup.prefix);
     let mut r = redis();
-    let now = webhookd::clock::now_ms();
+    let now = webhookd::support::clock::now_ms();
     let letter = |i: usize, tenant: &str, endpoint: &str, body: &str| {
         let mut cmd = redis::cmd("XADD");
         cmd.arg(&dlq).arg("*");

@@ -143,7 +143,7 @@ async fn an_always_failing_delivery_is_dead_lettered_then_replayed_once_the_rece
     for k in ["id", "first_attempt_at", "dead_at"] {
         assert!(dl[k].is_string(), "{k} in {dl}");
     }
-    assert!(webhookd::clock::parse_rfc3339(dl["dead_at"].as_str().unwrap()).is_some());
+    assert!(webhookd::support::clock::parse_rfc3339(dl["dead_at"].as_str().unwrap()).is_some());
     let (_, other, _) = cli(&w, &["dlq", "list", "--json", "--tenant", "someone_else"]);
     assert!(other.trim().is_empty(), "tenant filter");
 
@@ -168,7 +168,7 @@ async fn dead_letters_can_be_replayed_by_id_and_since_and_purged() {
         .endpoint("ep_b", "acct", &rx.url("/b"), &["*"]);
     let w = Webhookd::start(&setup).await;
     let mut r = redis();
-    let before = webhookd::clock::rfc3339(webhookd::clock::now_ms() - 1000);
+    let before = webhookd::support::clock::rfc3339(webhookd::support::clock::now_ms() - 1000);
     publish(
         &mut r,
         &setup.stream(),

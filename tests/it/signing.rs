@@ -39,7 +39,7 @@ async fn every_delivery_verifies_with_an_independent_standard_webhooks_library()
     assert!(req.header("user-agent").starts_with("webhookd/"));
     assert!(req.header("webhook-signature").starts_with("v1,"));
     let ts: i64 = req.header("webhook-timestamp").parse().unwrap();
-    assert!((ts - webhookd::clock::now_secs()).abs() < 60);
+    assert!((ts - webhookd::support::clock::now_secs()).abs() < 60);
     assert_eq!(
         req.json(),
         json!({"id": "evt_01J", "service": "outbound", "type": "outbound.bounced",

@@ -10,9 +10,9 @@ use super::checks::load;
 use super::shapes::{AttemptList, AttemptOut, LimitQuery, TestOutcome};
 use crate::api::extract::page_limit;
 use crate::api::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, TenantScope};
-use crate::attempt_log;
-use crate::clock::{now_ms, rfc3339};
+use crate::deliver::attempt_log;
 use crate::registry::Endpoint;
+use crate::support::clock::{now_ms, rfc3339};
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()

@@ -19,10 +19,10 @@ use self::shapes::{
 };
 use super::extract::{cursor, page_limit};
 use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
-use crate::clock::now_ms;
-use crate::deliver::sign::generate_secret;
 use crate::registry::model::new_endpoint_id;
 use crate::registry::{EndpointRecord, Updated};
+use crate::secure::sign::generate_secret;
+use crate::support::clock::now_ms;
 
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
 

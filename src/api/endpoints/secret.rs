@@ -9,9 +9,9 @@ use super::checks::{check_secret, load, open_secret, refuse_static};
 use super::shapes::{RotateSecret, Secret};
 use crate::api::extract::OptionalJsonBody;
 use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
-use crate::clock::now_ms;
-use crate::deliver::sign::generate_secret;
 use crate::registry::{StoredSecret, Updated};
+use crate::secure::sign::generate_secret;
+use crate::support::clock::now_ms;
 
 /// Secrets kept signing at once: the current one and up to this many still overlapping.
 const MAX_OVERLAPPING_SECRETS: usize = 9;

@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
-use crate::breaker;
-use crate::clock::rfc3339;
+use crate::deliver::breaker;
+use crate::deliver::stats;
 use crate::registry::model::MAX_FILTERS;
 use crate::registry::EndpointRecord;
-use crate::stats;
+use crate::support::clock::rfc3339;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -8,9 +8,9 @@ use utoipa_axum::routes;
 use super::checks::load;
 use super::shapes::{EndpointStats, HourStats};
 use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
-use crate::breaker;
-use crate::clock::now_ms;
-use crate::stats;
+use crate::deliver::breaker;
+use crate::deliver::stats;
+use crate::support::clock::now_ms;
 
 pub fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(endpoint_stats))

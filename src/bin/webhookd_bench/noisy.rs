@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
-use webhookd::filter::Pattern;
+use webhookd::event::filter::Pattern;
 
 use super::plan::Plan;
 use super::publisher::Events;

@@ -96,7 +96,7 @@ pub async fn run(
     let mut enc = Encoder {
         events,
         t0,
-        created_at: webhookd::clock::now_secs(),
+        created_at: webhookd::support::clock::now_secs(),
         body_bytes: pace.body_bytes,
         buf: String::with_capacity(pace.body_bytes.max(256)),
     };

@@ -18,7 +18,7 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
-use webhookd::deliver::sign::{verify_header, SigningKey};
+use webhookd::secure::sign::{verify_header, SigningKey};
 
 use super::plan::Plan;
 

@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use redis::Value;
-use webhookd::conn::Conn;
-use webhookd::deliver::sign::generate_secret;
+use webhookd::db::conn::Conn;
 use webhookd::registry::{EndpointRecord, Store};
-use webhookd::seal::Sealer;
+use webhookd::secure::seal::Sealer;
+use webhookd::secure::sign::generate_secret;
 
 use super::noisy::{Noisy, NOISY_TYPE};
 use super::plan::Plan;
@@ -30,7 +30,7 @@ pub async fn register(
     secrets: &[String],
     listeners: &[SocketAddr],
 ) -> redis::RedisResult<()> {
-    let now = webhookd::clock::now_ms();
+    let now = webhookd::support::clock::now_ms();
     let records: Vec<EndpointRecord> = (0..plan.endpoints)
         .map(|n| EndpointRecord {
             description: "webhookd-bench".into(),
@@ -54,7 +54,7 @@ pub async fn register_noisy(
     noisy: &Noisy,
     addrs: &[SocketAddr],
 ) -> redis::RedisResult<()> {
-    let now = webhookd::clock::now_ms();
+    let now = webhookd::support::clock::now_ms();
     let records: Vec<EndpointRecord> = (0..noisy.endpoints)
         .map(|k| EndpointRecord {
             description: format!("webhookd-bench noisy {}", noisy.kind.name()),

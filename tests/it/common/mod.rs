@@ -277,17 +277,19 @@ impl Setup {
     }
 
     /// This test's endpoint registry, and the sealer its encryption key makes.
-    pub async fn registry(&self) -> (webhookd::registry::Store, webhookd::seal::Sealer) {
+    pub async fn registry(&self) -> (webhookd::registry::Store, webhookd::secure::seal::Sealer) {
         use base64::Engine;
-        let conn = webhookd::conn::connect(&redis_url(), Duration::from_secs(5))
+        let conn = webhookd::db::conn::connect(&redis_url(), Duration::from_secs(5))
             .await
             .expect("redis");
-        let store =
-            webhookd::registry::Store::new(conn, webhookd::keys::Keys::new(&self.prefix, "events"));
+        let store = webhookd::registry::Store::new(
+            conn,
+            webhookd::db::keys::Keys::new(&self.prefix, "events"),
+        );
         let key = base64::engine::general_purpose::STANDARD
             .decode(ENCRYPTION_KEY)
             .unwrap();
-        let sealer = webhookd::seal::Sealer::new(Some(key.try_into().unwrap()));
+        let sealer = webhookd::secure::seal::Sealer::new(Some(key.try_into().unwrap()));
         (store, sealer)
     }
 

@@ -42,8 +42,12 @@ struct Renewal {
 /// Connects, retrying briefly so a Redis that is still starting is waited for, and
 /// failing with one clear line when it never answers.
 pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, String> {
-    let client = redis::Client::open(url)
-        .map_err(|e| format!("redis.url `{}` is invalid: {e}", crate::redact::url(url)))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        format!(
+            "redis.url `{}` is invalid: {e}",
+            crate::support::redact::url(url)
+        )
+    })?;
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))
         .set_connection_timeout(Some(Duration::from_secs(2)))
@@ -59,7 +63,7 @@ pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, Stri
         .map_err(|e| {
             format!(
                 "cannot connect to Redis at {}: {e}",
-                crate::redact::url(url)
+                crate::support::redact::url(url)
             )
         })?;
     Ok(Conn(Arc::new(Shared {

@@ -1,12 +1,15 @@
 //! The retry schedule, and the retry queue in Redis: a sorted set of delivery ids by due
 //! time plus a hash of the deliveries themselves (both under the `{retry}` hash tag).
 
+pub mod dlq;
+pub mod park;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 
 /// Delay before the next attempt, after `attempts_done` attempts failed; `None` once the
 /// schedule is spent. `unit` is a random number in [0, 1) that places the jitter.

@@ -11,11 +11,11 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
-use crate::clock::now_ms;
-use crate::conn::Conn;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::ops::metrics::Metrics;
+use crate::support::clock::now_ms;
+use crate::support::shutdown::Shutdown;
 
 /// The three states SPEC 6 names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]

@@ -9,9 +9,9 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::json;
 
-use crate::gauges::Gauges;
-use crate::health::Health;
-use crate::metrics::Metrics;
+use crate::ops::gauges::Gauges;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
 
 /// How long a scrape waits for its Redis-backed gauges; past it, the last values are served.
 const SCRAPE_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);

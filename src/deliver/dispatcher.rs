@@ -12,19 +12,19 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::attempt_log::{self, AttemptLog, AttemptRecord};
-use crate::breaker::Breaker;
-use crate::clock::now_ms;
 use crate::deliver::attempt::{self, AttemptSpec, Outcome};
+use crate::deliver::attempt_log::{self, AttemptLog, AttemptRecord};
+use crate::deliver::breaker::Breaker;
 use crate::deliver::client::HttpClient;
-use crate::deliver::ssrf::Guard;
-use crate::dlq::Dlq;
-use crate::lane::{Admission, Budget, Lane, SlowShare, SLOW_AFTER};
-use crate::metrics::Metrics;
-use crate::park::{ParkQueue, ParkRequest};
+use crate::deliver::lane::{Admission, Budget, Lane, SlowShare, SLOW_AFTER};
+use crate::ops::metrics::Metrics;
 use crate::registry::{Endpoint, LiveIndex, Store};
+use crate::retry::dlq::Dlq;
+use crate::retry::park::{ParkQueue, ParkRequest};
 use crate::retry::{self, Job, RetryQueue};
-use crate::shutdown::Shutdown;
+use crate::secure::ssrf::Guard;
+use crate::support::clock::now_ms;
+use crate::support::shutdown::Shutdown;
 
 /// The event as every one of its deliveries shares it.
 #[derive(Debug)]
@@ -648,7 +648,7 @@ impl Dispatcher {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = redis::RedisResult<T>>,
     {
-        op.retry(crate::backoff::policy(Duration::from_millis(50)))
+        op.retry(crate::support::backoff::policy(Duration::from_millis(50)))
             .when(|_| !self.stop.begun())
             .notify(|e, wait| tracing::warn!(error = %e, ?wait, "redis write failed; retrying"))
             .await

@@ -1,5 +1,8 @@
 //! The event envelope (SPEC 1): validation, and the body every endpoint receives.
 
+pub mod catalog;
+pub mod filter;
+
 use bytes::Bytes;
 use serde::Deserialize;
 use serde_json::value::RawValue;

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use crate::config::EventTypeDef;
-use crate::filter::Pattern;
+use crate::event::filter::Pattern;
 
 /// The built-in catalog: type and meaning.
 pub const BUILTIN: &[(&str, &str)] = &[

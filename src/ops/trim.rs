@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use redis::Value;
 
-use crate::clock::now_ms;
-use crate::conn::Conn;
-use crate::dlq::Dlq;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::ops::metrics::Metrics;
+use crate::retry::dlq::Dlq;
+use crate::support::clock::now_ms;
+use crate::support::shutdown::Shutdown;
 
 /// Recent history kept for inspection (`XRANGE`) even once delivered.
 pub const KEEP: Duration = Duration::from_secs(3600);

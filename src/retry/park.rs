@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 use crate::retry::Job;
 
 /// Park requests written per transaction.

@@ -6,10 +6,10 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::value::RawValue;
 
-use crate::clock::{now_ms, rfc3339};
-use crate::conn::Conn;
-use crate::keys::Keys;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 use crate::retry::{Job, RetryQueue};
+use crate::support::clock::{now_ms, rfc3339};
 
 /// Entries read per `XRANGE` while scanning.
 const SCAN_CHUNK: usize = 500;

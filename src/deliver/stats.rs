@@ -15,11 +15,11 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::attempt_log::AttemptRecord;
-use crate::clock::now_ms;
-use crate::conn::Conn;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
 use crate::deliver::attempt::is_success;
-use crate::keys::Keys;
+use crate::deliver::attempt_log::AttemptRecord;
+use crate::support::clock::now_ms;
 
 /// Hours the stats route shows, the current one last.
 pub const HOURS: usize = 24;

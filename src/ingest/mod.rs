@@ -14,14 +14,14 @@ use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
 use redis::Value;
 use tokio::sync::{mpsc, Semaphore};
 
-use crate::backoff::Backoff;
-use crate::conn::Conn;
-use crate::dispatch::{Delivery, Dispatcher, EventInfo};
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::deliver::dispatcher::{Delivery, Dispatcher, EventInfo};
 use crate::event;
-use crate::health::Health;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
-use crate::shutdown::Shutdown;
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::support::backoff::Backoff;
+use crate::support::shutdown::Shutdown;
 
 /// How long an event id is remembered per tenant (SPEC 1).
 pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
@@ -438,7 +438,7 @@ impl Consumer {
             .split('-')
             .next()
             .and_then(|ms| ms.parse().ok())
-            .unwrap_or_else(crate::clock::now_ms);
+            .unwrap_or_else(crate::support::clock::now_ms);
         let info = Arc::new(EventInfo {
             id: ev.id,
             event_type: ev.event_type,
@@ -498,7 +498,7 @@ pub async fn run_acker(
         let count = buf.len();
         // Never given up: the policy has no limit of tries.
         let _ = ack
-            .retry(crate::backoff::policy(Duration::from_millis(50)))
+            .retry(crate::support::backoff::policy(Duration::from_millis(50)))
             .notify(|e, _| tracing::warn!(error = %e, count, "acknowledging failed; retrying"))
             .await;
         for id in buf.drain(..) {

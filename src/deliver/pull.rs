@@ -7,12 +7,12 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
-use crate::clock::now_ms;
-use crate::dispatch::{Delivery, Dispatcher};
-use crate::lane::SlowShare;
-use crate::park::Probe;
+use crate::deliver::dispatcher::{Delivery, Dispatcher};
+use crate::deliver::lane::SlowShare;
+use crate::retry::park::Probe;
 use crate::retry::{Job, RetryQueue};
-use crate::shutdown::Shutdown;
+use crate::support::clock::now_ms;
+use crate::support::shutdown::Shutdown;
 
 /// Deliveries taken per script call.
 const TAKE: usize = 500;

@@ -3,8 +3,8 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use crate::conn::Conn;
-use crate::shutdown::Shutdown;
+use crate::db::conn::Conn;
+use crate::support::shutdown::Shutdown;
 
 #[derive(Default)]
 pub struct Health {
@@ -44,7 +44,7 @@ pub async fn run_pinger(
             Duration::from_secs(1),
             redis::cmd("SET")
                 .arg(&probe_key)
-                .arg(crate::clock::now_ms())
+                .arg(crate::support::clock::now_ms())
                 .arg("PX")
                 .arg(10_000)
                 .query_async::<()>(&mut conn.clone()),

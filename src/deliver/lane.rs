@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::clock::now_ms;
+use crate::support::clock::now_ms;
 
 /// Waiters allowed before the lane's latency is known.
 const UNMEASURED_WAITERS: usize = 512;

@@ -1,11 +1,11 @@
 //! The gauges read from Redis (queue depths, pending entries), refreshed when `/metrics` is
 //! scraped, so an alert sees a change as soon as it happens and idle replicas read nothing.
 
-use crate::conn::Conn;
-use crate::dlq::Dlq;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::ops::metrics::Metrics;
 use crate::registry::LiveIndex;
+use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
 
 pub struct Gauges {

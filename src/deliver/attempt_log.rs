@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
-use crate::conn::Conn;
-use crate::keys::Keys;
-use crate::metrics::Metrics;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::ops::metrics::Metrics;
 use crate::registry::Store;
 
 /// Attempts kept per endpoint.
@@ -129,7 +129,7 @@ impl Writer {
                 failing.push(*endpoint);
             }
         }
-        crate::stats::add(&mut pipe, &self.keys, batch);
+        crate::deliver::stats::add(&mut pipe, &self.keys, batch);
         let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
         for (endpoint, since) in failing.into_iter().zip(since) {
             let (_, streak) = &by_endpoint[endpoint];
@@ -139,7 +139,7 @@ impl Writer {
             if last.at - since >= self.disable_after.as_millis() as i64 {
                 let reason = format!(
                     "every attempt failed for {} (delivery.disable_after); last error: {}",
-                    crate::duration::Dur(self.disable_after),
+                    crate::support::duration::Dur(self.disable_after),
                     last.error.as_deref().unwrap_or("unknown")
                 );
                 if disable(&self.store, endpoint, &reason).await? {

@@ -1,0 +1,4 @@
+//! Redis: the connection that follows a failover, and every key name webhookd uses.
+
+pub mod conn;
+pub mod keys;

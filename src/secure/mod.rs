@@ -1,0 +1,5 @@
+//! Security primitives: Standard Webhooks signatures, secrets sealed at rest, the SSRF guard.
+
+pub mod seal;
+pub mod sign;
+pub mod ssrf;
