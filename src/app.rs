@@ -16,6 +16,7 @@ use crate::deliver::client;
 use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
 use crate::deliver::{pull, stats};
 use crate::event::catalog::Catalog;
+use crate::fanout::FanOut;
 use crate::ingest::{self, Consumer, InFlight, StreamSettings};
 use crate::ops::gauges::Gauges;
 use crate::ops::health::{self, Health};
@@ -169,6 +170,7 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         conn: conn.clone(),
         keys: keys.clone(),
         settings: settings.clone(),
+        fanout: FanOut::new(live.clone(), retry.clone()),
         dispatcher: dispatcher.clone(),
         outstanding: outstanding.clone(),
         acks: ack_tx,

@@ -13,18 +13,21 @@
 //! Redis connection and key names), `secure` (signatures, sealing, the SSRF guard) and
 //! `support` (time, durations, shutdown, backoff).
 
-pub mod api;
-pub mod app;
-pub mod deliver;
-pub mod ingest;
+// The pipeline, in the order an event meets it.
 pub mod normalize;
-pub mod ops;
 pub mod publish;
-pub mod registry;
+pub mod ingest;
+pub mod fanout;
+pub mod deliver;
 pub mod retry;
-
+// Beside it: the endpoints it delivers to, the API that manages them, running it, wiring it.
+pub mod registry;
+pub mod api;
+pub mod ops;
+pub mod app;
+// Beneath it.
+pub mod event;
 pub mod config;
 pub mod db;
-pub mod event;
 pub mod secure;
 pub mod support;

@@ -16,8 +16,9 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-use crate::deliver::dispatcher::{Delivery, Dispatcher, EventInfo};
+use crate::deliver::dispatcher::Dispatcher;
 use crate::event;
+use crate::fanout::FanOut;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::support::backoff::Backoff;
@@ -110,6 +111,7 @@ pub struct Consumer {
     pub conn: Conn,
     pub keys: Keys,
     pub settings: StreamSettings,
+    pub fanout: FanOut,
     pub dispatcher: Arc<Dispatcher>,
     /// Bounds deliveries held in memory; the consumer reads only when there is room.
     pub outstanding: Arc<Semaphore>,
@@ -402,65 +404,32 @@ impl Consumer {
     }
 
     async fn fan_out(&self, entry: String, ev: event::Event, reread: bool) {
-        let mut matched = Vec::new();
-        self.dispatcher
-            .live
-            .snapshot()
-            .matching(&ev.tenant, &ev.event_type, &mut matched);
-        let mut ids: Vec<String> = matched
-            .iter()
-            .map(|ep| format!("{entry}:{}", ep.id))
-            .collect();
-        if reread && !ids.is_empty() {
-            // A delivery already in the retry queue is owned by it: never schedule it twice.
-            match self.dispatcher.retry.contains(&ids).await {
-                Ok(queued) => {
-                    let mut q = queued.into_iter();
-                    let mut keep = Vec::with_capacity(ids.len());
-                    matched.retain(|_| !q.next().unwrap_or(false));
-                    for ep in &matched {
-                        keep.push(format!("{entry}:{}", ep.id));
-                    }
-                    ids = keep;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
-                    self.in_flight.let_go(&entry);
-                    return;
-                }
+        let deliveries = match self.fanout.deliveries(&entry, ev, reread).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
+                self.in_flight.let_go(&entry);
+                return;
             }
-        }
-        if matched.is_empty() {
+        };
+        if deliveries.is_empty() {
             self.ack(entry);
             return;
         }
-        let published_at = entry
-            .split('-')
-            .next()
-            .and_then(|ms| ms.parse().ok())
-            .unwrap_or_else(crate::support::clock::now_ms);
-        let info = Arc::new(EventInfo {
-            id: ev.id,
-            event_type: ev.event_type,
-            tenant: ev.tenant,
-            body: ev.body,
-            published_at,
-        });
         let ticket = Arc::new(Ticket {
             entry,
-            remaining: AtomicUsize::new(matched.len()),
+            remaining: AtomicUsize::new(deliveries.len()),
             all_ok: AtomicBool::new(true),
             acks: self.acks.clone(),
             in_flight: self.in_flight.clone(),
         });
-        for (ep, id) in matched.into_iter().zip(ids) {
+        for mut d in deliveries {
             let room = self
                 .outstanding
                 .clone()
                 .acquire_owned()
                 .await
                 .expect("never closed");
-            let mut d = Delivery::fresh(id, info.clone(), ep.id.clone());
             d.room = Some(room);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();

@@ -1,0 +1,168 @@
+//! Fan-out: an event becomes one delivery per endpoint of its tenant whose filters match its
+//! type (SPEC 3). A delivery's id is its stream entry's id and its endpoint's id, so the same
+//! entry read again makes the same ids.
+
+use std::sync::Arc;
+
+use crate::deliver::dispatcher::{Delivery, EventInfo};
+use crate::event::Event;
+use crate::registry::{Endpoint, LiveIndex};
+use crate::retry::RetryQueue;
+use crate::support::clock::now_ms;
+
+pub struct FanOut {
+    live: LiveIndex,
+    retry: RetryQueue,
+}
+
+impl FanOut {
+    pub fn new(live: LiveIndex, retry: RetryQueue) -> FanOut {
+        FanOut { live, retry }
+    }
+
+    /// The deliveries a stream entry's event makes. An entry read again (after a restart or
+    /// a claim) leaves out the deliveries the retry queue already owns, so none is scheduled
+    /// twice; `Err` when the queue could not be asked (the entry then stays pending).
+    pub async fn deliveries(
+        &self,
+        entry: &str,
+        ev: Event,
+        reread: bool,
+    ) -> redis::RedisResult<Vec<Delivery>> {
+        let mut matched = Vec::new();
+        self.live
+            .snapshot()
+            .matching(&ev.tenant, &ev.event_type, &mut matched);
+        if reread && !matched.is_empty() {
+            let ids: Vec<String> = matched
+                .iter()
+                .map(|ep| delivery_id(entry, &ep.id))
+                .collect();
+            let mut queued = self.retry.contains(&ids).await?.into_iter();
+            matched.retain(|_| !queued.next().unwrap_or(false));
+        }
+        Ok(deliveries(entry, ev, matched))
+    }
+}
+
+/// One delivery per matched endpoint, all sharing the event (and its body) in memory.
+fn deliveries(entry: &str, ev: Event, matched: Vec<Arc<Endpoint>>) -> Vec<Delivery> {
+    if matched.is_empty() {
+        return Vec::new();
+    }
+    let info = Arc::new(EventInfo {
+        id: ev.id,
+        event_type: ev.event_type,
+        tenant: ev.tenant,
+        body: ev.body,
+        published_at: published_at(entry),
+    });
+    matched
+        .into_iter()
+        .map(|ep| Delivery::fresh(delivery_id(entry, &ep.id), info.clone(), ep.id.clone()))
+        .collect()
+}
+
+pub fn delivery_id(entry: &str, endpoint: &str) -> String {
+    format!("{entry}:{endpoint}")
+}
+
+/// When the entry entered the stream: the milliseconds of its id (`<ms>-<seq>`).
+fn published_at(entry: &str) -> i64 {
+    entry
+        .split('-')
+        .next()
+        .and_then(|ms| ms.parse().ok())
+        .unwrap_or_else(now_ms)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::registry::{EndpointRecord, Snapshot};
+    use crate::secure::seal::Sealer;
+    use crate::secure::sign::generate_secret;
+
+    fn record(id: &str, tenant: &str, filter: &str) -> EndpointRecord {
+        EndpointRecord::new(
+            id.into(),
+            tenant.into(),
+            "https://example.com/".into(),
+            vec![filter.into()],
+            Sealer::new(None).seal(&generate_secret(), id),
+            1,
+        )
+    }
+
+    fn event(tenant: &str, event_type: &str) -> Event {
+        let raw = crate::event::envelope_json(
+            "evt_1",
+            event_type,
+            tenant,
+            1_700_000_000,
+            &serde_json::json!({}),
+        );
+        crate::event::parse(raw.as_bytes(), 1 << 20).expect("a valid envelope")
+    }
+
+    fn fan_out(snapshot: &Snapshot, entry: &str, ev: Event) -> Vec<Delivery> {
+        let mut matched = Vec::new();
+        snapshot.matching(&ev.tenant, &ev.event_type, &mut matched);
+        deliveries(entry, ev, matched)
+    }
+
+    #[test]
+    fn each_matching_endpoint_of_the_events_tenant_gets_one_delivery() {
+        let snapshot = Snapshot::from_records(
+            &[
+                record("ep_a", "t1", "outbound.*"),
+                record("ep_b", "t1", "inbound.*"),
+                record("ep_c", "t1", "*.delivered"),
+                record("ep_d", "t2", "outbound.*"),
+            ],
+            &Sealer::new(None),
+        );
+        let out = fan_out(
+            &snapshot,
+            "1700000000123-4",
+            event("t1", "outbound.delivered"),
+        );
+        let mut ids: Vec<&str> = out.iter().map(|d| d.id.as_str()).collect();
+        ids.sort();
+        assert_eq!(ids, ["1700000000123-4:ep_a", "1700000000123-4:ep_c"]);
+        assert!(
+            Arc::ptr_eq(&out[0].event, &out[1].event),
+            "one event shared in memory"
+        );
+        let ev = &out[0].event;
+        assert_eq!((ev.id.as_str(), ev.tenant.as_str()), ("evt_1", "t1"));
+        assert_eq!(
+            ev.published_at, 1_700_000_000_123,
+            "the entry id's milliseconds"
+        );
+        assert!(out.iter().all(|d| d.attempts == 0 && d.room.is_none()));
+    }
+
+    #[test]
+    fn an_event_no_endpoint_wants_makes_no_delivery() {
+        let snapshot = Snapshot::from_records(
+            &[record("ep_a", "t1", "inbound.*"), record("ep_b", "t2", "*")],
+            &Sealer::new(None),
+        );
+        assert!(fan_out(&snapshot, "1-0", event("t1", "outbound.sent")).is_empty());
+        assert!(fan_out(&snapshot, "1-0", event("t3", "outbound.sent")).is_empty());
+    }
+
+    #[test]
+    fn the_same_entry_read_again_makes_the_same_delivery_ids() {
+        assert_eq!(delivery_id("17-0", "ep_a"), delivery_id("17-0", "ep_a"));
+        assert_ne!(delivery_id("17-0", "ep_a"), delivery_id("17-1", "ep_a"));
+    }
+
+    #[test]
+    fn an_entry_id_without_milliseconds_is_stamped_now() {
+        let before = now_ms();
+        assert!(published_at("not-an-id") >= before);
+        assert_eq!(published_at("42-7"), 42);
+    }
+}
