@@ -9,7 +9,14 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::event::catalog::{check_filters, Catalog, EventTypeDef};
+use crate::event::{valid_id, valid_tenant};
+use crate::secure::sign::decode_secret;
+use crate::secure::ssrf::{check_url, Guard};
 use crate::support::duration::Dur;
+
+/// The longest wait between probes (SPEC 5).
+pub const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -124,15 +131,6 @@ pub struct SigningConfig {
     /// Earlier encryption keys: secrets sealed under them still open, and are sealed again
     /// under `encryption_key`.
     pub previous_encryption_keys: Vec<String>,
-}
-
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(deny_unknown_fields)]
-pub struct EventTypeDef {
-    #[serde(rename = "type")]
-    pub event_type: String,
-    #[serde(default)]
-    pub description: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -369,7 +367,7 @@ impl Config {
             ));
         }
         if self.delivery.breaker_probe.get().is_zero()
-            || self.delivery.breaker_probe.get() > crate::deliver::breaker::MAX_PROBE_INTERVAL
+            || self.delivery.breaker_probe.get() > MAX_PROBE_INTERVAL
         {
             return Err(key_err(
                 "delivery.breaker_probe",
@@ -416,7 +414,7 @@ impl Config {
         let mut seen_ids = BTreeSet::new();
         for (i, ep) in self.endpoints.iter().enumerate() {
             let at = |k: &str| format!("endpoints[{i}].{k}");
-            crate::registry::validate_static(ep, self).map_err(|(k, m)| key_err(&at(k), m))?;
+            validate_static(ep, self).map_err(|(k, m)| key_err(&at(k), m))?;
             if !seen_ids.insert(ep.id.as_str()) {
                 return Err(key_err(&at("id"), format!("`{}` is used twice", ep.id)));
             }
@@ -554,6 +552,22 @@ fn env_value(raw: &str, list: bool) -> Value {
             },
         },
     }
+}
+
+/// Validates a static endpoint of `config.yaml`; `Err((key, message))`.
+fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'static str, String)> {
+    if !valid_id(&ep.id) {
+        return Err(("id", "must be 1-128 characters of [A-Za-z0-9_.:-]".into()));
+    }
+    if !valid_tenant(&ep.tenant) {
+        return Err(("tenant", "must be 1-64 characters of [A-Za-z0-9_.-]".into()));
+    }
+    let guard = Guard::new(config.delivery.allowed_cidrs.clone());
+    check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|m| ("url", m))?;
+    let catalog = Catalog::new(&config.event_types);
+    check_filters(&ep.filters, &catalog).map_err(|m| ("filters", m))?;
+    decode_secret(&ep.secret).map_err(|e| ("secret", e.to_string()))?;
+    Ok(())
 }
 
 #[cfg(test)]

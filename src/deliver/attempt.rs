@@ -6,11 +6,12 @@ use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::Request;
 use http_body_util::{BodyExt, Full};
+use serde::{Deserialize, Serialize};
 
-use super::client::HttpClient;
-use crate::registry::model::{literal_ip, Endpoint};
+use crate::deliver::client::HttpClient;
+use crate::registry::model::Endpoint;
 use crate::secure::sign::signature_header;
-use crate::secure::ssrf::Guard;
+use crate::secure::ssrf::{literal_ip, Guard};
 
 /// Bytes of response body kept for the attempt log.
 pub const RESPONSE_EXCERPT: usize = 4096;
@@ -172,6 +173,23 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
         at.duration_since(std::time::SystemTime::now())
             .unwrap_or_default(),
     )
+}
+
+/// What one attempt left behind, for the attempt log and the endpoint's stats.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AttemptRecord {
+    /// Unix ms.
+    pub at: i64,
+    pub event_id: String,
+    pub attempt: u32,
+    pub status: Option<u16>,
+    pub latency_ms: u64,
+    pub error: Option<String>,
+    pub response: String,
+    #[serde(skip)]
+    pub endpoint_id: String,
+    #[serde(skip)]
+    pub gone: bool,
 }
 
 #[cfg(test)]

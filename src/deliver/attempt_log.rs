@@ -5,11 +5,11 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::sync::mpsc;
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
+use crate::deliver::attempt::AttemptRecord;
 use crate::ops::metrics::Metrics;
 use crate::registry::Store;
 
@@ -18,22 +18,6 @@ pub const KEEP: isize = 100;
 /// Records waiting to be written; past this, records are dropped (the log is best-effort).
 const BACKLOG: usize = 16_384;
 const BATCH: usize = 512;
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptRecord {
-    /// Unix ms.
-    pub at: i64,
-    pub event_id: String,
-    pub attempt: u32,
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: Option<String>,
-    pub response: String,
-    #[serde(skip)]
-    pub endpoint_id: String,
-    #[serde(skip)]
-    pub gone: bool,
-}
 
 /// The hot path's handle: never blocks.
 #[derive(Clone)]

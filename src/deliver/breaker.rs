@@ -11,6 +11,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use serde::{Deserialize, Serialize};
 
+use crate::config::MAX_PROBE_INTERVAL;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::ops::metrics::Metrics;
@@ -113,8 +114,6 @@ end
 return cjson.decode(raw).opened_at
 "#;
 
-/// The longest wait between probes (SPEC 5).
-pub const MAX_PROBE_INTERVAL: Duration = Duration::from_secs(300);
 /// How often each replica re-reads every circuit and streak.
 const REFRESH: Duration = Duration::from_millis(250);
 

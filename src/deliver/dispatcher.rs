@@ -12,8 +12,8 @@ use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
-use crate::deliver::attempt::{self, AttemptSpec, Outcome};
-use crate::deliver::attempt_log::{self, AttemptLog, AttemptRecord};
+use crate::deliver::attempt::{self, AttemptRecord, AttemptSpec, Outcome};
+use crate::deliver::attempt_log::{self, AttemptLog};
 use crate::deliver::breaker::Breaker;
 use crate::deliver::client::HttpClient;
 use crate::deliver::lane::{Admission, Budget, Lane, SlowShare, SLOW_AFTER};

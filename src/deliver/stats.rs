@@ -18,7 +18,7 @@ use std::time::Duration;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::is_success;
-use crate::deliver::attempt_log::AttemptRecord;
+use crate::deliver::attempt::AttemptRecord;
 use crate::support::clock::now_ms;
 
 /// Hours the stats route shows, the current one last.

@@ -1,9 +1,20 @@
 //! The normalized event types (SPEC 2), extensible from `config.yaml`.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-use crate::config::EventTypeDef;
 use crate::event::filter::Pattern;
+
+pub const MAX_FILTERS: usize = 64;
+
+/// An event type an operator adds to the catalog in `config.yaml`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EventTypeDef {
+    #[serde(rename = "type")]
+    pub event_type: String,
+    #[serde(default)]
+    pub description: String,
+}
 
 /// The built-in catalog: type and meaning.
 pub const BUILTIN: &[(&str, &str)] = &[
@@ -111,6 +122,31 @@ fn levenshtein(a: &str, b: &str) -> usize {
     prev[b.len()]
 }
 
+/// Checks filter patterns against the grammar and the catalog.
+pub fn check_filters(filters: &[String], catalog: &Catalog) -> Result<Vec<Pattern>, String> {
+    if filters.is_empty() {
+        return Err("filters must list at least one pattern".into());
+    }
+    if filters.len() > MAX_FILTERS {
+        return Err(format!("at most {MAX_FILTERS} filters"));
+    }
+    let mut out = Vec::with_capacity(filters.len());
+    for f in filters {
+        let p = Pattern::parse(f).map_err(|e| e.to_string())?;
+        if !catalog.covers(&p) {
+            let hint = catalog
+                .suggest(f)
+                .map(|s| format!("; did you mean `{s}`?"))
+                .unwrap_or_default();
+            return Err(format!(
+                "filter `{f}` matches no event type in the catalog{hint}"
+            ));
+        }
+        out.push(p);
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -138,5 +174,14 @@ mod tests {
         assert_eq!(c.suggest("outbound.bounce"), Some("outbound.bounced"));
         assert_eq!(c.suggest("zzz.qqqqqq"), None);
         assert!(!c.covers(&Pattern::parse("outbound.bounce").unwrap()));
+    }
+
+    #[test]
+    fn filters_are_checked_against_the_catalog_with_a_hint() {
+        let c = Catalog::new(&[]);
+        let e = check_filters(&["outbound.bounce".into()], &c).unwrap_err();
+        assert!(e.contains("did you mean `outbound.bounced`"), "{e}");
+        assert!(check_filters(&[], &c).is_err());
+        assert!(check_filters(&["*".into(), "*.delivered".into()], &c).is_ok());
     }
 }

@@ -5,7 +5,7 @@ pub mod model;
 pub mod store;
 
 pub use live::{LiveIndex, Snapshot, Syncer};
-pub use model::{validate_static, Endpoint, EndpointRecord, StoredSecret};
+pub use model::{Endpoint, EndpointRecord, StoredSecret};
 pub use store::{Store, Updated};
 
 use crate::config::StaticEndpoint;

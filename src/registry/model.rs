@@ -6,16 +6,10 @@ use std::sync::Arc;
 use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
-use crate::config::{Config, StaticEndpoint};
-use crate::event::catalog::Catalog;
 use crate::event::filter::Pattern;
-use crate::event::{valid_id, valid_tenant};
 use crate::secure::seal::Sealer;
-use crate::secure::sign::{decode_secret, SigningKey};
-use crate::secure::ssrf::Guard;
+use crate::secure::sign::SigningKey;
 
-pub const MAX_URL_LEN: usize = 2048;
-pub const MAX_FILTERS: usize = 64;
 pub const MAX_HEADERS: usize = 20;
 pub const MAX_DESCRIPTION: usize = 1024;
 
@@ -215,85 +209,6 @@ pub fn parse_headers(
     Ok(out)
 }
 
-/// Checks a URL's form: scheme, no user-info, a host, the length, and literal-IP targets.
-pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, String> {
-    if raw.len() > MAX_URL_LEN {
-        return Err(format!("url is longer than {MAX_URL_LEN} characters"));
-    }
-    let uri: Uri = raw
-        .parse()
-        .map_err(|_| format!("`{raw}` is not a valid URL"))?;
-    match uri.scheme_str() {
-        Some("https") => {}
-        Some("http") if allow_http => {}
-        Some("http") => return Err("url must use https (delivery.allow_http is off)".into()),
-        _ => return Err("url must be an absolute https:// URL".into()),
-    }
-    let authority = uri.authority().ok_or("url has no host")?;
-    if authority.as_str().contains('@') {
-        return Err("url must not contain user-info (user:password@)".into());
-    }
-    let host = uri.host().unwrap_or_default();
-    if host.is_empty() {
-        return Err("url has no host".into());
-    }
-    if let Some(ip) = literal_ip(host) {
-        guard
-            .check(ip)
-            .map_err(|kind| format!("url targets a {kind} address, which is not allowed"))?;
-    }
-    Ok(uri)
-}
-
-/// The IP of a URL host that is an address literal (`1.2.3.4` or `[::1]`).
-pub fn literal_ip(host: &str) -> Option<std::net::IpAddr> {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse()
-        .ok()
-}
-
-/// Checks filter patterns against the grammar and the catalog.
-pub fn check_filters(filters: &[String], catalog: &Catalog) -> Result<Vec<Pattern>, String> {
-    if filters.is_empty() {
-        return Err("filters must list at least one pattern".into());
-    }
-    if filters.len() > MAX_FILTERS {
-        return Err(format!("at most {MAX_FILTERS} filters"));
-    }
-    let mut out = Vec::with_capacity(filters.len());
-    for f in filters {
-        let p = Pattern::parse(f).map_err(|e| e.to_string())?;
-        if !catalog.covers(&p) {
-            let hint = catalog
-                .suggest(f)
-                .map(|s| format!("; did you mean `{s}`?"))
-                .unwrap_or_default();
-            return Err(format!(
-                "filter `{f}` matches no event type in the catalog{hint}"
-            ));
-        }
-        out.push(p);
-    }
-    Ok(out)
-}
-
-/// Validates a static endpoint of `config.yaml`; `Err((key, message))`.
-pub fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'static str, String)> {
-    if !valid_id(&ep.id) {
-        return Err(("id", "must be 1-128 characters of [A-Za-z0-9_.:-]".into()));
-    }
-    if !valid_tenant(&ep.tenant) {
-        return Err(("tenant", "must be 1-64 characters of [A-Za-z0-9_.-]".into()));
-    }
-    let guard = Guard::new(config.delivery.allowed_cidrs.clone());
-    check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|m| ("url", m))?;
-    let catalog = Catalog::new(&config.event_types);
-    check_filters(&ep.filters, &catalog).map_err(|m| ("filters", m))?;
-    decode_secret(&ep.secret).map_err(|e| ("secret", e.to_string()))?;
-    Ok(())
-}
-
 /// A fresh, time-ordered endpoint id.
 pub fn new_endpoint_id() -> String {
     format!(
@@ -308,20 +223,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn urls_must_be_https_without_userinfo() {
-        let g = Guard::default();
-        assert!(check_url("https://example.com/hook", false, &g).is_ok());
-        assert!(check_url("http://example.com/hook", false, &g).is_err());
-        assert!(check_url("http://example.com/hook", true, &g).is_ok());
-        assert!(check_url("https://u:p@example.com/", false, &g).is_err());
-        assert!(check_url("ftp://example.com/", false, &g).is_err());
-        assert!(check_url("/relative", false, &g).is_err());
-        assert!(check_url("https://127.0.0.1/", false, &g).is_err());
-        assert!(check_url("https://[::1]/", false, &g).is_err());
-        assert!(check_url("https://169.254.169.254/latest", false, &g).is_err());
-    }
-
-    #[test]
     fn custom_headers_cannot_override_signing_headers() {
         let mut h = BTreeMap::new();
         h.insert("Webhook-Signature".to_string(), "x".to_string());
@@ -329,14 +230,5 @@ mod tests {
         let mut ok = BTreeMap::new();
         ok.insert("x-team".to_string(), "mail".to_string());
         assert_eq!(parse_headers(&ok).unwrap().len(), 1);
-    }
-
-    #[test]
-    fn filters_are_checked_against_the_catalog_with_a_hint() {
-        let c = Catalog::new(&[]);
-        let e = check_filters(&["outbound.bounce".into()], &c).unwrap_err();
-        assert!(e.contains("did you mean `outbound.bounced`"), "{e}");
-        assert!(check_filters(&[], &c).is_err());
-        assert!(check_filters(&["*".into(), "*.delivered".into()], &c).is_ok());
     }
 }

@@ -2,7 +2,10 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use http::Uri;
 use ipnet::IpNet;
+
+pub const MAX_URL_LEN: usize = 2048;
 
 /// Refuses internal addresses unless an operator allowed their range.
 #[derive(Debug, Clone, Default)]
@@ -98,6 +101,44 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
     }
 }
 
+/// Checks a URL's form: scheme, no user-info, a host, the length, and literal-IP targets.
+pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, String> {
+    if raw.len() > MAX_URL_LEN {
+        return Err(format!("url is longer than {MAX_URL_LEN} characters"));
+    }
+    let uri: Uri = raw
+        .parse()
+        .map_err(|_| format!("`{raw}` is not a valid URL"))?;
+    match uri.scheme_str() {
+        Some("https") => {}
+        Some("http") if allow_http => {}
+        Some("http") => return Err("url must use https (delivery.allow_http is off)".into()),
+        _ => return Err("url must be an absolute https:// URL".into()),
+    }
+    let authority = uri.authority().ok_or("url has no host")?;
+    if authority.as_str().contains('@') {
+        return Err("url must not contain user-info (user:password@)".into());
+    }
+    let host = uri.host().unwrap_or_default();
+    if host.is_empty() {
+        return Err("url has no host".into());
+    }
+    if let Some(ip) = literal_ip(host) {
+        guard
+            .check(ip)
+            .map_err(|kind| format!("url targets a {kind} address, which is not allowed"))?;
+    }
+    Ok(uri)
+}
+
+/// The IP of a URL host that is an address literal (`1.2.3.4` or `[::1]`).
+pub fn literal_ip(host: &str) -> Option<std::net::IpAddr> {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse()
+        .ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,5 +195,19 @@ mod tests {
         let g = Guard::new(vec!["127.0.0.0/8".parse().unwrap()]);
         assert!(g.check("127.0.0.1".parse().unwrap()).is_ok());
         assert!(g.check("10.0.0.1".parse().unwrap()).is_err());
+    }
+
+    #[test]
+    fn urls_must_be_https_without_userinfo() {
+        let g = Guard::default();
+        assert!(check_url("https://example.com/hook", false, &g).is_ok());
+        assert!(check_url("http://example.com/hook", false, &g).is_err());
+        assert!(check_url("http://example.com/hook", true, &g).is_ok());
+        assert!(check_url("https://u:p@example.com/", false, &g).is_err());
+        assert!(check_url("ftp://example.com/", false, &g).is_err());
+        assert!(check_url("/relative", false, &g).is_err());
+        assert!(check_url("https://127.0.0.1/", false, &g).is_err());
+        assert!(check_url("https://[::1]/", false, &g).is_err());
+        assert!(check_url("https://169.254.169.254/latest", false, &g).is_err());
     }
 }

@@ -3,11 +3,11 @@
 use std::time::Duration;
 
 use crate::api::{ApiError, ApiState};
-use crate::registry::model::{
-    check_filters, check_url, literal_ip, parse_headers, MAX_DESCRIPTION,
-};
+use crate::event::catalog::check_filters;
+use crate::registry::model::{parse_headers, MAX_DESCRIPTION};
 use crate::registry::EndpointRecord;
 use crate::secure::sign::decode_secret;
+use crate::secure::ssrf::{check_url, literal_ip};
 
 /// How long registration waits for DNS before accepting a name it could not resolve (the
 /// connect-time guard still applies to whatever it resolves to later).

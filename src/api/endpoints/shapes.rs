@@ -7,7 +7,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use crate::deliver::breaker;
 use crate::deliver::stats;
-use crate::registry::model::MAX_FILTERS;
+use crate::event::catalog::MAX_FILTERS;
 use crate::registry::EndpointRecord;
 use crate::support::clock::rfc3339;
 
