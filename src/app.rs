@@ -17,7 +17,7 @@ use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
 use crate::deliver::{pull, stats};
 use crate::event::catalog::Catalog;
 use crate::fanout::FanOut;
-use crate::ingest::{self, Consumer, InFlight, StreamSettings};
+use crate::ingest::{self, Consumer, InFlight, Intake, Reader, StreamSettings};
 use crate::ops::gauges::Gauges;
 use crate::ops::health::{self, Health};
 use crate::ops::metrics::Metrics;
@@ -165,26 +165,25 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         max_event_bytes: config.stream.max_event_bytes,
         invalid_max_len: config.stream.invalid_max_len,
     };
-    let consumer = Consumer {
-        blocking,
-        conn: conn.clone(),
-        keys: keys.clone(),
-        settings: settings.clone(),
-        fanout: FanOut::new(live.clone(), retry.clone()),
-        dispatcher: dispatcher.clone(),
-        outstanding: outstanding.clone(),
-        acks: ack_tx,
-        in_flight: in_flight.clone(),
-        metrics: metrics.clone(),
-        health: health.clone(),
-        stop: stop.clone(),
-    };
+    let consumer = Consumer::new(
+        Reader::new(blocking, conn.clone(), keys.clone(), settings.clone()),
+        Intake {
+            fanout: FanOut::new(live.clone(), retry.clone()),
+            dispatcher: dispatcher.clone(),
+            outstanding: outstanding.clone(),
+            acks: ack_tx,
+            in_flight: in_flight.clone(),
+        },
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    );
     consumer
         .ensure_group()
         .await
         .map_err(redis_err("creating the consumer group"))?;
 
-    match api::tokens::migrate(&conn, &keys).await {
+    match api::migrate_tokens(&conn, &keys).await {
         Ok(0) => {}
         Ok(n) => tracing::info!(count = n, "tenant tokens indexed for listing and revoking"),
         Err(e) => return Err(ServeError::Redis(format!("indexing tenant tokens: {e}"))),

@@ -9,8 +9,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiError, ErrorBody};
 use super::extract::{cursor, page_limit};
-use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
+use super::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
+use super::state::ApiState;
 use crate::retry::dlq::{valid_stream_id, DeadLetter, Selector};
 use crate::support::clock::parse_rfc3339;
 

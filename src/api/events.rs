@@ -10,8 +10,10 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use super::error::{ApiError, ErrorBody};
 use super::extract::{check_tenant, parse_json};
-use super::{ApiError, ApiPath, ApiQuery, ApiState, Caller, ErrorBody, RawBody};
+use super::extract::{ApiPath, ApiQuery, Caller, RawBody};
+use super::state::ApiState;
 use crate::event;
 use crate::normalize::{self, NormalizeError, Provider};
 use crate::publish::{self, PublishError};

@@ -8,7 +8,9 @@ use axum::http::{header, StatusCode};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
-use super::{tokens, ApiError, ApiState};
+use super::error::ApiError;
+use super::state::ApiState;
+use super::token_store;
 use crate::event::valid_tenant;
 
 /// Who is calling: an operator (admin token from config) or one tenant.
@@ -62,14 +64,21 @@ impl FromRequestParts<ApiState> for Caller {
             .filter(|t| !t.is_empty())
             .ok_or(ApiError::Unauthorized)?;
         // Digests first, so the comparison takes the same time whatever the lengths.
-        let given = tokens::digest(token);
+        let given = token_store::digest(token);
         let admin = state.inner.admin_tokens.iter().fold(0u8, |hit, t| {
-            hit | given.ct_eq(&tokens::digest(t.trim())).unwrap_u8()
+            hit | given.ct_eq(&token_store::digest(t.trim())).unwrap_u8()
         });
         if admin == 1 {
             return Ok(Caller::Admin);
         }
-        let Some(tenant) = tokens::tenant_of(state, &given).await? else {
+        let Some(tenant) = token_store::tenant_of(
+            &state.inner.conn,
+            &state.inner.keys,
+            &state.inner.token_use,
+            &given,
+        )
+        .await?
+        else {
             return Err(ApiError::Unauthorized);
         };
         // Publishing is exempt (SPEC 6): producers are throttled by the stream, not here.
@@ -87,7 +96,6 @@ impl FromRequestParts<ApiState> for Caller {
 /// caller's own (else 404, as if absent).
 #[derive(Debug)]
 pub struct TenantScope {
-    pub caller: Caller,
     pub tenant: String,
 }
 
@@ -108,7 +116,7 @@ impl FromRequestParts<ApiState> for TenantScope {
         if !caller.owns(&tenant) {
             return Err(ApiError::NotFound("not found".into()));
         }
-        Ok(TenantScope { caller, tenant })
+        Ok(TenantScope { tenant })
     }
 }
 

@@ -12,7 +12,8 @@ use serde::Serialize;
 use utoipa::openapi::security::{Http, HttpAuthScheme, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
 
-use super::{ApiState, ErrorBody};
+use super::error::ErrorBody;
+use super::state::ApiState;
 
 #[derive(OpenApi)]
 #[openapi(

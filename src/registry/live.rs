@@ -209,7 +209,7 @@ impl Syncer {
     /// Writes the static endpoints (where missing or changed), then loads every record; the
     /// change-log head is read first so no change falls between.
     pub async fn full_load(&mut self) -> redis::RedisResult<()> {
-        super::sync_static(&self.store, &self.statics, &self.sealer).await?;
+        super::statics::sync_static(&self.store, &self.statics, &self.sealer).await?;
         if !self.store.mark().await? {
             tracing::info!("the registry mark is new: a new Redis, or one that lost its data");
         }

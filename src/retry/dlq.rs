@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-use crate::retry::{Job, RetryQueue};
+use crate::retry::queue::{Job, RetryQueue};
 use crate::support::clock::{now_ms, rfc3339};
 
 /// Entries read per `XRANGE` while scanning.

@@ -14,7 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-use crate::retry::Job;
+use crate::retry::queue::Job;
 
 /// Park requests written per transaction.
 const BATCH: usize = 512;

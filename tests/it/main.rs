@@ -25,3 +25,5 @@ mod command_line;
 mod operations;
 mod trim;
 mod upgrade;
+// Not a SPEC promise: the shape of the source tree (issue 12).
+mod layout;

@@ -8,8 +8,10 @@ use utoipa_axum::routes;
 
 use super::checks::load;
 use super::shapes::{AttemptList, AttemptOut, LimitQuery, TestOutcome};
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::page_limit;
-use crate::api::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, TenantScope};
+use crate::api::extract::{ApiPath, ApiQuery, TenantScope};
+use crate::api::state::ApiState;
 use crate::deliver::attempt_log;
 use crate::registry::Endpoint;
 use crate::support::clock::{now_ms, rfc3339};

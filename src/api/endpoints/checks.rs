@@ -2,7 +2,8 @@
 
 use std::time::Duration;
 
-use crate::api::{ApiError, ApiState};
+use crate::api::error::ApiError;
+use crate::api::state::ApiState;
 use crate::event::catalog::check_filters;
 use crate::registry::model::{parse_headers, MAX_DESCRIPTION};
 use crate::registry::EndpointRecord;

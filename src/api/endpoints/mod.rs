@@ -17,8 +17,10 @@ use self::checks::{check_fields, check_secret, check_target, load, refuse_static
 use self::shapes::{
     CreateEndpoint, CreatedEndpoint, EndpointList, EndpointOut, PageQuery, PatchEndpoint,
 };
-use super::extract::{cursor, page_limit};
-use super::{ApiError, ApiPath, ApiQuery, ApiState, ErrorBody, JsonBody, TenantScope};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{cursor, page_limit};
+use crate::api::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
+use crate::api::state::ApiState;
 use crate::registry::model::new_endpoint_id;
 use crate::registry::{EndpointRecord, Updated};
 use crate::secure::sign::generate_secret;

@@ -7,8 +7,10 @@ use utoipa_axum::routes;
 
 use super::checks::{check_secret, load, open_secret, refuse_static};
 use super::shapes::{RotateSecret, Secret};
+use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::OptionalJsonBody;
-use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
+use crate::api::extract::{ApiPath, TenantScope};
+use crate::api::state::ApiState;
 use crate::registry::{StoredSecret, Updated};
 use crate::secure::sign::generate_secret;
 use crate::support::clock::now_ms;

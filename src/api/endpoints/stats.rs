@@ -7,7 +7,9 @@ use utoipa_axum::routes;
 
 use super::checks::load;
 use super::shapes::{EndpointStats, HourStats};
-use crate::api::{ApiError, ApiPath, ApiState, ErrorBody, TenantScope};
+use crate::api::error::{ApiError, ErrorBody};
+use crate::api::extract::{ApiPath, TenantScope};
+use crate::api::state::ApiState;
 use crate::deliver::breaker;
 use crate::deliver::stats;
 use crate::support::clock::now_ms;

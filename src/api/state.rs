@@ -1,0 +1,78 @@
+//! What every handler shares: the connection, the registry, the queues, the dispatcher for
+//! test sends, and the API's own settings.
+
+use std::sync::Arc;
+
+use crate::api::limit;
+use crate::api::token_store::UsedMemory;
+use crate::config::Config;
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::deliver::dispatcher::Dispatcher;
+use crate::event::catalog::Catalog;
+use crate::registry::{LiveIndex, Store};
+use crate::retry::dlq::Dlq;
+use crate::retry::RetryQueue;
+use crate::secure::seal::Sealer;
+
+#[derive(Clone)]
+pub struct ApiState {
+    pub inner: Arc<Inner>,
+}
+
+pub struct Inner {
+    pub conn: Conn,
+    pub keys: Keys,
+    pub store: Store,
+    pub retry: RetryQueue,
+    pub dlq: Dlq,
+    pub sealer: Sealer,
+    pub catalog: Catalog,
+    pub live: LiveIndex,
+    pub dispatcher: Arc<Dispatcher>,
+    pub admin_tokens: Vec<String>,
+    pub max_body_bytes: usize,
+    pub max_event_bytes: usize,
+    pub allow_http: bool,
+    pub rotation_overlap_ms: i64,
+    /// When this replica last wrote each token's use.
+    pub token_use: UsedMemory,
+    pub rate_limit: limit::RateLimit,
+}
+
+impl ApiState {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        config: &Config,
+        conn: Conn,
+        keys: Keys,
+        store: Store,
+        retry: RetryQueue,
+        dlq: Dlq,
+        sealer: Sealer,
+        catalog: Catalog,
+        live: LiveIndex,
+        dispatcher: Arc<Dispatcher>,
+    ) -> Self {
+        ApiState {
+            inner: Arc::new(Inner {
+                conn,
+                keys,
+                store,
+                retry,
+                dlq,
+                sealer,
+                catalog,
+                live,
+                dispatcher,
+                admin_tokens: config.http.admin_tokens.clone(),
+                max_body_bytes: config.http.max_body_bytes,
+                max_event_bytes: config.stream.max_event_bytes,
+                allow_http: config.delivery.allow_http,
+                rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
+                token_use: UsedMemory::default(),
+                rate_limit: limit::RateLimit::new(config.http.rate_limit),
+            }),
+        }
+    }
+}

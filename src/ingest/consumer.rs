@@ -1,0 +1,266 @@
+//! The consumer-group loop: read entries, validate, drop repeats, fan out, and hand each
+//! delivery to the dispatcher; the entry is acknowledged once all of them have a fate.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::streams::StreamId;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::deliver::dispatcher::Dispatcher;
+use crate::event::Event;
+use crate::fanout::FanOut;
+use crate::ingest::ack::Ticket;
+use crate::ingest::claim::InFlight;
+use crate::ingest::dedup::first_sightings;
+use crate::ingest::read::{is_nogroup, Reader};
+use crate::ingest::validate::{classify, set_aside, Entry, SetAside};
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::support::backoff::Backoff;
+use crate::support::shutdown::Shutdown;
+
+/// Where the consumer's work goes, and what bounds it.
+pub struct Intake {
+    pub fanout: FanOut,
+    pub dispatcher: Arc<Dispatcher>,
+    /// Bounds deliveries held in memory; the consumer reads only when there is room.
+    pub outstanding: Arc<Semaphore>,
+    pub acks: mpsc::UnboundedSender<String>,
+    pub in_flight: Arc<InFlight>,
+}
+
+pub struct Consumer {
+    reader: Reader,
+    fanout: FanOut,
+    dispatcher: Arc<Dispatcher>,
+    outstanding: Arc<Semaphore>,
+    acks: mpsc::UnboundedSender<String>,
+    in_flight: Arc<InFlight>,
+    metrics: Arc<Metrics>,
+    health: Arc<Health>,
+    stop: Shutdown,
+}
+
+impl Consumer {
+    pub fn new(
+        reader: Reader,
+        intake: Intake,
+        metrics: Arc<Metrics>,
+        health: Arc<Health>,
+        stop: Shutdown,
+    ) -> Consumer {
+        Consumer {
+            reader,
+            fanout: intake.fanout,
+            dispatcher: intake.dispatcher,
+            outstanding: intake.outstanding,
+            acks: intake.acks,
+            in_flight: intake.in_flight,
+            metrics,
+            health,
+            stop,
+        }
+    }
+
+    /// Creates the group (from the start of the stream) and the stream if absent.
+    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+        self.reader.ensure_group().await
+    }
+
+    /// Reads and hands on entries until shutdown begins.
+    pub async fn run(self) {
+        let mut backoff = Backoff::new(Duration::from_millis(100));
+        let mut reread_backoff = Backoff::new(Duration::from_millis(100));
+        let mut own_pending_done = false;
+        let mut pending_cursor = "0".to_string();
+        let claim_every = (self.reader.settings().claim_idle / 2).max(Duration::from_secs(1));
+        let mut next_claim = tokio::time::Instant::now();
+        while !self.stop.begun() {
+            // Read no more than there is room for, so nothing waits unbounded in memory.
+            let room = self
+                .outstanding
+                .available_permits()
+                .min(self.reader.settings().batch);
+            if room == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+                continue;
+            }
+            if self.in_flight.take_let_go() {
+                // Entries left pending by a Redis failure: read them again once Redis is
+                // likely back (they were read from it, so it answered a moment ago).
+                own_pending_done = false;
+                pending_cursor = "0".to_string();
+                self.pause(&mut reread_backoff).await;
+            } else if own_pending_done {
+                reread_backoff.reset();
+            }
+            let step = if !own_pending_done {
+                // After a restart under the same name, our own unacknowledged entries first.
+                self.reader
+                    .read(&pending_cursor, room)
+                    .await
+                    .map(|entries| {
+                        match entries.last() {
+                            Some(last) => pending_cursor = last.id.clone(),
+                            None => own_pending_done = true,
+                        }
+                        (entries, true)
+                    })
+            } else if tokio::time::Instant::now() >= next_claim {
+                next_claim = tokio::time::Instant::now() + claim_every;
+                self.claim(room).await.map(|e| (e, true))
+            } else {
+                self.reader.read(">", room).await.map(|e| (e, false))
+            };
+            match step {
+                Ok((entries, reread)) => {
+                    self.health.set_consumer(true);
+                    backoff.reset();
+                    if !entries.is_empty() {
+                        self.process(entries, reread).await;
+                    }
+                }
+                Err(e) if is_nogroup(&e) => {
+                    tracing::warn!("consumer group missing (Redis lost its data?); recreating it");
+                    if let Err(e) = self.reader.ensure_group().await {
+                        tracing::warn!(error = %e, "cannot recreate the consumer group");
+                        self.pause(&mut backoff).await;
+                    }
+                }
+                Err(e) => {
+                    self.health.set_consumer(false);
+                    tracing::warn!(error = %e, "reading the stream failed; retrying");
+                    self.pause(&mut backoff).await;
+                }
+            }
+        }
+        self.health.set_consumer(false);
+    }
+
+    async fn pause(&self, backoff: &mut Backoff) {
+        self.stop.sleep(backoff.next_wait()).await;
+    }
+
+    /// Entries a dead consumer left pending; those trimmed away meanwhile need only their ack.
+    async fn claim(&self, room: usize) -> redis::RedisResult<Vec<StreamId>> {
+        let (claimed, gone) = self
+            .reader
+            .autoclaim(room, |id| self.in_flight.contains(id))
+            .await?;
+        for id in gone {
+            self.ack(id);
+        }
+        Ok(claimed)
+    }
+
+    async fn process(&self, entries: Vec<StreamId>, reread: bool) {
+        self.metrics.events_consumed.inc_by(entries.len() as u64);
+        let mut invalid: Vec<SetAside> = Vec::new();
+        let mut valid: Vec<(String, Event)> = Vec::new();
+        for entry in entries {
+            // Every entry read is this replica's work from now on: heartbeated until it is
+            // acknowledged, so no `XAUTOCLAIM` (ours or another replica's) takes it meanwhile,
+            // however long the batch takes to fan out. One already in progress is skipped.
+            if !self.in_flight.insert(&entry.id) {
+                continue;
+            }
+            match classify(&entry, self.reader.settings().max_event_bytes) {
+                Entry::Valid(ev) => valid.push((entry.id, ev)),
+                Entry::Invalid { reason, raw } => invalid.push((entry.id, reason, raw)),
+                Entry::Trimmed => self.ack(entry.id),
+            }
+        }
+        if !invalid.is_empty() {
+            self.set_aside(&invalid).await;
+        }
+        if valid.is_empty() {
+            return;
+        }
+        let fresh = match first_sightings(&self.reader.conn(), self.reader.keys(), &valid).await {
+            Ok(f) => f,
+            Err(e) => {
+                tracing::warn!(error = %e, "duplicate check failed; entries stay pending");
+                for (entry, _) in &valid {
+                    self.in_flight.let_go(entry);
+                }
+                return;
+            }
+        };
+        for ((entry, ev), fresh) in valid.into_iter().zip(fresh) {
+            if !fresh {
+                self.metrics.events_duplicate.inc();
+                self.ack(entry);
+                continue;
+            }
+            self.fan_out(entry, ev, reread).await;
+        }
+    }
+
+    /// Moves invalid entries to the invalid stream with their reason, then acknowledges them.
+    async fn set_aside(&self, invalid: &[SetAside]) {
+        self.metrics.events_invalid.inc_by(invalid.len() as u64);
+        let settings = self.reader.settings();
+        match set_aside(
+            &self.reader.conn(),
+            self.reader.keys(),
+            settings.invalid_max_len,
+            invalid,
+        )
+        .await
+        {
+            Ok(()) => {
+                for (id, _, _) in invalid {
+                    self.ack(id.clone());
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot set invalid entries aside; they stay pending");
+                for (id, _, _) in invalid {
+                    self.in_flight.let_go(id);
+                }
+            }
+        }
+    }
+
+    async fn fan_out(&self, entry: String, ev: Event, reread: bool) {
+        let deliveries = match self.fanout.deliveries(&entry, ev, reread).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
+                self.in_flight.let_go(&entry);
+                return;
+            }
+        };
+        if deliveries.is_empty() {
+            self.ack(entry);
+            return;
+        }
+        let ticket = Arc::new(Ticket::new(
+            entry,
+            deliveries.len(),
+            self.acks.clone(),
+            self.in_flight.clone(),
+        ));
+        for mut d in deliveries {
+            let room = self
+                .outstanding
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("never closed");
+            d.room = Some(room);
+            let dispatcher = self.dispatcher.clone();
+            let ticket = ticket.clone();
+            self.dispatcher.spawn(async move {
+                let ok = dispatcher.deliver(d).await;
+                ticket.done(ok);
+            });
+        }
+    }
+
+    /// Acknowledges an entry that needs no delivery (it stays claimed until the XACK lands).
+    fn ack(&self, entry: String) {
+        let _ = self.acks.send(entry);
+    }
+}
