@@ -3,7 +3,8 @@
 
 use serde_json::Value;
 
-use super::{normalize_flat, row, Item, NormalizeError, Normalized, Note, Provider, Row};
+use crate::normalize::table::{normalize_flat, row, Item, Note, Row};
+use crate::normalize::types::{NormalizeError, Normalized, Provider};
 
 /// SPEC 2's CloudMailin column. Codes come from the HTML comment in seed 003; `error` and
 /// `bounce_reply` have none there, so only their names are accepted. `process` (1000) is
@@ -69,7 +70,7 @@ static TABLE: &[Row] = &[
 /// level or as an element of an array (JSON lines of batches arrive that way).
 pub(super) fn items(payload: &Value) -> Result<Vec<Item<'_>>, NormalizeError> {
     let mut items = Vec::new();
-    for item in super::items(payload)? {
+    for item in crate::normalize::table::items(payload)? {
         match batch_events(&item)? {
             Some(events) => items.extend(events.iter().enumerate().map(|(i, value)| Item {
                 at: item.nested(format!("events[{i}]")),
@@ -95,7 +96,7 @@ fn batch_events<'a>(item: &Item<'a>) -> Result<Option<&'a Vec<Value>>, Normalize
         Some(Value::Array(events)) => Ok(Some(events)),
         Some(other) => Err(item.malformed(format_args!(
             "`events` must be an array, found {}",
-            super::json_kind(other)
+            crate::normalize::table::json_kind(other)
         ))),
     }
 }

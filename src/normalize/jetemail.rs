@@ -4,10 +4,10 @@
 
 use serde_json::Value;
 
-use super::{
-    annotate, derived_id, json_kind, row, timestamp, EventKey, Item, NormalizeError, Normalized,
-    Provider, Row,
-};
+use crate::normalize::ids::derived_id;
+use crate::normalize::table::{annotate, json_kind, row, EventKey, Item, Row};
+use crate::normalize::timestamp;
+use crate::normalize::types::{NormalizeError, Normalized, Provider};
 
 /// SPEC 2's JetEmail column. JetEmail has no numeric codes and no notes: its bounces carry
 /// their own `bounce_type` in `data`.
@@ -72,7 +72,7 @@ pub(super) fn normalize_item(item: &Item<'_>, now: i64) -> Result<Normalized, No
     };
     let row = EventKey::Name(event_type)
         .lookup(TABLE)
-        .ok_or_else(|| super::unknown_event(Provider::JetEmail, raw_type))?;
+        .ok_or_else(|| crate::normalize::table::unknown_event(Provider::JetEmail, raw_type))?;
     let id = match envelope.get("id").and_then(Value::as_str) {
         Some(id) if crate::event::valid_id(id) => id.to_owned(),
         _ => derived_id(Provider::JetEmail, item.value),

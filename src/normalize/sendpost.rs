@@ -1,7 +1,8 @@
 //! SendPost Custom SMTP events (seed 000): flat objects whose `event` is a `CS*` name or
 //! its numeric id 58–68, as a JSON number or a string of digits.
 
-use super::{normalize_flat, row, Item, NormalizeError, Normalized, Note, Provider, Row};
+use crate::normalize::table::{normalize_flat, row, Item, Note, Row};
+use crate::normalize::types::{NormalizeError, Normalized, Provider};
 
 /// SPEC 2's SendPost column. `CSDropped` sets no `reason`: SendPost uses it both for a
 /// relay that failed after all retries and for pre-send refusals, and does not say which.
