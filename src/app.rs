@@ -253,7 +253,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
             dispatcher.clone(),
             outstanding.clone(),
             lease,
-            dispatcher.wake.clone(),
             stop.clone(),
         )),
         tokio::spawn(tend_lanes(dispatcher.clone(), stop.clone())),

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use crate::deliver::dispatcher::{Delivery, EventInfo};
+use crate::deliver::delivery::{Delivery, EventInfo};
 use crate::event::Event;
 use crate::registry::{Endpoint, LiveIndex};
 use crate::retry::RetryQueue;

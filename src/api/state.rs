@@ -14,6 +14,7 @@ use crate::registry::{LiveIndex, Store};
 use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
 use crate::secure::seal::Sealer;
+use crate::secure::ssrf::Guard;
 
 #[derive(Clone)]
 pub struct ApiState {
@@ -34,6 +35,8 @@ pub struct Inner {
     pub max_body_bytes: usize,
     pub max_event_bytes: usize,
     pub allow_http: bool,
+    /// The SSRF guard registration checks URLs against (the same ranges as delivery's).
+    pub guard: Guard,
     pub rotation_overlap_ms: i64,
     /// When this replica last wrote each token's use.
     pub token_use: UsedMemory,
@@ -69,6 +72,7 @@ impl ApiState {
                 max_body_bytes: config.http.max_body_bytes,
                 max_event_bytes: config.stream.max_event_bytes,
                 allow_http: config.delivery.allow_http,
+                guard: Guard::new(config.delivery.allowed_cidrs.clone()),
                 rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
                 token_use: UsedMemory::default(),
                 rate_limit: limit::RateLimit::new(config.http.rate_limit),

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::deliver::dispatcher::{Delivery, Dispatcher};
+use crate::deliver::delivery::Delivery;
+use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::lane::SlowShare;
 use crate::retry::park::Probe;
 use crate::retry::{Job, RetryQueue};
@@ -81,9 +82,9 @@ pub async fn run_parked(
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
     lease: Duration,
-    wake: Arc<Notify>,
     stop: Shutdown,
 ) {
+    let wake = dispatcher.wake.clone();
     // Passes walk the ready backlogs a page at a time, so every one gets its turn however
     // many there are.
     let mut offset = 0;

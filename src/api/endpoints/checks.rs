@@ -21,7 +21,7 @@ const MAX_METADATA_VALUE: usize = 1024;
 /// Refuses (422) a hostname that resolves to any address the SSRF guard blocks. A name that
 /// does not resolve now is accepted: the connect-time guard checks whatever it becomes.
 pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiError> {
-    let guard = &state.inner.dispatcher.guard;
+    let guard = &state.inner.guard;
     let uri = check_url(raw, state.inner.allow_http, guard).map_err(ApiError::Invalid)?;
     let host = uri.host().unwrap_or_default();
     if literal_ip(host).is_some() {

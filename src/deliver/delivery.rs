@@ -1,0 +1,128 @@
+//! A delivery: one event on its way to one endpoint, with what its attempts so far left.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::OwnedSemaphorePermit;
+
+use crate::deliver::lane::SlowShare;
+use crate::retry::Job;
+use crate::support::clock::now_ms;
+
+/// The event as every one of its deliveries shares it.
+#[derive(Debug)]
+pub struct EventInfo {
+    pub id: String,
+    pub event_type: String,
+    pub tenant: String,
+    pub body: Bytes,
+    /// Unix ms the event entered the stream.
+    pub published_at: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// First attempt, straight from the input stream.
+    Stream,
+    /// Taken (leased) from the retry queue.
+    Queue,
+}
+
+pub struct Delivery {
+    pub id: String,
+    pub event: Arc<EventInfo>,
+    pub endpoint_id: Arc<str>,
+    pub attempts: u32,
+    pub first_attempt_at: i64,
+    /// Unix ms this delivery's schedule began to count when it has no attempt yet.
+    pub queued_at: i64,
+    pub last_status: Option<u16>,
+    pub last_error: Option<String>,
+    pub source: Source,
+    /// Its job in the retry queue is current (no attempt since it was read from there).
+    pub stored: bool,
+    /// The one attempt an open circuit allows.
+    pub probe: bool,
+    /// Its share of the room for deliveries held in memory; given up when it is parked or
+    /// its attempt turns slow, so neither holds the consumer back.
+    pub room: Option<OwnedSemaphorePermit>,
+    /// A share of the slow budget taken for it in advance (by the backlog puller).
+    pub slow_share: Option<SlowShare>,
+}
+
+impl Delivery {
+    /// A first delivery of a stream entry's event.
+    pub fn fresh(id: String, event: Arc<EventInfo>, endpoint_id: Arc<str>) -> Delivery {
+        Delivery {
+            id,
+            event,
+            endpoint_id,
+            attempts: 0,
+            first_attempt_at: 0,
+            queued_at: now_ms(),
+            last_status: None,
+            last_error: None,
+            source: Source::Stream,
+            stored: false,
+            probe: false,
+            room: None,
+            slow_share: None,
+        }
+    }
+
+    pub fn from_job(job: Job) -> Delivery {
+        Delivery {
+            event: Arc::new(EventInfo {
+                id: job.event_id,
+                event_type: job.event_type,
+                tenant: job.tenant,
+                body: Bytes::from(job.body),
+                published_at: job.published_at,
+            }),
+            endpoint_id: job.endpoint_id.into(),
+            id: job.id,
+            attempts: job.attempts,
+            first_attempt_at: job.first_attempt_at,
+            queued_at: job.queued_at,
+            last_status: job.last_status,
+            last_error: job.last_error,
+            source: Source::Queue,
+            stored: true,
+            probe: false,
+            room: None,
+            slow_share: None,
+        }
+    }
+
+    pub fn to_job(&self) -> Job {
+        Job {
+            id: self.id.clone(),
+            tenant: self.event.tenant.clone(),
+            endpoint_id: self.endpoint_id.to_string(),
+            event_id: self.event.id.clone(),
+            event_type: self.event.event_type.clone(),
+            body: String::from_utf8_lossy(&self.event.body).into_owned(),
+            attempts: self.attempts,
+            first_attempt_at: self.first_attempt_at,
+            published_at: self.event.published_at,
+            last_status: self.last_status,
+            last_error: self.last_error.clone(),
+            deferrals: 0,
+            queued_at: self.queued_at,
+        }
+    }
+
+    /// When its schedule runs out: the sum of the delays after its first attempt (or after
+    /// it was queued, if it has none yet).
+    pub fn deadline(&self, schedule_total: Duration) -> i64 {
+        let base = if self.first_attempt_at > 0 {
+            self.first_attempt_at
+        } else if self.queued_at > 0 {
+            self.queued_at
+        } else {
+            self.event.published_at
+        };
+        base + schedule_total.as_millis() as i64
+    }
+}

@@ -1,0 +1,169 @@
+//! Recording a delivery's fate: delivered, scheduled again, parked, or dead-lettered. Each is
+//! a Redis write retried until it lands (or shutdown): only then may the delivery's source be
+//! let go.
+
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use backon::Retryable;
+
+use super::Dispatcher;
+use crate::deliver::attempt::{AttemptRecord, Outcome};
+use crate::deliver::attempt_log;
+use crate::deliver::decide::{self, AfterFailure, Verdict, Why};
+use crate::deliver::delivery::{Delivery, Source};
+use crate::deliver::lane::Lane;
+use crate::registry::Endpoint;
+use crate::retry::park::ParkRequest;
+use crate::support::clock::now_ms;
+
+impl Dispatcher {
+    pub(super) async fn finish(
+        &self,
+        mut d: Delivery,
+        ep: &Endpoint,
+        lane: &Lane,
+        outcome: Outcome,
+    ) -> bool {
+        let verdict = decide::verdict(&outcome);
+        self.log.record(AttemptRecord {
+            at: now_ms(),
+            event_id: d.event.id.clone(),
+            attempt: d.attempts,
+            status: outcome.status,
+            latency_ms: outcome.latency.as_millis() as u64,
+            error: outcome.error.clone(),
+            response: outcome.response.clone(),
+            endpoint_id: ep.id.to_string(),
+            gone: verdict == Verdict::Gone,
+        });
+        d.last_status = outcome.status;
+        d.last_error = outcome.error.clone();
+        if verdict == Verdict::Delivered {
+            if let Err(e) = self.breaker.record_success(&ep.id).await {
+                tracing::warn!(endpoint = %ep.id, error = %e, "recording a success on the circuit failed");
+            }
+            self.metrics.delivered.inc();
+            let lag = (now_ms() - d.event.published_at).max(0) as f64 / 1000.0;
+            self.metrics.event_to_delivery.observe(lag);
+            tracing::debug!(endpoint = %ep.id, event = %d.event.id, status = outcome.status, attempt = d.attempts, "delivered");
+            return self.settled(&d).await;
+        }
+        tracing::info!(
+            endpoint = %ep.id, event = %d.event.id, attempt = d.attempts,
+            status = outcome.status, error = outcome.error.as_deref().unwrap_or(""),
+            "attempt failed"
+        );
+        if verdict == Verdict::Gone {
+            let reason = "endpoint answered 410 Gone";
+            let disabled = self
+                .persist(|| attempt_log::disable(&self.store, &ep.id, reason))
+                .await;
+            if disabled {
+                self.metrics.endpoints_disabled.inc();
+            }
+            return self.dead_letter(&d).await;
+        }
+        let error = outcome.failure_text();
+        if let Err(e) = self
+            .breaker
+            .record_failure(&ep.id, &error, outcome.retry_after, d.probe)
+            .await
+        {
+            tracing::warn!(endpoint = %ep.id, error = %e, "recording a failure on the circuit failed");
+        }
+        let next = decide::after_failure(
+            &self.cfg.schedule,
+            self.cfg.jitter,
+            d.attempts,
+            rand::random(),
+            &outcome,
+            self.breaker.blocks(&ep.id),
+        );
+        match next {
+            AfterFailure::WaitForProbe => {
+                d.probe = false;
+                self.park(d, lane, Why::Circuit).await
+            }
+            AfterFailure::Retry(delay) => {
+                self.metrics.retried.inc();
+                let due = now_ms() + delay.as_millis() as i64;
+                let job = d.to_job();
+                self.persist(|| self.retry.schedule(&job, due)).await
+            }
+            AfterFailure::DeadLetter => self.dead_letter(&d).await,
+        }
+    }
+
+    pub(super) async fn dead_letter(&self, d: &Delivery) -> bool {
+        self.metrics.dead.inc();
+        let job = d.to_job();
+        let Some(trimmed) = self.persisted(|| self.dlq.add(&job)).await else {
+            return false;
+        };
+        self.metrics.dlq_trimmed.inc_by(trimmed);
+        self.settled(d).await
+    }
+
+    /// Dead-letters a parked delivery whose schedule ran out while its circuit was open.
+    pub async fn expire(&self, mut d: Delivery) -> bool {
+        let last = self
+            .breaker
+            .circuit(&d.endpoint_id)
+            .map(|c| c.last_error)
+            .or(d.last_error.take())
+            .unwrap_or_else(|| "no attempt succeeded".into());
+        d.last_error = Some(format!("circuit open: {last}"));
+        self.dead_letter(&d).await
+    }
+
+    /// A delivery's fate is recorded: one taken from the retry queue leaves it. False only if
+    /// that removal never landed (its lease then makes it due again).
+    pub(super) async fn settled(&self, d: &Delivery) -> bool {
+        match d.source {
+            Source::Queue => self.persist(|| self.retry.complete(&d.id)).await,
+            Source::Stream => true,
+        }
+    }
+
+    /// Parks a delivery in its endpoint's backlog in Redis, without an attempt: written once,
+    /// then it waits for a slot or for its circuit's probe.
+    /// Its room is held until the write lands, so parking too is bounded in memory.
+    pub(super) async fn park(&self, d: Delivery, lane: &Lane, why: Why) -> bool {
+        self.metrics.parked(why.label());
+        let req = ParkRequest {
+            id: d.id.clone(),
+            endpoint_id: d.endpoint_id.clone(),
+            deadline: d.deadline(self.cfg.schedule_total()),
+            job: (!d.stored).then(|| serde_json::to_string(&d.to_job()).expect("jobs serialize")),
+            from_due: d.source == Source::Queue,
+        };
+        let ok = self.persist(|| self.park.park(req.clone())).await;
+        if ok {
+            lane.backlogged.store(true, Ordering::Relaxed);
+        }
+        ok
+    }
+
+    /// Retries a Redis write with backoff until it lands or shutdown; false if it never did.
+    async fn persist<F, Fut, T>(&self, op: F) -> bool
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        self.persisted(op).await.is_some()
+    }
+
+    /// As `persist`, with what the write answered.
+    async fn persisted<F, Fut, T>(&self, op: F) -> Option<T>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        op.retry(crate::support::backoff::policy(Duration::from_millis(50)))
+            .when(|_| !self.stop.begun())
+            .notify(|e, wait| tracing::warn!(error = %e, ?wait, "redis write failed; retrying"))
+            .await
+            .ok()
+    }
+}

@@ -1,0 +1,347 @@
+//! One delivery's life: wait briefly for room at its endpoint (or park in its backlog), attempt,
+//! then record its fate (delivered, scheduled again, parked, or dead-lettered) before the
+//! caller may acknowledge it.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{Notify, Semaphore};
+use tokio_util::task::TaskTracker;
+
+mod fate;
+
+use crate::deliver::attempt::{self, AttemptSpec, Outcome};
+use crate::deliver::attempt_log::AttemptLog;
+use crate::deliver::breaker::Breaker;
+use crate::deliver::client::HttpClient;
+use crate::deliver::decide::{self, Before, Gate, Why};
+use crate::deliver::delivery::{Delivery, Source};
+use crate::deliver::lane::{Admission, Budget, Lane, SLOW_AFTER};
+use crate::deliver::lanes::Lanes;
+use crate::ops::metrics::Metrics;
+use crate::registry::{Endpoint, LiveIndex, Store};
+use crate::retry::dlq::Dlq;
+use crate::retry::park::ParkQueue;
+use crate::retry::RetryQueue;
+use crate::secure::ssrf::Guard;
+use crate::support::clock::now_ms;
+use crate::support::shutdown::Shutdown;
+
+#[derive(Debug, Clone)]
+pub struct DispatchConfig {
+    pub timeout: Duration,
+    pub per_endpoint: usize,
+    /// The longest expected wait for a busy endpoint that a delivery sits out in memory;
+    /// longer, and it is parked in Redis (see `lane`).
+    pub lane_wait: Duration,
+    pub schedule: Vec<Duration>,
+    pub jitter: f64,
+}
+
+impl DispatchConfig {
+    fn schedule_total(&self) -> Duration {
+        self.schedule.iter().sum()
+    }
+}
+
+/// Why an API test send was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum Busy {
+    #[error("the endpoint has no free delivery slot; try again shortly")]
+    Endpoint,
+    #[error("webhookd is at its in-flight limit; try again shortly")]
+    Overall,
+}
+
+/// The deliver stage's hub: it owns the lanes, the budgets and the stores a delivery's fate
+/// is written to. Outside the stage it offers `deliver`, `expire`, `test_send`, `spawn`,
+/// `drained` and lane upkeep; `pull` (inside the stage) reads its parts.
+pub struct Dispatcher {
+    pub(super) cfg: DispatchConfig,
+    client: HttpClient,
+    guard: Guard,
+    pub(super) live: LiveIndex,
+    global: Arc<Semaphore>,
+    pub(super) slow: Arc<Budget>,
+    retry: RetryQueue,
+    pub(super) park: ParkQueue,
+    pub(super) breaker: Arc<Breaker>,
+    dlq: Dlq,
+    log: AttemptLog,
+    pub(super) store: Store,
+    pub(super) metrics: Arc<Metrics>,
+    stop: Shutdown,
+    /// Wakes the backlog puller when a backlogged lane frees a slot.
+    pub(super) wake: Arc<Notify>,
+    /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
+    tasks: TaskTracker,
+    lanes: Lanes,
+}
+
+/// The parts a dispatcher works with.
+pub struct Parts {
+    pub client: HttpClient,
+    pub guard: Guard,
+    pub live: LiveIndex,
+    pub max_in_flight: usize,
+    pub retry: RetryQueue,
+    pub park: ParkQueue,
+    pub breaker: Arc<Breaker>,
+    pub dlq: Dlq,
+    pub log: AttemptLog,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub stop: Shutdown,
+}
+
+/// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
+/// one tenant half of that; attempts that turn slow while running, up to all of it.
+const SLOW_SHARE: f64 = 0.75;
+
+impl Dispatcher {
+    pub fn new(cfg: DispatchConfig, p: Parts) -> Dispatcher {
+        let per_endpoint = cfg.per_endpoint;
+        let slow_total = ((p.max_in_flight as f64 * SLOW_SHARE) as usize).max(1);
+        Dispatcher {
+            cfg,
+            client: p.client,
+            guard: p.guard,
+            live: p.live,
+            global: Arc::new(Semaphore::new(p.max_in_flight)),
+            slow: Budget::new(slow_total, p.max_in_flight, slow_total.div_ceil(2)),
+            retry: p.retry,
+            park: p.park,
+            breaker: p.breaker,
+            dlq: p.dlq,
+            log: p.log,
+            store: p.store,
+            metrics: p.metrics,
+            stop: p.stop,
+            wake: Arc::new(Notify::new()),
+            tasks: TaskTracker::new(),
+            lanes: Lanes::new(per_endpoint),
+        }
+    }
+
+    /// Runs a delivery (or anything that ends in one) as a task shutdown waits for.
+    pub fn spawn<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.tasks.spawn(task);
+    }
+
+    /// Waits until every delivery task has ended; none may start after this is called.
+    pub async fn drained(&self) {
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    pub fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
+        self.lanes.get(id)
+    }
+
+    /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
+    pub fn prune_lanes(&self) {
+        self.lanes.prune(&self.live.snapshot());
+    }
+
+    /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
+    /// by another replica), so their new deliveries stop queueing behind an empty backlog.
+    pub async fn refresh_backlog_flags(&self) -> redis::RedisResult<()> {
+        for chunk in self.lanes.backlogged().chunks(500) {
+            let depths = self.park.depths(chunk.iter().map(|(id, _)| &**id)).await?;
+            for ((_, lane), depth) in chunk.iter().zip(depths) {
+                if depth == 0 {
+                    lane.backlogged.store(false, Ordering::Relaxed);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Per-endpoint attempts in flight in this replica.
+    pub fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
+        self.lanes.in_flight()
+    }
+
+    /// Runs a delivery to its end. True when its fate is safely recorded (delivered, queued
+    /// for a retry, parked, or dead-lettered), so the stream entry it came from may be
+    /// acknowledged.
+    pub async fn deliver(&self, mut d: Delivery) -> bool {
+        let ep = self.live.snapshot().endpoint(&d.endpoint_id).cloned();
+        let Some(ep) = ep else {
+            return self.endpoint_missing(d).await;
+        };
+        let lane = self.lane(&ep.id);
+        let gate = Gate {
+            disabled: ep.disabled,
+            quarantined: ep.quarantined.is_some(),
+            circuit_open: self.breaker.blocks(&ep.id),
+            probe: d.probe,
+            fresh: d.source == Source::Stream,
+            backlogged: lane.backlogged.load(Ordering::Relaxed),
+        };
+        match decide::before(gate) {
+            Before::DeadLetter(why) => {
+                d.last_error = Some(why.into());
+                return self.dead_letter(&d).await;
+            }
+            Before::Park(why) => return self.park(d, &lane, why).await,
+            Before::Attempt => {}
+        }
+        // Under a rate limit, the delivery waits for its slot, or is parked if that is far.
+        if let Some(per_sec) = ep.rate_limit.filter(|_| !d.probe) {
+            match lane.reserve(per_sec, self.cfg.lane_wait) {
+                Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
+                Some(_) => {}
+                None => return self.park(d, &lane, Why::RateLimit).await,
+            }
+        }
+        let slot = match lane.admit(self.cfg.lane_wait).await {
+            Admission::Go(s) => s,
+            Admission::Park => return self.park(d, &lane, Why::Busy).await,
+        };
+        if !d.probe && self.breaker.blocks(&ep.id) {
+            drop(slot);
+            return self.park(d, &lane, Why::Circuit).await;
+        }
+        // A slow endpoint's attempt needs a share of the slow budget instead of quick room,
+        // and holds none of the consumer's room.
+        let mut share = None;
+        if lane.is_slow() {
+            match d
+                .slow_share
+                .take()
+                .or_else(|| self.slow.try_take(&ep.tenant))
+            {
+                Some(s) => share = Some(s),
+                None => {
+                    drop(slot);
+                    return self.park(d, &lane, Why::SlowBudget).await;
+                }
+            }
+            d.room = None;
+        }
+        let mut quick = match share {
+            Some(_) => None,
+            None => Some(
+                self.global
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("never closed"),
+            ),
+        };
+        let now = now_ms();
+        if d.first_attempt_at == 0 {
+            d.first_attempt_at = now;
+        }
+        self.metrics.in_flight.inc();
+        let event = d.event.clone();
+        let send = attempt::send(
+            &self.client,
+            &self.guard,
+            AttemptSpec {
+                endpoint: &ep,
+                msg_id: &event.id,
+                body: &event.body,
+                timeout: self.cfg.timeout,
+                now_ms: now,
+            },
+        );
+        tokio::pin!(send);
+        let outcome = if share.is_some() {
+            send.await
+        } else {
+            tokio::select! {
+                o = &mut send => o,
+                _ = tokio::time::sleep(SLOW_AFTER) => {
+                    // Turned slow: its quick room goes back to the quick endpoints, and the
+                    // consumer reads on.
+                    share = self.slow.take_running(&ep.tenant);
+                    if share.is_some() {
+                        quick = None;
+                        d.room = None;
+                    }
+                    send.await
+                }
+            }
+        };
+        self.metrics.in_flight.dec();
+        drop(quick);
+        drop(share);
+        lane.finished(outcome.latency, outcome.succeeded());
+        drop(slot);
+        if lane.backlogged.load(Ordering::Relaxed) {
+            self.wake.notify_one();
+        }
+        d.attempts += 1;
+        d.stored = false;
+        self.metrics
+            .attempt_duration
+            .observe(outcome.latency.as_secs_f64());
+        self.finish(d, &ep, &lane, outcome).await
+    }
+
+    /// An endpoint not in this replica's index: gone only if Redis agrees; otherwise (a
+    /// record this replica has not loaded yet, or cannot decode) the delivery is parked.
+    async fn endpoint_missing(&self, d: Delivery) -> bool {
+        match self.store.get(&d.endpoint_id).await {
+            Ok(None) => self.settled(&d).await,
+            Ok(Some(_)) => {
+                let lane = self.lane(&d.endpoint_id);
+                self.park(d, &lane, Why::UnknownEndpoint).await
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot tell whether an endpoint exists; keeping its delivery");
+                false
+            }
+        }
+    }
+
+    /// One signed test delivery through the same limits as every delivery (the endpoint's
+    /// slots and rate limit, and the overall in-flight limit), or why not now.
+    pub async fn test_send(
+        &self,
+        ep: &Endpoint,
+        msg_id: &str,
+        body: &Bytes,
+    ) -> Result<Outcome, Busy> {
+        let lane = self.lane(&ep.id);
+        if let Some(per_sec) = ep.rate_limit {
+            match lane.reserve(per_sec, self.cfg.lane_wait) {
+                Some(wait) => tokio::time::sleep(wait).await,
+                None => return Err(Busy::Endpoint),
+            }
+        }
+        let slot = match lane.admit(self.cfg.lane_wait).await {
+            Admission::Go(s) => s,
+            Admission::Park => return Err(Busy::Endpoint),
+        };
+        let global = tokio::time::timeout(self.cfg.lane_wait, self.global.acquire())
+            .await
+            .map_err(|_| Busy::Overall)?
+            .expect("never closed");
+        self.metrics.in_flight.inc();
+        let outcome = attempt::send(
+            &self.client,
+            &self.guard,
+            AttemptSpec {
+                endpoint: ep,
+                msg_id,
+                body,
+                timeout: self.cfg.timeout,
+                now_ms: now_ms(),
+            },
+        )
+        .await;
+        self.metrics.in_flight.dec();
+        drop(global);
+        lane.finished(outcome.latency, outcome.succeeded());
+        drop(slot);
+        Ok(outcome)
+    }
+}
