@@ -1,0 +1,198 @@
+//! Validating a loaded configuration: every refusal names its key.
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+
+use base64::Engine;
+
+use crate::config::error::{key_err, ConfigError};
+use crate::config::model::{Config, StaticEndpoint};
+use crate::event::catalog::{check_filters, Catalog};
+use crate::event::{valid_id, valid_tenant};
+use crate::secure::sign::decode_secret;
+use crate::secure::ssrf::{check_url, Guard};
+
+/// The longest wait between probes (SPEC 5).
+pub const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+
+impl Config {
+    pub(super) fn validate(&self) -> Result<(), ConfigError> {
+        if redis::Client::open(self.redis.url.as_str()).is_err() {
+            return Err(key_err(
+                "redis.url",
+                format!(
+                    "`{}` is not a Redis URL (redis://host:port/db)",
+                    crate::support::redact::url(&self.redis.url)
+                ),
+            ));
+        }
+        if self.stream.key.is_empty() {
+            return Err(key_err("stream.key", "must not be empty"));
+        }
+        if self.stream.group.is_empty() {
+            return Err(key_err("stream.group", "must not be empty"));
+        }
+        if self.stream.batch == 0 || self.stream.batch > 10_000 {
+            return Err(key_err("stream.batch", "must be between 1 and 10000"));
+        }
+        if self.stream.claim_idle.get().as_millis() < 1000 {
+            return Err(key_err("stream.claim_idle", "must be at least 1s"));
+        }
+        if self.stream.invalid_max_len == 0 {
+            return Err(key_err("stream.invalid_max_len", "must be at least 1"));
+        }
+        if self.dlq.max_per_endpoint == 0 {
+            return Err(key_err("dlq.max_per_endpoint", "must be at least 1"));
+        }
+        if self.dlq.retention.get().is_zero() {
+            return Err(key_err("dlq.retention", "must be above 0"));
+        }
+        if self.stream.max_event_bytes < 256 {
+            return Err(key_err("stream.max_event_bytes", "must be at least 256"));
+        }
+        parse_addr(&self.http.listen, "http.listen")?;
+        if !self.http.metrics_listen.is_empty() {
+            parse_addr(&self.http.metrics_listen, "http.metrics_listen")?;
+        }
+        if self.http.admin_tokens.iter().any(|t| t.trim().is_empty()) {
+            return Err(key_err(
+                "http.admin_tokens",
+                "an admin token must not be empty",
+            ));
+        }
+        if self.http.max_body_bytes < 1024 {
+            return Err(key_err("http.max_body_bytes", "must be at least 1024"));
+        }
+        if self.delivery.max_in_flight == 0 {
+            return Err(key_err("delivery.max_in_flight", "must be at least 1"));
+        }
+        if self.delivery.per_endpoint_in_flight == 0 {
+            return Err(key_err(
+                "delivery.per_endpoint_in_flight",
+                "must be at least 1",
+            ));
+        }
+        if self.delivery.breaker_probe.get().is_zero()
+            || self.delivery.breaker_probe.get() > MAX_PROBE_INTERVAL
+        {
+            return Err(key_err(
+                "delivery.breaker_probe",
+                "must be above 0 and at most 5m",
+            ));
+        }
+        if self.delivery.timeout.get().is_zero() {
+            return Err(key_err("delivery.timeout", "must be above 0"));
+        }
+        if self.delivery.connect_timeout.get().is_zero() {
+            return Err(key_err("delivery.connect_timeout", "must be above 0"));
+        }
+        if !(0.0..1.0).contains(&self.retry.jitter) {
+            return Err(key_err(
+                "retry.jitter",
+                "must be a fraction from 0 up to (not including) 1",
+            ));
+        }
+        if self.retry.schedule.len() > 50 {
+            return Err(key_err("retry.schedule", "at most 50 delays"));
+        }
+        if !self.signing.encryption_key.is_empty() {
+            self.encryption_key_bytes()?;
+        }
+        self.previous_key_bytes()?;
+        let mut seen_types = BTreeSet::new();
+        for (i, def) in self.event_types.iter().enumerate() {
+            if !crate::event::valid_type(&def.event_type) {
+                return Err(key_err(
+                    &format!("event_types[{i}].type"),
+                    format!(
+                        "`{}` is not an event type (2+ dot-separated segments of [a-z0-9_])",
+                        def.event_type
+                    ),
+                ));
+            }
+            if !seen_types.insert(def.event_type.as_str()) {
+                return Err(key_err(
+                    &format!("event_types[{i}].type"),
+                    format!("`{}` is listed twice", def.event_type),
+                ));
+            }
+        }
+        let mut seen_ids = BTreeSet::new();
+        for (i, ep) in self.endpoints.iter().enumerate() {
+            let at = |k: &str| format!("endpoints[{i}].{k}");
+            validate_static(ep, self).map_err(|(k, m)| key_err(&at(k), m))?;
+            if !seen_ids.insert(ep.id.as_str()) {
+                return Err(key_err(&at("id"), format!("`{}` is used twice", ep.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// Admin tokens too short to resist guessing (fewer than 16 characters), for a warning.
+    pub fn weak_admin_tokens(&self) -> usize {
+        self.http
+            .admin_tokens
+            .iter()
+            .filter(|t| t.trim().len() < 16)
+            .count()
+    }
+
+    /// The 32-byte key that encrypts endpoint secrets at rest, if configured.
+    /// `signing.previous_encryption_keys`, decoded.
+    pub fn previous_key_bytes(&self) -> Result<Vec<[u8; 32]>, ConfigError> {
+        self.signing
+            .previous_encryption_keys
+            .iter()
+            .enumerate()
+            .map(|(i, k)| {
+                let raw = base64::engine::general_purpose::STANDARD
+                    .decode(k.trim())
+                    .ok()
+                    .and_then(|raw| <[u8; 32]>::try_from(raw).ok());
+                raw.ok_or_else(|| {
+                    key_err(
+                        &format!("signing.previous_encryption_keys[{i}]"),
+                        "must be base64 of exactly 32 bytes",
+                    )
+                })
+            })
+            .collect()
+    }
+
+    pub fn encryption_key_bytes(&self) -> Result<Option<[u8; 32]>, ConfigError> {
+        if self.signing.encryption_key.is_empty() {
+            return Ok(None);
+        }
+        let raw = base64::engine::general_purpose::STANDARD
+            .decode(self.signing.encryption_key.trim())
+            .map_err(|_| key_err("signing.encryption_key", "must be base64"))?;
+        let key: [u8; 32] = raw.try_into().map_err(|_| {
+            key_err(
+                "signing.encryption_key",
+                "must be base64 of exactly 32 bytes (e.g. `openssl rand -base64 32`)",
+            )
+        })?;
+        Ok(Some(key))
+    }
+}
+
+fn parse_addr(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|_| key_err(key, format!("`{text}` is not an address like 0.0.0.0:8080")))
+}
+
+/// Validates a static endpoint of `config.yaml`; `Err((key, message))`.
+fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'static str, String)> {
+    if !valid_id(&ep.id) {
+        return Err(("id", "must be 1-128 characters of [A-Za-z0-9_.:-]".into()));
+    }
+    if !valid_tenant(&ep.tenant) {
+        return Err(("tenant", "must be 1-64 characters of [A-Za-z0-9_.-]".into()));
+    }
+    let guard = Guard::new(config.delivery.allowed_cidrs.clone());
+    check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|m| ("url", m))?;
+    let catalog = Catalog::new(&config.event_types);
+    check_filters(&ep.filters, &catalog).map_err(|m| ("filters", m))?;
+    decode_secret(&ep.secret).map_err(|e| ("secret", e.to_string()))?;
+    Ok(())
+}

@@ -1,0 +1,95 @@
+use base64::Engine;
+
+use super::*;
+use crate::support::duration::Dur;
+
+fn load(yaml: &str, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    Config::from_yaml_and_env(
+        yaml,
+        "test.yaml",
+        env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+    )
+}
+
+#[test]
+fn every_key_has_a_default() {
+    let c = load("", &[]).unwrap();
+    assert_eq!(c.redis.key_prefix, "webhookd:");
+    assert_eq!(c.stream.claim_idle, Dur::secs(30));
+    assert_eq!(c.delivery.per_endpoint_in_flight, 8);
+    assert_eq!(c.retry.schedule.len(), 7);
+    assert_eq!(c.shutdown_grace, Dur::secs(20));
+    assert!(!c.delivery.allow_http);
+}
+
+#[test]
+fn unknown_keys_are_named() {
+    let e = load("http:\n  listenn: 0.0.0.0:1\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("http") && e.contains("listenn"), "{e}");
+    let e = load("bogus: 1\n", &[]).unwrap_err().to_string();
+    assert!(e.contains("bogus"), "{e}");
+}
+
+#[test]
+fn bad_durations_name_the_key() {
+    let e = load("retry:\n  schedule: [5s, 5x]\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("retry.schedule") && e.contains("5x"), "{e}");
+    let e = load("shutdown_grace: soon\n", &[]).unwrap_err().to_string();
+    assert!(e.contains("shutdown_grace"), "{e}");
+}
+
+#[test]
+fn environment_overrides_sections_lists_and_top_level_keys() {
+    let c = load(
+        "redis:\n  url: redis://a:1\n",
+        &[
+            ("WEBHOOKD_REDIS__URL", "redis://b:2"),
+            (
+                "WEBHOOKD_HTTP__ADMIN_TOKENS",
+                "aaaaaaaaaaaaaaaa, bbbbbbbbbbbbbbbb",
+            ),
+            ("WEBHOOKD_STREAM__BATCH", "17"),
+            ("WEBHOOKD_DELIVERY__ALLOW_HTTP", "true"),
+            ("WEBHOOKD_RETRY__SCHEDULE", "1s,2s"),
+            ("WEBHOOKD_SHUTDOWN_GRACE", "3s"),
+            ("WEBHOOKD_PORT_8080_TCP", "tcp://10.0.0.1:8080"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(c.redis.url, "redis://b:2");
+    assert_eq!(c.http.admin_tokens.len(), 2);
+    assert_eq!(c.stream.batch, 17);
+    assert!(c.delivery.allow_http);
+    assert_eq!(c.retry.schedule, vec![Dur::secs(1), Dur::secs(2)]);
+    assert_eq!(c.shutdown_grace, Dur::secs(3));
+}
+
+#[test]
+fn unknown_environment_keys_are_named() {
+    let e = load("", &[("WEBHOOKD_HTTP__LISTN", "x")])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("listn"), "{e}");
+}
+
+#[test]
+fn encryption_key_must_be_32_bytes_of_base64() {
+    let e = load("signing:\n  encryption_key: abc\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("signing.encryption_key"), "{e}");
+    let ok = base64::engine::general_purpose::STANDARD.encode([7u8; 32]);
+    let c = load(&format!("signing:\n  encryption_key: {ok}\n"), &[]).unwrap();
+    assert_eq!(c.encryption_key_bytes().unwrap(), Some([7u8; 32]));
+}
+
+#[test]
+fn the_sample_config_is_valid() {
+    let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/config.yaml"))
+        .expect("config.yaml at the repository root");
+    load(&text, &[]).unwrap();
+}
