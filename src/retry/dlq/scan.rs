@@ -1,0 +1,182 @@
+//! Replaying and purging dead letters by a selector (ids, an endpoint, a time), a chunk at a
+//! time: memory holds one chunk, whatever the size of the stream.
+
+use std::collections::HashMap;
+
+use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
+use crate::retry::dlq::{Dlq, REPLAY_CHUNK};
+use crate::retry::queue::{Job, RetryQueue};
+use crate::support::clock::now_ms;
+
+impl Dlq {
+    /// Moves matching dead letters back into the retry queue with a fresh schedule, a chunk
+    /// at a time: memory holds one chunk, whatever the size of the stream.
+    pub async fn replay(
+        &self,
+        tenant: Option<&str>,
+        sel: &Selector,
+        queue: &RetryQueue,
+    ) -> redis::RedisResult<usize> {
+        let mut scan = Scan::new(self, tenant, sel).await?;
+        let mut replayed = 0;
+        while let Some(letters) = scan.next(self).await? {
+            let jobs: Vec<Job> = letters.iter().map(replay_job).collect();
+            // Queued before removal: a crash in between repeats a replay, never loses one.
+            queue.schedule_many(&jobs, now_ms()).await?;
+            replayed += self.delete(&letters).await?;
+        }
+        Ok(replayed)
+    }
+
+    pub async fn purge(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<usize> {
+        let mut scan = Scan::new(self, tenant, sel).await?;
+        let mut purged = 0;
+        while let Some(letters) = scan.next(self).await? {
+            purged += self.delete(&letters).await?;
+        }
+        Ok(purged)
+    }
+
+    /// Removes `letters` and their places in the per-endpoint counts, in one round trip.
+    async fn delete(&self, letters: &[DeadLetter]) -> redis::RedisResult<usize> {
+        if letters.is_empty() {
+            return Ok(0);
+        }
+        let ids: Vec<&str> = letters.iter().map(|l| l.id.as_str()).collect();
+        let mut pipe = redis::pipe();
+        pipe.cmd("XDEL").arg(self.keys.dlq()).arg(&ids);
+        for l in letters {
+            pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
+        }
+        let (removed,): (usize,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(removed)
+    }
+
+    /// The dead letters with these ids (those that exist), in one round trip.
+    async fn by_ids(&self, ids: &[&String]) -> redis::RedisResult<Vec<DeadLetter>> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("XRANGE").arg(self.keys.dlq()).arg(id).arg(id);
+        }
+        let found: Vec<Vec<(String, HashMap<String, String>)>> =
+            pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(found
+            .into_iter()
+            .flatten()
+            .filter_map(|(id, f)| from_fields(id, f))
+            .collect())
+    }
+
+    /// The id of the newest entry, if any.
+    async fn last_id(&self) -> redis::RedisResult<Option<String>> {
+        let newest: Vec<(String, HashMap<String, String>)> = redis::cmd("XREVRANGE")
+            .arg(self.keys.dlq())
+            .arg("+")
+            .arg("-")
+            .arg("COUNT")
+            .arg(1)
+            .query_async(&mut self.conn.clone())
+            .await?;
+        Ok(newest.into_iter().next().map(|(id, _)| id))
+    }
+}
+
+/// A fresh delivery of a dead letter.
+fn replay_job(dl: &DeadLetter) -> Job {
+    Job {
+        id: format!("rp:{}:{}", dl.id, dl.endpoint_id),
+        tenant: dl.tenant.clone(),
+        endpoint_id: dl.endpoint_id.clone(),
+        event_id: dl.event_id.clone(),
+        event_type: dl.event_type.clone(),
+        body: dl.body.get().to_string(),
+        attempts: 0,
+        first_attempt_at: 0,
+        published_at: dl.published_at,
+        last_status: None,
+        last_error: None,
+        deferrals: 0,
+        queued_at: now_ms(),
+    }
+}
+
+/// The dead letters a selector takes for a tenant, read in chunks and filtered as read.
+/// A range scan ends at the newest entry when it began, so letters that die again while a
+/// replay runs are not replayed a second time by the same call.
+struct Scan<'a> {
+    tenant: Option<&'a str>,
+    endpoint: Option<&'a str>,
+    cursor: Cursor<'a>,
+}
+
+enum Cursor<'a> {
+    Ids(std::slice::Iter<'a, String>),
+    /// From `start` (inclusive, or exclusive as `(id`) to `end`.
+    Range {
+        start: String,
+        end: String,
+    },
+    Done,
+}
+
+impl<'a> Scan<'a> {
+    async fn new(
+        dlq: &Dlq,
+        tenant: Option<&'a str>,
+        sel: &'a Selector,
+    ) -> redis::RedisResult<Self> {
+        let range = |start: String, end: Option<String>| match end {
+            Some(end) => Cursor::Range { start, end },
+            None => Cursor::Done,
+        };
+        let (endpoint, cursor) = match sel {
+            Selector::Ids(ids) => (None, Cursor::Ids(ids.iter())),
+            Selector::Endpoint(e) => (Some(e.as_str()), range("-".into(), dlq.last_id().await?)),
+            Selector::Since(ms) => (None, range(format!("{ms}-0"), dlq.last_id().await?)),
+        };
+        Ok(Scan {
+            tenant,
+            endpoint,
+            cursor,
+        })
+    }
+
+    /// The next non-empty chunk, or none when the scan is over.
+    async fn next(&mut self, dlq: &Dlq) -> redis::RedisResult<Option<Vec<DeadLetter>>> {
+        loop {
+            let chunk = match &mut self.cursor {
+                Cursor::Done => return Ok(None),
+                Cursor::Ids(ids) => {
+                    let some: Vec<&String> = ids
+                        .by_ref()
+                        .filter(|id| valid_stream_id(id))
+                        .take(REPLAY_CHUNK)
+                        .collect();
+                    if some.is_empty() {
+                        self.cursor = Cursor::Done;
+                        continue;
+                    }
+                    dlq.by_ids(&some).await?
+                }
+                Cursor::Range { start, end } => {
+                    let chunk = dlq.range(start, end, REPLAY_CHUNK).await?;
+                    match chunk.last() {
+                        Some(last) if chunk.len() == REPLAY_CHUNK && last.id != *end => {
+                            *start = format!("({}", last.id)
+                        }
+                        _ => self.cursor = Cursor::Done,
+                    }
+                    chunk
+                }
+            };
+            let taken: Vec<DeadLetter> = chunk
+                .into_iter()
+                .filter(|dl| self.tenant.is_none_or(|t| t == dl.tenant))
+                .filter(|dl| self.endpoint.is_none_or(|e| e == dl.endpoint_id))
+                .collect();
+            if !taken.is_empty() {
+                return Ok(Some(taken));
+            }
+        }
+    }
+}
