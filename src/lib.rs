@@ -12,17 +12,22 @@
 //! Beneath them: `event` (the envelope, filters, the type catalog), `config`, `db` (the
 //! Redis connection and key names), `secure` (signatures, sealing, the SSRF guard) and
 //! `support` (time, durations, shutdown, backoff).
+//!
+//! Public (`pub`) is only what the binaries, benches and integration tests use; everything
+//! else is `pub(crate)`, and `unreachable_pub` keeps it so.
+
+#![warn(unreachable_pub)]
 
 // The pipeline, in the order an event meets it.
 pub mod normalize;
 pub mod publish;
-pub mod ingest;
-pub mod fanout;
+mod ingest;
+mod fanout;
 pub mod deliver;
 pub mod retry;
 // Beside it: the endpoints it delivers to, the API that manages them, running it, wiring it.
 pub mod registry;
-pub mod api;
+mod api;
 pub mod ops;
 pub mod app;
 // Beneath it.

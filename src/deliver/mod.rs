@@ -2,14 +2,19 @@
 //! budget), is signed and attempted, and its fate is recorded before its source is let go.
 //! Due retries and parked backlogs come back through `pull`.
 
-pub mod attempt;
-pub mod attempt_log;
-pub mod breaker;
-pub mod client;
-pub mod decide;
-pub mod delivery;
-pub mod dispatcher;
-pub mod lane;
-pub mod lanes;
-pub mod pull;
-pub mod stats;
+pub(crate) mod attempt;
+pub(crate) mod attempt_log;
+pub(crate) mod breaker;
+pub(crate) mod client;
+pub(crate) mod decide;
+pub(crate) mod delivery;
+pub(crate) mod dispatcher;
+pub(crate) mod lane;
+pub(crate) mod lanes;
+pub(crate) mod pull;
+pub(crate) mod stats;
+
+// What the integration tests reach in for: seeding a circuit, a disabled endpoint, the stats.
+pub use attempt_log::disable;
+pub use breaker::Circuit;
+pub use stats::publish_once;

@@ -1,8 +1,8 @@
 //! What an event is: the envelope producers publish (SPEC 1), the filter patterns endpoints
 //! subscribe with (SPEC 3), and the catalog of event types (SPEC 2).
 
-pub mod catalog;
-pub mod envelope;
+pub(crate) mod catalog;
+pub(crate) mod envelope;
 pub mod filter;
 
 pub use envelope::{

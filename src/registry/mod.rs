@@ -1,9 +1,9 @@
 //! Endpoints: the stored records, the live match index, and the config's static endpoints.
 
-pub mod live;
-pub mod model;
-pub mod statics;
-pub mod store;
+pub(crate) mod live;
+pub(crate) mod model;
+pub(crate) mod statics;
+pub(crate) mod store;
 
 pub use live::{LiveIndex, Snapshot, Syncer};
 pub use model::{Endpoint, EndpointRecord, StoredSecret};

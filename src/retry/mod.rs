@@ -3,9 +3,9 @@
 //! schedule that decides which.
 
 pub mod dlq;
-pub mod park;
-pub mod queue;
-pub mod schedule;
+pub(crate) mod park;
+pub(crate) mod queue;
+pub(crate) mod schedule;
 
 pub use queue::{Job, RetryQueue};
 pub use schedule::next_delay;

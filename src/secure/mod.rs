@@ -2,4 +2,4 @@
 
 pub mod seal;
 pub mod sign;
-pub mod ssrf;
+pub(crate) mod ssrf;

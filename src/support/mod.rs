@@ -1,7 +1,7 @@
 //! Small pieces every stage uses: time, durations, shutdown, backoff, redaction.
 
-pub mod backoff;
+pub(crate) mod backoff;
 pub mod clock;
 pub mod duration;
-pub mod redact;
-pub mod shutdown;
+pub(crate) mod redact;
+pub(crate) mod shutdown;

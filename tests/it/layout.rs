@@ -235,7 +235,7 @@ fn no_import_cycles_between_stages_or_files() {
         files.len()
     );
     assert!(
-        stages["deliver"].contains("retry") && files["fanout"].contains("deliver::dispatcher"),
+        stages["deliver"].contains("retry") && files["fanout"].contains("deliver::delivery"),
         "imports were found: {stages:?}"
     );
     assert_eq!(cycle(&stages), None, "stages import each other");

@@ -925,7 +925,7 @@ async fn stats_show_the_circuit_state_every_replica_shares() {
     for (ep, state) in [(&one, "open"), (&two, "half_open")] {
         let circuit = json!({"state": state, "failures": 20, "opened_at": now_ms(),
             "probe_at": now_ms() + 5000, "interval_ms": 5000, "last_error": "HTTP 500"});
-        serde_json::from_value::<webhookd::deliver::breaker::Circuit>(circuit.clone())
+        serde_json::from_value::<webhookd::deliver::Circuit>(circuit.clone())
             .expect("a breaker::Circuit");
         let _: () = redis::cmd("HSET")
             .arg(keys.circuits())
@@ -957,7 +957,7 @@ async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
     let publish = |replica: &'static str, counts: Vec<(std::sync::Arc<str>, usize)>, at: i64| {
         let (conn, keys) = (conn.clone(), keys.clone());
         async move {
-            webhookd::deliver::stats::publish_once(&conn, &keys, replica, counts, at)
+            webhookd::deliver::publish_once(&conn, &keys, replica, counts, at)
                 .await
                 .unwrap()
         }

@@ -564,7 +564,7 @@ async fn concurrent_endpoint_changes_are_all_kept() {
         let description = format!("round {round}");
         let (patched, disabled) = tokio::join!(
             api.patch(&path, json!({"description": description})),
-            webhookd::deliver::attempt_log::disable(&store, &id, "endpoint answered 410 Gone"),
+            webhookd::deliver::disable(&store, &id, "endpoint answered 410 Gone"),
         );
         assert_eq!(patched.0, 200, "{patched:?}");
         assert!(
