@@ -209,7 +209,6 @@ pub async fn serve(config: Config) -> Result<(), ServeError> {
         dlq.clone(),
         sealer.clone(),
         Catalog::new(&config.event_types),
-        live.clone(),
         dispatcher.clone(),
     );
     let mut main_router = Router::new()

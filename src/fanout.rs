@@ -10,20 +10,20 @@ use crate::registry::{Endpoint, LiveIndex};
 use crate::retry::RetryQueue;
 use crate::support::clock::now_ms;
 
-pub struct FanOut {
+pub(crate) struct FanOut {
     live: LiveIndex,
     retry: RetryQueue,
 }
 
 impl FanOut {
-    pub fn new(live: LiveIndex, retry: RetryQueue) -> FanOut {
+    pub(crate) fn new(live: LiveIndex, retry: RetryQueue) -> FanOut {
         FanOut { live, retry }
     }
 
     /// The deliveries a stream entry's event makes. An entry read again (after a restart or
     /// a claim) leaves out the deliveries the retry queue already owns, so none is scheduled
     /// twice; `Err` when the queue could not be asked (the entry then stays pending).
-    pub async fn deliveries(
+    pub(crate) async fn deliveries(
         &self,
         entry: &str,
         ev: Event,
@@ -63,7 +63,7 @@ fn deliveries(entry: &str, ev: Event, matched: Vec<Arc<Endpoint>>) -> Vec<Delive
         .collect()
 }
 
-pub fn delivery_id(entry: &str, endpoint: &str) -> String {
+pub(crate) fn delivery_id(entry: &str, endpoint: &str) -> String {
     format!("{entry}:{endpoint}")
 }
 

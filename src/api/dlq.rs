@@ -19,7 +19,7 @@ use crate::support::clock::parse_rfc3339;
 /// Ids one replay may name.
 const MAX_REPLAY_IDS: usize = 1000;
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_dead_letters))
         .routes(routes!(replay))
@@ -27,14 +27,14 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct DeadLetterList {
+pub(super) struct DeadLetterList {
     pub data: Vec<DeadLetter>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct DlqQuery {
+pub(super) struct DlqQuery {
     /// Only this endpoint's dead letters.
     pub endpoint: Option<String>,
     /// 1 to 250; default 50.
@@ -48,7 +48,7 @@ pub struct DlqQuery {
 /// Exactly one of `ids`, `endpoint` or `since`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct ReplayRequest {
+pub(super) struct ReplayRequest {
     /// Dead-letter ids (1 to 1000).
     #[schema(min_items = 1, max_items = 1000)]
     pub ids: Option<Vec<String>>,
@@ -60,7 +60,7 @@ pub struct ReplayRequest {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Replayed {
+pub(super) struct Replayed {
     pub replayed: usize,
 }
 

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
-pub enum ApiError {
+pub(super) enum ApiError {
     /// The request cannot be read: bad JSON syntax, a bad query or path parameter.
     #[error("{0}")]
     Malformed(String),
@@ -44,7 +44,7 @@ fn retry_after_secs(wait: &std::time::Duration) -> u64 {
 }
 
 impl ApiError {
-    pub fn status(&self) -> StatusCode {
+    pub(super) fn status(&self) -> StatusCode {
         match self {
             ApiError::Malformed(_) => StatusCode::BAD_REQUEST,
             ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -60,7 +60,7 @@ impl ApiError {
         }
     }
 
-    pub fn code(&self) -> &'static str {
+    pub(super) fn code(&self) -> &'static str {
         match self {
             ApiError::Malformed(_) => "malformed",
             ApiError::Unauthorized => "unauthorized",
@@ -79,12 +79,12 @@ impl ApiError {
 
 /// `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
+pub(super) struct ErrorBody {
     pub error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
+pub(super) struct ErrorDetail {
     /// Stable, machine-readable: `malformed`, `unauthorized`, `forbidden`, `not_found`,
     /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `too_many_requests`,
     /// `unavailable`.

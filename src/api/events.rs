@@ -22,7 +22,7 @@ use crate::support::clock::now_secs;
 /// The envelope's fields (SPEC 1); anything else is refused so a typo is not ignored.
 const ENVELOPE_FIELDS: &[&str] = &["id", "type", "tenant", "created_at", "data"];
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(publish_event))
         .routes(routes!(ingest))
@@ -33,7 +33,7 @@ pub fn routes() -> OpenApiRouter<ApiState> {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // Documents the shape; the body is validated by `event::parse`.
-pub struct Envelope {
+pub(super) struct Envelope {
     /// 1–128 characters of `[A-Za-z0-9_.:-]`; unique per event.
     #[schema(pattern = r"^[A-Za-z0-9_.:\-]{1,128}$", example = "evt_01J")]
     id: String,
@@ -51,35 +51,35 @@ pub struct Envelope {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Published {
+pub(super) struct Published {
     /// The entry id in the input stream.
     #[schema(example = "1704825600000-0")]
     pub stream_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Ingested {
+pub(super) struct Ingested {
     pub published: usize,
     /// The normalized events' ids, in payload order.
     pub ids: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventType {
+pub(super) struct EventType {
     #[serde(rename = "type")]
     pub event_type: String,
     pub description: String,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EventTypeList {
+pub(super) struct EventTypeList {
     pub data: Vec<EventType>,
     pub next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct IngestQuery {
+pub(super) struct IngestQuery {
     /// The tenant the events belong to (required).
     #[param(required = true, value_type = String, pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
     pub tenant: Option<String>,

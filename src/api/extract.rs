@@ -15,13 +15,13 @@ use crate::event::valid_tenant;
 
 /// Who is calling: an operator (admin token from config) or one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Caller {
+pub(super) enum Caller {
     Admin,
     Tenant(String),
 }
 
 impl Caller {
-    pub fn require_admin(&self) -> Result<(), ApiError> {
+    pub(super) fn require_admin(&self) -> Result<(), ApiError> {
         match self {
             Caller::Admin => Ok(()),
             Caller::Tenant(_) => Err(ApiError::Forbidden(
@@ -31,7 +31,7 @@ impl Caller {
     }
 
     /// Whether this caller may act on `tenant`'s resources.
-    pub fn owns(&self, tenant: &str) -> bool {
+    pub(super) fn owns(&self, tenant: &str) -> bool {
         match self {
             Caller::Admin => true,
             Caller::Tenant(t) => t == tenant,
@@ -39,7 +39,7 @@ impl Caller {
     }
 
     /// Publishing for another tenant is refused outright (403), not hidden.
-    pub fn may_publish_for(&self, tenant: &str) -> Result<(), ApiError> {
+    pub(super) fn may_publish_for(&self, tenant: &str) -> Result<(), ApiError> {
         if self.owns(tenant) {
             Ok(())
         } else {
@@ -95,7 +95,7 @@ impl FromRequestParts<ApiState> for Caller {
 /// A caller acting on `/v1/tenants/{tenant}/…`: the tenant is well-formed (else 400) and the
 /// caller's own (else 404, as if absent).
 #[derive(Debug)]
-pub struct TenantScope {
+pub(super) struct TenantScope {
     pub tenant: String,
 }
 
@@ -120,7 +120,7 @@ impl FromRequestParts<ApiState> for TenantScope {
     }
 }
 
-pub fn check_tenant(tenant: &str) -> Result<(), ApiError> {
+pub(super) fn check_tenant(tenant: &str) -> Result<(), ApiError> {
     if valid_tenant(tenant) {
         Ok(())
     } else {
@@ -131,7 +131,7 @@ pub fn check_tenant(tenant: &str) -> Result<(), ApiError> {
 }
 
 /// `axum::extract::Path` with our 400.
-pub struct ApiPath<T>(pub T);
+pub(super) struct ApiPath<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath<T> {
     type Rejection = ApiError;
@@ -145,7 +145,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiPath
 }
 
 /// `axum::extract::Query` with our 400.
-pub struct ApiQuery<T>(pub T);
+pub(super) struct ApiQuery<T>(pub T);
 
 impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuery<T> {
     type Rejection = ApiError;
@@ -159,7 +159,7 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
 }
 
 /// The request body as bytes, within `http.max_body_bytes` (else our JSON 413).
-pub struct RawBody(pub Bytes);
+pub(super) struct RawBody(pub Bytes);
 
 impl FromRequest<ApiState> for RawBody {
     type Rejection = ApiError;
@@ -179,7 +179,7 @@ impl FromRequest<ApiState> for RawBody {
 }
 
 /// A JSON body: bad syntax is 400, a wrong or unknown field 422 naming it.
-pub struct JsonBody<T>(pub T);
+pub(super) struct JsonBody<T>(pub T);
 
 impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
     type Rejection = ApiError;
@@ -191,7 +191,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for JsonBody<T> {
 }
 
 /// A JSON body that may be left out entirely (or be `null`).
-pub struct OptionalJsonBody<T>(pub Option<T>);
+pub(super) struct OptionalJsonBody<T>(pub Option<T>);
 
 impl<T: DeserializeOwned> FromRequest<ApiState> for OptionalJsonBody<T> {
     type Rejection = ApiError;
@@ -205,7 +205,7 @@ impl<T: DeserializeOwned> FromRequest<ApiState> for OptionalJsonBody<T> {
     }
 }
 
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     use serde_json::error::Category;
     // Syntax before shape: a truncated body that happens to start with an unknown field is
     // malformed (400), not invalid (422).
@@ -245,11 +245,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 }
 
 /// Lists answer at most this many items per page, 50 unless `limit` says otherwise.
-pub const DEFAULT_LIMIT: usize = 50;
-pub const MAX_LIMIT: usize = 250;
+pub(super) const DEFAULT_LIMIT: usize = 50;
+pub(super) const MAX_LIMIT: usize = 250;
 
 /// `limit` of a list: 1 to 250 (else 400), default 50.
-pub fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
+pub(super) fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
     let Some(raw) = raw else {
         return Ok(DEFAULT_LIMIT);
     };
@@ -262,7 +262,7 @@ pub fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
 }
 
 /// A list's `cursor`: the `next_cursor` of the previous page (empty means none).
-pub fn cursor(raw: Option<&str>) -> Option<&str> {
+pub(super) fn cursor(raw: Option<&str>) -> Option<&str> {
     raw.filter(|c| !c.is_empty())
 }
 

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 /// Buckets kept before idle ones are dropped.
 const PRUNE_AT: usize = 10_000;
 
-pub struct RateLimit {
+pub(crate) struct RateLimit {
     per_sec: f64,
     buckets: Mutex<HashMap<[u8; 32], Bucket>>,
 }
@@ -21,7 +21,7 @@ struct Bucket {
 
 impl RateLimit {
     /// `per_sec` 0 turns the limit off.
-    pub fn new(per_sec: u32) -> RateLimit {
+    pub(crate) fn new(per_sec: u32) -> RateLimit {
         RateLimit {
             per_sec: per_sec as f64,
             buckets: Mutex::new(HashMap::new()),
@@ -29,7 +29,7 @@ impl RateLimit {
     }
 
     /// Takes one request from the caller's bucket; when it is empty, how long until it is not.
-    pub fn check(&self, key: &[u8; 32]) -> Result<(), Duration> {
+    pub(crate) fn check(&self, key: &[u8; 32]) -> Result<(), Duration> {
         self.check_at(key, Instant::now())
     }
 

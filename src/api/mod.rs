@@ -20,11 +20,11 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
 use error::ApiError;
-pub use state::ApiState;
-pub use token_store::migrate as migrate_tokens;
+pub(crate) use state::ApiState;
+pub(crate) use token_store::migrate as migrate_tokens;
 
 /// Every `/v1` route, the OpenAPI document generated from them, and JSON 404/405/413.
-pub fn router(state: ApiState) -> Router {
+pub(crate) fn router(state: ApiState) -> Router {
     let max_body = state.inner.max_body_bytes;
     let (routes, doc) = documented();
     routes
@@ -33,11 +33,6 @@ pub fn router(state: ApiState) -> Router {
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
         .with_state(state)
-}
-
-/// The OpenAPI document the router serves, built from the same handlers it routes to.
-pub fn openapi_document() -> utoipa::openapi::OpenApi {
-    documented().1
 }
 
 fn documented() -> (Router<ApiState>, utoipa::openapi::OpenApi) {

@@ -35,7 +35,7 @@ use super::state::ApiState;
         (name = "operations", description = "Health, readiness, metrics and this document"),
     )
 )]
-pub struct ApiDoc;
+pub(super) struct ApiDoc;
 
 struct BearerAuth;
 
@@ -50,13 +50,13 @@ impl Modify for BearerAuth {
 }
 
 /// Last touches once every route is in.
-pub fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
+pub(super) fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
     doc
 }
 
 /// Serves the document, serialized once.
-pub fn routes(doc: utoipa::openapi::OpenApi) -> Router<ApiState> {
+pub(super) fn routes(doc: utoipa::openapi::OpenApi) -> Router<ApiState> {
     let json: Arc<str> = doc
         .to_json()
         .expect("the OpenAPI document serializes")

@@ -10,18 +10,18 @@ use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::event::catalog::Catalog;
-use crate::registry::{LiveIndex, Store};
+use crate::registry::Store;
 use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
 use crate::secure::seal::Sealer;
 use crate::secure::ssrf::Guard;
 
 #[derive(Clone)]
-pub struct ApiState {
+pub(crate) struct ApiState {
     pub inner: Arc<Inner>,
 }
 
-pub struct Inner {
+pub(crate) struct Inner {
     pub conn: Conn,
     pub keys: Keys,
     pub store: Store,
@@ -29,7 +29,6 @@ pub struct Inner {
     pub dlq: Dlq,
     pub sealer: Sealer,
     pub catalog: Catalog,
-    pub live: LiveIndex,
     pub dispatcher: Arc<Dispatcher>,
     pub admin_tokens: Vec<String>,
     pub max_body_bytes: usize,
@@ -45,7 +44,7 @@ pub struct Inner {
 
 impl ApiState {
     #[allow(clippy::too_many_arguments)]
-    pub fn new(
+    pub(crate) fn new(
         config: &Config,
         conn: Conn,
         keys: Keys,
@@ -54,7 +53,6 @@ impl ApiState {
         dlq: Dlq,
         sealer: Sealer,
         catalog: Catalog,
-        live: LiveIndex,
         dispatcher: Arc<Dispatcher>,
     ) -> Self {
         ApiState {
@@ -66,7 +64,6 @@ impl ApiState {
                 dlq,
                 sealer,
                 catalog,
-                live,
                 dispatcher,
                 admin_tokens: config.http.admin_tokens.clone(),
                 max_body_bytes: config.http.max_body_bytes,

@@ -56,7 +56,7 @@ pub(crate) fn hex(digest: &[u8]) -> String {
 
 /// Replica-local memory of when each token's use was last written.
 #[derive(Default)]
-pub struct UsedMemory(Mutex<HashMap<[u8; 32], Instant>>);
+pub(crate) struct UsedMemory(Mutex<HashMap<[u8; 32], Instant>>);
 
 impl UsedMemory {
     /// Whether this use should be written now.
@@ -77,7 +77,7 @@ impl UsedMemory {
 
 /// The tenant a token (given as its SHA-256 digest) belongs to, if it is one of ours and has
 /// not expired.
-pub async fn tenant_of(
+pub(super) async fn tenant_of(
     conn: &Conn,
     keys: &Keys,
     used: &UsedMemory,
@@ -109,7 +109,7 @@ pub async fn tenant_of(
 }
 
 /// Indexes tokens made before ids and per-tenant indexes existed (idempotent; run at start).
-pub async fn migrate(conn: &Conn, keys: &Keys) -> redis::RedisResult<usize> {
+pub(crate) async fn migrate(conn: &Conn, keys: &Keys) -> redis::RedisResult<usize> {
     let mut cursor = 0u64;
     let mut indexed = 0;
     loop {

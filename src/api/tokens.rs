@@ -26,7 +26,7 @@ use super::token_store::{digest, hex, TokenRecord};
 use crate::support::clock::{now_ms, rfc3339};
 
 #[derive(Serialize, ToSchema)]
-pub struct NewToken {
+pub(super) struct NewToken {
     #[schema(example = "tok_9f2c4e1a7b3d5e60")]
     pub id: String,
     /// `whk_` + base64url of 32 random bytes. Shown only now: only its digest is stored.
@@ -39,14 +39,14 @@ pub struct NewToken {
 
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
-pub struct TokenRequest {
+pub(super) struct TokenRequest {
     /// How long the token is valid, e.g. `30d`; absent: no expiry.
     #[schema(example = "30d")]
     pub ttl: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenOut {
+pub(super) struct TokenOut {
     pub id: String,
     pub created_at: String,
     pub last_used_at: Option<String>,
@@ -54,13 +54,13 @@ pub struct TokenOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct TokenList {
+pub(super) struct TokenList {
     pub data: Vec<TokenOut>,
     /// Always null: a tenant's tokens come in one page.
     pub next_cursor: Option<String>,
 }
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_token, list_tokens))
         .routes(routes!(revoke_token))

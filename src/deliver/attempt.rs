@@ -14,18 +14,18 @@ use crate::secure::sign::signature_header;
 use crate::secure::ssrf::{literal_ip, Guard};
 
 /// Bytes of response body kept for the attempt log.
-pub const RESPONSE_EXCERPT: usize = 4096;
+pub(crate) const RESPONSE_EXCERPT: usize = 4096;
 
-pub const USER_AGENT_VALUE: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
+pub(crate) const USER_AGENT_VALUE: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
 
 /// An attempt succeeds on a 2xx answer.
-pub fn is_success(status: Option<u16>) -> bool {
+pub(crate) fn is_success(status: Option<u16>) -> bool {
     matches!(status, Some(s) if (200..300).contains(&s))
 }
 
 /// What one attempt came to.
 #[derive(Debug, Clone)]
-pub struct Outcome {
+pub(crate) struct Outcome {
     pub status: Option<u16>,
     pub error: Option<String>,
     pub latency: Duration,
@@ -34,12 +34,12 @@ pub struct Outcome {
 }
 
 impl Outcome {
-    pub fn succeeded(&self) -> bool {
+    pub(crate) fn succeeded(&self) -> bool {
         is_success(self.status)
     }
 
     /// What went wrong, in a line: the error, or the status a failed answer carried.
-    pub fn failure_text(&self) -> String {
+    pub(crate) fn failure_text(&self) -> String {
         match (&self.error, self.status) {
             (Some(e), _) => e.clone(),
             (None, Some(s)) => format!("HTTP {s}"),
@@ -58,7 +58,7 @@ impl Outcome {
     }
 }
 
-pub struct AttemptSpec<'a> {
+pub(crate) struct AttemptSpec<'a> {
     pub endpoint: &'a Endpoint,
     pub msg_id: &'a str,
     pub body: &'a Bytes,
@@ -66,7 +66,7 @@ pub struct AttemptSpec<'a> {
     pub now_ms: i64,
 }
 
-pub async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> Outcome {
+pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> Outcome {
     let started = Instant::now();
     let ep = spec.endpoint;
     if let Some(ip) = ep.url.host().and_then(literal_ip) {
@@ -159,11 +159,11 @@ fn describe(e: hyper_util::client::legacy::Error) -> String {
 
 /// `Retry-After` as seconds or an HTTP date.
 /// The statuses whose `Retry-After` is honoured.
-pub fn honours_retry_after(status: u16) -> bool {
+pub(crate) fn honours_retry_after(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
-pub fn parse_retry_after(v: &str) -> Option<Duration> {
+pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
     if let Ok(secs) = v.parse::<u64>() {
         return Some(Duration::from_secs(secs));
@@ -177,7 +177,7 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
 
 /// What one attempt left behind, for the attempt log and the endpoint's stats.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct AttemptRecord {
+pub(crate) struct AttemptRecord {
     /// Unix ms.
     pub at: i64,
     pub event_id: String,

@@ -14,24 +14,24 @@ use crate::ops::metrics::Metrics;
 use crate::registry::Store;
 
 /// Attempts kept per endpoint.
-pub const KEEP: isize = 100;
+pub(crate) const KEEP: isize = 100;
 /// Records waiting to be written; past this, records are dropped (the log is best-effort).
 const BACKLOG: usize = 16_384;
 const BATCH: usize = 512;
 
 /// The hot path's handle: never blocks.
 #[derive(Clone)]
-pub struct AttemptLog {
+pub(crate) struct AttemptLog {
     tx: mpsc::Sender<AttemptRecord>,
 }
 
 impl AttemptLog {
-    pub fn record(&self, rec: AttemptRecord) {
+    pub(crate) fn record(&self, rec: AttemptRecord) {
         let _ = self.tx.try_send(rec);
     }
 }
 
-pub struct Writer {
+pub(crate) struct Writer {
     rx: mpsc::Receiver<AttemptRecord>,
     conn: Conn,
     keys: Keys,
@@ -40,7 +40,7 @@ pub struct Writer {
     metrics: Arc<Metrics>,
 }
 
-pub fn channel(
+pub(crate) fn channel(
     conn: Conn,
     keys: Keys,
     store: Store,
@@ -63,7 +63,7 @@ pub fn channel(
 
 impl Writer {
     /// Runs until every handle is dropped, then drains what is left.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         loop {
             let n = self.rx.recv_many(&mut buf, BATCH).await;
@@ -177,7 +177,7 @@ pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::R
 }
 
 /// Recent attempts of one endpoint, newest first.
-pub async fn recent(
+pub(crate) async fn recent(
     conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,

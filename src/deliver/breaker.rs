@@ -58,7 +58,11 @@ pub struct Circuit {
 }
 
 /// The circuit state of one endpoint, as every replica sees it.
-pub async fn state(conn: &Conn, keys: &Keys, endpoint_id: &str) -> redis::RedisResult<State> {
+pub(crate) async fn state(
+    conn: &Conn,
+    keys: &Keys,
+    endpoint_id: &str,
+) -> redis::RedisResult<State> {
     let raw: Option<String> = redis::cmd("HGET")
         .arg(keys.circuits())
         .arg(endpoint_id)
@@ -119,7 +123,7 @@ const REFRESH: Duration = Duration::from_millis(250);
 
 /// What a recorded outcome changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
+pub(crate) enum Transition {
     None,
     Opened,
     Reopened,
@@ -128,7 +132,7 @@ pub enum Transition {
 }
 
 /// This replica's view of every circuit, and the scripts that change them.
-pub struct Breaker {
+pub(crate) struct Breaker {
     conn: Conn,
     keys: Keys,
     threshold: u32,
@@ -144,7 +148,7 @@ pub struct Breaker {
 }
 
 impl Breaker {
-    pub fn new(
+    pub(crate) fn new(
         conn: Conn,
         keys: Keys,
         threshold: u32,
@@ -165,12 +169,12 @@ impl Breaker {
         })
     }
 
-    pub fn enabled(&self) -> bool {
+    pub(crate) fn enabled(&self) -> bool {
         self.threshold > 0
     }
 
     /// The endpoint's state as this replica last saw it.
-    pub fn state(&self, endpoint_id: &str) -> State {
+    pub(crate) fn state(&self, endpoint_id: &str) -> State {
         self.open
             .load()
             .get(endpoint_id)
@@ -178,17 +182,17 @@ impl Breaker {
     }
 
     /// Whether deliveries to the endpoint must wait (anything but a probe).
-    pub fn blocks(&self, endpoint_id: &str) -> bool {
+    pub(crate) fn blocks(&self, endpoint_id: &str) -> bool {
         self.state(endpoint_id) != State::Closed
     }
 
     /// The endpoint's circuit, if it is not closed.
-    pub fn circuit(&self, endpoint_id: &str) -> Option<Circuit> {
+    pub(crate) fn circuit(&self, endpoint_id: &str) -> Option<Circuit> {
         self.open.load().get(endpoint_id).cloned()
     }
 
     /// Records a failed attempt (not a 2xx).
-    pub async fn record_failure(
+    pub(crate) async fn record_failure(
         &self,
         endpoint_id: &Arc<str>,
         error: &str,
@@ -237,7 +241,10 @@ impl Breaker {
     }
 
     /// Records a 2xx. Writes to Redis only when there is a streak or a circuit to end.
-    pub async fn record_success(&self, endpoint_id: &Arc<str>) -> redis::RedisResult<Transition> {
+    pub(crate) async fn record_success(
+        &self,
+        endpoint_id: &Arc<str>,
+    ) -> redis::RedisResult<Transition> {
         if !self.enabled() {
             return Ok(Transition::None);
         }
@@ -273,7 +280,7 @@ impl Breaker {
     }
 
     /// A probe was taken: half open until its lease ends (set in Redis by the taker).
-    pub fn note_half_open(&self, endpoint_id: &Arc<str>, probe_until: i64) {
+    pub(crate) fn note_half_open(&self, endpoint_id: &Arc<str>, probe_until: i64) {
         self.update(endpoint_id, |c| {
             c.state = State::HalfOpen;
             c.probe_until = probe_until;
@@ -318,7 +325,7 @@ impl Breaker {
     }
 
     /// Re-reads every circuit and streak (bounded by the endpoints that have one).
-    pub async fn refresh(&self) -> redis::RedisResult<()> {
+    pub(crate) async fn refresh(&self) -> redis::RedisResult<()> {
         let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
         let (circuits, streaks): (HashMap<String, String>, Vec<String>) = redis::pipe()
             .hgetall(self.keys.circuits())
@@ -340,7 +347,7 @@ impl Breaker {
     }
 
     /// Keeps this replica's view fresh (other replicas open and close circuits too).
-    pub async fn run(self: Arc<Self>, stop: Shutdown) {
+    pub(crate) async fn run(self: Arc<Self>, stop: Shutdown) {
         if !self.enabled() {
             return;
         }

@@ -19,14 +19,14 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::secure::ssrf::Guard;
 
-pub type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
 /// How long an idle pooled connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// DNS through the system resolver, keeping only addresses the guard allows.
 #[derive(Clone)]
-pub struct GuardedResolver {
+pub(crate) struct GuardedResolver {
     guard: Arc<Guard>,
 }
 
@@ -68,7 +68,7 @@ impl tower_service::Service<Name> for GuardedResolver {
     }
 }
 
-pub fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usize) -> HttpClient {
+pub(crate) fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usize) -> HttpClient {
     let mut http = HttpConnector::new_with_resolver(GuardedResolver {
         guard: Arc::new(guard),
     });

@@ -9,7 +9,7 @@ use crate::retry::next_delay;
 
 /// Why a delivery was parked (the label of `webhookd_deliveries_parked_total`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Why {
+pub(crate) enum Why {
     /// Its endpoint's circuit is open.
     Circuit,
     /// Its endpoint has parked deliveries already; it queues behind them.
@@ -27,7 +27,7 @@ pub enum Why {
 }
 
 impl Why {
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Why::Circuit => "circuit",
             Why::Backlog => "backlog",
@@ -42,7 +42,7 @@ impl Why {
 
 /// What a delivery's endpoint is like when the delivery comes up.
 #[derive(Debug, Clone, Copy, Default)]
-pub struct Gate {
+pub(crate) struct Gate {
     pub disabled: bool,
     /// This replica cannot decode the endpoint (e.g. a secret under a key it lacks).
     pub quarantined: bool,
@@ -56,7 +56,7 @@ pub struct Gate {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Before {
+pub(crate) enum Before {
     DeadLetter(&'static str),
     Park(Why),
     /// Wait for the endpoint's rate limit and a slot, then attempt.
@@ -66,7 +66,7 @@ pub enum Before {
 /// Before any wait: a disabled endpoint gets nothing more; an undecodable one, an open
 /// circuit (except for its probe) and a backlog (for fresh deliveries, which queue behind it
 /// rather than overtake it) park the delivery.
-pub fn before(g: Gate) -> Before {
+pub(crate) fn before(g: Gate) -> Before {
     if g.disabled {
         Before::DeadLetter("endpoint disabled")
     } else if g.quarantined {
@@ -81,14 +81,14 @@ pub fn before(g: Gate) -> Before {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Verdict {
+pub(crate) enum Verdict {
     Delivered,
     /// 410: the receiver asks never to be called again; the endpoint is disabled.
     Gone,
     Failed,
 }
 
-pub fn verdict(outcome: &Outcome) -> Verdict {
+pub(crate) fn verdict(outcome: &Outcome) -> Verdict {
     if outcome.succeeded() {
         Verdict::Delivered
     } else if outcome.status == Some(410) {
@@ -99,7 +99,7 @@ pub fn verdict(outcome: &Outcome) -> Verdict {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub enum AfterFailure {
+pub(crate) enum AfterFailure {
     Retry(Duration),
     /// The circuit is open: wait in the backlog for the probe, not on a timer.
     WaitForProbe,
@@ -108,7 +108,7 @@ pub enum AfterFailure {
 
 /// After the `attempts`-th attempt failed: the next delay of the schedule (jittered by `unit`
 /// in [0, 1), never before `Retry-After`), unless the schedule is spent.
-pub fn after_failure(
+pub(crate) fn after_failure(
     schedule: &[Duration],
     jitter: f64,
     attempts: u32,

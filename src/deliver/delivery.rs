@@ -12,7 +12,7 @@ use crate::support::clock::now_ms;
 
 /// The event as every one of its deliveries shares it.
 #[derive(Debug)]
-pub struct EventInfo {
+pub(crate) struct EventInfo {
     pub id: String,
     pub event_type: String,
     pub tenant: String,
@@ -22,14 +22,14 @@ pub struct EventInfo {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
+pub(crate) enum Source {
     /// First attempt, straight from the input stream.
     Stream,
     /// Taken (leased) from the retry queue.
     Queue,
 }
 
-pub struct Delivery {
+pub(crate) struct Delivery {
     pub id: String,
     pub event: Arc<EventInfo>,
     pub endpoint_id: Arc<str>,
@@ -53,7 +53,7 @@ pub struct Delivery {
 
 impl Delivery {
     /// A first delivery of a stream entry's event.
-    pub fn fresh(id: String, event: Arc<EventInfo>, endpoint_id: Arc<str>) -> Delivery {
+    pub(crate) fn fresh(id: String, event: Arc<EventInfo>, endpoint_id: Arc<str>) -> Delivery {
         Delivery {
             id,
             event,
@@ -71,7 +71,7 @@ impl Delivery {
         }
     }
 
-    pub fn from_job(job: Job) -> Delivery {
+    pub(crate) fn from_job(job: Job) -> Delivery {
         Delivery {
             event: Arc::new(EventInfo {
                 id: job.event_id,
@@ -95,7 +95,7 @@ impl Delivery {
         }
     }
 
-    pub fn to_job(&self) -> Job {
+    pub(crate) fn to_job(&self) -> Job {
         Job {
             id: self.id.clone(),
             tenant: self.event.tenant.clone(),
@@ -115,7 +115,7 @@ impl Delivery {
 
     /// When its schedule runs out: the sum of the delays after its first attempt (or after
     /// it was queued, if it has none yet).
-    pub fn deadline(&self, schedule_total: Duration) -> i64 {
+    pub(crate) fn deadline(&self, schedule_total: Duration) -> i64 {
         let base = if self.first_attempt_at > 0 {
             self.first_attempt_at
         } else if self.queued_at > 0 {

@@ -23,9 +23,9 @@ use crate::support::clock::now_ms;
 /// Waiters allowed before the lane's latency is known.
 const UNMEASURED_WAITERS: usize = 512;
 /// An attempt running longer than this is slow: it moves to the slow budget.
-pub const SLOW_AFTER: Duration = Duration::from_secs(1);
+pub(crate) const SLOW_AFTER: Duration = Duration::from_secs(1);
 
-pub struct Lane {
+pub(crate) struct Lane {
     permits: Arc<Semaphore>,
     per_endpoint: usize,
     /// Slots held back by the lane itself to lower its limit below `per_endpoint`.
@@ -51,7 +51,7 @@ struct Held {
 }
 
 /// An in-flight slot of a lane; returned (or kept back by a lowered limit) on drop.
-pub struct Slot {
+pub(crate) struct Slot {
     permit: Option<OwnedSemaphorePermit>,
     lane: Arc<Lane>,
 }
@@ -70,14 +70,14 @@ impl Drop for Slot {
 }
 
 /// What a delivery gets from its lane.
-pub enum Admission {
+pub(crate) enum Admission {
     Go(Slot),
     /// No slot soon: park the delivery in Redis.
     Park,
 }
 
 impl Lane {
-    pub fn new(per_endpoint: usize) -> Arc<Lane> {
+    pub(crate) fn new(per_endpoint: usize) -> Arc<Lane> {
         let lane = Arc::new(Lane {
             permits: Arc::new(Semaphore::new(per_endpoint)),
             per_endpoint,
@@ -95,17 +95,17 @@ impl Lane {
     }
 
     /// The current limit on in-flight attempts.
-    pub fn limit(&self) -> usize {
+    pub(crate) fn limit(&self) -> usize {
         let held = self.held.lock().expect("lane limit");
         self.per_endpoint - held.permits.len() - held.owed
     }
 
-    pub fn in_flight(&self) -> usize {
+    pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }
 
     /// Slots free right now (what the backlog puller may take for this lane).
-    pub fn free(&self) -> usize {
+    pub(crate) fn free(&self) -> usize {
         self.permits
             .available_permits()
             .saturating_sub(self.waiting.load(Ordering::Relaxed))
@@ -134,7 +134,7 @@ impl Lane {
     }
 
     /// Whether this endpoint's attempts are slow: measured so, or stalled with attempts out.
-    pub fn is_slow(&self) -> bool {
+    pub(crate) fn is_slow(&self) -> bool {
         let slow_us = SLOW_AFTER.as_micros() as u64;
         if self.latency_us.load(Ordering::Relaxed) >= slow_us {
             return true;
@@ -146,7 +146,7 @@ impl Lane {
     /// Reserves the next start slot under a rate limit of `per_sec` attempts a second (evenly
     /// spaced) and answers how long to wait for it; `None`, reserving nothing, when the slot is
     /// further away than `patience`.
-    pub fn reserve(&self, per_sec: u32, patience: Duration) -> Option<Duration> {
+    pub(crate) fn reserve(&self, per_sec: u32, patience: Duration) -> Option<Duration> {
         let interval = Duration::from_secs(1) / per_sec.max(1);
         let now = Instant::now();
         let mut next = self.next_slot.lock().expect("rate slot");
@@ -160,7 +160,7 @@ impl Lane {
     }
 
     /// Records a finished attempt: its latency, and whether the endpoint answered 2xx.
-    pub fn finished(&self, latency: Duration, succeeded: bool) {
+    pub(crate) fn finished(&self, latency: Duration, succeeded: bool) {
         self.last_done.store(now_ms(), Ordering::Relaxed);
         let sample = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
         let old = self.latency_us.load(Ordering::Relaxed);
@@ -201,7 +201,7 @@ impl Lane {
 
     /// How many more deliveries the lane can take now: free slots, plus (unless it is slow)
     /// room to wait for one within `patience`.
-    pub fn room(&self, patience: Duration) -> usize {
+    pub(crate) fn room(&self, patience: Duration) -> usize {
         // Until it has answered, no more than it can start: a new endpoint may hang.
         if self.is_slow() || self.latency_us.load(Ordering::Relaxed) == 0 {
             return self.free();
@@ -212,7 +212,7 @@ impl Lane {
 
     /// A slot at once, or after a wait expected to last under `patience`; a slow lane never
     /// keeps a delivery waiting in memory.
-    pub async fn admit(self: &Arc<Self>, patience: Duration) -> Admission {
+    pub(crate) async fn admit(self: &Arc<Self>, patience: Duration) -> Admission {
         if let Ok(p) = self.permits.clone().try_acquire_owned() {
             return Admission::Go(self.slot(p));
         }
@@ -229,7 +229,8 @@ impl Lane {
     }
 
     /// A slot only if one is free now.
-    pub fn try_admit(self: &Arc<Self>) -> Option<Slot> {
+    #[cfg(test)]
+    pub(crate) fn try_admit(self: &Arc<Self>) -> Option<Slot> {
         let p = self.permits.clone().try_acquire_owned().ok()?;
         Some(self.slot(p))
     }
@@ -246,7 +247,7 @@ impl Lane {
     }
 
     /// Nothing in flight, waiting or parked: the lane can be dropped from the map.
-    pub fn idle(&self) -> bool {
+    pub(crate) fn idle(&self) -> bool {
         self.in_flight() == 0
             && self.waiting.load(Ordering::Relaxed) == 0
             && !self.backlogged.load(Ordering::Relaxed)
@@ -260,7 +261,7 @@ impl Lane {
 ///   default), and one tenant's within `per_tenant`, so one broken tenant cannot take all of it.
 /// - An attempt that turns slow while running moves here (giving its quick room back) while
 ///   fewer than `hard` are slow, whatever its tenant: it is running anyway.
-pub struct Budget {
+pub(crate) struct Budget {
     soft: usize,
     hard: usize,
     per_tenant: usize,
@@ -268,7 +269,7 @@ pub struct Budget {
 }
 
 /// A share of the slow budget; given back on drop.
-pub struct SlowShare {
+pub(crate) struct SlowShare {
     budget: Arc<Budget>,
     tenant: Arc<str>,
 }
@@ -287,7 +288,7 @@ impl Drop for SlowShare {
 }
 
 impl Budget {
-    pub fn new(soft: usize, hard: usize, per_tenant: usize) -> Arc<Budget> {
+    pub(crate) fn new(soft: usize, hard: usize, per_tenant: usize) -> Arc<Budget> {
         Arc::new(Budget {
             soft: soft.max(1),
             hard: hard.max(soft).max(1),
@@ -297,7 +298,7 @@ impl Budget {
     }
 
     /// A share for a new slow attempt, within the soft and per-tenant limits.
-    pub fn try_take(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
+    pub(crate) fn try_take(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
         let mut used = self.used.lock().expect("slow budget");
         let mine = used.1.get(tenant).copied().unwrap_or(0);
         if used.0 >= self.soft || mine >= self.per_tenant {
@@ -307,7 +308,7 @@ impl Budget {
     }
 
     /// A share for an attempt that turned slow while running, within the hard limit.
-    pub fn take_running(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
+    pub(crate) fn take_running(self: &Arc<Self>, tenant: &Arc<str>) -> Option<SlowShare> {
         let mut used = self.used.lock().expect("slow budget");
         if used.0 >= self.hard {
             return None;
@@ -329,7 +330,8 @@ impl Budget {
     }
 
     /// New slow attempts the tenant could start now.
-    pub fn room_for(&self, tenant: &str) -> usize {
+    #[cfg(test)]
+    pub(crate) fn room_for(&self, tenant: &str) -> usize {
         let used = self.used.lock().expect("slow budget");
         let mine = used.1.get(tenant).copied().unwrap_or(0);
         self.soft
@@ -337,7 +339,8 @@ impl Budget {
             .min(self.per_tenant.saturating_sub(mine))
     }
 
-    pub fn used(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn used(&self) -> usize {
         self.used.lock().expect("slow budget").0
     }
 }

@@ -7,20 +7,20 @@ use std::sync::{Arc, Mutex};
 use crate::deliver::lane::Lane;
 use crate::registry::Snapshot;
 
-pub struct Lanes {
+pub(crate) struct Lanes {
     per_endpoint: usize,
     map: Mutex<HashMap<Arc<str>, Arc<Lane>>>,
 }
 
 impl Lanes {
-    pub fn new(per_endpoint: usize) -> Lanes {
+    pub(crate) fn new(per_endpoint: usize) -> Lanes {
         Lanes {
             per_endpoint,
             map: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, id: &Arc<str>) -> Arc<Lane> {
+    pub(crate) fn get(&self, id: &Arc<str>) -> Arc<Lane> {
         let mut lanes = self.map.lock().expect("lane map");
         lanes
             .entry(id.clone())
@@ -29,14 +29,14 @@ impl Lanes {
     }
 
     /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
-    pub fn prune(&self, live: &Snapshot) {
+    pub(crate) fn prune(&self, live: &Snapshot) {
         self.map.lock().expect("lane map").retain(|id, lane| {
             !lane.idle() || (live.endpoint(id).is_some() && Arc::strong_count(lane) > 1)
         });
     }
 
     /// The lanes flagged as having parked deliveries.
-    pub fn backlogged(&self) -> Vec<(Arc<str>, Arc<Lane>)> {
+    pub(crate) fn backlogged(&self) -> Vec<(Arc<str>, Arc<Lane>)> {
         self.map
             .lock()
             .expect("lane map")
@@ -47,7 +47,7 @@ impl Lanes {
     }
 
     /// Per-endpoint attempts in flight.
-    pub fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
+    pub(crate) fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
         self.map
             .lock()
             .expect("lane map")

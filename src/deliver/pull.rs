@@ -20,7 +20,7 @@ const TAKE: usize = 500;
 /// Pause when nothing was due.
 const IDLE: Duration = Duration::from_millis(100);
 
-pub async fn run(
+pub(crate) async fn run(
     queue: RetryQueue,
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
@@ -78,7 +78,7 @@ const SWEEP: usize = 100;
 const PARKED_EVERY: Duration = Duration::from_millis(100);
 
 /// Pulls parked deliveries back as their endpoints can take them.
-pub async fn run_parked(
+pub(crate) async fn run_parked(
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
     lease: Duration,
@@ -133,7 +133,7 @@ async fn pull(
                 spawn(d, job, None, |d, del| async move { d.expire(del).await });
             }
         }
-        if let Probe::Take(_, Some(job)) = d.park.take_probe(ep, now, lease_until).await? {
+        if let Probe::Take(Some(job)) = d.park.take_probe(ep, now, lease_until).await? {
             d.breaker.note_half_open(&id, lease_until);
             let room = outstanding.clone().try_acquire_owned().ok();
             spawn(d, *job, room, |d, mut del| async move {

@@ -22,7 +22,7 @@ use crate::deliver::attempt::AttemptRecord;
 use crate::support::clock::now_ms;
 
 /// Hours the stats route shows, the current one last.
-pub const HOURS: usize = 24;
+pub(crate) const HOURS: usize = 24;
 const HOUR_MS: i64 = 3_600_000;
 /// An hour's hash outlives the 24 hours it is shown for by a little.
 const HOUR_TTL: Duration = Duration::from_secs(25 * 3600);
@@ -121,7 +121,7 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&str, i64), Tally> {
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
 /// hour, one HINCRBY per non-zero count and histogram bucket, and one EXPIRE.
-pub fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
+pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
     for ((endpoint, hour), t) in tally(batch) {
         let key = keys.stats(endpoint, hour);
         for (field, n) in [(SUCCESS, t.success), (FAILURE, t.failure)] {
@@ -138,7 +138,7 @@ pub fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
 
 /// One hour of an endpoint's attempts.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Hour {
+pub(crate) struct Hour {
     /// Unix ms of the hour's start.
     pub start_ms: i64,
     pub success: u64,
@@ -167,7 +167,7 @@ impl Hour {
 }
 
 /// The last 24 hours of an endpoint, oldest first; the last is the hour `now_ms` is in.
-pub async fn last_day(
+pub(crate) async fn last_day(
     conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,
@@ -191,7 +191,7 @@ pub async fn last_day(
 }
 
 /// This replica's in-flight deliveries per endpoint, as the dispatcher counts them.
-pub type InFlightCounts = Arc<dyn Fn() -> Vec<(Arc<str>, usize)> + Send + Sync>;
+pub(crate) type InFlightCounts = Arc<dyn Fn() -> Vec<(Arc<str>, usize)> + Send + Sync>;
 
 const PUBLISH_EVERY: Duration = Duration::from_secs(1);
 /// A replica's counts vanish this long after its last publication (it may have died).
@@ -205,7 +205,12 @@ const MAX_REPLICAS: usize = 1_000;
 
 /// Publishes this replica's in-flight counts every second. Runs until aborted, so that
 /// deliveries finishing during the shutdown grace still count.
-pub async fn publish_in_flight(conn: Conn, keys: Keys, replica: String, counts: InFlightCounts) {
+pub(crate) async fn publish_in_flight(
+    conn: Conn,
+    keys: Keys,
+    replica: String,
+    counts: InFlightCounts,
+) {
     let mut tick = tokio::time::interval(PUBLISH_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -257,7 +262,7 @@ pub async fn publish_once(
 }
 
 /// Deliveries to an endpoint in flight on every replica seen in the last 5 s.
-pub async fn in_flight(
+pub(crate) async fn in_flight(
     conn: &Conn,
     keys: &Keys,
     endpoint_id: &str,

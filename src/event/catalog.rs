@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::event::filter::Pattern;
 
-pub const MAX_FILTERS: usize = 64;
+pub(crate) const MAX_FILTERS: usize = 64;
 
 /// An event type an operator adds to the catalog in `config.yaml`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -17,7 +17,7 @@ pub struct EventTypeDef {
 }
 
 /// The built-in catalog: type and meaning.
-pub const BUILTIN: &[(&str, &str)] = &[
+pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("outbound.queued", "Accepted, queued for sending"),
     ("outbound.sent", "Handed to the sending MTA (2xx on relay)"),
     ("outbound.delivered", "Accepted by the recipient's server"),
@@ -51,19 +51,19 @@ pub const BUILTIN: &[(&str, &str)] = &[
 ];
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct EventTypeInfo {
+pub(crate) struct EventTypeInfo {
     #[serde(rename = "type")]
     pub event_type: String,
     pub description: String,
 }
 
 #[derive(Debug, Clone)]
-pub struct Catalog {
+pub(crate) struct Catalog {
     types: Vec<EventTypeInfo>,
 }
 
 impl Catalog {
-    pub fn new(extra: &[EventTypeDef]) -> Self {
+    pub(crate) fn new(extra: &[EventTypeDef]) -> Self {
         let mut types: Vec<EventTypeInfo> = BUILTIN
             .iter()
             .map(|(t, d)| EventTypeInfo {
@@ -84,21 +84,22 @@ impl Catalog {
         Catalog { types }
     }
 
-    pub fn types(&self) -> &[EventTypeInfo] {
+    pub(crate) fn types(&self) -> &[EventTypeInfo] {
         &self.types
     }
 
-    pub fn contains(&self, event_type: &str) -> bool {
+    #[cfg(test)]
+    pub(crate) fn contains(&self, event_type: &str) -> bool {
         self.types.iter().any(|t| t.event_type == event_type)
     }
 
     /// True when the pattern matches at least one catalog type.
-    pub fn covers(&self, pattern: &Pattern) -> bool {
+    pub(crate) fn covers(&self, pattern: &Pattern) -> bool {
         self.types.iter().any(|t| pattern.matches(&t.event_type))
     }
 
     /// The catalog type nearest to a pattern that matched none, for a "did you mean" hint.
-    pub fn suggest(&self, pattern: &str) -> Option<&str> {
+    pub(crate) fn suggest(&self, pattern: &str) -> Option<&str> {
         self.types
             .iter()
             .map(|t| (levenshtein(pattern, &t.event_type), t.event_type.as_str()))
@@ -123,7 +124,7 @@ fn levenshtein(a: &str, b: &str) -> usize {
 }
 
 /// Checks filter patterns against the grammar and the catalog.
-pub fn check_filters(filters: &[String], catalog: &Catalog) -> Result<Vec<Pattern>, String> {
+pub(crate) fn check_filters(filters: &[String], catalog: &Catalog) -> Result<Vec<Pattern>, String> {
     if filters.is_empty() {
         return Err("filters must list at least one pattern".into());
     }

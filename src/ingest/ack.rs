@@ -13,7 +13,7 @@ use crate::db::keys::Keys;
 use crate::ingest::claim::InFlight;
 
 /// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
-pub struct Ticket {
+pub(crate) struct Ticket {
     entry: String,
     remaining: AtomicUsize,
     all_ok: AtomicBool,
@@ -22,7 +22,7 @@ pub struct Ticket {
 }
 
 impl Ticket {
-    pub fn new(
+    pub(crate) fn new(
         entry: String,
         deliveries: usize,
         acks: mpsc::UnboundedSender<String>,
@@ -38,7 +38,7 @@ impl Ticket {
     }
 
     /// One delivery ended; `ok` when its fate is recorded.
-    pub fn done(&self, ok: bool) {
+    pub(crate) fn done(&self, ok: bool) {
         if !ok {
             self.all_ok.store(false, Ordering::Release);
         }
@@ -57,7 +57,7 @@ impl Ticket {
 /// Acknowledges finished entries in batches. A batch that Redis refuses is tried again, with
 /// backoff, until it lands: its entries stay claimed meanwhile, so nothing is sent twice, and
 /// if webhookd stops first they stay pending and are claimed later, never forgotten.
-pub async fn run_acker(
+pub(crate) async fn run_acker(
     mut rx: mpsc::UnboundedReceiver<String>,
     conn: Conn,
     keys: Keys,

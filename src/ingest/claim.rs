@@ -16,35 +16,35 @@ use crate::support::shutdown::Shutdown;
 
 /// Entries being worked on by this replica.
 #[derive(Default)]
-pub struct InFlight {
+pub(crate) struct InFlight {
     ids: Mutex<HashSet<String>>,
     /// Set when an entry was let go without a fate.
     let_go: AtomicBool,
 }
 
 impl InFlight {
-    pub fn insert(&self, id: &str) -> bool {
+    pub(crate) fn insert(&self, id: &str) -> bool {
         self.ids
             .lock()
             .expect("in-flight set")
             .insert(id.to_string())
     }
-    pub fn remove(&self, id: &str) {
+    pub(crate) fn remove(&self, id: &str) {
         self.ids.lock().expect("in-flight set").remove(id);
     }
     /// Lets an entry go without a fate (Redis failed us): it stays pending, and the consumer
     /// reads its own pending entries again shortly rather than waiting `claim_idle` for it.
-    pub fn let_go(&self, id: &str) {
+    pub(crate) fn let_go(&self, id: &str) {
         self.remove(id);
         self.let_go.store(true, Ordering::Release);
     }
-    pub fn take_let_go(&self) -> bool {
+    pub(crate) fn take_let_go(&self) -> bool {
         self.let_go.swap(false, Ordering::AcqRel)
     }
-    pub fn contains(&self, id: &str) -> bool {
+    pub(crate) fn contains(&self, id: &str) -> bool {
         self.ids.lock().expect("in-flight set").contains(id)
     }
-    pub fn snapshot(&self) -> Vec<String> {
+    pub(crate) fn snapshot(&self) -> Vec<String> {
         self.ids
             .lock()
             .expect("in-flight set")
@@ -55,7 +55,7 @@ impl InFlight {
 }
 
 /// Keeps this replica's in-progress entries fresh, so `XAUTOCLAIM` elsewhere skips them.
-pub async fn run_heartbeat(
+pub(crate) async fn run_heartbeat(
     in_flight: Arc<InFlight>,
     conn: Conn,
     keys: Keys,

@@ -21,7 +21,7 @@ use crate::support::backoff::Backoff;
 use crate::support::shutdown::Shutdown;
 
 /// Where the consumer's work goes, and what bounds it.
-pub struct Intake {
+pub(crate) struct Intake {
     pub fanout: FanOut,
     pub dispatcher: Arc<Dispatcher>,
     /// Bounds deliveries held in memory; the consumer reads only when there is room.
@@ -30,7 +30,7 @@ pub struct Intake {
     pub in_flight: Arc<InFlight>,
 }
 
-pub struct Consumer {
+pub(crate) struct Consumer {
     reader: Reader,
     fanout: FanOut,
     dispatcher: Arc<Dispatcher>,
@@ -43,7 +43,7 @@ pub struct Consumer {
 }
 
 impl Consumer {
-    pub fn new(
+    pub(crate) fn new(
         reader: Reader,
         intake: Intake,
         metrics: Arc<Metrics>,
@@ -64,12 +64,12 @@ impl Consumer {
     }
 
     /// Creates the group (from the start of the stream) and the stream if absent.
-    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+    pub(crate) async fn ensure_group(&self) -> redis::RedisResult<()> {
         self.reader.ensure_group().await
     }
 
     /// Reads and hands on entries until shutdown begins.
-    pub async fn run(self) {
+    pub(crate) async fn run(self) {
         let mut backoff = Backoff::new(Duration::from_millis(100));
         let mut reread_backoff = Backoff::new(Duration::from_millis(100));
         let mut own_pending_done = false;

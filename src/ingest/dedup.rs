@@ -7,10 +7,10 @@ use crate::db::keys::Keys;
 use crate::event::Event;
 
 /// How long an event id is remembered per tenant (SPEC 1).
-pub const DEDUP_TTL_SECS: u64 = 24 * 3600;
+pub(crate) const DEDUP_TTL_SECS: u64 = 24 * 3600;
 
 /// For each (entry, event): true unless another entry carried its id first.
-pub async fn first_sightings(
+pub(crate) async fn first_sightings(
     conn: &Conn,
     keys: &Keys,
     valid: &[(String, Event)],

@@ -3,14 +3,14 @@
 //! (`dedup`), handing the rest to fan-out (`consumer`), and acknowledging each entry once all
 //! its deliveries have a fate (`ack`).
 
-pub mod read;
-pub mod claim;
-pub mod validate;
-pub mod dedup;
-pub mod consumer;
-pub mod ack;
+pub(crate) mod read;
+pub(crate) mod claim;
+pub(crate) mod validate;
+pub(crate) mod dedup;
+pub(crate) mod consumer;
+pub(crate) mod ack;
 
-pub use ack::run_acker;
-pub use claim::{run_heartbeat, InFlight};
-pub use consumer::{Consumer, Intake};
-pub use read::{Reader, StreamSettings};
+pub(crate) use ack::run_acker;
+pub(crate) use claim::{run_heartbeat, InFlight};
+pub(crate) use consumer::{Consumer, Intake};
+pub(crate) use read::{Reader, StreamSettings};

@@ -9,7 +9,7 @@ use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 
 #[derive(Clone)]
-pub struct StreamSettings {
+pub(crate) struct StreamSettings {
     pub group: String,
     pub consumer: String,
     pub batch: usize,
@@ -20,7 +20,7 @@ pub struct StreamSettings {
     pub invalid_max_len: u64,
 }
 
-pub struct Reader {
+pub(crate) struct Reader {
     /// A connection of its own: `XREADGROUP BLOCK` would stall a shared one.
     blocking: Conn,
     conn: Conn,
@@ -28,12 +28,12 @@ pub struct Reader {
     settings: StreamSettings,
 }
 
-pub fn is_nogroup(e: &redis::RedisError) -> bool {
+pub(crate) fn is_nogroup(e: &redis::RedisError) -> bool {
     e.code() == Some("NOGROUP") || e.to_string().contains("NOGROUP")
 }
 
 impl Reader {
-    pub fn new(blocking: Conn, conn: Conn, keys: Keys, settings: StreamSettings) -> Reader {
+    pub(crate) fn new(blocking: Conn, conn: Conn, keys: Keys, settings: StreamSettings) -> Reader {
         Reader {
             blocking,
             conn,
@@ -42,21 +42,21 @@ impl Reader {
         }
     }
 
-    pub fn settings(&self) -> &StreamSettings {
+    pub(crate) fn settings(&self) -> &StreamSettings {
         &self.settings
     }
 
     /// The shared (non-blocking) connection.
-    pub fn conn(&self) -> Conn {
+    pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()
     }
 
-    pub fn keys(&self) -> &Keys {
+    pub(crate) fn keys(&self) -> &Keys {
         &self.keys
     }
 
     /// Creates the group (from the start of the stream) and the stream if absent.
-    pub async fn ensure_group(&self) -> redis::RedisResult<()> {
+    pub(crate) async fn ensure_group(&self) -> redis::RedisResult<()> {
         let r: redis::RedisResult<()> = redis::cmd("XGROUP")
             .arg("CREATE")
             .arg(self.keys.stream())
@@ -75,7 +75,7 @@ impl Reader {
 
     /// Reads up to `room` entries: new ones (`>`, waiting up to `block`), or this consumer's
     /// own pending ones after `from`.
-    pub async fn read(&self, from: &str, room: usize) -> redis::RedisResult<Vec<StreamId>> {
+    pub(crate) async fn read(&self, from: &str, room: usize) -> redis::RedisResult<Vec<StreamId>> {
         let mut cmd = redis::cmd("XREADGROUP");
         cmd.arg("GROUP")
             .arg(&self.settings.group)
@@ -95,7 +95,7 @@ impl Reader {
     /// Takes over entries that a dead consumer left pending longer than `claim_idle`, except
     /// those `ours` says this replica is working on; also answers the ids of entries whose data
     /// was trimmed away meanwhile (nothing left to deliver: they only need acknowledging).
-    pub async fn autoclaim(
+    pub(crate) async fn autoclaim(
         &self,
         room: usize,
         ours: impl Fn(&str) -> bool,

@@ -9,7 +9,7 @@ use crate::db::keys::Keys;
 use crate::event::{self, Event};
 
 #[derive(Debug)]
-pub enum Entry {
+pub(crate) enum Entry {
     Valid(Event),
     Invalid {
         reason: String,
@@ -19,7 +19,7 @@ pub enum Entry {
     Trimmed,
 }
 
-pub fn classify(entry: &StreamId, max_event_bytes: usize) -> Entry {
+pub(crate) fn classify(entry: &StreamId, max_event_bytes: usize) -> Entry {
     match entry.map.get("event") {
         Some(Value::BulkString(raw)) => parsed(raw, max_event_bytes),
         Some(Value::SimpleString(s)) => parsed(s.as_bytes(), max_event_bytes),
@@ -50,10 +50,10 @@ fn parsed(raw: &[u8], max_event_bytes: usize) -> Entry {
 }
 
 /// An entry set aside: its stream id, the reason, what it held.
-pub type SetAside = (String, String, Vec<u8>);
+pub(crate) type SetAside = (String, String, Vec<u8>);
 
 /// Writes invalid entries to the invalid stream (capped at `max_len`) in one round trip.
-pub async fn set_aside(
+pub(crate) async fn set_aside(
     conn: &Conn,
     keys: &Keys,
     max_len: u64,

@@ -8,7 +8,7 @@ use crate::registry::LiveIndex;
 use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
 
-pub struct Gauges {
+pub(crate) struct Gauges {
     pub conn: Conn,
     pub keys: Keys,
     pub group: String,
@@ -19,7 +19,7 @@ pub struct Gauges {
 
 impl Gauges {
     /// Reads every gauge; one that Redis cannot answer keeps its last value.
-    pub async fn refresh(&self, metrics: &Metrics) {
+    pub(crate) async fn refresh(&self, metrics: &Metrics) {
         if let Ok(n) = self.retry.depth().await {
             metrics.retry_queue_depth.set(n as i64);
         }

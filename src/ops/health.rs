@@ -7,25 +7,25 @@ use crate::db::conn::Conn;
 use crate::support::shutdown::Shutdown;
 
 #[derive(Default)]
-pub struct Health {
+pub(crate) struct Health {
     redis: AtomicBool,
     consumer: AtomicBool,
 }
 
 impl Health {
-    pub fn set_redis(&self, up: bool) {
+    pub(crate) fn set_redis(&self, up: bool) {
         self.redis.store(up, Ordering::Relaxed);
     }
-    pub fn set_consumer(&self, running: bool) {
+    pub(crate) fn set_consumer(&self, running: bool) {
         self.consumer.store(running, Ordering::Relaxed);
     }
-    pub fn redis_up(&self) -> bool {
+    pub(crate) fn redis_up(&self) -> bool {
         self.redis.load(Ordering::Relaxed)
     }
-    pub fn consumer_running(&self) -> bool {
+    pub(crate) fn consumer_running(&self) -> bool {
         self.consumer.load(Ordering::Relaxed)
     }
-    pub fn ready(&self) -> bool {
+    pub(crate) fn ready(&self) -> bool {
         self.redis_up() && self.consumer_running()
     }
 }
@@ -33,7 +33,7 @@ impl Health {
 /// Writes `probe_key` every second; readiness follows the answer. A write, not a PING: a
 /// server that answers but refuses writes (READONLY after a failover, LOADING, MASTERDOWN)
 /// is not ready, and the refusal makes the connection reconnect.
-pub async fn run_pinger(
+pub(crate) async fn run_pinger(
     health: std::sync::Arc<Health>,
     conn: Conn,
     probe_key: String,

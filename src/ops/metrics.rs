@@ -10,7 +10,7 @@ use prometheus_client::registry::Registry;
 
 type Labels = Vec<(&'static str, &'static str)>;
 
-pub struct Metrics {
+pub(crate) struct Metrics {
     registry: Registry,
     pub events_consumed: Counter,
     pub events_invalid: Counter,
@@ -35,7 +35,7 @@ pub struct Metrics {
 }
 
 impl Metrics {
-    pub fn new() -> Metrics {
+    pub(crate) fn new() -> Metrics {
         let mut registry = Registry::default();
         let events_consumed = Counter::default();
         registry.register(
@@ -171,17 +171,17 @@ impl Metrics {
     }
 
     /// Counts a delivery parked for `reason`.
-    pub fn parked(&self, reason: &'static str) {
+    pub(crate) fn parked(&self, reason: &'static str) {
         self.parked.get_or_create(&vec![("reason", reason)]).inc();
     }
 
     /// Counts a circuit entering `to` (`open`, `half_open` or `closed`).
-    pub fn circuit_transition(&self, to: &'static str) {
+    pub(crate) fn circuit_transition(&self, to: &'static str) {
         self.transitions.get_or_create(&vec![("to", to)]).inc();
     }
 
     /// The Prometheus text exposition.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         let mut out = String::new();
         encode(&mut out, &self.registry).expect("writing to a String");
         out

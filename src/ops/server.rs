@@ -17,21 +17,21 @@ use crate::ops::metrics::Metrics;
 const SCRAPE_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
-pub struct OpsState {
+pub(crate) struct OpsState {
     pub health: Arc<Health>,
     pub metrics: Arc<Metrics>,
     /// Gauges read from Redis at each scrape (none in tools without a Redis).
     pub gauges: Option<Arc<Gauges>>,
 }
 
-pub fn health_routes(state: OpsState) -> Router {
+pub(crate) fn health_routes(state: OpsState) -> Router {
     Router::new()
         .route("/healthz", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/readyz", get(readyz))
         .with_state(state)
 }
 
-pub fn metrics_routes(state: OpsState) -> Router {
+pub(crate) fn metrics_routes(state: OpsState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .with_state(state)

@@ -15,7 +15,7 @@ use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
 
 /// Recent history kept for inspection (`XRANGE`) even once delivered.
-pub const KEEP: Duration = Duration::from_secs(3600);
+pub(crate) const KEEP: Duration = Duration::from_secs(3600);
 const EVERY: Duration = Duration::from_secs(60);
 
 /// `(ms, seq)` of a stream id.
@@ -26,7 +26,10 @@ fn parse_id(id: &str) -> Option<(u64, u64)> {
 
 /// The lowest id still needed by any group: its oldest pending entry, or the first entry after
 /// its last-delivered id. `None` when the stream has no group (then nothing is trimmed).
-pub async fn lowest_needed(conn: &Conn, stream: &str) -> redis::RedisResult<Option<(u64, u64)>> {
+pub(crate) async fn lowest_needed(
+    conn: &Conn,
+    stream: &str,
+) -> redis::RedisResult<Option<(u64, u64)>> {
     let groups: Vec<Value> = redis::cmd("XINFO")
         .arg("GROUPS")
         .arg(stream)
@@ -66,7 +69,7 @@ pub async fn lowest_needed(conn: &Conn, stream: &str) -> redis::RedisResult<Opti
 
 /// Every minute: the input stream (what every group is done with), and the dead letters past
 /// `dlq.retention`.
-pub async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: Shutdown) {
+pub(crate) async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: Shutdown) {
     loop {
         if !stop.sleep(EVERY).await {
             return;

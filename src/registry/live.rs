@@ -20,7 +20,7 @@ const FULL_RELOAD: Duration = Duration::from_secs(60);
 
 /// One tenant's endpoints and the index over their patterns.
 #[derive(Default)]
-pub struct TenantEndpoints {
+pub(crate) struct TenantEndpoints {
     pub endpoints: Vec<Arc<Endpoint>>,
     index: PatternIndex,
 }

@@ -10,11 +10,11 @@ use crate::event::filter::Pattern;
 use crate::secure::seal::Sealer;
 use crate::secure::sign::SigningKey;
 
-pub const MAX_HEADERS: usize = 20;
-pub const MAX_DESCRIPTION: usize = 1024;
+pub(crate) const MAX_HEADERS: usize = 20;
+pub(crate) const MAX_DESCRIPTION: usize = 1024;
 
 /// Headers webhookd sets itself; endpoint headers may not override them.
-pub const RESERVED_HEADERS: &[&str] = &[
+pub(crate) const RESERVED_HEADERS: &[&str] = &[
     "webhook-id",
     "webhook-timestamp",
     "webhook-signature",
@@ -187,7 +187,7 @@ impl Endpoint {
     }
 }
 
-pub fn parse_headers(
+pub(crate) fn parse_headers(
     map: &BTreeMap<String, String>,
 ) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
     if map.len() > MAX_HEADERS {
@@ -210,7 +210,7 @@ pub fn parse_headers(
 }
 
 /// A fresh, time-ordered endpoint id.
-pub fn new_endpoint_id() -> String {
+pub(crate) fn new_endpoint_id() -> String {
     format!(
         "ep_{:012x}{:012x}",
         crate::support::clock::now_ms(),

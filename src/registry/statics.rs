@@ -8,7 +8,7 @@ use crate::secure::seal::Sealer;
 /// Writes the config's static endpoints into the registry, keeping a disabled state that an
 /// earlier 410 or failure streak set while the URL is unchanged. Idempotent: an endpoint
 /// already stored as configured is not written again.
-pub async fn sync_static(
+pub(crate) async fn sync_static(
     store: &Store,
     endpoints: &[StaticEndpoint],
     sealer: &Sealer,

@@ -97,7 +97,7 @@ return out
 
 /// One delivery to park.
 #[derive(Debug, Clone)]
-pub struct ParkRequest {
+pub(crate) struct ParkRequest {
     pub id: String,
     pub endpoint_id: Arc<str>,
     /// Unix ms its schedule runs out.
@@ -109,20 +109,21 @@ pub struct ParkRequest {
 }
 
 /// What a probe take found.
-pub enum Probe {
+pub(crate) enum Probe {
     /// The circuit closed meanwhile.
     Closed,
     /// Not yet: another replica probes, or the time has not come.
     Wait,
     /// Nothing parked to probe with.
     Empty,
-    Take(String, Option<Box<Job>>),
+    /// The delivery to probe with (`None`: its job could not be read).
+    Take(Option<Box<Job>>),
 }
 
 type Reply = oneshot::Sender<redis::RedisResult<()>>;
 
 #[derive(Clone)]
-pub struct ParkQueue {
+pub(crate) struct ParkQueue {
     conn: Conn,
     keys: Keys,
     tx: mpsc::Sender<(ParkRequest, Reply)>,
@@ -132,13 +133,13 @@ pub struct ParkQueue {
 }
 
 /// Writes park requests in batches, one transaction each.
-pub struct ParkWriter {
+pub(crate) struct ParkWriter {
     conn: Conn,
     keys: Keys,
     rx: mpsc::Receiver<(ParkRequest, Reply)>,
 }
 
-pub fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
+pub(crate) fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
         ParkQueue {
@@ -161,7 +162,7 @@ fn jobs_of(raw: &[String]) -> Vec<(String, Option<Job>)> {
 
 impl ParkQueue {
     /// Parks one delivery; answers once its transaction landed.
-    pub async fn park(&self, req: ParkRequest) -> redis::RedisResult<()> {
+    pub(crate) async fn park(&self, req: ParkRequest) -> redis::RedisResult<()> {
         let (tx, rx) = oneshot::channel();
         let closed = || redis::RedisError::from((redis::ErrorKind::Io, "park writer stopped"));
         self.tx.send((req, tx)).await.map_err(|_| closed())?;
@@ -169,7 +170,7 @@ impl ParkQueue {
     }
 
     /// Endpoints whose backlog wants a look now (drain, probe or sweep).
-    pub async fn ready(
+    pub(crate) async fn ready(
         &self,
         now_ms: i64,
         offset: usize,
@@ -188,7 +189,7 @@ impl ParkQueue {
 
     /// Leases up to `n` of the endpoint's parked deliveries; true with them when its backlog
     /// is now empty. Nothing while its circuit is open, unless `gone`.
-    pub async fn take(
+    pub(crate) async fn take(
         &self,
         endpoint_id: &str,
         n: usize,
@@ -214,7 +215,7 @@ impl ParkQueue {
         Ok((emptied, jobs_of(&rest)))
     }
 
-    pub async fn take_probe(
+    pub(crate) async fn take_probe(
         &self,
         endpoint_id: &str,
         now_ms: i64,
@@ -233,10 +234,9 @@ impl ParkQueue {
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match raw.first().map(String::as_str) {
-            Some("probe") if raw.len() == 3 => Probe::Take(
-                raw[1].clone(),
-                serde_json::from_str(&raw[2]).ok().map(Box::new),
-            ),
+            Some("probe") if raw.len() == 3 => {
+                Probe::Take(serde_json::from_str(&raw[2]).ok().map(Box::new))
+            }
             Some("wait") => Probe::Wait,
             Some("empty") => Probe::Empty,
             _ => Probe::Closed,
@@ -244,7 +244,7 @@ impl ParkQueue {
     }
 
     /// Leases parked deliveries whose schedule ran out, to be dead-lettered.
-    pub async fn take_expired(
+    pub(crate) async fn take_expired(
         &self,
         endpoint_id: &str,
         now_ms: i64,
@@ -265,7 +265,7 @@ impl ParkQueue {
     }
 
     /// Deliveries parked for each of these endpoints.
-    pub async fn depths<'a>(
+    pub(crate) async fn depths<'a>(
         &self,
         endpoint_ids: impl Iterator<Item = &'a str>,
     ) -> redis::RedisResult<Vec<u64>> {
@@ -279,7 +279,7 @@ impl ParkQueue {
 
 impl ParkWriter {
     /// Runs until every `ParkQueue` is dropped.
-    pub async fn run(mut self) {
+    pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         while self.rx.recv_many(&mut buf, BATCH).await > 0 {
             let mut pipe = redis::pipe();

@@ -5,21 +5,21 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use http::Uri;
 use ipnet::IpNet;
 
-pub const MAX_URL_LEN: usize = 2048;
+pub(crate) const MAX_URL_LEN: usize = 2048;
 
 /// Refuses internal addresses unless an operator allowed their range.
 #[derive(Debug, Clone, Default)]
-pub struct Guard {
+pub(crate) struct Guard {
     allowed: Vec<IpNet>,
 }
 
 impl Guard {
-    pub fn new(allowed: Vec<IpNet>) -> Self {
+    pub(crate) fn new(allowed: Vec<IpNet>) -> Self {
         Guard { allowed }
     }
 
     /// `Err(reason)` when the address is internal and not allowed.
-    pub fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
+    pub(crate) fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
         if self.allowed.iter().any(|n| n.contains(&ip)) {
             return Ok(());
         }
@@ -31,7 +31,7 @@ impl Guard {
 }
 
 /// What kind of internal address this is, if any.
-pub fn internal(ip: IpAddr) -> Option<&'static str> {
+pub(crate) fn internal(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => internal_v4(v4),
         IpAddr::V6(v6) => internal_v6(v6),
@@ -102,7 +102,7 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// Checks a URL's form: scheme, no user-info, a host, the length, and literal-IP targets.
-pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, String> {
+pub(crate) fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, String> {
     if raw.len() > MAX_URL_LEN {
         return Err(format!("url is longer than {MAX_URL_LEN} characters"));
     }
@@ -132,7 +132,7 @@ pub fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, Stri
 }
 
 /// The IP of a URL host that is an address literal (`1.2.3.4` or `[::1]`).
-pub fn literal_ip(host: &str) -> Option<std::net::IpAddr> {
+pub(crate) fn literal_ip(host: &str) -> Option<std::net::IpAddr> {
     host.trim_start_matches('[')
         .trim_end_matches(']')
         .parse()

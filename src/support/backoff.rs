@@ -7,10 +7,10 @@ use std::time::Duration;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 
 /// The longest wait between two tries.
-pub const MAX: Duration = Duration::from_secs(5);
+pub(crate) const MAX: Duration = Duration::from_secs(5);
 
 /// The policy, for `backon::Retryable::retry`.
-pub fn policy(min: Duration) -> ExponentialBuilder {
+pub(crate) fn policy(min: Duration) -> ExponentialBuilder {
     ExponentialBuilder::default()
         .with_min_delay(min)
         .with_max_delay(MAX)
@@ -18,13 +18,13 @@ pub fn policy(min: Duration) -> ExponentialBuilder {
 }
 
 /// A loop's waits: each failure takes the next (longer) one, a success starts again.
-pub struct Backoff {
+pub(crate) struct Backoff {
     min: Duration,
     waits: ExponentialBackoff,
 }
 
 impl Backoff {
-    pub fn new(min: Duration) -> Self {
+    pub(crate) fn new(min: Duration) -> Self {
         Backoff {
             min,
             waits: policy(min).build(),
@@ -32,11 +32,11 @@ impl Backoff {
     }
 
     /// How long to wait after this failure.
-    pub fn next_wait(&mut self) -> Duration {
+    pub(crate) fn next_wait(&mut self) -> Duration {
         self.waits.next().unwrap_or(MAX)
     }
 
-    pub fn reset(&mut self) {
+    pub(crate) fn reset(&mut self) {
         self.waits = policy(self.min).build();
     }
 }

@@ -1,7 +1,7 @@
 //! Keeps credentials out of logs and error messages.
 
 /// A URL with any password replaced by `***`.
-pub fn url(raw: &str) -> String {
+pub(crate) fn url(raw: &str) -> String {
     let Some(scheme_end) = raw.find("://") else {
         return raw.to_string();
     };

@@ -72,9 +72,7 @@ async fn trimming_keeps_every_pending_and_unread_entry() {
     let conn = webhookd::db::conn::connect(&redis_url(), std::time::Duration::from_secs(5))
         .await
         .unwrap();
-    let removed = webhookd::ops::trim_once(&conn, &stream)
-        .await
-        .unwrap();
+    let removed = webhookd::ops::trim_once(&conn, &stream).await.unwrap();
     assert_eq!(removed, 3, "only what every group acknowledged goes");
     let left: Vec<(String, Vec<(String, String)>)> = redis::cmd("XRANGE")
         .arg(&stream)

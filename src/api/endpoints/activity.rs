@@ -16,7 +16,7 @@ use crate::deliver::attempt_log;
 use crate::registry::Endpoint;
 use crate::support::clock::{now_ms, rfc3339};
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(list_attempts))
         .routes(routes!(test_endpoint))

@@ -28,7 +28,7 @@ use crate::support::clock::now_ms;
 
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(create_endpoint, list_endpoints))
         .routes(routes!(get_endpoint, patch_endpoint, delete_endpoint))

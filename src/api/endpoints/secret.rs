@@ -18,7 +18,7 @@ use crate::support::clock::now_ms;
 /// Secrets kept signing at once: the current one and up to this many still overlapping.
 const MAX_OVERLAPPING_SECRETS: usize = 9;
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new()
         .routes(routes!(get_secret))
         .routes(routes!(rotate_secret))

@@ -13,7 +13,7 @@ use crate::support::clock::rfc3339;
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct CreateEndpoint {
+pub(super) struct CreateEndpoint {
     /// `https://` (or `http://` when delivery.allow_http), no user-info, at most 2048 characters;
     /// must not point at a loopback, private, link-local, CGNAT, multicast or unspecified address.
     #[schema(example = "https://example.com/webhooks")]
@@ -65,7 +65,7 @@ fn filter_list_or_null() -> utoipa::openapi::Schema {
 /// null removes the limit. `disabled: false` re-enables and clears `disabled_reason`.
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct PatchEndpoint {
+pub(super) struct PatchEndpoint {
     pub url: Option<String>,
     #[schema(schema_with = filter_list_or_null)]
     pub filters: Option<Vec<String>>,
@@ -81,7 +81,7 @@ pub struct PatchEndpoint {
 
 impl PatchEndpoint {
     /// `{"disabled": false}` and nothing else.
-    pub fn only_enables(&self) -> bool {
+    pub(super) fn only_enables(&self) -> bool {
         self.disabled == Some(false)
             && self.url.is_none()
             && self.filters.is_none()
@@ -112,7 +112,7 @@ fn present_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EndpointOut {
+pub(super) struct EndpointOut {
     #[schema(example = "ep_018d0a1b2c3d4e5f6a7b8c9d")]
     pub id: String,
     pub tenant: String,
@@ -151,7 +151,7 @@ impl From<&EndpointRecord> for EndpointOut {
 
 /// An endpoint as created: its fields plus its signing secret.
 #[derive(Serialize, ToSchema)]
-pub struct CreatedEndpoint {
+pub(super) struct CreatedEndpoint {
     #[serde(flatten)]
     pub endpoint: EndpointOut,
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
@@ -159,28 +159,28 @@ pub struct CreatedEndpoint {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct EndpointList {
+pub(super) struct EndpointList {
     pub data: Vec<EndpointOut>,
     /// Pass as `cursor` for the next page; null on the last one.
     pub next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Secret {
+pub(super) struct Secret {
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
     pub secret: String,
 }
 
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
-pub struct RotateSecret {
+pub(super) struct RotateSecret {
     /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
     #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
     pub secret: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AttemptOut {
+pub(super) struct AttemptOut {
     #[schema(format = DateTime)]
     pub at: String,
     pub event_id: String,
@@ -194,14 +194,14 @@ pub struct AttemptOut {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct AttemptList {
+pub(super) struct AttemptList {
     pub data: Vec<AttemptOut>,
     pub next_cursor: Option<String>,
 }
 
 /// What a test delivery came to.
 #[derive(Serialize, ToSchema)]
-pub struct TestOutcome {
+pub(super) struct TestOutcome {
     pub status: Option<u16>,
     pub latency_ms: u64,
     pub error: Option<String>,
@@ -210,7 +210,7 @@ pub struct TestOutcome {
 
 /// How an endpoint is doing.
 #[derive(Serialize, ToSchema)]
-pub struct EndpointStats {
+pub(super) struct EndpointStats {
     pub circuit: Circuit,
     /// Deliveries to it in flight now, across every replica.
     pub in_flight: u64,
@@ -223,7 +223,7 @@ pub struct EndpointStats {
 /// probe is in flight.
 #[derive(Serialize, ToSchema)]
 #[serde(rename_all = "snake_case")]
-pub enum Circuit {
+pub(super) enum Circuit {
     Closed,
     Open,
     HalfOpen,
@@ -241,7 +241,7 @@ impl From<breaker::State> for Circuit {
 
 /// One hour of attempts to an endpoint.
 #[derive(Serialize, ToSchema)]
-pub struct HourStats {
+pub(super) struct HourStats {
     /// The hour's start.
     #[schema(format = DateTime)]
     pub start: String,
@@ -269,7 +269,7 @@ impl From<stats::Hour> for HourStats {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct PageQuery {
+pub(super) struct PageQuery {
     /// 1 to 250; default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     pub limit: Option<String>,
@@ -279,7 +279,7 @@ pub struct PageQuery {
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
-pub struct LimitQuery {
+pub(super) struct LimitQuery {
     /// 1 to 250; default 50 (the log keeps the latest 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
     pub limit: Option<String>,

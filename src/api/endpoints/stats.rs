@@ -14,7 +14,7 @@ use crate::deliver::breaker;
 use crate::deliver::stats;
 use crate::support::clock::now_ms;
 
-pub fn routes() -> OpenApiRouter<ApiState> {
+pub(super) fn routes() -> OpenApiRouter<ApiState> {
     OpenApiRouter::new().routes(routes!(endpoint_stats))
 }
 

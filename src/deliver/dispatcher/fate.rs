@@ -106,7 +106,7 @@ impl Dispatcher {
     }
 
     /// Dead-letters a parked delivery whose schedule ran out while its circuit was open.
-    pub async fn expire(&self, mut d: Delivery) -> bool {
+    pub(crate) async fn expire(&self, mut d: Delivery) -> bool {
         let last = self
             .breaker
             .circuit(&d.endpoint_id)

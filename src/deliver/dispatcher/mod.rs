@@ -30,7 +30,7 @@ use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
-pub struct DispatchConfig {
+pub(crate) struct DispatchConfig {
     pub timeout: Duration,
     pub per_endpoint: usize,
     /// The longest expected wait for a busy endpoint that a delivery sits out in memory;
@@ -48,7 +48,7 @@ impl DispatchConfig {
 
 /// Why an API test send was not made.
 #[derive(Debug, thiserror::Error)]
-pub enum Busy {
+pub(crate) enum Busy {
     #[error("the endpoint has no free delivery slot; try again shortly")]
     Endpoint,
     #[error("webhookd is at its in-flight limit; try again shortly")]
@@ -58,7 +58,7 @@ pub enum Busy {
 /// The deliver stage's hub: it owns the lanes, the budgets and the stores a delivery's fate
 /// is written to. Outside the stage it offers `deliver`, `expire`, `test_send`, `spawn`,
 /// `drained` and lane upkeep; `pull` (inside the stage) reads its parts.
-pub struct Dispatcher {
+pub(crate) struct Dispatcher {
     pub(super) cfg: DispatchConfig,
     client: HttpClient,
     guard: Guard,
@@ -81,7 +81,7 @@ pub struct Dispatcher {
 }
 
 /// The parts a dispatcher works with.
-pub struct Parts {
+pub(crate) struct Parts {
     pub client: HttpClient,
     pub guard: Guard,
     pub live: LiveIndex,
@@ -101,7 +101,7 @@ pub struct Parts {
 const SLOW_SHARE: f64 = 0.75;
 
 impl Dispatcher {
-    pub fn new(cfg: DispatchConfig, p: Parts) -> Dispatcher {
+    pub(crate) fn new(cfg: DispatchConfig, p: Parts) -> Dispatcher {
         let per_endpoint = cfg.per_endpoint;
         let slow_total = ((p.max_in_flight as f64 * SLOW_SHARE) as usize).max(1);
         Dispatcher {
@@ -126,7 +126,7 @@ impl Dispatcher {
     }
 
     /// Runs a delivery (or anything that ends in one) as a task shutdown waits for.
-    pub fn spawn<F>(&self, task: F)
+    pub(crate) fn spawn<F>(&self, task: F)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
@@ -134,23 +134,23 @@ impl Dispatcher {
     }
 
     /// Waits until every delivery task has ended; none may start after this is called.
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         self.tasks.close();
         self.tasks.wait().await;
     }
 
-    pub fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
+    pub(crate) fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
         self.lanes.get(id)
     }
 
     /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
-    pub fn prune_lanes(&self) {
+    pub(crate) fn prune_lanes(&self) {
         self.lanes.prune(&self.live.snapshot());
     }
 
     /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
     /// by another replica), so their new deliveries stop queueing behind an empty backlog.
-    pub async fn refresh_backlog_flags(&self) -> redis::RedisResult<()> {
+    pub(crate) async fn refresh_backlog_flags(&self) -> redis::RedisResult<()> {
         for chunk in self.lanes.backlogged().chunks(500) {
             let depths = self.park.depths(chunk.iter().map(|(id, _)| &**id)).await?;
             for ((_, lane), depth) in chunk.iter().zip(depths) {
@@ -163,14 +163,14 @@ impl Dispatcher {
     }
 
     /// Per-endpoint attempts in flight in this replica.
-    pub fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
+    pub(crate) fn in_flight(&self) -> Vec<(Arc<str>, usize)> {
         self.lanes.in_flight()
     }
 
     /// Runs a delivery to its end. True when its fate is safely recorded (delivered, queued
     /// for a retry, parked, or dead-lettered), so the stream entry it came from may be
     /// acknowledged.
-    pub async fn deliver(&self, mut d: Delivery) -> bool {
+    pub(crate) async fn deliver(&self, mut d: Delivery) -> bool {
         let ep = self.live.snapshot().endpoint(&d.endpoint_id).cloned();
         let Some(ep) = ep else {
             return self.endpoint_missing(d).await;
@@ -304,7 +304,7 @@ impl Dispatcher {
 
     /// One signed test delivery through the same limits as every delivery (the endpoint's
     /// slots and rate limit, and the overall in-flight limit), or why not now.
-    pub async fn test_send(
+    pub(crate) async fn test_send(
         &self,
         ep: &Endpoint,
         msg_id: &str,
