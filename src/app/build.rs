@@ -1,0 +1,206 @@
+//! Building the stages: Redis connections, the registry loaded, and every stage wired to
+//! the parts it owns. Nothing runs yet.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, Semaphore};
+
+use super::error::{redis_err, ServeError};
+use crate::api;
+use crate::config::Config;
+use crate::db::conn::{connect, Conn};
+use crate::db::keys::Keys;
+use crate::deliver::attempt_log;
+use crate::deliver::breaker::Breaker;
+use crate::deliver::client;
+use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
+use crate::fanout::FanOut;
+use crate::ingest::{Consumer, InFlight, Intake, Reader, StreamSettings};
+use crate::ops::health::Health;
+use crate::ops::metrics::Metrics;
+use crate::registry::{LiveIndex, Store, Syncer};
+use crate::retry::dlq::Dlq;
+use crate::retry::park::{self, ParkWriter};
+use crate::retry::RetryQueue;
+use crate::secure::seal::Sealer;
+use crate::secure::ssrf::Guard;
+use crate::support::shutdown::Shutdown;
+
+/// Redis commands on the shared connection that take longer than this count as failed.
+const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a delivery waits in memory for a saturated endpoint before it is parked in Redis.
+const LANE_WAIT: Duration = Duration::from_secs(1);
+/// Deliveries held in memory per allowed in-flight request.
+const OUTSTANDING_PER_SLOT: usize = 2;
+
+pub(super) struct Built {
+    pub(super) conn: Conn,
+    pub(super) keys: Keys,
+    pub(super) store: Store,
+    pub(super) sealer: Sealer,
+    pub(super) syncer: Syncer,
+    pub(super) live: LiveIndex,
+    pub(super) metrics: Arc<Metrics>,
+    pub(super) health: Arc<Health>,
+    pub(super) stop: Shutdown,
+    pub(super) retry: RetryQueue,
+    pub(super) dlq: Dlq,
+    pub(super) breaker: Arc<Breaker>,
+    pub(super) dispatcher: Arc<Dispatcher>,
+    pub(super) outstanding: Arc<Semaphore>,
+    pub(super) in_flight: Arc<InFlight>,
+    pub(super) settings: StreamSettings,
+    pub(super) consumer: Consumer,
+    pub(super) writer: attempt_log::Writer,
+    pub(super) park_writer: ParkWriter,
+    pub(super) ack_rx: mpsc::UnboundedReceiver<String>,
+}
+
+pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
+    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT)
+        .await
+        .map_err(ServeError::Redis)?;
+    let blocking = connect(
+        &config.redis.url,
+        config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
+    )
+    .await
+    .map_err(ServeError::Redis)?;
+    let sealer =
+        Sealer::new(config.encryption_key_bytes()?).with_previous(&config.previous_key_bytes()?);
+    if config.weak_admin_tokens() > 0 {
+        tracing::warn!(
+            count = config.weak_admin_tokens(),
+            "http.admin_tokens has tokens shorter than 16 characters: use long random tokens"
+        );
+    }
+    if !sealer.encrypts() {
+        tracing::warn!(
+            "signing.encryption_key is not set: endpoint secrets are stored unencrypted in Redis"
+        );
+    }
+    let store = Store::new(conn.clone(), keys.clone());
+    let mut syncer = Syncer::new(store.clone(), sealer.clone(), config.endpoints.clone());
+    syncer
+        .full_load()
+        .await
+        .map_err(redis_err("writing static endpoints and loading endpoints"))?;
+    let live = syncer.live();
+
+    let metrics = Arc::new(Metrics::new());
+    let health = Arc::new(Health::default());
+    let stop = Shutdown::new();
+    let guard = Guard::new(config.delivery.allowed_cidrs.clone());
+    let http = client::build(
+        guard.clone(),
+        config.delivery.connect_timeout.get(),
+        // Idle connections kept per host: many endpoints often share one host.
+        config.delivery.max_in_flight,
+    );
+    let retry = RetryQueue::new(conn.clone(), keys.clone());
+    let dlq = Dlq::new(conn.clone(), keys.clone())
+        .with_retention(config.dlq.retention.get())
+        .with_max_per_endpoint(config.dlq.max_per_endpoint);
+    let (log, writer) = attempt_log::channel(
+        conn.clone(),
+        keys.clone(),
+        store.clone(),
+        config.delivery.disable_after.get(),
+        metrics.clone(),
+    );
+    let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
+    let (park, park_writer) = park::channel(conn.clone(), keys.clone());
+    let breaker = Breaker::new(
+        conn.clone(),
+        keys.clone(),
+        config.delivery.breaker_failures,
+        config.delivery.breaker_probe.get(),
+        metrics.clone(),
+    );
+    if let Err(e) = breaker.refresh().await {
+        tracing::warn!(error = %e, "reading circuit states failed; retrying in the background");
+    }
+    let dispatcher = Arc::new(Dispatcher::new(
+        DispatchConfig {
+            timeout: config.delivery.timeout.get(),
+            per_endpoint: config.delivery.per_endpoint_in_flight,
+            lane_wait: LANE_WAIT,
+            schedule,
+            jitter: config.retry.jitter,
+        },
+        Parts {
+            client: http,
+            guard,
+            live: live.clone(),
+            max_in_flight: config.delivery.max_in_flight,
+            retry: retry.clone(),
+            park,
+            breaker: breaker.clone(),
+            dlq: dlq.clone(),
+            log,
+            store: store.clone(),
+            metrics: metrics.clone(),
+            stop: stop.clone(),
+        },
+    ));
+    let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
+    let outstanding = Arc::new(Semaphore::new(outstanding_total));
+    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
+    let in_flight = Arc::new(InFlight::default());
+    let settings = StreamSettings {
+        group: config.stream.group.clone(),
+        consumer: config.consumer_name(),
+        batch: config.stream.batch,
+        block: config.stream.block.get(),
+        claim_idle: config.stream.claim_idle.get(),
+        max_event_bytes: config.stream.max_event_bytes,
+        invalid_max_len: config.stream.invalid_max_len,
+    };
+    let consumer = Consumer::new(
+        Reader::new(blocking, conn.clone(), keys.clone(), settings.clone()),
+        Intake {
+            fanout: FanOut::new(live.clone(), retry.clone()),
+            dispatcher: dispatcher.clone(),
+            outstanding: outstanding.clone(),
+            acks: ack_tx,
+            in_flight: in_flight.clone(),
+        },
+        metrics.clone(),
+        health.clone(),
+        stop.clone(),
+    );
+    consumer
+        .ensure_group()
+        .await
+        .map_err(redis_err("creating the consumer group"))?;
+
+    match api::migrate_tokens(&conn, &keys).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(count = n, "tenant tokens indexed for listing and revoking"),
+        Err(e) => return Err(ServeError::Redis(format!("indexing tenant tokens: {e}"))),
+    }
+    Ok(Built {
+        conn,
+        keys,
+        store,
+        sealer,
+        syncer,
+        live,
+        metrics,
+        health,
+        stop,
+        retry,
+        dlq,
+        breaker,
+        dispatcher,
+        outstanding,
+        in_flight,
+        settings,
+        consumer,
+        writer,
+        park_writer,
+        ack_rx,
+    })
+}

@@ -1,0 +1,59 @@
+//! Draining on SIGTERM: stop reading, let running deliveries finish within the grace, then
+//! acknowledge what finished. Whatever does not make it stays pending, never lost.
+
+use std::time::Duration;
+
+use super::run::Running;
+use super::signals::Signals;
+use crate::config::Config;
+
+/// The part of `shutdown_grace` (at most a quarter of it) kept for acknowledging what finished.
+const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
+
+pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signals) {
+    let Running {
+        stop,
+        dispatcher,
+        consumer_task,
+        heartbeat_stop,
+        heartbeat,
+        acker,
+        writer_task,
+        park_task,
+        http_stop,
+        tasks,
+        servers,
+    } = running;
+    // Everything below fits in the grace: deliveries get most of it, acknowledging what
+    // finished gets the rest.
+    let deadline = tokio::time::Instant::now() + config.shutdown_grace.get();
+    let flush = (config.shutdown_grace.get() / 4).min(SHUTDOWN_FLUSH);
+    tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
+    stop.begin();
+    let _ = tokio::time::timeout_at(deadline, consumer_task).await;
+    let drained = tokio::select! {
+        r = tokio::time::timeout_at(deadline - flush, dispatcher.drained()) => r.is_ok(),
+        _ = signals.next() => false,
+    };
+    if drained {
+        tracing::info!("in-flight deliveries finished");
+    } else {
+        tracing::warn!(
+            "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
+        );
+    }
+    heartbeat_stop.begin();
+    let _ = tokio::time::timeout_at(deadline, heartbeat).await;
+    drop(dispatcher);
+    // Acknowledge what finished; whatever does not make it stays pending, never lost.
+    let _ = tokio::time::timeout_at(deadline, acker).await;
+    park_task.abort();
+    let _ = tokio::time::timeout_at(deadline, writer_task).await;
+    http_stop.begin();
+    for t in tasks {
+        t.abort();
+    }
+    for s in servers {
+        let _ = tokio::time::timeout_at(deadline, s).await;
+    }
+}

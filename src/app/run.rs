@@ -1,0 +1,230 @@
+//! Running the stages: the HTTP listeners, and a task per loop (reading, pulling retries and
+//! backlogs, syncing the registry, probing health, acknowledging, trimming).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::task::JoinHandle;
+
+use super::build::Built;
+use super::error::ServeError;
+use crate::api;
+use crate::config::Config;
+use crate::deliver::dispatcher::Dispatcher;
+use crate::deliver::{pull, stats};
+use crate::event::catalog::Catalog;
+use crate::ingest;
+use crate::ops::gauges::Gauges;
+use crate::ops::health;
+use crate::ops::server::{self, OpsState};
+use crate::support::shutdown::Shutdown;
+
+/// A leased delivery (a due retry, a pulled parked one) waits at most `LANE_WAIT` for its slot,
+/// then takes at most the timeouts; past them and this margin, a crashed replica's lease runs
+/// out and the delivery is due again, so a crash delays it by about this much, not minutes.
+const LEASE_MARGIN: Duration = Duration::from_secs(10);
+/// How often idle lanes (of quiet or deleted endpoints) are dropped.
+const PRUNE_LANES_EVERY: Duration = Duration::from_secs(30);
+/// How often lanes flagged as backlogged check that their backlog still has anything.
+const BACKLOG_FLAGS_EVERY: Duration = Duration::from_secs(5);
+
+pub(super) struct Running {
+    pub(super) stop: Shutdown,
+    pub(super) dispatcher: Arc<Dispatcher>,
+    pub(super) consumer_task: JoinHandle<()>,
+    /// Outlives `stop`: deliveries still running during the grace keep their entries claimed.
+    pub(super) heartbeat_stop: Shutdown,
+    pub(super) heartbeat: JoinHandle<()>,
+    pub(super) acker: JoinHandle<()>,
+    pub(super) writer_task: JoinHandle<()>,
+    pub(super) park_task: JoinHandle<()>,
+    pub(super) http_stop: Shutdown,
+    pub(super) tasks: Vec<JoinHandle<()>>,
+    pub(super) servers: Vec<JoinHandle<()>>,
+}
+
+pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeError> {
+    let Built {
+        conn,
+        keys,
+        store,
+        sealer,
+        syncer,
+        live,
+        metrics,
+        health,
+        stop,
+        retry,
+        dlq,
+        breaker,
+        dispatcher,
+        outstanding,
+        in_flight,
+        settings,
+        consumer,
+        writer,
+        park_writer,
+        ack_rx,
+    } = built;
+    let ops = OpsState {
+        health: health.clone(),
+        metrics: metrics.clone(),
+        gauges: Some(Arc::new(Gauges {
+            conn: conn.clone(),
+            keys: keys.clone(),
+            group: settings.group.clone(),
+            retry: retry.clone(),
+            dlq: dlq.clone(),
+            live: live.clone(),
+        })),
+    };
+    let api_state = api::ApiState::new(
+        config,
+        conn.clone(),
+        keys.clone(),
+        store.clone(),
+        retry.clone(),
+        dlq.clone(),
+        sealer.clone(),
+        Catalog::new(&config.event_types),
+        dispatcher.clone(),
+    );
+    let mut main_router = Router::new()
+        .merge(server::health_routes(ops.clone()))
+        .merge(api::router(api_state));
+    let metrics_router = server::metrics_routes(ops);
+    let separate_metrics = !config.http.metrics_listen.is_empty();
+    if !separate_metrics {
+        main_router = main_router.merge(metrics_router.clone());
+    }
+    let http_stop = Shutdown::new();
+    let mut servers = vec![listen(&config.http.listen, main_router, http_stop.clone()).await?];
+    if separate_metrics {
+        servers.push(
+            listen(
+                &config.http.metrics_listen,
+                metrics_router,
+                http_stop.clone(),
+            )
+            .await?,
+        );
+    }
+
+    let lease =
+        config.delivery.timeout.get() + config.delivery.connect_timeout.get() + LEASE_MARGIN;
+    // This replica's per-endpoint in-flight counts, for the stats route's cross-replica sum.
+    let endpoint_in_flight: stats::InFlightCounts = {
+        let d = dispatcher.clone();
+        Arc::new(move || d.in_flight())
+    };
+    let tasks = vec![
+        tokio::spawn(syncer.run(stop.clone())),
+        tokio::spawn(health::run_pinger(
+            health.clone(),
+            conn.clone(),
+            keys.write_probe(),
+            stop.clone(),
+        )),
+        tokio::spawn(breaker.clone().run(stop.clone())),
+        tokio::spawn(pull::run_parked(
+            dispatcher.clone(),
+            outstanding.clone(),
+            lease,
+            stop.clone(),
+        )),
+        tokio::spawn(tend_lanes(dispatcher.clone(), stop.clone())),
+        tokio::spawn(pull::run(
+            retry.clone(),
+            dispatcher.clone(),
+            outstanding.clone(),
+            lease,
+            stop.clone(),
+        )),
+        tokio::spawn(crate::ops::trim::run(
+            conn.clone(),
+            keys.clone(),
+            dlq.clone(),
+            metrics.clone(),
+            stop.clone(),
+        )),
+        tokio::spawn(stats::publish_in_flight(
+            conn.clone(),
+            keys.clone(),
+            settings.consumer.clone(),
+            endpoint_in_flight,
+        )),
+    ];
+    // The heartbeat outlives `stop`: deliveries still running during the grace keep their
+    // entries claimed, so no other replica sends them again meanwhile.
+    let heartbeat_stop = Shutdown::new();
+    let heartbeat = tokio::spawn(ingest::run_heartbeat(
+        in_flight.clone(),
+        conn.clone(),
+        keys.clone(),
+        settings.clone(),
+        heartbeat_stop.clone(),
+    ));
+    let writer_task = tokio::spawn(writer.run());
+    let park_task = tokio::spawn(park_writer.run());
+    let acker = tokio::spawn(ingest::run_acker(
+        ack_rx,
+        conn.clone(),
+        keys.clone(),
+        settings.group.clone(),
+        in_flight.clone(),
+    ));
+    let consumer_task = tokio::spawn(consumer.run());
+    tracing::info!(
+        consumer = %settings.consumer, listen = %config.http.listen,
+        endpoints = live.snapshot().len(), "webhookd started"
+    );
+    Ok(Running {
+        stop,
+        dispatcher,
+        consumer_task,
+        heartbeat_stop,
+        heartbeat,
+        acker,
+        writer_task,
+        park_task,
+        http_stop,
+        tasks,
+        servers,
+    })
+}
+
+/// Lane upkeep: stale backlog flags cleared every few seconds, idle lanes dropped now and then.
+async fn tend_lanes(dispatcher: Arc<Dispatcher>, stop: Shutdown) {
+    let mut last_prune = tokio::time::Instant::now();
+    loop {
+        if !stop.sleep(BACKLOG_FLAGS_EVERY).await {
+            return;
+        }
+        if let Err(e) = dispatcher.refresh_backlog_flags().await {
+            tracing::warn!(error = %e, "reading backlog depths failed");
+        }
+        if last_prune.elapsed() >= PRUNE_LANES_EVERY {
+            last_prune = tokio::time::Instant::now();
+            dispatcher.prune_lanes();
+        }
+    }
+}
+
+async fn listen(
+    addr: &str,
+    router: Router,
+    stop: Shutdown,
+) -> Result<tokio::task::JoinHandle<()>, ServeError> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServeError::Listen {
+            addr: addr.to_string(),
+            source,
+        })?;
+    Ok(tokio::spawn(async move {
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async move { stop.wait().await })
+            .await;
+    }))
+}
