@@ -1,81 +1,81 @@
-//! The API's rate limit: a token bucket per tenant token, per replica (`http.rate_limit`
-//! requests a second, with a burst of the same size). A bucket is a few bytes and there is one
-//! per token in use, so the map stays as small as the set of tokens an admin created.
+//! The API's rate limit: per tenant token, per replica (`http.rate_limit` requests a second,
+//! with a burst of the same size), through `governor`'s keyed GCRA limiter. A key is a token
+//! digest and there is one per token in use; past `PRUNE_AT` keys, those back to a full
+//! burst (indistinguishable from new) are dropped, so the map stays as small as the set of
+//! tokens in active use.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::num::NonZeroU32;
+use std::time::Duration;
 
-/// Buckets kept before idle ones are dropped.
+use governor::clock::{Clock, DefaultClock};
+use governor::middleware::NoOpMiddleware;
+use governor::state::keyed::DefaultKeyedStateStore;
+use governor::{Quota, RateLimiter};
+
+/// Keys kept before those with a full burst are dropped.
 const PRUNE_AT: usize = 10_000;
 
-pub(crate) struct RateLimit {
-    per_sec: f64,
-    buckets: Mutex<HashMap<[u8; 32], Bucket>>,
-}
+type Keyed<C> = RateLimiter<
+    [u8; 32],
+    DefaultKeyedStateStore<[u8; 32]>,
+    C,
+    NoOpMiddleware<<C as Clock>::Instant>,
+>;
 
-struct Bucket {
-    tokens: f64,
-    at: Instant,
+pub(crate) struct RateLimit<C: Clock = DefaultClock> {
+    /// `None`: the limit is off.
+    limiter: Option<Keyed<C>>,
 }
 
 impl RateLimit {
     /// `per_sec` 0 turns the limit off.
     pub(crate) fn new(per_sec: u32) -> RateLimit {
-        RateLimit {
-            per_sec: per_sec as f64,
-            buckets: Mutex::new(HashMap::new()),
-        }
+        RateLimit::with_clock(per_sec, DefaultClock::default())
+    }
+}
+
+impl<C: Clock> RateLimit<C> {
+    fn with_clock(per_sec: u32, clock: C) -> RateLimit<C> {
+        let limiter = NonZeroU32::new(per_sec)
+            .map(|n| RateLimiter::dashmap_with_clock(Quota::per_second(n), clock));
+        RateLimit { limiter }
     }
 
-    /// Takes one request from the caller's bucket; when it is empty, how long until it is not.
+    /// Takes one request from the caller's allowance; when it has none, how long until it has.
     pub(crate) fn check(&self, key: &[u8; 32]) -> Result<(), Duration> {
-        self.check_at(key, Instant::now())
-    }
-
-    fn check_at(&self, key: &[u8; 32], now: Instant) -> Result<(), Duration> {
-        if self.per_sec == 0.0 {
+        let Some(limiter) = &self.limiter else {
             return Ok(());
+        };
+        if limiter.len() >= PRUNE_AT {
+            limiter.retain_recent();
         }
-        let mut buckets = self.buckets.lock().expect("rate limit buckets");
-        if buckets.len() >= PRUNE_AT {
-            // A full bucket is the same as none.
-            let full = self.per_sec;
-            buckets.retain(|_, b| b.tokens + now.duration_since(b.at).as_secs_f64() * full < full);
-        }
-        let b = buckets.entry(*key).or_insert(Bucket {
-            tokens: self.per_sec,
-            at: now,
-        });
-        let refill = now.duration_since(b.at).as_secs_f64() * self.per_sec;
-        b.tokens = (b.tokens + refill).min(self.per_sec);
-        b.at = now;
-        if b.tokens >= 1.0 {
-            b.tokens -= 1.0;
-            Ok(())
-        } else {
-            Err(Duration::from_secs_f64((1.0 - b.tokens) / self.per_sec))
-        }
+        limiter
+            .check_key(key)
+            .map_err(|not_until| not_until.wait_time_from(limiter.clock().now()))
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use governor::clock::FakeRelativeClock;
+
     use super::*;
 
     #[test]
     fn a_burst_of_the_rate_passes_then_one_a_tick() {
-        let limit = RateLimit::new(5);
-        let (k, t0) = ([1u8; 32], Instant::now());
+        let clock = FakeRelativeClock::default();
+        let limit = RateLimit::with_clock(5, clock.clone());
+        let k = [1u8; 32];
         for _ in 0..5 {
-            assert!(limit.check_at(&k, t0).is_ok());
+            assert!(limit.check(&k).is_ok());
         }
-        let wait = limit.check_at(&k, t0).unwrap_err();
+        let wait = limit.check(&k).unwrap_err();
         assert!(wait > Duration::from_millis(150) && wait <= Duration::from_millis(200));
-        assert!(limit.check_at(&k, t0 + Duration::from_millis(200)).is_ok());
+        clock.advance(Duration::from_millis(200));
+        assert!(limit.check(&k).is_ok());
         assert!(
-            limit.check_at(&[2u8; 32], t0).is_ok(),
-            "each token has its own bucket"
+            limit.check(&[2u8; 32]).is_ok(),
+            "each token has its own allowance"
         );
     }
 
@@ -85,5 +85,22 @@ mod tests {
         for _ in 0..1000 {
             assert!(limit.check(&[0u8; 32]).is_ok());
         }
+    }
+
+    #[test]
+    fn idle_keys_are_dropped_once_there_are_many() {
+        let clock = FakeRelativeClock::default();
+        let limit = RateLimit::with_clock(1, clock.clone());
+        for i in 0..PRUNE_AT as u32 {
+            let mut k = [0u8; 32];
+            k[..4].copy_from_slice(&i.to_le_bytes());
+            assert!(limit.check(&k).is_ok());
+        }
+        clock.advance(Duration::from_secs(2));
+        assert!(limit.check(&[0xff; 32]).is_ok());
+        assert!(
+            limit.limiter.as_ref().unwrap().len() <= 2,
+            "the idle keys are gone"
+        );
     }
 }

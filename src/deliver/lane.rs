@@ -146,6 +146,11 @@ impl Lane {
     /// Reserves the next start slot under a rate limit of `per_sec` attempts a second (evenly
     /// spaced) and answers how long to wait for it; `None`, reserving nothing, when the slot is
     /// further away than `patience`.
+    ///
+    /// Hand-written rather than `governor` (which the API's limit uses): governor answers "not
+    /// until T" without taking the slot, so waiters would race for it when T comes; a delivery
+    /// here owns its slot from the moment it decides to wait, which keeps them in order and the
+    /// wait bounded.
     pub(crate) fn reserve(&self, per_sec: u32, patience: Duration) -> Option<Duration> {
         let interval = Duration::from_secs(1) / per_sec.max(1);
         let now = Instant::now();

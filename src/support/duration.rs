@@ -21,29 +21,12 @@ impl Dur {
     }
 }
 
-/// Parses `<integer><unit>` with unit `ms`, `s`, `m`, `h` or `d`.
+/// Parses a duration as `humantime` reads it: `<integer><unit>` (`ms`, `s`, `m`, `h`, `d`, and
+/// their long forms), or several such spans (`1h30m`). Displayed in the largest whole unit, so
+/// `5d` reads back as written.
 pub fn parse(text: &str) -> Result<Duration, String> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid duration `{text}` (use e.g. 500ms, 5s, 2m, 2h, 5d)"))?;
-    let ms_per = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => {
-            return Err(format!(
-                "invalid duration `{text}` (use e.g. 500ms, 5s, 2m, 2h, 5d)"
-            ))
-        }
-    };
-    n.checked_mul(ms_per)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("duration `{text}` is too large"))
+    humantime::parse_duration(text.trim())
+        .map_err(|e| format!("invalid duration `{text}`: {e} (use e.g. 500ms, 5s, 2m, 2h, 5d)"))
 }
 
 impl fmt::Display for Dur {
@@ -87,11 +70,13 @@ mod tests {
         assert_eq!(parse("2m").unwrap(), Duration::from_secs(120));
         assert_eq!(parse("2h").unwrap(), Duration::from_secs(7200));
         assert_eq!(parse("5d").unwrap(), Duration::from_secs(5 * 86400));
+        assert_eq!(parse("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse("1.5s").unwrap(), Duration::from_millis(1500));
     }
 
     #[test]
     fn refuses_bad_durations() {
-        for bad in ["", "5", "s", "5x", "-5s", "1.5s", "5 s"] {
+        for bad in ["", "5", "s", "5x", "-5s", "99999999999999999999d"] {
             assert!(parse(bad).is_err(), "{bad} should be refused");
         }
     }
@@ -101,5 +86,8 @@ mod tests {
         assert_eq!(Dur::secs(7200).to_string(), "2h");
         assert_eq!(Dur::millis(1500).to_string(), "1500ms");
         assert_eq!(Dur::secs(90).to_string(), "90s");
+        for written in ["5d", "30s", "500ms", "2h"] {
+            assert_eq!(parse(written).map(Dur).unwrap().to_string(), written);
+        }
     }
 }
