@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use crate::deliver::delivery::{Delivery, EventInfo};
 use crate::event::Event;
+use crate::ids::{DeliveryId, EndpointId};
 use crate::registry::{Endpoint, LiveIndex};
 use crate::retry::RetryQueue;
 use crate::support::clock::now_ms;
@@ -36,7 +37,7 @@ impl FanOut {
         if reread && !matched.is_empty() {
             let ids: Vec<String> = matched
                 .iter()
-                .map(|ep| delivery_id(entry, &ep.id))
+                .map(|ep| DeliveryId::of(entry, &ep.id).to_string())
                 .collect();
             let mut queued = self.retry.contains(&ids).await?.into_iter();
             matched.retain(|_| !queued.next().unwrap_or(false));
@@ -59,12 +60,11 @@ fn deliveries(entry: &str, ev: Event, matched: Vec<Arc<Endpoint>>) -> Vec<Delive
     });
     matched
         .into_iter()
-        .map(|ep| Delivery::fresh(delivery_id(entry, &ep.id), info.clone(), ep.id.clone()))
+        .map(|ep| {
+            let endpoint = EndpointId::stored(ep.id.clone());
+            Delivery::fresh(DeliveryId::of(entry, &ep.id), info.clone(), endpoint)
+        })
         .collect()
-}
-
-pub(crate) fn delivery_id(entry: &str, endpoint: &str) -> String {
-    format!("{entry}:{endpoint}")
 }
 
 /// When the entry entered the stream: the milliseconds of its id (`<ms>-<seq>`).
@@ -151,12 +151,6 @@ mod tests {
         );
         assert!(fan_out(&snapshot, "1-0", event("t1", "outbound.sent")).is_empty());
         assert!(fan_out(&snapshot, "1-0", event("t3", "outbound.sent")).is_empty());
-    }
-
-    #[test]
-    fn the_same_entry_read_again_makes_the_same_delivery_ids() {
-        assert_eq!(delivery_id("17-0", "ep_a"), delivery_id("17-0", "ep_a"));
-        assert_ne!(delivery_id("17-0", "ep_a"), delivery_id("17-1", "ep_a"));
     }
 
     #[test]

@@ -9,7 +9,7 @@
 //! dead-lettered) until `deliver` pulls it back. Customers manage endpoints through `api`;
 //! `ops` exports metrics and health and trims the stream; `app` wires the stages together.
 //!
-//! Beneath them: `event` (the envelope, filters, the type catalog), `config`, `db` (the
+//! Beneath them: `ids` (each kind of id, parsed once), `event` (the envelope, filters, the type catalog), `config`, `db` (the
 //! Redis connection and key names), `secure` (signatures, sealing, the SSRF guard) and
 //! `support` (time, durations, shutdown, backoff).
 //!
@@ -31,6 +31,7 @@ mod api;
 pub mod ops;
 pub mod app;
 // Beneath it.
+pub mod ids;
 pub mod event;
 pub mod config;
 pub mod db;

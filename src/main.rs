@@ -4,12 +4,13 @@ use std::io::Read;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{anyhow, bail, Context, Result};
+use anyhow::{anyhow, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 use webhookd::config::Config;
 use webhookd::db::conn::connect;
 use webhookd::db::keys::Keys;
+use webhookd::ids::{EventId, TenantId};
 use webhookd::normalize::{self, Provider};
 use webhookd::publish;
 use webhookd::retry::dlq::{Dlq, Selector};
@@ -239,9 +240,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timestamp,
         } => {
             let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
-            if !event::valid_id(&id) {
-                bail!("--id must be 1-128 characters of [A-Za-z0-9_.:-]");
-            }
+            EventId::parse(&id).map_err(|e| anyhow!("--id {e}"))?;
             let mut body = Vec::new();
             std::io::stdin().read_to_end(&mut body)?;
             let ts = timestamp.unwrap_or_else(clock::now_secs);
@@ -301,9 +300,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let config = load_config(&cli.config)?;
             let provider: Provider = provider.parse().map_err(|e| anyhow!("--provider: {e}"))?;
-            if !event::valid_tenant(&tenant) {
-                bail!("--tenant must be 1-64 characters of [A-Za-z0-9_.-]");
-            }
+            TenantId::parse(&tenant).map_err(|e| anyhow!("--tenant {e}"))?;
             let text =
                 String::from_utf8(read_input(&file)?).map_err(|_| anyhow!("input is not UTF-8"))?;
             let payloads = normalize::parse_input(&text)?;

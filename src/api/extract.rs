@@ -11,7 +11,7 @@ use subtle::ConstantTimeEq;
 use super::error::ApiError;
 use super::state::ApiState;
 use super::token_store;
-use crate::event::valid_tenant;
+use crate::ids::TenantId;
 
 /// Who is calling: an operator (admin token from config) or one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -121,13 +121,9 @@ impl FromRequestParts<ApiState> for TenantScope {
 }
 
 pub(super) fn check_tenant(tenant: &str) -> Result<(), ApiError> {
-    if valid_tenant(tenant) {
-        Ok(())
-    } else {
-        Err(ApiError::Malformed(
-            "tenant must be 1-64 characters of [A-Za-z0-9_.-]".into(),
-        ))
-    }
+    TenantId::parse(tenant)
+        .map(drop)
+        .map_err(|e| ApiError::Malformed(format!("tenant {e}")))
 }
 
 /// `axum::extract::Path` with our 400.

@@ -253,8 +253,8 @@ fn check(args: &Args) -> Result<bool> {
     if args.slow_endpoints >= args.endpoints {
         bail!("--slow-endpoints must leave at least one healthy endpoint");
     }
-    if !webhookd::event::valid_type(&args.event_type) {
-        bail!("--event-type `{}` is not an event type", args.event_type);
+    if let Err(e) = webhookd::ids::EventType::parse(&args.event_type) {
+        bail!("--event-type `{}` {e}", args.event_type);
     }
     let mut matches = false;
     for f in &args.filters {

@@ -8,7 +8,7 @@ use base64::Engine;
 use crate::config::error::{key_err, ConfigError};
 use crate::config::model::{Config, StaticEndpoint};
 use crate::event::catalog::{check_filters, Catalog};
-use crate::event::{valid_id, valid_tenant};
+use crate::ids::{EndpointId, EventType, TenantId};
 use crate::secure::sign::decode_secret;
 use crate::secure::ssrf::{check_url, Guard};
 
@@ -101,13 +101,10 @@ impl Config {
         self.previous_key_bytes()?;
         let mut seen_types = BTreeSet::new();
         for (i, def) in self.event_types.iter().enumerate() {
-            if !crate::event::valid_type(&def.event_type) {
+            if let Err(e) = EventType::parse(&def.event_type) {
                 return Err(key_err(
                     &format!("event_types[{i}].type"),
-                    format!(
-                        "`{}` is not an event type (2+ dot-separated segments of [a-z0-9_])",
-                        def.event_type
-                    ),
+                    format!("`{}` is not an event type: it {e}", def.event_type),
                 ));
             }
             if !seen_types.insert(def.event_type.as_str()) {
@@ -183,12 +180,8 @@ fn parse_addr(text: &str, key: &str) -> Result<SocketAddr, ConfigError> {
 
 /// Validates a static endpoint of `config.yaml`; `Err((key, message))`.
 fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'static str, String)> {
-    if !valid_id(&ep.id) {
-        return Err(("id", "must be 1-128 characters of [A-Za-z0-9_.:-]".into()));
-    }
-    if !valid_tenant(&ep.tenant) {
-        return Err(("tenant", "must be 1-64 characters of [A-Za-z0-9_.-]".into()));
-    }
+    EndpointId::parse(&ep.id).map_err(|e| ("id", e.to_string()))?;
+    TenantId::parse(&ep.tenant).map_err(|e| ("tenant", e.to_string()))?;
     let guard = Guard::new(config.delivery.allowed_cidrs.clone());
     check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|m| ("url", m))?;
     let catalog = Catalog::new(&config.event_types);

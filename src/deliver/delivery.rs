@@ -7,15 +7,16 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deliver::lane::SlowShare;
+use crate::ids::{DeliveryId, EndpointId, EventId, EventType, TenantId};
 use crate::retry::Job;
 use crate::support::clock::now_ms;
 
 /// The event as every one of its deliveries shares it.
 #[derive(Debug)]
 pub(crate) struct EventInfo {
-    pub id: String,
-    pub event_type: String,
-    pub tenant: String,
+    pub id: EventId,
+    pub event_type: EventType,
+    pub tenant: TenantId,
     pub body: Bytes,
     /// Unix ms the event entered the stream.
     pub published_at: i64,
@@ -30,9 +31,9 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct Delivery {
-    pub id: String,
+    pub id: DeliveryId,
     pub event: Arc<EventInfo>,
-    pub endpoint_id: Arc<str>,
+    pub endpoint_id: EndpointId,
     pub attempts: u32,
     pub first_attempt_at: i64,
     /// Unix ms this delivery's schedule began to count when it has no attempt yet.
@@ -53,7 +54,11 @@ pub(crate) struct Delivery {
 
 impl Delivery {
     /// A first delivery of a stream entry's event.
-    pub(crate) fn fresh(id: String, event: Arc<EventInfo>, endpoint_id: Arc<str>) -> Delivery {
+    pub(crate) fn fresh(
+        id: DeliveryId,
+        event: Arc<EventInfo>,
+        endpoint_id: EndpointId,
+    ) -> Delivery {
         Delivery {
             id,
             event,
@@ -74,14 +79,14 @@ impl Delivery {
     pub(crate) fn from_job(job: Job) -> Delivery {
         Delivery {
             event: Arc::new(EventInfo {
-                id: job.event_id,
-                event_type: job.event_type,
-                tenant: job.tenant,
+                id: EventId::stored(job.event_id),
+                event_type: EventType::stored(job.event_type),
+                tenant: TenantId::stored(job.tenant),
                 body: Bytes::from(job.body),
                 published_at: job.published_at,
             }),
-            endpoint_id: job.endpoint_id.into(),
-            id: job.id,
+            endpoint_id: EndpointId::stored(job.endpoint_id),
+            id: DeliveryId::stored(job.id),
             attempts: job.attempts,
             first_attempt_at: job.first_attempt_at,
             queued_at: job.queued_at,
@@ -97,11 +102,11 @@ impl Delivery {
 
     pub(crate) fn to_job(&self) -> Job {
         Job {
-            id: self.id.clone(),
-            tenant: self.event.tenant.clone(),
+            id: self.id.to_string(),
+            tenant: self.event.tenant.to_string(),
             endpoint_id: self.endpoint_id.to_string(),
-            event_id: self.event.id.clone(),
-            event_type: self.event.event_type.clone(),
+            event_id: self.event.id.to_string(),
+            event_type: self.event.event_type.to_string(),
             body: String::from_utf8_lossy(&self.event.body).into_owned(),
             attempts: self.attempts,
             first_attempt_at: self.first_attempt_at,

@@ -7,7 +7,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::event::envelope::valid_segment;
+use crate::ids::valid_segment;
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Segment {

@@ -5,6 +5,4 @@ pub(crate) mod catalog;
 pub(crate) mod envelope;
 pub mod filter;
 
-pub use envelope::{
-    envelope_json, new_id, parse, valid_id, valid_tenant, valid_type, Event, Invalid,
-};
+pub use envelope::{envelope_json, new_id, parse, Event, Invalid};

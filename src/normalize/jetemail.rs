@@ -74,7 +74,7 @@ pub(super) fn normalize_item(item: &Item<'_>, now: i64) -> Result<Normalized, No
         .lookup(TABLE)
         .ok_or_else(|| crate::normalize::table::unknown_event(Provider::JetEmail, raw_type))?;
     let id = match envelope.get("id").and_then(Value::as_str) {
-        Some(id) if crate::event::valid_id(id) => id.to_owned(),
+        Some(id) if crate::ids::EventId::parse(id).is_ok() => id.to_owned(),
         _ => derived_id(Provider::JetEmail, item.value),
     };
     Ok(Normalized {

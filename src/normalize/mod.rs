@@ -131,7 +131,7 @@ mod tests {
         assert!(hex
             .bytes()
             .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()));
-        assert!(crate::event::valid_id(&id));
+        assert!(crate::ids::EventId::parse(&id).is_ok());
     }
 
     #[test]

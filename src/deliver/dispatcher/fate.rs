@@ -28,7 +28,7 @@ impl Dispatcher {
         let verdict = decide::verdict(&outcome);
         self.log.record(AttemptRecord {
             at: now_ms(),
-            event_id: d.event.id.clone(),
+            event_id: d.event.id.to_string(),
             attempt: d.attempts,
             status: outcome.status,
             latency_ms: outcome.latency.as_millis() as u64,
@@ -132,8 +132,8 @@ impl Dispatcher {
     pub(super) async fn park(&self, d: Delivery, lane: &Lane, why: Why) -> bool {
         self.metrics.parked(why.label());
         let req = ParkRequest {
-            id: d.id.clone(),
-            endpoint_id: d.endpoint_id.clone(),
+            id: d.id.to_string(),
+            endpoint_id: d.endpoint_id.as_arc().clone(),
             deadline: d.deadline(self.cfg.schedule_total()),
             job: (!d.stored).then(|| serde_json::to_string(&d.to_job()).expect("jobs serialize")),
             from_due: d.source == Source::Queue,

@@ -292,7 +292,7 @@ impl Dispatcher {
         match self.store.get(&d.endpoint_id).await {
             Ok(None) => self.settled(&d).await,
             Ok(Some(_)) => {
-                let lane = self.lane(&d.endpoint_id);
+                let lane = self.lane(d.endpoint_id.as_arc());
                 self.park(d, &lane, Why::UnknownEndpoint).await
             }
             Err(e) => {
