@@ -239,4 +239,30 @@ mod tests {
             "a later success ends it"
         );
     }
+
+    #[test]
+    fn a_410_is_no_part_of_a_streak() {
+        let gone = AttemptRecord {
+            gone: true,
+            ..rec(1, Some(410))
+        };
+        let recs = [gone, rec(2, Some(500)), rec(3, Some(503))];
+        let mut s = Streak::default();
+        recs.iter().for_each(|r| s.add(r));
+        let (first, last) = s.failed_after.unwrap();
+        assert!(!s.succeeded);
+        assert_eq!((first, last.at), (2, 3), "the streak starts after the 410");
+    }
+
+    #[test]
+    fn a_batch_of_failures_carries_its_first_time_and_its_last_error() {
+        let mut last = rec(9, None);
+        last.error = Some("connection refused".into());
+        let recs = [rec(5, Some(500)), rec(7, Some(429)), last];
+        let mut s = Streak::default();
+        recs.iter().for_each(|r| s.add(r));
+        let (first, last) = s.failed_after.unwrap();
+        assert_eq!(first, 5);
+        assert_eq!(last.error.as_deref(), Some("connection refused"));
+    }
 }

@@ -1,10 +1,13 @@
 //! The command line (SPEC 8, 9): clear one-line failures, signing tools, publishing.
 
-use std::io::Write;
+use std::io::{Read, Write};
 use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use crate::common::*;
 
+/// Runs the binary to its end, which must come within a minute (a command that should fail
+/// but starts serving instead is killed and reported, not waited for).
 fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
     let mut child = Command::new(bin())
         .args(args)
@@ -15,11 +18,31 @@ fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
         .spawn()
         .unwrap();
     child.stdin.take().unwrap().write_all(stdin).unwrap();
-    let out = child.wait_with_output().unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            let _ = pipe.read_to_string(&mut text);
+            text
+        })
+    };
+    let out = drain(Box::new(child.stdout.take().unwrap()));
+    let err = drain(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("webhookd {args:?} did not exit within 60 s");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
     (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
     )
 }
 
@@ -48,10 +71,10 @@ fn an_unknown_config_key_fails_at_start_naming_it() {
 
 #[test]
 fn a_bad_duration_fails_naming_the_key() {
-    let (_d, p) = config_file("delivery:\n  timeout: 15 seconds\n");
+    let (_d, p) = config_file("delivery:\n  timeout: 15 parsecs\n");
     fails_with_one_line(
         &["serve", "--config", &p],
-        &["delivery.timeout", "15 seconds"],
+        &["delivery.timeout", "15 parsecs"],
     );
 }
 
