@@ -59,15 +59,12 @@ pub(super) struct Built {
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
-    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT)
-        .await
-        .map_err(ServeError::Redis)?;
+    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT).await?;
     let blocking = connect(
         &config.redis.url,
         config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
     )
-    .await
-    .map_err(ServeError::Redis)?;
+    .await?;
     let sealer =
         Sealer::new(config.encryption_key_bytes()?).with_previous(&config.previous_key_bytes()?);
     if config.weak_admin_tokens() > 0 {

@@ -4,6 +4,8 @@
 pub enum ServeError {
     #[error("{0}")]
     Redis(String),
+    #[error("{0}")]
+    Connect(#[from] crate::db::conn::ConnectError),
     #[error("config: {0}")]
     Config(#[from] crate::config::ConfigError),
     #[error("cannot listen on {addr}: {source}")]

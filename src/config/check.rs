@@ -183,7 +183,7 @@ fn validate_static(ep: &StaticEndpoint, config: &Config) -> Result<(), (&'static
     EndpointId::parse(&ep.id).map_err(|e| ("id", e.to_string()))?;
     TenantId::parse(&ep.tenant).map_err(|e| ("tenant", e.to_string()))?;
     let guard = Guard::new(config.delivery.allowed_cidrs.clone());
-    check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|m| ("url", m))?;
+    check_url(&ep.url, config.delivery.allow_http, &guard).map_err(|e| ("url", e.to_string()))?;
     let catalog = Catalog::new(&config.event_types);
     check_filters(&ep.filters, &catalog).map_err(|m| ("filters", m))?;
     decode_secret(&ep.secret).map_err(|e| ("secret", e.to_string()))?;

@@ -39,14 +39,29 @@ struct Renewal {
     last: Option<Instant>,
 }
 
+/// The database layer's own error: Redis commands fail with `redis::RedisError` as they are;
+/// this is what connecting adds. The URL is shown with its password redacted.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error("redis.url `{url}` is invalid: {source}")]
+    Url {
+        url: String,
+        source: redis::RedisError,
+    },
+    #[error("cannot connect to Redis at {url}: {source}")]
+    Unreachable {
+        url: String,
+        source: redis::RedisError,
+    },
+}
+
 /// Connects, retrying briefly so a Redis that is still starting is waited for, and
 /// failing with one clear line when it never answers.
-pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, String> {
-    let client = redis::Client::open(url).map_err(|e| {
-        format!(
-            "redis.url `{}` is invalid: {e}",
-            crate::support::redact::url(url)
-        )
+pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, ConnectError> {
+    let shown = || crate::support::redact::url(url);
+    let client = redis::Client::open(url).map_err(|source| ConnectError::Url {
+        url: shown(),
+        source,
     })?;
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))
@@ -60,11 +75,9 @@ pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, Stri
                 .with_max_times(2),
         )
         .await
-        .map_err(|e| {
-            format!(
-                "cannot connect to Redis at {}: {e}",
-                crate::support::redact::url(url)
-            )
+        .map_err(|source| ConnectError::Unreachable {
+            url: shown(),
+            source,
         })?;
     Ok(Conn(Arc::new(Shared {
         client,

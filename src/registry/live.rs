@@ -53,7 +53,7 @@ fn live_endpoint(
         Ok(ep) => Some(Arc::new(ep)),
         Err(e) => {
             tracing::warn!(endpoint = %rec.id, error = %e, "endpoint quarantined: its deliveries wait parked until a replica can deliver them");
-            Some(Arc::new(Endpoint::quarantined(rec, e)))
+            Some(Arc::new(Endpoint::quarantined(rec, e.to_string())))
         }
     }
 }

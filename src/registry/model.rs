@@ -7,6 +7,7 @@ use http::{HeaderName, HeaderValue, Uri};
 use serde::{Deserialize, Serialize};
 
 use crate::event::filter::Pattern;
+use crate::registry::error::RegistryError;
 use crate::secure::seal::Sealer;
 use crate::secure::sign::SigningKey;
 
@@ -129,20 +130,20 @@ fn patterns(filters: &[String]) -> Vec<Pattern> {
 }
 
 impl Endpoint {
-    pub fn from_record(rec: &EndpointRecord, sealer: &Sealer) -> Result<Endpoint, String> {
+    pub fn from_record(rec: &EndpointRecord, sealer: &Sealer) -> Result<Endpoint, RegistryError> {
         let url: Uri = rec
             .url
             .parse()
-            .map_err(|_| format!("invalid url `{}`", rec.url))?;
+            .map_err(|_| RegistryError::Url(rec.url.clone()))?;
         let headers = parse_headers(&rec.headers)?;
         let mut keys = Vec::with_capacity(rec.secrets.len());
         for s in &rec.secrets {
-            let secret = sealer.open(&s.sealed, &rec.id).map_err(|e| e.to_string())?;
-            let key = SigningKey::from_secret(&secret).map_err(|e| e.to_string())?;
+            let secret = sealer.open(&s.sealed, &rec.id)?;
+            let key = SigningKey::from_secret(&secret)?;
             keys.push((key, s.expires_at));
         }
         if keys.is_empty() {
-            return Err("endpoint has no secret".into());
+            return Err(RegistryError::NoSecret);
         }
         Ok(Endpoint {
             id: rec.id.as_str().into(),
@@ -189,21 +190,18 @@ impl Endpoint {
 
 pub(crate) fn parse_headers(
     map: &BTreeMap<String, String>,
-) -> Result<Vec<(HeaderName, HeaderValue)>, String> {
+) -> Result<Vec<(HeaderName, HeaderValue)>, RegistryError> {
     if map.len() > MAX_HEADERS {
-        return Err(format!("at most {MAX_HEADERS} custom headers"));
+        return Err(RegistryError::TooManyHeaders(MAX_HEADERS));
     }
     let mut out = Vec::with_capacity(map.len());
     for (k, v) in map {
         let name = HeaderName::from_bytes(k.as_bytes())
-            .map_err(|_| format!("`{k}` is not a valid header name"))?;
+            .map_err(|_| RegistryError::HeaderName(k.clone()))?;
         if RESERVED_HEADERS.contains(&name.as_str()) {
-            return Err(format!(
-                "header `{k}` is set by webhookd and cannot be overridden"
-            ));
+            return Err(RegistryError::ReservedHeader(k.clone()));
         }
-        let value =
-            HeaderValue::from_str(v).map_err(|_| format!("header `{k}` has an invalid value"))?;
+        let value = HeaderValue::from_str(v).map_err(|_| RegistryError::HeaderValue(k.clone()))?;
         out.push((name, value));
     }
     Ok(out)

@@ -12,6 +12,8 @@ use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine;
 
+use crate::secure::error::SecureError;
+
 const SEALED: &str = "v2:";
 const SEALED_V1: &str = "v1:";
 const PLAIN: &str = "plain:";
@@ -20,16 +22,6 @@ const PLAIN: &str = "plain:";
 pub struct Sealer {
     cipher: Option<Aes256Gcm>,
     previous: Vec<Aes256Gcm>,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum SealError {
-    #[error("stored secret is encrypted but signing.encryption_key is not set")]
-    NoKey,
-    #[error("stored secret cannot be decrypted: not sealed for this endpoint, or under none of signing.encryption_key and previous_encryption_keys")]
-    Decrypt,
-    #[error("stored secret is malformed")]
-    Malformed,
 }
 
 impl Sealer {
@@ -72,7 +64,7 @@ impl Sealer {
         }
     }
 
-    pub fn open(&self, stored: &str, endpoint_id: &str) -> Result<String, SealError> {
+    pub fn open(&self, stored: &str, endpoint_id: &str) -> Result<String, SecureError> {
         self.open_checked(stored, endpoint_id).map(|(s, _)| s)
     }
 
@@ -82,7 +74,7 @@ impl Sealer {
         &self,
         stored: &str,
         endpoint_id: &str,
-    ) -> Result<(String, bool), SealError> {
+    ) -> Result<(String, bool), SecureError> {
         if let Some(plain) = stored.strip_prefix(PLAIN) {
             return Ok((plain.to_string(), self.cipher.is_none()));
         }
@@ -91,23 +83,23 @@ impl Sealer {
         } else if let Some(b) = stored.strip_prefix(SEALED_V1) {
             (b, &[][..])
         } else {
-            return Err(SealError::Malformed);
+            return Err(SecureError::Malformed);
         };
-        let current = self.cipher.as_ref().ok_or(SealError::NoKey)?;
-        let blob = B64.decode(b64).map_err(|_| SealError::Malformed)?;
+        let current = self.cipher.as_ref().ok_or(SecureError::NoKey)?;
+        let blob = B64.decode(b64).map_err(|_| SecureError::Malformed)?;
         if blob.len() < 12 {
-            return Err(SealError::Malformed);
+            return Err(SecureError::Malformed);
         }
         let (nonce, ct) = blob.split_at(12);
         let v2 = stored.starts_with(SEALED);
         for (i, cipher) in std::iter::once(current).chain(&self.previous).enumerate() {
             let payload = Payload { msg: ct, aad };
             if let Ok(pt) = cipher.decrypt(Nonce::from_slice(nonce), payload) {
-                let secret = String::from_utf8(pt).map_err(|_| SealError::Malformed)?;
+                let secret = String::from_utf8(pt).map_err(|_| SecureError::Malformed)?;
                 return Ok((secret, i == 0 && v2));
             }
         }
-        Err(SealError::Decrypt)
+        Err(SecureError::Decrypt)
     }
 }
 
@@ -126,11 +118,11 @@ mod tests {
         );
         assert!(matches!(
             Sealer::new(Some([8; 32])).open(&sealed, "ep_1"),
-            Err(SealError::Decrypt)
+            Err(SecureError::Decrypt)
         ));
         assert!(matches!(
             Sealer::new(None).open(&sealed, "ep_1"),
-            Err(SealError::NoKey)
+            Err(SecureError::NoKey)
         ));
     }
 
@@ -138,7 +130,7 @@ mod tests {
     fn a_sealed_secret_opens_only_for_its_endpoint() {
         let s = Sealer::new(Some([9; 32]));
         let sealed = s.seal("whsec_abc", "ep_1");
-        assert!(matches!(s.open(&sealed, "ep_2"), Err(SealError::Decrypt)));
+        assert!(matches!(s.open(&sealed, "ep_2"), Err(SecureError::Decrypt)));
     }
 
     #[test]

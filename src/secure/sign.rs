@@ -6,21 +6,13 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+use crate::secure::error::SecureError;
+
 type HmacSha256 = Hmac<Sha256>;
 
 pub const SECRET_PREFIX: &str = "whsec_";
 const MIN_KEY: usize = 24;
 const MAX_KEY: usize = 64;
-
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum SecretError {
-    #[error("secret must start with `whsec_`")]
-    Prefix,
-    #[error("secret must be `whsec_` + base64")]
-    Base64,
-    #[error("secret must encode 24 to 64 bytes")]
-    Length,
-}
 
 /// A keyed HMAC state, built once per secret and cloned per signature.
 #[derive(Clone)]
@@ -36,7 +28,7 @@ impl std::fmt::Debug for SigningKey {
 
 impl SigningKey {
     /// Parses a `whsec_` secret (24–64 bytes once decoded).
-    pub fn from_secret(secret: &str) -> Result<SigningKey, SecretError> {
+    pub fn from_secret(secret: &str) -> Result<SigningKey, SecureError> {
         let key = decode_secret(secret)?;
         Ok(SigningKey {
             mac: HmacSha256::new_from_slice(&key).expect("HMAC takes any key length"),
@@ -69,13 +61,13 @@ impl SigningKey {
 }
 
 /// The raw key bytes of a `whsec_` secret.
-pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecretError> {
+pub fn decode_secret(secret: &str) -> Result<Vec<u8>, SecureError> {
     let b64 = secret
         .strip_prefix(SECRET_PREFIX)
-        .ok_or(SecretError::Prefix)?;
-    let key = B64.decode(b64).map_err(|_| SecretError::Base64)?;
+        .ok_or(SecureError::SecretPrefix)?;
+    let key = B64.decode(b64).map_err(|_| SecureError::SecretBase64)?;
     if !(MIN_KEY..=MAX_KEY).contains(&key.len()) {
-        return Err(SecretError::Length);
+        return Err(SecureError::SecretLength);
     }
     Ok(key)
 }
@@ -162,10 +154,10 @@ mod tests {
     fn secrets_outside_24_to_64_bytes_are_refused() {
         let short = format!("whsec_{}", B64.encode([1u8; 23]));
         let long = format!("whsec_{}", B64.encode([1u8; 65]));
-        assert_eq!(decode_secret(&short), Err(SecretError::Length));
-        assert_eq!(decode_secret(&long), Err(SecretError::Length));
-        assert_eq!(decode_secret("abc"), Err(SecretError::Prefix));
-        assert_eq!(decode_secret("whsec_!!"), Err(SecretError::Base64));
+        assert_eq!(decode_secret(&short), Err(SecureError::SecretLength));
+        assert_eq!(decode_secret(&long), Err(SecureError::SecretLength));
+        assert_eq!(decode_secret("abc"), Err(SecureError::SecretPrefix));
+        assert_eq!(decode_secret("whsec_!!"), Err(SecureError::SecretBase64));
         assert!(decode_secret(&generate_secret()).is_ok());
     }
 }

@@ -5,6 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use http::Uri;
 use ipnet::IpNet;
 
+use crate::secure::error::SecureError;
+
 pub(crate) const MAX_URL_LEN: usize = 2048;
 
 /// Refuses internal addresses unless an operator allowed their range.
@@ -102,31 +104,29 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
 }
 
 /// Checks a URL's form: scheme, no user-info, a host, the length, and literal-IP targets.
-pub(crate) fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, String> {
+pub(crate) fn check_url(raw: &str, allow_http: bool, guard: &Guard) -> Result<Uri, SecureError> {
     if raw.len() > MAX_URL_LEN {
-        return Err(format!("url is longer than {MAX_URL_LEN} characters"));
+        return Err(SecureError::UrlTooLong(MAX_URL_LEN));
     }
     let uri: Uri = raw
         .parse()
-        .map_err(|_| format!("`{raw}` is not a valid URL"))?;
+        .map_err(|_| SecureError::UrlInvalid(raw.to_string()))?;
     match uri.scheme_str() {
         Some("https") => {}
         Some("http") if allow_http => {}
-        Some("http") => return Err("url must use https (delivery.allow_http is off)".into()),
-        _ => return Err("url must be an absolute https:// URL".into()),
+        Some("http") => return Err(SecureError::UrlHttp),
+        _ => return Err(SecureError::UrlNotHttps),
     }
-    let authority = uri.authority().ok_or("url has no host")?;
+    let authority = uri.authority().ok_or(SecureError::UrlNoHost)?;
     if authority.as_str().contains('@') {
-        return Err("url must not contain user-info (user:password@)".into());
+        return Err(SecureError::UrlUserInfo);
     }
     let host = uri.host().unwrap_or_default();
     if host.is_empty() {
-        return Err("url has no host".into());
+        return Err(SecureError::UrlNoHost);
     }
     if let Some(ip) = literal_ip(host) {
-        guard
-            .check(ip)
-            .map_err(|kind| format!("url targets a {kind} address, which is not allowed"))?;
+        guard.check(ip).map_err(SecureError::UrlBlocked)?;
     }
     Ok(uri)
 }

@@ -22,7 +22,8 @@ const MAX_METADATA_VALUE: usize = 1024;
 /// does not resolve now is accepted: the connect-time guard checks whatever it becomes.
 pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiError> {
     let guard = &state.inner.guard;
-    let uri = check_url(raw, state.inner.allow_http, guard).map_err(ApiError::Invalid)?;
+    let uri = check_url(raw, state.inner.allow_http, guard)
+        .map_err(|e| ApiError::Invalid(e.to_string()))?;
     let host = uri.host().unwrap_or_default();
     if literal_ip(host).is_some() {
         return Ok(()); // check_url has judged the literal address.
