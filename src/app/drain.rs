@@ -11,28 +11,15 @@ use crate::config::Config;
 const SHUTDOWN_FLUSH: Duration = Duration::from_millis(500);
 
 pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signals) {
-    let Running {
-        stop,
-        dispatcher,
-        consumer_task,
-        heartbeat_stop,
-        heartbeat,
-        acker,
-        writer_task,
-        park_task,
-        http_stop,
-        tasks,
-        servers,
-    } = running;
     // Everything below fits in the grace: deliveries get most of it, acknowledging what
     // finished gets the rest.
     let deadline = tokio::time::Instant::now() + config.shutdown_grace.get();
     let flush = (config.shutdown_grace.get() / 4).min(SHUTDOWN_FLUSH);
     tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
-    stop.begin();
-    let _ = tokio::time::timeout_at(deadline, consumer_task).await;
+    running.stop.begin();
+    let _ = tokio::time::timeout_at(deadline, running.consumer_task).await;
     let drained = tokio::select! {
-        r = tokio::time::timeout_at(deadline - flush, dispatcher.drained()) => r.is_ok(),
+        r = tokio::time::timeout_at(deadline - flush, running.dispatcher.drained()) => r.is_ok(),
         _ = signals.next() => false,
     };
     if drained {
@@ -42,18 +29,18 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
             "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
         );
     }
-    heartbeat_stop.begin();
-    let _ = tokio::time::timeout_at(deadline, heartbeat).await;
-    drop(dispatcher);
+    running.heartbeat_stop.begin();
+    let _ = tokio::time::timeout_at(deadline, running.heartbeat).await;
+    drop(running.dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
-    let _ = tokio::time::timeout_at(deadline, acker).await;
-    park_task.abort();
-    let _ = tokio::time::timeout_at(deadline, writer_task).await;
-    http_stop.begin();
-    for t in tasks {
+    let _ = tokio::time::timeout_at(deadline, running.acker).await;
+    running.park_task.abort();
+    let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
+    running.http_stop.begin();
+    for t in running.tasks {
         t.abort();
     }
-    for s in servers {
+    for s in running.servers {
         let _ = tokio::time::timeout_at(deadline, s).await;
     }
 }

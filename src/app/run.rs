@@ -45,50 +45,28 @@ pub(super) struct Running {
 }
 
 pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeError> {
-    let Built {
-        conn,
-        keys,
-        store,
-        sealer,
-        syncer,
-        live,
-        metrics,
-        health,
-        stop,
-        retry,
-        dlq,
-        breaker,
-        dispatcher,
-        outstanding,
-        in_flight,
-        settings,
-        consumer,
-        writer,
-        park_writer,
-        ack_rx,
-    } = built;
     let ops = OpsState {
-        health: health.clone(),
-        metrics: metrics.clone(),
+        health: built.health.clone(),
+        metrics: built.metrics.clone(),
         gauges: Some(Arc::new(Gauges {
-            conn: conn.clone(),
-            keys: keys.clone(),
-            group: settings.group.clone(),
-            retry: retry.clone(),
-            dlq: dlq.clone(),
-            live: live.clone(),
+            conn: built.conn.clone(),
+            keys: built.keys.clone(),
+            group: built.settings.group.clone(),
+            retry: built.retry.clone(),
+            dlq: built.dlq.clone(),
+            live: built.live.clone(),
         })),
     };
     let api_state = api::ApiState::new(
         config,
-        conn.clone(),
-        keys.clone(),
-        store.clone(),
-        retry.clone(),
-        dlq.clone(),
-        sealer.clone(),
+        built.conn.clone(),
+        built.keys.clone(),
+        built.store.clone(),
+        built.retry.clone(),
+        built.dlq.clone(),
+        built.sealer.clone(),
         Catalog::new(&config.event_types),
-        dispatcher.clone(),
+        built.dispatcher.clone(),
     );
     let mut main_router = Router::new()
         .merge(server::health_routes(ops.clone()))
@@ -115,73 +93,73 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         config.delivery.timeout.get() + config.delivery.connect_timeout.get() + LEASE_MARGIN;
     // This replica's per-endpoint in-flight counts, for the stats route's cross-replica sum.
     let endpoint_in_flight: stats::InFlightCounts = {
-        let d = dispatcher.clone();
+        let d = built.dispatcher.clone();
         Arc::new(move || d.in_flight())
     };
     let tasks = vec![
-        tokio::spawn(syncer.run(stop.clone())),
+        tokio::spawn(built.syncer.run(built.stop.clone())),
         tokio::spawn(health::run_pinger(
-            health.clone(),
-            conn.clone(),
-            keys.write_probe(),
-            stop.clone(),
+            built.health.clone(),
+            built.conn.clone(),
+            built.keys.write_probe(),
+            built.stop.clone(),
         )),
-        tokio::spawn(breaker.clone().run(stop.clone())),
+        tokio::spawn(built.breaker.clone().run(built.stop.clone())),
         tokio::spawn(pull::run_parked(
-            dispatcher.clone(),
-            outstanding.clone(),
+            built.dispatcher.clone(),
+            built.outstanding.clone(),
             lease,
-            stop.clone(),
+            built.stop.clone(),
         )),
-        tokio::spawn(tend_lanes(dispatcher.clone(), stop.clone())),
+        tokio::spawn(tend_lanes(built.dispatcher.clone(), built.stop.clone())),
         tokio::spawn(pull::run(
-            retry.clone(),
-            dispatcher.clone(),
-            outstanding.clone(),
+            built.retry.clone(),
+            built.dispatcher.clone(),
+            built.outstanding.clone(),
             lease,
-            stop.clone(),
+            built.stop.clone(),
         )),
         tokio::spawn(crate::ops::trim::run(
-            conn.clone(),
-            keys.clone(),
-            dlq.clone(),
-            metrics.clone(),
-            stop.clone(),
+            built.conn.clone(),
+            built.keys.clone(),
+            built.dlq.clone(),
+            built.metrics.clone(),
+            built.stop.clone(),
         )),
         tokio::spawn(stats::publish_in_flight(
-            conn.clone(),
-            keys.clone(),
-            settings.consumer.clone(),
+            built.conn.clone(),
+            built.keys.clone(),
+            built.settings.consumer.clone(),
             endpoint_in_flight,
         )),
     ];
-    // The heartbeat outlives `stop`: deliveries still running during the grace keep their
+    // The heartbeat outlives `built.stop`: deliveries still running during the grace keep their
     // entries claimed, so no other replica sends them again meanwhile.
     let heartbeat_stop = Shutdown::new();
     let heartbeat = tokio::spawn(ingest::run_heartbeat(
-        in_flight.clone(),
-        conn.clone(),
-        keys.clone(),
-        settings.clone(),
+        built.in_flight.clone(),
+        built.conn.clone(),
+        built.keys.clone(),
+        built.settings.clone(),
         heartbeat_stop.clone(),
     ));
-    let writer_task = tokio::spawn(writer.run());
-    let park_task = tokio::spawn(park_writer.run());
+    let writer_task = tokio::spawn(built.writer.run());
+    let park_task = tokio::spawn(built.park_writer.run());
     let acker = tokio::spawn(ingest::run_acker(
-        ack_rx,
-        conn.clone(),
-        keys.clone(),
-        settings.group.clone(),
-        in_flight.clone(),
+        built.ack_rx,
+        built.conn.clone(),
+        built.keys.clone(),
+        built.settings.group.clone(),
+        built.in_flight.clone(),
     ));
-    let consumer_task = tokio::spawn(consumer.run());
+    let consumer_task = tokio::spawn(built.consumer.run());
     tracing::info!(
-        consumer = %settings.consumer, listen = %config.http.listen,
-        endpoints = live.snapshot().len(), "webhookd started"
+        consumer = %built.settings.consumer, listen = %config.http.listen,
+        endpoints = built.live.snapshot().len(), "webhookd started"
     );
     Ok(Running {
-        stop,
-        dispatcher,
+        stop: built.stop,
+        dispatcher: built.dispatcher,
         consumer_task,
         heartbeat_stop,
         heartbeat,
