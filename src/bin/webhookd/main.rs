@@ -5,137 +5,22 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::{anyhow, Context, Result};
-use clap::{Args, Parser, Subcommand};
+use clap::Parser;
 
+mod cli;
+mod dlq;
+
+use cli::{Cli, Command};
+use dlq::dlq_command;
 use webhookd::config::Config;
 use webhookd::db::conn::connect;
 use webhookd::db::keys::Keys;
 use webhookd::ids::{EventId, TenantId};
 use webhookd::normalize::{self, Provider};
 use webhookd::publish;
-use webhookd::retry::dlq::{Dlq, Selector};
-use webhookd::retry::RetryQueue;
 use webhookd::secure::sign::{self, SigningKey};
 use webhookd::support::clock;
 use webhookd::{app, event};
-
-#[derive(Parser)]
-#[command(
-    name = "webhookd",
-    version,
-    about = "Outbound webhook fan-out dispatcher"
-)]
-struct Cli {
-    /// Config file (default: config.yaml in the working directory, if present).
-    #[arg(long, global = true, env = "WEBHOOKD_CONFIG")]
-    config: Option<PathBuf>,
-    #[command(subcommand)]
-    command: Option<Command>,
-}
-
-#[derive(Subcommand)]
-enum Command {
-    /// Run the dispatcher and the API (the default command).
-    Serve,
-    /// Publish one event envelope to the input stream; prints the stream id.
-    Publish {
-        #[arg(long)]
-        tenant: String,
-        #[arg(long = "type")]
-        event_type: String,
-        /// Event id (default: a fresh `evt_…`).
-        #[arg(long)]
-        id: Option<String>,
-        /// The `data` object as JSON.
-        #[arg(long, default_value = "{}")]
-        data: String,
-    },
-    /// Normalize provider payloads and publish them (FILE `-` reads stdin).
-    Ingest {
-        #[arg(long)]
-        provider: String,
-        #[arg(long)]
-        tenant: String,
-        file: PathBuf,
-    },
-    /// Dead letters: list, replay, purge.
-    #[command(subcommand)]
-    Dlq(DlqCommand),
-    /// Sign a body read from stdin; prints the three signing headers.
-    Sign {
-        #[arg(long)]
-        secret: String,
-        #[arg(long)]
-        id: String,
-        /// Unix seconds (default: now).
-        #[arg(long)]
-        timestamp: Option<i64>,
-    },
-    /// Verify a body read from stdin; exit 0 if the signature is valid, 1 if not.
-    Verify {
-        #[arg(long)]
-        secret: String,
-        #[arg(long)]
-        id: String,
-        #[arg(long)]
-        timestamp: i64,
-        /// The `webhook-signature` header value.
-        #[arg(long)]
-        signature: String,
-    },
-    /// Validate a config file without connecting to anything.
-    CheckConfig,
-}
-
-#[derive(Subcommand)]
-enum DlqCommand {
-    /// Show dead letters, oldest first.
-    List {
-        #[arg(long)]
-        tenant: Option<String>,
-        #[arg(long)]
-        endpoint: Option<String>,
-        /// One JSON object per line.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Move dead letters back into the retry queue; prints the count.
-    Replay {
-        #[command(flatten)]
-        select: ReplaySelect,
-        #[arg(long)]
-        tenant: Option<String>,
-    },
-    /// Delete dead letters; prints the count.
-    Purge {
-        #[command(flatten)]
-        select: PurgeSelect,
-        #[arg(long)]
-        tenant: Option<String>,
-    },
-}
-
-#[derive(Args)]
-#[group(required = true, multiple = false)]
-struct ReplaySelect {
-    /// Dead-letter ids (repeatable).
-    #[arg(long = "id", num_args = 1..)]
-    ids: Vec<String>,
-    #[arg(long)]
-    endpoint: Option<String>,
-    /// Every dead letter with dead_at at or after this RFC 3339 time.
-    #[arg(long)]
-    since: Option<String>,
-}
-
-#[derive(Args)]
-#[group(required = true, multiple = false)]
-struct PurgeSelect {
-    #[arg(long = "id", num_args = 1..)]
-    ids: Vec<String>,
-    #[arg(long)]
-    endpoint: Option<String>,
-}
 
 fn main() -> ExitCode {
     cap_malloc_arenas();
@@ -332,83 +217,6 @@ fn run(cli: Cli) -> Result<ExitCode> {
             runtime()?.block_on(dlq_command(config, cmd))
         }
     }
-}
-
-async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
-    let conn = connect(&config.redis.url, std::time::Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
-    let dlq = Dlq::new(conn.clone(), keys.clone());
-    match cmd {
-        DlqCommand::List {
-            tenant,
-            endpoint,
-            json,
-        } => {
-            let mut cursor: Option<String> = None;
-            let mut shown = 0;
-            loop {
-                let page = dlq
-                    .list(
-                        tenant.as_deref(),
-                        endpoint.as_deref(),
-                        cursor.as_deref(),
-                        250,
-                    )
-                    .await?;
-                for dl in &page.letters {
-                    shown += 1;
-                    if json {
-                        println!("{}", serde_json::to_string(dl)?);
-                    } else {
-                        println!(
-                            "{}  {}  {}  {}  {}  attempts={}  status={}  {}",
-                            dl.id,
-                            dl.dead_at,
-                            dl.tenant,
-                            dl.endpoint_id,
-                            dl.event_id,
-                            dl.attempts,
-                            dl.last_status.map_or("-".to_string(), |s| s.to_string()),
-                            dl.last_error.as_deref().unwrap_or("")
-                        );
-                    }
-                }
-                match page.next_cursor {
-                    Some(c) => cursor = Some(c),
-                    None => break,
-                }
-            }
-            if !json && shown == 0 {
-                eprintln!("no dead letters");
-            }
-        }
-        DlqCommand::Replay { select, tenant } => {
-            let sel = if !select.ids.is_empty() {
-                Selector::Ids(select.ids)
-            } else if let Some(e) = select.endpoint {
-                Selector::Endpoint(e)
-            } else {
-                let since = select.since.expect("clap requires one selector");
-                let ms = clock::parse_rfc3339(&since).ok_or_else(|| {
-                    anyhow!("--since `{since}` is not an RFC 3339 time (e.g. 2024-01-09T00:00:00Z)")
-                })?;
-                Selector::Since(ms)
-            };
-            let queue = RetryQueue::new(conn, keys);
-            println!("{}", dlq.replay(tenant.as_deref(), &sel, &queue).await?);
-        }
-        DlqCommand::Purge { select, tenant } => {
-            let sel = if !select.ids.is_empty() {
-                Selector::Ids(select.ids)
-            } else {
-                Selector::Endpoint(select.endpoint.expect("clap requires one selector"))
-            };
-            println!("{}", dlq.purge(tenant.as_deref(), &sel).await?);
-        }
-    }
-    Ok(ExitCode::SUCCESS)
 }
 
 fn init_json_logs() {
