@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::common::{self, wait_until, Setup, ADMIN_TOKEN};
+use crate::common::{self, wait_until, Setup, Webhookd, ADMIN_TOKEN};
 
 pub use hyper::Method;
 
@@ -201,4 +201,11 @@ fn scalar(v: &redis::Value) -> Value {
 /// A valid envelope for `POST /v1/events`.
 pub fn event(id: &str, event_type: &str, tenant: &str) -> Value {
     serde_json::json!({"id": id, "type": event_type, "tenant": tenant, "created_at": 1704825600, "data": {"to": "x@example.com"}})
+}
+
+/// A webhookd started for `setup`, and an admin client of its API: how most API tests begin.
+pub async fn admin_api(setup: Setup) -> (Setup, Webhookd, Api) {
+    let webhookd = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    (setup, webhookd, api)
 }

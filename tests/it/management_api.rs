@@ -13,9 +13,7 @@ const WAIT: Duration = Duration::from_secs(20);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_are_created_read_listed_changed_and_deleted() {
-    let setup = Setup::new("api_crud");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) = admin_api(Setup::new("api_crud")).await;
 
     let ep = api
         .create_endpoint(
@@ -141,9 +139,7 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_fields_answer_422_naming_the_problem() {
-    let setup = Setup::new("api_invalid");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) = admin_api(Setup::new("api_invalid")).await;
     let url = "http://127.0.0.1:9/hook";
     let long = "d".repeat(1025);
     let many: serde_json::Map<String, Value> =
@@ -239,9 +235,9 @@ async fn invalid_fields_answer_422_naming_the_problem() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_is_required_unless_allow_http() {
-    let setup = Setup::new("api_https").with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) =
+        admin_api(Setup::new("api_https").with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n"))
+            .await;
     let got = api
         .post(
             "/v1/tenants/acct_a/endpoints",
@@ -359,9 +355,7 @@ async fn bad_requests_answer_json_400_401_404_405_413() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tenant_tokens_act_only_on_their_own_tenant() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_scope");
-    let _w = Webhookd::start(&setup).await;
-    let admin = Api::admin(&setup);
+    let (_setup, _w, admin) = admin_api(Setup::new("api_scope")).await;
     let token_a = admin.new_token("acct_a").await;
     let token_b = admin.new_token("acct_b").await;
     assert!(
@@ -495,9 +489,7 @@ async fn tenant_tokens_act_only_on_their_own_tenant() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn api_changes_reach_dispatch_within_a_second_and_deleted_endpoints_get_nothing() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_live");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("api_live")).await;
     let ep = api
         .create_endpoint(
             "acct_a",
@@ -550,26 +542,10 @@ async fn api_changes_reach_dispatch_within_a_second_and_deleted_endpoints_get_no
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn disabling_and_re_enabling_clears_the_reason_and_the_failure_streak() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_enable");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
-    let ep = api
-        .create_endpoint(
-            "acct_a",
-            json!({"url": rx.url("/e"), "filters": ["*"], "disabled": true}),
-        )
-        .await;
+    let s = Streaked::start("api_enable", &rx).await;
+    let (setup, api, ep) = (&s.setup, &s.api, &s.ep);
     assert_eq!(ep["disabled"], true);
     assert!(ep["disabled_reason"].is_string());
-    let id = ep["id"].as_str().unwrap();
-    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
-    let mut r = redis();
-    let _: () = redis::cmd("HSET")
-        .arg(&failing)
-        .arg(id)
-        .arg(1)
-        .query(&mut r)
-        .unwrap();
 
     tokio::time::sleep(Duration::from_secs(1)).await;
     let (_, p) = api
@@ -584,12 +560,7 @@ async fn disabling_and_re_enabling_clears_the_reason_and_the_failure_streak() {
     assert_eq!(status, 200, "{on}");
     assert_eq!(on["disabled"], false);
     assert_eq!(on["disabled_reason"], Value::Null);
-    let streak: bool = redis::cmd("HEXISTS")
-        .arg(&failing)
-        .arg(id)
-        .query(&mut r)
-        .unwrap();
-    assert!(!streak, "re-enabling clears the failure streak");
+    assert!(!s.streak(), "re-enabling clears the failure streak");
     tokio::time::sleep(Duration::from_secs(1)).await;
     api.post("/v1/events", event("evt_on", "outbound.sent", "acct_a"))
         .await;
@@ -600,9 +571,9 @@ async fn disabling_and_re_enabling_clears_the_reason_and_the_failure_streak() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn static_endpoints_are_readable_but_managed_in_config() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_static").endpoint("ep_static", "acct_a", &rx.url("/s"), &["*"]);
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) =
+        admin_api(Setup::new("api_static").endpoint("ep_static", "acct_a", &rx.url("/s"), &["*"]))
+            .await;
     let path = "/v1/tenants/acct_a/endpoints/ep_static";
     let (status, ep) = api.get(path).await;
     assert_eq!(status, 200, "{ep}");
@@ -626,9 +597,7 @@ async fn static_endpoints_are_readable_but_managed_in_config() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn publishing_validates_the_envelope_and_publishes_nothing_invalid() {
-    let setup = Setup::new("api_publish");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("api_publish")).await;
     let stream = setup.stream();
     let (status, body) = api
         .post("/v1/events", event("evt_ok", "outbound.bounced", "acct_a"))
@@ -698,9 +667,7 @@ async fn the_catalog_lists_every_type_with_its_description() {
 async fn attempts_and_test_deliveries_show_what_happened() {
     let rx = Receiver::start(always(200)).await;
     let failing = Receiver::start(always(503)).await;
-    let setup = Setup::new("api_attempts");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) = admin_api(Setup::new("api_attempts")).await;
     let ep = api
         .create_endpoint(
             "acct_a",
@@ -852,9 +819,8 @@ fn assert_hours(stats: &Value, since: i64, success: u64, failure: u64) {
 async fn stats_count_each_hours_successes_and_failures_with_their_latencies() {
     let ok = Receiver::start(always(200)).await;
     let failing = Receiver::start(always(500)).await;
-    let setup = Setup::new("api_stats").with("retry:\n  schedule: [50ms]\n  jitter: 0\n");
-    let _w = Webhookd::start(&setup).await;
-    let admin = Api::admin(&setup);
+    let (_setup, _w, admin) =
+        admin_api(Setup::new("api_stats").with("retry:\n  schedule: [50ms]\n  jitter: 0\n")).await;
     let a = admin.as_token(&admin.new_token("acct_a").await);
     let b = admin.as_token(&admin.new_token("acct_b").await);
     let good = a
@@ -911,9 +877,7 @@ async fn stats_count_each_hours_successes_and_failures_with_their_latencies() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_show_the_circuit_state_every_replica_shares() {
-    let setup = Setup::new("api_stats_circuit");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("api_stats_circuit")).await;
     let body = json!({"url": "http://127.0.0.1:9/hook", "filters": ["outbound.*"]});
     let one = api.create_endpoint("acct_a", body.clone()).await;
     let two = api.create_endpoint("acct_a", body).await;
@@ -940,9 +904,7 @@ async fn stats_show_the_circuit_state_every_replica_shares() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
-    let setup = Setup::new("api_stats_in_flight");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("api_stats_in_flight")).await;
     let body = json!({"url": "http://127.0.0.1:9/hook", "filters": ["outbound.*"]});
     let one = api.create_endpoint("acct_a", body.clone()).await;
     let two = api.create_endpoint("acct_a", body).await;
@@ -989,9 +951,8 @@ async fn stats_sum_in_flight_over_the_replicas_seen_in_the_last_5s() {
 async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
     let rx_a = Receiver::start(always(500)).await;
     let rx_b = Receiver::start(always(500)).await;
-    let setup = Setup::new("api_dlq").with("retry:\n  schedule: [50ms]\n  jitter: 0\n");
-    let _w = Webhookd::start(&setup).await;
-    let admin = Api::admin(&setup);
+    let (_setup, _w, admin) =
+        admin_api(Setup::new("api_dlq").with("retry:\n  schedule: [50ms]\n  jitter: 0\n")).await;
     let a = admin.as_token(&admin.new_token("acct_a").await);
     let ep_a = admin
         .create_endpoint("acct_a", json!({"url": rx_a.url("/a"), "filters": ["*"]}))
@@ -1376,23 +1337,8 @@ async fn tenant_tokens_are_rate_limited_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_patch_that_would_enable_keeps_the_failure_streak() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_patch_invalid");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
-    let ep = api
-        .create_endpoint(
-            "acct_a",
-            json!({"url": rx.url("/p"), "filters": ["*"], "disabled": true}),
-        )
-        .await;
-    let id = ep["id"].as_str().unwrap();
-    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
-    let _: () = redis::cmd("HSET")
-        .arg(&failing)
-        .arg(id)
-        .arg(1_000)
-        .query(&mut redis())
-        .unwrap();
+    let s = Streaked::start("api_patch_invalid", &rx).await;
+    let (api, ep) = (&s.api, &s.ep);
     let path = ep_path("acct_a", &ep["id"]);
     assert_error(
         &api.patch(
@@ -1403,12 +1349,55 @@ async fn an_invalid_patch_that_would_enable_keeps_the_failure_streak() {
         422,
         "invalid",
     );
-    let kept: bool = redis::cmd("HEXISTS")
-        .arg(&failing)
-        .arg(id)
-        .query(&mut redis())
-        .unwrap();
-    assert!(kept, "a refused PATCH cleared the failure streak");
+    assert!(s.streak(), "a refused PATCH cleared the failure streak");
     let (_, now) = api.get(&path).await;
     assert_eq!(now["disabled"], true);
+}
+
+/// A webhookd with one disabled endpoint of `acct_a` (posting to `rx`) whose failure streak is
+/// set: where re-enabling is judged.
+struct Streaked {
+    setup: Setup,
+    _w: Webhookd,
+    api: Api,
+    ep: Value,
+}
+
+impl Streaked {
+    async fn start(name: &str, rx: &Receiver) -> Streaked {
+        let setup = Setup::new(name);
+        let _w = Webhookd::start(&setup).await;
+        let api = Api::admin(&setup);
+        let ep = api
+            .create_endpoint(
+                "acct_a",
+                json!({"url": rx.url("/e"), "filters": ["*"], "disabled": true}),
+            )
+            .await;
+        let s = Streaked { setup, _w, api, ep };
+        let _: () = redis::cmd("HSET")
+            .arg(s.failing_key())
+            .arg(s.id())
+            .arg(1)
+            .query(&mut redis())
+            .unwrap();
+        s
+    }
+
+    fn id(&self) -> &str {
+        self.ep["id"].as_str().unwrap()
+    }
+
+    fn failing_key(&self) -> String {
+        format!("{}{{endpoints}}:failing", self.setup.prefix)
+    }
+
+    /// Whether the endpoint's failure streak is still stored.
+    fn streak(&self) -> bool {
+        redis::cmd("HEXISTS")
+            .arg(self.failing_key())
+            .arg(self.id())
+            .query(&mut redis())
+            .unwrap()
+    }
 }

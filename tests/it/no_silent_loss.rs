@@ -25,9 +25,7 @@ fn dead_letters(setup: &Setup) -> Vec<redis::streams::StreamId> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn events_for_a_disabled_endpoint_are_dead_lettered_with_no_attempt() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("nsl_disabled");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("nsl_disabled")).await;
     let ep = api
         .create_endpoint(
             "acct_d",
@@ -96,9 +94,8 @@ async fn retry_after_is_honoured_only_on_429_502_503_504() {
 /// Registration errors say which rule refused a host, never the internal address it resolved to.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_host_name_says_which_rule_and_not_the_address() {
-    let setup = Setup::new("nsl_ssrf_msg").with("delivery:\n  allow_http: true\n");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) =
+        admin_api(Setup::new("nsl_ssrf_msg").with("delivery:\n  allow_http: true\n")).await;
     let got = api
         .post(
             "/v1/tenants/acct_s/endpoints",
@@ -118,9 +115,7 @@ async fn a_refused_host_name_says_which_rule_and_not_the_address() {
 /// the part that was sent names a field the route does not know.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_truncated_json_body_is_400_malformed_on_every_route() {
-    let setup = Setup::new("nsl_truncated");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) = admin_api(Setup::new("nsl_truncated")).await;
     let ep = api
         .create_endpoint(
             "acct_t",
@@ -411,9 +406,13 @@ async fn dead_letters_older_than_the_retention_are_trimmed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_static_endpoint_disabled_at_run_time_can_be_enabled_by_patch() {
     let rx = Receiver::start(first_then_ok(1, 410)).await;
-    let setup = Setup::new("nsl_static_enable").endpoint("ep_gone", "acct_g", &rx.url("/"), &["*"]);
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("nsl_static_enable").endpoint(
+        "ep_gone",
+        "acct_g",
+        &rx.url("/"),
+        &["*"],
+    ))
+    .await;
     let path = "/v1/tenants/acct_g/endpoints/ep_gone";
     publish(
         &mut redis(),
@@ -535,9 +534,7 @@ async fn each_endpoint_keeps_at_most_its_share_of_dead_letters() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_endpoint_changes_are_all_kept() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("nsl_cas");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (setup, _w, api) = admin_api(Setup::new("nsl_cas")).await;
     let (store, _) = setup.registry().await;
     let ep = api
         .create_endpoint("acct_c", json!({"url": rx.url("/c"), "filters": ["*"]}))

@@ -234,15 +234,9 @@ async fn retry_after_is_honored_and_410_disables_the_endpoint() {
 
     // 410: disabled at once, dead-lettered with last_status 410, never tried again.
     assert!(gone.wait_for(1, WAIT).await.len() == 1);
-    let ep_key = format!("{}{{endpoints}}:all", setup.prefix);
     assert!(
         wait_until(WAIT, || {
-            let raw: String = redis::cmd("HGET")
-                .arg(&ep_key)
-                .arg("ep_410")
-                .query(&mut r)
-                .unwrap();
-            let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+            let rec = stored_record(&setup, "ep_410");
             rec["disabled"] == true
                 && rec["disabled_reason"]
                     .as_str()
@@ -460,14 +454,8 @@ async fn an_endpoint_failing_every_attempt_for_disable_after_is_disabled_with_th
         &setup.stream(),
         &[envelope("d1", "outbound.sent", "t", json!({}))],
     );
-    let ep_key = format!("{}{{endpoints}}:all", setup.prefix);
     let disabled = wait_until(WAIT, || {
-        let raw: String = redis::cmd("HGET")
-            .arg(&ep_key)
-            .arg("ep_failing")
-            .query(&mut r)
-            .unwrap();
-        let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+        let rec = stored_record(&setup, "ep_failing");
         rec["disabled"] == true
             && rec["disabled_reason"]
                 .as_str()

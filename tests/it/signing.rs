@@ -54,9 +54,7 @@ async fn every_delivery_verifies_with_an_independent_standard_webhooks_library()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_signs_with_both_old_and_new_secrets() {
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("api_rotate");
-    let _w = Webhookd::start(&setup).await;
-    let api = Api::admin(&setup);
+    let (_setup, _w, api) = admin_api(Setup::new("api_rotate")).await;
     let ep = api
         .create_endpoint(
             "acct_a",

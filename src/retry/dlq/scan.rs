@@ -3,6 +3,7 @@
 
 use std::collections::HashMap;
 
+use crate::ids::DeliveryId;
 use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
 use crate::retry::dlq::{Dlq, REPLAY_CHUNK};
 use crate::retry::queue::{Job, RetryQueue};
@@ -84,7 +85,7 @@ impl Dlq {
 /// A fresh delivery of a dead letter.
 fn replay_job(dl: &DeadLetter) -> Job {
     Job {
-        id: format!("rp:{}:{}", dl.id, dl.endpoint_id),
+        id: DeliveryId::replay(&dl.id, &dl.endpoint_id).to_string(),
         tenant: dl.tenant.clone(),
         endpoint_id: dl.endpoint_id.clone(),
         event_id: dl.event_id.clone(),

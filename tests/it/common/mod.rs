@@ -298,14 +298,21 @@ impl Setup {
     }
 }
 
-/// The sealed secrets of endpoint `id` as stored in this test's registry.
-pub fn stored_secrets(setup: &Setup, id: &str) -> Vec<String> {
-    let raw: String = redis::cmd("HGET")
+/// Endpoint `id`'s record as stored in this test's registry (`null` when there is none).
+pub fn stored_record(setup: &Setup, id: &str) -> serde_json::Value {
+    let raw: Option<String> = redis::cmd("HGET")
         .arg(format!("{}{{endpoints}}:all", setup.prefix))
         .arg(id)
         .query(&mut redis())
         .unwrap();
-    let rec: serde_json::Value = serde_json::from_str(&raw).unwrap();
+    raw.map_or(serde_json::Value::Null, |r| {
+        serde_json::from_str(&r).unwrap()
+    })
+}
+
+/// The sealed secrets of endpoint `id` as stored in this test's registry.
+pub fn stored_secrets(setup: &Setup, id: &str) -> Vec<String> {
+    let rec = stored_record(setup, id);
     rec["secrets"]
         .as_array()
         .unwrap()
