@@ -28,21 +28,21 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct DeadLetterList {
-    pub data: Vec<DeadLetter>,
-    pub next_cursor: Option<String>,
+    pub(super) data: Vec<DeadLetter>,
+    pub(super) next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub(super) struct DlqQuery {
     /// Only this endpoint's dead letters.
-    pub endpoint: Option<String>,
+    pub(super) endpoint: Option<String>,
     /// 1 to 250; default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
-    pub limit: Option<String>,
+    pub(super) limit: Option<String>,
     /// The `next_cursor` of the previous page.
     #[param(pattern = r"^([0-9]{1,20}(-[0-9]{1,20})?)?$")]
-    pub cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 /// Exactly one of `ids`, `endpoint` or `since`.
@@ -51,17 +51,17 @@ pub(super) struct DlqQuery {
 pub(super) struct ReplayRequest {
     /// Dead-letter ids (1 to 1000).
     #[schema(min_items = 1, max_items = 1000)]
-    pub ids: Option<Vec<String>>,
+    pub(super) ids: Option<Vec<String>>,
     /// Every dead letter of this endpoint.
-    pub endpoint: Option<String>,
+    pub(super) endpoint: Option<String>,
     /// Every dead letter with `dead_at` at or after this RFC 3339 time.
     #[schema(format = DateTime)]
-    pub since: Option<String>,
+    pub(super) since: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct Replayed {
-    pub replayed: usize,
+    pub(super) replayed: usize,
 }
 
 /// List dead letters, oldest first.

@@ -80,7 +80,7 @@ impl ApiError {
 /// `{"error": {"code": …, "message": …}}`.
 #[derive(Debug, Serialize, ToSchema)]
 pub(super) struct ErrorBody {
-    pub error: ErrorDetail,
+    pub(super) error: ErrorDetail,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -89,9 +89,9 @@ pub(super) struct ErrorDetail {
     /// `method_not_allowed`, `conflict`, `payload_too_large`, `invalid`, `too_many_requests`,
     /// `unavailable`.
     #[schema(example = "invalid")]
-    pub code: String,
+    pub(super) code: String,
     /// What went wrong, for a person.
-    pub message: String,
+    pub(super) message: String,
 }
 
 impl IntoResponse for ApiError {

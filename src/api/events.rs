@@ -54,27 +54,27 @@ pub(super) struct Envelope {
 pub(super) struct Published {
     /// The entry id in the input stream.
     #[schema(example = "1704825600000-0")]
-    pub stream_id: String,
+    pub(super) stream_id: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct Ingested {
-    pub published: usize,
+    pub(super) published: usize,
     /// The normalized events' ids, in payload order.
-    pub ids: Vec<String>,
+    pub(super) ids: Vec<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct EventType {
     #[serde(rename = "type")]
-    pub event_type: String,
-    pub description: String,
+    pub(super) event_type: String,
+    pub(super) description: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct EventTypeList {
-    pub data: Vec<EventType>,
-    pub next_cursor: Option<String>,
+    pub(super) data: Vec<EventType>,
+    pub(super) next_cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -82,7 +82,7 @@ pub(super) struct EventTypeList {
 pub(super) struct IngestQuery {
     /// The tenant the events belong to (required).
     #[param(required = true, value_type = String, pattern = r"^[A-Za-z0-9_.\-]{1,64}$")]
-    pub tenant: Option<String>,
+    pub(super) tenant: Option<String>,
 }
 
 fn publish_error(e: PublishError) -> ApiError {

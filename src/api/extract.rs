@@ -96,7 +96,7 @@ impl FromRequestParts<ApiState> for Caller {
 /// caller's own (else 404, as if absent).
 #[derive(Debug)]
 pub(super) struct TenantScope {
-    pub tenant: String,
+    pub(super) tenant: String,
 }
 
 impl FromRequestParts<ApiState> for TenantScope {

@@ -18,28 +18,28 @@ use crate::secure::ssrf::Guard;
 
 #[derive(Clone)]
 pub(crate) struct ApiState {
-    pub inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
 pub(crate) struct Inner {
-    pub conn: Conn,
-    pub keys: Keys,
-    pub store: Store,
-    pub retry: RetryQueue,
-    pub dlq: Dlq,
-    pub sealer: Sealer,
-    pub catalog: Catalog,
-    pub dispatcher: Arc<Dispatcher>,
-    pub admin_tokens: Vec<String>,
-    pub max_body_bytes: usize,
-    pub max_event_bytes: usize,
-    pub allow_http: bool,
+    pub(crate) conn: Conn,
+    pub(crate) keys: Keys,
+    pub(crate) store: Store,
+    pub(crate) retry: RetryQueue,
+    pub(crate) dlq: Dlq,
+    pub(crate) sealer: Sealer,
+    pub(crate) catalog: Catalog,
+    pub(crate) dispatcher: Arc<Dispatcher>,
+    pub(crate) admin_tokens: Vec<String>,
+    pub(crate) max_body_bytes: usize,
+    pub(crate) max_event_bytes: usize,
+    pub(crate) allow_http: bool,
     /// The SSRF guard registration checks URLs against (the same ranges as delivery's).
-    pub guard: Guard,
-    pub rotation_overlap_ms: i64,
+    pub(crate) guard: Guard,
+    pub(crate) rotation_overlap_ms: i64,
     /// When this replica last wrote each token's use.
-    pub token_use: UsedMemory,
-    pub rate_limit: limit::RateLimit,
+    pub(crate) token_use: UsedMemory,
+    pub(crate) rate_limit: limit::RateLimit,
 }
 
 impl ApiState {

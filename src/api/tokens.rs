@@ -28,13 +28,13 @@ use crate::support::clock::{now_ms, rfc3339};
 #[derive(Serialize, ToSchema)]
 pub(super) struct NewToken {
     #[schema(example = "tok_9f2c4e1a7b3d5e60")]
-    pub id: String,
+    pub(super) id: String,
     /// `whk_` + base64url of 32 random bytes. Shown only now: only its digest is stored.
     #[schema(example = "whk_3q2-7wAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA")]
-    pub token: String,
-    pub tenant: String,
+    pub(super) token: String,
+    pub(super) tenant: String,
     /// RFC 3339; null: it never expires.
-    pub expires_at: Option<String>,
+    pub(super) expires_at: Option<String>,
 }
 
 #[derive(Deserialize, ToSchema, Default)]
@@ -42,22 +42,22 @@ pub(super) struct NewToken {
 pub(super) struct TokenRequest {
     /// How long the token is valid, e.g. `30d`; absent: no expiry.
     #[schema(example = "30d")]
-    pub ttl: Option<String>,
+    pub(super) ttl: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct TokenOut {
-    pub id: String,
-    pub created_at: String,
-    pub last_used_at: Option<String>,
-    pub expires_at: Option<String>,
+    pub(super) id: String,
+    pub(super) created_at: String,
+    pub(super) last_used_at: Option<String>,
+    pub(super) expires_at: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct TokenList {
-    pub data: Vec<TokenOut>,
+    pub(super) data: Vec<TokenOut>,
     /// Always null: a tenant's tokens come in one page.
-    pub next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {

@@ -13,7 +13,7 @@ use crate::secure::sign::decode_secret;
 use crate::secure::ssrf::{check_url, Guard};
 
 /// The longest wait between probes (SPEC 5).
-pub const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
+pub(crate) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {

@@ -7,7 +7,7 @@ mod error;
 mod load;
 mod model;
 
-pub use check::MAX_PROBE_INTERVAL;
+pub(crate) use check::MAX_PROBE_INTERVAL;
 pub use error::ConfigError;
 pub use model::{
     Config, DeliveryConfig, DlqConfig, HttpConfig, RedisConfig, RetryConfig, SigningConfig,

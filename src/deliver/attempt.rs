@@ -26,11 +26,11 @@ pub(crate) fn is_success(status: Option<u16>) -> bool {
 /// What one attempt came to.
 #[derive(Debug, Clone)]
 pub(crate) struct Outcome {
-    pub status: Option<u16>,
-    pub error: Option<String>,
-    pub latency: Duration,
-    pub response: String,
-    pub retry_after: Option<Duration>,
+    pub(crate) status: Option<u16>,
+    pub(crate) error: Option<String>,
+    pub(crate) latency: Duration,
+    pub(crate) response: String,
+    pub(crate) retry_after: Option<Duration>,
 }
 
 impl Outcome {
@@ -59,11 +59,11 @@ impl Outcome {
 }
 
 pub(crate) struct AttemptSpec<'a> {
-    pub endpoint: &'a Endpoint,
-    pub msg_id: &'a str,
-    pub body: &'a Bytes,
-    pub timeout: Duration,
-    pub now_ms: i64,
+    pub(crate) endpoint: &'a Endpoint,
+    pub(crate) msg_id: &'a str,
+    pub(crate) body: &'a Bytes,
+    pub(crate) timeout: Duration,
+    pub(crate) now_ms: i64,
 }
 
 pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> Outcome {
@@ -179,17 +179,17 @@ pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub(crate) struct AttemptRecord {
     /// Unix ms.
-    pub at: i64,
-    pub event_id: String,
-    pub attempt: u32,
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: Option<String>,
-    pub response: String,
+    pub(crate) at: i64,
+    pub(crate) event_id: String,
+    pub(crate) attempt: u32,
+    pub(crate) status: Option<u16>,
+    pub(crate) latency_ms: u64,
+    pub(crate) error: Option<String>,
+    pub(crate) response: String,
     #[serde(skip)]
-    pub endpoint_id: String,
+    pub(crate) endpoint_id: String,
     #[serde(skip)]
-    pub gone: bool,
+    pub(crate) gone: bool,
 }
 
 #[cfg(test)]

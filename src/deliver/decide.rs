@@ -43,16 +43,16 @@ impl Why {
 /// What a delivery's endpoint is like when the delivery comes up.
 #[derive(Debug, Clone, Copy, Default)]
 pub(crate) struct Gate {
-    pub disabled: bool,
+    pub(crate) disabled: bool,
     /// This replica cannot decode the endpoint (e.g. a secret under a key it lacks).
-    pub quarantined: bool,
-    pub circuit_open: bool,
+    pub(crate) quarantined: bool,
+    pub(crate) circuit_open: bool,
     /// The delivery is the one attempt an open circuit allows.
-    pub probe: bool,
+    pub(crate) probe: bool,
     /// The delivery comes straight from the stream (not from the retry queue or a backlog).
-    pub fresh: bool,
+    pub(crate) fresh: bool,
     /// The endpoint has parked deliveries.
-    pub backlogged: bool,
+    pub(crate) backlogged: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -14,12 +14,12 @@ use crate::support::clock::now_ms;
 /// The event as every one of its deliveries shares it.
 #[derive(Debug)]
 pub(crate) struct EventInfo {
-    pub id: EventId,
-    pub event_type: EventType,
-    pub tenant: TenantId,
-    pub body: Bytes,
+    pub(crate) id: EventId,
+    pub(crate) event_type: EventType,
+    pub(crate) tenant: TenantId,
+    pub(crate) body: Bytes,
     /// Unix ms the event entered the stream.
-    pub published_at: i64,
+    pub(crate) published_at: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -31,25 +31,25 @@ pub(crate) enum Source {
 }
 
 pub(crate) struct Delivery {
-    pub id: DeliveryId,
-    pub event: Arc<EventInfo>,
-    pub endpoint_id: EndpointId,
-    pub attempts: u32,
-    pub first_attempt_at: i64,
+    pub(crate) id: DeliveryId,
+    pub(crate) event: Arc<EventInfo>,
+    pub(crate) endpoint_id: EndpointId,
+    pub(crate) attempts: u32,
+    pub(crate) first_attempt_at: i64,
     /// Unix ms this delivery's schedule began to count when it has no attempt yet.
-    pub queued_at: i64,
-    pub last_status: Option<u16>,
-    pub last_error: Option<String>,
-    pub source: Source,
+    pub(crate) queued_at: i64,
+    pub(crate) last_status: Option<u16>,
+    pub(crate) last_error: Option<String>,
+    pub(crate) source: Source,
     /// Its job in the retry queue is current (no attempt since it was read from there).
-    pub stored: bool,
+    pub(crate) stored: bool,
     /// The one attempt an open circuit allows.
-    pub probe: bool,
+    pub(crate) probe: bool,
     /// Its share of the room for deliveries held in memory; given up when it is parked or
     /// its attempt turns slow, so neither holds the consumer back.
-    pub room: Option<OwnedSemaphorePermit>,
+    pub(crate) room: Option<OwnedSemaphorePermit>,
     /// A share of the slow budget taken for it in advance (by the backlog puller).
-    pub slow_share: Option<SlowShare>,
+    pub(crate) slow_share: Option<SlowShare>,
 }
 
 impl Delivery {

@@ -40,7 +40,7 @@ pub(crate) struct Lane {
     /// Under a `rate_limit`, the earliest moment the next attempt may start.
     next_slot: Mutex<Option<Instant>>,
     /// Deliveries of this endpoint are parked in Redis: new ones queue behind them.
-    pub backlogged: AtomicBool,
+    pub(crate) backlogged: AtomicBool,
 }
 
 #[derive(Default)]

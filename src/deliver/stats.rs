@@ -140,12 +140,12 @@ pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecor
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Hour {
     /// Unix ms of the hour's start.
-    pub start_ms: i64,
-    pub success: u64,
-    pub failure: u64,
+    pub(crate) start_ms: i64,
+    pub(crate) success: u64,
+    pub(crate) failure: u64,
     /// Upper bounds of the histogram buckets holding the median and the 99th percentile.
-    pub p50_ms: Option<u64>,
-    pub p99_ms: Option<u64>,
+    pub(crate) p50_ms: Option<u64>,
+    pub(crate) p99_ms: Option<u64>,
 }
 
 impl Hour {

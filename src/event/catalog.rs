@@ -53,8 +53,8 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub(crate) struct EventTypeInfo {
     #[serde(rename = "type")]
-    pub event_type: String,
-    pub description: String,
+    pub(crate) event_type: String,
+    pub(crate) description: String,
 }
 
 #[derive(Debug, Clone)]

@@ -5,4 +5,5 @@ pub(crate) mod catalog;
 pub(crate) mod envelope;
 pub mod filter;
 
-pub use envelope::{envelope_json, new_id, parse, Event, Invalid};
+pub use envelope::{envelope_json, new_id, parse};
+pub(crate) use envelope::{Event, Invalid};

@@ -22,12 +22,12 @@ use crate::support::shutdown::Shutdown;
 
 /// Where the consumer's work goes, and what bounds it.
 pub(crate) struct Intake {
-    pub fanout: FanOut,
-    pub dispatcher: Arc<Dispatcher>,
+    pub(crate) fanout: FanOut,
+    pub(crate) dispatcher: Arc<Dispatcher>,
     /// Bounds deliveries held in memory; the consumer reads only when there is room.
-    pub outstanding: Arc<Semaphore>,
-    pub acks: mpsc::UnboundedSender<String>,
-    pub in_flight: Arc<InFlight>,
+    pub(crate) outstanding: Arc<Semaphore>,
+    pub(crate) acks: mpsc::UnboundedSender<String>,
+    pub(crate) in_flight: Arc<InFlight>,
 }
 
 pub(crate) struct Consumer {

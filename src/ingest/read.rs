@@ -10,14 +10,14 @@ use crate::db::keys::Keys;
 
 #[derive(Clone)]
 pub(crate) struct StreamSettings {
-    pub group: String,
-    pub consumer: String,
-    pub batch: usize,
-    pub block: Duration,
-    pub claim_idle: Duration,
-    pub max_event_bytes: usize,
+    pub(crate) group: String,
+    pub(crate) consumer: String,
+    pub(crate) batch: usize,
+    pub(crate) block: Duration,
+    pub(crate) claim_idle: Duration,
+    pub(crate) max_event_bytes: usize,
     /// The invalid stream keeps at most this many entries.
-    pub invalid_max_len: u64,
+    pub(crate) invalid_max_len: u64,
 }
 
 pub(crate) struct Reader {

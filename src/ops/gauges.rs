@@ -9,12 +9,12 @@ use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
 
 pub(crate) struct Gauges {
-    pub conn: Conn,
-    pub keys: Keys,
-    pub group: String,
-    pub retry: RetryQueue,
-    pub dlq: Dlq,
-    pub live: LiveIndex,
+    pub(crate) conn: Conn,
+    pub(crate) keys: Keys,
+    pub(crate) group: String,
+    pub(crate) retry: RetryQueue,
+    pub(crate) dlq: Dlq,
+    pub(crate) live: LiveIndex,
 }
 
 impl Gauges {

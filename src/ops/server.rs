@@ -18,10 +18,10 @@ const SCRAPE_REFRESH: std::time::Duration = std::time::Duration::from_secs(1);
 
 #[derive(Clone)]
 pub(crate) struct OpsState {
-    pub health: Arc<Health>,
-    pub metrics: Arc<Metrics>,
+    pub(crate) health: Arc<Health>,
+    pub(crate) metrics: Arc<Metrics>,
     /// Gauges read from Redis at each scrape (none in tools without a Redis).
-    pub gauges: Option<Arc<Gauges>>,
+    pub(crate) gauges: Option<Arc<Gauges>>,
 }
 
 pub(crate) fn health_routes(state: OpsState) -> Router {

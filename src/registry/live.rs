@@ -21,7 +21,7 @@ const FULL_RELOAD: Duration = Duration::from_secs(60);
 /// One tenant's endpoints and the index over their patterns.
 #[derive(Default)]
 pub(crate) struct TenantEndpoints {
-    pub endpoints: Vec<Arc<Endpoint>>,
+    pub(crate) endpoints: Vec<Arc<Endpoint>>,
     index: PatternIndex,
 }
 
@@ -170,18 +170,18 @@ impl Snapshot {
 
 /// The shared, lock-free handle the dispatcher reads.
 #[derive(Clone, Default)]
-pub struct LiveIndex {
+pub(crate) struct LiveIndex {
     current: Arc<ArcSwap<Snapshot>>,
 }
 
 impl LiveIndex {
-    pub fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
+    pub(crate) fn snapshot(&self) -> arc_swap::Guard<Arc<Snapshot>> {
         self.current.load()
     }
 }
 
 /// The single writer of a [`LiveIndex`]: applies the change log to the snapshot.
-pub struct Syncer {
+pub(crate) struct Syncer {
     store: Store,
     sealer: Sealer,
     live: LiveIndex,
@@ -192,7 +192,7 @@ pub struct Syncer {
 }
 
 impl Syncer {
-    pub fn new(store: Store, sealer: Sealer, statics: Vec<StaticEndpoint>) -> Self {
+    pub(crate) fn new(store: Store, sealer: Sealer, statics: Vec<StaticEndpoint>) -> Self {
         Syncer {
             store,
             sealer,
@@ -202,13 +202,13 @@ impl Syncer {
         }
     }
 
-    pub fn live(&self) -> LiveIndex {
+    pub(crate) fn live(&self) -> LiveIndex {
         self.live.clone()
     }
 
     /// Writes the static endpoints (where missing or changed), then loads every record; the
     /// change-log head is read first so no change falls between.
-    pub async fn full_load(&mut self) -> redis::RedisResult<()> {
+    pub(crate) async fn full_load(&mut self) -> redis::RedisResult<()> {
         super::statics::sync_static(&self.store, &self.statics, &self.sealer).await?;
         if !self.store.mark().await? {
             tracing::info!("the registry mark is new: a new Redis, or one that lost its data");
@@ -267,7 +267,7 @@ impl Syncer {
     }
 
     /// Applies changes since the last poll; returns how many endpoints changed.
-    pub async fn poll(&mut self) -> redis::RedisResult<usize> {
+    pub(crate) async fn poll(&mut self) -> redis::RedisResult<usize> {
         let (ids, cursor) = self.store.changes(&self.cursor).await?;
         if ids.is_empty() {
             self.cursor = cursor;
@@ -291,7 +291,7 @@ impl Syncer {
     }
 
     /// Polls until cancelled; Redis errors are logged and retried on the next tick.
-    pub async fn run(mut self, stop: Shutdown) {
+    pub(crate) async fn run(mut self, stop: Shutdown) {
         let mut last_full = tokio::time::Instant::now();
         loop {
             if !stop.sleep(POLL).await {

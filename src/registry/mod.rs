@@ -6,7 +6,11 @@ pub(crate) mod model;
 pub(crate) mod statics;
 pub(crate) mod store;
 
-pub use error::RegistryError;
-pub use live::{LiveIndex, Snapshot, Syncer};
-pub use model::{Endpoint, EndpointRecord, StoredSecret};
-pub use store::{Store, Updated};
+// Public: what the bench and the tests use.
+pub use live::Snapshot;
+pub use model::{Endpoint, EndpointRecord};
+pub use store::Store;
+
+pub(crate) use live::{LiveIndex, Syncer};
+pub(crate) use model::StoredSecret;
+pub(crate) use store::Updated;

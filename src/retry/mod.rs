@@ -7,5 +7,7 @@ pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod schedule;
 
-pub use queue::{Job, RetryQueue};
-pub use schedule::next_delay;
+pub use queue::RetryQueue;
+
+pub(crate) use queue::Job;
+pub(crate) use schedule::next_delay;

@@ -98,14 +98,14 @@ return out
 /// One delivery to park.
 #[derive(Debug, Clone)]
 pub(crate) struct ParkRequest {
-    pub id: String,
-    pub endpoint_id: Arc<str>,
+    pub(crate) id: String,
+    pub(crate) endpoint_id: Arc<str>,
     /// Unix ms its schedule runs out.
-    pub deadline: i64,
+    pub(crate) deadline: i64,
     /// The job to store, when the stored one is missing or stale.
-    pub job: Option<String>,
+    pub(crate) job: Option<String>,
     /// It is in the due set now (leased) and leaves it.
-    pub from_due: bool,
+    pub(crate) from_due: bool,
 }
 
 /// What a probe take found.

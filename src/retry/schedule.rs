@@ -5,7 +5,7 @@ use std::time::Duration;
 /// Delay before the next attempt, after `attempts_done` attempts failed; `None` once the
 /// schedule is spent. `unit` is a random number in [0, 1) that places the jitter.
 /// `Retry-After` is honored: never earlier than it asks, capped at the longest delay.
-pub fn next_delay(
+pub(crate) fn next_delay(
     schedule: &[Duration],
     attempts_done: u32,
     jitter: f64,

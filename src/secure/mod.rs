@@ -5,4 +5,4 @@ pub mod seal;
 pub mod sign;
 pub(crate) mod ssrf;
 
-pub use error::SecureError;
+pub(crate) use error::SecureError;

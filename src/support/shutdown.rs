@@ -6,29 +6,29 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
-pub struct Shutdown(CancellationToken);
+pub(crate) struct Shutdown(CancellationToken);
 
 impl Shutdown {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self::default()
     }
 
     /// Tells every holder to stop.
-    pub fn begin(&self) {
+    pub(crate) fn begin(&self) {
         self.0.cancel();
     }
 
-    pub fn begun(&self) -> bool {
+    pub(crate) fn begun(&self) -> bool {
         self.0.is_cancelled()
     }
 
     /// Resolves once shutdown has begun.
-    pub async fn wait(&self) {
+    pub(crate) async fn wait(&self) {
         self.0.cancelled().await;
     }
 
     /// Sleeps for `d`, less if shutdown begins meanwhile; true while still running.
-    pub async fn sleep(&self, d: Duration) -> bool {
+    pub(crate) async fn sleep(&self, d: Duration) -> bool {
         tokio::select! {
             _ = tokio::time::sleep(d) => true,
             _ = self.0.cancelled() => false,

@@ -17,24 +17,24 @@ pub(super) struct CreateEndpoint {
     /// `https://` (or `http://` when delivery.allow_http), no user-info, at most 2048 characters;
     /// must not point at a loopback, private, link-local, CGNAT, multicast or unspecified address.
     #[schema(example = "https://example.com/webhooks")]
-    pub url: String,
+    pub(super) url: String,
     /// Event-type patterns (SPEC 3); each must match at least one catalog type.
     #[schema(schema_with = filter_list)]
-    pub filters: Vec<String>,
+    pub(super) filters: Vec<String>,
     #[schema(max_length = 1024)]
-    pub description: Option<String>,
+    pub(super) description: Option<String>,
     /// Extra request headers; the signing and transport headers cannot be overridden.
-    pub headers: Option<BTreeMap<String, String>>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
     /// `whsec_` + base64 of 24–64 bytes; generated when left out.
     #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
-    pub secret: Option<String>,
+    pub(super) secret: Option<String>,
     /// Deliveries per second, or null for no limit.
     #[serde(default, deserialize_with = "whole_number")]
     #[schema(minimum = 1, maximum = 1000000)]
-    pub rate_limit: Option<u32>,
-    pub disabled: Option<bool>,
+    pub(super) rate_limit: Option<u32>,
+    pub(super) disabled: Option<bool>,
     /// At most 50 string values.
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub(super) metadata: Option<BTreeMap<String, String>>,
 }
 
 /// 1 to 64 patterns: dot-separated segments, each `[a-z0-9_]+` or `*` (SPEC 3).
@@ -66,17 +66,17 @@ fn filter_list_or_null() -> utoipa::openapi::Schema {
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct PatchEndpoint {
-    pub url: Option<String>,
+    pub(super) url: Option<String>,
     #[schema(schema_with = filter_list_or_null)]
-    pub filters: Option<Vec<String>>,
+    pub(super) filters: Option<Vec<String>>,
     #[schema(max_length = 1024)]
-    pub description: Option<String>,
-    pub headers: Option<BTreeMap<String, String>>,
+    pub(super) description: Option<String>,
+    pub(super) headers: Option<BTreeMap<String, String>>,
     #[serde(default, deserialize_with = "present_whole_number")]
     #[schema(value_type = Option<u32>, minimum = 1, maximum = 1000000)]
-    pub rate_limit: Option<Option<u32>>,
-    pub disabled: Option<bool>,
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub(super) rate_limit: Option<Option<u32>>,
+    pub(super) disabled: Option<bool>,
+    pub(super) metadata: Option<BTreeMap<String, String>>,
 }
 
 impl PatchEndpoint {
@@ -114,20 +114,20 @@ fn present_whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option
 #[derive(Serialize, ToSchema)]
 pub(super) struct EndpointOut {
     #[schema(example = "ep_018d0a1b2c3d4e5f6a7b8c9d")]
-    pub id: String,
-    pub tenant: String,
-    pub url: String,
-    pub filters: Vec<String>,
-    pub description: String,
-    pub headers: BTreeMap<String, String>,
-    pub rate_limit: Option<u32>,
-    pub disabled: bool,
-    pub disabled_reason: Option<String>,
-    pub metadata: BTreeMap<String, String>,
+    pub(super) id: String,
+    pub(super) tenant: String,
+    pub(super) url: String,
+    pub(super) filters: Vec<String>,
+    pub(super) description: String,
+    pub(super) headers: BTreeMap<String, String>,
+    pub(super) rate_limit: Option<u32>,
+    pub(super) disabled: bool,
+    pub(super) disabled_reason: Option<String>,
+    pub(super) metadata: BTreeMap<String, String>,
     #[schema(format = DateTime)]
-    pub created_at: String,
+    pub(super) created_at: String,
     #[schema(format = DateTime)]
-    pub updated_at: String,
+    pub(super) updated_at: String,
 }
 
 impl From<&EndpointRecord> for EndpointOut {
@@ -153,22 +153,22 @@ impl From<&EndpointRecord> for EndpointOut {
 #[derive(Serialize, ToSchema)]
 pub(super) struct CreatedEndpoint {
     #[serde(flatten)]
-    pub endpoint: EndpointOut,
+    pub(super) endpoint: EndpointOut,
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
-    pub secret: String,
+    pub(super) secret: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct EndpointList {
-    pub data: Vec<EndpointOut>,
+    pub(super) data: Vec<EndpointOut>,
     /// Pass as `cursor` for the next page; null on the last one.
-    pub next_cursor: Option<String>,
+    pub(super) next_cursor: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct Secret {
     #[schema(example = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")]
-    pub secret: String,
+    pub(super) secret: String,
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -176,47 +176,47 @@ pub(super) struct Secret {
 pub(super) struct RotateSecret {
     /// The new secret (`whsec_` + base64 of 24–64 bytes); generated when left out.
     #[schema(pattern = r"^whsec_([A-Za-z0-9+/]{4}){8,21}([A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$")]
-    pub secret: Option<String>,
+    pub(super) secret: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct AttemptOut {
     #[schema(format = DateTime)]
-    pub at: String,
-    pub event_id: String,
-    pub attempt: u32,
+    pub(super) at: String,
+    pub(super) event_id: String,
+    pub(super) attempt: u32,
     /// HTTP status, or null when no response came.
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: Option<String>,
+    pub(super) status: Option<u16>,
+    pub(super) latency_ms: u64,
+    pub(super) error: Option<String>,
     /// Up to 4 KiB of the response body.
-    pub response: String,
+    pub(super) response: String,
 }
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct AttemptList {
-    pub data: Vec<AttemptOut>,
-    pub next_cursor: Option<String>,
+    pub(super) data: Vec<AttemptOut>,
+    pub(super) next_cursor: Option<String>,
 }
 
 /// What a test delivery came to.
 #[derive(Serialize, ToSchema)]
 pub(super) struct TestOutcome {
-    pub status: Option<u16>,
-    pub latency_ms: u64,
-    pub error: Option<String>,
-    pub response: String,
+    pub(super) status: Option<u16>,
+    pub(super) latency_ms: u64,
+    pub(super) error: Option<String>,
+    pub(super) response: String,
 }
 
 /// How an endpoint is doing.
 #[derive(Serialize, ToSchema)]
 pub(super) struct EndpointStats {
-    pub circuit: Circuit,
+    pub(super) circuit: Circuit,
     /// Deliveries to it in flight now, across every replica.
-    pub in_flight: u64,
+    pub(super) in_flight: u64,
     /// The last 24 hours, oldest first; the last is the current hour.
     #[schema(min_items = 24, max_items = 24)]
-    pub hours: Vec<HourStats>,
+    pub(super) hours: Vec<HourStats>,
 }
 
 /// The circuit breaker's state (SPEC 5): `open` while attempts wait, `half_open` while a
@@ -244,15 +244,15 @@ impl From<breaker::State> for Circuit {
 pub(super) struct HourStats {
     /// The hour's start.
     #[schema(format = DateTime)]
-    pub start: String,
+    pub(super) start: String,
     /// Attempts answered with a 2xx.
-    pub success: u64,
+    pub(super) success: u64,
     /// Every other attempt.
-    pub failure: u64,
+    pub(super) failure: u64,
     /// Median attempt latency, overstated by less than 20 %; null without attempts.
-    pub p50_ms: Option<u64>,
+    pub(super) p50_ms: Option<u64>,
     /// 99th-percentile attempt latency, overstated by less than 20 %; null without attempts.
-    pub p99_ms: Option<u64>,
+    pub(super) p99_ms: Option<u64>,
 }
 
 impl From<stats::Hour> for HourStats {
@@ -272,9 +272,9 @@ impl From<stats::Hour> for HourStats {
 pub(super) struct PageQuery {
     /// 1 to 250; default 50.
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
-    pub limit: Option<String>,
+    pub(super) limit: Option<String>,
     /// The `next_cursor` of the previous page (opaque).
-    pub cursor: Option<String>,
+    pub(super) cursor: Option<String>,
 }
 
 #[derive(Deserialize, IntoParams)]
@@ -282,5 +282,5 @@ pub(super) struct PageQuery {
 pub(super) struct LimitQuery {
     /// 1 to 250; default 50 (the log keeps the latest 100).
     #[param(value_type = Option<u32>, minimum = 1, maximum = 250)]
-    pub limit: Option<String>,
+    pub(super) limit: Option<String>,
 }

@@ -31,13 +31,13 @@ use crate::support::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
 pub(crate) struct DispatchConfig {
-    pub timeout: Duration,
-    pub per_endpoint: usize,
+    pub(crate) timeout: Duration,
+    pub(crate) per_endpoint: usize,
     /// The longest expected wait for a busy endpoint that a delivery sits out in memory;
     /// longer, and it is parked in Redis (see `lane`).
-    pub lane_wait: Duration,
-    pub schedule: Vec<Duration>,
-    pub jitter: f64,
+    pub(crate) lane_wait: Duration,
+    pub(crate) schedule: Vec<Duration>,
+    pub(crate) jitter: f64,
 }
 
 impl DispatchConfig {
@@ -82,18 +82,18 @@ pub(crate) struct Dispatcher {
 
 /// The parts a dispatcher works with.
 pub(crate) struct Parts {
-    pub client: HttpClient,
-    pub guard: Guard,
-    pub live: LiveIndex,
-    pub max_in_flight: usize,
-    pub retry: RetryQueue,
-    pub park: ParkQueue,
-    pub breaker: Arc<Breaker>,
-    pub dlq: Dlq,
-    pub log: AttemptLog,
-    pub store: Store,
-    pub metrics: Arc<Metrics>,
-    pub stop: Shutdown,
+    pub(crate) client: HttpClient,
+    pub(crate) guard: Guard,
+    pub(crate) live: LiveIndex,
+    pub(crate) max_in_flight: usize,
+    pub(crate) retry: RetryQueue,
+    pub(crate) park: ParkQueue,
+    pub(crate) breaker: Arc<Breaker>,
+    pub(crate) dlq: Dlq,
+    pub(crate) log: AttemptLog,
+    pub(crate) store: Store,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) stop: Shutdown,
 }
 
 /// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
