@@ -200,6 +200,8 @@ pub fn endpoint_yaml(id: &str, tenant: &str, url: &str, filters: &[&str]) -> Str
 pub struct Setup {
     pub prefix: String,
     pub port: u16,
+    /// The `redis` section's keys besides `key_prefix` (default: `url` of the test Redis).
+    pub redis: Option<String>,
     pub extra: String,
     pub endpoints: Vec<String>,
     pub consumer: String,
@@ -210,6 +212,7 @@ impl Setup {
         Setup {
             prefix: unique_prefix(name),
             port: free_port(),
+            redis: None,
             extra: String::new(),
             endpoints: Vec::new(),
             consumer: format!("c-{:06x}", rand::random::<u32>() >> 8),
@@ -221,6 +224,12 @@ impl Setup {
         self
     }
 
+    /// The `redis` section's keys (indented two spaces) instead of the test Redis's URL.
+    pub fn redis(mut self, keys: &str) -> Setup {
+        self.redis = Some(keys.to_string());
+        self
+    }
+
     /// Extra top-level YAML (whole sections), e.g. "retry:\n  schedule: [100ms]\n".
     pub fn with(mut self, yaml: &str) -> Setup {
         self.extra.push_str(yaml);
@@ -228,13 +237,15 @@ impl Setup {
     }
 
     pub fn yaml(&self) -> String {
+        let redis = self
+            .redis
+            .clone()
+            .unwrap_or_else(|| format!("  url: \"{}\"\n", redis_url()));
         let mut y = format!(
-            "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n\
+            "redis:\n{redis}  key_prefix: \"{}\"\n\
              http:\n  listen: \"127.0.0.1:{}\"\n  admin_tokens: [\"{ADMIN_TOKEN}\"]\n\
 ",
-            redis_url(),
-            self.prefix,
-            self.port
+            self.prefix, self.port
         );
         if !self.extra.contains("signing:") {
             y.push_str(&format!(
@@ -534,14 +545,18 @@ pub fn by_webhook_id(got: &[Received]) -> HashMap<String, usize> {
     m
 }
 
-/// A redis-server of the test's own on `port`, without persistence; killed when dropped.
+/// A redis-server of the test's own on `port`, without persistence; killed when dropped. Its
+/// working directory is a temporary one: a replica writes the RDB it receives to disk even
+/// without `save`, and it must not land in the checkout.
 pub struct OwnRedis {
     port: u16,
     child: std::process::Child,
+    _dir: tempfile::TempDir,
 }
 
 impl OwnRedis {
     pub async fn start(port: u16) -> OwnRedis {
+        let dir = tempfile::tempdir().expect("a temporary directory");
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -552,6 +567,8 @@ impl OwnRedis {
                 "",
                 "--appendonly",
                 "no",
+                "--dir",
+                &dir.path().to_string_lossy(),
             ])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -565,7 +582,11 @@ impl OwnRedis {
             .is_ok())
             .await
         );
-        OwnRedis { port, child }
+        OwnRedis {
+            port,
+            child,
+            _dir: dir,
+        }
     }
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
