@@ -4,6 +4,18 @@
 # otherwise starts a throwaway redis-server on a free loopback port (stopped on exit).
 redis_answers() { redis-cli -u "$1" ping 2>/dev/null | grep -q PONG; }
 
+# The tests also start Redis servers of their own (a replica pair, a TLS server whose CA and
+# certificate openssl makes): install what is missing from Debian's packages when we can.
+missing=""
+command -v redis-server >/dev/null 2>&1 || missing="$missing redis-server"
+command -v redis-cli >/dev/null 2>&1 || missing="$missing redis-tools"
+command -v openssl >/dev/null 2>&1 || missing="$missing openssl"
+if [ -n "$missing" ] && command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+  echo "installing:$missing"
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $missing >/dev/null
+fi
+
 if [ -n "${WEBHOOKD_TEST_REDIS_URL:-}" ] && redis_answers "$WEBHOOKD_TEST_REDIS_URL"; then
   :
 elif redis_answers "redis://127.0.0.1:6379"; then

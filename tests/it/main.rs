@@ -17,7 +17,8 @@ mod api_security;
 mod management_api;
 // SPEC 7: provider payloads.
 mod provider_ingest;
-// SPEC 8: configuration (secrets at rest, key rotation).
+// SPEC 8: configuration (secrets at rest, key rotation, the Redis deployments users run).
+mod redis_access;
 mod secrets_at_rest;
 // SPEC 9: the command line.
 mod command_line;

@@ -108,6 +108,7 @@ async fn two_replicas_share_the_work_and_one_finishes_when_the_other_dies() {
     let base = Setup::new("pair").endpoint("ep1", "t", &rx.url("/"), &["*"]);
     let replica = |name: &str| Setup {
         port: free_port(),
+        redis: None,
         prefix: base.prefix.clone(),
         endpoints: base.endpoints.clone(),
         extra: format!(

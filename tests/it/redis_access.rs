@@ -1,0 +1,292 @@
+//! SPEC 8, `redis`: the managed Redis users run — TLS (`rediss://`, a CA of their own in
+//! `redis.ca_file`) and ACL users (`redis.username` / `redis.password`). A real redis-server
+//! with TLS, its CA and certificate made here with `openssl`, and a user of its own.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(20);
+const USER: &str = "webhookd";
+const PASSWORD: &str = "acl-pass-8d1f";
+
+/// A CA (certificate and key) made for one test.
+struct Ca {
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("openssl on PATH (Debian package openssl)");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn make_ca(dir: &Path, name: &str) -> Ca {
+    let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-keyout",
+            &key,
+            "-out",
+            &cert,
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name}"),
+        ],
+    );
+    Ca {
+        cert: dir.join(cert),
+        key: dir.join(key),
+    }
+}
+
+/// A redis-server answering only TLS on a free port, with its certificate signed by `ca`, the
+/// default user off and one ACL user; no persistence. Killed when dropped.
+struct TlsRedis {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+    ca: Ca,
+}
+
+impl TlsRedis {
+    fn start() -> TlsRedis {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let ca = make_ca(d, "test-ca");
+        openssl(
+            d,
+            &[
+                "req",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-keyout",
+                "server.key",
+                "-out",
+                "server.csr",
+                "-subj",
+                "/CN=127.0.0.1",
+            ],
+        );
+        std::fs::write(
+            d.join("san.ext"),
+            "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
+        )
+        .unwrap();
+        openssl(
+            d,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "test-ca.pem",
+                "-CAkey",
+                "test-ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.pem",
+                "-days",
+                "2",
+                "-extfile",
+                "san.ext",
+            ],
+        );
+        let port = free_port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                "0",
+                "--tls-port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--tls-cert-file",
+                "server.pem",
+                "--tls-key-file",
+                "server.key",
+                "--tls-ca-cert-file",
+                "test-ca.pem",
+                "--tls-auth-clients",
+                "no",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--dir",
+                ".",
+                "--user",
+                "default",
+                "off",
+                "--user",
+                USER,
+                "on",
+                &format!(">{PASSWORD}"),
+                "~*",
+                "&*",
+                "+@all",
+            ])
+            .current_dir(d)
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        let r = TlsRedis {
+            port,
+            child,
+            _dir: dir,
+            ca,
+        };
+        let limit = Instant::now() + Duration::from_secs(10);
+        while r.client().get_connection().is_err() {
+            assert!(
+                Instant::now() < limit,
+                "the TLS redis-server never answered"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    fn url(&self) -> String {
+        format!("rediss://127.0.0.1:{}", self.port)
+    }
+
+    /// A client of the test's own: the same CA, the ACL user.
+    fn client(&self) -> redis::Client {
+        let url = format!("rediss://{USER}:{PASSWORD}@127.0.0.1:{}", self.port);
+        let ca = std::fs::read(&self.ca.cert).unwrap();
+        redis::Client::build_with_tls(
+            url.as_str(),
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca),
+            },
+        )
+        .unwrap()
+    }
+}
+
+impl Drop for TlsRedis {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn redis_keys(url: &str, ca: &Path) -> String {
+    format!(
+        "  url: \"{url}\"\n  username: \"{USER}\"\n  password: \"{PASSWORD}\"\n  ca_file: \"{}\"\n",
+        ca.display()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
+    let tls = TlsRedis::start();
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("tls_acl")
+        .redis(&redis_keys(&tls.url(), &tls.ca.cert))
+        .endpoint("ep_tls", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut conn = tls.client().get_connection().unwrap();
+    publish(
+        &mut conn,
+        &setup.stream(),
+        &[envelope(
+            "evt_tls",
+            "outbound.sent",
+            "t",
+            json!({"over": "tls"}),
+        )],
+    );
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "the event arrives");
+    assert_eq!(got[0].header("webhook-id"), "evt_tls");
+    let acked: u64 = redis::cmd("XLEN")
+        .arg(setup.stream())
+        .query(&mut conn)
+        .unwrap();
+    assert_eq!(acked, 1, "the event was read from the TLS server's stream");
+    assert!(
+        !w.log_text().contains(PASSWORD),
+        "the Redis password is never logged"
+    );
+}
+
+/// Runs `webhookd serve` expecting it to fail at start; its exit code and its stderr.
+fn serve_fails(setup: &Setup) -> (Option<i32>, String) {
+    let (_dir, config) = setup.write();
+    let mut child = Command::new(bin())
+        .args(["serve", "--config"])
+        .arg(&config)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let limit = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > limit {
+            let _ = child.kill();
+            panic!("webhookd kept running against a server it must refuse");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut err = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut err).unwrap();
+    (status.code(), err)
+}
+
+#[test]
+fn a_server_whose_certificate_another_ca_signed_is_refused_in_one_line() {
+    let tls = TlsRedis::start();
+    let other_dir = tempfile::tempdir().unwrap();
+    let other = make_ca(other_dir.path(), "other-ca");
+    let setup = Setup::new("tls_wrong_ca").redis(&redis_keys(&tls.url(), &other.cert));
+    let (code, err) = serve_fails(&setup);
+    assert_ne!(code, Some(0));
+    let line = err.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {err}");
+    assert!(line.contains("cannot connect to Redis"), "{line}");
+    assert!(!line.contains(PASSWORD), "no password in: {line}");
+    let _ = other.key;
+}
+
+#[test]
+fn a_wrong_acl_password_is_refused_in_one_line_without_the_password() {
+    let tls = TlsRedis::start();
+    let keys = redis_keys(&tls.url(), &tls.ca.cert).replace(PASSWORD, "not-the-password");
+    let (code, err) = serve_fails(&Setup::new("tls_bad_pass").redis(&keys));
+    assert_ne!(code, Some(0));
+    let line = err.trim();
+    assert_eq!(line.lines().count(), 1, "one line: {err}");
+    assert!(line.contains("Redis"), "{line}");
+    assert!(!line.contains("not-the-password"), "no password in: {line}");
+}
