@@ -9,7 +9,7 @@ use tokio::sync::{mpsc, Semaphore};
 use super::error::{redis_err, ServeError};
 use crate::api;
 use crate::config::Config;
-use crate::db::conn::{connect, Conn};
+use crate::db::conn::{connect_config, Conn};
 use crate::db::keys::Keys;
 use crate::deliver::attempt_log;
 use crate::deliver::breaker::Breaker;
@@ -59,9 +59,10 @@ pub(super) struct Built {
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
-    let conn = connect(&config.redis.url, REDIS_RESPONSE_TIMEOUT).await?;
-    let blocking = connect(
-        &config.redis.url,
+    let conn = connect_config(&config.redis, REDIS_RESPONSE_TIMEOUT).await?;
+    // A connection of its own for the consumer's blocking reads.
+    let blocking = connect_config(
+        &config.redis,
         config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
     )
     .await?;

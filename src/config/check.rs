@@ -26,6 +26,7 @@ impl Config {
                 ),
             ));
         }
+        self.check_redis_access()?;
         if self.stream.key.is_empty() {
             return Err(key_err("stream.key", "must not be empty"));
         }
@@ -120,6 +121,50 @@ impl Config {
             validate_static(ep, self).map_err(|(k, m)| key_err(&at(k), m))?;
             if !seen_ids.insert(ep.id.as_str()) {
                 return Err(key_err(&at("id"), format!("`{}` is used twice", ep.id)));
+            }
+        }
+        Ok(())
+    }
+
+    /// The Redis deployment: its mode, and what TLS and ACL need.
+    fn check_redis_access(&self) -> Result<(), ConfigError> {
+        let r = &self.redis;
+        match r.mode.as_str() {
+            "standalone" => {}
+            "cluster" | "sentinel" => {
+                return Err(key_err(
+                    "redis.mode",
+                    format!(
+                        "`{}` is not supported by this build yet; use `standalone`",
+                        r.mode
+                    ),
+                ))
+            }
+            other => {
+                return Err(key_err(
+                    "redis.mode",
+                    format!("`{other}` is not one of standalone, cluster, sentinel"),
+                ))
+            }
+        }
+        if !r.username.is_empty() && r.password.is_empty() {
+            return Err(key_err("redis.username", "is set without redis.password"));
+        }
+        if !r.ca_file.is_empty() {
+            if !r.url.starts_with("rediss://") {
+                return Err(key_err(
+                    "redis.ca_file",
+                    "is set, but redis.url is not a rediss:// (TLS) URL",
+                ));
+            }
+            let pem = std::fs::read_to_string(&r.ca_file).map_err(|e| {
+                key_err("redis.ca_file", format!("cannot read `{}`: {e}", r.ca_file))
+            })?;
+            if !pem.contains("-----BEGIN CERTIFICATE-----") {
+                return Err(key_err(
+                    "redis.ca_file",
+                    format!("`{}` holds no PEM certificate", r.ca_file),
+                ));
             }
         }
         Ok(())

@@ -26,6 +26,15 @@ pub struct Config {
 pub struct RedisConfig {
     pub url: String,
     pub key_prefix: String,
+    /// `standalone` (default), `cluster` or `sentinel`.
+    pub mode: String,
+    pub sentinel_master: String,
+    /// Credentials for the data nodes; when set, they override the URL's `user:password@`.
+    pub username: String,
+    pub password: String,
+    /// A PEM file of the CA that signed the server's certificate (`rediss://` only); empty:
+    /// the system's roots.
+    pub ca_file: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -131,6 +140,11 @@ impl Default for RedisConfig {
         RedisConfig {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: "webhookd:".into(),
+            mode: "standalone".into(),
+            sentinel_master: String::new(),
+            username: String::new(),
+            password: String::new(),
+            ca_file: String::new(),
         }
     }
 }

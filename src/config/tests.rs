@@ -93,3 +93,45 @@ fn the_sample_config_is_valid() {
         .expect("config.yaml at the repository root");
     load(&text, &[]).unwrap();
 }
+
+#[test]
+fn redis_access_keys_are_checked_naming_the_key() {
+    let err = load("redis:\n  mode: cluster\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("redis.mode") && err.contains("not supported"),
+        "{err}"
+    );
+    let err = load("redis:\n  mode: ring\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("redis.mode"), "{err}");
+    let err = load("redis:\n  ca_file: /nonexistent/ca.pem\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("redis.ca_file") && err.contains("rediss://"),
+        "{err}"
+    );
+    let yaml = "redis:\n  url: rediss://h:6380\n  ca_file: /nonexistent/ca.pem\n";
+    let err = load(yaml, &[]).unwrap_err().to_string();
+    assert!(
+        err.contains("redis.ca_file") && err.contains("cannot read"),
+        "{err}"
+    );
+    let err = load("redis:\n  username: u\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("redis.username"), "{err}");
+    let c = load(
+        "",
+        &[
+            ("WEBHOOKD_REDIS__PASSWORD", "pw"),
+            ("WEBHOOKD_REDIS__USERNAME", "u"),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        (c.redis.username.as_str(), c.redis.password.as_str()),
+        ("u", "pw")
+    );
+}

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use backon::{ConstantBuilder, Retryable};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::{Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value};
+use redis::{
+    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+};
 
 /// A replaced connection is not replaced again sooner than this: while a failover is still
 /// under way the new one may reach a server that refuses writes too.
@@ -53,16 +55,88 @@ pub enum ConnectError {
         url: String,
         source: redis::RedisError,
     },
+    #[error("redis.ca_file `{path}`: {source}")]
+    CaFile {
+        path: String,
+        source: std::io::Error,
+    },
+}
+
+/// What reaching Redis needs beyond its URL: the CA of a `rediss://` server that is not in the
+/// system's roots, and ACL credentials that override the URL's `user:password@`.
+#[derive(Clone, Default)]
+pub struct Access {
+    pub ca_pem: Option<Vec<u8>>,
+    pub username: Option<String>,
+    pub password: Option<String>,
+}
+
+impl Access {
+    /// From the `redis` section of the config (its checks have read the CA file once already).
+    pub fn from_config(redis: &crate::config::RedisConfig) -> Result<Access, ConnectError> {
+        let ca_pem = match redis.ca_file.as_str() {
+            "" => None,
+            path => Some(std::fs::read(path).map_err(|source| ConnectError::CaFile {
+                path: path.to_string(),
+                source,
+            })?),
+        };
+        let set = |s: &str| (!s.is_empty()).then(|| s.to_string());
+        Ok(Access {
+            ca_pem,
+            username: set(&redis.username),
+            password: set(&redis.password),
+        })
+    }
+}
+
+/// Connects as the `redis` section of the config says.
+pub async fn connect_config(
+    redis: &crate::config::RedisConfig,
+    response_timeout: Duration,
+) -> Result<Conn, ConnectError> {
+    connect_with(&redis.url, &Access::from_config(redis)?, response_timeout).await
+}
+
+/// Connects to a plain `redis://` or `rediss://` URL with what it carries.
+pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, ConnectError> {
+    connect_with(url, &Access::default(), response_timeout).await
 }
 
 /// Connects, retrying briefly so a Redis that is still starting is waited for, and
 /// failing with one clear line when it never answers.
-pub async fn connect(url: &str, response_timeout: Duration) -> Result<Conn, ConnectError> {
+pub async fn connect_with(
+    url: &str,
+    access: &Access,
+    response_timeout: Duration,
+) -> Result<Conn, ConnectError> {
     let shown = || crate::support::redact::url(url);
-    let client = redis::Client::open(url).map_err(|source| ConnectError::Url {
+    let bad_url = |source| ConnectError::Url {
         url: shown(),
         source,
-    })?;
+    };
+    let mut info = url.into_connection_info().map_err(bad_url)?;
+    if access.username.is_some() || access.password.is_some() {
+        let mut settings = info.redis_settings().clone();
+        if let Some(user) = &access.username {
+            settings = settings.set_username(user);
+        }
+        if let Some(password) = &access.password {
+            settings = settings.set_password(password);
+        }
+        info = info.set_redis_settings(settings);
+    }
+    let client = match &access.ca_pem {
+        Some(pem) => redis::Client::build_with_tls(
+            info,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            },
+        ),
+        None => redis::Client::open(info),
+    }
+    .map_err(bad_url)?;
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))
         .set_connection_timeout(Some(Duration::from_secs(2)))

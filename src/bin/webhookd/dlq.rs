@@ -6,14 +6,14 @@ use anyhow::{anyhow, Result};
 
 use crate::cli::DlqCommand;
 use webhookd::config::Config;
-use webhookd::db::conn::connect;
+use webhookd::db::conn::connect_config;
 use webhookd::db::keys::Keys;
 use webhookd::retry::dlq::{Dlq, Selector};
 use webhookd::retry::RetryQueue;
 use webhookd::support::clock;
 
 pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
-    let conn = connect(&config.redis.url, std::time::Duration::from_secs(30))
+    let conn = connect_config(&config.redis, std::time::Duration::from_secs(30))
         .await
         .map_err(|e| anyhow!(e))?;
     let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);

@@ -13,7 +13,7 @@ mod dlq;
 use cli::{Cli, Command};
 use dlq::dlq_command;
 use webhookd::config::Config;
-use webhookd::db::conn::connect;
+use webhookd::db::conn::connect_config;
 use webhookd::db::keys::Keys;
 use webhookd::ids::{EventId, TenantId};
 use webhookd::normalize::{self, Provider};
@@ -166,7 +166,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let id = id.unwrap_or_else(event::new_id);
             let raw = event::envelope_json(&id, &event_type, &tenant, clock::now_secs(), &data);
             let ids = runtime()?.block_on(async {
-                let conn = connect(&config.redis.url, std::time::Duration::from_secs(10))
+                let conn = connect_config(&config.redis, std::time::Duration::from_secs(10))
                     .await
                     .map_err(|e| anyhow!(e))?;
                 let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
@@ -196,7 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             )?;
             let envelopes = publish::envelopes(&tenant, &events);
             let published = runtime()?.block_on(async {
-                let conn = connect(&config.redis.url, std::time::Duration::from_secs(10))
+                let conn = connect_config(&config.redis, std::time::Duration::from_secs(10))
                     .await
                     .map_err(|e| anyhow!(e))?;
                 let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
