@@ -290,3 +290,158 @@ fn a_wrong_acl_password_is_refused_in_one_line_without_the_password() {
     assert!(line.contains("Redis"), "{line}");
     assert!(!line.contains("not-the-password"), "no password in: {line}");
 }
+
+/// A redis-server in sentinel mode on a free port watching `master` as `mymaster`; killed
+/// when dropped.
+struct Sentinel {
+    port: u16,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Sentinel {
+    fn start(master_port: u16) -> Sentinel {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let conf = dir.path().join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\n\
+                 sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
+                 sentinel down-after-milliseconds mymaster 1000\n\
+                 sentinel failover-timeout mymaster 4000\n",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server on PATH");
+        Sentinel {
+            port,
+            child,
+            _dir: dir,
+        }
+    }
+
+    fn conn(&self) -> Option<redis::Connection> {
+        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
+            .ok()?
+            .get_connection()
+            .ok()
+    }
+
+    /// The port the sentinel names as the master now.
+    fn master_port(&self) -> Option<u16> {
+        let addr: Vec<String> = redis::cmd("SENTINEL")
+            .arg("get-master-addr-by-name")
+            .arg("mymaster")
+            .query(&mut self.conn()?)
+            .ok()?;
+        addr.get(1)?.parse().ok()
+    }
+
+    /// How many replicas of the master the sentinel knows.
+    fn replicas(&self) -> usize {
+        let Some(mut c) = self.conn() else { return 0 };
+        redis::cmd("SENTINEL")
+            .arg("replicas")
+            .arg("mymaster")
+            .query::<Vec<redis::Value>>(&mut c)
+            .map_or(0, |r| r.len())
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn role(port: u16) -> String {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .and_then(|c| c.get_connection())
+        .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
+        .ok()
+        .and_then(|r| match r.first() {
+            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
+            _ => None,
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
+    let (pa, pb) = (free_port(), free_port());
+    let _a = OwnRedis::start(pa).await;
+    let _b = OwnRedis::start(pb).await;
+    let replica = |port: u16| redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pa)
+        .query(&mut replica(pb).get_connection().unwrap())
+        .unwrap();
+    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinels
+            .iter()
+            .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
+        .await,
+        "the sentinels never saw the master and its replica"
+    );
+    let rx = Receiver::start(always(200)).await;
+    let urls: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("redis://127.0.0.1:{}", s.port))
+        .collect();
+    let setup = Setup::new("sentinel")
+        .redis(&format!(
+            "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
+            urls.join(",")
+        ))
+        .endpoint("ep_s", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let master = |port: u16| replica(port).get_connection().unwrap();
+    publish(
+        &mut master(pa),
+        &setup.stream(),
+        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(
+        rx.wait_for(1, WAIT).await.len(),
+        1,
+        "delivered through the first master"
+    );
+
+    let _: () = redis::cmd("SENTINEL")
+        .arg("failover")
+        .arg("mymaster")
+        .query(&mut sentinels[0].conn().unwrap())
+        .unwrap();
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinels[0].master_port()
+            == Some(pb)
+            && role(pb) == "master"
+            && role(pa) == "slave")
+        .await,
+        "the failover never completed"
+    );
+    publish(
+        &mut master(pb),
+        &setup.stream(),
+        &[envelope("evt_after", "outbound.sent", "t", json!({}))],
+    );
+    let got = rx.wait_for(2, Duration::from_secs(30)).await;
+    assert!(
+        got.iter().any(|g| g.header("webhook-id") == "evt_after"),
+        "the event published on the new master is delivered: {:?}",
+        got.iter()
+            .map(|g| g.header("webhook-id"))
+            .collect::<Vec<_>>()
+    );
+}
