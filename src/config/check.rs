@@ -17,14 +17,17 @@ pub(crate) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::
 
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
-        if redis::Client::open(self.redis.url.as_str()).is_err() {
-            return Err(key_err(
-                "redis.url",
-                format!(
-                    "`{}` is not a Redis URL (redis://host:port/db)",
-                    crate::support::redact::url(&self.redis.url)
-                ),
-            ));
+        // In sentinel mode the URL lists the sentinels, separated by commas.
+        for url in self.redis.url.split(',') {
+            if redis::Client::open(url.trim()).is_err() {
+                return Err(key_err(
+                    "redis.url",
+                    format!(
+                        "`{}` is not a Redis URL (redis://host:port/db or rediss://)",
+                        crate::support::redact::url(url.trim())
+                    ),
+                ));
+            }
         }
         self.check_redis_access()?;
         if self.stream.key.is_empty() {
@@ -131,7 +134,20 @@ impl Config {
         let r = &self.redis;
         match r.mode.as_str() {
             "standalone" => {}
-            "cluster" | "sentinel" => {
+            "sentinel" if r.sentinel_master.is_empty() => {
+                return Err(key_err(
+                    "redis.sentinel_master",
+                    "names the master the sentinels watch; it must be set in sentinel mode",
+                ))
+            }
+            "sentinel" if !r.ca_file.is_empty() => {
+                return Err(key_err(
+                    "redis.ca_file",
+                    "is not supported in sentinel mode by this build yet",
+                ))
+            }
+            "sentinel" => {}
+            "cluster" => {
                 return Err(key_err(
                     "redis.mode",
                     format!(

@@ -103,6 +103,12 @@ fn redis_access_keys_are_checked_naming_the_key() {
         err.contains("redis.mode") && err.contains("not supported"),
         "{err}"
     );
+    let err = load("redis:\n  mode: sentinel\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("redis.sentinel_master"), "{err}");
+    let sentinels = "redis:\n  mode: sentinel\n  sentinel_master: m\n  url: \"redis://a:26379,redis://b:26379\"\n";
+    assert!(load(sentinels, &[]).is_ok());
     let err = load("redis:\n  mode: ring\n", &[]).unwrap_err().to_string();
     assert!(err.contains("redis.mode"), "{err}");
     let err = load("redis:\n  ca_file: /nonexistent/ca.pem\n", &[])

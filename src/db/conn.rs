@@ -10,8 +10,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use backon::{ConstantBuilder, Retryable};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
+use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
 use redis::{
-    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, ServerErrorKind, Value,
+    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
+    ServerErrorKind, Value,
 };
 
 /// A replaced connection is not replaced again sooner than this: while a failover is still
@@ -23,11 +25,31 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 pub struct Conn(Arc<Shared>);
 
 struct Shared {
-    client: redis::Client,
+    source: Source,
     cfg: ConnectionManagerConfig,
     /// Read by every command, swapped only by a renewal.
     current: ArcSwap<Current>,
     renewal: Mutex<Renewal>,
+}
+
+/// Where connections come from: one address, or whichever server Sentinel names the master.
+enum Source {
+    Direct(redis::Client),
+    Sentinel(tokio::sync::Mutex<SentinelClient>),
+}
+
+impl Source {
+    async fn client(&self) -> RedisResult<redis::Client> {
+        match self {
+            Source::Direct(client) => Ok(client.clone()),
+            Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+        }
+    }
+
+    /// Whether a lost connection may mean another server leads now (Sentinel names it).
+    fn follows_failover(&self) -> bool {
+        matches!(self, Source::Sentinel(_))
+    }
 }
 
 struct Current {
@@ -95,7 +117,14 @@ pub async fn connect_config(
     redis: &crate::config::RedisConfig,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
-    connect_with(&redis.url, &Access::from_config(redis)?, response_timeout).await
+    let access = Access::from_config(redis)?;
+    match redis.mode.as_str() {
+        "sentinel" => {
+            let urls: Vec<String> = redis.url.split(',').map(|u| u.trim().to_string()).collect();
+            connect_sentinel(&urls, &redis.sentinel_master, &access, response_timeout).await
+        }
+        _ => connect_with(&redis.url, &access, response_timeout).await,
+    }
 }
 
 /// Connects to a plain `redis://` or `rediss://` URL with what it carries.
@@ -137,24 +166,75 @@ pub async fn connect_with(
         None => redis::Client::open(info),
     }
     .map_err(bad_url)?;
+    start(Source::Direct(client), response_timeout, &shown()).await
+}
+
+/// Connects to the master that the sentinels at `sentinel_urls` name `master`, and to the new
+/// one after a failover.
+pub async fn connect_sentinel(
+    sentinel_urls: &[String],
+    master: &str,
+    access: &Access,
+    response_timeout: Duration,
+) -> Result<Conn, ConnectError> {
+    let shown = sentinel_urls
+        .iter()
+        .map(|u| crate::support::redact::url(u))
+        .collect::<Vec<_>>()
+        .join(",");
+    let bad_url = |source| ConnectError::Url {
+        url: shown.clone(),
+        source,
+    };
+    let mut node = redis::RedisConnectionInfo::default();
+    if let Some(user) = &access.username {
+        node = node.set_username(user);
+    }
+    if let Some(password) = &access.password {
+        node = node.set_password(password);
+    }
+    let sentinel = SentinelClient::build(
+        sentinel_urls.iter().map(String::as_str).collect(),
+        master,
+        Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
+        SentinelServerType::Master,
+    )
+    .map_err(bad_url)?;
+    let source = Source::Sentinel(tokio::sync::Mutex::new(sentinel));
+    start(
+        source,
+        response_timeout,
+        &format!("{shown} (sentinel master `{master}`)"),
+    )
+    .await
+}
+
+async fn start(
+    source: Source,
+    response_timeout: Duration,
+    shown: &str,
+) -> Result<Conn, ConnectError> {
     let cfg = ConnectionManagerConfig::new()
         .set_response_timeout(Some(response_timeout))
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let manager = (|| client.get_connection_manager_with_config(cfg.clone()))
-        .retry(
-            ConstantBuilder::default()
-                .with_delay(Duration::from_millis(500))
-                .with_max_times(2),
-        )
-        .await
-        .map_err(|source| ConnectError::Unreachable {
-            url: shown(),
-            source,
-        })?;
+    let manager = (|| async {
+        let client = source.client().await?;
+        client.get_connection_manager_with_config(cfg.clone()).await
+    })
+    .retry(
+        ConstantBuilder::default()
+            .with_delay(Duration::from_millis(500))
+            .with_max_times(2),
+    )
+    .await
+    .map_err(|source| ConnectError::Unreachable {
+        url: shown.to_string(),
+        source,
+    })?;
     Ok(Conn(Arc::new(Shared {
-        client,
+        source,
         cfg,
         current: ArcSwap::from_pointee(Current {
             manager,
@@ -193,7 +273,9 @@ impl Conn {
     /// After an error from the connection of `generation`: replace it, in the background, if
     /// the server refused writes.
     fn after_error(&self, generation: u64, e: &RedisError) {
-        if !refuses_writes(e) || self.0.current.load().generation != generation {
+        let lost = self.0.source.follows_failover()
+            && (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error());
+        if !(refuses_writes(e) || lost) || self.0.current.load().generation != generation {
             return;
         }
         {
@@ -207,11 +289,13 @@ impl Conn {
         let this = self.clone();
         tokio::spawn(async move {
             let shared = &this.0;
-            match shared
-                .client
-                .get_connection_manager_with_config(shared.cfg.clone())
-                .await
-            {
+            let renewed = async {
+                let client = shared.source.client().await?;
+                client
+                    .get_connection_manager_with_config(shared.cfg.clone())
+                    .await
+            };
+            match renewed.await {
                 Ok(manager) => shared.current.store(Arc::new(Current {
                     manager,
                     generation: generation + 1,
