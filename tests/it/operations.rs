@@ -65,6 +65,40 @@ async fn metrics_counters_move_with_deliveries() {
     assert!(dlq_seen, "webhookd_dlq_depth reaches 10");
 }
 
+/// `webhookd_stream_lag` counts the input entries not yet done: unread by the group plus read
+/// and not yet acknowledged (what KEDA scales on through its Prometheus trigger).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_stream_lag_counts_entries_not_yet_done_and_falls_to_zero() {
+    let slow = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(150)))).await;
+    let setup = Setup::new("lag")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  max_in_flight: 1\n  per_endpoint_in_flight: 1\n")
+        .endpoint("ep_slow", "t", &slow.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let env: Vec<String> = (0..30)
+        .map(|i| envelope(&format!("lag{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    publish(&mut redis(), &setup.stream(), &env);
+    let mut seen = 0.0f64;
+    for _ in 0..100 {
+        seen = seen.max(metric(&w.metrics().await, "webhookd_stream_lag"));
+        if seen >= 10.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(seen >= 10.0, "the backlog shows in the lag: at most {seen}");
+    assert_eq!(slow.wait_for(30, WAIT).await.len(), 30);
+    let mut last = f64::NAN;
+    for _ in 0..300 {
+        last = metric(&w.metrics().await, "webhookd_stream_lag");
+        if last == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 0.0, "the lag falls to 0 once every entry is done");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_within_the_grace_and_a_restart_delivers_everything() {
     // A receiver slow enough that SIGTERM lands mid-run.
