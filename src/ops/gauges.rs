@@ -1,6 +1,8 @@
 //! The gauges read from Redis (queue depths, pending entries), refreshed when `/metrics` is
 //! scraped, so an alert sees a change as soon as it happens and idle replicas read nothing.
 
+use redis::streams::StreamInfoGroupsReply;
+
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::ops::metrics::Metrics;
@@ -34,6 +36,19 @@ impl Gauges {
                 .await;
         if let Ok((n, _, _, _)) = pending {
             metrics.stream_pending.set(n as i64);
+        }
+        let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
+            .arg("GROUPS")
+            .arg(self.keys.stream())
+            .query_async(&mut self.conn.clone())
+            .await;
+        // Redis cannot always count the unread entries (after deletions inside the group's
+        // range it answers nil); the gauge then keeps its last value.
+        let ours = groups
+            .ok()
+            .and_then(|g| g.groups.into_iter().find(|g| g.name == self.group));
+        if let Some(lag) = ours.and_then(|g| Some(g.lag? + g.pending)) {
+            metrics.stream_lag.set(lag as i64);
         }
         let snapshot = self.live.snapshot();
         metrics.endpoints.set(snapshot.len() as i64);

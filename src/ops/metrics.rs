@@ -24,6 +24,7 @@ pub(crate) struct Metrics {
     pub(crate) dlq_depth: Gauge,
     pub(crate) in_flight: Gauge,
     pub(crate) stream_pending: Gauge,
+    pub(crate) stream_lag: Gauge,
     pub(crate) endpoints: Gauge,
     pub(crate) endpoints_disabled: Counter,
     parked: Family<Labels, Counter>,
@@ -100,6 +101,11 @@ impl Metrics {
             "webhookd_stream_pending",
             "Input entries read by the group but not yet acknowledged",
         );
+        let stream_lag = gauge(
+            &mut registry,
+            "webhookd_stream_lag",
+            "Input entries not yet done: not yet read by the group, or read and not yet acknowledged (scale on this)",
+        );
         let endpoints = gauge(
             &mut registry,
             "webhookd_endpoints",
@@ -165,6 +171,7 @@ impl Metrics {
             dlq_depth,
             in_flight,
             stream_pending,
+            stream_lag,
             endpoints,
             endpoints_disabled,
         }
@@ -213,6 +220,7 @@ mod tests {
             "webhookd_dlq_depth",
             "webhookd_in_flight",
             "webhookd_stream_pending",
+            "webhookd_stream_lag",
         ] {
             assert!(text.contains(name), "missing {name} in\n{text}");
         }
