@@ -130,6 +130,13 @@ if [ -n "$keda_count" ] && [ "$last_count" != "$keda_count" ]; then
   fail=$((fail + 1))
 fi
 
+# KEDA on webhookd_stream_lag from Prometheus (Sentinel mode: KEDA cannot follow the master).
+run "KEDA on the lag gauge through Prometheus, Sentinel mode" \
+  --set keda.enabled=true --set keda.trigger=prometheus \
+  --set keda.prometheus.serverAddress=http://prometheus.monitoring.svc:9090 \
+  --set existingSecret=webhookd-credentials \
+  --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster
+
 # One replica: no PDB (minAvailable 1 would block node drains), everything else minimal.
 run "single replica, no topology spread" \
   --set replicaCount=1 --set topologySpread.enabled=false --set serviceAccount.create=false
@@ -148,6 +155,8 @@ run_fails "malformed previous encryption key" "previousEncryptionKeys" \
   --set 'secrets.previousEncryptionKeys={too-short}'
 run_fails "KEDA with existingSecret but no address" "keda.redis.address .host:port. is required" \
   --set keda.enabled=true --set existingSecret=creds
+run_fails "KEDA on Prometheus without its address" "keda.prometheus.serverAddress is required" \
+  --set keda.enabled=true --set keda.trigger=prometheus
 
 # Chart files themselves, with the rules helm-check applies to Chart.yaml/values.yaml.
 venv=${HELM_CHECK_VENV:-$HOME/.cache/helm-check-venv}

@@ -163,7 +163,7 @@ so hashing the Secret would roll the pods on every upgrade for nothing.
 {{- if eq (int .Values.metrics.port) (int .Values.http.port) }}
 {{- fail (printf "webhookd: metrics.port (%d) must differ from http.port; use 0 to serve /metrics on the API port" (int .Values.metrics.port)) }}
 {{- end }}
-{{- if and .Values.keda.enabled .Values.existingSecret (not .Values.keda.redis.address) }}
+{{- if and .Values.keda.enabled (ne .Values.keda.trigger "prometheus") .Values.existingSecret (not .Values.keda.redis.address) }}
 {{- fail "webhookd: keda.redis.address (host:port) is required with existingSecret: the chart cannot read the Redis URL from a Secret it does not manage" }}
 {{- end }}
 {{- end }}
