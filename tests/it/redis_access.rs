@@ -33,28 +33,22 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
+/// A new P-256 key, unencrypted: what every `openssl req` here makes.
+const NEW_KEY: &[&str] = &[
+    "-newkey",
+    "ec",
+    "-pkeyopt",
+    "ec_paramgen_curve:prime256v1",
+    "-nodes",
+];
+
 fn make_ca(dir: &Path, name: &str) -> Ca {
     let (cert, key) = (format!("{name}.pem"), format!("{name}.key"));
-    openssl(
-        dir,
-        &[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-keyout",
-            &key,
-            "-out",
-            &cert,
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name}"),
-        ],
-    );
+    let subject = format!("/CN={name}");
+    let rest = [
+        "-keyout", &key, "-out", &cert, "-days", "2", "-subj", &subject,
+    ];
+    openssl(dir, &[&["req", "-x509"][..], NEW_KEY, &rest].concat());
     Ca {
         cert: dir.join(cert),
         key: dir.join(key),
@@ -75,23 +69,15 @@ impl TlsRedis {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ca = make_ca(d, "test-ca");
-        openssl(
-            d,
-            &[
-                "req",
-                "-newkey",
-                "ec",
-                "-pkeyopt",
-                "ec_paramgen_curve:prime256v1",
-                "-nodes",
-                "-keyout",
-                "server.key",
-                "-out",
-                "server.csr",
-                "-subj",
-                "/CN=127.0.0.1",
-            ],
-        );
+        let rest = [
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ];
+        openssl(d, &[&["req"][..], NEW_KEY, &rest].concat());
         std::fs::write(
             d.join("san.ext"),
             "subjectAltName=IP:127.0.0.1,DNS:localhost\n",
