@@ -190,3 +190,31 @@ async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
         last - first
     );
 }
+
+/// SPEC 1 and 8: an event id is remembered for `stream.dedup_window` (default 24 h), and a
+/// second entry carrying it within the window is not delivered again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_id_is_remembered_for_the_configured_dedup_window() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("dedup_window")
+        .with("stream:\n  block: 200ms\n  dedup_window: 1h\n")
+        .endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let twice = [
+        envelope("evt_window", "outbound.sent", "t", json!({})),
+        envelope("evt_window", "outbound.sent", "t", json!({})),
+    ];
+    publish(&mut r, &setup.stream(), &twice);
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count(), 1, "the second entry is a duplicate");
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!("{}dedup:t:evt_window", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    assert!(
+        (3000..=3600).contains(&ttl),
+        "remembered for the 1h window, TTL {ttl}"
+    );
+}
