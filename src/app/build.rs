@@ -155,6 +155,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         claim_idle: config.stream.claim_idle.get(),
         max_event_bytes: config.stream.max_event_bytes,
         invalid_max_len: config.stream.invalid_max_len,
+        dedup_window: config.stream.dedup_window.get(),
     };
     let consumer = Consumer::new(
         Reader::new(blocking, conn.clone(), keys.clone(), settings.clone()),

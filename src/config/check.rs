@@ -33,6 +33,18 @@ impl Config {
         if self.stream.key.is_empty() {
             return Err(key_err("stream.key", "must not be empty"));
         }
+        if self.stream.shards != 1 {
+            return Err(key_err(
+                "stream.shards",
+                "this build reads one stream: only 1 is supported yet",
+            ));
+        }
+        let window = self.stream.dedup_window.get();
+        if window < std::time::Duration::from_secs(1)
+            || window > std::time::Duration::from_secs(30 * 86400)
+        {
+            return Err(key_err("stream.dedup_window", "must be from 1s to 30d"));
+        }
         if self.stream.group.is_empty() {
             return Err(key_err("stream.group", "must not be empty"));
         }

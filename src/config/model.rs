@@ -50,6 +50,11 @@ pub struct StreamConfig {
     pub max_event_bytes: usize,
     /// Entries the invalid stream keeps at most (the oldest go first).
     pub invalid_max_len: u64,
+    /// Input streams (SPEC 1); this build reads one.
+    pub shards: u32,
+    /// How long an event id is remembered per tenant, so a second entry carrying it is not
+    /// delivered again.
+    pub dedup_window: Dur,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -160,6 +165,8 @@ impl Default for StreamConfig {
             claim_idle: Dur::secs(30),
             max_event_bytes: 256 * 1024,
             invalid_max_len: 100_000,
+            shards: 1,
+            dedup_window: Dur::secs(24 * 3600),
         }
     }
 }

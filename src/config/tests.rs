@@ -141,3 +141,16 @@ fn redis_access_keys_are_checked_naming_the_key() {
         ("u", "pw")
     );
 }
+
+#[test]
+fn the_dedup_window_is_a_duration_and_one_shard_is_read() {
+    let c = load("stream:\n  dedup_window: 2h\n", &[]).unwrap();
+    assert_eq!(c.stream.dedup_window, Dur::secs(7200));
+    assert_eq!(load("", &[]).unwrap().stream.dedup_window, Dur::secs(86400));
+    let err = load("stream:\n  dedup_window: 0s\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("stream.dedup_window"), "{err}");
+    let err = load("stream:\n  shards: 4\n", &[]).unwrap_err().to_string();
+    assert!(err.contains("stream.shards"), "{err}");
+}

@@ -177,7 +177,14 @@ impl Consumer {
         if valid.is_empty() {
             return;
         }
-        let fresh = match first_sightings(&self.reader.conn(), self.reader.keys(), &valid).await {
+        let fresh = match first_sightings(
+            &self.reader.conn(),
+            self.reader.keys(),
+            self.reader.settings().dedup_window,
+            &valid,
+        )
+        .await
+        {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "duplicate check failed; entries stay pending");

@@ -1,18 +1,19 @@
-//! The duplicate check (SPEC 1): an event id is delivered once per tenant within 24 h, however
-//! many entries carry it. The first entry to carry it owns it; that same entry read again
-//! (after a crash or a claim) is still its owner, so it is not taken for a duplicate.
+//! The duplicate check (SPEC 1): an event id is delivered once per tenant within
+//! `stream.dedup_window` (24 h by default), however many entries carry it. The first entry to
+//! carry it owns it; that same entry read again (after a crash or a claim) is still its owner,
+//! so it is not taken for a duplicate.
+
+use std::time::Duration;
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::event::Event;
 
-/// How long an event id is remembered per tenant (SPEC 1).
-pub(crate) const DEDUP_TTL_SECS: u64 = 24 * 3600;
-
-/// For each (entry, event): true unless another entry carried its id first.
+/// For each (entry, event): true unless another entry carried its id first within `window`.
 pub(crate) async fn first_sightings(
     conn: &Conn,
     keys: &Keys,
+    window: Duration,
     valid: &[(String, Event)],
 ) -> redis::RedisResult<Vec<bool>> {
     let mut pipe = redis::pipe();
@@ -24,7 +25,7 @@ pub(crate) async fn first_sightings(
             .arg("NX")
             .arg("GET")
             .arg("EX")
-            .arg(DEDUP_TTL_SECS);
+            .arg(window.as_secs().max(1));
     }
     let owners: Vec<Option<String>> = pipe.query_async(&mut conn.clone()).await?;
     Ok(valid

@@ -18,6 +18,7 @@ pub(crate) struct StreamSettings {
     pub(crate) max_event_bytes: usize,
     /// The invalid stream keeps at most this many entries.
     pub(crate) invalid_max_len: u64,
+    pub(crate) dedup_window: Duration,
 }
 
 pub(crate) struct Reader {
