@@ -643,3 +643,15 @@ impl Drop for Proxy {
         self.task.abort();
     }
 }
+
+/// The tests' own port picker: a port it hands out is bound later by whoever asked, so the OS
+/// may offer it again meanwhile; two servers of one test (or of two tests running at once) must
+/// never be given the same one.
+#[test]
+fn the_tests_never_get_the_same_free_port_twice() {
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..2000 {
+        let port = free_port();
+        assert!(seen.insert(port), "port {port} was handed out twice");
+    }
+}
