@@ -51,12 +51,22 @@ pub async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> boo
     }
 }
 
+/// A free loopback port, never the same twice in this test process: whoever asked binds it
+/// later, so the OS may offer it again meanwhile (to another server of the same test, or of a
+/// test running beside it).
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
+        Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        if GIVEN.lock().unwrap().insert(port) {
+            return port;
+        }
+    }
 }
 
 /// One request a receiver got.
