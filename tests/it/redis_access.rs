@@ -404,11 +404,24 @@ async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
         "delivered through the first master"
     );
 
-    let _: () = redis::cmd("SENTINEL")
-        .arg("failover")
-        .arg("mymaster")
-        .query(&mut sentinels[0].conn().unwrap())
-        .unwrap();
+    // A sentinel answers NOGOODSLAVE until it has a fresh enough view of the replica (it asks
+    // for INFO every 10 s); ask again until it starts the failover.
+    let mut last = String::new();
+    let started = wait_until(Duration::from_secs(40), || match sentinels[0].conn() {
+        Some(mut c) => {
+            let asked: redis::RedisResult<()> = redis::cmd("SENTINEL")
+                .arg("failover")
+                .arg("mymaster")
+                .query(&mut c);
+            asked.map_err(|e| last = e.to_string()).is_ok()
+        }
+        None => {
+            last = "no connection to the sentinel".into();
+            false
+        }
+    })
+    .await;
+    assert!(started, "no failover started: {last}");
     assert!(
         wait_until(Duration::from_secs(30), || sentinels[0].master_port()
             == Some(pb)
