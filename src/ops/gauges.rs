@@ -28,27 +28,22 @@ impl Gauges {
         if let Ok(n) = self.dlq.depth().await {
             metrics.dlq_depth.set(n as i64);
         }
-        let pending: redis::RedisResult<(u64, redis::Value, redis::Value, redis::Value)> =
-            redis::cmd("XPENDING")
-                .arg(self.keys.stream())
-                .arg(&self.group)
-                .query_async(&mut self.conn.clone())
-                .await;
-        if let Ok((n, _, _, _)) = pending {
-            metrics.stream_pending.set(n as i64);
-        }
+        // One XINFO GROUPS answers both the group's pending entries and its unread ones.
         let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
             .arg("GROUPS")
             .arg(self.keys.stream())
             .query_async(&mut self.conn.clone())
             .await;
-        // Redis cannot always count the unread entries (after deletions inside the group's
-        // range it answers nil); the gauge then keeps its last value.
         let ours = groups
             .ok()
             .and_then(|g| g.groups.into_iter().find(|g| g.name == self.group));
-        if let Some(lag) = ours.and_then(|g| Some(g.lag? + g.pending)) {
-            metrics.stream_lag.set(lag as i64);
+        if let Some(g) = ours {
+            metrics.stream_pending.set(g.pending as i64);
+            // Redis cannot always count the unread entries (after deletions inside the group's
+            // range it answers nil); the lag then keeps its last value.
+            if let Some(unread) = g.lag {
+                metrics.stream_lag.set((unread + g.pending) as i64);
+            }
         }
         let snapshot = self.live.snapshot();
         metrics.endpoints.set(snapshot.len() as i64);
