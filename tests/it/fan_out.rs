@@ -209,12 +209,89 @@ async fn an_event_id_is_remembered_for_the_configured_dedup_window() {
     assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.count(), 1, "the second entry is a duplicate");
-    let ttl: i64 = redis::cmd("TTL")
-        .arg(format!("{}dedup:t:evt_window", setup.prefix))
+    // Every key the duplicate check keeps lives at least the window and at most a quarter
+    // longer (it remembers ids in segments of a quarter window each).
+    let ttls = dedup_ttls(&setup);
+    assert!(!ttls.is_empty(), "the duplicate check keeps no keys");
+    for ttl in ttls {
+        assert!(
+            (3000..=4500).contains(&ttl),
+            "remembered for the 1h window, TTL {ttl}"
+        );
+    }
+}
+
+/// TTLs (s) of the duplicate check's keys under `setup`'s prefix.
+fn dedup_ttls(setup: &Setup) -> Vec<i64> {
+    let mut r = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*dedup*", setup.prefix))
         .query(&mut r)
         .unwrap();
+    keys.iter()
+        .map(|k| redis::cmd("TTL").arg(k).query(&mut r).unwrap())
+        .filter(|ttl: &i64| *ttl != -1)
+        .collect()
+}
+
+/// Issue 13: the duplicate check costs at most 60 bytes per event over its window
+/// (`MEMORY USAGE` of every key it keeps, summed; the expiry table's entries are per key).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
+    const EVENTS: usize = 5_000;
+    let setup = Setup::new("dedup_memory").with("stream:\n  block: 200ms\n  batch: 500\n");
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let envelopes: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            envelope(
+                &format!("evt_{i:06}_01J9ZQ4S8K"),
+                "outbound.sent",
+                &format!("acct_{}", i % 50),
+                json!({}),
+            )
+        })
+        .collect();
+    for chunk in envelopes.chunks(1000) {
+        publish(&mut r, &setup.stream(), chunk);
+    }
+    let deadline = std::time::Instant::now() + WAIT;
+    let mut consumed = 0.0;
+    while consumed < EVENTS as f64 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        consumed = metric(&w.metrics().await, "webhookd_events_consumed_total");
+    }
+    let acknowledged = wait_until(WAIT, || {
+        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(setup.stream())
+            .arg("webhookd")
+            .query(&mut r)
+            .unwrap();
+        p.0 == 0
+    })
+    .await;
+    let consumed = consumed == EVENTS as f64 && acknowledged;
+    assert!(consumed, "not all events consumed; log:\n{}", w.log_text());
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*dedup*", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    let bytes: u64 = keys
+        .iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .arg("SAMPLES")
+                .arg(0)
+                .query::<u64>(&mut r)
+                .unwrap()
+        })
+        .sum();
+    let per_event = bytes as f64 / EVENTS as f64;
     assert!(
-        (3000..=3600).contains(&ttl),
-        "remembered for the 1h window, TTL {ttl}"
+        per_event <= 60.0,
+        "{per_event:.1} bytes per event ({} keys, {bytes} bytes)",
+        keys.len()
     );
 }

@@ -82,6 +82,18 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
         &setup.stream(),
         &[envelope("evt_retry", "outbound.bounced", tenant, json!({}))],
     );
+    // An event the previous release delivered: its id is remembered across the upgrade.
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope(
+            "evt_before",
+            "outbound.delivered",
+            tenant,
+            json!({}),
+        )],
+    );
+    assert_eq!(ok_rx.wait_for(1, WAIT).await.len(), 1);
     assert_eq!(retry_rx.wait_for(1, WAIT).await.len(), 1);
     // Stopped before the retry is due (5 s): it waits in Redis for the new build.
     old.signal("TERM");
@@ -116,19 +128,22 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
     );
     let (status, secret) = as_tenant.get(&format!("{ok_path}/secret")).await;
     assert_eq!((status, secret["secret"].as_str()), (200, Some(SECRET)));
+    // A producer's retry of the event the previous release delivered is still a duplicate;
+    // the next event is delivered, signed with the stored secret.
     publish(
         &mut r,
         &setup.stream(),
-        &[envelope(
-            "evt_after",
-            "outbound.delivered",
-            tenant,
-            json!({}),
-        )],
+        &[
+            envelope("evt_before", "outbound.delivered", tenant, json!({})),
+            envelope("evt_after", "outbound.delivered", tenant, json!({})),
+        ],
     );
-    let got = ok_rx.wait_for(1, WAIT).await;
-    assert_eq!(got.len(), 1);
-    assert!(verify(&got[0], SECRET), "signed with the stored secret");
+    let got = ok_rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2);
+    assert_eq!(got[1].header("webhook-id"), "evt_after");
+    assert!(verify(&got[1], SECRET), "signed with the stored secret");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(ok_rx.count(), 2, "the remembered id was delivered again");
 
     // The retry the previous release scheduled is made, signed with its endpoint's secret.
     let got = retry_rx.wait_for(2, WAIT).await;
