@@ -34,9 +34,37 @@ impl Keys {
     pub fn dlq_of(&self, endpoint_id: &str) -> String {
         format!("{}dlq:endpoint:{endpoint_id}", self.prefix)
     }
-    /// Remembers which stream entry first carried an event id (24 h).
-    pub fn dedup(&self, tenant: &str, event_id: &str) -> String {
+    /// The duplicate check's segment table (`ingest/dedup.lua`): segment id → its start,
+    /// count and number of hashes.
+    pub fn dedup_segments(&self) -> String {
+        format!("{}{{dedup}}:segments", self.prefix)
+    }
+    /// What the duplicate check's hashes are named from: `<base><segment>:<hash>`.
+    pub fn dedup_base(&self) -> String {
+        format!("{}{{dedup}}:", self.prefix)
+    }
+    /// Present once this layout of the duplicate check is in use.
+    pub fn dedup_version(&self) -> String {
+        format!("{}{{dedup}}:version", self.prefix)
+    }
+    /// Present (for one window) while ids remembered in the earlier one-key-per-id layout may be alive.
+    pub fn dedup_legacy_mark(&self) -> String {
+        format!("{}{{dedup}}:legacy", self.prefix)
+    }
+    /// The earlier layout: each event id in a key of its own, naming its owner entry.
+    pub fn dedup_legacy(&self, tenant: &str, event_id: &str) -> String {
         format!("{}dedup:{tenant}:{event_id}", self.prefix)
+    }
+    /// `SCAN MATCH` pattern of `dedup_legacy` keys.
+    pub fn dedup_legacy_pattern(&self) -> String {
+        let mut p = String::new();
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                p.push('\\');
+            }
+            p.push(c);
+        }
+        p + "dedup:*"
     }
     /// Sorted set of delivery ids by due time (ms).
     pub fn retry_due(&self) -> String {

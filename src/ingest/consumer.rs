@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::fanout::FanOut;
 use crate::ingest::ack::Ticket;
 use crate::ingest::claim::InFlight;
-use crate::ingest::dedup::first_sightings;
+use crate::ingest::dedup::Dedup;
 use crate::ingest::read::{is_nogroup, Reader};
 use crate::ingest::validate::{classify, set_aside, Entry, SetAside};
 use crate::ops::health::Health;
@@ -32,6 +32,7 @@ pub(crate) struct Intake {
 
 pub(crate) struct Consumer {
     reader: Reader,
+    dedup: Dedup,
     fanout: FanOut,
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
@@ -51,6 +52,7 @@ impl Consumer {
         stop: Shutdown,
     ) -> Consumer {
         Consumer {
+            dedup: Dedup::new(reader.keys().clone(), reader.settings().dedup_window),
             reader,
             fanout: intake.fanout,
             dispatcher: intake.dispatcher,
@@ -177,13 +179,10 @@ impl Consumer {
         if valid.is_empty() {
             return;
         }
-        let fresh = match first_sightings(
-            &self.reader.conn(),
-            self.reader.keys(),
-            self.reader.settings().dedup_window,
-            &valid,
-        )
-        .await
+        let fresh = match self
+            .dedup
+            .first_sightings(&self.reader.conn(), &valid)
+            .await
         {
             Ok(f) => f,
             Err(e) => {

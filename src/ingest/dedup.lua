@@ -1,0 +1,85 @@
+-- The duplicate check (ingest/dedup.rs), one call per batch.
+-- Ids are remembered in segments: a segment is `n` small hashes (fingerprint -> owner tag),
+-- filled for at most `span` ms and kept until `start + span + window`. Each new segment sizes
+-- `n` from the rate its predecessor saw, so a hash stays near `per` fields and Redis keeps it
+-- in its compact listpack encoding; a segment that fills early opens the next one, larger.
+--
+-- KEYS[1]  the segment table: segment id -> "start count n"
+-- ARGV     window_ms, span_ms, per, key base, legacy (1: also read the previous build's keys),
+--          then per event: fingerprint (16 bytes), owner tag, [legacy key, entry id]
+-- Returns per event 1 (first sighting, or its owner read again) or 0 (a duplicate).
+local window, span, per = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local base, legacy = ARGV[4], ARGV[5] == '1'
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local segs, cur = {}, nil
+local raw = redis.call('HGETALL', KEYS[1])
+for i = 1, #raw, 2 do
+  local s, c, n = string.match(raw[i + 1], '^(%d+) (%d+) (%d+)$')
+  local seg = {id = tonumber(raw[i]), start = tonumber(s), count = tonumber(c), n = tonumber(n)}
+  if seg.start + span + window <= now then
+    redis.call('HDEL', KEYS[1], raw[i])
+  else
+    segs[#segs + 1] = seg
+    if not cur or seg.id > cur.id then cur = seg end
+  end
+end
+
+local function open(prev)
+  local seg = {id = now, start = now, count = 0, n = 1}
+  if prev then
+    seg.id = prev.id + 1
+    -- The rate the last segment saw, over a whole span; one that filled early may have seen
+    -- only a burst, so it grows at most fourfold (a sparse segment wastes memory per key).
+    local elapsed = math.max(now - prev.start, 1)
+    local n = math.ceil(prev.count * span / elapsed / per)
+    if elapsed < span then n = math.min(n, prev.n * 4) end
+    seg.n = math.max(1, math.min(n, 1048576))
+  end
+  segs[#segs + 1] = seg
+  return seg
+end
+
+local function full(seg)
+  return now >= seg.start + span or seg.count >= seg.n * per
+end
+
+if not cur or full(cur) then cur = open(cur) end
+
+local stride = legacy and 4 or 2
+local out, expiry = {}, {}
+for i = 6, #ARGV, stride do
+  local fp, tag = ARGV[i], ARGV[i + 1]
+  local h = ((string.byte(fp, 1) * 256 + string.byte(fp, 2)) * 256 + string.byte(fp, 3)) * 256
+    + string.byte(fp, 4)
+  local seen
+  for _, seg in ipairs(segs) do
+    local owner = redis.call('HGET', base .. seg.id .. ':' .. (h % seg.n), fp)
+    if owner then
+      seen = owner == tag and 1 or 0
+      break
+    end
+  end
+  if not seen and legacy then
+    local owner = redis.call('GET', ARGV[i + 2])
+    if owner then seen = owner == ARGV[i + 3] and 1 or 0 end
+  end
+  if not seen then
+    if full(cur) then cur = open(cur) end
+    local key = base .. cur.id .. ':' .. (h % cur.n)
+    redis.call('HSET', key, fp, tag)
+    expiry[key] = cur.start + span + window
+    cur.count = cur.count + 1
+    seen = 1
+  end
+  out[#out + 1] = seen
+end
+
+for key, at in pairs(expiry) do
+  redis.call('PEXPIREAT', key, at)
+end
+for _, seg in ipairs(segs) do
+  redis.call('HSET', KEYS[1], seg.id, seg.start .. ' ' .. seg.count .. ' ' .. seg.n)
+end
+return out
