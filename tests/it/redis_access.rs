@@ -65,7 +65,8 @@ struct TlsRedis {
 }
 
 impl TlsRedis {
-    fn start() -> TlsRedis {
+    /// `acl`: the rules of the user `webhookd`.
+    fn start(acl: &[String]) -> TlsRedis {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ca = make_ca(d, "test-ca");
@@ -131,12 +132,8 @@ impl TlsRedis {
                 "off",
                 "--user",
                 USER,
-                "on",
-                &format!(">{PASSWORD}"),
-                "~*",
-                "&*",
-                "+@all",
             ])
+            .args(acl)
             .current_dir(d)
             .stdout(Stdio::null())
             .spawn()
@@ -184,6 +181,25 @@ impl Drop for TlsRedis {
     }
 }
 
+/// The ACL README.md documents for webhookd's user, for keys under `prefix`.
+fn readme_acl(prefix: &str) -> Vec<String> {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let line = readme
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("ACL SETUSER webhookd "))
+        .expect("README.md documents the ACL user");
+    line.split_whitespace()
+        .skip(3)
+        .map(|rule| match rule {
+            ">CHANGE-ME" => format!(">{PASSWORD}"),
+            "~webhookd:*" => format!("~{prefix}*"),
+            other => other.to_string(),
+        })
+        .collect()
+}
+
 fn redis_keys(url: &str, ca: &Path) -> String {
     format!(
         "  url: \"{url}\"\n  username: \"{USER}\"\n  password: \"{PASSWORD}\"\n  ca_file: \"{}\"\n",
@@ -193,31 +209,54 @@ fn redis_keys(url: &str, ca: &Path) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
-    let tls = TlsRedis::start();
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("tls_acl")
-        .redis(&redis_keys(&tls.url(), &tls.ca.cert))
-        .endpoint("ep_tls", "t", &rx.url("/"), &["*"]);
+    let retry_rx = Receiver::start(first_then_ok(1, 500)).await;
+    let gone_rx = Receiver::start(always(410)).await;
+    let mut setup = Setup::new("tls_acl")
+        .with("retry:\n  schedule: [1s]\n  jitter: 0\nstream:\n  claim_idle: 2s\n")
+        .endpoint("ep_tls", "t", &rx.url("/"), &["outbound.sent"])
+        .endpoint("ep_retry", "t", &retry_rx.url("/"), &["outbound.bounced"])
+        .endpoint("ep_gone", "t", &gone_rx.url("/"), &["outbound.complaint"]);
+    // Only the commands and keys README.md lists.
+    let tls = TlsRedis::start(&readme_acl(&setup.prefix));
+    setup = setup.redis(&redis_keys(&tls.url(), &tls.ca.cert));
     let w = Webhookd::start(&setup).await;
     let mut conn = tls.client().get_connection().unwrap();
     publish(
         &mut conn,
         &setup.stream(),
-        &[envelope(
-            "evt_tls",
-            "outbound.sent",
-            "t",
-            json!({"over": "tls"}),
-        )],
+        &[
+            envelope("evt_tls", "outbound.sent", "t", json!({"over": "tls"})),
+            envelope("evt_retry", "outbound.bounced", "t", json!({})),
+            envelope("evt_gone", "outbound.complaint", "t", json!({})),
+        ],
     );
     let got = rx.wait_for(1, WAIT).await;
-    assert_eq!(got.len(), 1, "the event arrives");
+    assert_eq!(got.len(), 1, "the event arrives; log:\n{}", w.log_text());
     assert_eq!(got[0].header("webhook-id"), "evt_tls");
-    let acked: u64 = redis::cmd("XLEN")
-        .arg(setup.stream())
-        .query(&mut conn)
-        .unwrap();
-    assert_eq!(acked, 1, "the event was read from the TLS server's stream");
+    assert_eq!(retry_rx.wait_for(2, WAIT).await.len(), 2, "retried once");
+    let dlq = format!("{}dlq", setup.prefix);
+    let dead = wait_until(WAIT, || {
+        redis::cmd("XLEN")
+            .arg(&dlq)
+            .query::<u64>(&mut conn)
+            .unwrap_or(0)
+            == 1
+    })
+    .await;
+    assert!(dead, "the 410 is dead-lettered; log:\n{}", w.log_text());
+    // The API's reads, the gauges' and the periodic claim's commands run as this user too.
+    let (status, letters) = crate::api_common::Api::admin(&setup)
+        .get("/v1/tenants/t/dlq")
+        .await;
+    assert_eq!(status, 200, "{letters}");
+    assert!(w.metrics().await.contains("webhookd_stream_lag"));
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(
+        !w.log_text().contains("NOPERM"),
+        "a command the ACL does not allow:\n{}",
+        w.log_text()
+    );
     assert!(
         !w.log_text().contains(PASSWORD),
         "the Redis password is never logged"
@@ -252,7 +291,7 @@ fn serve_fails(setup: &Setup) -> (Option<i32>, String) {
 
 #[test]
 fn a_server_whose_certificate_another_ca_signed_is_refused_in_one_line() {
-    let tls = TlsRedis::start();
+    let tls = TlsRedis::start(&readme_acl(""));
     let other_dir = tempfile::tempdir().unwrap();
     let other = make_ca(other_dir.path(), "other-ca");
     let setup = Setup::new("tls_wrong_ca").redis(&redis_keys(&tls.url(), &other.cert));
@@ -267,7 +306,7 @@ fn a_server_whose_certificate_another_ca_signed_is_refused_in_one_line() {
 
 #[test]
 fn a_wrong_acl_password_is_refused_in_one_line_without_the_password() {
-    let tls = TlsRedis::start();
+    let tls = TlsRedis::start(&readme_acl(""));
     let keys = redis_keys(&tls.url(), &tls.ca.cert).replace(PASSWORD, "not-the-password");
     let (code, err) = serve_fails(&Setup::new("tls_bad_pass").redis(&keys));
     assert_ne!(code, Some(0));
