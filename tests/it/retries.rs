@@ -468,3 +468,73 @@ async fn an_endpoint_failing_every_attempt_for_disable_after_is_disabled_with_th
     );
     assert!(bad.count() >= 2, "it took a streak of failures, not one");
 }
+
+/// Bytes of every key under `setup`'s prefix whose name has `part`, and the largest one.
+fn memory_of(setup: &Setup, part: &str) -> (u64, u64) {
+    let mut r = redis();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{}*{part}*", setup.prefix))
+        .query(&mut r)
+        .unwrap();
+    let sizes: Vec<u64> = keys
+        .iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .arg("SAMPLES")
+                .arg(0)
+                .query::<Option<u64>>(&mut r)
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .collect();
+    (sizes.iter().sum(), sizes.iter().copied().max().unwrap_or(0))
+}
+
+/// Issue 13: a body waiting for retries is stored once per event, not once per delivery, and
+/// goes once its last delivery is done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_waiting_for_twenty_retries_is_stored_once() {
+    const ENDPOINTS: usize = 20;
+    let rx = Receiver::start(first_then_ok(ENDPOINTS, 500)).await;
+    let mut setup = Setup::new("body_once").with(&fast_retries("3s"));
+    for i in 0..ENDPOINTS {
+        setup = setup.endpoint(&format!("ep{i}"), "t", &rx.url(&format!("/{i}")), &["*"]);
+    }
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let blob = "x".repeat(20_000);
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope(
+            "evt_big",
+            "outbound.sent",
+            "t",
+            json!({"blob": blob}),
+        )],
+    );
+    let due = format!("{}{{retry}}:due", setup.prefix);
+    let scheduled = wait_until(WAIT, || {
+        redis::cmd("ZCARD")
+            .arg(&due)
+            .query::<u64>(&mut redis())
+            .unwrap()
+            == ENDPOINTS as u64
+    })
+    .await;
+    assert!(scheduled, "20 retries scheduled; log:\n{}", w.log_text());
+    let (bytes, _) = memory_of(&setup, "{retry}");
+    assert!(
+        bytes < 3 * 20_000,
+        "20 retries of one 20 KB body take {bytes} bytes in Redis"
+    );
+    assert_eq!(rx.wait_for(2 * ENDPOINTS, WAIT).await.len(), 2 * ENDPOINTS);
+    let freed = wait_until(WAIT, || memory_of(&setup, "{retry}").1 < 1_000).await;
+    assert!(
+        freed,
+        "the body is kept after its last retry: {:?}",
+        memory_of(&setup, "{retry}")
+    );
+}
