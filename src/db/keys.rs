@@ -74,6 +74,14 @@ impl Keys {
     pub fn retry_jobs(&self) -> String {
         format!("{}{{retry}}:jobs", self.prefix)
     }
+    /// Hash of body ref → a body the retry queue's jobs name (`retry/bodies.rs`).
+    pub fn retry_bodies(&self) -> String {
+        format!("{}{{retry}}:bodies", self.prefix)
+    }
+    /// Hash of body ref → how many jobs name it.
+    pub fn retry_body_refs(&self) -> String {
+        format!("{}{{retry}}:bodyrefs", self.prefix)
+    }
     /// Hash of delivery id → a job this build could not read, kept as it was.
     pub fn retry_quarantine(&self) -> String {
         format!("{}{{retry}}:quarantine", self.prefix)

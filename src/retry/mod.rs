@@ -2,12 +2,14 @@
 //! backlogs (behind a busy or broken endpoint) and the dead letters (out of attempts), and the
 //! schedule that decides which.
 
+pub(crate) mod bodies;
 pub mod dlq;
+pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod schedule;
 
 pub use queue::RetryQueue;
 
-pub(crate) use queue::Job;
+pub(crate) use job::Job;
 pub(crate) use schedule::next_delay;

@@ -14,7 +14,8 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-use crate::retry::queue::Job;
+use crate::retry::bodies::{self, Stored};
+use crate::retry::job::Job;
 
 /// Park requests written per transaction.
 const BATCH: usize = 512;
@@ -24,7 +25,7 @@ const BACKLOG: usize = 4096;
 /// Moves up to ARGV[2] of an endpoint's parked deliveries, oldest deadline first, into the
 /// due set leased until ARGV[3], unless its circuit is open (ARGV[4] = 1: the endpoint is
 /// gone, so its circuit is cleared and everything may go). Answers whether the backlog is
-/// now empty, then id/job pairs.
+/// now empty, then id/job/body triples.
 const TAKE_PARKED: &str = r#"
 local ep = ARGV[1]
 if ARGV[4] == '1' then
@@ -38,8 +39,10 @@ local out = {0}
 for i = 1, #popped, 2 do
   local id = popped[i]
   redis.call('ZADD', KEYS[2], ARGV[3], id)
+  local raw, body = read_job(KEYS[3], KEYS[7], id)
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = raw
+  out[#out + 1] = body
 end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('ZREM', KEYS[4], ep)
@@ -50,7 +53,7 @@ return out
 
 /// For an open circuit whose probe is due: leases the oldest parked delivery as the probe and
 /// marks the circuit half open until the lease ends. Answers `closed`, `wait`, `empty`, or
-/// `probe` with the id and job.
+/// `probe` with the id, job and body.
 const TAKE_PROBE: &str = r#"
 local ep, now, lease = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3])
 local raw = redis.call('HGET', KEYS[1], ep)
@@ -79,7 +82,8 @@ c.state = 'half_open'
 c.probe_until = lease
 redis.call('HSET', KEYS[1], ep, cjson.encode(c))
 redis.call('ZADD', KEYS[2], lease, ep)
-return {'probe', id, redis.call('HGET', KEYS[5], id) or ''}
+local raw, body = read_job(KEYS[5], KEYS[6], id)
+return {'probe', id, raw, body}
 "#;
 
 /// Leases up to ARGV[2] parked deliveries whose schedule ran out by ARGV[1].
@@ -89,10 +93,29 @@ local out = {}
 for _, id in ipairs(ids) do
   redis.call('ZREM', KEYS[1], id)
   redis.call('ZADD', KEYS[2], ARGV[3], id)
+  local raw, body = read_job(KEYS[3], KEYS[4], id)
   out[#out + 1] = id
-  out[#out + 1] = redis.call('HGET', KEYS[3], id) or ''
+  out[#out + 1] = raw
+  out[#out + 1] = body
 end
 return out
+"#;
+
+/// Parks a batch: per delivery its id, endpoint, deadline, whether it leaves the due set
+/// (1/0), and its job, body ref and body (all '' when the stored job stands). ARGV[1] is
+/// what an endpoint's park key is named from; everything shares the `{retry}` slot.
+const PARK: &str = r#"
+for i = 2, #ARGV, 7 do
+  local id, ep = ARGV[i], ARGV[i + 1]
+  if ARGV[i + 4] ~= '' then
+    put_job(KEYS[1], KEYS[2], KEYS[3], id, ARGV[i + 4], ARGV[i + 5], ARGV[i + 6])
+  end
+  if ARGV[i + 3] == '1' then
+    redis.call('ZREM', KEYS[4], id)
+  end
+  redis.call('ZADD', ARGV[1] .. ep, ARGV[i + 2], id)
+  redis.call('ZADD', KEYS[5], 'NX', 0, ep)
+end
 "#;
 
 /// One delivery to park.
@@ -103,7 +126,7 @@ pub(crate) struct ParkRequest {
     /// Unix ms its schedule runs out.
     pub(crate) deadline: i64,
     /// The job to store, when the stored one is missing or stale.
-    pub(crate) job: Option<String>,
+    pub(crate) job: Option<Stored>,
     /// It is in the due set now (leased) and leaves it.
     pub(crate) from_due: bool,
 }
@@ -137,6 +160,7 @@ pub(crate) struct ParkWriter {
     conn: Conn,
     keys: Keys,
     rx: mpsc::Receiver<(ParkRequest, Reply)>,
+    park: redis::Script,
 }
 
 pub(crate) fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
@@ -146,18 +170,17 @@ pub(crate) fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
             conn: conn.clone(),
             keys: keys.clone(),
             tx,
-            take_parked: Arc::new(redis::Script::new(TAKE_PARKED)),
-            take_probe: Arc::new(redis::Script::new(TAKE_PROBE)),
-            take_expired: Arc::new(redis::Script::new(TAKE_EXPIRED)),
+            take_parked: Arc::new(bodies::script(TAKE_PARKED)),
+            take_probe: Arc::new(bodies::script(TAKE_PROBE)),
+            take_expired: Arc::new(bodies::script(TAKE_EXPIRED)),
         },
-        ParkWriter { conn, keys, rx },
+        ParkWriter {
+            conn,
+            keys,
+            rx,
+            park: bodies::script(PARK),
+        },
     )
-}
-
-fn jobs_of(raw: &[String]) -> Vec<(String, Option<Job>)> {
-    raw.chunks_exact(2)
-        .map(|p| (p[0].clone(), serde_json::from_str(&p[1]).ok()))
-        .collect()
 }
 
 impl ParkQueue {
@@ -204,6 +227,7 @@ impl ParkQueue {
             .key(self.keys.parked_index())
             .key(self.keys.circuits())
             .key(self.keys.breaker_failures())
+            .key(self.keys.retry_bodies())
             .arg(endpoint_id)
             .arg(n)
             .arg(lease_until)
@@ -212,7 +236,7 @@ impl ParkQueue {
             .await?;
         let emptied = matches!(raw.first(), Some(redis::Value::Int(1)));
         let rest: Vec<String> = redis::from_redis_value(redis::Value::Array(raw.split_off(1)))?;
-        Ok((emptied, jobs_of(&rest)))
+        Ok((emptied, bodies::jobs_of(&rest)))
     }
 
     pub(crate) async fn take_probe(
@@ -228,14 +252,15 @@ impl ParkQueue {
             .key(self.keys.parked(endpoint_id))
             .key(self.keys.retry_due())
             .key(self.keys.retry_jobs())
+            .key(self.keys.retry_bodies())
             .arg(endpoint_id)
             .arg(now_ms)
             .arg(lease_until)
             .invoke_async(&mut self.conn.clone())
             .await?;
         Ok(match raw.first().map(String::as_str) {
-            Some("probe") if raw.len() == 3 => {
-                Probe::Take(serde_json::from_str(&raw[2]).ok().map(Box::new))
+            Some("probe") if raw.len() == 4 => {
+                Probe::Take(bodies::load(&raw[2], raw[3].clone()).map(Box::new))
             }
             Some("wait") => Probe::Wait,
             Some("empty") => Probe::Empty,
@@ -256,12 +281,13 @@ impl ParkQueue {
             .key(self.keys.parked(endpoint_id))
             .key(self.keys.retry_due())
             .key(self.keys.retry_jobs())
+            .key(self.keys.retry_bodies())
             .arg(now_ms)
             .arg(limit)
             .arg(lease_until)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        Ok(jobs_of(&raw))
+        Ok(bodies::jobs_of(&raw))
     }
 
     /// Deliveries parked for each of these endpoints.
@@ -282,25 +308,26 @@ impl ParkWriter {
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         while self.rx.recv_many(&mut buf, BATCH).await > 0 {
-            let mut pipe = redis::pipe();
-            pipe.atomic();
+            let mut call = self.park.prepare_invoke();
+            call.key(self.keys.retry_jobs())
+                .key(self.keys.retry_bodies())
+                .key(self.keys.retry_body_refs())
+                .key(self.keys.retry_due())
+                .key(self.keys.parked_index())
+                .arg(self.keys.parked(""));
             for (req, _) in &buf {
-                if let Some(job) = &req.job {
-                    pipe.hset(self.keys.retry_jobs(), &req.id, job).ignore();
-                }
-                if req.from_due {
-                    pipe.zrem(self.keys.retry_due(), &req.id).ignore();
-                }
-                pipe.zadd(self.keys.parked(&req.endpoint_id), &req.id, req.deadline)
-                    .ignore();
-                pipe.cmd("ZADD")
-                    .arg(self.keys.parked_index())
-                    .arg("NX")
-                    .arg(0)
+                call.arg(&req.id)
                     .arg(&*req.endpoint_id)
-                    .ignore();
+                    .arg(req.deadline)
+                    .arg(u8::from(req.from_due));
+                match &req.job {
+                    Some(job) => job.args(&mut call),
+                    None => {
+                        call.arg("").arg("").arg("");
+                    }
+                }
             }
-            let r = pipe.query_async::<()>(&mut self.conn.clone()).await;
+            let r = call.invoke_async::<()>(&mut self.conn.clone()).await;
             for (_, reply) in buf.drain(..) {
                 let _ = reply.send(r.clone());
             }

@@ -1,40 +1,15 @@
 //! The retry queue in Redis: a sorted set of delivery ids by due time plus a hash of the
-//! deliveries themselves (both under the `{retry}` hash tag).
-
-use serde::{Deserialize, Serialize};
+//! deliveries themselves and their bodies, once each (`bodies`), all under the `{retry}` hash
+//! tag.
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-
-/// A delivery as it waits in the queue.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-pub struct Job {
-    pub id: String,
-    pub tenant: String,
-    pub endpoint_id: String,
-    pub event_id: String,
-    pub event_type: String,
-    pub body: String,
-    /// Attempts made so far.
-    pub attempts: u32,
-    /// Unix ms of the first attempt (0 before any).
-    pub first_attempt_at: i64,
-    /// Unix ms the event was published (for the event-to-delivery histogram).
-    pub published_at: i64,
-    #[serde(default)]
-    pub last_status: Option<u16>,
-    #[serde(default)]
-    pub last_error: Option<String>,
-    /// Times handed back unattempted because the endpoint was saturated (older builds).
-    #[serde(default)]
-    pub deferrals: u32,
-    /// Unix ms its schedule began to count while it had no attempt (0: older builds).
-    #[serde(default)]
-    pub queued_at: i64,
-}
+use crate::retry::bodies::{self, Stored};
+use crate::retry::job::Job;
 
 /// Takes due ids and leases them (moves their score to the lease end) in one step, so two
-/// replicas never take the same delivery; an expired lease makes it due again.
+/// replicas never take the same delivery; an expired lease makes it due again. Answers
+/// id/job/body triples (`bodies`).
 const TAKE_DUE: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
 if #ids == 0 then return {} end
@@ -44,16 +19,32 @@ for i, id in ipairs(ids) do
   lease[#lease + 1] = id
 end
 redis.call('ZADD', KEYS[1], unpack(lease))
-local jobs = redis.call('HMGET', KEYS[2], unpack(ids))
 local out = {}
 for i, id in ipairs(ids) do
+  local raw, body = read_job(KEYS[2], KEYS[3], id)
   out[#out + 1] = id
-  out[#out + 1] = jobs[i] or ''
+  out[#out + 1] = raw
+  out[#out + 1] = body
 end
 return out
 "#;
 
-/// Moves an unreadable job from the queue to the quarantine hash.
+/// Stores jobs due at ARGV[1]: id, job, body ref, body for each.
+const SCHEDULE: &str = r#"
+for i = 2, #ARGV, 4 do
+  put_job(KEYS[2], KEYS[3], KEYS[4], ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
+  redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+end
+"#;
+
+/// Removes a job and its place in the due set.
+const COMPLETE: &str = r#"
+redis.call('ZREM', KEYS[1], ARGV[1])
+drop_job(KEYS[2], KEYS[3], KEYS[4], ARGV[1])
+"#;
+
+/// Moves an unreadable job from the queue to the quarantine hash, as it is: its body, if it
+/// names one, stays counted, so it is kept for whoever looks at the quarantine.
 const QUARANTINE: &str = r#"
 redis.call('ZREM', KEYS[1], ARGV[1])
 local raw = redis.call('HGET', KEYS[2], ARGV[1])
@@ -62,9 +53,20 @@ if raw then
   redis.call('HDEL', KEYS[2], ARGV[1])
 end
 "#;
+
 /// Hashed once, not per call.
-static QUARANTINE_SCRIPT: std::sync::LazyLock<redis::Script> =
-    std::sync::LazyLock::new(|| redis::Script::new(QUARANTINE));
+static SCRIPTS: std::sync::LazyLock<[redis::Script; 4]> = std::sync::LazyLock::new(|| {
+    [
+        bodies::script(TAKE_DUE),
+        bodies::script(SCHEDULE),
+        bodies::script(COMPLETE),
+        redis::Script::new(QUARANTINE),
+    ]
+});
+const TAKE: usize = 0;
+const PUT: usize = 1;
+const DONE: usize = 2;
+const SET_ASIDE: usize = 3;
 
 /// What one take of due deliveries found.
 pub struct Taken {
@@ -77,16 +79,11 @@ pub struct Taken {
 pub struct RetryQueue {
     conn: Conn,
     keys: Keys,
-    take_due: redis::Script,
 }
 
 impl RetryQueue {
     pub fn new(conn: Conn, keys: Keys) -> Self {
-        RetryQueue {
-            conn,
-            keys,
-            take_due: redis::Script::new(TAKE_DUE),
-        }
+        RetryQueue { conn, keys }
     }
 
     /// Puts (or replaces) a delivery, due at `due_ms`.
@@ -98,19 +95,17 @@ impl RetryQueue {
         if jobs.is_empty() {
             return Ok(());
         }
-        let mut pipe = redis::pipe();
-        pipe.atomic();
+        let mut call = SCRIPTS[PUT].prepare_invoke();
+        call.key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .key(self.keys.retry_bodies())
+            .key(self.keys.retry_body_refs())
+            .arg(due_ms);
         for job in jobs {
-            pipe.hset(
-                self.keys.retry_jobs(),
-                &job.id,
-                serde_json::to_string(job).expect("jobs serialize"),
-            )
-            .ignore()
-            .zadd(self.keys.retry_due(), &job.id, due_ms)
-            .ignore();
+            call.arg(&job.id);
+            Stored::of(job).args(&mut call);
         }
-        pipe.query_async::<()>(&mut self.conn.clone()).await
+        call.invoke_async(&mut self.conn.clone()).await
     }
 
     /// Takes up to `limit` due deliveries, leased until `lease_until_ms`.
@@ -120,21 +115,21 @@ impl RetryQueue {
         limit: usize,
         lease_until_ms: i64,
     ) -> redis::RedisResult<Taken> {
-        let raw: Vec<String> = self
-            .take_due
+        let raw: Vec<String> = SCRIPTS[TAKE]
             .key(self.keys.retry_due())
             .key(self.keys.retry_jobs())
+            .key(self.keys.retry_bodies())
             .arg(now_ms)
             .arg(limit)
             .arg(lease_until_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
-        let mut jobs = Vec::with_capacity(raw.len() / 2);
+        let mut jobs = Vec::with_capacity(raw.len() / 3);
         let mut unreadable = Vec::new();
-        for pair in raw.chunks_exact(2) {
-            match serde_json::from_str::<Job>(&pair[1]) {
-                Ok(job) => jobs.push(job),
-                Err(_) => unreadable.push(pair[0].clone()),
+        for (id, job) in bodies::jobs_of(&raw) {
+            match job {
+                Some(job) => jobs.push(job),
+                None => unreadable.push(id),
             }
         }
         let quarantined = unreadable.len();
@@ -155,7 +150,7 @@ impl RetryQueue {
     /// Moves a job out of the queue into the quarantine hash, as it is (an id without a job
     /// leaves the queue; there is nothing to keep).
     async fn quarantine(&self, id: &str) -> redis::RedisResult<()> {
-        QUARANTINE_SCRIPT
+        SCRIPTS[SET_ASIDE]
             .key(self.keys.retry_due())
             .key(self.keys.retry_jobs())
             .key(self.keys.retry_quarantine())
@@ -166,13 +161,13 @@ impl RetryQueue {
 
     /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint.
     pub async fn complete(&self, id: &str) -> redis::RedisResult<()> {
-        redis::pipe()
-            .atomic()
-            .zrem(self.keys.retry_due(), id)
-            .ignore()
-            .hdel(self.keys.retry_jobs(), id)
-            .ignore()
-            .query_async::<()>(&mut self.conn.clone())
+        SCRIPTS[DONE]
+            .key(self.keys.retry_due())
+            .key(self.keys.retry_jobs())
+            .key(self.keys.retry_bodies())
+            .key(self.keys.retry_body_refs())
+            .arg(id)
+            .invoke_async(&mut self.conn.clone())
             .await
     }
 

@@ -107,8 +107,11 @@ fn dump_redis(prefix: &str) -> Vec<(String, String)> {
         let values: Vec<String> = match kind.as_str() {
             "string" => vec![redis::cmd("GET").arg(&key).query(&mut r).unwrap()],
             "hash" => {
-                let m: Vec<String> = redis::cmd("HGETALL").arg(&key).query(&mut r).unwrap();
-                m
+                // Binary fields too (the duplicate check's fingerprints): read as bytes.
+                let m: Vec<Vec<u8>> = redis::cmd("HGETALL").arg(&key).query(&mut r).unwrap();
+                m.iter()
+                    .map(|v| String::from_utf8_lossy(v).into_owned())
+                    .collect()
             }
             "list" => redis::cmd("LRANGE")
                 .arg(&key)

@@ -17,7 +17,8 @@ fn run(args: &[&str], stdin: &[u8]) -> (i32, String, String) {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    // A command may refuse its arguments before reading stdin: a closed pipe is its answer.
+    let _ = child.stdin.take().unwrap().write_all(stdin);
     let drain = |mut pipe: Box<dyn Read + Send>| {
         std::thread::spawn(move || {
             let mut text = String::new();

@@ -289,7 +289,10 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
         })
         .sum();
     let per_event = bytes as f64 / EVENTS as f64;
-    eprintln!("duplicate check: {per_event:.1} bytes per event in {} keys", keys.len());
+    eprintln!(
+        "duplicate check: {per_event:.1} bytes per event in {} keys",
+        keys.len()
+    );
     assert!(
         per_event <= 60.0,
         "{per_event:.1} bytes per event ({} keys, {bytes} bytes)",

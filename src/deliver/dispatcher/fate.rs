@@ -14,6 +14,7 @@ use crate::deliver::decide::{self, AfterFailure, Verdict, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::lane::Lane;
 use crate::registry::Endpoint;
+use crate::retry::bodies::Stored;
 use crate::retry::park::ParkRequest;
 use crate::support::clock::now_ms;
 
@@ -135,7 +136,7 @@ impl Dispatcher {
             id: d.id.to_string(),
             endpoint_id: d.endpoint_id.as_arc().clone(),
             deadline: d.deadline(self.cfg.schedule_total()),
-            job: (!d.stored).then(|| serde_json::to_string(&d.to_job()).expect("jobs serialize")),
+            job: (!d.stored).then(|| Stored::of(&d.to_job())),
             from_due: d.source == Source::Queue,
         };
         let ok = self.persist(|| self.park.park(req.clone())).await;

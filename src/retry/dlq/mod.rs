@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
-use crate::retry::queue::Job;
+use crate::retry::job::Job;
 use crate::support::clock::now_ms;
 
 mod letter;

@@ -6,7 +6,8 @@ use std::collections::HashMap;
 use crate::ids::DeliveryId;
 use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
 use crate::retry::dlq::{Dlq, REPLAY_CHUNK};
-use crate::retry::queue::{Job, RetryQueue};
+use crate::retry::job::Job;
+use crate::retry::queue::RetryQueue;
 use crate::support::clock::now_ms;
 
 impl Dlq {
