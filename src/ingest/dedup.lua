@@ -48,7 +48,7 @@ end
 if not cur or full(cur) then cur = open(cur) end
 
 local stride = legacy and 4 or 2
-local out, expiry = {}, {}
+local out = {}
 for i = 6, #ARGV, stride do
   local fp, tag = ARGV[i], ARGV[i + 1]
   local h = ((string.byte(fp, 1) * 256 + string.byte(fp, 2)) * 256 + string.byte(fp, 3)) * 256
@@ -69,16 +69,16 @@ for i = 6, #ARGV, stride do
     if full(cur) then cur = open(cur) end
     local key = base .. cur.id .. ':' .. (h % cur.n)
     redis.call('HSET', key, fp, tag)
-    expiry[key] = cur.start + span + window
+    -- Its first field: the hash is new (each write of an expiry is replicated, so only once).
+    if redis.call('HLEN', key) == 1 then
+      redis.call('PEXPIREAT', key, cur.start + span + window)
+    end
     cur.count = cur.count + 1
     seen = 1
   end
   out[#out + 1] = seen
 end
 
-for key, at in pairs(expiry) do
-  redis.call('PEXPIREAT', key, at)
-end
 for _, seg in ipairs(segs) do
   redis.call('HSET', KEYS[1], seg.id, seg.start .. ' ' .. seg.count .. ' ' .. seg.n)
 end
