@@ -11,6 +11,7 @@ use crate::registry::{Endpoint, LiveIndex};
 use crate::retry::RetryQueue;
 use crate::support::clock::now_ms;
 
+#[derive(Clone)]
 pub(crate) struct FanOut {
     live: LiveIndex,
     retry: RetryQueue,

@@ -1,7 +1,7 @@
 //! Producing events: validate an envelope, then `XADD` it to the input stream.
 
 use crate::db::conn::Conn;
-use crate::db::keys::Keys;
+use crate::db::shards::Shards;
 use crate::event::{self, Invalid};
 use crate::normalize::Normalized;
 
@@ -13,28 +13,42 @@ pub enum PublishError {
     Redis(#[from] redis::RedisError),
 }
 
-/// Validates and appends envelopes (all or none are valid); answers their stream ids.
+/// Where an envelope went.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appended {
+    pub stream_id: String,
+    pub shard: u32,
+}
+
+/// Validates and appends envelopes (all or none are valid), each to its tenant's shard
+/// (SPEC 1); answers where each went.
 pub async fn publish_raw(
     conn: &Conn,
-    keys: &Keys,
+    shards: &Shards,
     envelopes: &[String],
     max_event_bytes: usize,
-) -> Result<Vec<String>, PublishError> {
+) -> Result<Vec<Appended>, PublishError> {
+    let mut targets = Vec::with_capacity(envelopes.len());
     for raw in envelopes {
-        event::parse(raw.as_bytes(), max_event_bytes)?;
+        targets.push(shards.of_tenant(&event::parse(raw.as_bytes(), max_event_bytes)?.tenant));
     }
     if envelopes.is_empty() {
         return Ok(Vec::new());
     }
     let mut pipe = redis::pipe();
-    for raw in envelopes {
+    for (raw, &shard) in envelopes.iter().zip(&targets) {
         pipe.cmd("XADD")
-            .arg(keys.stream())
+            .arg(shards.keys(shard).stream())
             .arg("*")
             .arg("event")
             .arg(raw);
     }
-    Ok(pipe.query_async(&mut conn.clone()).await?)
+    let ids: Vec<String> = pipe.query_async(&mut conn.clone()).await?;
+    Ok(ids
+        .into_iter()
+        .zip(targets)
+        .map(|(stream_id, shard)| Appended { stream_id, shard })
+        .collect())
 }
 
 /// The envelopes of normalized provider events for one tenant.

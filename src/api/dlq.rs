@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{cursor, page_limit};
 use super::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use super::state::ApiState;
-use crate::retry::dlq::{valid_stream_id, DeadLetter, Selector};
+use crate::retry::dlq::{valid_letter_id, DeadLetter, Selector};
 use crate::support::clock::parse_rfc3339;
 
 /// Ids one replay may name.
@@ -85,7 +85,7 @@ async fn list_dead_letters(
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
     let after = cursor(q.cursor.as_deref());
-    if after.is_some_and(|c| !valid_stream_id(c)) {
+    if after.is_some_and(|c| !valid_letter_id(c)) {
         return Err(ApiError::Malformed(
             "cursor must be a `next_cursor` this API handed out".into(),
         ));
@@ -179,7 +179,7 @@ async fn purge_one(
     ApiPath((_, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound(format!("dead letter `{id}` not found"));
-    if !valid_stream_id(&id) {
+    if !valid_letter_id(&id) {
         return Err(not_found());
     }
     let n = state

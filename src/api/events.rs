@@ -55,6 +55,9 @@ pub(super) struct Published {
     /// The entry id in the input stream.
     #[schema(example = "1704825600000-0")]
     pub(super) stream_id: String,
+    /// The input stream's shard it went to: CRC-32 of the tenant mod `stream.shards`.
+    #[schema(example = 0)]
+    pub(super) shard: u32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -130,16 +133,18 @@ async fn publish_event(
     caller.may_publish_for(&ev.tenant)?;
     let raw = String::from_utf8(body.to_vec())
         .map_err(|_| ApiError::Malformed("body is not UTF-8".into()))?;
-    let ids = publish::publish_raw(
+    let appended = publish::publish_raw(
         &state.inner.conn,
-        &state.inner.keys,
+        &state.inner.shards,
         &[raw],
         state.inner.max_event_bytes,
     )
     .await
     .map_err(publish_error)?;
-    let stream_id = ids.into_iter().next().unwrap_or_default();
-    Ok((StatusCode::ACCEPTED, Json(Published { stream_id })))
+    let Some(publish::Appended { stream_id, shard }) = appended.into_iter().next() else {
+        return Err(ApiError::Malformed("nothing to publish".into()));
+    };
+    Ok((StatusCode::ACCEPTED, Json(Published { stream_id, shard })))
 }
 
 /// Normalize and publish a provider's own webhook payload.
@@ -193,7 +198,7 @@ async fn ingest(
     let envelopes = publish::envelopes(&tenant, &events);
     let published = publish::publish_raw(
         &state.inner.conn,
-        &state.inner.keys,
+        &state.inner.shards,
         &envelopes,
         state.inner.max_event_bytes,
     )

@@ -8,6 +8,7 @@ use crate::api::token_store::UsedMemory;
 use crate::config::Config;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
+use crate::db::shards::Shards;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::event::catalog::Catalog;
 use crate::registry::Store;
@@ -24,6 +25,8 @@ pub(crate) struct ApiState {
 pub(crate) struct Inner {
     pub(crate) conn: Conn,
     pub(crate) keys: Keys,
+    /// Where published events go.
+    pub(crate) shards: Shards,
     pub(crate) store: Store,
     pub(crate) retry: RetryQueue,
     pub(crate) dlq: Dlq,
@@ -59,6 +62,7 @@ impl ApiState {
             inner: Arc::new(Inner {
                 conn,
                 keys,
+                shards: Shards::of(config),
                 store,
                 retry,
                 dlq,

@@ -4,19 +4,21 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::Semaphore;
 
 use super::error::{redis_err, ServeError};
 use crate::api;
 use crate::config::Config;
 use crate::db::conn::{connect_config, Conn};
 use crate::db::keys::Keys;
+use crate::db::shards::Shards;
 use crate::deliver::attempt_log;
 use crate::deliver::breaker::Breaker;
 use crate::deliver::client;
 use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
 use crate::fanout::FanOut;
-use crate::ingest::{Consumer, InFlight, Intake, Reader, StreamSettings};
+use crate::ingest::shard::{streams_to_read, ShardIngest, Shared};
+use crate::ingest::StreamSettings;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::registry::{LiveIndex, Store, Syncer};
@@ -49,23 +51,19 @@ pub(super) struct Built {
     pub(super) breaker: Arc<Breaker>,
     pub(super) dispatcher: Arc<Dispatcher>,
     pub(super) outstanding: Arc<Semaphore>,
-    pub(super) in_flight: Arc<InFlight>,
     pub(super) settings: StreamSettings,
-    pub(super) consumer: Consumer,
+    /// One per stream this replica reads.
+    pub(super) ingest: Vec<ShardIngest>,
+    /// The streams it reads, for the gauges and the trimmer.
+    pub(super) streams: Vec<Keys>,
     pub(super) writer: attempt_log::Writer,
     pub(super) park_writer: ParkWriter,
-    pub(super) ack_rx: mpsc::UnboundedReceiver<String>,
 }
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
-    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+    let shards = Shards::of(config);
+    let keys = shards.base().clone();
     let conn = connect_config(&config.redis, REDIS_RESPONSE_TIMEOUT).await?;
-    // A connection of its own for the consumer's blocking reads.
-    let blocking = connect_config(
-        &config.redis,
-        config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
-    )
-    .await?;
     let sealer =
         Sealer::new(config.encryption_key_bytes()?).with_previous(&config.previous_key_bytes()?);
     if config.weak_admin_tokens() > 0 {
@@ -98,7 +96,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         config.delivery.max_in_flight,
     );
     let retry = RetryQueue::new(conn.clone(), keys.clone());
-    let dlq = Dlq::new(conn.clone(), keys.clone())
+    let dlq = Dlq::new(conn.clone(), &shards)
         .with_retention(config.dlq.retention.get())
         .with_max_per_endpoint(config.dlq.max_per_endpoint);
     let (log, writer) = attempt_log::channel(
@@ -145,8 +143,6 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
     let outstanding = Arc::new(Semaphore::new(outstanding_total));
-    let (ack_tx, ack_rx) = mpsc::unbounded_channel();
-    let in_flight = Arc::new(InFlight::default());
     let settings = StreamSettings {
         group: config.stream.group.clone(),
         consumer: config.consumer_name(),
@@ -157,23 +153,38 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         invalid_max_len: config.stream.invalid_max_len,
         dedup_window: config.stream.dedup_window.get(),
     };
-    let consumer = Consumer::new(
-        Reader::new(blocking, conn.clone(), keys.clone(), settings.clone()),
-        Intake {
-            fanout: FanOut::new(live.clone(), retry.clone()),
-            dispatcher: dispatcher.clone(),
-            outstanding: outstanding.clone(),
-            acks: ack_tx,
-            in_flight: in_flight.clone(),
-        },
-        metrics.clone(),
-        health.clone(),
-        stop.clone(),
-    );
-    consumer
-        .ensure_group()
+    let shared = Shared {
+        fanout: FanOut::new(live.clone(), retry.clone()),
+        dispatcher: dispatcher.clone(),
+        outstanding: outstanding.clone(),
+        metrics: metrics.clone(),
+        health: health.clone(),
+        stop: stop.clone(),
+    };
+    let streams = streams_to_read(&conn, &shards)
         .await
-        .map_err(redis_err("creating the consumer group"))?;
+        .map_err(redis_err("finding the streams to read"))?;
+    let mut ingest = Vec::with_capacity(streams.len());
+    for shard_keys in &streams {
+        // A connection of its own for each consumer's blocking reads.
+        let blocking = connect_config(
+            &config.redis,
+            config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
+        )
+        .await?;
+        let shard = ShardIngest::new(
+            shard_keys.clone(),
+            blocking,
+            conn.clone(),
+            settings.clone(),
+            shared.clone(),
+        );
+        shard
+            .ensure_group()
+            .await
+            .map_err(redis_err("creating the consumer group"))?;
+        ingest.push(shard);
+    }
 
     match api::migrate_tokens(&conn, &keys).await {
         Ok(0) => {}
@@ -195,11 +206,10 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         breaker,
         dispatcher,
         outstanding,
-        in_flight,
         settings,
-        consumer,
+        ingest,
+        streams,
         writer,
         park_writer,
-        ack_rx,
     })
 }

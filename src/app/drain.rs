@@ -17,7 +17,14 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
     let flush = (config.shutdown_grace.get() / 4).min(SHUTDOWN_FLUSH);
     tracing::info!(grace = %config.shutdown_grace, "shutting down: no new reads; finishing in-flight deliveries");
     running.stop.begin();
-    let _ = tokio::time::timeout_at(deadline, running.consumer_task).await;
+    let (consumers, rest): (Vec<_>, Vec<_>) = running
+        .ingest
+        .into_iter()
+        .map(|t| (t.consumer, (t.heartbeat, t.acker)))
+        .unzip();
+    for consumer in consumers {
+        let _ = tokio::time::timeout_at(deadline, consumer).await;
+    }
     let drained = tokio::select! {
         r = tokio::time::timeout_at(deadline - flush, running.dispatcher.drained()) => r.is_ok(),
         _ = signals.next() => false,
@@ -30,10 +37,15 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
         );
     }
     running.heartbeat_stop.begin();
-    let _ = tokio::time::timeout_at(deadline, running.heartbeat).await;
+    let (heartbeats, ackers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
+    for heartbeat in heartbeats {
+        let _ = tokio::time::timeout_at(deadline, heartbeat).await;
+    }
     drop(running.dispatcher);
     // Acknowledge what finished; whatever does not make it stays pending, never lost.
-    let _ = tokio::time::timeout_at(deadline, running.acker).await;
+    for acker in ackers {
+        let _ = tokio::time::timeout_at(deadline, acker).await;
+    }
     running.park_task.abort();
     let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
     running.http_stop.begin();

@@ -14,7 +14,7 @@ use crate::config::Config;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::{pull, stats};
 use crate::event::catalog::Catalog;
-use crate::ingest;
+use crate::ingest::shard::ShardTasks;
 use crate::ops::gauges::Gauges;
 use crate::ops::health;
 use crate::ops::server::{self, OpsState};
@@ -32,11 +32,10 @@ const BACKLOG_FLAGS_EVERY: Duration = Duration::from_secs(5);
 pub(super) struct Running {
     pub(super) stop: Shutdown,
     pub(super) dispatcher: Arc<Dispatcher>,
-    pub(super) consumer_task: JoinHandle<()>,
+    /// One consumer, heartbeat and acker per stream read.
+    pub(super) ingest: Vec<ShardTasks>,
     /// Outlives `stop`: deliveries still running during the grace keep their entries claimed.
     pub(super) heartbeat_stop: Shutdown,
-    pub(super) heartbeat: JoinHandle<()>,
-    pub(super) acker: JoinHandle<()>,
     pub(super) writer_task: JoinHandle<()>,
     pub(super) park_task: JoinHandle<()>,
     pub(super) http_stop: Shutdown,
@@ -50,7 +49,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         metrics: built.metrics.clone(),
         gauges: Some(Arc::new(Gauges {
             conn: built.conn.clone(),
-            keys: built.keys.clone(),
+            streams: built.streams.clone(),
             group: built.settings.group.clone(),
             retry: built.retry.clone(),
             dlq: built.dlq.clone(),
@@ -121,7 +120,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         )),
         tokio::spawn(crate::ops::trim::run(
             built.conn.clone(),
-            built.keys.clone(),
+            built.streams.clone(),
             built.dlq.clone(),
             built.metrics.clone(),
             built.stop.clone(),
@@ -133,37 +132,26 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
             endpoint_in_flight,
         )),
     ];
-    // The heartbeat outlives `built.stop`: deliveries still running during the grace keep their
-    // entries claimed, so no other replica sends them again meanwhile.
+    // The heartbeats outlive `built.stop`: deliveries still running during the grace keep
+    // their entries claimed, so no other replica sends them again meanwhile.
     let heartbeat_stop = Shutdown::new();
-    let heartbeat = tokio::spawn(ingest::run_heartbeat(
-        built.in_flight.clone(),
-        built.conn.clone(),
-        built.keys.clone(),
-        built.settings.clone(),
-        heartbeat_stop.clone(),
-    ));
     let writer_task = tokio::spawn(built.writer.run());
     let park_task = tokio::spawn(built.park_writer.run());
-    let acker = tokio::spawn(ingest::run_acker(
-        built.ack_rx,
-        built.conn.clone(),
-        built.keys.clone(),
-        built.settings.group.clone(),
-        built.in_flight.clone(),
-    ));
-    let consumer_task = tokio::spawn(built.consumer.run());
+    let streams = built.ingest.len();
+    let ingest: Vec<ShardTasks> = built
+        .ingest
+        .into_iter()
+        .map(|shard| shard.spawn(&built.conn, &built.settings, &heartbeat_stop))
+        .collect();
     tracing::info!(
-        consumer = %built.settings.consumer, listen = %config.http.listen,
+        consumer = %built.settings.consumer, listen = %config.http.listen, streams,
         endpoints = built.live.snapshot().len(), "webhookd started"
     );
     Ok(Running {
         stop: built.stop,
         dispatcher: built.dispatcher,
-        consumer_task,
+        ingest,
         heartbeat_stop,
-        heartbeat,
-        acker,
         writer_task,
         park_task,
         http_stop,

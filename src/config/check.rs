@@ -15,6 +15,9 @@ use crate::secure::ssrf::{check_url, Guard};
 /// The longest wait between probes (SPEC 5).
 pub(crate) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(300);
 
+/// `stream.shards` at most: each shard costs every replica a blocking connection.
+const MAX_SHARDS: u32 = 256;
+
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         // In sentinel mode the URL lists the sentinels, separated by commas.
@@ -33,11 +36,8 @@ impl Config {
         if self.stream.key.is_empty() {
             return Err(key_err("stream.key", "must not be empty"));
         }
-        if self.stream.shards != 1 {
-            return Err(key_err(
-                "stream.shards",
-                "this build reads one stream: only 1 is supported yet",
-            ));
+        if !(1..=MAX_SHARDS).contains(&self.stream.shards) {
+            return Err(key_err("stream.shards", "must be from 1 to 256"));
         }
         let window = self.stream.dedup_window.get();
         if window < std::time::Duration::from_secs(1)

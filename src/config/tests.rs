@@ -143,7 +143,7 @@ fn redis_access_keys_are_checked_naming_the_key() {
 }
 
 #[test]
-fn the_dedup_window_is_a_duration_and_one_shard_is_read() {
+fn the_dedup_window_is_a_duration_and_shards_are_from_1_to_256() {
     let c = load("stream:\n  dedup_window: 2h\n", &[]).unwrap();
     assert_eq!(c.stream.dedup_window, Dur::secs(7200));
     assert_eq!(load("", &[]).unwrap().stream.dedup_window, Dur::secs(86400));
@@ -151,6 +151,14 @@ fn the_dedup_window_is_a_duration_and_one_shard_is_read() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("stream.dedup_window"), "{err}");
-    let err = load("stream:\n  shards: 4\n", &[]).unwrap_err().to_string();
-    assert!(err.contains("stream.shards"), "{err}");
+    assert_eq!(
+        load("stream:\n  shards: 16\n", &[]).unwrap().stream.shards,
+        16
+    );
+    for bad in ["0", "257"] {
+        let err = load(&format!("stream:\n  shards: {bad}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream.shards"), "{err}");
+    }
 }

@@ -6,6 +6,9 @@
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
+    stream_key: String,
+    /// The input stream's shard these keys name, when `stream.shards` > 1 (SPEC 1).
+    shard: Option<u32>,
     stream: String,
 }
 
@@ -13,8 +16,28 @@ impl Keys {
     pub fn new(prefix: &str, stream_key: &str) -> Self {
         Keys {
             prefix: prefix.to_string(),
+            stream_key: stream_key.to_string(),
+            shard: None,
             stream: format!("{prefix}{stream_key}"),
         }
+    }
+
+    /// The keys of shard `i`, whose per-shard keys share its hash tag `{i}`; with `shards`
+    /// = 1, the unsharded names.
+    pub fn shard(&self, i: u32, shards: u32) -> Keys {
+        if shards <= 1 {
+            return Keys::new(&self.prefix, &self.stream_key);
+        }
+        Keys {
+            shard: Some(i),
+            stream: format!("{}{}:{{{i}}}", self.prefix, self.stream_key),
+            ..self.clone()
+        }
+    }
+
+    /// The shard these keys name (`None`: the unsharded stream).
+    pub fn shard_index(&self) -> Option<u32> {
+        self.shard
     }
 
     /// The input stream producers `XADD` to.
@@ -27,29 +50,44 @@ impl Keys {
     }
     /// The dead-letter stream.
     pub fn dlq(&self) -> String {
-        format!("{}dlq", self.prefix)
+        match self.shard {
+            None => format!("{}dlq", self.prefix),
+            Some(i) => format!("{}dlq:{{{i}}}", self.prefix),
+        }
     }
     /// Sorted set of one endpoint's dead-letter ids by their time (ms): its count, and its
     /// oldest first when it is over `dlq.max_per_endpoint`.
     pub fn dlq_of(&self, endpoint_id: &str) -> String {
-        format!("{}dlq:endpoint:{endpoint_id}", self.prefix)
+        format!("{}:endpoint:{endpoint_id}", self.dlq())
+    }
+    /// The highest `stream.shards` this Redis has been used with, so streams no longer
+    /// written to are still read until empty.
+    pub fn shards_seen(&self) -> String {
+        format!("{}{}:shards", self.prefix, self.stream_key)
+    }
+    /// The duplicate check's keys share this hash tag: its own, or the shard's.
+    fn dedup_tag(&self) -> String {
+        match self.shard {
+            None => format!("{}{{dedup}}", self.prefix),
+            Some(_) => format!("{}:dedup", self.stream),
+        }
     }
     /// The duplicate check's segment table (`ingest/dedup.lua`): segment id → its start,
     /// count and number of hashes.
     pub fn dedup_segments(&self) -> String {
-        format!("{}{{dedup}}:segments", self.prefix)
+        format!("{}:segments", self.dedup_tag())
     }
     /// What the duplicate check's hashes are named from: `<base><segment>:<hash>`.
     pub fn dedup_base(&self) -> String {
-        format!("{}{{dedup}}:", self.prefix)
+        format!("{}:", self.dedup_tag())
     }
     /// Present once this layout of the duplicate check is in use.
     pub fn dedup_version(&self) -> String {
-        format!("{}{{dedup}}:version", self.prefix)
+        format!("{}:version", self.dedup_tag())
     }
     /// Present (for one window) while ids remembered in the earlier one-key-per-id layout may be alive.
     pub fn dedup_legacy_mark(&self) -> String {
-        format!("{}{{dedup}}:legacy", self.prefix)
+        format!("{}:legacy", self.dedup_tag())
     }
     /// The earlier layout: each event id in a key of its own, naming its owner entry.
     pub fn dedup_legacy(&self, tenant: &str, event_id: &str) -> String {
@@ -168,6 +206,21 @@ mod tests {
         assert_eq!(k.stream(), "webhookd:events");
         assert_eq!(k.invalid(), "webhookd:events:invalid");
         assert_eq!(k.dlq(), "webhookd:dlq");
+    }
+
+    #[test]
+    fn spec_shard_key_names() {
+        let k = Keys::new("webhookd:", "events");
+        let s = k.shard(15, 16);
+        assert_eq!(s.stream(), "webhookd:events:{15}");
+        assert_eq!(s.invalid(), "webhookd:events:{15}:invalid");
+        assert_eq!(s.dlq(), "webhookd:dlq:{15}");
+        for key in [s.dlq_of("ep"), s.dedup_segments(), s.dedup_base()] {
+            assert!(key.contains("{15}"), "{key}");
+        }
+        let one = k.shard(0, 1);
+        assert_eq!(one.stream(), "webhookd:events");
+        assert_eq!(one.dlq(), "webhookd:dlq");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! Ingest: reading the stream through the consumer group (`read`), keeping what this replica
 //! works on claimed (`claim`), setting invalid entries aside (`validate`), dropping repeats
 //! (`dedup`), handing the rest to fan-out (`consumer`), and acknowledging each entry once all
-//! its deliveries have a fate (`ack`).
+//! its deliveries have a fate (`ack`); one of each per stream shard (`shard`).
 
 pub(crate) mod read;
 pub(crate) mod claim;
@@ -9,6 +9,7 @@ pub(crate) mod validate;
 pub(crate) mod dedup;
 pub(crate) mod consumer;
 pub(crate) mod ack;
+pub(crate) mod shard;
 
 pub(crate) use ack::run_acker;
 pub(crate) use claim::{run_heartbeat, InFlight};

@@ -12,7 +12,8 @@ use crate::retry::RetryQueue;
 
 pub(crate) struct Gauges {
     pub(crate) conn: Conn,
-    pub(crate) keys: Keys,
+    /// Every stream this replica reads: the lag is their sum.
+    pub(crate) streams: Vec<Keys>,
     pub(crate) group: String,
     pub(crate) retry: RetryQueue,
     pub(crate) dlq: Dlq,
@@ -28,22 +29,31 @@ impl Gauges {
         if let Ok(n) = self.dlq.depth().await {
             metrics.dlq_depth.set(n as i64);
         }
-        // One XINFO GROUPS answers both the group's pending entries and its unread ones.
-        let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
-            .arg("GROUPS")
-            .arg(self.keys.stream())
-            .query_async(&mut self.conn.clone())
-            .await;
-        let ours = groups
-            .ok()
-            .and_then(|g| g.groups.into_iter().find(|g| g.name == self.group));
-        if let Some(g) = ours {
-            metrics.stream_pending.set(g.pending as i64);
-            // Redis cannot always count the unread entries (after deletions inside the group's
-            // range it answers nil); the lag then keeps its last value.
-            if let Some(unread) = g.lag {
-                metrics.stream_lag.set((unread + g.pending) as i64);
+        // One XINFO GROUPS per stream answers both the group's pending entries and its
+        // unread ones; KEDA scales on the sum over all shards.
+        let (mut pending, mut lag, mut lag_known) = (0, 0, true);
+        for keys in &self.streams {
+            let groups: redis::RedisResult<StreamInfoGroupsReply> = redis::cmd("XINFO")
+                .arg("GROUPS")
+                .arg(keys.stream())
+                .query_async(&mut self.conn.clone())
+                .await;
+            let ours = groups
+                .ok()
+                .and_then(|g| g.groups.into_iter().find(|g| g.name == self.group));
+            if let Some(g) = ours {
+                pending += g.pending;
+                // Redis cannot always count the unread entries (after deletions inside the
+                // group's range it answers nil); the lag then keeps its last value.
+                match g.lag {
+                    Some(unread) => lag += unread + g.pending,
+                    None => lag_known = false,
+                }
             }
+        }
+        metrics.stream_pending.set(pending as i64);
+        if lag_known {
+            metrics.stream_lag.set(lag as i64);
         }
         let snapshot = self.live.snapshot();
         metrics.endpoints.set(snapshot.len() as i64);

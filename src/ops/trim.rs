@@ -67,15 +67,23 @@ pub(crate) async fn lowest_needed(
     Ok(lowest)
 }
 
-/// Every minute: the input stream (what every group is done with), and the dead letters past
+/// Every minute: the input streams (what every group is done with), and the dead letters past
 /// `dlq.retention`.
-pub(crate) async fn run(conn: Conn, keys: Keys, dlq: Dlq, metrics: Arc<Metrics>, stop: Shutdown) {
+pub(crate) async fn run(
+    conn: Conn,
+    streams: Vec<Keys>,
+    dlq: Dlq,
+    metrics: Arc<Metrics>,
+    stop: Shutdown,
+) {
     loop {
         if !stop.sleep(EVERY).await {
             return;
         }
-        if let Err(e) = trim_once(&conn, keys.stream()).await {
-            tracing::debug!(error = %e, "stream trim skipped");
+        for keys in &streams {
+            if let Err(e) = trim_once(&conn, keys.stream()).await {
+                tracing::debug!(error = %e, stream = keys.stream(), "stream trim skipped");
+            }
         }
         match dlq.trim().await {
             Ok(n) => {

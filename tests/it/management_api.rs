@@ -603,7 +603,10 @@ async fn publishing_validates_the_envelope_and_publishes_nothing_invalid() {
         .post("/v1/events", event("evt_ok", "outbound.bounced", "acct_a"))
         .await;
     assert_eq!(status, 202, "{body}");
-    assert_eq!(body.as_object().unwrap().len(), 1);
+    // SPEC 1: the entry id and the shard (one shard here: 0).
+    assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+    assert_eq!(body["shard"], 0, "{body}");
+    assert!(body["stream_id"].as_str().unwrap().contains('-'), "{body}");
     assert_eq!(xlen(&stream), 1);
     let mut bad_tenant = event("e", "outbound.sent", "acct_a");
     bad_tenant["tenant"] = json!("a/b");

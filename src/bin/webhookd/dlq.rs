@@ -7,7 +7,7 @@ use anyhow::{anyhow, Result};
 use crate::cli::DlqCommand;
 use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
-use webhookd::db::keys::Keys;
+use webhookd::db::shards::Shards;
 use webhookd::retry::dlq::{Dlq, Selector};
 use webhookd::retry::RetryQueue;
 use webhookd::support::clock;
@@ -16,8 +16,9 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
     let conn = connect_config(&config.redis, std::time::Duration::from_secs(30))
         .await
         .map_err(|e| anyhow!(e))?;
-    let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
-    let dlq = Dlq::new(conn.clone(), keys.clone());
+    let shards = Shards::of(&config);
+    let keys = shards.base().clone();
+    let dlq = Dlq::new(conn.clone(), &shards);
     match cmd {
         DlqCommand::List {
             tenant,

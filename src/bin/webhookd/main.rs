@@ -14,7 +14,7 @@ use cli::{Cli, Command};
 use dlq::dlq_command;
 use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
-use webhookd::db::keys::Keys;
+use webhookd::db::shards::Shards;
 use webhookd::ids::{EventId, TenantId};
 use webhookd::normalize::{self, Provider};
 use webhookd::publish;
@@ -169,13 +169,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let conn = connect_config(&config.redis, std::time::Duration::from_secs(10))
                     .await
                     .map_err(|e| anyhow!(e))?;
-                let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+                let shards = Shards::of(&config);
                 Ok::<_, anyhow::Error>(
-                    publish::publish_raw(&conn, &keys, &[raw], config.stream.max_event_bytes)
+                    publish::publish_raw(&conn, &shards, &[raw], config.stream.max_event_bytes)
                         .await?,
                 )
             })?;
-            println!("{}", ids[0]);
+            println!("{}", ids[0].stream_id);
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {
@@ -199,9 +199,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 let conn = connect_config(&config.redis, std::time::Duration::from_secs(10))
                     .await
                     .map_err(|e| anyhow!(e))?;
-                let keys = Keys::new(&config.redis.key_prefix, &config.stream.key);
+                let shards = Shards::of(&config);
                 Ok::<_, anyhow::Error>(
-                    publish::publish_raw(&conn, &keys, &envelopes, config.stream.max_event_bytes)
+                    publish::publish_raw(&conn, &shards, &envelopes, config.stream.max_event_bytes)
                         .await?,
                 )
             })?;

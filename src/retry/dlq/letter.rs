@@ -43,6 +43,11 @@ pub enum Selector {
     Since(i64),
 }
 
+/// A dead letter's id: a stream id, after `<shard>:` in a sharded stream (SPEC 1).
+pub fn valid_letter_id(id: &str) -> bool {
+    valid_stream_id(crate::db::shards::parse_letter_id(id).1)
+}
+
 /// `<ms>-<seq>` or `<ms>`, as XRANGE accepts.
 pub fn valid_stream_id(id: &str) -> bool {
     // Each part must fit a u64, or Redis refuses the id with an error.

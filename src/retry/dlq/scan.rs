@@ -3,17 +3,18 @@
 
 use std::collections::HashMap;
 
+use crate::db::shards::letter_id;
 use crate::ids::DeliveryId;
 use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
-use crate::retry::dlq::{Dlq, REPLAY_CHUNK};
+use crate::retry::dlq::stream::{LetterStream, REPLAY_CHUNK};
 use crate::retry::job::Job;
 use crate::retry::queue::RetryQueue;
 use crate::support::clock::now_ms;
 
-impl Dlq {
+impl LetterStream {
     /// Moves matching dead letters back into the retry queue with a fresh schedule, a chunk
     /// at a time: memory holds one chunk, whatever the size of the stream.
-    pub async fn replay(
+    pub(crate) async fn replay(
         &self,
         tenant: Option<&str>,
         sel: &Selector,
@@ -22,7 +23,10 @@ impl Dlq {
         let mut scan = Scan::new(self, tenant, sel).await?;
         let mut replayed = 0;
         while let Some(letters) = scan.next(self).await? {
-            let jobs: Vec<Job> = letters.iter().map(replay_job).collect();
+            let jobs: Vec<Job> = letters
+                .iter()
+                .map(|l| replay_job(self.shard(), l))
+                .collect();
             // Queued before removal: a crash in between repeats a replay, never loses one.
             queue.schedule_many(&jobs, now_ms()).await?;
             replayed += self.delete(&letters).await?;
@@ -30,7 +34,11 @@ impl Dlq {
         Ok(replayed)
     }
 
-    pub async fn purge(&self, tenant: Option<&str>, sel: &Selector) -> redis::RedisResult<usize> {
+    pub(crate) async fn purge(
+        &self,
+        tenant: Option<&str>,
+        sel: &Selector,
+    ) -> redis::RedisResult<usize> {
         let mut scan = Scan::new(self, tenant, sel).await?;
         let mut purged = 0;
         while let Some(letters) = scan.next(self).await? {
@@ -83,10 +91,10 @@ impl Dlq {
     }
 }
 
-/// A fresh delivery of a dead letter.
-fn replay_job(dl: &DeadLetter) -> Job {
+/// A fresh delivery of a dead letter (named after its id, shard included).
+fn replay_job(shard: Option<u32>, dl: &DeadLetter) -> Job {
     Job {
-        id: DeliveryId::replay(&dl.id, &dl.endpoint_id).to_string(),
+        id: DeliveryId::replay(&letter_id(shard, &dl.id), &dl.endpoint_id).to_string(),
         tenant: dl.tenant.clone(),
         endpoint_id: dl.endpoint_id.clone(),
         event_id: dl.event_id.clone(),
@@ -123,7 +131,7 @@ enum Cursor<'a> {
 
 impl<'a> Scan<'a> {
     async fn new(
-        dlq: &Dlq,
+        dlq: &LetterStream,
         tenant: Option<&'a str>,
         sel: &'a Selector,
     ) -> redis::RedisResult<Self> {
@@ -144,7 +152,7 @@ impl<'a> Scan<'a> {
     }
 
     /// The next non-empty chunk, or none when the scan is over.
-    async fn next(&mut self, dlq: &Dlq) -> redis::RedisResult<Option<Vec<DeadLetter>>> {
+    async fn next(&mut self, dlq: &LetterStream) -> redis::RedisResult<Option<Vec<DeadLetter>>> {
         loop {
             let chunk = match &mut self.cursor {
                 Cursor::Done => return Ok(None),

@@ -1,0 +1,203 @@
+//! SPEC 1 and 8, `stream.shards`: the input stream as N streams `{prefix}events:{<i>}` on one
+//! Redis, each read by every replica; producers put a tenant on shard CRC-32(tenant) mod N,
+//! but an entry on any shard is delivered; invalid entries and dead letters stay on their
+//! shard, and a dead letter's id names it.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::api_common::*;
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(30);
+const SHARDS: &str = "stream:\n  shards: 16\n  block: 200ms\n";
+
+fn shard_stream(setup: &Setup, i: u32) -> String {
+    format!("{}events:{{{i}}}", setup.prefix)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_shard() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("shards16")
+        .with(SHARDS)
+        .endpoint("ep_a", "t_alpha", &rx.url("/a"), &["*"])
+        .endpoint("ep_b", "acct_42", &rx.url("/b"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+
+    // `webhookd publish`: CRC-32("t_alpha") = 1850826515, mod 16 = 3 (Python's zlib.crc32).
+    let out = Command::new(bin())
+        .args(["publish", "--tenant", "t_alpha", "--type", "outbound.sent"])
+        .args(["--id", "evt_cli", "--config"])
+        .arg(&w.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let on_3: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
+        .arg(shard_stream(&setup, 3))
+        .arg(&id)
+        .arg(&id)
+        .query(&mut redis())
+        .unwrap();
+    assert_eq!(on_3.len(), 1, "the CLI put t_alpha's event on shard 3");
+
+    // POST /v1/events: CRC-32("acct_42") = 270472311, mod 16 = 7.
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            json!({"id": "evt_api", "type": "outbound.sent", "tenant": "acct_42",
+                   "created_at": 1704825600, "data": {}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(body["shard"], 7, "{body}");
+    assert_eq!(xlen(&shard_stream(&setup, 7)), 1);
+
+    // A producer's plain XADD to a shard the rule would not pick, and an invalid entry.
+    let mut r = redis();
+    publish(
+        &mut r,
+        &shard_stream(&setup, 12),
+        &[envelope("evt_xadd", "outbound.sent", "acct_42", json!({}))],
+    );
+    publish(&mut r, &shard_stream(&setup, 5), &["not json".to_string()]);
+
+    let got = rx.wait_for(3, WAIT).await;
+    let mut ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["evt_api", "evt_cli", "evt_xadd"],
+        "log:\n{}",
+        w.log_text()
+    );
+    let invalid = format!("{}events:{{5}}:invalid", setup.prefix);
+    assert!(
+        wait_until(WAIT, || xlen(&invalid) == 1).await,
+        "set aside on its shard"
+    );
+    assert_eq!(xlen(&format!("{}events:invalid", setup.prefix)), 0);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rx.count(), 3, "nothing delivered twice");
+    for i in 0..16 {
+        let stream = shard_stream(&setup, i);
+        let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+            .arg(&stream)
+            .arg("webhookd")
+            .query(&mut r)
+            .unwrap();
+        assert_eq!(pending.0, 0, "{stream} has entries left unacknowledged");
+    }
+    // The lag gauge sums every shard: all read, all acknowledged.
+    assert_eq!(metric(&w.metrics().await, "webhookd_stream_lag"), 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_stays_on_its_tenants_shard_and_its_id_names_the_shard() {
+    let rx = Receiver::start(always(500)).await;
+    let setup = Setup::new("shards_dlq")
+        .with(&format!("{SHARDS}retry:\n  schedule: [1s]\n  jitter: 0\n"))
+        .endpoint("ep_gone", "t_gone", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    // CRC-32("t_gone") = 3102615095, mod 16 = 7.
+    publish(
+        &mut redis(),
+        &shard_stream(&setup, 0),
+        &[envelope("evt_dead", "outbound.sent", "t_gone", json!({}))],
+    );
+    let dlq7 = format!("{}dlq:{{7}}", setup.prefix);
+    assert!(
+        wait_until(WAIT, || xlen(&dlq7) == 1).await,
+        "dead-lettered on shard 7"
+    );
+    assert_eq!(xlen(&format!("{}dlq", setup.prefix)), 0);
+    let (status, list) = api.get("/v1/tenants/t_gone/dlq").await;
+    assert_eq!(status, 200, "{list}");
+    let letters = list["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{list}");
+    let id = letters[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("7:"), "{id}");
+    assert_eq!(letters[0]["event_id"], "evt_dead");
+    let (status, replayed) = api
+        .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
+        .await;
+    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
+    assert_eq!(
+        rx.wait_for(3, WAIT).await.len(),
+        3,
+        "replayed: a third attempt"
+    );
+    // Purged by its id too, once it is dead again.
+    assert!(wait_until(WAIT, || xlen(&dlq7) == 1).await);
+    let (_, list) = api.get("/v1/tenants/t_gone/dlq").await;
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    let (status, _) = api.delete(&format!("/v1/tenants/t_gone/dlq/{id}")).await;
+    assert_eq!(status, 204);
+    assert_eq!(xlen(&dlq7), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_share_16_shards_with_nothing_missed_or_repeated() {
+    const EVENTS: usize = 400;
+    let rx = Receiver::start(always(200)).await;
+    let mut setup = Setup::new("shards_two");
+    for t in 0..8 {
+        setup = setup.endpoint(
+            &format!("ep{t}"),
+            &format!("acct_{t}"),
+            &rx.url("/"),
+            &["*"],
+        );
+    }
+    // The same Redis keys, each replica its own consumer name and its own port.
+    let replica = |name: &str| Setup {
+        prefix: setup.prefix.clone(),
+        port: free_port(),
+        redis: None,
+        extra: format!("stream:\n  shards: 16\n  block: 200ms\n  consumer: {name}\n"),
+        endpoints: setup.endpoints.clone(),
+        consumer: name.to_string(),
+    };
+    let one = Webhookd::start(&replica("one")).await;
+    let two = Webhookd::start(&replica("two")).await;
+    let mut r = redis();
+    for chunk in 0..8 {
+        let batch: Vec<(u32, String)> = (0..EVENTS / 8)
+            .map(|i| {
+                let n = chunk * (EVENTS / 8) + i;
+                let tenant = format!("acct_{}", n % 8);
+                (
+                    (n % 16) as u32,
+                    envelope(&format!("evt_{n}"), "outbound.sent", &tenant, json!({})),
+                )
+            })
+            .collect();
+        for (shard, env) in batch {
+            publish(&mut r, &shard_stream(&setup, shard), &[env]);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let got = rx.wait_for(EVENTS, WAIT).await;
+    assert_eq!(got.len(), EVENTS);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = by_webhook_id(&rx.received());
+    assert_eq!(seen.len(), EVENTS, "every event delivered");
+    assert!(seen.values().all(|&n| n == 1), "none delivered twice");
+    let consumed = |m: &str| metric(m, "webhookd_events_consumed_total");
+    let (a, b) = (
+        consumed(&one.metrics().await),
+        consumed(&two.metrics().await),
+    );
+    assert_eq!(a + b, EVENTS as f64);
+    assert!(a > 0.0 && b > 0.0, "both replicas read: {a} and {b}");
+}
