@@ -201,3 +201,48 @@ async fn two_replicas_share_16_shards_with_nothing_missed_or_repeated() {
     assert_eq!(a + b, EVENTS as f64);
     assert!(a > 0.0 && b > 0.0, "both replicas read: {a} and {b}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_shard_count_changes_the_streams_written_before_are_still_read() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("shards_change").endpoint("ep", "t", &rx.url("/"), &["*"]);
+    // One shard: the group exists on the unsharded stream; entries wait there while no
+    // webhookd runs.
+    drop(Webhookd::start(&setup).await);
+    let mut r = redis();
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
+    );
+    // Four shards, then (with those entries waiting) back to two.
+    let four = Setup {
+        prefix: setup.prefix.clone(),
+        port: free_port(),
+        redis: None,
+        extra: "stream:\n  shards: 4\n  block: 200ms\n".into(),
+        endpoints: setup.endpoints.clone(),
+        consumer: setup.consumer.clone(),
+    };
+    let w = Webhookd::start(&four).await;
+    assert_eq!(
+        rx.wait_for(1, WAIT).await.len(),
+        1,
+        "the unsharded stream is read"
+    );
+    drop(w);
+    publish(
+        &mut r,
+        &shard_stream(&setup, 3),
+        &[envelope("evt_on_3", "outbound.sent", "t", json!({}))],
+    );
+    let two = Setup {
+        extra: "stream:\n  shards: 2\n  block: 200ms\n".into(),
+        port: free_port(),
+        ..four
+    };
+    let _w = Webhookd::start(&two).await;
+    let got = rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2, "shard 3 of 4 is read with 2 shards");
+    assert_eq!(got[1].header("webhook-id"), "evt_on_3");
+}
