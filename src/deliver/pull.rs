@@ -19,6 +19,9 @@ use crate::support::shutdown::Shutdown;
 const TAKE: usize = 500;
 /// Pause when nothing was due.
 const IDLE: Duration = Duration::from_millis(100);
+/// How often the quarantine is looked at for jobs this build can read, and how many at most.
+const RESTORE_EVERY: Duration = Duration::from_secs(60);
+const RESTORE_LOOK: usize = 1000;
 
 pub(crate) async fn run(
     queue: RetryQueue,
@@ -27,7 +30,14 @@ pub(crate) async fn run(
     lease: Duration,
     stop: Shutdown,
 ) {
+    let mut next_restore = tokio::time::Instant::now();
     while !stop.begun() {
+        if tokio::time::Instant::now() >= next_restore {
+            next_restore += RESTORE_EVERY;
+            if let Err(e) = queue.restore_quarantined(RESTORE_LOOK).await {
+                tracing::warn!(error = %e, "looking at quarantined retry jobs failed");
+            }
+        }
         let room = outstanding.available_permits().min(TAKE);
         if room == 0 {
             stop.sleep(Duration::from_millis(10)).await;

@@ -91,6 +91,13 @@ impl Stored {
     }
 }
 
+/// The body a stored job names, if it names one.
+pub(crate) fn ref_of(raw: &str) -> Option<&str> {
+    let rest = raw.strip_prefix(r#"{"body_ref":""#)?;
+    let end = rest.find('"')?;
+    Some(&rest[..end])
+}
+
 /// A job read back: `body` joins a job stored by reference ('' for an inline one). `None`
 /// when this build cannot read it.
 pub(crate) fn load(raw: &str, body: String) -> Option<Job> {
@@ -138,6 +145,8 @@ mod tests {
             .starts_with(&format!(r#"{{"body_ref":"{}""#, s.body_ref)));
         assert_eq!(s.body_ref.len(), 32);
         assert!(!s.raw.contains("\"body\""), "{}", s.raw);
+        assert_eq!(ref_of(&s.raw), Some(s.body_ref.as_str()));
+        assert_eq!(ref_of(r#"{"id":"d1","body":"{}"}"#), None);
         assert_eq!(
             load(&s.raw, s.body.clone()),
             Some(job(r#"{"body_ref":"x"}"#))

@@ -54,19 +54,32 @@ if raw then
 end
 "#;
 
+/// Puts a quarantined job back, due at ARGV[2], unless its id was queued again meanwhile. Its
+/// body, if it names one, was kept counted while it waited.
+const RESTORE: &str = r#"
+local raw = redis.call('HGET', KEYS[3], ARGV[1])
+if not raw or redis.call('HEXISTS', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[2], ARGV[1], raw)
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('HDEL', KEYS[3], ARGV[1])
+return 1
+"#;
+
 /// Hashed once, not per call.
-static SCRIPTS: std::sync::LazyLock<[redis::Script; 4]> = std::sync::LazyLock::new(|| {
+static SCRIPTS: std::sync::LazyLock<[redis::Script; 5]> = std::sync::LazyLock::new(|| {
     [
         bodies::script(TAKE_DUE),
         bodies::script(SCHEDULE),
         bodies::script(COMPLETE),
         redis::Script::new(QUARANTINE),
+        redis::Script::new(RESTORE),
     ]
 });
 const TAKE: usize = 0;
 const PUT: usize = 1;
 const DONE: usize = 2;
 const SET_ASIDE: usize = 3;
+const PUT_BACK: usize = 4;
 
 /// What one take of due deliveries found.
 pub struct Taken {
@@ -157,6 +170,52 @@ impl RetryQueue {
             .arg(id)
             .invoke_async(&mut self.conn.clone())
             .await
+    }
+
+    /// Puts the quarantined jobs this build can read back in the queue, due now, looking at
+    /// about `limit` of them; answers how many came back. A build that could not read a job
+    /// (an older one, meeting a job stored by reference during a rolling upgrade) set it
+    /// aside; a newer one takes it back.
+    pub(crate) async fn restore_quarantined(&self, limit: usize) -> redis::RedisResult<usize> {
+        let mut conn = self.conn.clone();
+        let (_, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(self.keys.retry_quarantine())
+            .arg(0)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut restored = 0;
+        for (id, raw) in pairs {
+            let body = match bodies::ref_of(&raw) {
+                Some(r) => redis::cmd("HGET")
+                    .arg(self.keys.retry_bodies())
+                    .arg(r)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await?
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            if bodies::load(&raw, body).is_none() {
+                continue;
+            }
+            let back: u8 = SCRIPTS[PUT_BACK]
+                .key(self.keys.retry_due())
+                .key(self.keys.retry_jobs())
+                .key(self.keys.retry_quarantine())
+                .arg(&id)
+                .arg(crate::support::clock::now_ms())
+                .invoke_async(&mut conn)
+                .await?;
+            restored += usize::from(back);
+        }
+        if restored > 0 {
+            tracing::info!(
+                count = restored,
+                "quarantined retry jobs this build can read are queued again"
+            );
+        }
+        Ok(restored)
     }
 
     /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint.

@@ -92,17 +92,7 @@ async fn invalid_entries_are_set_aside_with_a_reason_and_never_stop_valid_ones()
     assert_eq!(first["entry"], entry_ids[0]);
     assert_eq!(first["event"], "not json");
     // And everything was acknowledged.
-    assert!(
-        wait_until(WAIT, || {
-            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-                .arg(setup.stream())
-                .arg("webhookd")
-                .query(&mut r)
-                .unwrap();
-            p.0 == 0
-        })
-        .await
-    );
+    assert!(wait_until(WAIT, || { pending(&mut r, &setup.stream()) == 0 }).await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -261,41 +251,14 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
         tokio::time::sleep(Duration::from_millis(200)).await;
         consumed = metric(&w.metrics().await, "webhookd_events_consumed_total");
     }
-    let acknowledged = wait_until(WAIT, || {
-        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(setup.stream())
-            .arg("webhookd")
-            .query(&mut r)
-            .unwrap();
-        p.0 == 0
-    })
-    .await;
+    let acknowledged = wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await;
     let consumed = consumed == EVENTS as f64 && acknowledged;
     assert!(consumed, "not all events consumed; log:\n{}", w.log_text());
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*dedup*", setup.prefix))
-        .query(&mut r)
-        .unwrap();
-    let bytes: u64 = keys
-        .iter()
-        .map(|k| {
-            redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(k)
-                .arg("SAMPLES")
-                .arg(0)
-                .query::<u64>(&mut r)
-                .unwrap()
-        })
-        .sum();
+    let (bytes, _, keys) = memory_of(&format!("{}*dedup*", setup.prefix));
     let per_event = bytes as f64 / EVENTS as f64;
-    eprintln!(
-        "duplicate check: {per_event:.1} bytes per event in {} keys",
-        keys.len()
-    );
+    eprintln!("duplicate check: {per_event:.1} bytes per event in {keys} keys");
     assert!(
         per_event <= 60.0,
-        "{per_event:.1} bytes per event ({} keys, {bytes} bytes)",
-        keys.len()
+        "{per_event:.1} bytes per event ({keys} keys, {bytes} bytes)"
     );
 }

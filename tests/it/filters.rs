@@ -106,16 +106,12 @@ async fn registry_changes_reach_the_match_index_within_a_second() {
     // Bounded: wait until the consumer has acknowledged it, then check nothing arrived.
     assert!(
         wait_until(WAIT, || {
-            let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-                .arg(setup.stream())
-                .arg("webhookd")
-                .query(&mut r)
-                .unwrap();
+            let p = pending(&mut r, &setup.stream());
             let len: u64 = redis::cmd("XLEN")
                 .arg(setup.stream())
                 .query(&mut r)
                 .unwrap();
-            p.0 == 0 && len == 2
+            p == 0 && len == 2
         })
         .await
     );

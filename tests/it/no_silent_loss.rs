@@ -317,15 +317,7 @@ async fn acknowledgements_that_fail_are_retried_and_nothing_is_sent_twice() {
     // Several claim_idle periods with every XACK refused.
     tokio::time::sleep(Duration::from_secs(5)).await;
     acl(&mut conn, "+xack");
-    let acked = wait_until(WAIT, || {
-        let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(setup.stream())
-            .arg("webhookd")
-            .query(&mut conn)
-            .unwrap();
-        p.0 == 0
-    })
-    .await;
+    let acked = wait_until(WAIT, || pending(&mut conn, &setup.stream()) == 0).await;
     assert!(acked, "entries stayed pending after XACK was allowed again");
     let ids = by_webhook_id(&rx.received());
     assert!(ids.values().all(|&n| n == 1), "sent twice: {ids:?}");

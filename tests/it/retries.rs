@@ -1,5 +1,6 @@
 //! Delivery that survives failing receivers, crashes and Redis faults (SPEC 5).
 
+use std::collections::HashMap;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -26,15 +27,6 @@ fn cli(w: &Webhookd, args: &[&str]) -> (bool, String, String) {
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-fn pending(r: &mut redis::Connection, stream: &str) -> u64 {
-    let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-        .arg(stream)
-        .arg("webhookd")
-        .query(r)
-        .unwrap();
-    p.0
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,29 +461,6 @@ async fn an_endpoint_failing_every_attempt_for_disable_after_is_disabled_with_th
     assert!(bad.count() >= 2, "it took a streak of failures, not one");
 }
 
-/// Bytes of every key under `setup`'s prefix whose name has `part`, and the largest one.
-fn memory_of(setup: &Setup, part: &str) -> (u64, u64) {
-    let mut r = redis();
-    let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}*{part}*", setup.prefix))
-        .query(&mut r)
-        .unwrap();
-    let sizes: Vec<u64> = keys
-        .iter()
-        .map(|k| {
-            redis::cmd("MEMORY")
-                .arg("USAGE")
-                .arg(k)
-                .arg("SAMPLES")
-                .arg(0)
-                .query::<Option<u64>>(&mut r)
-                .unwrap()
-                .unwrap_or(0)
-        })
-        .collect();
-    (sizes.iter().sum(), sizes.iter().copied().max().unwrap_or(0))
-}
-
 /// Issue 13: a body waiting for retries is stored once per event, not once per delivery, and
 /// goes once its last delivery is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -525,16 +494,66 @@ async fn a_body_waiting_for_twenty_retries_is_stored_once() {
     })
     .await;
     assert!(scheduled, "20 retries scheduled; log:\n{}", w.log_text());
-    let (bytes, _) = memory_of(&setup, "{retry}");
+    let (bytes, _, _) = memory_of(&format!("{}*{{retry}}*", setup.prefix));
     assert!(
         bytes < 3 * 20_000,
         "20 retries of one 20 KB body take {bytes} bytes in Redis"
     );
     assert_eq!(rx.wait_for(2 * ENDPOINTS, WAIT).await.len(), 2 * ENDPOINTS);
-    let freed = wait_until(WAIT, || memory_of(&setup, "{retry}").1 < 1_000).await;
+    let freed = wait_until(WAIT, || {
+        memory_of(&format!("{}*{{retry}}*", setup.prefix)).1 < 1_000
+    })
+    .await;
     assert!(
         freed,
         "the body is kept after its last retry: {:?}",
-        memory_of(&setup, "{retry}")
+        memory_of(&format!("{}*{{retry}}*", setup.prefix))
     );
+}
+
+/// A rolling upgrade: a replica of the build before stored bodies by reference meets a job
+/// stored by reference, cannot read its body, and sets it aside in `{retry}:quarantine` (as
+/// that build's quarantine script does: out of the queue, kept as it was). This build puts it
+/// back in the queue and delivers it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_an_older_replica_quarantined_is_queued_again_and_delivered() {
+    let rx = Receiver::start(first_then_ok(1, 500)).await;
+    let setup =
+        Setup::new("restore")
+            .with(&fast_retries("1h"))
+            .endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_q", "outbound.sent", "t", json!({"q": 1}))],
+    );
+    let due = format!("{}{{retry}}:due", setup.prefix);
+    let jobs = format!("{}{{retry}}:jobs", setup.prefix);
+    let quarantine = format!("{}{{retry}}:quarantine", setup.prefix);
+    let mut r = redis();
+    assert!(
+        wait_until(WAIT, || redis::cmd("ZCARD")
+            .arg(&due)
+            .query::<u64>(&mut redis())
+            .unwrap()
+            == 1)
+        .await
+    );
+    drop(w);
+    let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(&jobs).query(&mut r).unwrap();
+    let (id, raw) = stored.into_iter().next().unwrap();
+    let _: () = redis::pipe()
+        .atomic()
+        .zrem(&due, &id)
+        .hset(&quarantine, &id, &raw)
+        .hdel(&jobs, &id)
+        .query(&mut r)
+        .unwrap();
+    let _w = Webhookd::start(&setup).await;
+    let got = rx.wait_for(2, WAIT).await;
+    assert_eq!(got.len(), 2, "the quarantined retry was not made");
+    assert_eq!(got[1].json()["data"], json!({"q": 1}), "with its body");
+    let left: u64 = redis::cmd("HLEN").arg(&quarantine).query(&mut r).unwrap();
+    assert_eq!(left, 0);
 }

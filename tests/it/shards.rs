@@ -90,12 +90,11 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     assert_eq!(rx.count(), 3, "nothing delivered twice");
     for i in 0..16 {
         let stream = shard_stream(&setup, i);
-        let pending: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
-            .arg(&stream)
-            .arg("webhookd")
-            .query(&mut r)
-            .unwrap();
-        assert_eq!(pending.0, 0, "{stream} has entries left unacknowledged");
+        assert_eq!(
+            pending(&mut r, &stream),
+            0,
+            "{stream} has entries left unacknowledged"
+        );
     }
     // The lag gauge sums every shard: all read, all acknowledged.
     assert_eq!(metric(&w.metrics().await, "webhookd_stream_lag"), 0.0);

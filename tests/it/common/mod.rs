@@ -665,3 +665,34 @@ fn the_tests_never_get_the_same_free_port_twice() {
         assert!(seen.insert(port), "port {port} was handed out twice");
     }
 }
+
+/// Entries of `stream` the group `webhookd` has read but not yet acknowledged.
+pub fn pending(conn: &mut redis::Connection, stream: &str) -> u64 {
+    let p: (u64, redis::Value, redis::Value, redis::Value) = redis::cmd("XPENDING")
+        .arg(stream)
+        .arg("webhookd")
+        .query(conn)
+        .unwrap();
+    p.0
+}
+
+/// `MEMORY USAGE` of the keys matching `pattern`: their sum, the largest, and how many.
+pub fn memory_of(pattern: &str) -> (u64, u64, usize) {
+    let mut r = redis();
+    let keys: Vec<String> = redis::cmd("KEYS").arg(pattern).query(&mut r).unwrap();
+    let sizes: Vec<u64> = keys
+        .iter()
+        .map(|k| {
+            redis::cmd("MEMORY")
+                .arg("USAGE")
+                .arg(k)
+                .arg("SAMPLES")
+                .arg(0)
+                .query::<Option<u64>>(&mut r)
+                .unwrap()
+                .unwrap_or(0)
+        })
+        .collect();
+    let max = sizes.iter().copied().max().unwrap_or(0);
+    (sizes.iter().sum(), max, keys.len())
+}
