@@ -137,6 +137,12 @@ run "KEDA on the lag gauge through Prometheus, Sentinel mode" \
   --set existingSecret=webhookd-credentials \
   --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster
 
+# Sixteen input stream shards: KEDA scales on the lag of all of them, through Prometheus.
+run "16 shards, KEDA on the lag gauge" \
+  --set config.stream.shards=16 --set config.stream.dedup_window=6h \
+  --set keda.enabled=true --set keda.trigger=prometheus \
+  --set keda.prometheus.serverAddress=http://prometheus.monitoring.svc:9090
+
 # One replica: no PDB (minAvailable 1 would block node drains), everything else minimal.
 run "single replica, no topology spread" \
   --set replicaCount=1 --set topologySpread.enabled=false --set serviceAccount.create=false
@@ -157,6 +163,12 @@ run_fails "KEDA with existingSecret but no address" "keda.redis.address .host:po
   --set keda.enabled=true --set existingSecret=creds
 run_fails "KEDA on Prometheus without its address" "keda.prometheus.serverAddress is required" \
   --set keda.enabled=true --set keda.trigger=prometheus
+run_fails "16 shards with a redis-streams trigger (it would read one shard)" "set keda.trigger=prometheus" \
+  --set config.stream.shards=16 --set keda.enabled=true
+run_fails "Sentinel mode with a redis-streams trigger and no master address" "needs keda.redis.address" \
+  --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster --set keda.enabled=true
+run_fails "more shards than webhookd accepts (schema)" "shards" \
+  --set config.stream.shards=300
 
 # Chart files themselves, with the rules helm-check applies to Chart.yaml/values.yaml.
 venv=${HELM_CHECK_VENV:-$HOME/.cache/helm-check-venv}
