@@ -245,3 +245,33 @@ async fn after_the_shard_count_changes_the_streams_written_before_are_still_read
     assert_eq!(got.len(), 2, "shard 3 of 4 is read with 2 shards");
     assert_eq!(got[1].header("webhook-id"), "evt_on_3");
 }
+
+/// Entry ids are unique per stream only: two shards can hold entries with the same id. Their
+/// deliveries must not be taken for one another (a retry of one must not replace the other's).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_with_the_same_id_on_two_shards_are_both_delivered_through_retries() {
+    let rx = Receiver::start(first_then_ok(2, 500)).await;
+    let setup = Setup::new("shards_same_id")
+        .with(&format!("{SHARDS}retry:\n  schedule: [1s]\n  jitter: 0\n"))
+        .endpoint("ep", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    for (shard, id) in [(0, "evt_on_0"), (5, "evt_on_5")] {
+        let _: String = redis::cmd("XADD")
+            .arg(shard_stream(&setup, shard))
+            .arg("1704825600000-1")
+            .arg("event")
+            .arg(envelope(id, "outbound.sent", "t", json!({})))
+            .query(&mut r)
+            .unwrap();
+    }
+    let got = rx.wait_for(4, WAIT).await;
+    let ok: Vec<&str> = got[got.len().min(2)..]
+        .iter()
+        .map(|g| g.header("webhook-id"))
+        .collect();
+    assert_eq!(got.len(), 4, "two failures, then each retried once: {ok:?}");
+    let mut ok = ok;
+    ok.sort();
+    assert_eq!(ok, ["evt_on_0", "evt_on_5"]);
+}
