@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 
+use crate::db::shards::letter_id;
 use crate::deliver::delivery::{Delivery, EventInfo};
 use crate::event::Event;
 use crate::ids::{DeliveryId, EndpointId};
@@ -25,12 +26,17 @@ impl FanOut {
     /// The deliveries a stream entry's event makes. An entry read again (after a restart or
     /// a claim) leaves out the deliveries the retry queue already owns, so none is scheduled
     /// twice; `Err` when the queue could not be asked (the entry then stays pending).
+    ///
+    /// A delivery is named after its entry and endpoint; in a sharded stream the entry's name
+    /// includes its shard (`<i>:<entry id>`), since entry ids are unique per stream only.
     pub(crate) async fn deliveries(
         &self,
+        shard: Option<u32>,
         entry: &str,
         ev: Event,
         reread: bool,
     ) -> redis::RedisResult<Vec<Delivery>> {
+        let name = letter_id(shard, entry);
         let mut matched = Vec::new();
         self.live
             .snapshot()
@@ -38,17 +44,22 @@ impl FanOut {
         if reread && !matched.is_empty() {
             let ids: Vec<String> = matched
                 .iter()
-                .map(|ep| DeliveryId::of(entry, &ep.id).to_string())
+                .map(|ep| DeliveryId::of(&name, &ep.id).to_string())
                 .collect();
             let mut queued = self.retry.contains(&ids).await?.into_iter();
             matched.retain(|_| !queued.next().unwrap_or(false));
         }
-        Ok(deliveries(entry, ev, matched))
+        Ok(deliveries(&name, published_at(entry), ev, matched))
     }
 }
 
 /// One delivery per matched endpoint, all sharing the event (and its body) in memory.
-fn deliveries(entry: &str, ev: Event, matched: Vec<Arc<Endpoint>>) -> Vec<Delivery> {
+fn deliveries(
+    name: &str,
+    published_at: i64,
+    ev: Event,
+    matched: Vec<Arc<Endpoint>>,
+) -> Vec<Delivery> {
     if matched.is_empty() {
         return Vec::new();
     }
@@ -57,13 +68,13 @@ fn deliveries(entry: &str, ev: Event, matched: Vec<Arc<Endpoint>>) -> Vec<Delive
         event_type: ev.event_type,
         tenant: ev.tenant,
         body: ev.body,
-        published_at: published_at(entry),
+        published_at,
     });
     matched
         .into_iter()
         .map(|ep| {
             let endpoint = EndpointId::stored(ep.id.clone());
-            Delivery::fresh(DeliveryId::of(entry, &ep.id), info.clone(), endpoint)
+            Delivery::fresh(DeliveryId::of(name, &ep.id), info.clone(), endpoint)
         })
         .collect()
 }
@@ -109,7 +120,7 @@ mod tests {
     fn fan_out(snapshot: &Snapshot, entry: &str, ev: Event) -> Vec<Delivery> {
         let mut matched = Vec::new();
         snapshot.matching(&ev.tenant, &ev.event_type, &mut matched);
-        deliveries(entry, ev, matched)
+        deliveries(entry, published_at(entry), ev, matched)
     }
 
     #[test]

@@ -230,7 +230,8 @@ impl Consumer {
     }
 
     async fn fan_out(&self, entry: String, ev: Event, reread: bool) {
-        let deliveries = match self.fanout.deliveries(&entry, ev, reread).await {
+        let shard = self.reader.keys().shard_index();
+        let deliveries = match self.fanout.deliveries(shard, &entry, ev, reread).await {
             Ok(d) => d,
             Err(e) => {
                 tracing::warn!(error = %e, "retry-queue check failed; entry stays pending");
