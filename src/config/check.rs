@@ -159,15 +159,7 @@ impl Config {
                 ))
             }
             "sentinel" => {}
-            "cluster" => {
-                return Err(key_err(
-                    "redis.mode",
-                    format!(
-                        "`{}` is not supported by this build yet; use `standalone`",
-                        r.mode
-                    ),
-                ))
-            }
+            "cluster" => {}
             other => {
                 return Err(key_err(
                     "redis.mode",

@@ -96,11 +96,16 @@ fn the_sample_config_is_valid() {
 
 #[test]
 fn redis_access_keys_are_checked_naming_the_key() {
-    let err = load("redis:\n  mode: cluster\n", &[])
+    load(
+        "redis:\n  mode: cluster\n  url: \"redis://a:7000,redis://b:7001\"\n",
+        &[],
+    )
+    .unwrap();
+    let err = load("redis:\n  mode: clustered\n", &[])
         .unwrap_err()
         .to_string();
     assert!(
-        err.contains("redis.mode") && err.contains("not supported"),
+        err.contains("redis.mode") && err.contains("clustered"),
         "{err}"
     );
     let err = load("redis:\n  mode: sentinel\n", &[])

@@ -20,9 +20,21 @@ use redis::{
 /// under way the new one may reach a server that refuses writes too.
 const RENEW_EVERY: Duration = Duration::from_secs(1);
 
+mod access;
+mod cluster;
+
+pub use access::{Access, ConnectError};
+
 /// A Redis connection; clones share it.
 #[derive(Clone)]
-pub struct Conn(Arc<Shared>);
+pub struct Conn(Arc<Backend>);
+
+enum Backend {
+    /// One server: a standalone one, or the master Sentinel names.
+    Node(Box<Shared>),
+    /// A Redis Cluster (`cluster`).
+    Cluster(cluster::Cluster),
+}
 
 struct Shared {
     source: Source,
@@ -63,66 +75,18 @@ struct Renewal {
     last: Option<Instant>,
 }
 
-/// The database layer's own error: Redis commands fail with `redis::RedisError` as they are;
-/// this is what connecting adds. The URL is shown with its password redacted.
-#[derive(Debug, thiserror::Error)]
-pub enum ConnectError {
-    #[error("redis.url `{url}` is invalid: {source}")]
-    Url {
-        url: String,
-        source: redis::RedisError,
-    },
-    #[error("cannot connect to Redis at {url}: {source}")]
-    Unreachable {
-        url: String,
-        source: redis::RedisError,
-    },
-    #[error("redis.ca_file `{path}`: {source}")]
-    CaFile {
-        path: String,
-        source: std::io::Error,
-    },
-}
-
-/// What reaching Redis needs beyond its URL: the CA of a `rediss://` server that is not in the
-/// system's roots, and ACL credentials that override the URL's `user:password@`.
-#[derive(Clone, Default)]
-pub struct Access {
-    pub ca_pem: Option<Vec<u8>>,
-    pub username: Option<String>,
-    pub password: Option<String>,
-}
-
-impl Access {
-    /// From the `redis` section of the config (its checks have read the CA file once already).
-    pub fn from_config(redis: &crate::config::RedisConfig) -> Result<Access, ConnectError> {
-        let ca_pem = match redis.ca_file.as_str() {
-            "" => None,
-            path => Some(std::fs::read(path).map_err(|source| ConnectError::CaFile {
-                path: path.to_string(),
-                source,
-            })?),
-        };
-        let set = |s: &str| (!s.is_empty()).then(|| s.to_string());
-        Ok(Access {
-            ca_pem,
-            username: set(&redis.username),
-            password: set(&redis.password),
-        })
-    }
-}
-
 /// Connects as the `redis` section of the config says.
 pub async fn connect_config(
     redis: &crate::config::RedisConfig,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
     let access = Access::from_config(redis)?;
+    let urls = || -> Vec<String> { redis.url.split(',').map(|u| u.trim().to_string()).collect() };
     match redis.mode.as_str() {
         "sentinel" => {
-            let urls: Vec<String> = redis.url.split(',').map(|u| u.trim().to_string()).collect();
-            connect_sentinel(&urls, &redis.sentinel_master, &access, response_timeout).await
+            connect_sentinel(&urls(), &redis.sentinel_master, &access, response_timeout).await
         }
+        "cluster" => connect_cluster(&urls(), &access, response_timeout).await,
         _ => connect_with(&redis.url, &access, response_timeout).await,
     }
 }
@@ -209,6 +173,31 @@ pub async fn connect_sentinel(
     .await
 }
 
+/// Connects to the Redis Cluster the seed nodes `urls` belong to.
+pub async fn connect_cluster(
+    urls: &[String],
+    access: &Access,
+    response_timeout: Duration,
+) -> Result<Conn, ConnectError> {
+    let shown = urls
+        .iter()
+        .map(|u| crate::support::redact::url(u))
+        .collect::<Vec<_>>()
+        .join(",");
+    let cluster = (|| cluster::connect(urls, access, response_timeout))
+        .retry(
+            ConstantBuilder::default()
+                .with_delay(Duration::from_millis(500))
+                .with_max_times(2),
+        )
+        .await
+        .map_err(|source| ConnectError::Unreachable {
+            url: format!("{shown} (cluster)"),
+            source,
+        })?;
+    Ok(Conn(Arc::new(Backend::Cluster(cluster))))
+}
+
 async fn start(
     source: Source,
     response_timeout: Duration,
@@ -233,7 +222,7 @@ async fn start(
         url: shown.to_string(),
         source,
     })?;
-    Ok(Conn(Arc::new(Shared {
+    Ok(Conn(Arc::new(Backend::Node(Box::new(Shared {
         source,
         cfg,
         current: ArcSwap::from_pointee(Current {
@@ -241,7 +230,7 @@ async fn start(
             generation: 0,
         }),
         renewal: Mutex::default(),
-    })))
+    })))))
 }
 
 /// Whether `e` says the server cannot take writes now (so another server may).
@@ -263,23 +252,25 @@ pub fn refuses_writes(e: &RedisError) -> bool {
         .is_some_and(|errs| errs.iter().any(|(_, s)| s.kind().is_some_and(unwritable)))
 }
 
-impl Conn {
+impl Shared {
     /// The connection to use now, and its generation.
     fn current(&self) -> (ConnectionManager, u64) {
-        let cur = self.0.current.load();
+        let cur = self.current.load();
         (cur.manager.clone(), cur.generation)
     }
+}
 
+impl Conn {
     /// After an error from the connection of `generation`: replace it, in the background, if
     /// the server refused writes.
-    fn after_error(&self, generation: u64, e: &RedisError) {
-        let lost = self.0.source.follows_failover()
+    fn after_error(&self, node: &Shared, generation: u64, e: &RedisError) {
+        let lost = node.source.follows_failover()
             && (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error());
-        if !(refuses_writes(e) || lost) || self.0.current.load().generation != generation {
+        if !(refuses_writes(e) || lost) || node.current.load().generation != generation {
             return;
         }
         {
-            let mut renewal = self.0.renewal.lock().expect("not poisoned");
+            let mut renewal = node.renewal.lock().expect("not poisoned");
             if renewal.running || renewal.last.is_some_and(|t| t.elapsed() < RENEW_EVERY) {
                 return;
             }
@@ -288,7 +279,9 @@ impl Conn {
         tracing::warn!(error = %e, "redis refuses writes; connecting again");
         let this = self.clone();
         tokio::spawn(async move {
-            let shared = &this.0;
+            let Backend::Node(shared) = &*this.0 else {
+                return;
+            };
             let renewed = async {
                 let client = shared.source.client().await?;
                 client
@@ -314,10 +307,14 @@ impl Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
-            let (mut manager, generation) = self.current();
+            let node = match &*self.0 {
+                Backend::Node(node) => node,
+                Backend::Cluster(c) => return c.clone().req_packed_command(cmd).await,
+            };
+            let (mut manager, generation) = node.current();
             let got = manager.req_packed_command(cmd).await;
             if let Err(e) = &got {
-                self.after_error(generation, e);
+                self.after_error(node, generation, e);
             }
             got
         })
@@ -330,17 +327,26 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         Box::pin(async move {
-            let (mut manager, generation) = self.current();
+            let node = match &*self.0 {
+                Backend::Node(node) => node,
+                Backend::Cluster(c) => {
+                    return c.clone().req_packed_commands(cmd, offset, count).await
+                }
+            };
+            let (mut manager, generation) = node.current();
             let got = manager.req_packed_commands(cmd, offset, count).await;
             if let Err(e) = &got {
-                self.after_error(generation, e);
+                self.after_error(node, generation, e);
             }
             got
         })
     }
 
     fn get_db(&self) -> i64 {
-        self.0.current.load().manager.get_db()
+        match &*self.0 {
+            Backend::Node(node) => node.current.load().manager.get_db(),
+            Backend::Cluster(_) => 0,
+        }
     }
 }
 

@@ -518,7 +518,11 @@ pub async fn http_with_headers(
 }
 
 /// Publishes envelopes straight to the stream with one pipeline; returns the entry ids.
-pub fn publish(conn: &mut redis::Connection, stream: &str, envelopes: &[String]) -> Vec<String> {
+pub fn publish(
+    conn: &mut dyn redis::ConnectionLike,
+    stream: &str,
+    envelopes: &[String],
+) -> Vec<String> {
     let mut ids = Vec::with_capacity(envelopes.len());
     for chunk in envelopes.chunks(1000) {
         let mut pipe = redis::pipe();

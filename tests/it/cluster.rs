@@ -1,0 +1,254 @@
+//! SPEC 1 and 8, `redis.mode: cluster`: webhookd on a real 6-node Redis Cluster (3 primaries,
+//! 3 replicas, started by scripts/test.sh) with 16 shards spread over the slots. Every way of
+//! publishing is delivered, two replicas share the work, retries and dead letters work, and a
+//! replica killed with SIGKILL loses nothing.
+
+use std::collections::HashMap;
+use std::process::Command;
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::api_common::*;
+use crate::common::*;
+
+const WAIT: Duration = Duration::from_secs(40);
+
+/// The cluster scripts/test.sh started.
+fn cluster_urls() -> String {
+    std::env::var("WEBHOOKD_TEST_CLUSTER_URLS").expect(
+        "WEBHOOKD_TEST_CLUSTER_URLS is not set: run the tests with scripts/test.sh, which \
+         starts a 6-node Redis Cluster",
+    )
+}
+
+fn cluster() -> redis::cluster::ClusterConnection {
+    let urls: Vec<String> = cluster_urls().split(',').map(String::from).collect();
+    redis::cluster::ClusterClient::new(urls)
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
+/// A setup on the cluster with 16 shards; `extra` adds YAML to the `stream` section.
+fn on_cluster(name: &str, extra_stream: &str) -> Setup {
+    Setup::new(name)
+        .redis(&format!("  mode: cluster\n  url: \"{}\"\n", cluster_urls()))
+        .with(&format!(
+            "stream:\n  shards: 16\n  block: 200ms\n  claim_idle: 2s\n{extra_stream}"
+        ))
+}
+
+/// Another replica of `setup`: the same keys and endpoints, its own name and port.
+fn replica(setup: &Setup, name: &str) -> Setup {
+    Setup {
+        prefix: setup.prefix.clone(),
+        port: free_port(),
+        redis: setup.redis.clone(),
+        extra: format!("{}  consumer: {name}\n", setup.extra),
+        endpoints: setup.endpoints.clone(),
+        consumer: name.to_string(),
+    }
+}
+
+fn shard_stream(setup: &Setup, i: u32) -> String {
+    format!("{}events:{{{i}}}", setup.prefix)
+}
+
+/// XADDs one envelope through the cluster (its sync connection takes no pipelines).
+fn xadd(conn: &mut redis::cluster::ClusterConnection, stream: &str, envelope: String) {
+    let _: String = redis::cmd("XADD")
+        .arg(stream)
+        .arg("*")
+        .arg("event")
+        .arg(envelope)
+        .query(conn)
+        .unwrap();
+}
+
+fn xlen_on(conn: &mut redis::cluster::ClusterConnection, key: &str) -> u64 {
+    redis::cmd("XLEN").arg(key).query(conn).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_replicas() {
+    let rx = Receiver::start(always(200)).await;
+    let mut setup = on_cluster("cl_all", "");
+    for t in 0..8 {
+        setup = setup.endpoint(
+            &format!("ep{t}"),
+            &format!("acct_{t}"),
+            &rx.url("/"),
+            &["*"],
+        );
+    }
+    let one = Webhookd::start(&replica(&setup, "one")).await;
+    let two = Webhookd::start(&replica(&setup, "two")).await;
+    let mut c = cluster();
+
+    // `webhookd publish`, POST /v1/events, `webhookd ingest`, and plain XADDs to every shard.
+    let out = Command::new(bin())
+        .args([
+            "publish",
+            "--tenant",
+            "acct_1",
+            "--type",
+            "outbound.sent",
+            "--id",
+            "evt_cli",
+        ])
+        .arg("--config")
+        .arg(&one.config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let api = Api {
+        base: format!("http://127.0.0.1:{}", one.port),
+        token: Some(ADMIN_TOKEN.to_string()),
+    };
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            json!({"id": "evt_api", "type": "outbound.sent", "tenant": "acct_2",
+                   "created_at": 1704825600, "data": {}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    let seed = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/providers/sendpost_events.json"
+    );
+    let ingested = Command::new(bin())
+        .args([
+            "ingest",
+            "--provider",
+            "sendpost",
+            "--tenant",
+            "acct_3",
+            seed,
+        ])
+        .arg("--config")
+        .arg(&one.config)
+        .output()
+        .unwrap();
+    assert!(
+        ingested.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ingested.stderr)
+    );
+    let printed: serde_json::Value = serde_json::from_slice(&ingested.stdout).unwrap();
+    let mut ingested_ids: Vec<String> = printed["ids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i.as_str().unwrap().to_string())
+        .collect();
+    ingested_ids.sort();
+    ingested_ids.dedup();
+    assert!(!ingested_ids.is_empty());
+    const XADDS: usize = 320;
+    for n in 0..XADDS {
+        let tenant = format!("acct_{}", n % 8);
+        let env = envelope(&format!("evt_{n}"), "outbound.sent", &tenant, json!({}));
+        xadd(&mut c, &shard_stream(&setup, (n % 16) as u32), env);
+    }
+    let expected = XADDS + 2 + ingested_ids.len();
+    let got = rx.wait_for(expected, WAIT).await;
+    assert!(
+        got.len() >= expected,
+        "{} of {expected}; log:\n{}",
+        got.len(),
+        one.log_text()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = by_webhook_id(&rx.received());
+    for id in ["evt_cli", "evt_api", "evt_0", "evt_319"]
+        .into_iter()
+        .chain(ingested_ids.iter().map(String::as_str))
+    {
+        assert_eq!(seen.get(id), Some(&1), "{id} delivered once");
+    }
+    let repeated: Vec<_> = seen.iter().filter(|(_, &n)| n > 1).collect();
+    assert!(repeated.is_empty(), "delivered twice: {repeated:?}");
+    let consumed = |m: &str| metric(m, "webhookd_events_consumed_total");
+    let (a, b) = (
+        consumed(&one.metrics().await),
+        consumed(&two.metrics().await),
+    );
+    assert!(a > 0.0 && b > 0.0, "both replicas read: {a} and {b}");
+    for i in 0..16 {
+        let key = shard_stream(&setup, i);
+        assert!(xlen_on(&mut c, &key) > 0, "{key} was written");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_retries_and_dead_letters_work_and_a_replay_delivers_again() {
+    let rx = Receiver::start(first_then_ok(2, 500)).await;
+    let setup = on_cluster("cl_retry", "")
+        .with("retry:\n  schedule: [1s]\n  jitter: 0\n")
+        .endpoint("ep_r", "t_gone", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut c = cluster();
+    // CRC-32("t_gone") mod 16 = 7: its dead letters go to dlq:{7}.
+    let env = envelope("evt_dead", "outbound.sent", "t_gone", json!({}));
+    xadd(&mut c, &shard_stream(&setup, 0), env);
+    let dlq7 = format!("{}dlq:{{7}}", setup.prefix);
+    let dead = wait_until(WAIT, || xlen_on(&mut cluster(), &dlq7) == 1).await;
+    assert!(dead, "dead-lettered on shard 7; log:\n{}", w.log_text());
+    let api = Api::admin(&setup);
+    let (status, list) = api.get("/v1/tenants/t_gone/dlq").await;
+    assert_eq!(status, 200, "{list}");
+    let id = list["data"][0]["id"].as_str().unwrap().to_string();
+    assert!(id.starts_with("7:"), "{id}");
+    let (status, replayed) = api
+        .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
+        .await;
+    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
+    assert_eq!(
+        rx.wait_for(3, WAIT).await.len(),
+        3,
+        "the replay was delivered"
+    );
+    let log = w.log_text();
+    assert!(
+        !log.contains("CrossSlot") && !log.contains("CROSSSLOT"),
+        "{log}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_replica_killed_with_sigkill_loses_nothing() {
+    const EVENTS: usize = 300;
+    // Slow enough that the killed replica has deliveries in flight.
+    let rx = Receiver::start(std::sync::Arc::new(|_, _| {
+        (200, vec![], Duration::from_millis(20))
+    }))
+    .await;
+    let setup = on_cluster("cl_kill", "").endpoint("ep", "t", &rx.url("/"), &["*"]);
+    let mut one = Webhookd::start(&replica(&setup, "one")).await;
+    let two = Webhookd::start(&replica(&setup, "two")).await;
+    let mut c = cluster();
+    for n in 0..EVENTS {
+        let env = envelope(&format!("evt_{n}"), "outbound.sent", "t", json!({}));
+        xadd(&mut c, &shard_stream(&setup, (n % 16) as u32), env);
+    }
+    rx.wait_for(EVENTS / 5, WAIT).await;
+    one.signal("KILL");
+    one.wait_exit(Duration::from_secs(5)).await;
+    // Every event, counted once (a killed replica's deliveries may be repeated).
+    let all = wait_until(WAIT, || by_webhook_id(&rx.received()).len() == EVENTS).await;
+    let seen: HashMap<String, usize> = by_webhook_id(&rx.received());
+    let missing: Vec<usize> = (0..EVENTS)
+        .filter(|n| !seen.contains_key(&format!("evt_{n}")))
+        .collect();
+    assert!(
+        all && missing.is_empty(),
+        "lost after SIGKILL: {missing:?}; the other replica's log:\n{}",
+        two.log_text()
+    );
+}
