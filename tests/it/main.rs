@@ -20,6 +20,7 @@ mod provider_ingest;
 // SPEC 8: configuration (secrets at rest, key rotation, the Redis deployments users run).
 mod redis_access;
 mod cluster;
+mod cluster_failover;
 mod secrets_at_rest;
 mod shards;
 // SPEC 9: the command line.
