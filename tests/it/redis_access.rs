@@ -484,3 +484,67 @@ async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
             .collect::<Vec<_>>()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sentinel_mode_webhookd_carries_on_after_the_master_is_killed() {
+    let (pa, pb) = (free_port(), free_port());
+    let a = OwnRedis::start(pa).await;
+    let _b = OwnRedis::start(pb).await;
+    let client = |port: u16| redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pa)
+        .query(&mut client(pb).get_connection().unwrap())
+        .unwrap();
+    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
+    assert!(
+        wait_until(Duration::from_secs(30), || sentinels
+            .iter()
+            .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
+        .await,
+        "the sentinels never saw the master and its replica"
+    );
+    let rx = Receiver::start(always(200)).await;
+    let urls: Vec<String> = sentinels
+        .iter()
+        .map(|s| format!("redis://127.0.0.1:{}", s.port))
+        .collect();
+    let setup = Setup::new("sentinel_kill")
+        .redis(&format!(
+            "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
+            urls.join(",")
+        ))
+        .endpoint("ep_k", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(
+        &mut client(pa).get_connection().unwrap(),
+        &setup.stream(),
+        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    // SIGKILL the master: the sentinels see it down after 1 s and promote the replica.
+    drop(a);
+    let promoted = wait_until(Duration::from_secs(40), || {
+        sentinels[0].master_port() == Some(pb) && role(pb) == "master"
+    })
+    .await;
+    assert!(promoted, "the sentinels did not promote the replica");
+    let after: Vec<String> = (0..20)
+        .map(|i| envelope(&format!("evt_after_{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    publish(
+        &mut client(pb).get_connection().unwrap(),
+        &setup.stream(),
+        &after,
+    );
+    let got = rx.wait_for(21, WAIT).await;
+    let seen = by_webhook_id(&got);
+    let missing: Vec<usize> = (0..20)
+        .filter(|i| !seen.contains_key(&format!("evt_after_{i}")))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "published after the promotion, not delivered: {missing:?}; log:\n{}",
+        w.log_text()
+    );
+}
