@@ -56,8 +56,16 @@ pub(crate) struct Args {
     /// Receiver listeners (ports); endpoint n is served by listener n % K.
     #[arg(long, default_value_t = 1)]
     pub(crate) listeners: usize,
+    /// Redis; with --cluster, every node of the cluster, comma-separated (commands are
+    /// counted on each).
     #[arg(long, default_value = "redis://127.0.0.1:6379")]
     pub(crate) redis_url: String,
+    /// The webhookd under test runs on Redis Cluster (`redis.mode: cluster`).
+    #[arg(long)]
+    pub(crate) cluster: bool,
+    /// stream.shards of the webhookd under test; events go to their tenant's shard.
+    #[arg(long, default_value_t = 1)]
+    pub(crate) shards: u32,
     /// The key prefix of the webhookd under test (default when spawning: a fresh `bench:<tag>:`).
     #[arg(long)]
     pub(crate) prefix: Option<String>,

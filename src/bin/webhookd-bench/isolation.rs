@@ -91,11 +91,11 @@ pub(crate) async fn measure_isolation(ctx: &Ctx<'_>) -> Result<Value> {
         .collect();
 
     // (2) Alone.
-    let calls0 = observe::command_calls(&ctx.conn).await;
+    let calls0 = observe::command_calls(&ctx.nodes).await;
     let cpu0 = Cpu::read(pid, redis_pid);
     let alone = healthy_phase(ctx, 0).await?;
     let cpu1 = Cpu::read(pid, redis_pid);
-    let calls1 = observe::command_calls(&ctx.conn).await;
+    let calls1 = observe::command_calls(&ctx.nodes).await;
     let metrics_alone = ctx.counters(&metrics).await;
 
     // (3) The noisy events, until webhookd has read and absorbed them, then a settle time.
@@ -148,14 +148,14 @@ pub(crate) async fn measure_isolation(ctx: &Ctx<'_>) -> Result<Value> {
     let read_s = noisy_started.elapsed().as_secs_f64();
     tokio::time::sleep(args.noisy_settle).await;
     let cpu2 = Cpu::read(pid, redis_pid);
-    let calls2 = observe::command_calls(&ctx.conn).await;
+    let calls2 = observe::command_calls(&ctx.nodes).await;
     let metrics_noisy = ctx.counters(&metrics).await;
     let noisy_at_beside = noisy_tally.snapshot();
 
     // (4) Beside.
     let beside = healthy_phase(ctx, 1).await?;
     let cpu3 = Cpu::read(pid, redis_pid);
-    let calls3 = observe::command_calls(&ctx.conn).await;
+    let calls3 = observe::command_calls(&ctx.nodes).await;
     let rss_peak = pid.and_then(|p| procfs::status_mib(p, "VmHWM"));
     let rss_end = pid.and_then(|p| procfs::status_mib(p, "VmRSS"));
     let metrics_beside = ctx.counters(&metrics).await;

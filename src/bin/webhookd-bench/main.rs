@@ -29,11 +29,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
 use clap::Parser;
-use redis::aio::MultiplexedConnection;
 use serde_json::{json, Value};
 use tokio::task::JoinHandle;
 use webhookd::db::conn::Conn;
 use webhookd::db::keys::Keys;
+use webhookd::db::shards::Shards;
 use webhookd::event::filter::Pattern;
 use webhookd::registry::Store;
 use webhookd::secure::seal::Sealer;
@@ -137,8 +137,14 @@ struct Ctx<'a> {
     plan: Arc<Plan>,
     tally: Arc<Tally>,
     conn: Conn,
-    publish_conn: MultiplexedConnection,
+    publish_conn: Conn,
+    /// The unsharded stream (isolation runs watch the group's progress on it).
     stream: String,
+    shards: Shards,
+    /// Every Redis node, for command counts.
+    nodes: Vec<String>,
+    /// Clients connected to all nodes before webhookd started.
+    clients_before: Option<u64>,
     t0: Instant,
     pid: Option<u32>,
     redis_pid: Option<u32>,
@@ -204,14 +210,27 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         None => None,
     };
 
-    let conn = webhookd::db::conn::connect(&args.redis_url, Duration::from_secs(30))
-        .await
-        .map_err(|e| anyhow!(e))?;
-    let publish_conn = redis::Client::open(args.redis_url.as_str())?
-        .get_multiplexed_async_connection()
+    let nodes: Vec<String> = args
+        .redis_url
+        .split(',')
+        .map(|u| u.trim().to_string())
+        .collect();
+    let connect = || async {
+        let timeout = Duration::from_secs(30);
+        let access = webhookd::db::conn::Access::default();
+        match args.cluster {
+            true => webhookd::db::conn::connect_cluster(&nodes, &access, timeout).await,
+            false => webhookd::db::conn::connect(&args.redis_url, timeout).await,
+        }
+        .map_err(|e| anyhow!(e))
+    };
+    let conn = connect().await?;
+    let publish_conn = connect()
         .await
         .context("connecting the publisher to Redis")?;
+    let clients_before = observe::connected_clients(&nodes).await;
     let keys = Keys::new(&prefix, &args.stream_key);
+    let shards = Shards::new(keys.clone(), args.shards);
     let store = Store::new(conn.clone(), keys.clone());
     let key = base64_key(&args.encryption_key)?;
     let sealer = Sealer::new(Some(key));
@@ -238,6 +257,8 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
             target::Spawned::start(target::SpawnSpec {
                 bin,
                 redis_url: &args.redis_url,
+                cluster: args.cluster,
+                shards: args.shards,
                 prefix: &prefix,
                 stream_key: &args.stream_key,
                 encryption_key: &args.encryption_key,
@@ -263,6 +284,9 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         conn: conn.clone(),
         publish_conn,
         stream: keys.stream().to_string(),
+        shards,
+        nodes: nodes.clone(),
+        clients_before,
         t0,
         pid: spawned.as_ref().map(|s| s.pid).or(args.pid),
         redis_pid: args.redis_pid.or_else(procfs::find_redis),
@@ -285,7 +309,7 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         s.stop();
     }
     drop(noisy_served);
-    if !args.keep {
+    if !args.keep && !args.cluster {
         if spawned.is_some() {
             target::purge_prefix(&conn, &prefix)
                 .await
@@ -315,7 +339,7 @@ impl Ctx<'_> {
     fn publish(&self, events: Events, pace: Pace) -> JoinHandle<redis::RedisResult<Published>> {
         tokio::spawn(publisher::run(
             self.publish_conn.clone(),
-            self.stream.clone(),
+            self.shards.clone(),
             events,
             self.t0,
             pace,

@@ -89,14 +89,57 @@ pub fn metric_json(text: &str, name: &str) -> serde_json::Value {
 
 pub type Calls = std::collections::BTreeMap<String, u64>;
 
-/// `INFO commandstats` as (command, calls); server-wide, so other clients count too.
-pub async fn command_calls(conn: &Conn) -> Option<Calls> {
-    let text: String = redis::cmd("INFO")
-        .arg("commandstats")
-        .query_async(&mut conn.clone())
+/// `INFO commandstats` as (command, calls), summed over `nodes` (each asked directly);
+/// server-wide, so other clients count too.
+pub async fn command_calls(nodes: &[String]) -> Option<Calls> {
+    let mut sum = Calls::new();
+    for calls in calls_by_node(nodes).await? {
+        for (cmd, n) in calls {
+            *sum.entry(cmd).or_default() += n;
+        }
+    }
+    Some(sum)
+}
+
+/// `INFO commandstats` of each node.
+pub async fn calls_by_node(nodes: &[String]) -> Option<Vec<Calls>> {
+    let mut out = Vec::with_capacity(nodes.len());
+    for url in nodes {
+        let text: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut node(url).await?)
+            .await
+            .ok()?;
+        out.push(parse_commandstats(&text));
+    }
+    Some(out)
+}
+
+/// Clients connected to all `nodes` together (`INFO clients`).
+pub async fn connected_clients(nodes: &[String]) -> Option<u64> {
+    let mut n = 0;
+    for url in nodes {
+        let text: String = redis::cmd("INFO")
+            .arg("clients")
+            .query_async(&mut node(url).await?)
+            .await
+            .ok()?;
+        n += text
+            .lines()
+            .find_map(|l| l.strip_prefix("connected_clients:"))?
+            .trim()
+            .parse::<u64>()
+            .ok()?;
+    }
+    Some(n)
+}
+
+async fn node(url: &str) -> Option<redis::aio::MultiplexedConnection> {
+    redis::Client::open(url)
+        .ok()?
+        .get_multiplexed_async_connection()
         .await
-        .ok()?;
-    Some(parse_commandstats(&text))
+        .ok()
 }
 
 /// The `cmdstat_<name>:calls=N,...` lines of `INFO commandstats`.

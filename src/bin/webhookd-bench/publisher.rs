@@ -5,7 +5,8 @@ use std::fmt::Write;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use redis::aio::MultiplexedConnection;
+use webhookd::db::conn::Conn;
+use webhookd::db::shards::Shards;
 
 use super::plan::Plan;
 
@@ -85,9 +86,10 @@ impl Encoder {
     }
 }
 
+/// Each event goes to its tenant's shard (SPEC 1).
 pub async fn run(
-    mut conn: MultiplexedConnection,
-    stream: String,
+    mut conn: Conn,
+    shards: Shards,
     events: Events,
     t0: Instant,
     pace: Pace,
@@ -126,10 +128,11 @@ pub async fn run(
         }
         let mut pipe = redis::pipe();
         for i in out.count..upto {
+            let stream = shards.keys_of_tenant(&(enc.events.tenant)(i));
             let env = enc.envelope(i);
             out.bytes += env.len() as u64;
             pipe.cmd("XADD")
-                .arg(&stream)
+                .arg(stream.stream())
                 .arg("*")
                 .arg("event")
                 .arg(env)

@@ -6,7 +6,8 @@ use super::*;
 pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     let (args, plan, tally) = (ctx.args, &ctx.plan, &ctx.tally);
     let (pid, redis_pid) = (ctx.pid, ctx.redis_pid);
-    let calls_before = observe::command_calls(&ctx.conn).await;
+    let by_node_before = observe::calls_by_node(&ctx.nodes).await;
+    let calls_before = observe::command_calls(&ctx.nodes).await;
     let before = Cpu::read(pid, redis_pid);
     let publishing = ctx.publish(
         Events::healthy(plan.clone(), 0, &args.event_type),
@@ -19,7 +20,13 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     })
     .await;
     let after = Cpu::read(pid, redis_pid);
-    let calls_after = observe::command_calls(&ctx.conn).await;
+    // webhookd's connections: every node's clients now, less those before it started.
+    let connections = observe::connected_clients(&ctx.nodes)
+        .await
+        .zip(ctx.clients_before)
+        .map(|(now, before)| now.saturating_sub(before));
+    let by_node_after = observe::calls_by_node(&ctx.nodes).await;
+    let calls_after = observe::command_calls(&ctx.nodes).await;
     let rss_peak = pid.and_then(|p| procfs::status_mib(p, "VmHWM"));
     let rss_end = pid.and_then(|p| procfs::status_mib(p, "VmRSS"));
     tokio::time::sleep(args.linger).await;
@@ -80,6 +87,11 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
         "bench_cpu_s": delta(before.bench, after.bench),
         "redis_cpu_s": delta(before.redis, after.redis),
         "redis_calls_per_event": redis_calls,
+        "redis_calls_by_node": by_node_before.zip(by_node_after).map(|(b, a)| {
+            let total = |c: &Calls| c.iter().filter(|(k, _)| *k != "info").map(|(_, n)| n).sum::<u64>();
+            b.iter().zip(&a).map(|(b, a)| total(a) - total(b)).collect::<Vec<_>>()
+        }),
+        "redis_connections_opened": connections,
         "loadavg_1m_at_start": ctx.loadavg,
     }))
 }

@@ -156,6 +156,8 @@ pub struct Spawned {
 pub struct SpawnSpec<'a> {
     pub bin: &'a Path,
     pub redis_url: &'a str,
+    pub cluster: bool,
+    pub shards: u32,
     pub prefix: &'a str,
     pub stream_key: &'a str,
     pub encryption_key: &'a str,
@@ -175,13 +177,22 @@ impl Spawned {
         std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
         let config = dir.join("config.yaml");
         let yaml = format!(
-            "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n\
-             stream:\n  key: \"{}\"\n  consumer: bench\n\
+            "redis:\n  url: \"{}\"\n  key_prefix: \"{}\"\n  mode: {}\n\
+             stream:\n  key: \"{}\"\n  consumer: bench\n  shards: {}\n\
              http:\n  listen: \"127.0.0.1:{port}\"\n\
              delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n\
              signing:\n  encryption_key: \"{}\"\n\
              shutdown_grace: 2s\n",
-            spec.redis_url, spec.prefix, spec.stream_key, spec.encryption_key
+            spec.redis_url,
+            spec.prefix,
+            if spec.cluster {
+                "cluster"
+            } else {
+                "standalone"
+            },
+            spec.stream_key,
+            spec.shards,
+            spec.encryption_key
         );
         std::fs::write(&config, yaml).map_err(|e| format!("{}: {e}", config.display()))?;
         let log = std::fs::File::create(dir.join("webhookd.log")).map_err(|e| e.to_string())?;
