@@ -89,8 +89,8 @@ pub fn metric_json(text: &str, name: &str) -> serde_json::Value {
 
 pub type Calls = std::collections::BTreeMap<String, u64>;
 
-/// `INFO commandstats` as (command, calls), summed over `nodes` (each asked directly);
-/// server-wide, so other clients count too.
+/// `INFO commandstats` as (command, calls), summed over the primaries among `nodes` (each
+/// asked directly); server-wide, so other clients count too.
 pub async fn command_calls(nodes: &[String]) -> Option<Calls> {
     let mut sum = Calls::new();
     for calls in calls_by_node(nodes).await? {
@@ -101,13 +101,19 @@ pub async fn command_calls(nodes: &[String]) -> Option<Calls> {
     Some(sum)
 }
 
-/// `INFO commandstats` of each node.
+/// `INFO commandstats` of each primary among `nodes` (a replica counts again every write it
+/// applies, so it is left out).
 pub async fn calls_by_node(nodes: &[String]) -> Option<Vec<Calls>> {
     let mut out = Vec::with_capacity(nodes.len());
     for url in nodes {
+        let mut c = node(url).await?;
+        let role: Vec<redis::Value> = redis::cmd("ROLE").query_async(&mut c).await.ok()?;
+        if !matches!(role.first(), Some(redis::Value::BulkString(r)) if r == b"master") {
+            continue;
+        }
         let text: String = redis::cmd("INFO")
             .arg("commandstats")
-            .query_async(&mut node(url).await?)
+            .query_async(&mut c)
             .await
             .ok()?;
         out.push(parse_commandstats(&text));
