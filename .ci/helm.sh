@@ -137,8 +137,11 @@ run "KEDA on the lag gauge through Prometheus, Sentinel mode" \
   --set existingSecret=webhookd-credentials \
   --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster
 
-# Sixteen input stream shards: KEDA scales on the lag of all of them, through Prometheus.
-run "16 shards, KEDA on the lag gauge" \
+# Redis Cluster with sixteen input stream shards: KEDA scales on the lag of all of them, through
+# Prometheus.
+run "Redis Cluster, 16 shards, KEDA on the lag gauge" \
+  --set config.redis.mode=cluster \
+  --set 'secrets.redisUrl=redis://n1.redis.svc:6379\,redis://n2.redis.svc:6379' \
   --set config.stream.shards=16 --set config.stream.dedup_window=6h \
   --set keda.enabled=true --set keda.trigger=prometheus \
   --set keda.prometheus.serverAddress=http://prometheus.monitoring.svc:9090
@@ -167,6 +170,9 @@ run_fails "16 shards with a redis-streams trigger (it would read one shard)" "se
   --set config.stream.shards=16 --set keda.enabled=true
 run_fails "Sentinel mode with a redis-streams trigger and no master address" "needs keda.redis.address" \
   --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster --set keda.enabled=true
+run_fails "Redis Cluster with a redis-streams trigger" "in cluster mode set keda.trigger=prometheus" \
+  --set config.redis.mode=cluster --set config.stream.shards=16 --set keda.enabled=true \
+  --set keda.redis.address=n1.redis.svc:6379
 run_fails "more shards than webhookd accepts (schema)" "shards" \
   --set config.stream.shards=300
 

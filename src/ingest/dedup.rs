@@ -76,6 +76,10 @@ impl Dedup {
     /// window. The first replica of this build to start looks for such keys and, if there
     /// are any, marks the window they live in; each replica reads the mark once.
     async fn legacy(&self, conn: &Conn) -> redis::RedisResult<bool> {
+        // The earlier layout knew one unsharded stream only.
+        if self.keys.shard_index().is_some() {
+            return Ok(false);
+        }
         let until = match self.legacy_until.load(Ordering::Relaxed) {
             UNKNOWN => self.find_legacy(conn).await?,
             until => until,
