@@ -548,3 +548,73 @@ async fn in_sentinel_mode_webhookd_carries_on_after_the_master_is_killed() {
         w.log_text()
     );
 }
+
+/// The set-up scripts/test.sh starts, as a variable's value (the tests fail, naming the
+/// script, without it).
+fn started_by_test_sh(var: &str) -> String {
+    std::env::var(var).unwrap_or_else(|_| {
+        panic!("{var} is not set: run the tests with scripts/test.sh, which starts it")
+    })
+}
+
+/// The primary, replica and three sentinels scripts/test.sh starts: delivery through the
+/// master the sentinels name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_sentinels_test_sh_starts_events_are_delivered() {
+    let urls = started_by_test_sh("WEBHOOKD_TEST_SENTINEL_URLS");
+    let master = started_by_test_sh("WEBHOOKD_TEST_SENTINEL_MASTER");
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("shared_sentinel")
+        .redis(&format!(
+            "  mode: sentinel\n  sentinel_master: {master}\n  url: \"{urls}\"\n"
+        ))
+        .endpoint("ep", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let api = crate::api_common::Api::admin(&setup);
+    for i in 0..5 {
+        let (status, body) = api
+            .post(
+                "/v1/events",
+                json!({"id": format!("evt_{i}"), "type": "outbound.sent", "tenant": "t",
+                       "created_at": 1704825600, "data": {}}),
+            )
+            .await;
+        assert_eq!(status, 202, "{body}");
+    }
+    assert_eq!(
+        rx.wait_for(5, WAIT).await.len(),
+        5,
+        "log:\n{}",
+        w.log_text()
+    );
+}
+
+/// The TLS server scripts/test.sh starts (its CA made at run time), as its ACL user.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn through_the_tls_server_test_sh_starts_events_are_delivered() {
+    let url = started_by_test_sh("WEBHOOKD_TEST_TLS_URL");
+    let ca = started_by_test_sh("WEBHOOKD_TEST_TLS_CA");
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("shared_tls")
+        .redis(&format!(
+            "  url: \"{url}\"\n  username: webhookd\n  password: test-secret\n  ca_file: \"{ca}\"\n"
+        ))
+        .endpoint("ep", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let api = crate::api_common::Api::admin(&setup);
+    let (status, body) = api
+        .post(
+            "/v1/events",
+            json!({"id": "evt_tls", "type": "outbound.sent", "tenant": "t",
+                   "created_at": 1704825600, "data": {}}),
+        )
+        .await;
+    assert_eq!(status, 202, "{body}");
+    assert_eq!(
+        rx.wait_for(1, WAIT).await.len(),
+        1,
+        "log:\n{}",
+        w.log_text()
+    );
+    assert!(!w.log_text().contains("test-secret"));
+}
