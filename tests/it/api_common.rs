@@ -29,6 +29,16 @@ impl Api {
         }
     }
 
+    /// `POST /v1/events` of an `outbound.sent` event with empty data.
+    pub async fn publish_event(&self, id: &str, tenant: &str) -> (u16, Value) {
+        self.post(
+            "/v1/events",
+            serde_json::json!({"id": id, "type": "outbound.sent", "tenant": tenant,
+                               "created_at": 1704825600, "data": {}}),
+        )
+        .await
+    }
+
     pub fn as_token(&self, token: &str) -> Api {
         Api {
             base: self.base.clone(),

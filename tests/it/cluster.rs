@@ -4,7 +4,6 @@
 //! replica killed with SIGKILL loses nothing.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -87,8 +86,9 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
     let mut c = cluster();
 
     // `webhookd publish`, POST /v1/events, `webhookd ingest`, and plain XADDs to every shard.
-    let out = Command::new(bin())
-        .args([
+    webhookd_ok(
+        &one.config,
+        &[
             "publish",
             "--tenant",
             "acct_1",
@@ -96,51 +96,30 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
             "outbound.sent",
             "--id",
             "evt_cli",
-        ])
-        .arg("--config")
-        .arg(&one.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        ],
     );
     let api = Api {
         base: format!("http://127.0.0.1:{}", one.port),
         token: Some(ADMIN_TOKEN.to_string()),
     };
-    let (status, body) = api
-        .post(
-            "/v1/events",
-            json!({"id": "evt_api", "type": "outbound.sent", "tenant": "acct_2",
-                   "created_at": 1704825600, "data": {}}),
-        )
-        .await;
+    let (status, body) = api.publish_event("evt_api", "acct_2").await;
     assert_eq!(status, 202, "{body}");
     let seed = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/providers/sendpost_events.json"
     );
-    let ingested = Command::new(bin())
-        .args([
+    let ingested = webhookd_ok(
+        &one.config,
+        &[
             "ingest",
             "--provider",
             "sendpost",
             "--tenant",
             "acct_3",
             seed,
-        ])
-        .arg("--config")
-        .arg(&one.config)
-        .output()
-        .unwrap();
-    assert!(
-        ingested.status.success(),
-        "{}",
-        String::from_utf8_lossy(&ingested.stderr)
+        ],
     );
-    let printed: serde_json::Value = serde_json::from_slice(&ingested.stdout).unwrap();
+    let printed: serde_json::Value = serde_json::from_str(&ingested).unwrap();
     let mut ingested_ids: Vec<String> = printed["ids"]
         .as_array()
         .unwrap()
@@ -200,20 +179,7 @@ async fn on_a_cluster_retries_and_dead_letters_work_and_a_replay_delivers_again(
     let dlq7 = format!("{}dlq:{{7}}", setup.prefix);
     let dead = wait_until(WAIT, || xlen_on(&mut cluster(), &dlq7) == 1).await;
     assert!(dead, "dead-lettered on shard 7; log:\n{}", w.log_text());
-    let api = Api::admin(&setup);
-    let (status, list) = api.get("/v1/tenants/t_gone/dlq").await;
-    assert_eq!(status, 200, "{list}");
-    let id = list["data"][0]["id"].as_str().unwrap().to_string();
-    assert!(id.starts_with("7:"), "{id}");
-    let (status, replayed) = api
-        .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
-        .await;
-    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
-    assert_eq!(
-        rx.wait_for(3, WAIT).await.len(),
-        3,
-        "the replay was delivered"
-    );
+    crate::shards::replay_t_gones_letter(&Api::admin(&setup), &rx).await;
     let log = w.log_text();
     assert!(
         !log.contains("CrossSlot") && !log.contains("CROSSSLOT"),

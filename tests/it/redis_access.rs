@@ -401,38 +401,83 @@ fn role(port: u16) -> String {
         .unwrap_or_default()
 }
 
+/// A primary (`a`) with a replica (`b`), three sentinels watching it as `mymaster`, a
+/// receiver, and a webhookd in sentinel mode delivering every event to it.
+struct SentinelSetup {
+    pa: u16,
+    pb: u16,
+    a: OwnRedis,
+    _b: OwnRedis,
+    sentinels: Vec<Sentinel>,
+    rx: Receiver,
+    setup: Setup,
+    w: Webhookd,
+}
+
+impl SentinelSetup {
+    async fn start(name: &str) -> SentinelSetup {
+        let (pa, pb) = (free_port(), free_port());
+        let a = OwnRedis::start(pa).await;
+        let b = OwnRedis::start(pb).await;
+        let _: () = redis::cmd("REPLICAOF")
+            .arg("127.0.0.1")
+            .arg(pa)
+            .query(&mut node(pb))
+            .unwrap();
+        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
+        assert!(
+            wait_until(Duration::from_secs(30), || sentinels
+                .iter()
+                .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
+            .await,
+            "the sentinels never saw the master and its replica"
+        );
+        let rx = Receiver::start(always(200)).await;
+        let urls: Vec<String> = sentinels
+            .iter()
+            .map(|s| format!("redis://127.0.0.1:{}", s.port))
+            .collect();
+        let setup = Setup::new(name)
+            .redis(&format!(
+                "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
+                urls.join(",")
+            ))
+            .endpoint("ep_s", "t", &rx.url("/"), &["*"]);
+        let w = Webhookd::start(&setup).await;
+        SentinelSetup {
+            pa,
+            pb,
+            a,
+            _b: b,
+            sentinels,
+            rx,
+            setup,
+            w,
+        }
+    }
+}
+
+/// A connection to the redis-server on `port`.
+fn node(port: u16) -> redis::Connection {
+    redis::Client::open(format!("redis://127.0.0.1:{port}"))
+        .unwrap()
+        .get_connection()
+        .unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
-    let (pa, pb) = (free_port(), free_port());
-    let _a = OwnRedis::start(pa).await;
-    let _b = OwnRedis::start(pb).await;
-    let replica = |port: u16| redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pa)
-        .query(&mut replica(pb).get_connection().unwrap())
-        .unwrap();
-    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
-    assert!(
-        wait_until(Duration::from_secs(30), || sentinels
-            .iter()
-            .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
-        .await,
-        "the sentinels never saw the master and its replica"
-    );
-    let rx = Receiver::start(always(200)).await;
-    let urls: Vec<String> = sentinels
-        .iter()
-        .map(|s| format!("redis://127.0.0.1:{}", s.port))
-        .collect();
-    let setup = Setup::new("sentinel")
-        .redis(&format!(
-            "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
-            urls.join(",")
-        ))
-        .endpoint("ep_s", "t", &rx.url("/"), &["*"]);
-    let _w = Webhookd::start(&setup).await;
-    let master = |port: u16| replica(port).get_connection().unwrap();
+    let SentinelSetup {
+        pa,
+        pb,
+        a: _a,
+        sentinels,
+        rx,
+        setup,
+        w: _w,
+        _b,
+    } = SentinelSetup::start("sentinel").await;
+    let master = node;
     publish(
         &mut master(pa),
         &setup.stream(),
@@ -487,37 +532,18 @@ async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sentinel_mode_webhookd_carries_on_after_the_master_is_killed() {
-    let (pa, pb) = (free_port(), free_port());
-    let a = OwnRedis::start(pa).await;
-    let _b = OwnRedis::start(pb).await;
-    let client = |port: u16| redis::Client::open(format!("redis://127.0.0.1:{port}")).unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pa)
-        .query(&mut client(pb).get_connection().unwrap())
-        .unwrap();
-    let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
-    assert!(
-        wait_until(Duration::from_secs(30), || sentinels
-            .iter()
-            .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
-        .await,
-        "the sentinels never saw the master and its replica"
-    );
-    let rx = Receiver::start(always(200)).await;
-    let urls: Vec<String> = sentinels
-        .iter()
-        .map(|s| format!("redis://127.0.0.1:{}", s.port))
-        .collect();
-    let setup = Setup::new("sentinel_kill")
-        .redis(&format!(
-            "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
-            urls.join(",")
-        ))
-        .endpoint("ep_k", "t", &rx.url("/"), &["*"]);
-    let w = Webhookd::start(&setup).await;
+    let SentinelSetup {
+        pa,
+        pb,
+        a,
+        sentinels,
+        rx,
+        setup,
+        w,
+        _b,
+    } = SentinelSetup::start("sentinel_kill").await;
     publish(
-        &mut client(pa).get_connection().unwrap(),
+        &mut node(pa),
         &setup.stream(),
         &[envelope("evt_before", "outbound.sent", "t", json!({}))],
     );
@@ -532,11 +558,7 @@ async fn in_sentinel_mode_webhookd_carries_on_after_the_master_is_killed() {
     let after: Vec<String> = (0..20)
         .map(|i| envelope(&format!("evt_after_{i}"), "outbound.sent", "t", json!({})))
         .collect();
-    publish(
-        &mut client(pb).get_connection().unwrap(),
-        &setup.stream(),
-        &after,
-    );
+    publish(&mut node(pb), &setup.stream(), &after);
     let got = rx.wait_for(21, WAIT).await;
     let seen = by_webhook_id(&got);
     let missing: Vec<usize> = (0..20)
@@ -572,13 +594,7 @@ async fn through_the_sentinels_test_sh_starts_events_are_delivered() {
     let w = Webhookd::start(&setup).await;
     let api = crate::api_common::Api::admin(&setup);
     for i in 0..5 {
-        let (status, body) = api
-            .post(
-                "/v1/events",
-                json!({"id": format!("evt_{i}"), "type": "outbound.sent", "tenant": "t",
-                       "created_at": 1704825600, "data": {}}),
-            )
-            .await;
+        let (status, body) = api.publish_event(&format!("evt_{i}"), "t").await;
         assert_eq!(status, 202, "{body}");
     }
     assert_eq!(
@@ -602,13 +618,7 @@ async fn through_the_tls_server_test_sh_starts_events_are_delivered() {
         .endpoint("ep", "t", &rx.url("/"), &["*"]);
     let w = Webhookd::start(&setup).await;
     let api = crate::api_common::Api::admin(&setup);
-    let (status, body) = api
-        .post(
-            "/v1/events",
-            json!({"id": "evt_tls", "type": "outbound.sent", "tenant": "t",
-                   "created_at": 1704825600, "data": {}}),
-        )
-        .await;
+    let (status, body) = api.publish_event("evt_tls", "t").await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(
         rx.wait_for(1, WAIT).await.len(),

@@ -4,7 +4,6 @@
 //! shard, and a dead letter's id names it.
 
 use std::collections::HashMap;
-use std::process::Command;
 use std::time::Duration;
 
 use serde_json::json;
@@ -30,18 +29,19 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     let api = Api::admin(&setup);
 
     // `webhookd publish`: CRC-32("t_alpha") = 1850826515, mod 16 = 3 (Python's zlib.crc32).
-    let out = Command::new(bin())
-        .args(["publish", "--tenant", "t_alpha", "--type", "outbound.sent"])
-        .args(["--id", "evt_cli", "--config"])
-        .arg(&w.config)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let published = webhookd_ok(
+        &w.config,
+        &[
+            "publish",
+            "--tenant",
+            "t_alpha",
+            "--type",
+            "outbound.sent",
+            "--id",
+            "evt_cli",
+        ],
     );
-    let id = String::from_utf8(out.stdout).unwrap().trim().to_string();
+    let id = published.trim().to_string();
     let on_3: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
         .arg(shard_stream(&setup, 3))
         .arg(&id)
@@ -51,13 +51,7 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     assert_eq!(on_3.len(), 1, "the CLI put t_alpha's event on shard 3");
 
     // POST /v1/events: CRC-32("acct_42") = 270472311, mod 16 = 7.
-    let (status, body) = api
-        .post(
-            "/v1/events",
-            json!({"id": "evt_api", "type": "outbound.sent", "tenant": "acct_42",
-                   "created_at": 1704825600, "data": {}}),
-        )
-        .await;
+    let (status, body) = api.publish_event("evt_api", "acct_42").await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["shard"], 7, "{body}");
     assert_eq!(xlen(&shard_stream(&setup, 7)), 1);
@@ -100,6 +94,27 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     assert_eq!(metric(&w.metrics().await, "webhookd_stream_lag"), 0.0);
 }
 
+/// `t_gone`'s one dead letter (of `evt_dead`, on shard 7) is listed with an id naming its
+/// shard and replayed by that id: its endpoint gets a third attempt.
+pub(crate) async fn replay_t_gones_letter(api: &Api, rx: &Receiver) {
+    let (status, list) = api.get("/v1/tenants/t_gone/dlq").await;
+    assert_eq!(status, 200, "{list}");
+    let letters = list["data"].as_array().unwrap();
+    assert_eq!(letters.len(), 1, "{list}");
+    let id = letters[0]["id"].as_str().unwrap();
+    assert!(id.starts_with("7:"), "{id}");
+    assert_eq!(letters[0]["event_id"], "evt_dead");
+    let (status, replayed) = api
+        .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
+        .await;
+    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
+    assert_eq!(
+        rx.wait_for(3, WAIT).await.len(),
+        3,
+        "replayed: a third attempt"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_letter_stays_on_its_tenants_shard_and_its_id_names_the_shard() {
     let rx = Receiver::start(always(500)).await;
@@ -120,22 +135,7 @@ async fn a_dead_letter_stays_on_its_tenants_shard_and_its_id_names_the_shard() {
         "dead-lettered on shard 7"
     );
     assert_eq!(xlen(&format!("{}dlq", setup.prefix)), 0);
-    let (status, list) = api.get("/v1/tenants/t_gone/dlq").await;
-    assert_eq!(status, 200, "{list}");
-    let letters = list["data"].as_array().unwrap();
-    assert_eq!(letters.len(), 1, "{list}");
-    let id = letters[0]["id"].as_str().unwrap();
-    assert!(id.starts_with("7:"), "{id}");
-    assert_eq!(letters[0]["event_id"], "evt_dead");
-    let (status, replayed) = api
-        .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
-        .await;
-    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
-    assert_eq!(
-        rx.wait_for(3, WAIT).await.len(),
-        3,
-        "replayed: a third attempt"
-    );
+    replay_t_gones_letter(&api, &rx).await;
     // Purged by its id too, once it is dead again.
     assert!(wait_until(WAIT, || xlen(&dlq7) == 1).await);
     let (_, list) = api.get("/v1/tenants/t_gone/dlq").await;

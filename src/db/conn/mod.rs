@@ -141,11 +141,7 @@ pub async fn connect_sentinel(
     access: &Access,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
-    let shown = sentinel_urls
-        .iter()
-        .map(|u| crate::support::redact::url(u))
-        .collect::<Vec<_>>()
-        .join(",");
+    let shown = redacted(sentinel_urls);
     let bad_url = |source| ConnectError::Url {
         url: shown.clone(),
         source,
@@ -173,23 +169,30 @@ pub async fn connect_sentinel(
     .await
 }
 
+/// Connecting is tried three times, half a second apart: a Redis still starting is waited for.
+fn connect_tries() -> ConstantBuilder {
+    ConstantBuilder::default()
+        .with_delay(Duration::from_millis(500))
+        .with_max_times(2)
+}
+
+/// `urls` as shown in messages: comma-separated, passwords redacted.
+fn redacted(urls: &[String]) -> String {
+    urls.iter()
+        .map(|u| crate::support::redact::url(u))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 /// Connects to the Redis Cluster the seed nodes `urls` belong to.
 pub async fn connect_cluster(
     urls: &[String],
     access: &Access,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
-    let shown = urls
-        .iter()
-        .map(|u| crate::support::redact::url(u))
-        .collect::<Vec<_>>()
-        .join(",");
+    let shown = redacted(urls);
     let cluster = (|| cluster::connect(urls, access, response_timeout))
-        .retry(
-            ConstantBuilder::default()
-                .with_delay(Duration::from_millis(500))
-                .with_max_times(2),
-        )
+        .retry(connect_tries())
         .await
         .map_err(|source| ConnectError::Unreachable {
             url: format!("{shown} (cluster)"),
@@ -212,11 +215,7 @@ async fn start(
         let client = source.client().await?;
         client.get_connection_manager_with_config(cfg.clone()).await
     })
-    .retry(
-        ConstantBuilder::default()
-            .with_delay(Duration::from_millis(500))
-            .with_max_times(2),
-    )
+    .retry(connect_tries())
     .await
     .map_err(|source| ConnectError::Unreachable {
         url: shown.to_string(),

@@ -700,3 +700,19 @@ pub fn memory_of(pattern: &str) -> (u64, u64, usize) {
     let max = sizes.iter().copied().max().unwrap_or(0);
     (sizes.iter().sum(), max, keys.len())
 }
+
+/// Runs `webhookd <args> --config <config>`, which must succeed; its standard output.
+pub fn webhookd_ok(config: &std::path::Path, args: &[&str]) -> String {
+    let out = Command::new(bin())
+        .args(args)
+        .arg("--config")
+        .arg(config)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "webhookd {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
