@@ -218,3 +218,52 @@ async fn on_a_cluster_a_replica_killed_with_sigkill_loses_nothing() {
         two.log_text()
     );
 }
+
+/// As an ACL user with only README.md's commands (plus `+cluster|slots` and `+asking`, which
+/// its Redis Cluster paragraph adds), on every node: deliveries, a retry and the claim run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_webhookd_runs_as_the_acl_user_readme_documents() {
+    use crate::redis_access::{readme_acl, PASSWORD};
+    let rx = Receiver::start(first_then_ok(1, 500)).await;
+    let base = on_cluster("cl_acl", "").with("retry:\n  schedule: [1s]\n  jitter: 0\n");
+    let user = format!(
+        "wh_{}",
+        &base.prefix.replace(':', "_")[..12.min(base.prefix.len())]
+    );
+    let mut rules = readme_acl(&base.prefix);
+    rules.extend(["+cluster|slots".to_string(), "+asking".to_string()]);
+    for url in cluster_urls().split(',') {
+        let mut c = redis::Client::open(url).unwrap().get_connection().unwrap();
+        let _: () = redis::cmd("ACL")
+            .arg("SETUSER")
+            .arg(&user)
+            .arg("reset")
+            .arg(&rules)
+            .query(&mut c)
+            .unwrap();
+    }
+    let setup = Setup {
+        redis: Some(format!(
+            "  mode: cluster\n  url: \"{}\"\n  username: {user}\n  password: {PASSWORD}\n",
+            cluster_urls()
+        )),
+        ..base
+    }
+    .endpoint("ep", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut c = cluster();
+    for i in 0..16 {
+        let env = envelope(&format!("evt_{i}"), "outbound.sent", "t", json!({}));
+        xadd(&mut c, &shard_stream(&setup, i), env);
+    }
+    // Every event once, the first after a retry.
+    let all = wait_until(WAIT, || by_webhook_id(&rx.received()).len() == 16).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let log = w.log_text().to_lowercase();
+    assert!(all, "not every event arrived; log:\n{}", w.log_text());
+    assert!(
+        !log.contains("noperm") && !log.contains("can't run this command"),
+        "a command the ACL does not allow:\n{}",
+        w.log_text()
+    );
+}

@@ -12,7 +12,7 @@ use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
 const USER: &str = "webhookd";
-const PASSWORD: &str = "acl-pass-8d1f";
+pub(crate) const PASSWORD: &str = "acl-pass-8d1f";
 
 /// A CA (certificate and key) made for one test.
 struct Ca {
@@ -182,7 +182,7 @@ impl Drop for TlsRedis {
 }
 
 /// The ACL README.md documents for webhookd's user, for keys under `prefix`.
-fn readme_acl(prefix: &str) -> Vec<String> {
+pub(crate) fn readme_acl(prefix: &str) -> Vec<String> {
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     let line = readme
