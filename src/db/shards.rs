@@ -7,14 +7,16 @@ use crate::db::keys::Keys;
 #[derive(Clone, Debug)]
 pub struct Shards {
     base: Keys,
-    count: u32,
+    /// Every shard's keys, made once: publishing looks one up per event.
+    each: std::sync::Arc<[Keys]>,
 }
 
 impl Shards {
     pub fn new(base: Keys, count: u32) -> Shards {
+        let count = count.max(1);
         Shards {
+            each: (0..count).map(|i| base.shard(i, count)).collect(),
             base,
-            count: count.max(1),
         }
     }
 
@@ -27,26 +29,27 @@ impl Shards {
     }
 
     pub fn count(&self) -> u32 {
-        self.count
+        self.each.len() as u32
     }
 
     /// The shard producers put a tenant's events on: CRC-32 (IEEE) of its UTF-8 bytes mod N.
     pub fn of_tenant(&self, tenant: &str) -> u32 {
-        crc32fast::hash(tenant.as_bytes()) % self.count
+        crc32fast::hash(tenant.as_bytes()) % self.count()
     }
 
-    pub fn keys(&self, shard: u32) -> Keys {
-        self.base.shard(shard, self.count)
+    /// Shard `shard`'s keys (`shard` < `count()`).
+    pub fn keys(&self, shard: u32) -> &Keys {
+        &self.each[shard as usize]
     }
 
     /// The keys of the shard a tenant's events go to.
-    pub fn keys_of_tenant(&self, tenant: &str) -> Keys {
+    pub fn keys_of_tenant(&self, tenant: &str) -> &Keys {
         self.keys(self.of_tenant(tenant))
     }
 
     /// Every shard's keys, in order.
-    pub fn all(&self) -> impl Iterator<Item = Keys> + '_ {
-        (0..self.count).map(|i| self.keys(i))
+    pub fn all(&self) -> impl Iterator<Item = &Keys> + '_ {
+        self.each.iter()
     }
 
     /// The keys shared by all shards (the registry, tokens, the retry queue).

@@ -128,7 +128,7 @@ pub(crate) async fn streams_to_read(conn: &Conn, shards: &Shards) -> redis::Redi
             .query_async(&mut c)
             .await?;
     }
-    let mut read: Vec<Keys> = shards.all().collect();
+    let mut read: Vec<Keys> = shards.all().cloned().collect();
     let mut earlier: Vec<Keys> = Vec::new();
     if n > 1 {
         earlier.push(base.shard(0, 1));

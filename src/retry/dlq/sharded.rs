@@ -23,7 +23,7 @@ impl Dlq {
         Dlq {
             streams: shards
                 .all()
-                .map(|keys| LetterStream::new(conn.clone(), keys))
+                .map(|keys| LetterStream::new(conn.clone(), keys.clone()))
                 .collect(),
             shards: shards.clone(),
         }
