@@ -38,22 +38,6 @@ fn on_cluster(name: &str, extra_stream: &str) -> Setup {
         ))
 }
 
-/// Another replica of `setup`: the same keys and endpoints, its own name and port.
-fn replica(setup: &Setup, name: &str) -> Setup {
-    Setup {
-        prefix: setup.prefix.clone(),
-        port: free_port(),
-        redis: setup.redis.clone(),
-        extra: format!("{}  consumer: {name}\n", setup.extra),
-        endpoints: setup.endpoints.clone(),
-        consumer: name.to_string(),
-    }
-}
-
-fn shard_stream(setup: &Setup, i: u32) -> String {
-    format!("{}events:{{{i}}}", setup.prefix)
-}
-
 /// XADDs one envelope through the cluster (its sync connection takes no pipelines).
 fn xadd(conn: &mut redis::cluster::ClusterConnection, stream: &str, envelope: String) {
     let _: String = redis::cmd("XADD")
@@ -72,17 +56,9 @@ fn xlen_on(conn: &mut redis::cluster::ClusterConnection, key: &str) -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_replicas() {
     let rx = Receiver::start(always(200)).await;
-    let mut setup = on_cluster("cl_all", "");
-    for t in 0..8 {
-        setup = setup.endpoint(
-            &format!("ep{t}"),
-            &format!("acct_{t}"),
-            &rx.url("/"),
-            &["*"],
-        );
-    }
-    let one = Webhookd::start(&replica(&setup, "one")).await;
-    let two = Webhookd::start(&replica(&setup, "two")).await;
+    let setup = on_cluster("cl_all", "").endpoint_per_tenant(8, &rx.url("/"));
+    let one = Webhookd::start(&setup.replica("one")).await;
+    let two = Webhookd::start(&setup.replica("two")).await;
     let mut c = cluster();
 
     // `webhookd publish`, POST /v1/events, `webhookd ingest`, and plain XADDs to every shard.
@@ -133,7 +109,7 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
     for n in 0..XADDS {
         let tenant = format!("acct_{}", n % 8);
         let env = envelope(&format!("evt_{n}"), "outbound.sent", &tenant, json!({}));
-        xadd(&mut c, &shard_stream(&setup, (n % 16) as u32), env);
+        xadd(&mut c, &setup.shard_stream((n % 16) as u32), env);
     }
     let expected = XADDS + 2 + ingested_ids.len();
     let got = rx.wait_for(expected, WAIT).await;
@@ -160,7 +136,7 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
     );
     assert!(a > 0.0 && b > 0.0, "both replicas read: {a} and {b}");
     for i in 0..16 {
-        let key = shard_stream(&setup, i);
+        let key = setup.shard_stream(i);
         assert!(xlen_on(&mut c, &key) > 0, "{key} was written");
     }
 }
@@ -175,7 +151,7 @@ async fn on_a_cluster_retries_and_dead_letters_work_and_a_replay_delivers_again(
     let mut c = cluster();
     // CRC-32("t_gone") mod 16 = 7: its dead letters go to dlq:{7}.
     let env = envelope("evt_dead", "outbound.sent", "t_gone", json!({}));
-    xadd(&mut c, &shard_stream(&setup, 0), env);
+    xadd(&mut c, &setup.shard_stream(0), env);
     let dlq7 = format!("{}dlq:{{7}}", setup.prefix);
     let dead = wait_until(WAIT, || xlen_on(&mut cluster(), &dlq7) == 1).await;
     assert!(dead, "dead-lettered on shard 7; log:\n{}", w.log_text());
@@ -196,12 +172,12 @@ async fn on_a_cluster_a_replica_killed_with_sigkill_loses_nothing() {
     }))
     .await;
     let setup = on_cluster("cl_kill", "").endpoint("ep", "t", &rx.url("/"), &["*"]);
-    let mut one = Webhookd::start(&replica(&setup, "one")).await;
-    let two = Webhookd::start(&replica(&setup, "two")).await;
+    let mut one = Webhookd::start(&setup.replica("one")).await;
+    let two = Webhookd::start(&setup.replica("two")).await;
     let mut c = cluster();
     for n in 0..EVENTS {
         let env = envelope(&format!("evt_{n}"), "outbound.sent", "t", json!({}));
-        xadd(&mut c, &shard_stream(&setup, (n % 16) as u32), env);
+        xadd(&mut c, &setup.shard_stream((n % 16) as u32), env);
     }
     rx.wait_for(EVENTS / 5, WAIT).await;
     one.signal("KILL");
@@ -254,7 +230,7 @@ async fn on_a_cluster_webhookd_runs_as_the_acl_user_readme_documents() {
     let mut c = cluster();
     for i in 0..16 {
         let env = envelope(&format!("evt_{i}"), "outbound.sent", "t", json!({}));
-        xadd(&mut c, &shard_stream(&setup, i), env);
+        xadd(&mut c, &setup.shard_stream(i), env);
     }
     // Every event once, the first after a retry.
     let all = wait_until(WAIT, || by_webhook_id(&rx.received()).len() == 16).await;

@@ -311,5 +311,4 @@ async fn killing_the_primary_of_a_busy_shard_loses_nothing_published_after_the_p
         "published after the promotion and not delivered: {missing:?}; log:\n{}",
         w.log_text()
     );
-    assert!(w.pid() > 0);
 }

@@ -14,10 +14,6 @@ use crate::common::*;
 const WAIT: Duration = Duration::from_secs(30);
 const SHARDS: &str = "stream:\n  shards: 16\n  block: 200ms\n";
 
-fn shard_stream(setup: &Setup, i: u32) -> String {
-    format!("{}events:{{{i}}}", setup.prefix)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_shard() {
     let rx = Receiver::start(always(200)).await;
@@ -43,7 +39,7 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     );
     let id = published.trim().to_string();
     let on_3: Vec<(String, HashMap<String, String>)> = redis::cmd("XRANGE")
-        .arg(shard_stream(&setup, 3))
+        .arg(setup.shard_stream(3))
         .arg(&id)
         .arg(&id)
         .query(&mut redis())
@@ -54,16 +50,16 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     let (status, body) = api.publish_event("evt_api", "acct_42").await;
     assert_eq!(status, 202, "{body}");
     assert_eq!(body["shard"], 7, "{body}");
-    assert_eq!(xlen(&shard_stream(&setup, 7)), 1);
+    assert_eq!(xlen(&setup.shard_stream(7)), 1);
 
     // A producer's plain XADD to a shard the rule would not pick, and an invalid entry.
     let mut r = redis();
     publish(
         &mut r,
-        &shard_stream(&setup, 12),
+        &setup.shard_stream(12),
         &[envelope("evt_xadd", "outbound.sent", "acct_42", json!({}))],
     );
-    publish(&mut r, &shard_stream(&setup, 5), &["not json".to_string()]);
+    publish(&mut r, &setup.shard_stream(5), &["not json".to_string()]);
 
     let got = rx.wait_for(3, WAIT).await;
     let mut ids: Vec<&str> = got.iter().map(|g| g.header("webhook-id")).collect();
@@ -83,15 +79,57 @@ async fn with_16_shards_every_producer_is_delivered_and_each_tenant_keeps_its_sh
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(rx.count(), 3, "nothing delivered twice");
     for i in 0..16 {
-        let stream = shard_stream(&setup, i);
+        let stream = setup.shard_stream(i);
         assert_eq!(
             pending(&mut r, &stream),
             0,
             "{stream} has entries left unacknowledged"
         );
     }
-    // The lag gauge sums every shard: all read, all acknowledged.
-    assert_eq!(metric(&w.metrics().await, "webhookd_stream_lag"), 0.0);
+}
+
+/// `webhookd_stream_lag` is the sum over every shard: entries waiting on two shards both
+/// count (one stream alone would show at most its own).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_lag_gauge_sums_the_entries_waiting_on_every_shard() {
+    let slow = Receiver::start(std::sync::Arc::new(|_, _| {
+        (200, vec![], Duration::from_millis(150))
+    }))
+    .await;
+    let setup = Setup::new("shards_lag")
+        .with(SHARDS)
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  max_in_flight: 1\n  per_endpoint_in_flight: 1\n")
+        .endpoint("ep", "t", &slow.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    for (shard, n) in [(2, 0), (9, 1)] {
+        let events: Vec<String> = (0..10)
+            .map(|i| envelope(&format!("lag{n}_{i}"), "outbound.sent", "t", json!({})))
+            .collect();
+        publish(&mut r, &setup.shard_stream(shard), &events);
+    }
+    let mut seen = 0.0f64;
+    for _ in 0..100 {
+        seen = seen.max(metric(&w.metrics().await, "webhookd_stream_lag"));
+        if seen > 10.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen > 10.0,
+        "both shards' backlogs show in the lag: at most {seen}"
+    );
+    assert_eq!(slow.wait_for(20, WAIT).await.len(), 20);
+    let mut last = f64::NAN;
+    for _ in 0..300 {
+        last = metric(&w.metrics().await, "webhookd_stream_lag");
+        if last == 0.0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(last, 0.0, "the lag falls to 0 once every entry is done");
 }
 
 /// `t_gone`'s one dead letter (of `evt_dead`, on shard 7) is listed with an id naming its
@@ -126,7 +164,7 @@ async fn a_dead_letter_stays_on_its_tenants_shard_and_its_id_names_the_shard() {
     // CRC-32("t_gone") = 3102615095, mod 16 = 7.
     publish(
         &mut redis(),
-        &shard_stream(&setup, 0),
+        &setup.shard_stream(0),
         &[envelope("evt_dead", "outbound.sent", "t_gone", json!({}))],
     );
     let dlq7 = format!("{}dlq:{{7}}", setup.prefix);
@@ -149,26 +187,11 @@ async fn a_dead_letter_stays_on_its_tenants_shard_and_its_id_names_the_shard() {
 async fn two_replicas_share_16_shards_with_nothing_missed_or_repeated() {
     const EVENTS: usize = 400;
     let rx = Receiver::start(always(200)).await;
-    let mut setup = Setup::new("shards_two");
-    for t in 0..8 {
-        setup = setup.endpoint(
-            &format!("ep{t}"),
-            &format!("acct_{t}"),
-            &rx.url("/"),
-            &["*"],
-        );
-    }
-    // The same Redis keys, each replica its own consumer name and its own port.
-    let replica = |name: &str| Setup {
-        prefix: setup.prefix.clone(),
-        port: free_port(),
-        redis: None,
-        extra: format!("stream:\n  shards: 16\n  block: 200ms\n  consumer: {name}\n"),
-        endpoints: setup.endpoints.clone(),
-        consumer: name.to_string(),
-    };
-    let one = Webhookd::start(&replica("one")).await;
-    let two = Webhookd::start(&replica("two")).await;
+    let setup = Setup::new("shards_two")
+        .with(SHARDS)
+        .endpoint_per_tenant(8, &rx.url("/"));
+    let one = Webhookd::start(&setup.replica("one")).await;
+    let two = Webhookd::start(&setup.replica("two")).await;
     let mut r = redis();
     for chunk in 0..8 {
         let batch: Vec<(u32, String)> = (0..EVENTS / 8)
@@ -182,7 +205,7 @@ async fn two_replicas_share_16_shards_with_nothing_missed_or_repeated() {
             })
             .collect();
         for (shard, env) in batch {
-            publish(&mut r, &shard_stream(&setup, shard), &[env]);
+            publish(&mut r, &setup.shard_stream(shard), &[env]);
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -216,12 +239,8 @@ async fn after_the_shard_count_changes_the_streams_written_before_are_still_read
     );
     // Four shards, then (with those entries waiting) back to two.
     let four = Setup {
-        prefix: setup.prefix.clone(),
-        port: free_port(),
-        redis: None,
         extra: "stream:\n  shards: 4\n  block: 200ms\n".into(),
-        endpoints: setup.endpoints.clone(),
-        consumer: setup.consumer.clone(),
+        ..setup.replica(&setup.consumer)
     };
     let w = Webhookd::start(&four).await;
     assert_eq!(
@@ -232,13 +251,12 @@ async fn after_the_shard_count_changes_the_streams_written_before_are_still_read
     drop(w);
     publish(
         &mut r,
-        &shard_stream(&setup, 3),
+        &setup.shard_stream(3),
         &[envelope("evt_on_3", "outbound.sent", "t", json!({}))],
     );
     let two = Setup {
         extra: "stream:\n  shards: 2\n  block: 200ms\n".into(),
-        port: free_port(),
-        ..four
+        ..four.replica(&four.consumer)
     };
     let _w = Webhookd::start(&two).await;
     let got = rx.wait_for(2, WAIT).await;
@@ -258,7 +276,7 @@ async fn entries_with_the_same_id_on_two_shards_are_both_delivered_through_retri
     let mut r = redis();
     for (shard, id) in [(0, "evt_on_0"), (5, "evt_on_5")] {
         let _: String = redis::cmd("XADD")
-            .arg(shard_stream(&setup, shard))
+            .arg(setup.shard_stream(shard))
             .arg("1704825600000-1")
             .arg("event")
             .arg(envelope(id, "outbound.sent", "t", json!({})))

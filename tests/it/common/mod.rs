@@ -207,6 +207,7 @@ pub fn endpoint_yaml(id: &str, tenant: &str, url: &str, filters: &[&str]) -> Str
 }
 
 /// Builds a config for one test: its own prefix and port, loopback receivers allowed.
+#[derive(Clone)]
 pub struct Setup {
     pub prefix: String,
     pub port: u16,
@@ -227,6 +228,28 @@ impl Setup {
             endpoints: Vec::new(),
             consumer: format!("c-{:06x}", rand::random::<u32>() >> 8),
         }
+    }
+
+    /// Another replica on the same keys and endpoints: its own consumer name and port.
+    pub fn replica(&self, consumer: &str) -> Setup {
+        Setup {
+            port: free_port(),
+            consumer: consumer.to_string(),
+            ..self.clone()
+        }
+    }
+
+    /// Shard `i` of the input stream (`stream.shards` > 1).
+    pub fn shard_stream(&self, i: u32) -> String {
+        format!("{}events:{{{i}}}", self.prefix)
+    }
+
+    /// Endpoints `ep<t>` of tenants `acct_<t>` for t < n, each taking every event, at `url`.
+    pub fn endpoint_per_tenant(mut self, n: usize, url: &str) -> Setup {
+        for t in 0..n {
+            self = self.endpoint(&format!("ep{t}"), &format!("acct_{t}"), url, &["*"]);
+        }
+        self
     }
 
     pub fn endpoint(mut self, id: &str, tenant: &str, url: &str, filters: &[&str]) -> Setup {
@@ -276,7 +299,13 @@ impl Setup {
                 self.consumer
             ));
         }
-        y.push_str(&self.extra);
+        if self.extra.contains("stream:\n") && !self.extra.contains("consumer:") {
+            // The test's own stream section, with this setup's consumer name in it.
+            let named = format!("stream:\n  consumer: {}\n", self.consumer);
+            y.push_str(&self.extra.replacen("stream:\n", &named, 1));
+        } else {
+            y.push_str(&self.extra);
+        }
         if !self.endpoints.is_empty() {
             y.push_str("endpoints:\n");
             for e in &self.endpoints {
