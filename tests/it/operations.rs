@@ -78,24 +78,10 @@ async fn the_stream_lag_counts_entries_not_yet_done_and_falls_to_zero() {
         .map(|i| envelope(&format!("lag{i}"), "outbound.sent", "t", json!({})))
         .collect();
     publish(&mut redis(), &setup.stream(), &env);
-    let mut seen = 0.0f64;
-    for _ in 0..100 {
-        seen = seen.max(metric(&w.metrics().await, "webhookd_stream_lag"));
-        if seen >= 10.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let seen = w.metric_until("webhookd_stream_lag", |v| v >= 10.0).await;
     assert!(seen >= 10.0, "the backlog shows in the lag: at most {seen}");
     assert_eq!(slow.wait_for(30, WAIT).await.len(), 30);
-    let mut last = f64::NAN;
-    for _ in 0..300 {
-        last = metric(&w.metrics().await, "webhookd_stream_lag");
-        if last == 0.0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let last = w.metric_until("webhookd_stream_lag", |v| v == 0.0).await;
     assert_eq!(last, 0.0, "the lag falls to 0 once every entry is done");
 }
 

@@ -459,6 +459,20 @@ impl Webhookd {
         }
     }
 
+    /// Polls a metric sample (every 100 ms, for 30 s at most) until `done` holds; the last
+    /// value read.
+    pub async fn metric_until(&self, sample: &str, done: impl Fn(f64) -> bool) -> f64 {
+        let mut last = f64::NAN;
+        for _ in 0..300 {
+            last = metric(&self.metrics().await, sample);
+            if done(last) {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        last
+    }
+
     pub async fn metrics(&self) -> String {
         http_get(&format!("http://127.0.0.1:{}/metrics", self.port))
             .await
