@@ -15,9 +15,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Incoming;
-use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
 use serde_json::json;
 use tokio::io::AsyncReadExt;
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
@@ -25,6 +23,7 @@ use webhookd::event::filter::Pattern;
 
 use super::plan::Plan;
 use super::publisher::Events;
+use super::receiver::{accept, serve};
 
 /// The type of every noisy event, and the only filter of every noisy endpoint.
 pub const NOISY_TYPE: &str = "bench.noisy";
@@ -250,28 +249,14 @@ pub async fn start(tally: Arc<NoisyTally>, count: usize) -> std::io::Result<Serv
 
 async fn accept_loop(listener: TcpListener, tally: Arc<NoisyTally>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
-            Err(e) => {
-                eprintln!("webhookd-bench: noisy accept failed: {e}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
-            }
-        };
+        let stream = accept(&listener).await;
         tally.connections.fetch_add(1, Ordering::Relaxed);
-        let _ = stream.set_nodelay(true);
         let tally = tally.clone();
         if tally.noisy.kind == Kind::Hang {
             tokio::spawn(hang(stream, tally));
             continue;
         }
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| handle(tally.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        serve(stream, move |req| handle(tally.clone(), req));
     }
 }
 

@@ -17,7 +17,7 @@ use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
 use webhookd::secure::sign::{verify_header, SigningKey};
 
 use super::plan::Plan;
@@ -186,25 +186,41 @@ pub async fn start(tally: Arc<Tally>, count: usize) -> std::io::Result<Vec<Socke
 
 async fn accept_loop(listener: TcpListener, tally: Arc<Tally>) {
     loop {
-        let stream = match listener.accept().await {
-            Ok((s, _)) => s,
+        let stream = accept(&listener).await;
+        let tally = tally.clone();
+        serve(stream, move |req| handle(tally.clone(), req));
+    }
+}
+
+/// The next connection, with Nagle off; an error (out of file descriptors, most likely) backs
+/// off instead of spinning.
+pub async fn accept(listener: &TcpListener) -> TcpStream {
+    loop {
+        match listener.accept().await {
+            Ok((s, _)) => {
+                let _ = s.set_nodelay(true);
+                return s;
+            }
             Err(e) => {
-                // Out of file descriptors, most likely: back off instead of spinning.
                 eprintln!("webhookd-bench: accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(10)).await;
-                continue;
             }
-        };
-        let _ = stream.set_nodelay(true);
-        let tally = tally.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| handle(tally.clone(), req));
-            let _ = hyper::server::conn::http1::Builder::new()
-                .keep_alive(true)
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
-        });
+        }
     }
+}
+
+/// Serves HTTP/1.1 with keep-alive on `stream`, in a task of its own, each request to `handle`.
+pub fn serve<F, Fut>(stream: TcpStream, handle: F)
+where
+    F: Fn(Request<Incoming>) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Result<Response<Empty<Bytes>>, Infallible>> + Send + 'static,
+{
+    tokio::spawn(async move {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service_fn(handle))
+            .await;
+    });
 }
 
 async fn handle(
