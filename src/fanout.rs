@@ -42,9 +42,9 @@ impl FanOut {
             .snapshot()
             .matching(&ev.tenant, &ev.event_type, &mut matched);
         if reread && !matched.is_empty() {
-            let ids: Vec<String> = matched
+            let ids: Vec<(String, &str)> = matched
                 .iter()
-                .map(|ep| DeliveryId::of(&name, &ep.id).to_string())
+                .map(|ep| (DeliveryId::of(&name, &ep.id).to_string(), &*ep.id))
                 .collect();
             let mut queued = self.retry.contains(&ids).await?.into_iter();
             matched.retain(|_| !queued.next().unwrap_or(false));

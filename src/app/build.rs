@@ -17,14 +17,14 @@ use crate::deliver::breaker::Breaker;
 use crate::deliver::client;
 use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
 use crate::fanout::FanOut;
-use crate::ingest::shard::{streams_to_read, ShardIngest, Shared};
+use crate::ingest::shard::{shards_seen, streams_to_read, ShardIngest, Shared};
 use crate::ingest::StreamSettings;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::registry::{LiveIndex, Store, Syncer};
 use crate::retry::dlq::Dlq;
 use crate::retry::park::{self, ParkWriter};
-use crate::retry::RetryQueue;
+use crate::retry::{RetryQueue, RetryShards};
 use crate::secure::seal::Sealer;
 use crate::secure::ssrf::Guard;
 use crate::support::shutdown::Shutdown;
@@ -95,7 +95,11 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         // Idle connections kept per host: many endpoints often share one host.
         config.delivery.max_in_flight,
     );
-    let retry = RetryQueue::new(conn.clone(), keys.clone());
+    let seen = shards_seen(&conn, &shards)
+        .await
+        .map_err(redis_err("reading the shard counts used before"))?;
+    let retry_shards = RetryShards::new(&shards, seen);
+    let retry = RetryQueue::new(conn.clone(), retry_shards.clone());
     let dlq = Dlq::new(conn.clone(), &shards)
         .with_retention(config.dlq.retention.get())
         .with_max_per_endpoint(config.dlq.max_per_endpoint);
@@ -107,10 +111,10 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         metrics.clone(),
     );
     let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
-    let (park, park_writer) = park::channel(conn.clone(), keys.clone());
+    let (park, park_writer) = park::channel(conn.clone(), retry_shards.clone());
     let breaker = Breaker::new(
         conn.clone(),
-        keys.clone(),
+        retry_shards,
         config.delivery.breaker_failures,
         config.delivery.breaker_probe.get(),
         metrics.clone(),
@@ -161,7 +165,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         health: health.clone(),
         stop: stop.clone(),
     };
-    let streams = streams_to_read(&conn, &shards)
+    let streams = streams_to_read(&conn, &shards, seen)
         .await
         .map_err(redis_err("finding the streams to read"))?;
     let mut ingest = Vec::with_capacity(streams.len());

@@ -104,41 +104,49 @@ impl Keys {
         }
         p + "dedup:*"
     }
+    /// The retry state's hash tag: `{retry}` unsharded; with shards, shard `i`'s tag `{i}`,
+    /// so an endpoint's jobs, backlog and circuit stay in one slot (`retry/shards.rs`).
+    fn retry_tag(&self) -> String {
+        match self.shard {
+            None => format!("{}{{retry}}", self.prefix),
+            Some(i) => format!("{}retry:{{{i}}}", self.prefix),
+        }
+    }
     /// Sorted set of delivery ids by due time (ms).
     pub fn retry_due(&self) -> String {
-        format!("{}{{retry}}:due", self.prefix)
+        format!("{}:due", self.retry_tag())
     }
     /// Hash of delivery id → serialized delivery.
     pub fn retry_jobs(&self) -> String {
-        format!("{}{{retry}}:jobs", self.prefix)
+        format!("{}:jobs", self.retry_tag())
     }
     /// Hash of body ref → a body the retry queue's jobs name (`retry/bodies.rs`).
     pub fn retry_bodies(&self) -> String {
-        format!("{}{{retry}}:bodies", self.prefix)
+        format!("{}:bodies", self.retry_tag())
     }
     /// Hash of body ref → how many jobs name it.
     pub fn retry_body_refs(&self) -> String {
-        format!("{}{{retry}}:bodyrefs", self.prefix)
+        format!("{}:bodyrefs", self.retry_tag())
     }
     /// Hash of delivery id → a job this build could not read, kept as it was.
     pub fn retry_quarantine(&self) -> String {
-        format!("{}{{retry}}:quarantine", self.prefix)
+        format!("{}:quarantine", self.retry_tag())
     }
     /// Hash of endpoint id → its circuit, for circuits that are not closed (`breaker`).
     pub fn circuits(&self) -> String {
-        format!("{}{{retry}}:circuits", self.prefix)
+        format!("{}:circuits", self.retry_tag())
     }
     /// Hash of endpoint id → consecutive failed attempts (absent: none).
     pub fn breaker_failures(&self) -> String {
-        format!("{}{{retry}}:failures", self.prefix)
+        format!("{}:failures", self.retry_tag())
     }
     /// Sorted set of one endpoint's parked deliveries (ids) by the time their schedule ends.
     pub fn parked(&self, endpoint_id: &str) -> String {
-        format!("{}{{retry}}:park:{endpoint_id}", self.prefix)
+        format!("{}:park:{endpoint_id}", self.retry_tag())
     }
     /// Sorted set of endpoints with parked deliveries, by when a replica should next look.
     pub fn parked_index(&self) -> String {
-        format!("{}{{retry}}:parked", self.prefix)
+        format!("{}:parked", self.retry_tag())
     }
     /// Hash of endpoint id → endpoint record.
     pub fn endpoints(&self) -> String {
@@ -215,12 +223,23 @@ mod tests {
         assert_eq!(s.stream(), "webhookd:events:{15}");
         assert_eq!(s.invalid(), "webhookd:events:{15}:invalid");
         assert_eq!(s.dlq(), "webhookd:dlq:{15}");
-        for key in [s.dlq_of("ep"), s.dedup_segments(), s.dedup_base()] {
+        for key in [
+            s.dlq_of("ep"),
+            s.dedup_segments(),
+            s.dedup_base(),
+            s.retry_due(),
+            s.retry_jobs(),
+            s.circuits(),
+            s.parked("ep"),
+            s.parked_index(),
+        ] {
             assert!(key.contains("{15}"), "{key}");
         }
         let one = k.shard(0, 1);
         assert_eq!(one.stream(), "webhookd:events");
         assert_eq!(one.dlq(), "webhookd:dlq");
+        assert_eq!(one.retry_due(), "webhookd:{retry}:due");
+        assert_eq!(s.retry_due(), "webhookd:retry:{15}:due");
     }
 
     #[test]

@@ -1,7 +1,7 @@
 //! The circuit breaker: one state per endpoint, shared by every replica through Redis.
 //!
-//! The circuits hash (`Keys::circuits`) holds a record only for endpoints whose circuit is
-//! not closed; an absent field means closed.
+//! The circuits hash (`Keys::circuits`) of an endpoint's home queue (`retry::shards`) holds a
+//! record only for endpoints whose circuit is not closed; an absent field means closed.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MAX_PROBE_INTERVAL;
 use crate::db::conn::Conn;
-use crate::db::keys::Keys;
 use crate::ops::metrics::Metrics;
+use crate::retry::RetryShards;
 use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
 
@@ -60,11 +60,11 @@ pub struct Circuit {
 /// The circuit state of one endpoint, as every replica sees it.
 pub(crate) async fn state(
     conn: &Conn,
-    keys: &Keys,
+    shards: &RetryShards,
     endpoint_id: &str,
 ) -> redis::RedisResult<State> {
     let raw: Option<String> = redis::cmd("HGET")
-        .arg(keys.circuits())
+        .arg(shards.home(endpoint_id).circuits())
         .arg(endpoint_id)
         .query_async(&mut conn.clone())
         .await?;
@@ -134,7 +134,7 @@ pub(crate) enum Transition {
 /// This replica's view of every circuit, and the scripts that change them.
 pub(crate) struct Breaker {
     conn: Conn,
-    keys: Keys,
+    shards: RetryShards,
     threshold: u32,
     probe: Duration,
     open: ArcSwap<HashMap<Arc<str>, Circuit>>,
@@ -150,14 +150,14 @@ pub(crate) struct Breaker {
 impl Breaker {
     pub(crate) fn new(
         conn: Conn,
-        keys: Keys,
+        shards: RetryShards,
         threshold: u32,
         probe: Duration,
         metrics: Arc<Metrics>,
     ) -> Arc<Breaker> {
         Arc::new(Breaker {
             conn,
-            keys,
+            shards,
             threshold,
             probe,
             open: ArcSwap::from_pointee(HashMap::new()),
@@ -203,11 +203,12 @@ impl Breaker {
             return Ok(Transition::None);
         }
         let now = now_ms();
+        let keys = self.shards.home(endpoint_id);
         let (_, change): (u32, String) = self
             .failed
-            .key(self.keys.circuits())
-            .key(self.keys.breaker_failures())
-            .key(self.keys.parked_index())
+            .key(keys.circuits())
+            .key(keys.breaker_failures())
+            .key(keys.parked_index())
             .arg(&**endpoint_id)
             .arg(now)
             .arg(self.threshold)
@@ -256,12 +257,13 @@ impl Breaker {
         if !streak && !self.blocks(endpoint_id) {
             return Ok(Transition::None);
         }
+        let keys = self.shards.home(endpoint_id);
         let opened_at: i64 = self
             .succeeded
-            .key(self.keys.circuits())
-            .key(self.keys.breaker_failures())
-            .key(self.keys.parked_index())
-            .key(self.keys.parked(endpoint_id))
+            .key(keys.circuits())
+            .key(keys.breaker_failures())
+            .key(keys.parked_index())
+            .key(keys.parked(endpoint_id))
             .arg(&**endpoint_id)
             .invoke_async(&mut self.conn.clone())
             .await?;
@@ -324,18 +326,31 @@ impl Breaker {
         }
     }
 
-    /// Re-reads every circuit and streak (bounded by the endpoints that have one).
+    /// Re-reads every circuit and streak (bounded by the endpoints that have one), each from
+    /// its endpoint's home: what an earlier shard count left elsewhere is stale.
     pub(crate) async fn refresh(&self) -> redis::RedisResult<()> {
         let started = self.generation.fetch_add(1, Ordering::AcqRel) + 1;
-        let (circuits, streaks): (HashMap<String, String>, Vec<String>) = redis::pipe()
-            .hgetall(self.keys.circuits())
-            .hkeys(self.keys.breaker_failures())
-            .query_async(&mut self.conn.clone())
-            .await?;
-        let map: HashMap<Arc<str>, Circuit> = circuits
-            .into_iter()
-            .filter_map(|(id, raw)| Some((Arc::from(id), serde_json::from_str(&raw).ok()?)))
-            .collect();
+        let mut pipe = redis::pipe();
+        for keys in self.shards.homes() {
+            pipe.hgetall(keys.circuits()).hkeys(keys.breaker_failures());
+        }
+        let read: Vec<redis::Value> = pipe.query_async(&mut self.conn.clone()).await?;
+        let mut map: HashMap<Arc<str>, Circuit> = HashMap::new();
+        let mut streaks: Vec<String> = Vec::new();
+        for (home, pair) in read.chunks(2).enumerate() {
+            let at_home = |id: &String| usize::from(self.shards.home_of(id)) == home;
+            let circuits: HashMap<String, String> = redis::from_redis_value(pair[0].clone())?;
+            let failing: Vec<String> = redis::from_redis_value(pair[1].clone())?;
+            map.extend(
+                circuits
+                    .into_iter()
+                    .filter(|(id, _)| at_home(id))
+                    .filter_map(|(id, raw)| {
+                        Some((Arc::from(id), serde_json::from_str(&raw).ok()?))
+                    }),
+            );
+            streaks.extend(failing.into_iter().filter(|id| at_home(id)));
+        }
         self.metrics.circuits_open.set(map.len() as i64);
         self.open.store(Arc::new(map));
         let mut local = self.streaks.lock().expect("breaker streaks");

@@ -8,6 +8,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deliver::lane::SlowShare;
 use crate::ids::{DeliveryId, EndpointId, EventId, EventType, TenantId};
+use crate::retry::shards::Queue;
 use crate::retry::Job;
 use crate::support::clock::now_ms;
 
@@ -26,8 +27,18 @@ pub(crate) struct EventInfo {
 pub(crate) enum Source {
     /// First attempt, straight from the input stream.
     Stream,
-    /// Taken (leased) from the retry queue.
-    Queue,
+    /// Taken (leased) from this retry queue.
+    Queue(Queue),
+}
+
+impl Source {
+    /// The retry queue it was taken from.
+    pub(crate) fn queue(self) -> Option<Queue> {
+        match self {
+            Source::Queue(q) => Some(q),
+            Source::Stream => None,
+        }
+    }
 }
 
 pub(crate) struct Delivery {
@@ -76,7 +87,7 @@ impl Delivery {
         }
     }
 
-    pub(crate) fn from_job(job: Job) -> Delivery {
+    pub(crate) fn from_job(job: Job, queue: Queue) -> Delivery {
         Delivery {
             event: Arc::new(EventInfo {
                 id: EventId::stored(job.event_id),
@@ -92,7 +103,7 @@ impl Delivery {
             queued_at: job.queued_at,
             last_status: job.last_status,
             last_error: job.last_error,
-            source: Source::Queue,
+            source: Source::Queue(queue),
             stored: true,
             probe: false,
             room: None,

@@ -11,6 +11,7 @@ use crate::deliver::delivery::Delivery;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::lane::SlowShare;
 use crate::retry::park::Probe;
+use crate::retry::shards::Queue;
 use crate::retry::{Job, RetryQueue};
 use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
@@ -22,6 +23,8 @@ const IDLE: Duration = Duration::from_millis(100);
 /// How often the quarantine is looked at for jobs this build can read, and how many at most.
 const RESTORE_EVERY: Duration = Duration::from_secs(60);
 const RESTORE_LOOK: usize = 1000;
+/// How often queues being drained (nobody's home) are looked at.
+const DRAINED_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(
     queue: RetryQueue,
@@ -31,51 +34,80 @@ pub(crate) async fn run(
     stop: Shutdown,
 ) {
     let mut next_restore = tokio::time::Instant::now();
+    let mut next_drained = tokio::time::Instant::now();
+    let queues: Vec<Queue> = queue.shards().all().map(|(q, _)| q).collect();
     while !stop.begun() {
-        if tokio::time::Instant::now() >= next_restore {
-            next_restore += RESTORE_EVERY;
+        let now = tokio::time::Instant::now();
+        if now >= next_restore {
+            next_restore = now + RESTORE_EVERY;
             if let Err(e) = queue.restore_quarantined(RESTORE_LOOK).await {
                 tracing::warn!(error = %e, "looking at quarantined retry jobs failed");
             }
         }
-        let room = outstanding.available_permits().min(TAKE);
-        if room == 0 {
-            stop.sleep(Duration::from_millis(10)).await;
-            continue;
+        let drained_too = now >= next_drained;
+        if drained_too {
+            next_drained = now + DRAINED_EVERY;
         }
-        let now = now_ms();
-        let jobs = match queue
-            .take_due(now, room, now + lease.as_millis() as i64)
-            .await
-        {
-            Ok(taken) => {
-                dispatcher
-                    .metrics
-                    .retry_jobs_quarantined
-                    .inc_by(taken.quarantined as u64);
-                taken.jobs
+        let mut full = false;
+        for &q in &queues {
+            if stop.begun() {
+                return;
             }
-            Err(e) => {
-                tracing::warn!(error = %e, "taking due retries failed");
-                stop.sleep(Duration::from_secs(1)).await;
+            if queue.shards().is_drained(q) && !drained_too {
                 continue;
             }
-        };
-        let full = jobs.len() == room;
-        for job in jobs {
-            let room = outstanding
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("never closed");
-            spawn(&dispatcher, job, Some(room), |d, del| async move {
-                d.deliver(del).await
-            });
+            full |= take(&queue, q, &dispatcher, &outstanding, lease, &stop).await;
         }
         if !full {
             stop.sleep(IDLE).await;
         }
     }
+}
+
+/// Takes what is due in one queue, as far as there is room; true if it filled the room.
+async fn take(
+    queue: &RetryQueue,
+    q: Queue,
+    dispatcher: &Arc<Dispatcher>,
+    outstanding: &Arc<Semaphore>,
+    lease: Duration,
+    stop: &Shutdown,
+) -> bool {
+    let room = outstanding.available_permits().min(TAKE);
+    if room == 0 {
+        stop.sleep(Duration::from_millis(10)).await;
+        return true;
+    }
+    let now = now_ms();
+    let jobs = match queue
+        .take_due(q, now, room, now + lease.as_millis() as i64)
+        .await
+    {
+        Ok(taken) => {
+            dispatcher
+                .metrics
+                .retry_jobs_quarantined
+                .inc_by(taken.quarantined as u64);
+            taken.jobs
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "taking due retries failed");
+            stop.sleep(Duration::from_secs(1)).await;
+            return false;
+        }
+    };
+    let full = jobs.len() == room;
+    for job in jobs {
+        let room = outstanding
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        spawn(dispatcher, job, q, Some(room), |d, del| async move {
+            d.deliver(del).await
+        });
+    }
+    full
 }
 
 /// Endpoints with a backlog looked at per pass.
@@ -95,25 +127,40 @@ pub(crate) async fn run_parked(
     stop: Shutdown,
 ) {
     let wake = dispatcher.wake.clone();
-    // Passes walk the ready backlogs a page at a time, so every one gets its turn however
-    // many there are.
-    let mut offset = 0;
+    let shards = dispatcher.park.shards().clone();
+    // Passes walk each queue's ready backlogs a page at a time, so every one gets its turn
+    // however many there are.
+    let mut offsets: Vec<(Queue, usize)> = shards.all().map(|(q, _)| (q, 0)).collect();
     while !stop.begun() {
         let now = now_ms();
-        match dispatcher.park.ready(now, offset, BACKLOGS_PER_PASS).await {
-            Ok(endpoints) => {
-                offset = if endpoints.len() < BACKLOGS_PER_PASS {
-                    0
-                } else {
-                    offset + BACKLOGS_PER_PASS
-                };
-                for ep in endpoints {
-                    if let Err(e) = pull(&dispatcher, &outstanding, &ep, lease).await {
-                        tracing::warn!(endpoint = %ep, error = %e, "pulling parked deliveries failed");
+        for (q, offset) in offsets.iter_mut() {
+            // A queue being drained is drained at once, whenever its backlogs were due a look.
+            let until = if shards.is_drained(*q) { i64::MAX } else { now };
+            match dispatcher
+                .park
+                .ready(*q, until, *offset, BACKLOGS_PER_PASS)
+                .await
+            {
+                Ok(endpoints) => {
+                    *offset = if endpoints.len() < BACKLOGS_PER_PASS {
+                        0
+                    } else {
+                        *offset + BACKLOGS_PER_PASS
+                    };
+                    for ep in endpoints {
+                        let at_home = !shards.is_drained(*q) && shards.home_of(&ep) == *q;
+                        let pulled = if at_home {
+                            pull(&dispatcher, &outstanding, &ep, lease).await
+                        } else {
+                            drain(&dispatcher, &outstanding, *q, &ep, lease).await
+                        };
+                        if let Err(e) = pulled {
+                            tracing::warn!(endpoint = %ep, error = %e, "pulling parked deliveries failed");
+                        }
                     }
                 }
+                Err(e) => tracing::warn!(error = %e, "reading the parked backlogs failed"),
             }
-            Err(e) => tracing::warn!(error = %e, "reading the parked backlogs failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(PARKED_EVERY) => {}
@@ -123,12 +170,41 @@ pub(crate) async fn run_parked(
     }
 }
 
+/// Moves a backlog left in a queue that is not its endpoint's home (an earlier shard count)
+/// on: its deliveries are taken as they are, and each is delivered or parked again at home.
+async fn drain(
+    d: &Arc<Dispatcher>,
+    outstanding: &Arc<Semaphore>,
+    q: Queue,
+    ep: &str,
+    lease: Duration,
+) -> redis::RedisResult<()> {
+    let rooms: Vec<OwnedSemaphorePermit> = (0..PULL_MAX)
+        .map_while(|_| outstanding.clone().try_acquire_owned().ok())
+        .collect();
+    if rooms.is_empty() {
+        return Ok(());
+    }
+    let lease_until = now_ms() + lease.as_millis() as i64;
+    // Its circuit there is stale (the home's counts): cleared, so everything may go.
+    let (_, jobs) = d.park.take(q, ep, rooms.len(), lease_until, true).await?;
+    for ((_, job), room) in jobs.into_iter().zip(rooms) {
+        if let Some(job) = job {
+            spawn(d, job, q, Some(room), |d, del| async move {
+                d.deliver(del).await
+            });
+        }
+    }
+    Ok(())
+}
+
 async fn pull(
     d: &Arc<Dispatcher>,
     outstanding: &Arc<Semaphore>,
     ep: &str,
     lease: Duration,
 ) -> redis::RedisResult<()> {
+    let home = d.park.shards().home_of(ep);
     let now = now_ms();
     let lease_until = now + lease.as_millis() as i64;
     let id: Arc<str> = Arc::from(ep);
@@ -140,13 +216,19 @@ async fn pull(
         // Open: dead-letter what waited past its schedule, and probe when it is time.
         for (_, job) in d.park.take_expired(ep, now, SWEEP, lease_until).await? {
             if let Some(job) = job {
-                spawn(d, job, None, |d, del| async move { d.expire(del).await });
+                spawn(
+                    d,
+                    job,
+                    home,
+                    None,
+                    |d, del| async move { d.expire(del).await },
+                );
             }
         }
         if let Probe::Take(Some(job)) = d.park.take_probe(ep, now, lease_until).await? {
             d.breaker.note_half_open(&id, lease_until);
             let room = outstanding.clone().try_acquire_owned().ok();
-            spawn(d, *job, room, |d, mut del| async move {
+            spawn(d, *job, home, room, |d, mut del| async move {
                 del.probe = true;
                 d.deliver(del).await
             });
@@ -187,13 +269,13 @@ async fn pull(
     }
     // Without a breaker (or for an endpoint that is gone), a stale circuit must not hold it.
     let clear = gone || !d.breaker.enabled();
-    let (emptied, jobs) = d.park.take(ep, take, lease_until, clear).await?;
+    let (emptied, jobs) = d.park.take(home, ep, take, lease_until, clear).await?;
     lane.backlogged
         .store(!emptied, std::sync::atomic::Ordering::Relaxed);
     for ((_, job), room) in jobs.into_iter().zip(rooms) {
         if let Some(job) = job {
             let share = shares.pop();
-            spawn(d, job, Some(room), |d, mut del| async move {
+            spawn(d, job, home, Some(room), |d, mut del| async move {
                 del.slow_share = share;
                 d.deliver(del).await
             });
@@ -202,12 +284,17 @@ async fn pull(
     Ok(())
 }
 
-fn spawn<F, Fut>(d: &Arc<Dispatcher>, job: Job, room: Option<OwnedSemaphorePermit>, run: F)
-where
+fn spawn<F, Fut>(
+    d: &Arc<Dispatcher>,
+    job: Job,
+    from: Queue,
+    room: Option<OwnedSemaphorePermit>,
+    run: F,
+) where
     F: FnOnce(Arc<Dispatcher>, Delivery) -> Fut + Send + 'static,
     Fut: std::future::Future<Output = bool> + Send,
 {
-    let mut del = Delivery::from_job(job);
+    let mut del = Delivery::from_job(job, from);
     del.room = room;
     let d2 = d.clone();
     // Whatever happens, the lease makes an unrecorded delivery due again.

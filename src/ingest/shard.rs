@@ -109,10 +109,9 @@ impl ShardIngest {
     }
 }
 
-/// The streams this replica reads: every shard of `stream.shards`, and those an earlier
-/// setting wrote to (the unsharded stream, or shards beyond the current count) while they
-/// exist. Records the highest shard count used, so a later start with fewer still finds them.
-pub(crate) async fn streams_to_read(conn: &Conn, shards: &Shards) -> redis::RedisResult<Vec<Keys>> {
+/// Records the highest shard count this Redis has been used with, and answers it, so a
+/// later start with fewer shards still finds what the others hold.
+pub(crate) async fn shards_seen(conn: &Conn, shards: &Shards) -> redis::RedisResult<u32> {
     let mut c = conn.clone();
     let base = shards.base();
     let seen: Option<u32> = redis::cmd("GET")
@@ -128,6 +127,20 @@ pub(crate) async fn streams_to_read(conn: &Conn, shards: &Shards) -> redis::Redi
             .query_async(&mut c)
             .await?;
     }
+    Ok(seen.max(n))
+}
+
+/// The streams this replica reads: every shard of `stream.shards`, and those an earlier
+/// setting (`seen`, from `shards_seen`) wrote to — the unsharded stream, or shards beyond the
+/// current count — while they exist.
+pub(crate) async fn streams_to_read(
+    conn: &Conn,
+    shards: &Shards,
+    seen: u32,
+) -> redis::RedisResult<Vec<Keys>> {
+    let mut c = conn.clone();
+    let base = shards.base();
+    let n = shards.count();
     let mut read: Vec<Keys> = shards.all().cloned().collect();
     let mut earlier: Vec<Keys> = Vec::new();
     if n > 1 {

@@ -8,8 +8,10 @@ pub(crate) mod job;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod schedule;
+pub mod shards;
 
 pub use queue::RetryQueue;
+pub use shards::RetryShards;
 
 pub(crate) use job::Job;
 pub(crate) use schedule::next_delay;

@@ -6,16 +6,17 @@
 //! until it is pulled: by the probe of an open circuit, by the endpoint's lane when a slot
 //! frees, or by the sweep that dead-letters what waited past its schedule. An index of
 //! endpoints with a backlog, scored by when a replica should next look, keeps every scan
-//! bounded. Everything lives under the `{retry}` hash tag: each script stays in one slot.
+//! bounded. An endpoint's backlog lives in its home queue (`shards`), with its jobs and
+//! circuit: each script stays in one slot.
 
 use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::conn::Conn;
-use crate::db::keys::Keys;
 use crate::retry::bodies::{self, Stored};
 use crate::retry::job::Job;
+use crate::retry::shards::{Queue, RetryShards};
 
 /// Park requests written per transaction.
 const BATCH: usize = 512;
@@ -103,7 +104,7 @@ return out
 
 /// Parks a batch: per delivery its id, endpoint, deadline, whether it leaves the due set
 /// (1/0), and its job, body ref and body (all '' when the stored job stands). ARGV[1] is
-/// what an endpoint's park key is named from; everything shares the `{retry}` slot.
+/// what an endpoint's park key is named from; everything shares its home's slot.
 const PARK: &str = r#"
 for i = 2, #ARGV, 7 do
   local id, ep = ARGV[i], ARGV[i + 1]
@@ -127,7 +128,7 @@ pub(crate) struct ParkRequest {
     pub(crate) deadline: i64,
     /// The job to store, when the stored one is missing or stale.
     pub(crate) job: Option<Stored>,
-    /// It is in the due set now (leased) and leaves it.
+    /// It is in the due set of its home now (leased) and leaves it.
     pub(crate) from_due: bool,
 }
 
@@ -148,7 +149,7 @@ type Reply = oneshot::Sender<redis::RedisResult<()>>;
 #[derive(Clone)]
 pub(crate) struct ParkQueue {
     conn: Conn,
-    keys: Keys,
+    shards: RetryShards,
     tx: mpsc::Sender<(ParkRequest, Reply)>,
     take_parked: Arc<redis::Script>,
     take_probe: Arc<redis::Script>,
@@ -158,17 +159,17 @@ pub(crate) struct ParkQueue {
 /// Writes park requests in batches, one transaction each.
 pub(crate) struct ParkWriter {
     conn: Conn,
-    keys: Keys,
+    shards: RetryShards,
     rx: mpsc::Receiver<(ParkRequest, Reply)>,
     park: redis::Script,
 }
 
-pub(crate) fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
+pub(crate) fn channel(conn: Conn, shards: RetryShards) -> (ParkQueue, ParkWriter) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
         ParkQueue {
             conn: conn.clone(),
-            keys: keys.clone(),
+            shards: shards.clone(),
             tx,
             take_parked: Arc::new(bodies::script(TAKE_PARKED)),
             take_probe: Arc::new(bodies::script(TAKE_PROBE)),
@@ -176,7 +177,7 @@ pub(crate) fn channel(conn: Conn, keys: Keys) -> (ParkQueue, ParkWriter) {
         },
         ParkWriter {
             conn,
-            keys,
+            shards,
             rx,
             park: bodies::script(PARK),
         },
@@ -192,15 +193,20 @@ impl ParkQueue {
         rx.await.map_err(|_| closed())?
     }
 
-    /// Endpoints whose backlog wants a look now (drain, probe or sweep).
+    pub(crate) fn shards(&self) -> &RetryShards {
+        &self.shards
+    }
+
+    /// Endpoints whose backlog in `queue` wants a look now (drain, probe or sweep).
     pub(crate) async fn ready(
         &self,
+        queue: Queue,
         now_ms: i64,
         offset: usize,
         limit: usize,
     ) -> redis::RedisResult<Vec<String>> {
         redis::cmd("ZRANGEBYSCORE")
-            .arg(self.keys.parked_index())
+            .arg(self.shards.keys(queue).parked_index())
             .arg("-inf")
             .arg(now_ms)
             .arg("LIMIT")
@@ -210,24 +216,26 @@ impl ParkQueue {
             .await
     }
 
-    /// Leases up to `n` of the endpoint's parked deliveries; true with them when its backlog
-    /// is now empty. Nothing while its circuit is open, unless `gone`.
+    /// Leases up to `n` of the endpoint's deliveries parked in `queue`; true with them when
+    /// that backlog is now empty. Nothing while its circuit is open, unless `gone`.
     pub(crate) async fn take(
         &self,
+        queue: Queue,
         endpoint_id: &str,
         n: usize,
         lease_until: i64,
         gone: bool,
     ) -> redis::RedisResult<(bool, Vec<(String, Option<Job>)>)> {
+        let keys = self.shards.keys(queue);
         let mut raw: Vec<redis::Value> = self
             .take_parked
-            .key(self.keys.parked(endpoint_id))
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.parked_index())
-            .key(self.keys.circuits())
-            .key(self.keys.breaker_failures())
-            .key(self.keys.retry_bodies())
+            .key(keys.parked(endpoint_id))
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.parked_index())
+            .key(keys.circuits())
+            .key(keys.breaker_failures())
+            .key(keys.retry_bodies())
             .arg(endpoint_id)
             .arg(n)
             .arg(lease_until)
@@ -245,14 +253,15 @@ impl ParkQueue {
         now_ms: i64,
         lease_until: i64,
     ) -> redis::RedisResult<Probe> {
+        let keys = self.shards.home(endpoint_id);
         let raw: Vec<String> = self
             .take_probe
-            .key(self.keys.circuits())
-            .key(self.keys.parked_index())
-            .key(self.keys.parked(endpoint_id))
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_bodies())
+            .key(keys.circuits())
+            .key(keys.parked_index())
+            .key(keys.parked(endpoint_id))
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.retry_bodies())
             .arg(endpoint_id)
             .arg(now_ms)
             .arg(lease_until)
@@ -268,7 +277,7 @@ impl ParkQueue {
         })
     }
 
-    /// Leases parked deliveries whose schedule ran out, to be dead-lettered.
+    /// Leases parked deliveries (at home) whose schedule ran out, to be dead-lettered.
     pub(crate) async fn take_expired(
         &self,
         endpoint_id: &str,
@@ -276,12 +285,13 @@ impl ParkQueue {
         limit: usize,
         lease_until: i64,
     ) -> redis::RedisResult<Vec<(String, Option<Job>)>> {
+        let keys = self.shards.home(endpoint_id);
         let raw: Vec<String> = self
             .take_expired
-            .key(self.keys.parked(endpoint_id))
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_bodies())
+            .key(keys.parked(endpoint_id))
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.retry_bodies())
             .arg(now_ms)
             .arg(limit)
             .arg(lease_until)
@@ -290,14 +300,14 @@ impl ParkQueue {
         Ok(bodies::jobs_of(&raw))
     }
 
-    /// Deliveries parked for each of these endpoints.
+    /// Deliveries parked at home for each of these endpoints.
     pub(crate) async fn depths<'a>(
         &self,
         endpoint_ids: impl Iterator<Item = &'a str>,
     ) -> redis::RedisResult<Vec<u64>> {
         let mut pipe = redis::pipe();
         for id in endpoint_ids {
-            pipe.zcard(self.keys.parked(id));
+            pipe.zcard(self.shards.home(id).parked(id));
         }
         pipe.query_async(&mut self.conn.clone()).await
     }
@@ -308,14 +318,34 @@ impl ParkWriter {
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         while self.rx.recv_many(&mut buf, BATCH).await > 0 {
+            let r = self.write(&buf).await;
+            for (_, reply) in buf.drain(..) {
+                let _ = reply.send(r.clone());
+            }
+        }
+    }
+
+    /// One script call per home the batch names.
+    async fn write(&self, buf: &[(ParkRequest, Reply)]) -> redis::RedisResult<()> {
+        let mut homes: Vec<Queue> = buf
+            .iter()
+            .map(|(req, _)| self.shards.home_of(&req.endpoint_id))
+            .collect();
+        homes.sort_unstable();
+        homes.dedup();
+        for home in homes {
+            let keys = self.shards.keys(home);
             let mut call = self.park.prepare_invoke();
-            call.key(self.keys.retry_jobs())
-                .key(self.keys.retry_bodies())
-                .key(self.keys.retry_body_refs())
-                .key(self.keys.retry_due())
-                .key(self.keys.parked_index())
-                .arg(self.keys.parked(""));
-            for (req, _) in &buf {
+            call.key(keys.retry_jobs())
+                .key(keys.retry_bodies())
+                .key(keys.retry_body_refs())
+                .key(keys.retry_due())
+                .key(keys.parked_index())
+                .arg(keys.parked(""));
+            let here = buf
+                .iter()
+                .filter(|(req, _)| self.shards.home_of(&req.endpoint_id) == home);
+            for (req, _) in here {
                 call.arg(&req.id)
                     .arg(&*req.endpoint_id)
                     .arg(req.deadline)
@@ -327,10 +357,8 @@ impl ParkWriter {
                     }
                 }
             }
-            let r = call.invoke_async::<()>(&mut self.conn.clone()).await;
-            for (_, reply) in buf.drain(..) {
-                let _ = reply.send(r.clone());
-            }
+            call.invoke_async::<()>(&mut self.conn.clone()).await?;
         }
+        Ok(())
     }
 }

@@ -1,11 +1,12 @@
 //! The retry queue in Redis: a sorted set of delivery ids by due time plus a hash of the
-//! deliveries themselves and their bodies, once each (`bodies`), all under the `{retry}` hash
-//! tag.
+//! deliveries themselves and their bodies, once each (`bodies`), all under their queue's hash
+//! tag; one queue per shard (`shards`), a delivery's in its endpoint's home.
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::retry::bodies::{self, Stored};
 use crate::retry::job::Job;
+use crate::retry::shards::{Queue, RetryShards};
 
 /// Takes due ids and leases them (moves their score to the lease end) in one step, so two
 /// replicas never take the same delivery; an expired lease makes it due again. Answers
@@ -91,47 +92,88 @@ pub struct Taken {
 #[derive(Clone)]
 pub struct RetryQueue {
     conn: Conn,
-    keys: Keys,
+    shards: RetryShards,
 }
 
 impl RetryQueue {
-    pub fn new(conn: Conn, keys: Keys) -> Self {
-        RetryQueue { conn, keys }
+    pub fn new(conn: Conn, shards: RetryShards) -> Self {
+        RetryQueue { conn, shards }
     }
 
-    /// Puts (or replaces) a delivery, due at `due_ms`.
+    pub fn shards(&self) -> &RetryShards {
+        &self.shards
+    }
+
+    /// Puts (or replaces) a delivery in its endpoint's home, due at `due_ms`.
     pub async fn schedule(&self, job: &Job, due_ms: i64) -> redis::RedisResult<()> {
         self.schedule_many(std::slice::from_ref(job), due_ms).await
     }
 
-    pub async fn schedule_many(&self, jobs: &[Job], due_ms: i64) -> redis::RedisResult<()> {
-        if jobs.is_empty() {
-            return Ok(());
-        }
-        let mut call = SCRIPTS[PUT].prepare_invoke();
-        call.key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_bodies())
-            .key(self.keys.retry_body_refs())
-            .arg(due_ms);
-        for job in jobs {
-            call.arg(&job.id);
-            Stored::of(job).args(&mut call);
-        }
-        call.invoke_async(&mut self.conn.clone()).await
+    /// As `schedule`, for a delivery taken from `from`: once it is queued at home it leaves
+    /// a queue being drained.
+    pub(crate) async fn reschedule(
+        &self,
+        job: &Job,
+        due_ms: i64,
+        from: Option<Queue>,
+    ) -> redis::RedisResult<()> {
+        self.schedule(job, due_ms).await?;
+        self.leave(&job.id, &job.endpoint_id, from).await
     }
 
-    /// Takes up to `limit` due deliveries, leased until `lease_until_ms`.
+    /// Removes a delivery from the queue it was taken from, when that is not its home (its
+    /// fate was just written there).
+    pub(crate) async fn leave(
+        &self,
+        id: &str,
+        endpoint_id: &str,
+        from: Option<Queue>,
+    ) -> redis::RedisResult<()> {
+        match from {
+            Some(q) if q != self.shards.home_of(endpoint_id) => self.complete(q, id).await,
+            _ => Ok(()),
+        }
+    }
+
+    pub async fn schedule_many(&self, jobs: &[Job], due_ms: i64) -> redis::RedisResult<()> {
+        let mut by_home: Vec<(Queue, Vec<&Job>)> = Vec::new();
+        for job in jobs {
+            let home = self.shards.home_of(&job.endpoint_id);
+            match by_home.iter_mut().find(|(q, _)| *q == home) {
+                Some((_, js)) => js.push(job),
+                None => by_home.push((home, vec![job])),
+            }
+        }
+        for (home, jobs) in by_home {
+            let keys = self.shards.keys(home);
+            let mut call = SCRIPTS[PUT].prepare_invoke();
+            call.key(keys.retry_due())
+                .key(keys.retry_jobs())
+                .key(keys.retry_bodies())
+                .key(keys.retry_body_refs())
+                .arg(due_ms);
+            for job in jobs {
+                call.arg(&job.id);
+                Stored::of(job).args(&mut call);
+            }
+            call.invoke_async::<()>(&mut self.conn.clone()).await?;
+        }
+        Ok(())
+    }
+
+    /// Takes up to `limit` due deliveries from one queue, leased until `lease_until_ms`.
     pub async fn take_due(
         &self,
+        queue: Queue,
         now_ms: i64,
         limit: usize,
         lease_until_ms: i64,
     ) -> redis::RedisResult<Taken> {
+        let keys = self.shards.keys(queue);
         let raw: Vec<String> = SCRIPTS[TAKE]
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_bodies())
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.retry_bodies())
             .arg(now_ms)
             .arg(limit)
             .arg(lease_until_ms)
@@ -154,7 +196,7 @@ impl RetryQueue {
                 "retry jobs this build cannot read set aside in the retry quarantine"
             );
             for id in unreadable {
-                self.quarantine(&id).await?;
+                self.quarantine(keys, &id).await?;
             }
         }
         Ok(Taken { jobs, quarantined })
@@ -162,52 +204,24 @@ impl RetryQueue {
 
     /// Moves a job out of the queue into the quarantine hash, as it is (an id without a job
     /// leaves the queue; there is nothing to keep).
-    async fn quarantine(&self, id: &str) -> redis::RedisResult<()> {
+    async fn quarantine(&self, keys: &Keys, id: &str) -> redis::RedisResult<()> {
         SCRIPTS[SET_ASIDE]
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_quarantine())
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.retry_quarantine())
             .arg(id)
             .invoke_async(&mut self.conn.clone())
             .await
     }
 
-    /// Puts the quarantined jobs this build can read back in the queue, due now, looking at
-    /// about `limit` of them; answers how many came back. A build that could not read a job
-    /// (an older one, meeting a job stored by reference during a rolling upgrade) set it
-    /// aside; a newer one takes it back.
+    /// Puts the quarantined jobs this build can read back in their queue, due now, looking at
+    /// about `limit` of them per queue; answers how many came back. A build that could not
+    /// read a job (an older one, meeting a job stored by reference during a rolling upgrade)
+    /// set it aside; a newer one takes it back.
     pub(crate) async fn restore_quarantined(&self, limit: usize) -> redis::RedisResult<usize> {
-        let mut conn = self.conn.clone();
-        let (_, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
-            .arg(self.keys.retry_quarantine())
-            .arg(0)
-            .arg("COUNT")
-            .arg(limit)
-            .query_async(&mut conn)
-            .await?;
         let mut restored = 0;
-        for (id, raw) in pairs {
-            let body = match bodies::ref_of(&raw) {
-                Some(r) => redis::cmd("HGET")
-                    .arg(self.keys.retry_bodies())
-                    .arg(r)
-                    .query_async::<Option<String>>(&mut conn)
-                    .await?
-                    .unwrap_or_default(),
-                None => String::new(),
-            };
-            if bodies::load(&raw, body).is_none() {
-                continue;
-            }
-            let back: u8 = SCRIPTS[PUT_BACK]
-                .key(self.keys.retry_due())
-                .key(self.keys.retry_jobs())
-                .key(self.keys.retry_quarantine())
-                .arg(&id)
-                .arg(crate::support::clock::now_ms())
-                .invoke_async(&mut conn)
-                .await?;
-            restored += usize::from(back);
+        for (_, keys) in self.shards.all() {
+            restored += self.restore_from(keys, limit).await?;
         }
         if restored > 0 {
             tracing::info!(
@@ -218,34 +232,89 @@ impl RetryQueue {
         Ok(restored)
     }
 
-    /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint.
-    pub async fn complete(&self, id: &str) -> redis::RedisResult<()> {
+    async fn restore_from(&self, keys: &Keys, limit: usize) -> redis::RedisResult<usize> {
+        let mut conn = self.conn.clone();
+        let (_, pairs): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(keys.retry_quarantine())
+            .arg(0)
+            .arg("COUNT")
+            .arg(limit)
+            .query_async(&mut conn)
+            .await?;
+        let mut restored = 0;
+        for (id, raw) in pairs {
+            let body = match bodies::ref_of(&raw) {
+                Some(r) => redis::cmd("HGET")
+                    .arg(keys.retry_bodies())
+                    .arg(r)
+                    .query_async::<Option<String>>(&mut conn)
+                    .await?
+                    .unwrap_or_default(),
+                None => String::new(),
+            };
+            if bodies::load(&raw, body).is_none() {
+                continue;
+            }
+            let back: u8 = SCRIPTS[PUT_BACK]
+                .key(keys.retry_due())
+                .key(keys.retry_jobs())
+                .key(keys.retry_quarantine())
+                .arg(&id)
+                .arg(crate::support::clock::now_ms())
+                .invoke_async(&mut conn)
+                .await?;
+            restored += usize::from(back);
+        }
+        Ok(restored)
+    }
+
+    /// Removes a delivery that succeeded, was dead-lettered, or lost its endpoint from the
+    /// queue it was taken from.
+    pub async fn complete(&self, queue: Queue, id: &str) -> redis::RedisResult<()> {
+        let keys = self.shards.keys(queue);
         SCRIPTS[DONE]
-            .key(self.keys.retry_due())
-            .key(self.keys.retry_jobs())
-            .key(self.keys.retry_bodies())
-            .key(self.keys.retry_body_refs())
+            .key(keys.retry_due())
+            .key(keys.retry_jobs())
+            .key(keys.retry_bodies())
+            .key(keys.retry_body_refs())
             .arg(id)
             .invoke_async(&mut self.conn.clone())
             .await
     }
 
-    /// Which of these delivery ids are already queued.
-    pub async fn contains(&self, ids: &[String]) -> redis::RedisResult<Vec<bool>> {
+    /// Which of these deliveries (id, endpoint id) are already queued: at home, or in a queue
+    /// being drained.
+    pub async fn contains(&self, ids: &[(String, &str)]) -> redis::RedisResult<Vec<bool>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
+        let drained: Vec<&Keys> = self
+            .shards
+            .all()
+            .filter(|(q, _)| self.shards.is_drained(*q))
+            .map(|(_, k)| k)
+            .collect();
         let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.hexists(self.keys.retry_jobs(), id);
+        for (id, endpoint) in ids {
+            pipe.hexists(self.shards.home(endpoint).retry_jobs(), id);
+            for keys in &drained {
+                pipe.hexists(keys.retry_jobs(), id);
+            }
         }
-        pipe.query_async(&mut self.conn.clone()).await
+        let found: Vec<bool> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(found
+            .chunks(1 + drained.len())
+            .map(|c| c.iter().any(|f| *f))
+            .collect())
     }
 
+    /// Deliveries waiting in every queue.
     pub async fn depth(&self) -> redis::RedisResult<u64> {
-        redis::cmd("ZCARD")
-            .arg(self.keys.retry_due())
-            .query_async(&mut self.conn.clone())
-            .await
+        let mut pipe = redis::pipe();
+        for (_, keys) in self.shards.all() {
+            pipe.zcard(keys.retry_due());
+        }
+        let each: Vec<u64> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(each.iter().sum())
     }
 }

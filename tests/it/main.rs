@@ -22,6 +22,7 @@ mod redis_access;
 mod cluster;
 mod cluster_failover;
 mod secrets_at_rest;
+mod retry_shards;
 mod shards;
 // SPEC 9: the command line.
 mod command_line;

@@ -46,7 +46,7 @@ async fn endpoint_stats(
     let rec = load(&state, &scope.tenant, &id).await?;
     let (conn, keys, now) = (&state.inner.conn, &state.inner.keys, now_ms());
     let (circuit, in_flight, hours) = tokio::try_join!(
-        breaker::state(conn, keys, &rec.id),
+        breaker::state(conn, state.inner.retry.shards(), &rec.id),
         stats::in_flight(conn, keys, &rec.id, now),
         stats::last_day(conn, keys, &rec.id, now),
     )?;

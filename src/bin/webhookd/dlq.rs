@@ -9,7 +9,7 @@ use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
 use webhookd::db::shards::Shards;
 use webhookd::retry::dlq::{Dlq, Selector};
-use webhookd::retry::RetryQueue;
+use webhookd::retry::{RetryQueue, RetryShards};
 use webhookd::support::clock;
 
 pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitCode> {
@@ -17,7 +17,6 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
         .await
         .map_err(|e| anyhow!(e))?;
     let shards = Shards::of(&config);
-    let keys = shards.base().clone();
     let dlq = Dlq::new(conn.clone(), &shards);
     match cmd {
         DlqCommand::List {
@@ -75,7 +74,8 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
                 })?;
                 Selector::Since(ms)
             };
-            let queue = RetryQueue::new(conn, keys);
+            // Replays go to each endpoint's home; queues left to drain do not matter here.
+            let queue = RetryQueue::new(conn, RetryShards::new(&shards, 1));
             println!("{}", dlq.replay(tenant.as_deref(), &sel, &queue).await?);
         }
         DlqCommand::Purge { select, tenant } => {

@@ -90,7 +90,9 @@ impl Dispatcher {
                 self.metrics.retried.inc();
                 let due = now_ms() + delay.as_millis() as i64;
                 let job = d.to_job();
-                self.persist(|| self.retry.schedule(&job, due)).await
+                let from = d.source.queue();
+                self.persist(|| self.retry.reschedule(&job, due, from))
+                    .await
             }
             AfterFailure::DeadLetter => self.dead_letter(&d).await,
         }
@@ -118,11 +120,11 @@ impl Dispatcher {
         self.dead_letter(&d).await
     }
 
-    /// A delivery's fate is recorded: one taken from the retry queue leaves it. False only if
+    /// A delivery's fate is recorded: one taken from a retry queue leaves it. False only if
     /// that removal never landed (its lease then makes it due again).
     pub(super) async fn settled(&self, d: &Delivery) -> bool {
         match d.source {
-            Source::Queue => self.persist(|| self.retry.complete(&d.id)).await,
+            Source::Queue(q) => self.persist(|| self.retry.complete(q, &d.id)).await,
             Source::Stream => true,
         }
     }
@@ -130,16 +132,23 @@ impl Dispatcher {
     /// Parks a delivery in its endpoint's backlog in Redis, without an attempt: written once,
     /// then it waits for a slot or for its circuit's probe.
     /// Its room is held until the write lands, so parking too is bounded in memory.
+    /// One taken from a queue being drained is parked at home, then leaves that queue.
     pub(super) async fn park(&self, d: Delivery, lane: &Lane, why: Why) -> bool {
         self.metrics.parked(why.label());
+        let home = self.retry.shards().home_of(&d.endpoint_id);
+        let at_home = d.source == Source::Queue(home);
         let req = ParkRequest {
             id: d.id.to_string(),
             endpoint_id: d.endpoint_id.as_arc().clone(),
             deadline: d.deadline(self.cfg.schedule_total()),
-            job: (!d.stored).then(|| Stored::of(&d.to_job())),
-            from_due: d.source == Source::Queue,
+            job: (!d.stored || !at_home).then(|| Stored::of(&d.to_job())),
+            from_due: at_home,
         };
-        let ok = self.persist(|| self.park.park(req.clone())).await;
+        let from = d.source.queue();
+        let ok = self.persist(|| self.park.park(req.clone())).await
+            && self
+                .persist(|| self.retry.leave(&req.id, &req.endpoint_id, from))
+                .await;
         if ok {
             lane.backlogged.store(true, Ordering::Relaxed);
         }
