@@ -152,12 +152,6 @@ impl Config {
                     "names the master the sentinels watch; it must be set in sentinel mode",
                 ))
             }
-            "sentinel" if !r.ca_file.is_empty() => {
-                return Err(key_err(
-                    "redis.ca_file",
-                    "is not supported in sentinel mode by this build yet",
-                ))
-            }
             "sentinel" => {}
             "cluster" => {}
             other => {
@@ -166,6 +160,17 @@ impl Config {
                     format!("`{other}` is not one of standalone, cluster, sentinel"),
                 ))
             }
+        }
+        let tls: Vec<bool> = r
+            .url
+            .split(',')
+            .map(|u| u.trim().starts_with("rediss://"))
+            .collect();
+        if tls.contains(&true) && tls.contains(&false) {
+            return Err(key_err(
+                "redis.url",
+                "mixes redis:// and rediss:// addresses; use one scheme for all",
+            ));
         }
         if !r.username.is_empty() && r.password.is_empty() {
             return Err(key_err("redis.username", "is set without redis.password"));

@@ -114,6 +114,27 @@ fn redis_access_keys_are_checked_naming_the_key() {
     assert!(err.contains("redis.sentinel_master"), "{err}");
     let sentinels = "redis:\n  mode: sentinel\n  sentinel_master: m\n  url: \"redis://a:26379,redis://b:26379\"\n";
     assert!(load(sentinels, &[]).is_ok());
+    let mixed = sentinels.replace("redis://b", "rediss://b");
+    let err = load(&mixed, &[]).unwrap_err().to_string();
+    assert!(err.contains("redis.url") && err.contains("mixes"), "{err}");
+    let ca = std::env::temp_dir().join(format!("webhookd-ca-{}.pem", std::process::id()));
+    std::fs::write(
+        &ca,
+        "-----BEGIN CERTIFICATE-----\nAA==\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let over_tls = format!(
+        "{}  ca_file: \"{}\"\n",
+        sentinels.replace("redis://", "rediss://"),
+        ca.display()
+    );
+    let checked = load(&over_tls, &[]);
+    std::fs::remove_file(&ca).unwrap();
+    assert!(
+        checked.is_ok(),
+        "TLS sentinels with a CA: {:?}",
+        checked.err()
+    );
     let err = load("redis:\n  mode: ring\n", &[]).unwrap_err().to_string();
     assert!(err.contains("redis.mode"), "{err}");
     let err = load("redis:\n  ca_file: /nonexistent/ca.pem\n", &[])

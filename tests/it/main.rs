@@ -21,6 +21,7 @@ mod provider_ingest;
 mod redis_access;
 mod cluster;
 mod cluster_failover;
+mod sentinel;
 mod secrets_at_rest;
 mod retry_shards;
 mod shards;

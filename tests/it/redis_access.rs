@@ -11,7 +11,7 @@ use serde_json::json;
 use crate::common::*;
 
 const WAIT: Duration = Duration::from_secs(20);
-const USER: &str = "webhookd";
+pub(crate) const USER: &str = "webhookd";
 pub(crate) const PASSWORD: &str = "acl-pass-8d1f";
 
 /// A CA (certificate and key) made for one test.
@@ -55,18 +55,15 @@ fn make_ca(dir: &Path, name: &str) -> Ca {
     }
 }
 
-/// A redis-server answering only TLS on a free port, with its certificate signed by `ca`, the
-/// default user off and one ACL user; no persistence. Killed when dropped.
-struct TlsRedis {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
+/// A CA made for one test and a certificate for 127.0.0.1 it signed, in a directory of their
+/// own: what a TLS redis-server (or sentinel) here presents.
+pub(crate) struct TlsFiles {
+    dir: tempfile::TempDir,
     ca: Ca,
 }
 
-impl TlsRedis {
-    /// `acl`: the rules of the user `webhookd`.
-    fn start(acl: &[String]) -> TlsRedis {
+impl TlsFiles {
+    pub(crate) fn make() -> TlsFiles {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let ca = make_ca(d, "test-ca");
@@ -104,46 +101,70 @@ impl TlsRedis {
                 "san.ext",
             ],
         );
+        TlsFiles { dir, ca }
+    }
+
+    pub(crate) fn ca_cert(&self) -> &Path {
+        &self.ca.cert
+    }
+
+    /// A redis-server's (or a sentinel's) TLS settings as `(name, value)` pairs: its
+    /// certificate, the CA, no client certificates, and TLS to the servers it replicates or
+    /// watches too.
+    pub(crate) fn server_settings(&self) -> Vec<(&'static str, String)> {
+        let at = |f: &str| self.dir.path().join(f).display().to_string();
+        vec![
+            ("tls-cert-file", at("server.pem")),
+            ("tls-key-file", at("server.key")),
+            ("tls-ca-cert-file", at("test-ca.pem")),
+            ("tls-auth-clients", "no".into()),
+            ("tls-replication", "yes".into()),
+        ]
+    }
+
+    /// A client of `url` (`rediss://`) that trusts the CA.
+    pub(crate) fn client(&self, url: &str) -> redis::Client {
+        let ca = std::fs::read(&self.ca.cert).unwrap();
+        redis::Client::build_with_tls(
+            url,
+            redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca),
+            },
+        )
+        .unwrap()
+    }
+}
+
+/// A redis-server answering only TLS on a free port, with its certificate signed by the
+/// test's CA, the default user off and one ACL user; no persistence. Killed when dropped.
+struct TlsRedis {
+    port: u16,
+    child: Child,
+    tls: TlsFiles,
+}
+
+impl TlsRedis {
+    /// `acl`: the rules of the user `webhookd`.
+    fn start(acl: &[String]) -> TlsRedis {
+        let tls = TlsFiles::make();
         let port = free_port();
+        let settings = tls
+            .server_settings()
+            .into_iter()
+            .flat_map(|(k, v)| [format!("--{k}"), v]);
         let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--tls-port",
-                &port.to_string(),
-                "--bind",
-                "127.0.0.1",
-                "--tls-cert-file",
-                "server.pem",
-                "--tls-key-file",
-                "server.key",
-                "--tls-ca-cert-file",
-                "test-ca.pem",
-                "--tls-auth-clients",
-                "no",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                ".",
-                "--user",
-                "default",
-                "off",
-                "--user",
-                USER,
-            ])
+            .args(["--port", "0", "--tls-port", &port.to_string()])
+            .args(["--bind", "127.0.0.1"])
+            .args(settings)
+            .args(["--save", "", "--appendonly", "no", "--dir"])
+            .arg(tls.dir.path())
+            .args(["--user", "default", "off", "--user", USER])
             .args(acl)
-            .current_dir(d)
             .stdout(Stdio::null())
             .spawn()
             .expect("redis-server on PATH");
-        let r = TlsRedis {
-            port,
-            child,
-            _dir: dir,
-            ca,
-        };
+        let r = TlsRedis { port, child, tls };
         let limit = Instant::now() + Duration::from_secs(10);
         while r.client().get_connection().is_err() {
             assert!(
@@ -161,16 +182,10 @@ impl TlsRedis {
 
     /// A client of the test's own: the same CA, the ACL user.
     fn client(&self) -> redis::Client {
-        let url = format!("rediss://{USER}:{PASSWORD}@127.0.0.1:{}", self.port);
-        let ca = std::fs::read(&self.ca.cert).unwrap();
-        redis::Client::build_with_tls(
-            url.as_str(),
-            redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(ca),
-            },
-        )
-        .unwrap()
+        self.tls.client(&format!(
+            "rediss://{USER}:{PASSWORD}@127.0.0.1:{}",
+            self.port
+        ))
     }
 }
 
@@ -200,7 +215,7 @@ pub(crate) fn readme_acl(prefix: &str) -> Vec<String> {
         .collect()
 }
 
-fn redis_keys(url: &str, ca: &Path) -> String {
+pub(crate) fn redis_keys(url: &str, ca: &Path) -> String {
     format!(
         "  url: \"{url}\"\n  username: \"{USER}\"\n  password: \"{PASSWORD}\"\n  ca_file: \"{}\"\n",
         ca.display()
@@ -219,7 +234,7 @@ async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
         .endpoint("ep_gone", "t", &gone_rx.url("/"), &["outbound.complaint"]);
     // Only the commands and keys README.md lists.
     let tls = TlsRedis::start(&readme_acl(&setup.prefix));
-    setup = setup.redis(&redis_keys(&tls.url(), &tls.ca.cert));
+    setup = setup.redis(&redis_keys(&tls.url(), &tls.tls.ca.cert));
     let w = Webhookd::start(&setup).await;
     let mut conn = tls.client().get_connection().unwrap();
     publish(
@@ -308,7 +323,7 @@ fn a_server_whose_certificate_another_ca_signed_is_refused_in_one_line() {
 #[test]
 fn a_wrong_acl_password_is_refused_in_one_line_without_the_password() {
     let tls = TlsRedis::start(&readme_acl(""));
-    let keys = redis_keys(&tls.url(), &tls.ca.cert).replace(PASSWORD, "not-the-password");
+    let keys = redis_keys(&tls.url(), &tls.tls.ca.cert).replace(PASSWORD, "not-the-password");
     let (code, err) = serve_fails(&Setup::new("tls_bad_pass").redis(&keys));
     assert_ne!(code, Some(0));
     let line = err.trim();
@@ -317,292 +332,12 @@ fn a_wrong_acl_password_is_refused_in_one_line_without_the_password() {
     assert!(!line.contains("not-the-password"), "no password in: {line}");
 }
 
-/// A redis-server in sentinel mode on a free port watching `master` as `mymaster`; killed
-/// when dropped.
-struct Sentinel {
-    port: u16,
-    child: Child,
-    _dir: tempfile::TempDir,
-}
-
-impl Sentinel {
-    fn start(master_port: u16) -> Sentinel {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
-        let conf = dir.path().join("sentinel.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "port {port}\nbind 127.0.0.1\ndir {}\n\
-                 sentinel monitor mymaster 127.0.0.1 {master_port} 2\n\
-                 sentinel down-after-milliseconds mymaster 1000\n\
-                 sentinel failover-timeout mymaster 4000\n",
-                dir.path().display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new("redis-server")
-            .arg(&conf)
-            .arg("--sentinel")
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server on PATH");
-        Sentinel {
-            port,
-            child,
-            _dir: dir,
-        }
-    }
-
-    fn conn(&self) -> Option<redis::Connection> {
-        redis::Client::open(format!("redis://127.0.0.1:{}", self.port))
-            .ok()?
-            .get_connection()
-            .ok()
-    }
-
-    /// The port the sentinel names as the master now.
-    fn master_port(&self) -> Option<u16> {
-        let addr: Vec<String> = redis::cmd("SENTINEL")
-            .arg("get-master-addr-by-name")
-            .arg("mymaster")
-            .query(&mut self.conn()?)
-            .ok()?;
-        addr.get(1)?.parse().ok()
-    }
-
-    /// How many replicas of the master the sentinel knows.
-    fn replicas(&self) -> usize {
-        let Some(mut c) = self.conn() else { return 0 };
-        redis::cmd("SENTINEL")
-            .arg("replicas")
-            .arg("mymaster")
-            .query::<Vec<redis::Value>>(&mut c)
-            .map_or(0, |r| r.len())
-    }
-}
-
-impl Drop for Sentinel {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn role(port: u16) -> String {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .and_then(|c| c.get_connection())
-        .and_then(|mut c| redis::cmd("ROLE").query::<Vec<redis::Value>>(&mut c))
-        .ok()
-        .and_then(|r| match r.first() {
-            Some(redis::Value::BulkString(b)) => Some(String::from_utf8_lossy(b).into_owned()),
-            _ => None,
-        })
-        .unwrap_or_default()
-}
-
-/// A primary (`a`) with a replica (`b`), three sentinels watching it as `mymaster`, a
-/// receiver, and a webhookd in sentinel mode delivering every event to it.
-struct SentinelSetup {
-    pa: u16,
-    pb: u16,
-    a: OwnRedis,
-    _b: OwnRedis,
-    sentinels: Vec<Sentinel>,
-    rx: Receiver,
-    setup: Setup,
-    w: Webhookd,
-}
-
-impl SentinelSetup {
-    async fn start(name: &str) -> SentinelSetup {
-        let (pa, pb) = (free_port(), free_port());
-        let a = OwnRedis::start(pa).await;
-        let b = OwnRedis::start(pb).await;
-        let _: () = redis::cmd("REPLICAOF")
-            .arg("127.0.0.1")
-            .arg(pa)
-            .query(&mut node(pb))
-            .unwrap();
-        let sentinels: Vec<Sentinel> = (0..3).map(|_| Sentinel::start(pa)).collect();
-        assert!(
-            wait_until(Duration::from_secs(30), || sentinels
-                .iter()
-                .all(|s| s.replicas() == 1 && s.master_port() == Some(pa)))
-            .await,
-            "the sentinels never saw the master and its replica"
-        );
-        let rx = Receiver::start(always(200)).await;
-        let urls: Vec<String> = sentinels
-            .iter()
-            .map(|s| format!("redis://127.0.0.1:{}", s.port))
-            .collect();
-        let setup = Setup::new(name)
-            .redis(&format!(
-                "  mode: sentinel\n  sentinel_master: mymaster\n  url: \"{}\"\n",
-                urls.join(",")
-            ))
-            .endpoint("ep_s", "t", &rx.url("/"), &["*"]);
-        let w = Webhookd::start(&setup).await;
-        SentinelSetup {
-            pa,
-            pb,
-            a,
-            _b: b,
-            sentinels,
-            rx,
-            setup,
-            w,
-        }
-    }
-}
-
-/// A connection to the redis-server on `port`.
-fn node(port: u16) -> redis::Connection {
-    redis::Client::open(format!("redis://127.0.0.1:{port}"))
-        .unwrap()
-        .get_connection()
-        .unwrap()
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
-    let SentinelSetup {
-        pa,
-        pb,
-        a: _a,
-        sentinels,
-        rx,
-        setup,
-        w: _w,
-        _b,
-    } = SentinelSetup::start("sentinel").await;
-    let master = node;
-    publish(
-        &mut master(pa),
-        &setup.stream(),
-        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
-    );
-    assert_eq!(
-        rx.wait_for(1, WAIT).await.len(),
-        1,
-        "delivered through the first master"
-    );
-
-    // A sentinel answers NOGOODSLAVE until it has a fresh enough view of the replica (it asks
-    // for INFO every 10 s); ask again until it starts the failover.
-    let mut last = String::new();
-    let started = wait_until(Duration::from_secs(40), || match sentinels[0].conn() {
-        Some(mut c) => {
-            let asked: redis::RedisResult<()> = redis::cmd("SENTINEL")
-                .arg("failover")
-                .arg("mymaster")
-                .query(&mut c);
-            asked.map_err(|e| last = e.to_string()).is_ok()
-        }
-        None => {
-            last = "no connection to the sentinel".into();
-            false
-        }
-    })
-    .await;
-    assert!(started, "no failover started: {last}");
-    assert!(
-        wait_until(Duration::from_secs(30), || sentinels[0].master_port()
-            == Some(pb)
-            && role(pb) == "master"
-            && role(pa) == "slave")
-        .await,
-        "the failover never completed"
-    );
-    publish(
-        &mut master(pb),
-        &setup.stream(),
-        &[envelope("evt_after", "outbound.sent", "t", json!({}))],
-    );
-    let got = rx.wait_for(2, Duration::from_secs(30)).await;
-    assert!(
-        got.iter().any(|g| g.header("webhook-id") == "evt_after"),
-        "the event published on the new master is delivered: {:?}",
-        got.iter()
-            .map(|g| g.header("webhook-id"))
-            .collect::<Vec<_>>()
-    );
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn in_sentinel_mode_webhookd_carries_on_after_the_master_is_killed() {
-    let SentinelSetup {
-        pa,
-        pb,
-        a,
-        sentinels,
-        rx,
-        setup,
-        w,
-        _b,
-    } = SentinelSetup::start("sentinel_kill").await;
-    publish(
-        &mut node(pa),
-        &setup.stream(),
-        &[envelope("evt_before", "outbound.sent", "t", json!({}))],
-    );
-    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
-    // SIGKILL the master: the sentinels see it down after 1 s and promote the replica.
-    drop(a);
-    let promoted = wait_until(Duration::from_secs(40), || {
-        sentinels[0].master_port() == Some(pb) && role(pb) == "master"
-    })
-    .await;
-    assert!(promoted, "the sentinels did not promote the replica");
-    let after: Vec<String> = (0..20)
-        .map(|i| envelope(&format!("evt_after_{i}"), "outbound.sent", "t", json!({})))
-        .collect();
-    publish(&mut node(pb), &setup.stream(), &after);
-    let got = rx.wait_for(21, WAIT).await;
-    let seen = by_webhook_id(&got);
-    let missing: Vec<usize> = (0..20)
-        .filter(|i| !seen.contains_key(&format!("evt_after_{i}")))
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "published after the promotion, not delivered: {missing:?}; log:\n{}",
-        w.log_text()
-    );
-}
-
 /// The set-up scripts/test.sh starts, as a variable's value (the tests fail, naming the
 /// script, without it).
-fn started_by_test_sh(var: &str) -> String {
+pub(crate) fn started_by_test_sh(var: &str) -> String {
     std::env::var(var).unwrap_or_else(|_| {
         panic!("{var} is not set: run the tests with scripts/test.sh, which starts it")
     })
-}
-
-/// The primary, replica and three sentinels scripts/test.sh starts: delivery through the
-/// master the sentinels name.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn through_the_sentinels_test_sh_starts_events_are_delivered() {
-    let urls = started_by_test_sh("WEBHOOKD_TEST_SENTINEL_URLS");
-    let master = started_by_test_sh("WEBHOOKD_TEST_SENTINEL_MASTER");
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("shared_sentinel")
-        .redis(&format!(
-            "  mode: sentinel\n  sentinel_master: {master}\n  url: \"{urls}\"\n"
-        ))
-        .endpoint("ep", "t", &rx.url("/"), &["*"]);
-    let w = Webhookd::start(&setup).await;
-    let api = crate::api_common::Api::admin(&setup);
-    for i in 0..5 {
-        let (status, body) = api.publish_event(&format!("evt_{i}"), "t").await;
-        assert_eq!(status, 202, "{body}");
-    }
-    assert_eq!(
-        rx.wait_for(5, WAIT).await.len(),
-        5,
-        "log:\n{}",
-        w.log_text()
-    );
 }
 
 /// The TLS server scripts/test.sh starts (its CA made at run time), as its ACL user.

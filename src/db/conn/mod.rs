@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use backon::{ConstantBuilder, Retryable};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelNodeConnectionInfo, SentinelServerType};
+use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{
     Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
     ServerErrorKind, Value,
@@ -134,7 +134,9 @@ pub async fn connect_with(
 }
 
 /// Connects to the master that the sentinels at `sentinel_urls` name `master`, and to the new
-/// one after a failover.
+/// one after a failover. `rediss://` sentinel URLs mean TLS to the sentinels and to the
+/// master alike, verified against `access`'s CA (or the system's roots); the sentinels' own
+/// credentials come from their URLs, the master's from `access`.
 pub async fn connect_sentinel(
     sentinel_urls: &[String],
     master: &str,
@@ -146,20 +148,51 @@ pub async fn connect_sentinel(
         url: shown.clone(),
         source,
     };
-    let mut node = redis::RedisConnectionInfo::default();
-    if let Some(user) = &access.username {
-        node = node.set_username(user);
+    let sentinels = sentinel_urls
+        .iter()
+        .map(|u| u.as_str().into_connection_info())
+        .collect::<redis::RedisResult<Vec<_>>>()
+        .map_err(bad_url)?;
+    let tls =
+        |info: &redis::ConnectionInfo| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
+    if sentinels.iter().any(tls) && !sentinels.iter().all(tls) {
+        return Err(bad_url(redis::RedisError::from((
+            redis::ErrorKind::InvalidClientConfig,
+            "mixes redis:// and rediss:// sentinels; use one scheme for all",
+        ))));
     }
-    if let Some(password) = &access.password {
-        node = node.set_password(password);
-    }
-    let sentinel = SentinelClient::build(
-        sentinel_urls.iter().map(String::as_str).collect(),
+    let mut builder = SentinelClientBuilder::new(
+        sentinels.iter().map(|s| s.addr().clone()),
         master,
-        Some(SentinelNodeConnectionInfo::default().set_redis_connection_info(node)),
         SentinelServerType::Master,
     )
     .map_err(bad_url)?;
+    let own = sentinels.iter().map(|s| s.redis_settings());
+    if let Some(user) = own.clone().find_map(|s| s.username()) {
+        builder = builder.set_client_to_sentinel_username(user);
+    }
+    if let Some(password) = own.clone().find_map(|s| s.password()) {
+        builder = builder.set_client_to_sentinel_password(password);
+    }
+    if let Some(user) = &access.username {
+        builder = builder.set_client_to_redis_username(user);
+    }
+    if let Some(password) = &access.password {
+        builder = builder.set_client_to_redis_password(password);
+    }
+    if sentinels.iter().all(tls) {
+        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
+        if let Some(pem) = &access.ca_pem {
+            let roots = redis::TlsCertificates {
+                client_tls: None,
+                root_cert: Some(pem.clone()),
+            };
+            builder = builder
+                .set_client_to_sentinel_certificates(roots.clone())
+                .set_client_to_redis_certificates(roots);
+        }
+    }
+    let sentinel = builder.build().map_err(bad_url)?;
     let source = Source::Sentinel(tokio::sync::Mutex::new(sentinel));
     start(
         source,
