@@ -118,8 +118,11 @@ end
 return cjson.decode(raw).opened_at
 "#;
 
-/// How often each replica re-reads every circuit and streak.
-const REFRESH: Duration = Duration::from_millis(250);
+/// How often each replica re-reads every circuit and streak: every 250 ms with up to 4 home
+/// queues, less often with more (two reads per home each time), at least once a second.
+fn refresh_every(homes: usize) -> Duration {
+    (Duration::from_millis(62) * homes.max(4) as u32).min(Duration::from_secs(1))
+}
 
 /// What a recorded outcome changed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -370,7 +373,7 @@ impl Breaker {
             if let Err(e) = self.refresh().await {
                 tracing::warn!(error = %e, "reading circuit states failed");
             }
-            if !stop.sleep(REFRESH).await {
+            if !stop.sleep(refresh_every(self.shards.homes().count())).await {
                 return;
             }
         }

@@ -11,6 +11,7 @@ pub(crate) mod delivery;
 pub(crate) mod dispatcher;
 pub(crate) mod lane;
 pub(crate) mod lanes;
+pub(crate) mod looks;
 pub(crate) mod pull;
 pub(crate) mod stats;
 

@@ -10,6 +10,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use crate::deliver::delivery::Delivery;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::lane::SlowShare;
+use crate::deliver::looks::Looks;
 use crate::retry::park::Probe;
 use crate::retry::shards::Queue;
 use crate::retry::{Job, RetryQueue};
@@ -18,13 +19,11 @@ use crate::support::shutdown::Shutdown;
 
 /// Deliveries taken per script call.
 const TAKE: usize = 500;
-/// Pause when nothing was due.
+/// Pause when nothing was due (for one queue; more queues are each looked at less often).
 const IDLE: Duration = Duration::from_millis(100);
 /// How often the quarantine is looked at for jobs this build can read, and how many at most.
 const RESTORE_EVERY: Duration = Duration::from_secs(60);
 const RESTORE_LOOK: usize = 1000;
-/// How often queues being drained (nobody's home) are looked at.
-const DRAINED_EVERY: Duration = Duration::from_secs(1);
 
 pub(crate) async fn run(
     queue: RetryQueue,
@@ -34,8 +33,8 @@ pub(crate) async fn run(
     stop: Shutdown,
 ) {
     let mut next_restore = tokio::time::Instant::now();
-    let mut next_drained = tokio::time::Instant::now();
     let queues: Vec<Queue> = queue.shards().all().map(|(q, _)| q).collect();
+    let mut looks = Looks::new(queues.len(), IDLE);
     while !stop.begun() {
         let now = tokio::time::Instant::now();
         if now >= next_restore {
@@ -44,27 +43,46 @@ pub(crate) async fn run(
                 tracing::warn!(error = %e, "looking at quarantined retry jobs failed");
             }
         }
-        let drained_too = now >= next_drained;
-        if drained_too {
-            next_drained = now + DRAINED_EVERY;
-        }
-        let mut full = false;
-        for &q in &queues {
+        for (i, &q) in queues.iter().enumerate() {
             if stop.begun() {
                 return;
             }
-            if queue.shards().is_drained(q) && !drained_too {
+            if !looks.due(i, now) {
                 continue;
             }
-            full |= take(&queue, q, &dispatcher, &outstanding, lease, &stop).await;
+            match take(&queue, q, &dispatcher, &outstanding, lease, &stop).await {
+                // No room: it waited a little; look again at once.
+                None => {}
+                Some(Took::Full) => looks.yielded(i, now, Duration::ZERO),
+                Some(Took::Some) => looks.yielded(i, now, IDLE),
+                Some(Took::Nothing(next_due)) => {
+                    looks.empty(i, now);
+                    if let Some(due) = next_due {
+                        let ahead = (due - now_ms()).max(0) as u64;
+                        looks.not_after(i, now + Duration::from_millis(ahead));
+                    }
+                }
+            }
         }
-        if !full {
-            stop.sleep(IDLE).await;
+        let wait = looks
+            .earliest()
+            .saturating_duration_since(tokio::time::Instant::now());
+        if !wait.is_zero() {
+            stop.sleep(wait).await;
         }
     }
 }
 
-/// Takes what is due in one queue, as far as there is room; true if it filled the room.
+/// What one take from a queue found.
+enum Took {
+    /// As many as there was room for: there may be more.
+    Full,
+    Some,
+    /// Nothing due; the next is due at this Unix ms, if there is one.
+    Nothing(Option<i64>),
+}
+
+/// Takes what is due in one queue, as far as there is room (`None`: there was none).
 async fn take(
     queue: &RetryQueue,
     q: Queue,
@@ -72,14 +90,14 @@ async fn take(
     outstanding: &Arc<Semaphore>,
     lease: Duration,
     stop: &Shutdown,
-) -> bool {
+) -> Option<Took> {
     let room = outstanding.available_permits().min(TAKE);
     if room == 0 {
         stop.sleep(Duration::from_millis(10)).await;
-        return true;
+        return None;
     }
     let now = now_ms();
-    let jobs = match queue
+    let (jobs, next_due) = match queue
         .take_due(q, now, room, now + lease.as_millis() as i64)
         .await
     {
@@ -88,15 +106,19 @@ async fn take(
                 .metrics
                 .retry_jobs_quarantined
                 .inc_by(taken.quarantined as u64);
-            taken.jobs
+            (taken.jobs, taken.next_due)
         }
         Err(e) => {
             tracing::warn!(error = %e, "taking due retries failed");
             stop.sleep(Duration::from_secs(1)).await;
-            return false;
+            return Some(Took::Nothing(None));
         }
     };
-    let full = jobs.len() == room;
+    let took = match jobs.len() {
+        0 => Took::Nothing(next_due),
+        n if n == room => Took::Full,
+        _ => Took::Some,
+    };
     for job in jobs {
         let room = outstanding
             .clone()
@@ -107,7 +129,7 @@ async fn take(
             d.deliver(del).await
         });
     }
-    full
+    Some(took)
 }
 
 /// Endpoints with a backlog looked at per pass.
@@ -131,11 +153,19 @@ pub(crate) async fn run_parked(
     // Passes walk each queue's ready backlogs a page at a time, so every one gets its turn
     // however many there are.
     let mut offsets: Vec<(Queue, usize)> = shards.all().map(|(q, _)| (q, 0)).collect();
+    let mut looks = Looks::new(offsets.len(), PARKED_EVERY);
     while !stop.begun() {
-        let now = now_ms();
-        for (q, offset) in offsets.iter_mut() {
+        let (now, now_ms) = (tokio::time::Instant::now(), now_ms());
+        for (i, (q, offset)) in offsets.iter_mut().enumerate() {
+            if !looks.due(i, now) {
+                continue;
+            }
             // A queue being drained is drained at once, whenever its backlogs were due a look.
-            let until = if shards.is_drained(*q) { i64::MAX } else { now };
+            let until = if shards.is_drained(*q) {
+                i64::MAX
+            } else {
+                now_ms
+            };
             match dispatcher
                 .park
                 .ready(*q, until, *offset, BACKLOGS_PER_PASS)
@@ -147,6 +177,11 @@ pub(crate) async fn run_parked(
                     } else {
                         *offset + BACKLOGS_PER_PASS
                     };
+                    if endpoints.is_empty() {
+                        looks.empty(i, now);
+                    } else {
+                        looks.yielded(i, now, PARKED_EVERY);
+                    }
                     for ep in endpoints {
                         let at_home = !shards.is_drained(*q) && shards.home_of(&ep) == *q;
                         let pulled = if at_home {
@@ -159,12 +194,16 @@ pub(crate) async fn run_parked(
                         }
                     }
                 }
-                Err(e) => tracing::warn!(error = %e, "reading the parked backlogs failed"),
+                Err(e) => {
+                    looks.empty(i, now);
+                    tracing::warn!(error = %e, "reading the parked backlogs failed")
+                }
             }
         }
+        // A lane with room wakes the look at the queues with backlogs.
         tokio::select! {
-            _ = tokio::time::sleep(PARKED_EVERY) => {}
-            _ = wake.notified() => {}
+            _ = tokio::time::sleep_until(looks.earliest()) => {}
+            _ = wake.notified() => looks.wake(),
             _ = stop.wait() => {}
         }
     }

@@ -10,10 +10,13 @@ use crate::retry::shards::{Queue, RetryShards};
 
 /// Takes due ids and leases them (moves their score to the lease end) in one step, so two
 /// replicas never take the same delivery; an expired lease makes it due again. Answers
-/// id/job/body triples (`bodies`).
+/// id/job/body triples (`bodies`), or when nothing is due, when the next one is (if any).
 const TAKE_DUE: &str = r#"
 local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-if #ids == 0 then return {} end
+if #ids == 0 then
+  local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  return {first[2]}
+end
 local lease = {}
 for i, id in ipairs(ids) do
   lease[#lease + 1] = ARGV[3]
@@ -87,6 +90,8 @@ pub struct Taken {
     pub jobs: Vec<Job>,
     /// Jobs this build could not read, moved to the quarantine.
     pub quarantined: usize,
+    /// When nothing was due: Unix ms the next delivery in the queue is (`None`: it is empty).
+    pub next_due: Option<i64>,
 }
 
 #[derive(Clone)]
@@ -179,6 +184,16 @@ impl RetryQueue {
             .arg(lease_until_ms)
             .invoke_async(&mut self.conn.clone())
             .await?;
+        if raw.len() < 3 {
+            return Ok(Taken {
+                jobs: Vec::new(),
+                quarantined: 0,
+                next_due: raw
+                    .first()
+                    .and_then(|s| s.parse::<f64>().ok())
+                    .map(|s| s as i64),
+            });
+        }
         let mut jobs = Vec::with_capacity(raw.len() / 3);
         let mut unreadable = Vec::new();
         for (id, job) in bodies::jobs_of(&raw) {
@@ -199,7 +214,11 @@ impl RetryQueue {
                 self.quarantine(keys, &id).await?;
             }
         }
-        Ok(Taken { jobs, quarantined })
+        Ok(Taken {
+            jobs,
+            quarantined,
+            next_due: None,
+        })
     }
 
     /// Moves a job out of the queue into the quarantine hash, as it is (an id without a job
