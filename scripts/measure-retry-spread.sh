@@ -3,7 +3,8 @@
 # endpoints of 32 tenants that answer 500 to everything, 16 shards, the circuit breaker off and
 # a retry every 2 s; for a window while every delivery is retrying, the Redis commands each
 # primary ran and the retry jobs waiting on each. Uses the cluster in
-# WEBHOOKD_TEST_CLUSTER_URLS, or starts one (scripts/redis-topologies.sh).
+# WEBHOOKD_TEST_CLUSTER_URLS, or starts one (scripts/redis-topologies.sh). With 0 events it
+# measures what an idle replica costs Redis.
 # Usage: scripts/measure-retry-spread.sh [webhookd binary] [events] [window seconds]
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -80,7 +81,7 @@ sleep "$window"
 all=0
 declare -A ran
 for p in "${primaries[@]}"; do ran[$p]=$(($(calls "$p") - before[$p])); all=$((all + ran[$p])); done
-echo "events $events, deliveries $((events * 2)), window ${window}s, binary $bin"
+echo "events $events, deliveries $((events * 2)), window ${window}s, binary $bin: $all commands on the primaries, $((all / window)) per second"
 for p in "${primaries[@]}"; do
   echo "primary $p: ${ran[$p]} commands ($((100 * ran[$p] / (all > 0 ? all : 1))) %), retry jobs waiting $(jobs_on "$p")"
 done
