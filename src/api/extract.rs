@@ -4,11 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{header, StatusCode};
+use axum::http::{header, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::portal::session;
 use super::state::ApiState;
 use super::token_store;
 use crate::ids::TenantId;
@@ -54,9 +55,14 @@ impl FromRequestParts<ApiState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &ApiState) -> Result<Self, ApiError> {
-        let token = parts
-            .headers
-            .get(header::AUTHORIZATION)
+        let Some(auth) = parts.headers.get(header::AUTHORIZATION) else {
+            // The portal's pages call the API with their session cookie instead.
+            return match session::cookie(&parts.headers) {
+                Some(id) => portal_caller(parts, state, &id).await,
+                None => Err(ApiError::Unauthorized),
+            };
+        };
+        let token = Some(auth)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.split_once(' '))
             .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
@@ -90,6 +96,39 @@ impl FromRequestParts<ApiState> for Caller {
         }
         Ok(Caller::Tenant(tenant))
     }
+}
+
+/// Who a portal session's API call acts as. Reads are allowed (but no secret for a read-only
+/// or operator session); a change needs the session's CSRF token and a session that may
+/// change things.
+async fn portal_caller(parts: &Parts, state: &ApiState, id: &str) -> Result<Caller, ApiError> {
+    let inner = &state.inner;
+    let Some(session) = session::find(&inner.conn, &inner.keys, id).await? else {
+        return Err(ApiError::Unauthorized);
+    };
+    if let Err(wait) = inner.rate_limit.check(&token_store::digest(id)) {
+        return Err(ApiError::RateLimited(wait));
+    }
+    let grant = &session.grant;
+    let looks_only = grant.read_only || grant.tenant.is_none();
+    if matches!(parts.method, Method::GET | Method::HEAD) {
+        if looks_only && parts.uri.path().ends_with("/secret") {
+            return Err(ApiError::Forbidden(
+                "a read-only portal session reveals no secret".into(),
+            ));
+        }
+    } else {
+        session::csrf_checked(&parts.headers, &session)?;
+        if looks_only {
+            return Err(ApiError::Forbidden(
+                "this portal session is read-only".into(),
+            ));
+        }
+    }
+    Ok(match &grant.tenant {
+        Some(t) => Caller::Tenant(t.clone()),
+        None => Caller::Admin,
+    })
 }
 
 /// A caller acting on `/v1/tenants/{tenant}/…`: the tenant is well-formed (else 400) and the

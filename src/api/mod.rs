@@ -10,6 +10,7 @@ mod events;
 mod extract;
 mod limit;
 mod openapi;
+mod portal;
 mod state;
 mod token_store;
 mod tokens;
@@ -29,6 +30,7 @@ pub(crate) fn router(state: ApiState) -> Router {
     let (routes, doc) = documented();
     routes
         .merge(openapi::routes(doc))
+        .merge(portal::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .fallback(|| async { ApiError::NotFound("no such route".into()) })
         .layer(DefaultBodyLimit::max(max_body))
@@ -41,6 +43,7 @@ fn documented() -> (Router<ApiState>, utoipa::openapi::OpenApi) {
         .merge(tokens::routes())
         .merge(dlq::routes())
         .merge(events::routes())
+        .merge(portal::links::routes())
         .split_for_parts();
     (routes, openapi::finish(doc))
 }

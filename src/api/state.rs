@@ -43,6 +43,8 @@ pub(crate) struct Inner {
     /// When this replica last wrote each token's use.
     pub(crate) token_use: UsedMemory,
     pub(crate) rate_limit: limit::RateLimit,
+    /// `http.public_url`: portal links are absolute under it, and its cookie `Secure` if https.
+    pub(crate) public_url: String,
 }
 
 impl ApiState {
@@ -77,6 +79,7 @@ impl ApiState {
                 rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
                 token_use: UsedMemory::default(),
                 rate_limit: limit::RateLimit::new(config.http.rate_limit),
+                public_url: config.http.public_url.clone(),
             }),
         }
     }

@@ -76,6 +76,17 @@ impl Config {
                 "an admin token must not be empty",
             ));
         }
+        let public = self.http.public_url.as_str();
+        if !public.is_empty()
+            && (!(public.starts_with("https://") || public.starts_with("http://"))
+                || public.contains(['?', '#', ' '])
+                || public.len() < "http://x".len())
+        {
+            return Err(key_err(
+                "http.public_url",
+                format!("`{public}` is not an http(s) URL without query or fragment (e.g. https://hooks.example.com)"),
+            ));
+        }
         if self.http.max_body_bytes < 1024 {
             return Err(key_err("http.max_body_bytes", "must be at least 1024"));
         }

@@ -76,6 +76,9 @@ pub struct HttpConfig {
     pub max_body_bytes: usize,
     /// Requests per second per tenant token (a burst of the same size), per replica; 0: off.
     pub rate_limit: u32,
+    /// Where users reach webhookd (`https://hooks.example.com`): portal links are absolute
+    /// under it, and the portal's cookie is `Secure` when it is https. Empty: links are paths.
+    pub public_url: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -188,6 +191,7 @@ impl Default for HttpConfig {
             admin_tokens: Vec::new(),
             max_body_bytes: 1024 * 1024,
             rate_limit: 50,
+            public_url: String::new(),
         }
     }
 }

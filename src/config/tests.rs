@@ -188,3 +188,15 @@ fn the_dedup_window_is_a_duration_and_shards_are_from_1_to_256() {
         assert!(err.contains("stream.shards"), "{err}");
     }
 }
+
+#[test]
+fn public_url_must_be_an_http_url() {
+    let ok = load("http:\n  public_url: https://hooks.example.com/\n", &[]).unwrap();
+    assert_eq!(ok.http.public_url, "https://hooks.example.com/");
+    for bad in ["hooks.example.com", "https://h/?x=1", "ftp://h"] {
+        let err = load(&format!("http:\n  public_url: \"{bad}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("http.public_url"), "{bad}: {err}");
+    }
+}

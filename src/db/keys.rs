@@ -180,6 +180,14 @@ impl Keys {
     pub fn tokens_used(&self) -> String {
         format!("{}tokens:used", self.prefix)
     }
+    /// A portal link not used yet: its token's digest → what it grants (expires with it).
+    pub fn portal_link(&self, digest_hex: &str) -> String {
+        format!("{}portal:link:{digest_hex}", self.prefix)
+    }
+    /// A portal session: its cookie's digest → what it grants (expires with it).
+    pub fn portal_session(&self, digest_hex: &str) -> String {
+        format!("{}portal:session:{digest_hex}", self.prefix)
+    }
     /// Capped list of one endpoint's recent attempts, newest first.
     pub fn attempts(&self, endpoint_id: &str) -> String {
         format!("{}attempts:{endpoint_id}", self.prefix)

@@ -189,6 +189,15 @@ impl Breaker {
         self.state(endpoint_id) != State::Closed
     }
 
+    /// Every circuit that is not closed, as this replica last saw them.
+    pub(crate) fn not_closed(&self) -> Vec<(Arc<str>, Circuit)> {
+        self.open
+            .load()
+            .iter()
+            .map(|(id, c)| (id.clone(), c.clone()))
+            .collect()
+    }
+
     /// The endpoint's circuit, if it is not closed.
     pub(crate) fn circuit(&self, endpoint_id: &str) -> Option<Circuit> {
         self.open.load().get(endpoint_id).cloned()

@@ -15,6 +15,7 @@ mod signing;
 // SPEC 6: the management API.
 mod api_security;
 mod management_api;
+mod portal_sessions;
 // SPEC 7: provider payloads.
 mod provider_ingest;
 // SPEC 8: configuration (secrets at rest, key rotation, the Redis deployments users run).

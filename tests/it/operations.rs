@@ -127,14 +127,10 @@ async fn two_replicas_share_the_work_and_one_finishes_when_the_other_dies() {
     let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(5)))).await;
     let base = Setup::new("pair").endpoint("ep1", "t", &rx.url("/"), &["*"]);
     let replica = |name: &str| Setup {
-        port: free_port(),
-        redis: None,
-        prefix: base.prefix.clone(),
-        endpoints: base.endpoints.clone(),
         extra: format!(
             "stream:\n  consumer: {name}\n  block: 100ms\n  batch: 20\n  claim_idle: 2s\n"
         ),
-        consumer: name.to_string(),
+        ..base.replica(name)
     };
     let (one, two) = (replica("r1"), replica("r2"));
     let mut w1 = Webhookd::start(&one).await;

@@ -57,7 +57,7 @@ pub(crate) enum Busy {
 
 /// The deliver stage's hub: it owns the lanes, the budgets and the stores a delivery's fate
 /// is written to. Outside the stage it offers `deliver`, `expire`, `test_send`, `spawn`,
-/// `drained` and lane upkeep; `pull` (inside the stage) reads its parts.
+/// `drained`, lane upkeep and a look at its circuits and endpoints; `pull` (inside the stage) reads its parts.
 pub(crate) struct Dispatcher {
     pub(super) cfg: DispatchConfig,
     client: HttpClient,
@@ -137,6 +137,16 @@ impl Dispatcher {
     pub(crate) async fn drained(&self) {
         self.tasks.close();
         self.tasks.wait().await;
+    }
+
+    /// The circuits as this replica sees them (the portal shows them).
+    pub(crate) fn breaker(&self) -> &Breaker {
+        &self.breaker
+    }
+
+    /// The endpoints as this replica dispatches to them.
+    pub(crate) fn live(&self) -> &LiveIndex {
+        &self.live
     }
 
     pub(crate) fn lane(&self, id: &Arc<str>) -> Arc<Lane> {

@@ -214,6 +214,8 @@ pub struct Setup {
     /// The `redis` section's keys besides `key_prefix` (default: `url` of the test Redis).
     pub redis: Option<String>,
     pub extra: String,
+    /// More keys of the `http` section (indented two spaces).
+    pub http: String,
     pub endpoints: Vec<String>,
     pub consumer: String,
 }
@@ -225,6 +227,7 @@ impl Setup {
             port: free_port(),
             redis: None,
             extra: String::new(),
+            http: String::new(),
             endpoints: Vec::new(),
             consumer: format!("c-{:06x}", rand::random::<u32>() >> 8),
         }
@@ -263,6 +266,12 @@ impl Setup {
         self
     }
 
+    /// More keys of the `http` section, e.g. "  public_url: https://h.example\n".
+    pub fn with_http(mut self, keys: &str) -> Setup {
+        self.http.push_str(keys);
+        self
+    }
+
     /// Extra top-level YAML (whole sections), e.g. "retry:\n  schedule: [100ms]\n".
     pub fn with(mut self, yaml: &str) -> Setup {
         self.extra.push_str(yaml);
@@ -276,9 +285,8 @@ impl Setup {
             .unwrap_or_else(|| format!("  url: \"{}\"\n", redis_url()));
         let mut y = format!(
             "redis:\n{redis}  key_prefix: \"{}\"\n\
-             http:\n  listen: \"127.0.0.1:{}\"\n  admin_tokens: [\"{ADMIN_TOKEN}\"]\n\
-",
-            self.prefix, self.port
+             http:\n  listen: \"127.0.0.1:{}\"\n  admin_tokens: [\"{ADMIN_TOKEN}\"]\n{}",
+            self.prefix, self.port, self.http
         );
         if !self.extra.contains("signing:") {
             y.push_str(&format!(
@@ -531,12 +539,23 @@ pub async fn http_with_headers(
     token: Option<&str>,
     body: Option<String>,
 ) -> (u16, http::HeaderMap, String) {
+    let auth = token.map(|t| ("authorization", format!("Bearer {t}")));
+    http_request(method, url, auth.as_slice(), body).await
+}
+
+/// A request with any headers (a JSON body gets its content type); (status, headers, body).
+pub async fn http_request(
+    method: hyper::Method,
+    url: &str,
+    headers: &[(&str, String)],
+    body: Option<String>,
+) -> (u16, http::HeaderMap, String) {
     let client: hyper_util::client::legacy::Client<_, Full<Bytes>> =
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(hyper_util::client::legacy::connect::HttpConnector::new());
     let mut req = Request::builder().method(method).uri(url);
-    if let Some(t) = token {
-        req = req.header("authorization", format!("Bearer {t}"));
+    for (name, value) in headers {
+        req = req.header(*name, value);
     }
     if body.is_some() {
         req = req.header("content-type", "application/json");

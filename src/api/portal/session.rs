@@ -1,0 +1,143 @@
+//! Portal links and sessions in Redis (SPEC 6a). A link's token is used once: exchanging it
+//! deletes it and makes a session, whose id travels only in an HttpOnly cookie. Both are kept
+//! by the SHA-256 digest of their secret, like tenant tokens, and expire on their own.
+
+use axum::http::{header, HeaderMap};
+use serde::{Deserialize, Serialize};
+use subtle::ConstantTimeEq;
+
+use crate::api::error::ApiError;
+use crate::api::token_store::{digest, hex};
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::support::clock::now_ms;
+
+/// The session cookie's name.
+pub(crate) const COOKIE: &str = "webhookd_portal";
+/// The header every change made from the portal carries.
+pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The session id the request's cookie carries, if any.
+pub(crate) fn cookie(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|c| c.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE)
+        .map(|(_, value)| value.to_string())
+        .filter(|v| !v.is_empty())
+}
+
+/// A change must carry the session's CSRF token (compared in constant time).
+pub(crate) fn csrf_checked(headers: &HeaderMap, session: &Session) -> Result<(), ApiError> {
+    let sent = headers
+        .get(CSRF_HEADER)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    if sent.ct_eq(session.csrf.as_bytes()).unwrap_u8() == 1 {
+        Ok(())
+    } else {
+        Err(ApiError::Forbidden(
+            "a change from the portal needs the page's CSRF token".into(),
+        ))
+    }
+}
+
+/// What a link grants, and then its session.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub(crate) struct Grant {
+    /// The tenant whose portal it opens; `None`: the operator view.
+    pub(crate) tenant: Option<String>,
+    pub(crate) read_only: bool,
+    /// Unix ms the session ends (the link's own end is the same).
+    pub(crate) expires_at: i64,
+}
+
+/// A live session: its grant and the token every change must carry (CSRF).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Session {
+    pub(crate) grant: Grant,
+    pub(crate) csrf: String,
+}
+
+/// A fresh secret: `prefix` + 32 random bytes, base64url.
+fn secret(prefix: &str) -> String {
+    use base64::Engine;
+    let raw: [u8; 32] = rand::random();
+    format!(
+        "{prefix}{}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw)
+    )
+}
+
+/// Stores a one-time link for `grant`; answers its token.
+pub(crate) async fn mint(conn: &Conn, keys: &Keys, grant: &Grant) -> redis::RedisResult<String> {
+    let token = secret("wpl_");
+    let ttl = (grant.expires_at - now_ms()).max(1);
+    let _: () = redis::cmd("SET")
+        .arg(keys.portal_link(&hex(&digest(&token))))
+        .arg(serde_json::to_string(grant).expect("a grant serializes"))
+        .arg("PX")
+        .arg(ttl)
+        .query_async(&mut conn.clone())
+        .await?;
+    Ok(token)
+}
+
+/// Uses a link: answers the new session's id and the session, or `None` when the link is
+/// unknown, expired or already used. Of two exchanges racing for one link, one wins (the
+/// one whose `DEL` removed it).
+pub(crate) async fn exchange(
+    conn: &Conn,
+    keys: &Keys,
+    token: &str,
+) -> redis::RedisResult<Option<(String, Session)>> {
+    let key = keys.portal_link(&hex(&digest(token)));
+    let mut c = conn.clone();
+    let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut c).await?;
+    let Some(grant) = raw.and_then(|r| serde_json::from_str::<Grant>(&r).ok()) else {
+        return Ok(None);
+    };
+    let removed: u32 = redis::cmd("DEL").arg(&key).query_async(&mut c).await?;
+    if removed == 0 || grant.expires_at <= now_ms() {
+        return Ok(None);
+    }
+    let id = secret("wps_");
+    let session = Session {
+        grant,
+        csrf: secret(""),
+    };
+    let _: () = redis::cmd("SET")
+        .arg(keys.portal_session(&hex(&digest(&id))))
+        .arg(serde_json::to_string(&session).expect("a session serializes"))
+        .arg("PX")
+        .arg((session.grant.expires_at - now_ms()).max(1))
+        .query_async(&mut c)
+        .await?;
+    Ok(Some((id, session)))
+}
+
+/// The live session a cookie names, if any.
+pub(crate) async fn find(
+    conn: &Conn,
+    keys: &Keys,
+    id: &str,
+) -> redis::RedisResult<Option<Session>> {
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(keys.portal_session(&hex(&digest(id))))
+        .query_async(&mut conn.clone())
+        .await?;
+    Ok(raw
+        .and_then(|r| serde_json::from_str::<Session>(&r).ok())
+        .filter(|s| s.grant.expires_at > now_ms()))
+}
+
+/// Ends a session (logging out).
+pub(crate) async fn end(conn: &Conn, keys: &Keys, id: &str) -> redis::RedisResult<()> {
+    redis::cmd("DEL")
+        .arg(keys.portal_session(&hex(&digest(id))))
+        .query_async(&mut conn.clone())
+        .await
+}

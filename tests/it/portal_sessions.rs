@@ -1,0 +1,372 @@
+//! SPEC 6 and 6a, the portal's sessions: a one-time link minted by an admin or the tenant's
+//! own token is exchanged for an HttpOnly, SameSite=Lax cookie; the pages call the API with
+//! it; every change needs the page's CSRF token; a read-only session changes nothing and
+//! reveals no secret; a tenant's session reaches nothing of another tenant's and not the
+//! operator view. Real webhookd, real Redis, HTTP as a browser sends it.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::{json, Value};
+
+use crate::api_common::*;
+use crate::common::*;
+
+/// A browser's view of one portal session: its cookie and the page's CSRF token.
+struct Browser {
+    base: String,
+    cookie: String,
+    csrf: String,
+    page: String,
+}
+
+/// Mints a link for `tenant` with `body` as `token` (admin when `None`); answers the link.
+async fn mint(setup: &Setup, path: &str, token: &str, body: Value) -> (u16, Value) {
+    Api::admin(setup).as_token(token).post(path, body).await
+}
+
+/// Opens a link as a browser does: the login answers a redirect with the cookie, then the page.
+async fn open(setup: &Setup, url: &str) -> Browser {
+    let full = if url.starts_with('/') {
+        format!("{}{url}", setup.api())
+    } else {
+        url.replacen("https://hooks.example.com", &setup.api(), 1)
+    };
+    let (status, headers, body) = http_request(Method::GET, &full, &[], None).await;
+    assert_eq!(status, 303, "{body}");
+    assert_eq!(headers["location"], "/portal/");
+    let set = headers["set-cookie"].to_str().unwrap().to_string();
+    let cookie = set.split(';').next().unwrap().to_string();
+    let (status, _, page) = http_request(
+        Method::GET,
+        &format!("{}/portal/", setup.api()),
+        &[("cookie", cookie.clone())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{page}");
+    let csrf = page
+        .split("name=\"csrf-token\" content=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page carries its CSRF token")
+        .to_string();
+    Browser {
+        base: setup.api(),
+        cookie,
+        csrf,
+        page,
+    }
+}
+
+impl Browser {
+    /// An API call from the page: the cookie, and the CSRF token when `with_csrf`.
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+        with_csrf: bool,
+    ) -> (u16, Value) {
+        let mut headers = vec![("cookie", self.cookie.clone())];
+        if with_csrf {
+            headers.push(("x-csrf-token", self.csrf.clone()));
+        }
+        let (status, _, text) = http_request(
+            method,
+            &format!("{}{path}", self.base),
+            &headers,
+            body.map(|b| b.to_string()),
+        )
+        .await;
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        (status, json)
+    }
+}
+
+fn new_endpoint() -> Value {
+    json!({"url": "https://example.com/hook", "filters": ["outbound.*"]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_opens_one_session_with_an_httponly_samesite_lax_cookie_and_never_again() {
+    let setup = Setup::new("portal_link").endpoint("ep_a", "t1", "https://example.com/a", &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let (status, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let url = link["url"].as_str().unwrap().to_string();
+    assert!(url.starts_with("/portal/login?token=wpl_"), "{url}");
+    assert!(
+        link["expires_at"].as_str().unwrap().ends_with('Z'),
+        "{link}"
+    );
+
+    let login = format!("{}{url}", setup.api());
+    let (status, headers, _) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 303);
+    assert_eq!(
+        headers["location"], "/portal/",
+        "the token leaves the address bar"
+    );
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["referrer-policy"], "no-referrer");
+    let cookie = headers["set-cookie"].to_str().unwrap();
+    for flag in [
+        "webhookd_portal=wps_",
+        "HttpOnly",
+        "SameSite=Lax",
+        "Path=/",
+        "Max-Age=",
+    ] {
+        assert!(cookie.contains(flag), "{flag} in {cookie}");
+    }
+    assert!(
+        !cookie.contains("Secure"),
+        "plain http without public_url: {cookie}"
+    );
+
+    let (status, _, page) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 410, "a used link is refused: {page}");
+    assert!(page.contains("already used"), "{page}");
+
+    let session = cookie.split(';').next().unwrap().to_string();
+    let (status, headers, page) = http_request(
+        Method::GET,
+        &format!("{}/portal/", setup.api()),
+        &[("cookie", session)],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("https://example.com/a") && page.contains("ep_a"),
+        "{page}"
+    );
+    assert_eq!(headers["x-frame-options"], "DENY", "never in a frame");
+    let token = url.split("token=").nth(1).unwrap();
+    assert!(
+        !w.log_text().contains(token),
+        "the link's token is never logged"
+    );
+    let (status, _, page) =
+        http_request(Method::GET, &format!("{}/portal/", setup.api()), &[], None).await;
+    assert_eq!(status, 401, "no cookie, no portal: {page}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_are_absolute_under_public_url_and_its_https_makes_the_cookie_secure() {
+    let setup =
+        Setup::new("portal_public").with_http("  public_url: \"https://hooks.example.com/\"\n");
+    let _w = Webhookd::start(&setup).await;
+    let (status, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let url = link["url"].as_str().unwrap();
+    assert!(
+        url.starts_with("https://hooks.example.com/portal/login?token=wpl_"),
+        "{url}"
+    );
+    let login = url.replacen("https://hooks.example.com", &setup.api(), 1);
+    let (status, headers, _) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 303);
+    assert!(headers["set-cookie"].to_str().unwrap().contains("; Secure"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_expired_link_is_refused() {
+    let setup = Setup::new("portal_expired");
+    let _w = Webhookd::start(&setup).await;
+    let (status, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({"ttl": "1s"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
+    let (status, _, page) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 410, "{page}");
+    for bad in ["0s", "8d", "soon"] {
+        let (status, body) = mint(
+            &setup,
+            "/v1/tenants/t1/portal-sessions",
+            ADMIN_TOKEN,
+            json!({"ttl": bad}),
+        )
+        .await;
+        assert_eq!(status, 422, "ttl {bad}: {body}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals_nothing() {
+    let setup = Setup::new("portal_csrf");
+    let _w = Webhookd::start(&setup).await;
+    let (_, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    let b = open(&setup, link["url"].as_str().unwrap()).await;
+    let path = "/v1/tenants/t1/endpoints";
+    let (status, body) = b
+        .call(Method::POST, path, Some(new_endpoint()), false)
+        .await;
+    assert_eq!(status, 403, "no CSRF token: {body}");
+    assert!(
+        body["error"]["message"].as_str().unwrap().contains("CSRF"),
+        "{body}"
+    );
+    let (status, created) = b.call(Method::POST, path, Some(new_endpoint()), true).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    let secret = format!("{path}/{id}/secret");
+    assert_eq!(b.call(Method::GET, &secret, None, false).await.0, 200);
+
+    let (_, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({"read_only": true}),
+    )
+    .await;
+    let ro = open(&setup, link["url"].as_str().unwrap()).await;
+    assert!(ro.page.contains("read-only"), "{}", ro.page);
+    let (status, list) = ro.call(Method::GET, path, None, false).await;
+    assert_eq!(status, 200, "{list}");
+    assert_eq!(list["data"].as_array().unwrap().len(), 1);
+    assert_eq!(
+        ro.call(Method::GET, &secret, None, false).await.0,
+        403,
+        "no secret revealed"
+    );
+    let (status, body) = ro
+        .call(Method::POST, path, Some(new_endpoint()), true)
+        .await;
+    assert_eq!(status, 403, "read-only: {body}");
+    let (status, _) = ro
+        .call(Method::DELETE, &format!("{path}/{id}"), None, true)
+        .await;
+    assert_eq!(status, 403);
+    let rotate = format!("{path}/{id}/secret/rotate");
+    assert_eq!(ro.call(Method::POST, &rotate, None, true).await.0, 403);
+    assert_eq!(
+        Api::admin(&setup).get(path).await.1["data"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_view() {
+    let setup = Setup::new("portal_scope").endpoint("ep_b", "t2", "https://example.com/b", &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    let (status, tok) = admin.post("/v1/tenants/t1/tokens", json!({})).await;
+    assert_eq!(status, 201, "{tok}");
+    let tenant_token = tok["token"].as_str().unwrap();
+    let (status, link) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        tenant_token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "the tenant's own token mints its link: {link}");
+    let (status, _) = mint(
+        &setup,
+        "/v1/tenants/t2/portal-sessions",
+        tenant_token,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 404, "not another tenant's");
+    let (status, _) = mint(&setup, "/v1/portal-sessions", tenant_token, json!({})).await;
+    assert_eq!(status, 403, "nor the operator view's");
+
+    let b = open(&setup, link["url"].as_str().unwrap()).await;
+    assert!(!b.page.contains("ep_b"), "{}", b.page);
+    for path in [
+        "/v1/tenants/t2/endpoints/ep_b",
+        "/v1/tenants/t2/endpoints",
+        "/v1/tenants/t2/dlq",
+    ] {
+        assert_eq!(
+            b.call(Method::GET, path, None, false).await.0,
+            404,
+            "{path}"
+        );
+    }
+    let patch = json!({"disabled": true});
+    let (status, _) = b
+        .call(
+            Method::PATCH,
+            "/v1/tenants/t2/endpoints/ep_b",
+            Some(patch),
+            true,
+        )
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        b.call(Method::GET, "/v1/tenants/t1/tokens", None, false)
+            .await
+            .0,
+        403,
+        "admin only"
+    );
+    let (status, body) = b
+        .call(Method::POST, "/v1/portal-sessions", Some(json!({})), true)
+        .await;
+    assert_eq!(status, 403, "{body}");
+    let (status, body) = b
+        .call(
+            Method::POST,
+            "/v1/tenants/t1/portal-sessions",
+            Some(json!({})),
+            true,
+        )
+        .await;
+    assert_eq!(status, 403, "a session mints no further link: {body}");
+
+    let (status, link) = mint(&setup, "/v1/portal-sessions", ADMIN_TOKEN, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    let op = open(&setup, link["url"].as_str().unwrap()).await;
+    assert!(op.page.contains("Operator view"), "{}", op.page);
+    let (status, _) = op
+        .call(
+            Method::POST,
+            "/v1/tenants/t1/endpoints",
+            Some(new_endpoint()),
+            true,
+        )
+        .await;
+    assert_eq!(status, 403, "the operator view changes nothing");
+    assert_eq!(
+        op.call(
+            Method::GET,
+            "/v1/tenants/t2/endpoints/ep_b/secret",
+            None,
+            false
+        )
+        .await
+        .0,
+        403
+    );
+}
