@@ -5,9 +5,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/redis-for-tests.sh
 . scripts/redis-topologies.sh
+. scripts/browser-for-tests.sh
 echo "tests use Redis at $WEBHOOKD_TEST_REDIS_URL"
 echo "tests use Redis Cluster $WEBHOOKD_TEST_CLUSTER_URLS, sentinels $WEBHOOKD_TEST_SENTINEL_URLS" \
   "(master $WEBHOOKD_TEST_SENTINEL_MASTER), TLS $WEBHOOKD_TEST_TLS_URL"
+echo "tests drive $WEBHOOKD_TEST_CHROMIUM through $WEBHOOKD_TEST_CHROMEDRIVER"
 # The upgrade test runs the previous release; built here once (kept under target/) so the
 # test itself does not spend minutes compiling.
 scripts/previous-release.sh >/dev/null

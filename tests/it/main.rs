@@ -3,6 +3,7 @@
 //! one module per SPEC promise, in the SPEC's order.
 
 mod api_common;
+mod browser;
 mod common;
 
 // SPEC 1–5: what reaches whom, signed how, with what guarantees.
@@ -15,6 +16,7 @@ mod signing;
 // SPEC 6: the management API.
 mod api_security;
 mod management_api;
+mod portal_browser;
 mod portal_sessions;
 // SPEC 7: provider payloads.
 mod provider_ingest;
