@@ -50,6 +50,67 @@ async fn a_portal_link_opens_the_tenants_endpoints_in_a_browser_and_sign_out_end
         .click()
         .await
         .unwrap();
-    let alert = b.text_of("[role=alert]").await;
+    let alert = b.text_of("main.narrow [role=alert]").await;
     assert!(alert.contains("not signed in"), "{alert}");
+}
+
+/// Adding an endpoint from the portal: the API's refusal is shown next to the field it
+/// concerns, and a valid one appears in the list with its secret shown once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_added_in_the_portal_appears_and_errors_show_beside_their_field() {
+    let setup = Setup::new("portal_add");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (_, link) = api
+        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
+        .await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    let form = b
+        .client
+        .wait()
+        .for_element(Locator::Id("add-endpoint"))
+        .await
+        .unwrap();
+    let url = form.find(Locator::Id("add-url")).await.unwrap();
+    url.send_keys("ftp://example.com/hook").await.unwrap();
+    let bounced = form
+        .find(Locator::Css(
+            "input[name=filters][value='outbound.bounced']",
+        ))
+        .await
+        .unwrap();
+    bounced.click().await.unwrap();
+    let submit = form
+        .find(Locator::Css("button[type=submit]"))
+        .await
+        .unwrap();
+    submit.click().await.unwrap();
+    let error = b.text_of("#add-url-error:not(:empty)").await;
+    assert!(error.contains("https"), "shown beside the URL: {error}");
+    assert_eq!(
+        url.attr("aria-invalid").await.unwrap().as_deref(),
+        Some("true")
+    );
+
+    url.clear().await.unwrap();
+    url.send_keys("https://example.com/hook").await.unwrap();
+    submit.click().await.unwrap();
+    let note = b.text_of("#new-secret:not([hidden])").await;
+    assert!(note.contains("whsec_"), "{note}");
+    let row = b.text_of("#endpoints tbody tr").await;
+    assert!(
+        row.contains("https://example.com/hook") && row.contains("outbound.bounced"),
+        "{row}"
+    );
+    let (_, list) = api.get("/v1/tenants/acct_42/endpoints").await;
+    assert_eq!(
+        list["data"][0]["filters"],
+        json!(["outbound.bounced"]),
+        "{list}"
+    );
+    b.screenshot("add-endpoint").await;
 }

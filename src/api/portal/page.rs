@@ -98,13 +98,23 @@ pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
         "<header><h1>{who}{badge}</h1><button type=\"button\" id=\"logout\">Sign out</button></header><main>"
     );
     match &grant.tenant {
-        Some(tenant) => match endpoints(state, tenant).await {
-            Ok(section) => body.push_str(&section),
-            Err(e) => {
-                tracing::warn!(error = %e, "listing endpoints for the portal failed");
-                body.push_str("<p role=\"alert\">The endpoints cannot be read right now.</p>");
+        Some(tenant) => {
+            let _ = write!(
+                body,
+                "<div id=\"tenant\" data-tenant=\"{}\" hidden></div>",
+                esc(tenant)
+            );
+            match endpoints(state, tenant).await {
+                Ok(section) => body.push_str(&section),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing endpoints for the portal failed");
+                    body.push_str("<p role=\"alert\">The endpoints cannot be read right now.</p>");
+                }
             }
-        },
+            if !grant.read_only {
+                body.push_str(&add_form(state));
+            }
+        }
         None => body.push_str(&operator(state)),
     }
     body.push_str("</main>");
@@ -122,14 +132,13 @@ async fn endpoints(state: &ApiState, tenant: &str) -> redis::RedisResult<String>
     let mut s = String::from(
         "<section aria-labelledby=\"endpoints-h\"><h2 id=\"endpoints-h\">Endpoints</h2>",
     );
-    if page.records.is_empty() {
-        s.push_str("<p>No endpoints yet.</p></section>");
-        return Ok(s);
-    }
     s.push_str(
         "<table id=\"endpoints\"><thead><tr><th scope=\"col\">Endpoint</th>\
          <th scope=\"col\">Events</th><th scope=\"col\">Health</th></tr></thead><tbody>",
     );
+    if page.records.is_empty() {
+        s.push_str("<tr class=\"empty\"><td colspan=\"3\">No endpoints yet.</td></tr>");
+    }
     for rec in &page.records {
         let health = if rec.disabled {
             "<span class=\"bad\">disabled</span>"
@@ -160,6 +169,38 @@ async fn endpoints(state: &ApiState, tenant: &str) -> redis::RedisResult<String>
     }
     s.push_str("</section>");
     Ok(s)
+}
+
+/// The form that adds an endpoint: its URL, and the event types it wants, picked from the
+/// catalog (or all). The API validates it; its errors are shown next to the field.
+fn add_form(state: &ApiState) -> String {
+    let mut s = String::from(
+        "<section aria-labelledby=\"add-h\"><h2 id=\"add-h\">Add an endpoint</h2>\
+         <form id=\"add-endpoint\" novalidate>\
+         <p><label for=\"add-url\">URL</label><br>\
+         <input id=\"add-url\" name=\"url\" type=\"url\" required placeholder=\"https://example.com/webhooks\" \
+         aria-describedby=\"add-url-error\" size=\"40\">\
+         <span id=\"add-url-error\" class=\"field-error\" role=\"alert\"></span></p>\
+         <p><label for=\"add-description\">Description (optional)</label><br>\
+         <input id=\"add-description\" name=\"description\" type=\"text\" size=\"40\"></p>\
+         <fieldset aria-describedby=\"add-filters-error\"><legend>Events to receive</legend>\
+         <label><input type=\"checkbox\" name=\"filters\" value=\"*\"> every event</label>",
+    );
+    for t in state.inner.catalog.types() {
+        let _ = write!(
+            s,
+            "<label title=\"{desc}\"><input type=\"checkbox\" name=\"filters\" value=\"{ty}\"> {ty}</label>",
+            ty = esc(&t.event_type),
+            desc = esc(&t.description)
+        );
+    }
+    s.push_str(
+        "<span id=\"add-filters-error\" class=\"field-error\" role=\"alert\"></span></fieldset>\
+         <p><button type=\"submit\">Add endpoint</button> \
+         <span id=\"add-error\" class=\"field-error\" role=\"alert\"></span></p></form>\
+         <div id=\"new-secret\" role=\"status\" hidden></div></section>",
+    );
+    s
 }
 
 /// The operator view: what needs attention across tenants.

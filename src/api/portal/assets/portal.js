@@ -1,9 +1,12 @@
 // The portal's script: calls the JSON API with the session cookie, and the page's CSRF token
-// on every change.
+// on every change. The page is rendered by the server; this adds what is interactive.
 "use strict";
 (function () {
   const meta = (name) => document.querySelector(`meta[name="${name}"]`)?.content || "";
   const csrf = { [meta("csrf-header")]: meta("csrf-token") };
+  const tenant = document.getElementById("tenant")?.dataset.tenant;
+  const base = tenant ? `/v1/tenants/${encodeURIComponent(tenant)}` : "";
+
   async function api(method, path, body) {
     const headers = { ...csrf };
     if (body !== undefined) headers["content-type"] = "application/json";
@@ -12,8 +15,59 @@
       body: body === undefined ? undefined : JSON.stringify(body),
     });
     const text = await resp.text();
-    return { status: resp.status, body: text ? JSON.parse(text) : null };
+    let json = null;
+    try { json = text ? JSON.parse(text) : null; } catch (_) { json = null; }
+    return { status: resp.status, body: json };
   }
+
+  // The API names the field an error concerns (`url`: …, `filters`: …): show it there.
+  function showError(form, message) {
+    const fields = { url: "add-url-error", filters: "add-filters-error" };
+    const about = {
+      url: /^url\b|`url`|valid URL/.test(message),
+      filters: /`filters`|filter/.test(message),
+    };
+    const named = Object.keys(fields).find((f) => about[f]);
+    const where = document.getElementById(named ? fields[named] : "add-error");
+    where.textContent = message;
+    if (named === "url") form.querySelector("#add-url").setAttribute("aria-invalid", "true");
+  }
+
+  function addRow(ep) {
+    const table = document.querySelector("#endpoints tbody");
+    table.querySelector("tr.empty")?.remove();
+    const row = document.createElement("tr");
+    row.dataset.id = ep.id;
+    const cell = (html) => { const td = document.createElement("td"); td.append(...html); row.append(td); };
+    const code = document.createElement("code"); code.textContent = ep.url;
+    const small = document.createElement("small"); small.textContent = ep.id + (ep.description ? " — " + ep.description : "");
+    cell([code, document.createElement("br"), small]);
+    cell([document.createTextNode(ep.filters.join(", "))]);
+    const health = document.createElement("span"); health.className = "ok"; health.textContent = "healthy";
+    cell([health]);
+    table.append(row);
+  }
+
+  const form = document.getElementById("add-endpoint");
+  form?.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    form.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+    form.querySelector("#add-url").removeAttribute("aria-invalid");
+    const filters = [...form.querySelectorAll("input[name=filters]:checked")].map((c) => c.value);
+    const body = { url: form.url.value.trim(), filters };
+    if (form.description.value.trim()) body.description = form.description.value.trim();
+    const r = await api("POST", `${base}/endpoints`, body);
+    if (r.status === 201) {
+      addRow(r.body);
+      const note = document.getElementById("new-secret");
+      note.hidden = false;
+      note.textContent = `Added ${r.body.id}. Its signing secret (shown once here; reveal it again from the endpoint): ${r.body.secret}`;
+      form.reset();
+    } else {
+      showError(form, r.body?.error?.message || `The endpoint was not added (HTTP ${r.status}).`);
+    }
+  });
+
   window.webhookdPortal = { api };
   document.getElementById("logout")?.addEventListener("click", async () => {
     await api("POST", "/portal/logout");
