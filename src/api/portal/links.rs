@@ -89,6 +89,7 @@ async fn tenant_link(
     request_body(content = Option<LinkRequest>, description = "Optional: `ttl`"),
     responses(
         (status = 201, description = "The link, usable once", body = Link),
+        (status = 400, description = "Malformed body", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 403, description = "Not an admin token", body = ErrorBody),
         (status = 422, description = "Invalid ttl", body = ErrorBody),
