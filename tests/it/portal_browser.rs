@@ -112,5 +112,87 @@ async fn an_endpoint_added_in_the_portal_appears_and_errors_show_beside_their_fi
         json!(["outbound.bounced"]),
         "{list}"
     );
+    let id = list["data"][0]["id"].as_str().unwrap();
+    let delete = b
+        .client
+        .find(Locator::Css(
+            "#endpoints tbody tr button[data-action=delete]",
+        ))
+        .await
+        .expect("the new row has its actions");
+    assert_eq!(
+        delete.attr("aria-label").await.unwrap(),
+        Some(format!("Delete {id}"))
+    );
     b.screenshot("add-endpoint").await;
+}
+
+/// Disable, enable and delete from the endpoints list: delete asks first, and Cancel keeps
+/// the endpoint.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_is_disabled_enabled_and_deleted_after_a_confirmation() {
+    let setup = Setup::new("portal_actions");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (status, ep) = api
+        .post(
+            "/v1/tenants/acct_42/endpoints",
+            json!({"url": "https://example.com/x", "filters": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let id = ep["id"].as_str().unwrap().to_string();
+    let path = format!("/v1/tenants/acct_42/endpoints/{id}");
+    let (_, link) = api
+        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
+        .await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    let row = format!("#endpoints tr[data-id='{id}']");
+    let click = |css: String| {
+        let b = &b;
+        async move {
+            b.client
+                .wait()
+                .for_element(Locator::Css(&css))
+                .await
+                .unwrap_or_else(|e| panic!("{css}: {e}"))
+                .click()
+                .await
+                .unwrap();
+        }
+    };
+    click(format!("{row} button[data-action=toggle]")).await;
+    assert_eq!(
+        b.text_of(&format!("{row} td.health .bad")).await,
+        "disabled"
+    );
+    assert_eq!(api.get(&path).await.1["disabled"], true);
+    click(format!("{row} button[data-action=toggle]")).await;
+    assert_eq!(b.text_of(&format!("{row} td.health .ok")).await, "healthy");
+    assert_eq!(api.get(&path).await.1["disabled"], false);
+
+    click(format!("{row} button[data-action=delete]")).await;
+    let ask = b.text_of(&format!("{row} .confirm-text")).await;
+    assert!(ask.contains(&id), "{ask}");
+    click(format!("{row} button[data-action=cancel-delete]")).await;
+    assert_eq!(api.get(&path).await.0, 200, "Cancel keeps it");
+    click(format!("{row} button[data-action=delete]")).await;
+    click(format!("{row} button[data-action=confirm-delete]")).await;
+    let mut gone = false;
+    for _ in 0..100 {
+        if api.get(&path).await.0 == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(gone, "deleted after the confirmation");
+    assert!(
+        b.client.find(Locator::Css(&row)).await.is_err(),
+        "its row is gone"
+    );
 }

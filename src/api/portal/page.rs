@@ -104,7 +104,7 @@ pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
                 "<div id=\"tenant\" data-tenant=\"{}\" hidden></div>",
                 esc(tenant)
             );
-            match endpoints(state, tenant).await {
+            match endpoints(state, tenant, !grant.read_only).await {
                 Ok(section) => body.push_str(&section),
                 Err(e) => {
                     tracing::warn!(error = %e, "listing endpoints for the portal failed");
@@ -113,6 +113,11 @@ pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
             }
             if !grant.read_only {
                 body.push_str(&add_form(state));
+                let _ = write!(
+                    body,
+                    "<template id=\"row-actions\">{}</template>",
+                    actions("", false)
+                );
             }
         }
         None => body.push_str(&operator(state)),
@@ -126,18 +131,26 @@ pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
 }
 
 /// The tenant's endpoints with their health at a glance.
-async fn endpoints(state: &ApiState, tenant: &str) -> redis::RedisResult<String> {
+/// With `writable`, each row has its actions: disable or enable, and delete (confirmed in
+/// place). Endpoints from `config.yaml` are changed there, not here.
+async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::RedisResult<String> {
     let page = state.inner.store.list(tenant, SHOWN, None).await?;
     let breaker = state.inner.dispatcher.breaker();
     let mut s = String::from(
         "<section aria-labelledby=\"endpoints-h\"><h2 id=\"endpoints-h\">Endpoints</h2>",
     );
-    s.push_str(
+    let _ = write!(
+        s,
         "<table id=\"endpoints\"><thead><tr><th scope=\"col\">Endpoint</th>\
-         <th scope=\"col\">Events</th><th scope=\"col\">Health</th></tr></thead><tbody>",
+         <th scope=\"col\">Events</th><th scope=\"col\">Health</th>{}</tr></thead><tbody>",
+        if writable {
+            "<th scope=\"col\">Actions</th>"
+        } else {
+            ""
+        }
     );
     if page.records.is_empty() {
-        s.push_str("<tr class=\"empty\"><td colspan=\"3\">No endpoints yet.</td></tr>");
+        s.push_str("<tr class=\"empty\"><td colspan=\"4\">No endpoints yet.</td></tr>");
     }
     for rec in &page.records {
         let health = if rec.disabled {
@@ -149,10 +162,15 @@ async fn endpoints(state: &ApiState, tenant: &str) -> redis::RedisResult<String>
                 Circuit::HalfOpen => "<span class=\"warn\">recovering (probing)</span>",
             }
         };
+        let actions = match (writable, rec.from_config) {
+            (false, _) => String::new(),
+            (true, true) => "<td><small>set in config.yaml</small></td>".to_string(),
+            (true, false) => actions(&rec.id, rec.disabled),
+        };
         let _ = write!(
             s,
             "<tr data-id=\"{id}\"><td><code>{url}</code><br><small>{id}{desc}</small></td>\
-             <td>{filters}</td><td>{health}</td></tr>",
+             <td>{filters}</td><td class=\"health\">{health}</td>{actions}</tr>",
             id = esc(&rec.id),
             url = esc(&rec.url),
             desc = if rec.description.is_empty() {
@@ -169,6 +187,21 @@ async fn endpoints(state: &ApiState, tenant: &str) -> redis::RedisResult<String>
     }
     s.push_str("</section>");
     Ok(s)
+}
+
+/// A row's buttons; each names its endpoint for screen readers.
+pub(super) fn actions(id: &str, disabled: bool) -> String {
+    let id = esc(id);
+    let (verb, to) = if disabled {
+        ("Enable", "false")
+    } else {
+        ("Disable", "true")
+    };
+    format!(
+        "<td class=\"actions\"><button type=\"button\" data-action=\"toggle\" data-disabled=\"{to}\" \
+         aria-label=\"{verb} {id}\">{verb}</button> <button type=\"button\" data-action=\"delete\" \
+         aria-label=\"Delete {id}\">Delete</button></td>"
+    )
 }
 
 /// The form that adds an endpoint: its URL, and the event types it wants, picked from the

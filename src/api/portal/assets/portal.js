@@ -45,6 +45,14 @@
     cell([document.createTextNode(ep.filters.join(", "))]);
     const health = document.createElement("span"); health.className = "ok"; health.textContent = "healthy";
     cell([health]);
+    row.lastElementChild.className = "health";
+    const actions = document.createElement("template");
+    actions.innerHTML = document.getElementById("row-actions")?.innerHTML || "";
+    const td = actions.content.querySelector("td");
+    if (td) {
+      td.querySelectorAll("button").forEach((b) => b.setAttribute("aria-label", `${b.textContent} ${ep.id}`));
+      row.append(td);
+    }
     table.append(row);
   }
 
@@ -65,6 +73,59 @@
       form.reset();
     } else {
       showError(form, r.body?.error?.message || `The endpoint was not added (HTTP ${r.status}).`);
+    }
+  });
+
+  // Row actions: disable or enable at once; delete only after a confirmation in place.
+  const HEALTHY = ["ok", "healthy"], DISABLED = ["bad", "disabled"];
+  function setHealth(row, [cls, text]) {
+    const span = document.createElement("span");
+    span.className = cls;
+    span.textContent = text;
+    row.querySelector("td.health").replaceChildren(span);
+  }
+  function rowError(row, message) {
+    let el = row.querySelector(".row-error");
+    if (!el) {
+      el = document.createElement("span");
+      el.className = "row-error field-error";
+      el.setAttribute("role", "alert");
+      row.querySelector("td.actions").append(el);
+    }
+    el.textContent = message;
+  }
+  document.getElementById("endpoints")?.addEventListener("click", async (e) => {
+    const button = e.target.closest("button[data-action]");
+    if (!button) return;
+    const row = button.closest("tr");
+    const id = row.dataset.id;
+    const path = `${base}/endpoints/${encodeURIComponent(id)}`;
+    const action = button.dataset.action;
+    if (action === "toggle") {
+      const disabled = button.dataset.disabled === "true";
+      const r = await api("PATCH", path, { disabled });
+      if (r.status !== 200) return rowError(row, r.body?.error?.message || `HTTP ${r.status}`);
+      setHealth(row, disabled ? DISABLED : HEALTHY);
+      button.dataset.disabled = String(!disabled);
+      button.textContent = disabled ? "Enable" : "Disable";
+      button.setAttribute("aria-label", `${button.textContent} ${id}`);
+    } else if (action === "delete") {
+      const cell = button.closest("td");
+      const kept = [...cell.childNodes];
+      const ask = document.createElement("span");
+      ask.setAttribute("role", "group");
+      ask.innerHTML = '<span class="confirm-text"></span> <button type="button" data-action="confirm-delete"></button> <button type="button" data-action="cancel-delete">Cancel</button>';
+      ask.querySelector(".confirm-text").textContent = `Delete ${id}? Its deliveries stop at once.`;
+      ask.querySelector("[data-action=confirm-delete]").textContent = "Yes, delete";
+      cell.replaceChildren(ask);
+      ask.querySelector("[data-action=confirm-delete]").focus();
+      row.keptActions = kept;
+    } else if (action === "cancel-delete") {
+      button.closest("td").replaceChildren(...row.keptActions);
+    } else if (action === "confirm-delete") {
+      const r = await api("DELETE", path);
+      if (r.status !== 204) return rowError(row, r.body?.error?.message || `HTTP ${r.status}`);
+      row.remove();
     }
   });
 
