@@ -196,3 +196,89 @@ async fn an_endpoint_is_disabled_enabled_and_deleted_after_a_confirmation() {
         "its row is gone"
     );
 }
+
+/// An endpoint's page: reveal its secret, rotate it (the overlap explained), and send a test
+/// event that arrives signed with the new secret and, during the overlap, the old one too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_is_revealed_and_rotated_and_a_test_event_arrives_signed() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("portal_secret");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (status, ep) = api
+        .post(
+            "/v1/tenants/acct_42/endpoints",
+            json!({"url": rx.url("/hook"), "filters": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    let id = ep["id"].as_str().unwrap();
+    let first = ep["secret"].as_str().unwrap().to_string();
+    let (_, link) = api
+        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
+        .await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Css(&format!("a[href='/portal/endpoints/{id}']")))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    b.client
+        .wait()
+        .for_element(Locator::Id("reveal-secret"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(b.text_of("#secret:not([hidden])").await, first);
+    let overlap = b.text_of("#secret-h + p + p").await;
+    assert!(
+        overlap.contains("24 hours"),
+        "the overlap is explained: {overlap}"
+    );
+    b.client
+        .find(Locator::Id("rotate-secret"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let status = b.text_of("#secret-status:not(:empty)").await;
+    assert!(status.contains("Rotated"), "{status}");
+    let second = b.text_of("#secret").await;
+    assert!(second.starts_with("whsec_") && second != first, "{second}");
+    b.screenshot("endpoint").await;
+
+    b.client
+        .find(Locator::Id("send-test"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
+    let mut result = String::new();
+    for _ in 0..100 {
+        result = b.text_of("#test-result").await;
+        if result.contains("HTTP") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(result.contains("answered HTTP 200"), "{result}");
+    assert_eq!(got.len(), 1, "the test event arrived");
+    assert_eq!(got[0].json()["type"], "webhookd.test");
+    assert!(verify(&got[0], &second), "signed with the new secret");
+    assert!(
+        verify(&got[0], &first),
+        "and, during the overlap, the old one"
+    );
+}

@@ -303,6 +303,15 @@ async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_vie
 
     let b = open(&setup, link["url"].as_str().unwrap()).await;
     assert!(!b.page.contains("ep_b"), "{}", b.page);
+    let (status, _, page) = http_request(
+        Method::GET,
+        &format!("{}/portal/endpoints/ep_b", b.base),
+        &[("cookie", b.cookie.clone())],
+        None,
+    )
+    .await;
+    assert_eq!(status, 404, "another tenant's endpoint page: {page}");
+    assert!(!page.contains("example.com/b"), "{page}");
     for path in [
         "/v1/tenants/t2/endpoints/ep_b",
         "/v1/tenants/t2/endpoints",

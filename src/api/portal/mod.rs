@@ -5,6 +5,7 @@
 //! CSRF token in a header; a read-only or operator session changes nothing and reveals no
 //! secret.
 
+mod endpoint_page;
 pub(crate) mod links;
 mod page;
 pub(crate) mod session;
@@ -27,6 +28,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/portal", get(|| async { Redirect::permanent("/portal/") }))
         .route("/portal/", get(home))
         .route("/portal/login", get(login))
+        .route("/portal/endpoints/{id}", get(endpoint_page::show))
         .route("/portal/logout", post(logout))
         .route("/portal/assets/portal.css", get(page::css))
         .route("/portal/assets/portal.js", get(page::js))
@@ -104,16 +106,10 @@ async fn home(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     };
     match found {
         Ok(Some(session)) => page::home(&state, &session).await,
-        Ok(None) => page::refused(
-            StatusCode::UNAUTHORIZED,
-            "You are not signed in to the portal, or your session ended. Open a new portal link.",
-        ),
+        Ok(None) => page::refused(StatusCode::UNAUTHORIZED, page::SIGNED_OUT),
         Err(e) => {
             tracing::warn!(error = %e, "reading a portal session failed");
-            page::refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "The portal cannot open right now. Try again in a moment.",
-            )
+            page::refused(StatusCode::SERVICE_UNAVAILABLE, page::UNAVAILABLE)
         }
     }
 }

@@ -16,6 +16,12 @@ const JS: &str = include_str!("assets/portal.js");
 /// Endpoints rendered into the page; past them the page says how to see the rest.
 const SHOWN: usize = 250;
 
+/// What a page says to a browser without a live session.
+pub(super) const SIGNED_OUT: &str =
+    "You are not signed in to the portal, or your session ended. Open a new portal link.";
+/// What a page says when Redis does not answer.
+pub(super) const UNAVAILABLE: &str = "The portal cannot open right now. Try again in a moment.";
+
 /// Headers every portal page carries: never cached (it holds a CSRF token), never framed,
 /// never sending its address on, scripts and styles only from itself.
 pub(super) fn no_store(h: &mut HeaderMap) {
@@ -33,14 +39,14 @@ pub(super) fn no_store(h: &mut HeaderMap) {
     }
 }
 
-fn html(status: StatusCode, body: String) -> Response {
+pub(super) fn html(status: StatusCode, body: String) -> Response {
     let mut resp = (status, Html(body)).into_response();
     no_store(resp.headers_mut());
     resp
 }
 
 /// Text made safe inside HTML elements and attribute values.
-fn esc(s: &str) -> String {
+pub(super) fn esc(s: &str) -> String {
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -56,7 +62,7 @@ fn esc(s: &str) -> String {
 }
 
 /// The document around a page's body.
-fn document(title: &str, head_extra: &str, body: &str) -> String {
+pub(super) fn document(title: &str, head_extra: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
@@ -75,14 +81,19 @@ pub(super) fn refused(status: StatusCode, message: &str) -> Response {
     html(status, document("Webhooks portal", "", &body))
 }
 
-/// The session's first page: its tenant's endpoints, or the operator view.
-pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
-    let grant = &session.grant;
-    let head = format!(
+/// What every signed-in page's `<head>` carries: its CSRF token and its script.
+pub(super) fn head(session: &Session) -> String {
+    format!(
         "<meta name=\"csrf-token\" content=\"{}\"><meta name=\"csrf-header\" content=\"{CSRF_HEADER}\">\
          <script src=\"/portal/assets/portal.js\" defer></script>",
         esc(&session.csrf)
-    );
+    )
+}
+
+/// The session's first page: its tenant's endpoints, or the operator view.
+pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
+    let grant = &session.grant;
+    let head = head(session);
     let mut body = String::new();
     let who = match &grant.tenant {
         Some(t) => format!("Webhooks of {}", esc(t)),
@@ -169,7 +180,7 @@ async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::Red
         };
         let _ = write!(
             s,
-            "<tr data-id=\"{id}\"><td><code>{url}</code><br><small>{id}{desc}</small></td>\
+            "<tr data-id=\"{id}\"><td><a href=\"/portal/endpoints/{id}\"><code>{url}</code></a><br><small>{id}{desc}</small></td>\
              <td>{filters}</td><td class=\"health\">{health}</td>{actions}</tr>",
             id = esc(&rec.id),
             url = esc(&rec.url),

@@ -129,6 +129,35 @@
     }
   });
 
+  // One endpoint's page: reveal and rotate its secret, send a test event.
+  const endpoint = document.getElementById("tenant")?.dataset.endpoint;
+  const epPath = endpoint ? `${base}/endpoints/${encodeURIComponent(endpoint)}` : "";
+  const say = (id, text) => { const el = document.getElementById(id); if (el) el.textContent = text; };
+  document.getElementById("reveal-secret")?.addEventListener("click", async () => {
+    const r = await api("GET", `${epPath}/secret`);
+    if (r.status !== 200) return say("secret-status", r.body?.error?.message || `HTTP ${r.status}`);
+    const code = document.getElementById("secret");
+    code.textContent = r.body.secret;
+    code.hidden = false;
+  });
+  document.getElementById("rotate-secret")?.addEventListener("click", async () => {
+    const r = await api("POST", `${epPath}/secret/rotate`);
+    if (r.status !== 200) return say("secret-status", r.body?.error?.message || `HTTP ${r.status}`);
+    const code = document.getElementById("secret");
+    code.textContent = r.body.secret;
+    code.hidden = false;
+    say("secret-status", "Rotated: the secret above signs from now on; the previous one signs beside it until the overlap ends.");
+  });
+  document.getElementById("send-test")?.addEventListener("click", async () => {
+    say("test-result", "Sending…");
+    const r = await api("POST", `${epPath}/test`);
+    if (r.status !== 200) return say("test-result", r.body?.error?.message || `HTTP ${r.status}`);
+    const o = r.body;
+    say("test-result", o.status
+      ? `Your endpoint answered HTTP ${o.status} in ${o.latency_ms} ms.`
+      : `No answer: ${o.error} (after ${o.latency_ms} ms).`);
+  });
+
   window.webhookdPortal = { api };
   document.getElementById("logout")?.addEventListener("click", async () => {
     await api("POST", "/portal/logout");

@@ -1,0 +1,108 @@
+//! One endpoint's page in the portal: its signing secret (revealed on demand, rotated with
+//! the overlap explained) and a test send. Another tenant's endpoint is "not found", as in the
+//! API.
+
+use std::fmt::Write;
+
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::Response;
+
+use super::page::{document, esc, head, html, refused, SIGNED_OUT, UNAVAILABLE};
+use super::session::{self, Session};
+use crate::api::state::ApiState;
+
+pub(super) async fn show(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
+    let inner = &state.inner;
+    let session = match session::cookie(&headers) {
+        Some(sid) => session::find(&inner.conn, &inner.keys, &sid).await,
+        None => Ok(None),
+    };
+    let session = match session {
+        Ok(Some(s)) => s,
+        Ok(None) => return refused(StatusCode::UNAUTHORIZED, SIGNED_OUT),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a portal session failed");
+            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+        }
+    };
+    let Some(tenant) = session.grant.tenant.clone() else {
+        return refused(
+            StatusCode::NOT_FOUND,
+            "The operator view has no endpoint pages.",
+        );
+    };
+    let rec = match inner.store.get(&id).await {
+        Ok(Some(rec)) if rec.tenant == tenant => rec,
+        Ok(_) => return refused(StatusCode::NOT_FOUND, "There is no such endpoint."),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading an endpoint for the portal failed");
+            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
+        }
+    };
+    let overlap = spoken(inner.rotation_overlap_ms);
+    let mut body =
+        format!(
+        "<header><h1><code>{url}</code></h1><a href=\"/portal/\">All endpoints</a></header><main>\
+         <div id=\"tenant\" data-tenant=\"{tenant}\" data-endpoint=\"{id}\" hidden></div>\
+         <p>{id} — events: {filters}{disabled}</p>",
+        url = esc(&rec.url),
+        tenant = esc(&tenant),
+        id = esc(&rec.id),
+        filters = esc(&rec.filters.join(", ")),
+        disabled = if rec.disabled { " — <span class=\"bad\">disabled</span>" } else { "" },
+    );
+    secret_section(&mut body, &session, &overlap);
+    body.push_str("</main>");
+    html(
+        StatusCode::OK,
+        document(&format!("Webhooks — {}", rec.id), &head(&session), &body),
+    )
+}
+
+/// The signing secret: reveal and rotate, unless the session only looks; then the test send.
+fn secret_section(body: &mut String, session: &Session, overlap: &str) {
+    body.push_str("<section aria-labelledby=\"secret-h\"><h2 id=\"secret-h\">Signing secret</h2>");
+    if session.grant.read_only {
+        body.push_str("<p>This portal session is read-only: it shows no secret.</p></section>");
+        return;
+    }
+    let _ = write!(
+        body,
+        "<p><button type=\"button\" id=\"reveal-secret\">Reveal</button> \
+         <code id=\"secret\" hidden></code></p>\
+         <p><button type=\"button\" id=\"rotate-secret\">Rotate</button> \
+         After a rotation the previous secret keeps signing beside the new one for {overlap} \
+         (two <code>v1,</code> signatures in <code>webhook-signature</code>), so your receiver can \
+         switch to the new secret without missing a delivery.</p>\
+         <p id=\"secret-status\" role=\"status\"></p></section>\
+         <section aria-labelledby=\"test-h\"><h2 id=\"test-h\">Send a test event</h2>\
+         <p><button type=\"button\" id=\"send-test\">Send a test event</button> \
+         (a signed <code>webhookd.test</code> delivery, not retried)</p>\
+         <p id=\"test-result\" role=\"status\"></p></section>"
+    );
+}
+
+/// A duration as people say it: `24 hours`, `90 minutes`, `45 seconds`.
+fn spoken(ms: i64) -> String {
+    let s = ms.max(0) / 1000;
+    match s {
+        s if s >= 3600 && s % 3600 == 0 => format!("{} hours", s / 3600),
+        s if s >= 60 && s % 60 == 0 => format!("{} minutes", s / 60),
+        s => format!("{s} seconds"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn durations_are_spoken() {
+        assert_eq!(super::spoken(86_400_000), "24 hours");
+        assert_eq!(super::spoken(5_400_000), "90 minutes");
+        assert_eq!(super::spoken(45_000), "45 seconds");
+    }
+}
