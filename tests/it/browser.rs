@@ -79,16 +79,26 @@ impl Browser {
         panic!("no WebDriver session from {driver_bin} with {chromium}: {last}");
     }
 
-    /// The page's text once `css` matches (bounded wait).
+    /// The text of what `css` matches, once it does (bounded wait). Read again when the page
+    /// replaced the element meanwhile (the portal refreshes some parts on its own).
     pub async fn text_of(&self, css: &str) -> String {
-        let el = self
-            .client
-            .wait()
-            .at_most(Duration::from_secs(10))
-            .for_element(Locator::Css(css))
-            .await
-            .unwrap_or_else(|e| panic!("`{css}` never appeared: {e}"));
-        el.text().await.unwrap()
+        let mut last = String::new();
+        for _ in 0..20 {
+            let found = self
+                .client
+                .wait()
+                .at_most(Duration::from_secs(10))
+                .for_element(Locator::Css(css))
+                .await;
+            match found {
+                Ok(el) => match el.text().await {
+                    Ok(text) => return text,
+                    Err(e) => last = e.to_string(),
+                },
+                Err(e) => panic!("`{css}` never appeared: {e}"),
+            }
+        }
+        panic!("`{css}` kept being replaced: {last}")
     }
 
     /// A PNG of the window, kept under `target/portal-screenshots/<name>.png`.

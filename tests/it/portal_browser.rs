@@ -282,3 +282,63 @@ async fn a_secret_is_revealed_and_rotated_and_a_test_event_arrives_signed() {
         "and, during the overlap, the old one"
     );
 }
+
+/// A delivery's attempts appear on its endpoint's page while it is open, and the filter
+/// shows only the failed ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deliverys_attempts_appear_on_the_endpoint_page() {
+    let rx = Receiver::start(first_then_ok(1, 503)).await;
+    let setup = Setup::new("portal_attempts").with("retry:\n  schedule: [1s]\n  jitter: 0\n");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    let (_, ep) = api
+        .post(
+            "/v1/tenants/acct_42/endpoints",
+            json!({"url": rx.url("/hook"), "filters": ["*"]}),
+        )
+        .await;
+    let id = ep["id"].as_str().unwrap();
+    let (_, link) = api
+        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
+        .await;
+    let b = Browser::start().await;
+    b.client
+        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
+        .await
+        .unwrap();
+    b.client
+        .goto(&format!("{}/portal/endpoints/{id}", setup.api()))
+        .await
+        .unwrap();
+    assert_eq!(
+        b.text_of("#attempts tbody tr.empty").await,
+        "No attempts yet."
+    );
+    let (status, _) = api.publish_event("evt_seen", "acct_42").await;
+    assert_eq!(status, 202);
+    // The first attempt answers 503, the retry 200: both rows appear without a reload.
+    b.client
+        .wait()
+        .at_most(std::time::Duration::from_secs(20))
+        .for_element(Locator::Css("#attempts tr.ok-row"))
+        .await
+        .expect("the successful retry appears");
+    let all = b.text_of("#attempts tbody").await;
+    assert!(
+        all.contains("evt_seen") && all.contains("HTTP 503") && all.contains("HTTP 200"),
+        "{all}"
+    );
+    b.screenshot("attempts").await;
+    b.client
+        .find(Locator::Css("#attempt-filter option[value=failed]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let failed = b.text_of("#attempts tbody").await;
+    assert!(
+        failed.contains("HTTP 503") && !failed.contains("HTTP 200"),
+        "{failed}"
+    );
+}

@@ -57,12 +57,22 @@ pub(super) async fn show(
         disabled = if rec.disabled { " — <span class=\"bad\">disabled</span>" } else { "" },
     );
     secret_section(&mut body, &session, &overlap);
+    body.push_str(ATTEMPTS);
     body.push_str("</main>");
     html(
         StatusCode::OK,
         document(&format!("Webhooks — {}", rec.id), &head(&session), &body),
     )
 }
+
+/// Recent attempts, filled and kept fresh by the script from the API (newest first).
+const ATTEMPTS: &str = "<section aria-labelledby=\"attempts-h\"><h2 id=\"attempts-h\">Recent attempts</h2>\
+    <p><label for=\"attempt-filter\">Show</label> <select id=\"attempt-filter\">\
+    <option value=\"all\">all attempts</option><option value=\"ok\">succeeded</option>\
+    <option value=\"failed\">failed</option></select></p>\
+    <table id=\"attempts\"><thead><tr><th scope=\"col\">When</th><th scope=\"col\">Event</th>\
+    <th scope=\"col\">Outcome</th><th scope=\"col\">Latency</th><th scope=\"col\">Response</th></tr></thead>\
+    <tbody aria-live=\"polite\"><tr class=\"empty\"><td colspan=\"5\">No attempts yet.</td></tr></tbody></table></section>";
 
 /// The signing secret: reveal and rotate, unless the session only looks; then the test send.
 fn secret_section(body: &mut String, session: &Session, overlap: &str) {

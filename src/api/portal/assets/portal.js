@@ -158,6 +158,52 @@
       : `No answer: ${o.error} (after ${o.latency_ms} ms).`);
   });
 
+  // Recent attempts, refreshed every few seconds while the page is open.
+  const attempts = document.querySelector("#attempts tbody");
+  const filter = document.getElementById("attempt-filter");
+  let lastAttempts = [];
+  function showAttempts() {
+    const want = filter?.value || "all";
+    const ok = (a) => a.status !== null && a.status >= 200 && a.status < 300;
+    const rows = lastAttempts.filter((a) => want === "all" || (want === "ok") === ok(a));
+    if (rows.length === 0) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      tr.innerHTML = '<td colspan="5"></td>';
+      tr.firstChild.textContent = lastAttempts.length ? "No attempts match." : "No attempts yet.";
+      attempts.replaceChildren(tr);
+      return;
+    }
+    attempts.replaceChildren(...rows.map((a) => {
+      const tr = document.createElement("tr");
+      tr.className = ok(a) ? "attempt ok-row" : "attempt failed-row";
+      const cells = [
+        new Date(a.at).toLocaleString(),
+        `${a.event_id} (attempt ${a.attempt})`,
+        a.status !== null ? `HTTP ${a.status}` : (a.error || "no answer"),
+        `${a.latency_ms} ms`,
+        a.response || a.error || "",
+      ];
+      cells.forEach((text, i) => {
+        const td = document.createElement("td");
+        if (i === 2) { const s = document.createElement("span"); s.className = ok(a) ? "ok" : "bad"; s.textContent = text; td.append(s); }
+        else if (i === 4) { const c = document.createElement("code"); c.textContent = text.slice(0, 200); td.append(c); }
+        else td.textContent = text;
+        tr.append(td);
+      });
+      return tr;
+    }));
+  }
+  async function loadAttempts() {
+    const r = await api("GET", `${epPath}/attempts`);
+    if (r.status === 200) { lastAttempts = r.body.data; showAttempts(); }
+  }
+  if (attempts) {
+    filter?.addEventListener("change", showAttempts);
+    loadAttempts();
+    setInterval(() => { if (!document.hidden) loadAttempts(); }, 2000);
+  }
+
   window.webhookdPortal = { api };
   document.getElementById("logout")?.addEventListener("click", async () => {
     await api("POST", "/portal/logout");
