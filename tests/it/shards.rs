@@ -234,6 +234,10 @@ async fn after_the_shard_count_changes_the_streams_written_before_are_still_read
         1,
         "the unsharded stream is read"
     );
+    // Stopped with SIGKILL: only once its acknowledgement landed, or the next start would
+    // rightly deliver the entry again (at least once) and this test could not tell.
+    let acked = wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await;
+    assert!(acked, "the delivered entry is acknowledged");
     drop(w);
     publish(
         &mut r,
