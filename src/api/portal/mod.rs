@@ -5,6 +5,7 @@
 //! CSRF token in a header; a read-only or operator session changes nothing and reveals no
 //! secret.
 
+mod dlq_page;
 mod endpoint_page;
 pub(crate) mod links;
 mod page;
@@ -29,6 +30,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/portal/", get(home))
         .route("/portal/login", get(login))
         .route("/portal/endpoints/{id}", get(endpoint_page::show))
+        .route("/portal/dlq", get(dlq_page::show))
         .route("/portal/logout", post(logout))
         .route("/portal/assets/portal.css", get(page::css))
         .route("/portal/assets/portal.js", get(page::js))

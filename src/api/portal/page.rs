@@ -106,7 +106,8 @@ pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
     };
     let _ = write!(
         body,
-        "<header><h1>{who}{badge}</h1><button type=\"button\" id=\"logout\">Sign out</button></header><main>"
+        "<header><h1>{who}{badge}</h1><nav>{dlq}<button type=\"button\" id=\"logout\">Sign out</button></nav></header><main>",
+        dlq = if grant.tenant.is_some() { "<a href=\"/portal/dlq\">Dead letters</a> " } else { "" }
     );
     match &grant.tenant {
         Some(tenant) => {

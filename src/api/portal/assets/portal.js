@@ -204,6 +204,68 @@
     setInterval(() => { if (!document.hidden) loadAttempts(); }, 2000);
   }
 
+  // Dead letters: list, replay one, purge one, replay everything since a time.
+  const dlq = document.querySelector("#dlq tbody");
+  const writable = document.getElementById("tenant")?.dataset.writable === "true";
+  async function loadDlq() {
+    const r = await api("GET", `${base}/dlq?limit=250`);
+    if (r.status !== 200) return say("dlq-status", r.body?.error?.message || `HTTP ${r.status}`);
+    if (r.body.data.length === 0) {
+      const tr = document.createElement("tr");
+      tr.className = "empty";
+      tr.innerHTML = '<td colspan="5">No dead letters.</td>';
+      return dlq.replaceChildren(tr);
+    }
+    dlq.replaceChildren(...r.body.data.map((d) => {
+      const tr = document.createElement("tr");
+      tr.dataset.id = d.id;
+      const outcome = d.last_status !== null ? `HTTP ${d.last_status}` : (d.last_error || "no answer");
+      [new Date(d.dead_at).toLocaleString(), `${d.event_id} (${d.event_type})`, d.endpoint_id,
+       `${outcome} after ${d.attempts} attempts`].forEach((text) => {
+        const td = document.createElement("td");
+        td.textContent = text;
+        tr.append(td);
+      });
+      const td = document.createElement("td");
+      td.className = "actions";
+      if (writable) {
+        for (const [action, label] of [["replay", "Replay"], ["purge", "Purge"]]) {
+          const b = document.createElement("button");
+          b.type = "button";
+          b.dataset.action = action;
+          b.textContent = label;
+          b.setAttribute("aria-label", `${label} ${d.event_id}`);
+          td.append(b, " ");
+        }
+      }
+      tr.append(td);
+      return tr;
+    }));
+  }
+  if (dlq) {
+    loadDlq();
+    document.getElementById("dlq").addEventListener("click", async (e) => {
+      const b = e.target.closest("button[data-action]");
+      if (!b) return;
+      const id = b.closest("tr").dataset.id;
+      const r = b.dataset.action === "replay"
+        ? await api("POST", `${base}/dlq/replay`, { ids: [id] })
+        : await api("DELETE", `${base}/dlq/${encodeURIComponent(id)}`);
+      if (r.status >= 300) return say("dlq-status", r.body?.error?.message || `HTTP ${r.status}`);
+      say("dlq-status", b.dataset.action === "replay" ? `Replayed ${id}: it is being delivered again.` : `Purged ${id}.`);
+      loadDlq();
+    });
+    document.getElementById("replay-since")?.addEventListener("submit", async (e) => {
+      e.preventDefault();
+      const local = e.target.since.value;
+      if (!local) return say("dlq-status", "Pick a time first.");
+      const r = await api("POST", `${base}/dlq/replay`, { since: new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") });
+      if (r.status !== 200) return say("dlq-status", r.body?.error?.message || `HTTP ${r.status}`);
+      say("dlq-status", `Replayed ${r.body.replayed} dead letters.`);
+      loadDlq();
+    });
+  }
+
   window.webhookdPortal = { api };
   document.getElementById("logout")?.addEventListener("click", async () => {
     await api("POST", "/portal/logout");
