@@ -14,6 +14,7 @@ mod portal;
 mod state;
 mod token_store;
 mod tokens;
+mod ttl;
 
 use axum::extract::DefaultBodyLimit;
 use axum::Router;

@@ -96,14 +96,7 @@ async fn create_token(
     let expires_at = match req.unwrap_or_default().ttl {
         None => None,
         Some(ttl) => {
-            let d = crate::support::duration::parse(&ttl)
-                .ok()
-                .filter(|d| !d.is_zero())
-                .ok_or_else(|| {
-                    ApiError::Invalid(format!(
-                        "`ttl`: `{ttl}` is not a duration above zero (e.g. 30d, 12h)"
-                    ))
-                })?;
+            let d = super::ttl::parse(&ttl, None)?;
             Some(now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
         }
     };

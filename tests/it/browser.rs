@@ -9,6 +9,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::json;
 
+use crate::api_common::Api;
 use crate::common::*;
 
 /// Where the browser's programs are: the variables scripts/test.sh sets, or Debian's paths.
@@ -77,6 +78,31 @@ impl Browser {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
         panic!("no WebDriver session from {driver_bin} with {chromium}: {last}");
+    }
+
+    /// A browser that has opened a portal link an admin minted for `tenant`.
+    pub async fn open_portal(setup: &Setup, tenant: &str) -> Browser {
+        let (status, link) = Api::admin(setup)
+            .post(&format!("/v1/tenants/{tenant}/portal-sessions"), json!({}))
+            .await;
+        assert_eq!(status, 201, "{link}");
+        let b = Browser::start().await;
+        let url = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
+        b.client.goto(&url).await.unwrap();
+        b
+    }
+
+    /// Clicks what `at` finds, once it is there (bounded wait).
+    pub async fn click(&self, at: Locator<'_>) {
+        self.client
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(at)
+            .await
+            .unwrap_or_else(|e| panic!("nothing to click: {e}"))
+            .click()
+            .await
+            .unwrap();
     }
 
     /// The text of what `css` matches, once it does (bounded wait). Read again when the page

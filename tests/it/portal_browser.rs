@@ -8,6 +8,15 @@ use crate::api_common::*;
 use crate::browser::Browser;
 use crate::common::*;
 
+const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// How many dead letters acct_42 has.
+async fn dead_letters(api: &Api) -> usize {
+    api.get("/v1/tenants/acct_42/dlq").await.1["data"]
+        .as_array()
+        .map_or(usize::MAX, Vec::len)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_portal_link_opens_the_tenants_endpoints_in_a_browser_and_sign_out_ends_it() {
     let setup = Setup::new("portal_browser")
@@ -19,15 +28,7 @@ async fn a_portal_link_opens_the_tenants_endpoints_in_a_browser_and_sign_out_end
         )
         .endpoint("ep_other", "acct_7", "https://example.com/other", &["*"]);
     let _w = Webhookd::start(&setup).await;
-    let (status, link) = Api::admin(&setup)
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
-        .await;
-    assert_eq!(status, 201, "{link}");
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let b = Browser::open_portal(&setup, "acct_42").await;
     let table = b.text_of("table#endpoints").await;
     assert!(
         table.contains("https://example.com/one") && table.contains("healthy"),
@@ -43,13 +44,7 @@ async fn a_portal_link_opens_the_tenants_endpoints_in_a_browser_and_sign_out_end
     assert_eq!(b.text_of("h1").await, "Webhooks of acct_42");
     b.screenshot("endpoints").await;
 
-    b.client
-        .find(Locator::Id("logout"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("logout")).await;
     let alert = b.text_of("main.narrow [role=alert]").await;
     assert!(alert.contains("not signed in"), "{alert}");
 }
@@ -61,14 +56,7 @@ async fn an_endpoint_added_in_the_portal_appears_and_errors_show_beside_their_fi
     let setup = Setup::new("portal_add");
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);
-    let (_, link) = api
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
-        .await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let b = Browser::open_portal(&setup, "acct_42").await;
     let form = b
         .client
         .wait()
@@ -143,14 +131,7 @@ async fn an_endpoint_is_disabled_enabled_and_deleted_after_a_confirmation() {
     assert_eq!(status, 201, "{ep}");
     let id = ep["id"].as_str().unwrap().to_string();
     let path = format!("/v1/tenants/acct_42/endpoints/{id}");
-    let (_, link) = api
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
-        .await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let b = Browser::open_portal(&setup, "acct_42").await;
     let row = format!("#endpoints tr[data-id='{id}']");
     let click = |css: String| {
         let b = &b;
@@ -182,24 +163,13 @@ async fn an_endpoint_is_disabled_enabled_and_deleted_after_a_confirmation() {
     assert_eq!(api.get(&path).await.0, 200, "Cancel keeps it");
     click(format!("{row} button[data-action=delete]")).await;
     click(format!("{row} button[data-action=confirm-delete]")).await;
-    let mut gone = false;
-    for _ in 0..100 {
-        if api.get(&path).await.0 == 404 {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let gone = wait_until_async(WAIT, || async { api.get(&path).await.0 == 404 }).await;
     assert!(gone, "deleted after the confirmation");
-    let mut row_left = true;
-    for _ in 0..100 {
-        row_left = b.client.find(Locator::Css(&row)).await.is_ok();
-        if !row_left {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(!row_left, "its row is gone");
+    let row_gone = wait_until_async(WAIT, || async {
+        b.client.find(Locator::Css(&row)).await.is_err()
+    })
+    .await;
+    assert!(row_gone, "its row is gone");
 }
 
 /// An endpoint's page: reveal its secret, rotate it (the overlap explained), and send a test
@@ -219,66 +189,31 @@ async fn a_secret_is_revealed_and_rotated_and_a_test_event_arrives_signed() {
     assert_eq!(status, 201, "{ep}");
     let id = ep["id"].as_str().unwrap();
     let first = ep["secret"].as_str().unwrap().to_string();
-    let (_, link) = api
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
+    let b = Browser::open_portal(&setup, "acct_42").await;
+    b.click(Locator::Css(&format!("a[href='/portal/endpoints/{id}']")))
         .await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .for_element(Locator::Css(&format!("a[href='/portal/endpoints/{id}']")))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .for_element(Locator::Id("reveal-secret"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("reveal-secret")).await;
     assert_eq!(b.text_of("#secret:not([hidden])").await, first);
     let overlap = b.text_of("#secret-h + p + p").await;
     assert!(
         overlap.contains("24 hours"),
         "the overlap is explained: {overlap}"
     );
-    b.client
-        .find(Locator::Id("rotate-secret"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("rotate-secret")).await;
     let status = b.text_of("#secret-status:not(:empty)").await;
     assert!(status.contains("Rotated"), "{status}");
     let second = b.text_of("#secret").await;
     assert!(second.starts_with("whsec_") && second != first, "{second}");
     b.screenshot("endpoint").await;
 
-    b.client
-        .find(Locator::Id("send-test"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Id("send-test")).await;
     let got = rx.wait_for(1, std::time::Duration::from_secs(10)).await;
-    let mut result = String::new();
-    for _ in 0..100 {
-        result = b.text_of("#test-result").await;
-        if result.contains("HTTP") {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert!(result.contains("answered HTTP 200"), "{result}");
+    let answered = wait_until_async(WAIT, || async {
+        b.text_of("#test-result").await.contains("HTTP")
+    })
+    .await;
+    let result = b.text_of("#test-result").await;
+    assert!(answered && result.contains("answered HTTP 200"), "{result}");
     assert_eq!(got.len(), 1, "the test event arrived");
     assert_eq!(got[0].json()["type"], "webhookd.test");
     assert!(verify(&got[0], &second), "signed with the new secret");
@@ -305,14 +240,7 @@ async fn a_deliverys_attempts_appear_on_the_endpoint_page() {
     let id = ep["id"].as_str().unwrap();
     // A new endpoint takes part in matching within a second (SPEC 6).
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    let (_, link) = api
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
-        .await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
+    let b = Browser::open_portal(&setup, "acct_42").await;
     b.client
         .goto(&format!("{}/portal/endpoints/{id}", setup.api()))
         .await
@@ -336,13 +264,8 @@ async fn a_deliverys_attempts_appear_on_the_endpoint_page() {
         "{all}"
     );
     b.screenshot("attempts").await;
-    b.client
-        .find(Locator::Css("#attempt-filter option[value=failed]"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    b.click(Locator::Css("#attempt-filter option[value=failed]"))
+        .await;
     let failed = b.text_of("#attempts tbody").await;
     assert!(
         failed.contains("HTTP 503") && !failed.contains("HTTP 200"),
@@ -377,36 +300,12 @@ async fn a_dead_letter_replayed_from_the_portal_is_delivered() {
     for id in ["evt_dead_1", "evt_dead_2"] {
         assert_eq!(api.publish_event(id, "acct_42").await.0, 202);
     }
-    let mut letters = Vec::new();
-    for _ in 0..200 {
-        letters = api.get("/v1/tenants/acct_42/dlq").await.1["data"]
-            .as_array()
-            .cloned()
-            .unwrap_or_default();
-        if letters.len() == 2 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(letters.len(), 2, "both died: {letters:?}");
+    let both = wait_until_async(WAIT, || async { dead_letters(&api).await == 2 }).await;
+    assert!(both, "both died");
     healthy.store(true, Ordering::SeqCst);
 
-    let (_, link) = api
-        .post("/v1/tenants/acct_42/portal-sessions", json!({}))
-        .await;
-    let b = Browser::start().await;
-    b.client
-        .goto(&format!("{}{}", setup.api(), link["url"].as_str().unwrap()))
-        .await
-        .unwrap();
-    b.client
-        .wait()
-        .for_element(Locator::LinkText("Dead letters"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    let b = Browser::open_portal(&setup, "acct_42").await;
+    b.click(Locator::LinkText("Dead letters")).await;
     let table = b.text_of("#dlq tbody tr[data-id]").await;
     assert!(table.contains("HTTP 500"), "{table}");
     b.screenshot("dead-letters").await;
@@ -423,25 +322,13 @@ async fn a_dead_letter_replayed_from_the_portal_is_delivered() {
     })
     .await;
     assert!(delivered, "the replayed letter is delivered");
-    b.client
-        .wait()
-        .for_element(Locator::Css("button[aria-label='Purge evt_dead_2']"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
-    let status = b.text_of("#dlq-status:not(:empty)").await;
-    assert!(status.contains("Purged"), "{status}");
-    let mut left = usize::MAX;
-    for _ in 0..100 {
-        left = api.get("/v1/tenants/acct_42/dlq").await.1["data"]
-            .as_array()
-            .map_or(usize::MAX, Vec::len);
-        if left == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    assert_eq!(left, 0, "one replayed, one purged");
+    b.click(Locator::Css("button[aria-label='Purge evt_dead_2']"))
+        .await;
+    let purged = wait_until_async(WAIT, || async {
+        b.text_of("#dlq-status").await.contains("Purged")
+    })
+    .await;
+    assert!(purged, "{}", b.text_of("#dlq-status").await);
+    let none = wait_until_async(WAIT, || async { dead_letters(&api).await == 0 }).await;
+    assert!(none, "one replayed, one purged");
 }

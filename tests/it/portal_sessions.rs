@@ -84,6 +84,13 @@ impl Browser {
     }
 }
 
+/// A link to tenant t1's portal, minted by an admin with `body`.
+async fn t1_link(setup: &Setup, body: Value) -> Value {
+    let (status, link) = mint(setup, "/v1/tenants/t1/portal-sessions", ADMIN_TOKEN, body).await;
+    assert_eq!(status, 201, "{link}");
+    link
+}
+
 fn new_endpoint() -> Value {
     json!({"url": "https://example.com/hook", "filters": ["outbound.*"]})
 }
@@ -92,14 +99,7 @@ fn new_endpoint() -> Value {
 async fn a_link_opens_one_session_with_an_httponly_samesite_lax_cookie_and_never_again() {
     let setup = Setup::new("portal_link").endpoint("ep_a", "t1", "https://example.com/a", &["*"]);
     let w = Webhookd::start(&setup).await;
-    let (status, link) = mint(
-        &setup,
-        "/v1/tenants/t1/portal-sessions",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 201, "{link}");
+    let link = t1_link(&setup, json!({})).await;
     let url = link["url"].as_str().unwrap().to_string();
     assert!(url.starts_with("/portal/login?token=wpl_"), "{url}");
     assert!(
@@ -164,14 +164,7 @@ async fn links_are_absolute_under_public_url_and_its_https_makes_the_cookie_secu
     let setup =
         Setup::new("portal_public").with_http("  public_url: \"https://hooks.example.com/\"\n");
     let _w = Webhookd::start(&setup).await;
-    let (status, link) = mint(
-        &setup,
-        "/v1/tenants/t1/portal-sessions",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 201, "{link}");
+    let link = t1_link(&setup, json!({})).await;
     let url = link["url"].as_str().unwrap();
     assert!(
         url.starts_with("https://hooks.example.com/portal/login?token=wpl_"),
@@ -187,14 +180,7 @@ async fn links_are_absolute_under_public_url_and_its_https_makes_the_cookie_secu
 async fn an_expired_link_is_refused() {
     let setup = Setup::new("portal_expired");
     let _w = Webhookd::start(&setup).await;
-    let (status, link) = mint(
-        &setup,
-        "/v1/tenants/t1/portal-sessions",
-        ADMIN_TOKEN,
-        json!({"ttl": "1s"}),
-    )
-    .await;
-    assert_eq!(status, 201, "{link}");
+    let link = t1_link(&setup, json!({"ttl": "1s"})).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
     let (status, _, page) = http_request(Method::GET, &login, &[], None).await;
@@ -215,13 +201,7 @@ async fn an_expired_link_is_refused() {
 async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals_nothing() {
     let setup = Setup::new("portal_csrf");
     let _w = Webhookd::start(&setup).await;
-    let (_, link) = mint(
-        &setup,
-        "/v1/tenants/t1/portal-sessions",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
+    let link = t1_link(&setup, json!({})).await;
     let b = open(&setup, link["url"].as_str().unwrap()).await;
     let path = "/v1/tenants/t1/endpoints";
     let (status, body) = b
@@ -238,13 +218,7 @@ async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals
     let secret = format!("{path}/{id}/secret");
     assert_eq!(b.call(Method::GET, &secret, None, false).await.0, 200);
 
-    let (_, link) = mint(
-        &setup,
-        "/v1/tenants/t1/portal-sessions",
-        ADMIN_TOKEN,
-        json!({"read_only": true}),
-    )
-    .await;
+    let link = t1_link(&setup, json!({"read_only": true})).await;
     let ro = open(&setup, link["url"].as_str().unwrap()).await;
     assert!(ro.page.contains("read-only"), "{}", ro.page);
     let (status, list) = ro.call(Method::GET, path, None, false).await;

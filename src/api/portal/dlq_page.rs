@@ -5,23 +5,13 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::page::{document, esc, head, html, refused, SIGNED_OUT, UNAVAILABLE};
-use super::session;
+use super::page::{document, esc, head, html, refused, signed_in};
 use crate::api::state::ApiState;
 
 pub(super) async fn show(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let inner = &state.inner;
-    let found = match session::cookie(&headers) {
-        Some(sid) => session::find(&inner.conn, &inner.keys, &sid).await,
-        None => Ok(None),
-    };
-    let session = match found {
-        Ok(Some(s)) => s,
-        Ok(None) => return refused(StatusCode::UNAUTHORIZED, SIGNED_OUT),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading a portal session failed");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        }
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
     };
     let Some(tenant) = session.grant.tenant.as_deref() else {
         return refused(

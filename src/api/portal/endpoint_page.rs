@@ -8,8 +8,8 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::page::{document, esc, head, html, refused, SIGNED_OUT, UNAVAILABLE};
-use super::session::{self, Session};
+use super::page::{document, esc, head, html, refused, signed_in, UNAVAILABLE};
+use super::session::Session;
 use crate::api::state::ApiState;
 
 pub(super) async fn show(
@@ -18,17 +18,9 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let inner = &state.inner;
-    let session = match session::cookie(&headers) {
-        Some(sid) => session::find(&inner.conn, &inner.keys, &sid).await,
-        None => Ok(None),
-    };
-    let session = match session {
-        Ok(Some(s)) => s,
-        Ok(None) => return refused(StatusCode::UNAUTHORIZED, SIGNED_OUT),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading a portal session failed");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        }
+    let session = match signed_in(&state, &headers).await {
+        Ok(s) => s,
+        Err(refusal) => return refusal,
     };
     let Some(tenant) = session.grant.tenant.clone() else {
         return refused(

@@ -122,14 +122,7 @@ async fn mint(
     }
     let ttl = match req.ttl.as_deref() {
         None => DEFAULT_TTL,
-        Some(t) => crate::support::duration::parse(t)
-            .ok()
-            .filter(|d| !d.is_zero() && *d <= LONGEST)
-            .ok_or_else(|| {
-                ApiError::Invalid(format!(
-                    "`ttl`: `{t}` is not a duration above zero and at most 7d (e.g. 1h)"
-                ))
-            })?,
+        Some(t) => crate::api::ttl::parse(t, Some(LONGEST))?,
     };
     let grant = Grant {
         tenant,

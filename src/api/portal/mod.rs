@@ -101,18 +101,9 @@ fn behind_https(state: &ApiState, headers: &HeaderMap) -> bool {
 
 /// The portal's page for the session's tenant (or the operator view).
 async fn home(State(state): State<ApiState>, headers: HeaderMap) -> Response {
-    let inner = &state.inner;
-    let found = match cookie(&headers) {
-        Some(id) => session::find(&inner.conn, &inner.keys, &id).await,
-        None => Ok(None),
-    };
-    match found {
-        Ok(Some(session)) => page::home(&state, &session).await,
-        Ok(None) => page::refused(StatusCode::UNAUTHORIZED, page::SIGNED_OUT),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading a portal session failed");
-            page::refused(StatusCode::SERVICE_UNAVAILABLE, page::UNAVAILABLE)
-        }
+    match page::signed_in(&state, &headers).await {
+        Ok(session) => page::home(&state, &session).await,
+        Err(refusal) => refusal,
     }
 }
 

@@ -17,7 +17,7 @@ const JS: &str = include_str!("assets/portal.js");
 const SHOWN: usize = 250;
 
 /// What a page says to a browser without a live session.
-pub(super) const SIGNED_OUT: &str =
+const SIGNED_OUT: &str =
     "You are not signed in to the portal, or your session ended. Open a new portal link.";
 /// What a page says when Redis does not answer.
 pub(super) const UNAVAILABLE: &str = "The portal cannot open right now. Try again in a moment.";
@@ -79,6 +79,23 @@ pub(super) fn refused(status: StatusCode, message: &str) -> Response {
         esc(message)
     );
     html(status, document("Webhooks portal", "", &body))
+}
+
+/// The live session a page request's cookie names, or the page that says why there is none.
+pub(super) async fn signed_in(state: &ApiState, headers: &HeaderMap) -> Result<Session, Response> {
+    let inner = &state.inner;
+    let found = match super::session::cookie(headers) {
+        Some(id) => super::session::find(&inner.conn, &inner.keys, &id).await,
+        None => Ok(None),
+    };
+    match found {
+        Ok(Some(session)) => Ok(session),
+        Ok(None) => Err(refused(StatusCode::UNAUTHORIZED, SIGNED_OUT)),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading a portal session failed");
+            Err(refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE))
+        }
+    }
 }
 
 /// What every signed-in page's `<head>` carries: its CSRF token and its script.

@@ -54,6 +54,24 @@ pub async fn wait_until(limit: Duration, mut check: impl FnMut() -> bool) -> boo
 /// A free loopback port, never the same twice in this test process: whoever asked binds it
 /// later, so the OS may offer it again meanwhile (to another server of the same test, or of a
 /// test running beside it).
+/// As `wait_until`, for a check that has to wait itself (an HTTP call, say).
+pub async fn wait_until_async<F, Fut>(limit: Duration, mut check: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let end = Instant::now() + limit;
+    loop {
+        if check().await {
+            return true;
+        }
+        if Instant::now() >= end {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 pub fn free_port() -> u16 {
     static GIVEN: Mutex<std::collections::BTreeSet<u16>> =
         Mutex::new(std::collections::BTreeSet::new());
