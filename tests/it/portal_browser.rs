@@ -10,6 +10,20 @@ use crate::common::*;
 
 const WAIT: std::time::Duration = std::time::Duration::from_secs(20);
 
+/// A new endpoint of acct_42 taking every event at `url`, once it takes part in matching
+/// (within a second, SPEC 6).
+async fn endpoint_of_acct_42(api: &Api, url: &str) -> serde_json::Value {
+    let (status, ep) = api
+        .post(
+            "/v1/tenants/acct_42/endpoints",
+            json!({"url": url, "filters": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{ep}");
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    ep
+}
+
 /// How many dead letters acct_42 has.
 async fn dead_letters(api: &Api) -> usize {
     api.get("/v1/tenants/acct_42/dlq").await.1["data"]
@@ -180,13 +194,7 @@ async fn a_secret_is_revealed_and_rotated_and_a_test_event_arrives_signed() {
     let setup = Setup::new("portal_secret");
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);
-    let (status, ep) = api
-        .post(
-            "/v1/tenants/acct_42/endpoints",
-            json!({"url": rx.url("/hook"), "filters": ["*"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
+    let ep = endpoint_of_acct_42(&api, &rx.url("/hook")).await;
     let id = ep["id"].as_str().unwrap();
     let first = ep["secret"].as_str().unwrap().to_string();
     let b = Browser::open_portal(&setup, "acct_42").await;
@@ -231,15 +239,8 @@ async fn a_deliverys_attempts_appear_on_the_endpoint_page() {
     let setup = Setup::new("portal_attempts").with("retry:\n  schedule: [1s]\n  jitter: 0\n");
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);
-    let (_, ep) = api
-        .post(
-            "/v1/tenants/acct_42/endpoints",
-            json!({"url": rx.url("/hook"), "filters": ["*"]}),
-        )
-        .await;
+    let ep = endpoint_of_acct_42(&api, &rx.url("/hook")).await;
     let id = ep["id"].as_str().unwrap();
-    // A new endpoint takes part in matching within a second (SPEC 6).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     let b = Browser::open_portal(&setup, "acct_42").await;
     b.client
         .goto(&format!("{}/portal/endpoints/{id}", setup.api()))
@@ -288,15 +289,7 @@ async fn a_dead_letter_replayed_from_the_portal_is_delivered() {
     let setup = Setup::new("portal_dlq").with("retry:\n  schedule: [100ms]\n  jitter: 0\n");
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);
-    let (status, ep) = api
-        .post(
-            "/v1/tenants/acct_42/endpoints",
-            json!({"url": rx.url("/hook"), "filters": ["*"]}),
-        )
-        .await;
-    assert_eq!(status, 201, "{ep}");
-    // A new endpoint takes part in matching within a second (SPEC 6).
-    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    endpoint_of_acct_42(&api, &rx.url("/hook")).await;
     for id in ["evt_dead_1", "evt_dead_2"] {
         assert_eq!(api.publish_event(id, "acct_42").await.0, 202);
     }
