@@ -265,6 +265,29 @@ async fn a_deliverys_attempts_appear_on_the_endpoint_page() {
         "{all}"
     );
     b.screenshot("attempts").await;
+    // The hour's bar in the 24 h plot counts both, once the page is loaded again.
+    let counted = wait_until_async(WAIT, || async {
+        b.client.refresh().await.unwrap();
+        b.text_of("#stats-h + p").await == "1 succeeded, 1 failed."
+    })
+    .await;
+    assert!(counted, "{}", b.text_of("#stats-h + p").await);
+    // Both attempts' hour (or two, across an hour's turn) has its bar, titled with its figures.
+    let plot = b
+        .client
+        .find(Locator::Id("stats-plot"))
+        .await
+        .unwrap()
+        .html(true)
+        .await
+        .unwrap();
+    assert!(
+        plot.contains("1 succeeded, 1 failed, latency p50")
+            || (plot.contains("1 succeeded, 0 failed, latency")
+                && plot.contains("0 succeeded, 1 failed, latency")),
+        "{plot}"
+    );
+    b.screenshot("stats").await;
     b.click(Locator::Css("#attempt-filter option[value=failed]"))
         .await;
     let failed = b.text_of("#attempts tbody").await;

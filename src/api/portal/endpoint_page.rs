@@ -1,5 +1,5 @@
-//! One endpoint's page in the portal: its signing secret (revealed on demand, rotated with
-//! the overlap explained) and a test send. Another tenant's endpoint is "not found", as in the
+//! One endpoint's page in the portal: its last 24 hours, its signing secret (revealed on
+//! demand, rotated with the overlap explained), a test send and its recent attempts. Another tenant's endpoint is "not found", as in the
 //! API.
 
 use std::fmt::Write;
@@ -48,6 +48,20 @@ pub(super) async fn show(
         filters = esc(&rec.filters.join(", ")),
         disabled = if rec.disabled { " — <span class=\"bad\">disabled</span>" } else { "" },
     );
+    match crate::deliver::stats::last_day(
+        &inner.conn,
+        &inner.keys,
+        &rec.id,
+        crate::support::clock::now_ms(),
+    )
+    .await
+    {
+        Ok(hours) => body.push_str(&super::plot::last_day(&hours)),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading an endpoint's stats for the portal failed");
+            body.push_str("<p role=\"alert\">The last 24 hours cannot be read right now.</p>");
+        }
+    }
     secret_section(&mut body, &session, &overlap);
     body.push_str(ATTEMPTS);
     body.push_str("</main>");

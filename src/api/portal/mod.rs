@@ -9,6 +9,7 @@ mod dlq_page;
 mod endpoint_page;
 pub(crate) mod links;
 mod page;
+mod plot;
 pub(crate) mod session;
 
 use axum::extract::{Query, State};
