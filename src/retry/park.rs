@@ -325,16 +325,15 @@ impl ParkWriter {
         }
     }
 
-    /// One script call per home the batch names.
+    /// One script call per home the batch names (each request's home reckoned once).
     async fn write(&self, buf: &[(ParkRequest, Reply)]) -> redis::RedisResult<()> {
-        let mut homes: Vec<Queue> = buf
+        let mut by_home: Vec<(Queue, &ParkRequest)> = buf
             .iter()
-            .map(|(req, _)| self.shards.home_of(&req.endpoint_id))
+            .map(|(req, _)| (self.shards.home_of(&req.endpoint_id), req))
             .collect();
-        homes.sort_unstable();
-        homes.dedup();
-        for home in homes {
-            let keys = self.shards.keys(home);
+        by_home.sort_by_key(|(home, _)| *home);
+        for group in by_home.chunk_by(|a, b| a.0 == b.0) {
+            let keys = self.shards.keys(group[0].0);
             let mut call = self.park.prepare_invoke();
             call.key(keys.retry_jobs())
                 .key(keys.retry_bodies())
@@ -342,10 +341,7 @@ impl ParkWriter {
                 .key(keys.retry_due())
                 .key(keys.parked_index())
                 .arg(keys.parked(""));
-            let here = buf
-                .iter()
-                .filter(|(req, _)| self.shards.home_of(&req.endpoint_id) == home);
-            for (req, _) in here {
+            for (_, req) in group {
                 call.arg(&req.id)
                     .arg(&*req.endpoint_id)
                     .arg(req.deadline)

@@ -219,7 +219,7 @@ async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::Red
 }
 
 /// A row's buttons; each names its endpoint for screen readers.
-pub(super) fn actions(id: &str, disabled: bool) -> String {
+fn actions(id: &str, disabled: bool) -> String {
     let id = esc(id);
     let (verb, to) = if disabled {
         ("Enable", "false")

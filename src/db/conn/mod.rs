@@ -153,14 +153,9 @@ pub async fn connect_sentinel(
         .map(|u| u.as_str().into_connection_info())
         .collect::<redis::RedisResult<Vec<_>>>()
         .map_err(bad_url)?;
+    // One scheme for all: the config check refuses a mixed list, naming `redis.url`.
     let tls =
         |info: &redis::ConnectionInfo| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-    if sentinels.iter().any(tls) && !sentinels.iter().all(tls) {
-        return Err(bad_url(redis::RedisError::from((
-            redis::ErrorKind::InvalidClientConfig,
-            "mixes redis:// and rediss:// sentinels; use one scheme for all",
-        ))));
-    }
     let mut builder = SentinelClientBuilder::new(
         sentinels.iter().map(|s| s.addr().clone()),
         master,
