@@ -6,6 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/redis-for-tests.sh
 . scripts/redis-topologies.sh
 . scripts/browser-for-tests.sh
+. scripts/langs-for-tests.sh
 echo "tests use Redis at $WEBHOOKD_TEST_REDIS_URL"
 echo "tests use Redis Cluster $WEBHOOKD_TEST_CLUSTER_URLS, sentinels $WEBHOOKD_TEST_SENTINEL_URLS" \
   "(master $WEBHOOKD_TEST_SENTINEL_MASTER), TLS $WEBHOOKD_TEST_TLS_URL"

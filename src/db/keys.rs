@@ -197,6 +197,18 @@ impl Keys {
     pub fn stats(&self, endpoint_id: &str, hour: i64) -> String {
         format!("{}stats:{endpoint_id}:{hour}", self.prefix)
     }
+    /// The operator view's hour starting at `hour` (Unix seconds), over every endpoint: a hash
+    /// of `ok:{tenant}` and `failed:{tenant}` attempt counts, and sorted sets of endpoint id →
+    /// attempts and → their summed latency (ms).
+    pub fn overview_tenants(&self, hour: i64) -> String {
+        format!("{}overview:tenants:{hour}", self.prefix)
+    }
+    pub fn overview_attempts(&self, hour: i64) -> String {
+        format!("{}overview:attempts:{hour}", self.prefix)
+    }
+    pub fn overview_latency(&self, hour: i64) -> String {
+        format!("{}overview:latency:{hour}", self.prefix)
+    }
     /// Hash of endpoint id → deliveries in flight on one replica (expires unless refreshed).
     pub fn in_flight(&self, replica: &str) -> String {
         format!("{}inflight:{replica}", self.prefix)

@@ -1,5 +1,6 @@
 //! One HTTP attempt: build the signed request, send it, keep an excerpt of the answer.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -188,6 +189,8 @@ pub(crate) struct AttemptRecord {
     pub(crate) response: String,
     #[serde(skip)]
     pub(crate) endpoint_id: String,
+    #[serde(skip)]
+    pub(crate) tenant: Arc<str>,
     #[serde(skip)]
     pub(crate) gone: bool,
 }

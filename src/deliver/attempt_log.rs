@@ -114,6 +114,7 @@ impl Writer {
             }
         }
         crate::deliver::stats::add(&mut pipe, &self.keys, batch);
+        crate::deliver::overview::add(&mut pipe, &self.keys, batch);
         let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
         for (endpoint, since) in failing.into_iter().zip(since) {
             let (_, streak) = &by_endpoint[endpoint];
@@ -209,6 +210,7 @@ mod tests {
             error: (status != Some(200)).then(|| "HTTP 500".into()),
             response: String::new(),
             endpoint_id: "ep".into(),
+            tenant: "t".into(),
             gone: false,
         }
     }

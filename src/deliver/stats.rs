@@ -302,6 +302,7 @@ mod tests {
             error: None,
             response: String::new(),
             endpoint_id: endpoint.into(),
+            tenant: "t".into(),
             gone: false,
         }
     }

@@ -88,7 +88,6 @@ impl Catalog {
         &self.types
     }
 
-    #[cfg(test)]
     pub(crate) fn contains(&self, event_type: &str) -> bool {
         self.types.iter().any(|t| t.event_type == event_type)
     }

@@ -155,6 +155,11 @@ impl Snapshot {
         self.by_id.len()
     }
 
+    /// Every endpoint, in no particular order.
+    pub fn endpoints(&self) -> impl Iterator<Item = &Arc<Endpoint>> {
+        self.by_id.values()
+    }
+
     /// Endpoints this replica cannot deliver to (see `Endpoint::quarantined`).
     pub fn quarantined(&self) -> usize {
         self.by_id

@@ -82,9 +82,17 @@ impl Browser {
 
     /// A browser that has opened a portal link an admin minted for `tenant`.
     pub async fn open_portal(setup: &Setup, tenant: &str) -> Browser {
-        let (status, link) = Api::admin(setup)
-            .post(&format!("/v1/tenants/{tenant}/portal-sessions"), json!({}))
-            .await;
+        Browser::open_link(
+            setup,
+            &format!("/v1/tenants/{tenant}/portal-sessions"),
+            json!({}),
+        )
+        .await
+    }
+
+    /// A browser that has opened the portal link an admin minted at `path` with `body`.
+    pub async fn open_link(setup: &Setup, path: &str, body: serde_json::Value) -> Browser {
+        let (status, link) = Api::admin(setup).post(path, body).await;
         assert_eq!(status, 201, "{link}");
         let b = Browser::start().await;
         let url = format!("{}{}", setup.api(), link["url"].as_str().unwrap());

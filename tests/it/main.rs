@@ -17,7 +17,10 @@ mod signing;
 mod api_security;
 mod management_api;
 mod portal_browser;
+mod portal_operator;
+mod portal_pages;
 mod portal_sessions;
+mod verify_snippets;
 // SPEC 7: provider payloads.
 mod provider_ingest;
 // SPEC 8: configuration (secrets at rest, key rotation, the Redis deployments users run).

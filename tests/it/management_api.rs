@@ -666,6 +666,45 @@ async fn the_catalog_lists_every_type_with_its_description() {
     .await;
 }
 
+/// A test delivery of a chosen type: any catalog type the endpoint's filters match, with a
+/// real event's shape; another type is a 422 naming `type`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_test_delivery_sends_a_chosen_type_the_endpoint_would_receive() {
+    let rx = Receiver::start(always(200)).await;
+    let (_setup, _w, api) = admin_api(Setup::new("api_test_type")).await;
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": rx.url("/t"), "filters": ["outbound.*"]}),
+        )
+        .await;
+    let path = format!("{}/test", ep_path("acct_a", &ep["id"]));
+    let (status, outcome) = api.post(&path, json!({"type": "outbound.dropped"})).await;
+    assert_eq!(status, 200, "{outcome}");
+    let got = rx.wait_for(1, WAIT).await;
+    let body = got[0].json();
+    assert_eq!(body["type"], "outbound.dropped");
+    assert_eq!(body["service"], "outbound");
+    assert_eq!(body["data"]["reason"], "suppressed");
+    assert_eq!(body["data"]["test"], true);
+    assert!(verify(&got[0], ep["secret"].as_str().unwrap()));
+    for (ty, says) in [
+        ("inbound.received", "do not match"),
+        ("outbound.bounce", "did you mean `outbound.bounced`"),
+    ] {
+        let (status, err) = api.post(&path, json!({"type": ty})).await;
+        assert_eq!(status, 422, "{ty}: {err}");
+        let message = err["error"]["message"].as_str().unwrap();
+        assert!(
+            message.starts_with("`type`") && message.contains(says),
+            "{message}"
+        );
+    }
+    let (status, err) = api.post(&path, json!({"kind": "x"})).await;
+    assert_eq!(status, 422, "an unknown field: {err}");
+    assert_eq!(rx.count(), 1, "nothing sent for a refused test");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attempts_and_test_deliveries_show_what_happened() {
     let rx = Receiver::start(always(200)).await;
@@ -691,8 +730,9 @@ async fn attempts_and_test_deliveries_show_what_happened() {
     let body = got[0].json();
     assert_eq!(body["type"], "webhookd.test");
     assert_eq!(body["service"], "webhookd");
-    assert_eq!(body["data"], json!({}));
+    assert_eq!(body["data"], json!({"test": true}));
     assert!(body["id"].as_str().unwrap().starts_with("evt_test_"));
+    assert_eq!(outcome["event_id"], body["id"]);
     assert_eq!(got[0].header("webhook-id"), body["id"].as_str().unwrap());
     assert_eq!(got[0].header("x-team"), "mail");
     assert!(verify(&got[0], &secret));

@@ -101,7 +101,7 @@ async fn an_endpoint_added_in_the_portal_appears_and_errors_show_beside_their_fi
     url.clear().await.unwrap();
     url.send_keys("https://example.com/hook").await.unwrap();
     submit.click().await.unwrap();
-    let note = b.text_of("#new-secret:not([hidden])").await;
+    let note = b.text_of("#add-done:not([hidden])").await;
     assert!(note.contains("whsec_"), "{note}");
     let row = b.text_of("#endpoints tbody tr").await;
     assert!(

@@ -13,20 +13,20 @@ use crate::api_common::*;
 use crate::common::*;
 
 /// A browser's view of one portal session: its cookie and the page's CSRF token.
-struct Browser {
-    base: String,
-    cookie: String,
+pub(crate) struct Browser {
+    pub(crate) base: String,
+    pub(crate) cookie: String,
     csrf: String,
-    page: String,
+    pub(crate) page: String,
 }
 
 /// Mints a link for `tenant` with `body` as `token` (admin when `None`); answers the link.
-async fn mint(setup: &Setup, path: &str, token: &str, body: Value) -> (u16, Value) {
+pub(crate) async fn mint(setup: &Setup, path: &str, token: &str, body: Value) -> (u16, Value) {
     Api::admin(setup).as_token(token).post(path, body).await
 }
 
 /// Opens a link as a browser does: the login answers a redirect with the cookie, then the page.
-async fn open(setup: &Setup, url: &str) -> Browser {
+pub(crate) async fn open(setup: &Setup, url: &str) -> Browser {
     let full = if url.starts_with('/') {
         format!("{}{url}", setup.api())
     } else {

@@ -199,9 +199,20 @@ pub(super) struct AttemptList {
     pub(super) next_cursor: Option<String>,
 }
 
+/// A test delivery's request: the event type to send (default `webhookd.test`).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TestRequest {
+    /// A catalog type the endpoint's filters match; its `data` is a made-up example.
+    #[serde(rename = "type")]
+    pub(super) event_type: Option<String>,
+}
+
 /// What a test delivery came to.
 #[derive(Serialize, ToSchema)]
 pub(super) struct TestOutcome {
+    /// The test event's id (`webhook-id`), `evt_test_…`.
+    pub(super) event_id: String,
     pub(super) status: Option<u16>,
     pub(super) latency_ms: u64,
     pub(super) error: Option<String>,

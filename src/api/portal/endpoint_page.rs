@@ -8,9 +8,12 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
+use super::form::endpoint_form;
 use super::page::{document, esc, head, html, refused, signed_in, UNAVAILABLE};
 use super::session::Session;
 use crate::api::state::ApiState;
+use crate::event::catalog::Catalog;
+use crate::event::filter::Pattern;
 
 pub(super) async fn show(
     State(state): State<ApiState>,
@@ -39,9 +42,10 @@ pub(super) async fn show(
     let overlap = spoken(inner.rotation_overlap_ms);
     let mut body =
         format!(
-        "<header><h1><code>{url}</code></h1><a href=\"/portal/\">All endpoints</a></header><main>\
+        "<header><h1><code>{url}</code></h1><nav><a href=\"/portal/endpoints/{id}/verify\">How to verify signatures</a> \
+         <a href=\"/portal/\">All endpoints</a></nav></header><main>\
          <div id=\"tenant\" data-tenant=\"{tenant}\" data-endpoint=\"{id}\" hidden></div>\
-         <p>{id} — events: {filters}{disabled}</p>",
+         <p id=\"summary\">{id} — events: {filters}{disabled}</p>",
         url = esc(&rec.url),
         tenant = esc(&tenant),
         id = esc(&rec.id),
@@ -63,7 +67,18 @@ pub(super) async fn show(
         }
     }
     secret_section(&mut body, &session, &overlap);
+    if !session.grant.read_only {
+        test_section(&mut body, &inner.catalog, &rec.filters);
+    }
     body.push_str(ATTEMPTS);
+    match (session.grant.read_only, rec.from_config) {
+        (true, _) => {}
+        (false, true) => body.push_str(
+            "<section aria-labelledby=\"edit-h\"><h2 id=\"edit-h\">Edit this endpoint</h2>\
+             <p>This endpoint is declared in the operator's configuration and is changed there.</p></section>",
+        ),
+        (false, false) => body.push_str(&endpoint_form(&inner.catalog, "edit", Some(&rec))),
+    }
     body.push_str("</main>");
     html(
         StatusCode::OK,
@@ -95,11 +110,36 @@ fn secret_section(body: &mut String, session: &Session, overlap: &str) {
          After a rotation the previous secret keeps signing beside the new one for {overlap} \
          (two <code>v1,</code> signatures in <code>webhook-signature</code>), so your receiver can \
          switch to the new secret without missing a delivery.</p>\
-         <p id=\"secret-status\" role=\"status\"></p></section>\
-         <section aria-labelledby=\"test-h\"><h2 id=\"test-h\">Send a test event</h2>\
-         <p><button type=\"button\" id=\"send-test\">Send a test event</button> \
-         (a signed <code>webhookd.test</code> delivery, not retried)</p>\
-         <p id=\"test-result\" role=\"status\"></p></section>"
+         <p id=\"secret-status\" role=\"status\"></p></section>"
+    );
+}
+
+/// A test send of a chosen type: `webhookd.test`, or any catalog type the endpoint's filters
+/// match, with made-up data (the API's test route).
+fn test_section(body: &mut String, catalog: &Catalog, filters: &[String]) {
+    let patterns: Vec<Pattern> = filters
+        .iter()
+        .filter_map(|f| Pattern::parse(f).ok())
+        .collect();
+    body.push_str(
+        "<section aria-labelledby=\"test-h\"><h2 id=\"test-h\">Send a test event</h2>\
+         <form id=\"test-form\"><p><label for=\"test-type\">Event type</label> \
+         <select id=\"test-type\" name=\"type\"><option value=\"webhookd.test\">webhookd.test</option>",
+    );
+    for t in catalog.types() {
+        if patterns.iter().any(|p| p.matches(&t.event_type)) {
+            let _ = write!(
+                body,
+                "<option value=\"{0}\">{0}</option>",
+                esc(&t.event_type)
+            );
+        }
+    }
+    body.push_str(
+        "</select> <button type=\"submit\" id=\"send-test\">Send a test event</button></p>\
+         <p>A signed delivery with made-up data and <code>\"test\": true</code>, sent once now \
+         (not retried, not counted in the attempts).</p></form>\
+         <p id=\"test-result\" role=\"status\"></p></section>",
     );
 }
 

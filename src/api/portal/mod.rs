@@ -7,10 +7,14 @@
 
 mod dlq_page;
 mod endpoint_page;
+mod form;
+mod home_page;
+mod operator_page;
 pub(crate) mod links;
 mod page;
 mod plot;
 pub(crate) mod session;
+mod verify_page;
 
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -31,6 +35,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/portal/", get(home))
         .route("/portal/login", get(login))
         .route("/portal/endpoints/{id}", get(endpoint_page::show))
+        .route("/portal/endpoints/{id}/verify", get(verify_page::show))
         .route("/portal/dlq", get(dlq_page::show))
         .route("/portal/logout", post(logout))
         .route("/portal/assets/portal.css", get(page::css))
@@ -103,7 +108,7 @@ fn behind_https(state: &ApiState, headers: &HeaderMap) -> bool {
 /// The portal's page for the session's tenant (or the operator view).
 async fn home(State(state): State<ApiState>, headers: HeaderMap) -> Response {
     match page::signed_in(&state, &headers).await {
-        Ok(session) => page::home(&state, &session).await,
+        Ok(session) => home_page::show(&state, &session).await,
         Err(refusal) => refusal,
     }
 }

@@ -2,19 +2,14 @@
 //! is interactive by calling the JSON API. Everything is embedded: nothing is fetched from
 //! anywhere else.
 
-use std::fmt::Write;
-
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 
 use super::session::{Session, CSRF_HEADER};
 use crate::api::state::ApiState;
-use crate::deliver::breaker::State as Circuit;
 
 const CSS: &str = include_str!("assets/portal.css");
 const JS: &str = include_str!("assets/portal.js");
-/// Endpoints rendered into the page; past them the page says how to see the rest.
-const SHOWN: usize = 250;
 
 /// What a page says to a browser without a live session.
 const SIGNED_OUT: &str =
@@ -105,197 +100,6 @@ pub(super) fn head(session: &Session) -> String {
          <script src=\"/portal/assets/portal.js\" defer></script>",
         esc(&session.csrf)
     )
-}
-
-/// The session's first page: its tenant's endpoints, or the operator view.
-pub(super) async fn home(state: &ApiState, session: &Session) -> Response {
-    let grant = &session.grant;
-    let head = head(session);
-    let mut body = String::new();
-    let who = match &grant.tenant {
-        Some(t) => format!("Webhooks of {}", esc(t)),
-        None => "Operator view".to_string(),
-    };
-    let badge = if grant.read_only || grant.tenant.is_none() {
-        " <span class=\"badge\">read-only</span>"
-    } else {
-        ""
-    };
-    let _ = write!(
-        body,
-        "<header><h1>{who}{badge}</h1><nav>{dlq}<button type=\"button\" id=\"logout\">Sign out</button></nav></header><main>",
-        dlq = if grant.tenant.is_some() { "<a href=\"/portal/dlq\">Dead letters</a> " } else { "" }
-    );
-    match &grant.tenant {
-        Some(tenant) => {
-            let _ = write!(
-                body,
-                "<div id=\"tenant\" data-tenant=\"{}\" hidden></div>",
-                esc(tenant)
-            );
-            match endpoints(state, tenant, !grant.read_only).await {
-                Ok(section) => body.push_str(&section),
-                Err(e) => {
-                    tracing::warn!(error = %e, "listing endpoints for the portal failed");
-                    body.push_str("<p role=\"alert\">The endpoints cannot be read right now.</p>");
-                }
-            }
-            if !grant.read_only {
-                body.push_str(&add_form(state));
-                let _ = write!(
-                    body,
-                    "<template id=\"row-actions\">{}</template>",
-                    actions("", false)
-                );
-            }
-        }
-        None => body.push_str(&operator(state)),
-    }
-    body.push_str("</main>");
-    let title = match &grant.tenant {
-        Some(t) => format!("Webhooks — {t}"),
-        None => "Webhooks — operator view".into(),
-    };
-    html(StatusCode::OK, document(&title, &head, &body))
-}
-
-/// The tenant's endpoints with their health at a glance.
-/// With `writable`, each row has its actions: disable or enable, and delete (confirmed in
-/// place). Endpoints from `config.yaml` are changed there, not here.
-async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::RedisResult<String> {
-    let page = state.inner.store.list(tenant, SHOWN, None).await?;
-    let breaker = state.inner.dispatcher.breaker();
-    let mut s = String::from(
-        "<section aria-labelledby=\"endpoints-h\"><h2 id=\"endpoints-h\">Endpoints</h2>",
-    );
-    let _ = write!(
-        s,
-        "<table id=\"endpoints\"><thead><tr><th scope=\"col\">Endpoint</th>\
-         <th scope=\"col\">Events</th><th scope=\"col\">Health</th>{}</tr></thead><tbody>",
-        if writable {
-            "<th scope=\"col\">Actions</th>"
-        } else {
-            ""
-        }
-    );
-    if page.records.is_empty() {
-        s.push_str("<tr class=\"empty\"><td colspan=\"4\">No endpoints yet.</td></tr>");
-    }
-    for rec in &page.records {
-        let health = if rec.disabled {
-            "<span class=\"bad\">disabled</span>"
-        } else {
-            match breaker.state(&rec.id) {
-                Circuit::Closed => "<span class=\"ok\">healthy</span>",
-                Circuit::Open => "<span class=\"bad\">failing (circuit open)</span>",
-                Circuit::HalfOpen => "<span class=\"warn\">recovering (probing)</span>",
-            }
-        };
-        let actions = match (writable, rec.from_config) {
-            (false, _) => String::new(),
-            (true, true) => "<td><small>set in config.yaml</small></td>".to_string(),
-            (true, false) => actions(&rec.id, rec.disabled),
-        };
-        let _ = write!(
-            s,
-            "<tr data-id=\"{id}\"><td><a href=\"/portal/endpoints/{id}\"><code>{url}</code></a><br><small>{id}{desc}</small></td>\
-             <td>{filters}</td><td class=\"health\">{health}</td>{actions}</tr>",
-            id = esc(&rec.id),
-            url = esc(&rec.url),
-            desc = if rec.description.is_empty() {
-                String::new()
-            } else {
-                format!(" — {}", esc(&rec.description))
-            },
-            filters = esc(&rec.filters.join(", ")),
-        );
-    }
-    s.push_str("</tbody></table>");
-    if page.next_cursor.is_some() {
-        let _ = write!(s, "<p>The first {SHOWN} endpoints are shown.</p>");
-    }
-    s.push_str("</section>");
-    Ok(s)
-}
-
-/// A row's buttons; each names its endpoint for screen readers.
-fn actions(id: &str, disabled: bool) -> String {
-    let id = esc(id);
-    let (verb, to) = if disabled {
-        ("Enable", "false")
-    } else {
-        ("Disable", "true")
-    };
-    format!(
-        "<td class=\"actions\"><button type=\"button\" data-action=\"toggle\" data-disabled=\"{to}\" \
-         aria-label=\"{verb} {id}\">{verb}</button> <button type=\"button\" data-action=\"delete\" \
-         aria-label=\"Delete {id}\">Delete</button></td>"
-    )
-}
-
-/// The form that adds an endpoint: its URL, and the event types it wants, picked from the
-/// catalog (or all). The API validates it; its errors are shown next to the field.
-fn add_form(state: &ApiState) -> String {
-    let mut s = String::from(
-        "<section aria-labelledby=\"add-h\"><h2 id=\"add-h\">Add an endpoint</h2>\
-         <form id=\"add-endpoint\" novalidate>\
-         <p><label for=\"add-url\">URL</label><br>\
-         <input id=\"add-url\" name=\"url\" type=\"url\" required placeholder=\"https://example.com/webhooks\" \
-         aria-describedby=\"add-url-error\" size=\"40\">\
-         <span id=\"add-url-error\" class=\"field-error\" role=\"alert\"></span></p>\
-         <p><label for=\"add-description\">Description (optional)</label><br>\
-         <input id=\"add-description\" name=\"description\" type=\"text\" size=\"40\"></p>\
-         <fieldset aria-describedby=\"add-filters-error\"><legend>Events to receive</legend>\
-         <label><input type=\"checkbox\" name=\"filters\" value=\"*\"> every event</label>",
-    );
-    for t in state.inner.catalog.types() {
-        let _ = write!(
-            s,
-            "<label title=\"{desc}\"><input type=\"checkbox\" name=\"filters\" value=\"{ty}\"> {ty}</label>",
-            ty = esc(&t.event_type),
-            desc = esc(&t.description)
-        );
-    }
-    s.push_str(
-        "<span id=\"add-filters-error\" class=\"field-error\" role=\"alert\"></span></fieldset>\
-         <p><button type=\"submit\">Add endpoint</button> \
-         <span id=\"add-error\" class=\"field-error\" role=\"alert\"></span></p></form>\
-         <div id=\"new-secret\" role=\"status\" hidden></div></section>",
-    );
-    s
-}
-
-/// The operator view: what needs attention across tenants.
-fn operator(state: &ApiState) -> String {
-    let live = state.inner.dispatcher.live().snapshot();
-    let mut open: Vec<(String, String)> = state
-        .inner
-        .dispatcher
-        .breaker()
-        .not_closed()
-        .into_iter()
-        .map(|(id, _)| {
-            let tenant = live
-                .endpoint(&id)
-                .map_or("?".to_string(), |e| e.tenant.to_string());
-            (tenant, id.to_string())
-        })
-        .collect();
-    open.sort();
-    let mut s = format!(
-        "<section aria-labelledby=\"circuits-h\"><h2 id=\"circuits-h\">Open circuits</h2><p>{} endpoints, {} with an open circuit.</p>",
-        live.len(),
-        open.len()
-    );
-    if !open.is_empty() {
-        s.push_str("<ul id=\"open-circuits\">");
-        for (tenant, id) in open {
-            let _ = write!(s, "<li>{} — <code>{}</code></li>", esc(&tenant), esc(&id));
-        }
-        s.push_str("</ul>");
-    }
-    s.push_str("</section>");
-    s
 }
 
 fn asset(content_type: &'static str, body: &'static str) -> Response {

@@ -36,6 +36,7 @@ impl Dispatcher {
             error: outcome.error.clone(),
             response: outcome.response.clone(),
             endpoint_id: ep.id.to_string(),
+            tenant: ep.tenant.clone(),
             gone: verdict == Verdict::Gone,
         });
         d.last_status = outcome.status;

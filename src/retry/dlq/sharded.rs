@@ -71,6 +71,19 @@ impl Dlq {
         Ok(n)
     }
 
+    /// Each endpoint's dead letters (given with its tenant, whose shard holds them), counted
+    /// from the endpoints' indexes in one round trip.
+    pub async fn depths(&self, endpoints: &[(&str, &str)]) -> redis::RedisResult<Vec<u64>> {
+        if endpoints.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut pipe = redis::pipe();
+        for (tenant, endpoint) in endpoints {
+            self.streams[self.shards.of_tenant(tenant) as usize].count_of(&mut pipe, endpoint);
+        }
+        pipe.query_async(&mut self.streams[0].conn.clone()).await
+    }
+
     /// Oldest first within a shard, shard after shard, after `cursor` (a letter id), filtered
     /// by tenant and endpoint. Reads at most `SCAN_LIMIT` entries in all, answering with a
     /// cursor where it stopped.

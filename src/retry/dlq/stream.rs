@@ -173,6 +173,14 @@ impl LetterStream {
             .await
     }
 
+    /// Asks for an endpoint's dead letters within the retention, from its index.
+    pub(super) fn count_of(&self, pipe: &mut redis::Pipeline, endpoint_id: &str) {
+        let from = self
+            .retention
+            .map_or(0, |r| now_ms() - r.as_millis() as i64);
+        pipe.zcount(self.keys.dlq_of(endpoint_id), from.max(0), "+inf");
+    }
+
     pub(crate) async fn depth(&self) -> redis::RedisResult<u64> {
         redis::cmd("XLEN")
             .arg(self.keys.dlq())

@@ -20,17 +20,32 @@
     return { status: resp.status, body: json };
   }
 
-  // The API names the field an error concerns (`url`: …, `filters`: …): show it there.
+  // The API names the field an error concerns (`url`…, `filters`: …): show it there.
   function showError(form, message) {
-    const fields = { url: "add-url-error", filters: "add-filters-error" };
-    const about = {
-      url: /^url\b|`url`|valid URL/.test(message),
-      filters: /`filters`|filter/.test(message),
-    };
-    const named = Object.keys(fields).find((f) => about[f]);
-    const where = document.getElementById(named ? fields[named] : "add-error");
-    where.textContent = message;
-    if (named === "url") form.querySelector("#add-url").setAttribute("aria-invalid", "true");
+    const prefix = form.dataset.prefix;
+    const named = (message.match(/`(\w+)[`.]/) || message.match(/^(url)\b/) || [])[1];
+    const field = named && document.getElementById(`${prefix}-${named}-error`);
+    (field || document.getElementById(`${prefix}-error`)).textContent = message;
+    const input = named && form.querySelector(`#${prefix}-${named}`);
+    if (input) { input.setAttribute("aria-invalid", "true"); input.focus(); }
+  }
+
+  // An endpoint form's values as the API takes them: the boxes ticked and the patterns typed.
+  function endpointBody(form, editing) {
+    const filters = [...form.querySelectorAll("input[name=filters]:checked")].map((c) => c.value)
+      .concat(form.patterns.value.split(",").map((p) => p.trim()).filter(Boolean));
+    const body = { url: form.url.value.trim(), filters };
+    const description = form.description.value.trim();
+    if (description || editing) body.description = description;
+    const rate = form.rate_limit.value.trim();
+    if (rate) body.rate_limit = Number(rate);
+    else if (editing) body.rate_limit = null;
+    return body;
+  }
+
+  function resetErrors(form) {
+    form.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
+    form.querySelectorAll("[aria-invalid]").forEach((el) => el.removeAttribute("aria-invalid"));
   }
 
   function addRow(ep) {
@@ -59,15 +74,11 @@
   const form = document.getElementById("add-endpoint");
   form?.addEventListener("submit", async (e) => {
     e.preventDefault();
-    form.querySelectorAll(".field-error").forEach((el) => { el.textContent = ""; });
-    form.querySelector("#add-url").removeAttribute("aria-invalid");
-    const filters = [...form.querySelectorAll("input[name=filters]:checked")].map((c) => c.value);
-    const body = { url: form.url.value.trim(), filters };
-    if (form.description.value.trim()) body.description = form.description.value.trim();
-    const r = await api("POST", `${base}/endpoints`, body);
+    resetErrors(form);
+    const r = await api("POST", `${base}/endpoints`, endpointBody(form, false));
     if (r.status === 201) {
       addRow(r.body);
-      const note = document.getElementById("new-secret");
+      const note = document.getElementById("add-done");
       note.hidden = false;
       note.textContent = `Added ${r.body.id}. Its signing secret (shown once here; reveal it again from the endpoint): ${r.body.secret}`;
       form.reset();
@@ -94,6 +105,15 @@
     }
     el.textContent = message;
   }
+  // Cancelling a delete puts the row's buttons back and the focus on its Delete.
+  function cancelDelete(row) {
+    row.querySelector("td.actions").replaceChildren(...row.keptActions);
+    row.querySelector("button[data-action=delete]")?.focus();
+  }
+  document.getElementById("endpoints")?.addEventListener("keydown", (e) => {
+    const row = e.target.closest("tr");
+    if (e.key === "Escape" && row?.querySelector("[data-action=confirm-delete]")) cancelDelete(row);
+  });
   document.getElementById("endpoints")?.addEventListener("click", async (e) => {
     const button = e.target.closest("button[data-action]");
     if (!button) return;
@@ -114,6 +134,7 @@
       const kept = [...cell.childNodes];
       const ask = document.createElement("span");
       ask.setAttribute("role", "group");
+      ask.setAttribute("aria-label", `Delete ${id}?`);
       ask.innerHTML = '<span class="confirm-text"></span> <button type="button" data-action="confirm-delete"></button> <button type="button" data-action="cancel-delete">Cancel</button>';
       ask.querySelector(".confirm-text").textContent = `Delete ${id}? Its deliveries stop at once.`;
       ask.querySelector("[data-action=confirm-delete]").textContent = "Yes, delete";
@@ -121,7 +142,7 @@
       ask.querySelector("[data-action=confirm-delete]").focus();
       row.keptActions = kept;
     } else if (action === "cancel-delete") {
-      button.closest("td").replaceChildren(...row.keptActions);
+      cancelDelete(row);
     } else if (action === "confirm-delete") {
       const r = await api("DELETE", path);
       if (r.status !== 204) return rowError(row, r.body?.error?.message || `HTTP ${r.status}`);
@@ -148,14 +169,30 @@
     code.hidden = false;
     say("secret-status", "Rotated: the secret above signs from now on; the previous one signs beside it until the overlap ends.");
   });
-  document.getElementById("send-test")?.addEventListener("click", async () => {
+  document.getElementById("test-form")?.addEventListener("submit", async (e) => {
+    e.preventDefault();
     say("test-result", "Sending…");
-    const r = await api("POST", `${epPath}/test`);
+    const type = e.target.type.value;
+    const r = await api("POST", `${epPath}/test`, { type });
     if (r.status !== 200) return say("test-result", r.body?.error?.message || `HTTP ${r.status}`);
     const o = r.body;
     say("test-result", o.status
-      ? `Your endpoint answered HTTP ${o.status} in ${o.latency_ms} ms.`
-      : `No answer: ${o.error} (after ${o.latency_ms} ms).`);
+      ? `Sent ${type} (${o.event_id}): your endpoint answered HTTP ${o.status} in ${o.latency_ms} ms.`
+      : `Sent ${type} (${o.event_id}): no answer: ${o.error} (after ${o.latency_ms} ms).`);
+  });
+  const edit = document.getElementById("edit-endpoint");
+  edit?.addEventListener("submit", async (e) => {
+    e.preventDefault();
+    resetErrors(edit);
+    const done = document.getElementById("edit-done");
+    done.hidden = true;
+    const r = await api("PATCH", epPath, endpointBody(edit, true));
+    if (r.status !== 200) return showError(edit, r.body?.error?.message || `Not saved (HTTP ${r.status}).`);
+    const ep = r.body;
+    document.querySelector("h1 code").textContent = ep.url;
+    say("summary", `${ep.id} — events: ${ep.filters.join(", ")}${ep.disabled ? " — disabled" : ""}`);
+    done.hidden = false;
+    done.textContent = "Saved. Deliveries follow the change within a second.";
   });
 
   // Recent attempts, refreshed every few seconds while the page is open.

@@ -1,0 +1,142 @@
+//! The portal's first page: the session's tenant's endpoints with their health at a glance,
+//! their actions and the form that adds one; or, for an admin's session, the operator view.
+
+use std::fmt::Write;
+
+use axum::http::StatusCode;
+use axum::response::Response;
+
+use super::form::endpoint_form;
+use super::page::{document, esc, head, html};
+use super::session::Session;
+use crate::api::state::ApiState;
+use crate::deliver::breaker::State as Circuit;
+
+/// Endpoints rendered into the page; past them the page says how to see the rest.
+const SHOWN: usize = 250;
+
+/// The session's first page: its tenant's endpoints, or the operator view.
+pub(super) async fn show(state: &ApiState, session: &Session) -> Response {
+    let grant = &session.grant;
+    let head = head(session);
+    let mut body = String::new();
+    let who = match &grant.tenant {
+        Some(t) => format!("Webhooks of {}", esc(t)),
+        None => "Operator view".to_string(),
+    };
+    let badge = if grant.read_only || grant.tenant.is_none() {
+        " <span class=\"badge\">read-only</span>"
+    } else {
+        ""
+    };
+    let _ = write!(
+        body,
+        "<header><h1>{who}{badge}</h1><nav>{dlq}<button type=\"button\" id=\"logout\">Sign out</button></nav></header><main>",
+        dlq = if grant.tenant.is_some() { "<a href=\"/portal/dlq\">Dead letters</a> " } else { "" }
+    );
+    match &grant.tenant {
+        Some(tenant) => {
+            let _ = write!(
+                body,
+                "<div id=\"tenant\" data-tenant=\"{}\" hidden></div>",
+                esc(tenant)
+            );
+            match endpoints(state, tenant, !grant.read_only).await {
+                Ok(section) => body.push_str(&section),
+                Err(e) => {
+                    tracing::warn!(error = %e, "listing endpoints for the portal failed");
+                    body.push_str("<p role=\"alert\">The endpoints cannot be read right now.</p>");
+                }
+            }
+            if !grant.read_only {
+                body.push_str(&endpoint_form(&state.inner.catalog, "add", None));
+                let _ = write!(
+                    body,
+                    "<template id=\"row-actions\">{}</template>",
+                    actions("", false)
+                );
+            }
+        }
+        None => body.push_str(&super::operator_page::view(state).await),
+    }
+    body.push_str("</main>");
+    let title = match &grant.tenant {
+        Some(t) => format!("Webhooks — {t}"),
+        None => "Webhooks — operator view".into(),
+    };
+    html(StatusCode::OK, document(&title, &head, &body))
+}
+
+/// The tenant's endpoints with their health at a glance.
+/// With `writable`, each row has its actions: disable or enable, and delete (confirmed in
+/// place). Endpoints from `config.yaml` are changed there, not here.
+async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::RedisResult<String> {
+    let page = state.inner.store.list(tenant, SHOWN, None).await?;
+    let breaker = state.inner.dispatcher.breaker();
+    let mut s = String::from(
+        "<section aria-labelledby=\"endpoints-h\"><h2 id=\"endpoints-h\">Endpoints</h2>",
+    );
+    let _ = write!(
+        s,
+        "<table id=\"endpoints\"><thead><tr><th scope=\"col\">Endpoint</th>\
+         <th scope=\"col\">Events</th><th scope=\"col\">Health</th>{}</tr></thead><tbody>",
+        if writable {
+            "<th scope=\"col\">Actions</th>"
+        } else {
+            ""
+        }
+    );
+    if page.records.is_empty() {
+        s.push_str("<tr class=\"empty\"><td colspan=\"4\">No endpoints yet.</td></tr>");
+    }
+    for rec in &page.records {
+        let health = if rec.disabled {
+            "<span class=\"bad\">disabled</span>"
+        } else {
+            match breaker.state(&rec.id) {
+                Circuit::Closed => "<span class=\"ok\">healthy</span>",
+                Circuit::Open => "<span class=\"bad\">failing (circuit open)</span>",
+                Circuit::HalfOpen => "<span class=\"warn\">recovering (probing)</span>",
+            }
+        };
+        let actions = match (writable, rec.from_config) {
+            (false, _) => String::new(),
+            (true, true) => "<td><small>set in config.yaml</small></td>".to_string(),
+            (true, false) => actions(&rec.id, rec.disabled),
+        };
+        let _ = write!(
+            s,
+            "<tr data-id=\"{id}\"><td><a href=\"/portal/endpoints/{id}\"><code>{url}</code></a><br><small>{id}{desc}</small></td>\
+             <td>{filters}</td><td class=\"health\">{health}</td>{actions}</tr>",
+            id = esc(&rec.id),
+            url = esc(&rec.url),
+            desc = if rec.description.is_empty() {
+                String::new()
+            } else {
+                format!(" — {}", esc(&rec.description))
+            },
+            filters = esc(&rec.filters.join(", ")),
+        );
+    }
+    s.push_str("</tbody></table>");
+    if page.next_cursor.is_some() {
+        let _ = write!(s, "<p>The first {SHOWN} endpoints are shown.</p>");
+    }
+    s.push_str("</section>");
+    Ok(s)
+}
+
+/// A row's buttons; each names its endpoint for screen readers.
+fn actions(id: &str, disabled: bool) -> String {
+    let id = esc(id);
+    let (verb, to) = if disabled {
+        ("Enable", "false")
+    } else {
+        ("Disable", "true")
+    };
+    format!(
+        "<td class=\"actions\"><button type=\"button\" data-action=\"toggle\" data-disabled=\"{to}\" \
+         aria-label=\"{verb} {id}\">{verb}</button> <button type=\"button\" data-action=\"delete\" \
+         aria-label=\"Delete {id}\">Delete</button></td>"
+    )
+}

@@ -1,0 +1,204 @@
+//! The operator view's figures across tenants (SPEC 6a): attempts and failures per tenant,
+//! and the endpoints whose attempts take longest. Per-endpoint hours (`stats`) answer "how is
+//! this endpoint"; these answer "who needs attention" without reading every endpoint's hours.
+//!
+//! Each hour has one hash of per-tenant counts and two sorted sets over endpoints (attempts,
+//! summed latency), written on the attempt log's pipeline with the endpoint stats, so they
+//! cost no round trip of their own. Hours expire after a day.
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+use crate::db::conn::Conn;
+use crate::db::keys::Keys;
+use crate::deliver::attempt::{is_success, AttemptRecord};
+
+const HOUR_MS: i64 = 3_600_000;
+const HOUR_TTL: Duration = Duration::from_secs(25 * 3600);
+const OK: &str = "ok:";
+const FAILED: &str = "failed:";
+/// Endpoints with the most time spent in attempts, per hour read, among which the slowest
+/// by mean are picked: bounded whatever the number of endpoints.
+const CANDIDATES: isize = 200;
+
+fn hour_of(ms: i64) -> i64 {
+    ms.div_euclid(HOUR_MS) * HOUR_MS / 1000
+}
+
+/// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
+/// outcome; per endpoint and hour one ZINCRBY for its attempts and one for its latency.
+pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
+    let mut tenants: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
+    for rec in batch {
+        let hour = hour_of(rec.at);
+        let t = tenants.entry((hour, &rec.tenant)).or_default();
+        if is_success(rec.status) {
+            t.0 += 1;
+        } else {
+            t.1 += 1;
+        }
+        let e = endpoints.entry((hour, &rec.endpoint_id)).or_default();
+        e.0 += 1;
+        e.1 += rec.latency_ms;
+    }
+    let mut hours = Vec::new();
+    for ((hour, tenant), (ok, failed)) in tenants {
+        let key = keys.overview_tenants(hour);
+        for (field, n) in [(OK, ok), (FAILED, failed)] {
+            if n > 0 {
+                pipe.hincr(&key, format!("{field}{tenant}"), n).ignore();
+            }
+        }
+        hours.push(hour);
+    }
+    for ((hour, endpoint), (n, ms)) in endpoints {
+        pipe.zincr(keys.overview_attempts(hour), endpoint, n)
+            .ignore();
+        pipe.zincr(keys.overview_latency(hour), endpoint, ms)
+            .ignore();
+    }
+    hours.dedup();
+    for hour in hours {
+        for key in [
+            keys.overview_tenants(hour),
+            keys.overview_attempts(hour),
+            keys.overview_latency(hour),
+        ] {
+            pipe.expire(key, HOUR_TTL.as_secs() as i64).ignore();
+        }
+    }
+}
+
+/// A tenant's attempts over the last 24 hours.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub(crate) struct TenantVolume {
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+}
+
+/// Per tenant, attempts over the 24 hours up to `now_ms` (the current hour included).
+pub(crate) async fn tenants(
+    conn: &Conn,
+    keys: &Keys,
+    now_ms: i64,
+) -> redis::RedisResult<HashMap<String, TenantVolume>> {
+    let mut pipe = redis::pipe();
+    for hour in last_hours(now_ms, 24) {
+        pipe.hgetall(keys.overview_tenants(hour));
+    }
+    let hours: Vec<HashMap<String, u64>> = pipe.query_async(&mut conn.clone()).await?;
+    Ok(sum_tenants(hours))
+}
+
+fn sum_tenants(hours: Vec<HashMap<String, u64>>) -> HashMap<String, TenantVolume> {
+    let mut out: HashMap<String, TenantVolume> = HashMap::new();
+    for (field, n) in hours.into_iter().flatten() {
+        if let Some(t) = field.strip_prefix(OK) {
+            out.entry(t.to_string()).or_default().succeeded += n;
+        } else if let Some(t) = field.strip_prefix(FAILED) {
+            out.entry(t.to_string()).or_default().failed += n;
+        }
+    }
+    out
+}
+
+/// An endpoint's attempts and their mean latency over the current and previous hour.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct SlowEndpoint {
+    pub(crate) endpoint_id: String,
+    pub(crate) attempts: u64,
+    pub(crate) mean_ms: u64,
+}
+
+/// The `limit` endpoints with the slowest attempts on average over the current and previous
+/// hour, among those that spent the most time in attempts.
+pub(crate) async fn slowest(
+    conn: &Conn,
+    keys: &Keys,
+    now_ms: i64,
+    limit: usize,
+) -> redis::RedisResult<Vec<SlowEndpoint>> {
+    let hours = last_hours(now_ms, 2);
+    let mut pipe = redis::pipe();
+    for &hour in &hours {
+        pipe.zrevrange_withscores(keys.overview_latency(hour), 0, CANDIDATES - 1);
+    }
+    let tops: Vec<Vec<(String, f64)>> = pipe.query_async(&mut conn.clone()).await?;
+    let mut spent: BTreeMap<String, f64> = BTreeMap::new();
+    for (id, ms) in tops.into_iter().flatten() {
+        *spent.entry(id).or_default() += ms;
+    }
+    let ids: Vec<&String> = spent.keys().collect();
+    let mut pipe = redis::pipe();
+    for &hour in &hours {
+        for id in &ids {
+            pipe.zscore(keys.overview_attempts(hour), *id);
+        }
+    }
+    let counts: Vec<Option<f64>> = if ids.is_empty() {
+        Vec::new()
+    } else {
+        pipe.query_async(&mut conn.clone()).await?
+    };
+    let mut out: Vec<SlowEndpoint> = ids
+        .iter()
+        .enumerate()
+        .filter_map(|(i, id)| {
+            let n: f64 = counts.iter().skip(i).step_by(ids.len()).flatten().sum();
+            (n >= 1.0).then(|| SlowEndpoint {
+                endpoint_id: (*id).clone(),
+                attempts: n as u64,
+                mean_ms: (spent[*id] / n).round() as u64,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| {
+        b.mean_ms
+            .cmp(&a.mean_ms)
+            .then(a.endpoint_id.cmp(&b.endpoint_id))
+    });
+    out.truncate(limit);
+    Ok(out)
+}
+
+/// The starts (Unix seconds) of the last `n` hours, the current one last.
+fn last_hours(now_ms: i64, n: i64) -> Vec<i64> {
+    let current = hour_of(now_ms);
+    (0..n).rev().map(|back| current - back * 3600).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tenants_sum_over_hours_by_outcome() {
+        let hour = |pairs: &[(&str, u64)]| -> HashMap<String, u64> {
+            pairs.iter().map(|(k, v)| (k.to_string(), *v)).collect()
+        };
+        let out = sum_tenants(vec![
+            hour(&[("ok:a", 3), ("failed:a", 1), ("ok:b:c", 2)]),
+            hour(&[("ok:a", 4), ("failed:b:c", 5)]),
+        ]);
+        assert_eq!(
+            out["a"],
+            TenantVolume {
+                succeeded: 7,
+                failed: 1
+            }
+        );
+        assert_eq!(
+            out["b:c"],
+            TenantVolume {
+                succeeded: 2,
+                failed: 5
+            }
+        );
+    }
+
+    #[test]
+    fn the_last_hours_end_with_the_current_one() {
+        assert_eq!(last_hours(7_200_000 + 5, 2), vec![3600, 7200]);
+    }
+}

@@ -1,0 +1,116 @@
+//! SPEC 6a, the operator view: an admin's portal session shows tenants by delivery volume and
+//! failure rate with their dead letters, and the slowest endpoints, from real deliveries to
+//! real receivers.
+
+use std::time::Duration;
+
+use hyper::Method;
+use serde_json::json;
+
+use crate::api_common::*;
+use crate::common::*;
+use crate::portal_sessions::{mint, open};
+
+/// The text of each row of the table with this id: its cells, tags taken out.
+fn rows(page: &str, id: &str) -> Vec<Vec<String>> {
+    let Some(table) = page
+        .split(&format!("<table id=\"{id}\">"))
+        .nth(1)
+        .and_then(|t| t.split("</table>").next())
+    else {
+        return Vec::new();
+    };
+    let body = table.split("<tbody>").nth(1).unwrap_or("");
+    body.split("</tr>")
+        .filter(|row| row.contains("<td"))
+        .map(|row| {
+            row.split("</td>")
+                .flat_map(|c| c.split("</th>"))
+                .map(text)
+                .filter(|c| !c.is_empty())
+                .collect()
+        })
+        .collect()
+}
+
+/// An HTML fragment's text: its tags taken out.
+fn text(html: &str) -> String {
+    let mut out = String::new();
+    let mut in_tag = false;
+    for c in html.chars() {
+        match c {
+            '<' => in_tag = true,
+            '>' => in_tag = false,
+            c if !in_tag => out.push(c),
+            _ => {}
+        }
+    }
+    out.trim().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_letters_and_the_slowest()
+{
+    let fast = Receiver::start(always(200)).await;
+    let failing = Receiver::start(always(500)).await;
+    let slow = Receiver::start(std::sync::Arc::new(|_, _| {
+        (200, vec![], Duration::from_millis(400))
+    }))
+    .await;
+    let setup = Setup::new("portal_operator")
+        .endpoint("ep_fast", "busy", &fast.url("/"), &["*"])
+        .endpoint("ep_failing", "failing", &failing.url("/"), &["*"])
+        .endpoint("ep_slow", "slowpoke", &slow.url("/"), &["*"])
+        .with("retry:\n  schedule: [100ms]\n  jitter: 0\n");
+    let _w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    for i in 0..6 {
+        assert_eq!(api.publish_event(&format!("evt_b{i}"), "busy").await.0, 202);
+    }
+    for i in 0..2 {
+        assert_eq!(
+            api.publish_event(&format!("evt_f{i}"), "failing").await.0,
+            202
+        );
+    }
+    assert_eq!(api.publish_event("evt_s0", "slowpoke").await.0, 202);
+    let dead = wait_until_async(Duration::from_secs(20), || async {
+        api.get("/v1/tenants/failing/dlq").await.1["data"]
+            .as_array()
+            .map_or(0, Vec::len)
+            == 2
+    })
+    .await;
+    assert!(dead, "both of `failing`'s events died after two attempts");
+
+    let (status, link) = mint(&setup, "/v1/portal-sessions", ADMIN_TOKEN, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    let op = open(&setup, link["url"].as_str().unwrap()).await;
+    // Attempts are counted by the attempt log's writer, a moment after they happen.
+    let last = std::sync::Mutex::new(op.page.clone());
+    let counted = wait_until_async(Duration::from_secs(20), || async {
+        let (_, _, text) = http_request(
+            Method::GET,
+            &format!("{}/portal/", op.base),
+            &[("cookie", op.cookie.clone())],
+            None,
+        )
+        .await;
+        let t = rows(&text, "tenants");
+        *last.lock().unwrap() = text;
+        t.len() == 3 && t[0][2] == "6" && t[1][2] == "4" && t[2][2] == "1"
+    })
+    .await;
+    let page = last.into_inner().unwrap();
+    let tenants = rows(&page, "tenants");
+    assert!(counted, "{tenants:?}\n{page}");
+    // Tenant, endpoints, attempts, failed, failure rate, dead letters, open circuits.
+    assert_eq!(tenants[0][..6], ["busy", "1", "6", "0", "0.0 %", "0"]);
+    assert_eq!(tenants[1][..6], ["failing", "1", "4", "4", "100.0 %", "2"]);
+    assert_eq!(tenants[2][..6], ["slowpoke", "1", "1", "0", "0.0 %", "0"]);
+    let slowest = rows(&page, "slowest");
+    assert_eq!(slowest[0][0], "ep_slow", "{slowest:?}");
+    let mean: u64 = slowest[0][4].trim_end_matches(" ms").parse().unwrap();
+    assert!(mean >= 400, "{slowest:?}");
+    assert!(page.contains("3 tenants, 3 endpoints"), "{page}");
+}
