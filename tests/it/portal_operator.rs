@@ -113,4 +113,12 @@ async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_lette
     let mean: u64 = slowest[0][4].trim_end_matches(" ms").parse().unwrap();
     assert!(mean >= 400, "{slowest:?}");
     assert!(page.contains("3 tenants, 3 endpoints"), "{page}");
+
+    let b = crate::browser::Browser::open_link(&setup, "/v1/portal-sessions", json!({})).await;
+    let shown = b.text_of("table#tenants").await;
+    assert!(
+        shown.contains("failing") && shown.contains("100.0 %"),
+        "{shown}"
+    );
+    b.screenshot("operator").await;
 }

@@ -89,6 +89,10 @@ async fn an_endpoint_is_edited_and_a_test_event_of_a_chosen_type_arrives_signed(
     assert_eq!(now["rate_limit"], 5);
     assert_eq!(b.text_of("h1 code").await, rx.url("/new"));
     b.screenshot("edit-endpoint").await;
+    b.click(Locator::LinkText("How to verify signatures")).await;
+    assert!(b.text_of("#python-h").await.contains("Python"));
+    b.screenshot("verify").await;
+    b.client.back().await.unwrap();
 
     // The test form offers the types the saved filters match (after a reload, from the server).
     b.client.refresh().await.unwrap();

@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::form::endpoint_form;
-use super::page::{document, esc, head, html, refused, signed_in, UNAVAILABLE};
+use super::page::{document, esc, head, html, tenant_endpoint};
 use super::session::Session;
 use crate::api::state::ApiState;
 use crate::event::catalog::Catalog;
@@ -21,24 +21,11 @@ pub(super) async fn show(
     Path(id): Path<String>,
 ) -> Response {
     let inner = &state.inner;
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let (session, rec) = match tenant_endpoint(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    let Some(tenant) = session.grant.tenant.clone() else {
-        return refused(
-            StatusCode::NOT_FOUND,
-            "The operator view has no endpoint pages.",
-        );
-    };
-    let rec = match inner.store.get(&id).await {
-        Ok(Some(rec)) if rec.tenant == tenant => rec,
-        Ok(_) => return refused(StatusCode::NOT_FOUND, "There is no such endpoint."),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading an endpoint for the portal failed");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        }
-    };
+    let tenant = rec.tenant.clone();
     let overlap = spoken(inner.rotation_overlap_ms);
     let mut body =
         format!(

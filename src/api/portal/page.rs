@@ -7,6 +7,7 @@ use axum::response::{Html, IntoResponse, Response};
 
 use super::session::{Session, CSRF_HEADER};
 use crate::api::state::ApiState;
+use crate::registry::EndpointRecord;
 
 const CSS: &str = include_str!("assets/portal.css");
 const JS: &str = include_str!("assets/portal.js");
@@ -88,6 +89,30 @@ pub(super) async fn signed_in(state: &ApiState, headers: &HeaderMap) -> Result<S
         Ok(None) => Err(refused(StatusCode::UNAUTHORIZED, SIGNED_OUT)),
         Err(e) => {
             tracing::warn!(error = %e, "reading a portal session failed");
+            Err(refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE))
+        }
+    }
+}
+
+/// The session and the endpoint `id` of its tenant, or the page that says why not: another
+/// tenant's endpoint is "not found", as in the API; the operator view has no endpoint pages.
+pub(super) async fn tenant_endpoint(
+    state: &ApiState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<(Session, EndpointRecord), Response> {
+    let session = signed_in(state, headers).await?;
+    let Some(tenant) = session.grant.tenant.as_deref() else {
+        return Err(refused(
+            StatusCode::NOT_FOUND,
+            "The operator view has no endpoint pages.",
+        ));
+    };
+    match state.inner.store.get(id).await {
+        Ok(Some(rec)) if rec.tenant == tenant => Ok((session, rec)),
+        Ok(_) => Err(refused(StatusCode::NOT_FOUND, "There is no such endpoint.")),
+        Err(e) => {
+            tracing::warn!(error = %e, "reading an endpoint for the portal failed");
             Err(refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE))
         }
     }

@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::page::{document, esc, head, html, refused, signed_in, UNAVAILABLE};
+use super::page::{document, esc, head, html, tenant_endpoint};
 use crate::api::state::ApiState;
 
 /// How an endpoint's deliveries are signed (SPEC 4). Ed25519 (`v1a,`) gets its own variant,
@@ -98,23 +98,9 @@ pub(super) async fn show(
     headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Response {
-    let session = match signed_in(&state, &headers).await {
-        Ok(s) => s,
+    let (session, rec) = match tenant_endpoint(&state, &headers, &id).await {
+        Ok(found) => found,
         Err(refusal) => return refusal,
-    };
-    let Some(tenant) = session.grant.tenant.clone() else {
-        return refused(
-            StatusCode::NOT_FOUND,
-            "The operator view has no endpoint pages.",
-        );
-    };
-    let rec = match state.inner.store.get(&id).await {
-        Ok(Some(rec)) if rec.tenant == tenant => rec,
-        Ok(_) => return refused(StatusCode::NOT_FOUND, "There is no such endpoint."),
-        Err(e) => {
-            tracing::warn!(error = %e, "reading an endpoint for the portal failed");
-            return refused(StatusCode::SERVICE_UNAVAILABLE, UNAVAILABLE);
-        }
     };
     // Every endpoint signs with HMAC-SHA256 until the record says otherwise.
     let scheme = Scheme::HmacSha256;
