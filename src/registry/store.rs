@@ -263,6 +263,22 @@ impl Store {
         })
     }
 
+    /// How many endpoints a tenant has, and how many of them sort up to `cursor` (an id).
+    pub async fn count(
+        &self,
+        tenant: &str,
+        cursor: Option<&str>,
+    ) -> redis::RedisResult<(u64, u64)> {
+        let key = self.keys.tenant_endpoints(tenant);
+        let mut pipe = redis::pipe();
+        pipe.zcard(&key);
+        pipe.cmd("ZLEXCOUNT")
+            .arg(&key)
+            .arg("-")
+            .arg(cursor.map_or("-".to_string(), |c| format!("[{c}")));
+        pipe.query_async(&mut self.conn.clone()).await
+    }
+
     /// Every record, for a full index load.
     pub async fn all(&self) -> redis::RedisResult<Vec<EndpointRecord>> {
         let mut conn = self.conn.clone();

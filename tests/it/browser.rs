@@ -2,6 +2,7 @@
 //! `chromium` and `chromium-driver`, which scripts/test.sh installs when missing): each test
 //! gets its own chromedriver on a free port and a fresh profile.
 
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -29,7 +30,9 @@ impl Browser {
         let driver_bin = program("WEBHOOKD_TEST_CHROMEDRIVER", "/usr/bin/chromedriver");
         let chromium = program("WEBHOOKD_TEST_CHROMIUM", "/usr/bin/chromium");
         let port = free_port();
+        // Its own process group, so that dropping the browser ends Chromium with it.
         let driver = Command::new(&driver_bin)
+            .process_group(0)
             .arg(format!("--port={port}"))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -149,6 +152,9 @@ impl Browser {
 
 impl Drop for Browser {
     fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-KILL", "--", &format!("-{}", self.driver.id())])
+            .status();
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }

@@ -353,3 +353,81 @@ async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_vie
         403
     );
 }
+
+/// A tenant with more endpoints than a page holds pages through them all; pages and assets
+/// are sent gzipped to a browser that takes it, and the assets' URLs carry their version.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_endpoints_page_pages_through_every_endpoint_and_is_sent_compressed() {
+    let mut setup = Setup::new("portal_pages_of");
+    for i in 0..260 {
+        setup = setup.endpoint(
+            &format!("ep_{i:03}"),
+            "many",
+            &format!("https://example.com/{i}"),
+            &["*"],
+        );
+    }
+    let _w = Webhookd::start(&setup).await;
+    let (status, link) = mint(
+        &setup,
+        "/v1/tenants/many/portal-sessions",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 201, "{link}");
+    let b = open(&setup, link["url"].as_str().unwrap()).await;
+    let rows = |page: &str| page.matches("<tr data-id=").count();
+    assert_eq!(rows(&b.page), 250);
+    assert!(b.page.contains("Endpoints 1–250 of 260."), "{}", b.page);
+    assert!(!b.page.contains("First page"));
+    let next = b
+        .page
+        .split("href=\"/portal/?after=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a link to the next page")
+        .to_string();
+    assert_eq!(next, "ep_249");
+    let get = |path: String, gzip: bool| {
+        let b = &b;
+        async move {
+            let mut headers = vec![("cookie", b.cookie.clone())];
+            if gzip {
+                headers.push(("accept-encoding", "gzip".to_string()));
+            }
+            http_request(Method::GET, &format!("{}{path}", b.base), &headers, None).await
+        }
+    };
+    let (status, _, second) = get(format!("/portal/?after={next}"), false).await;
+    assert_eq!(status, 200);
+    assert_eq!(rows(&second), 10, "{second}");
+    assert!(second.contains("Endpoints 251–260 of 260.") && second.contains("ep_259"));
+    assert!(second.contains("First page") && !second.contains("rel=\"next\""));
+
+    let (_, plain_headers, plain) = get("/portal/".into(), false).await;
+    assert!(plain_headers.get("content-encoding").is_none());
+    let (status, headers, zipped) = get("/portal/".into(), true).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert!(
+        zipped.len() * 5 < plain.len(),
+        "{} bytes gzipped, {} plain",
+        zipped.len(),
+        plain.len()
+    );
+    let version = plain
+        .split("/portal/assets/portal.js?v=")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the script's URL carries its version");
+    assert_eq!(version.len(), 12, "{version}");
+    assert!(plain.contains(&format!("/portal/assets/portal.css?v={version}")));
+    let (status, headers, _) = get(format!("/portal/assets/portal.js?v={version}"), true).await;
+    assert_eq!(status, 200);
+    assert_eq!(headers["content-encoding"], "gzip");
+    assert!(headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age=86400"));
+}

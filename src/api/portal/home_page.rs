@@ -12,11 +12,12 @@ use super::session::Session;
 use crate::api::state::ApiState;
 use crate::deliver::breaker::State as Circuit;
 
-/// Endpoints rendered into the page; past them the page says how to see the rest.
+/// Endpoints on one page; past them a link leads to the next page.
 const SHOWN: usize = 250;
 
 /// The session's first page: its tenant's endpoints, or the operator view.
-pub(super) async fn show(state: &ApiState, session: &Session) -> Response {
+/// `after`: the last endpoint id of the previous page (none: the first page).
+pub(super) async fn show(state: &ApiState, session: &Session, after: Option<&str>) -> Response {
     let grant = &session.grant;
     let head = head(session);
     let mut body = String::new();
@@ -41,7 +42,7 @@ pub(super) async fn show(state: &ApiState, session: &Session) -> Response {
                 "<div id=\"tenant\" data-tenant=\"{}\" hidden></div>",
                 esc(tenant)
             );
-            match endpoints(state, tenant, !grant.read_only).await {
+            match endpoints(state, tenant, !grant.read_only, after).await {
                 Ok(section) => body.push_str(&section),
                 Err(e) => {
                     tracing::warn!(error = %e, "listing endpoints for the portal failed");
@@ -70,8 +71,15 @@ pub(super) async fn show(state: &ApiState, session: &Session) -> Response {
 /// The tenant's endpoints with their health at a glance.
 /// With `writable`, each row has its actions: disable or enable, and delete (confirmed in
 /// place). Endpoints from `config.yaml` are changed there, not here.
-async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::RedisResult<String> {
-    let page = state.inner.store.list(tenant, SHOWN, None).await?;
+async fn endpoints(
+    state: &ApiState,
+    tenant: &str,
+    writable: bool,
+    after: Option<&str>,
+) -> redis::RedisResult<String> {
+    let store = &state.inner.store;
+    let (page, (total, before)) =
+        tokio::try_join!(store.list(tenant, SHOWN, after), store.count(tenant, after))?;
     let breaker = state.inner.dispatcher.breaker();
     let mut s = String::from(
         "<section aria-labelledby=\"endpoints-h\"><h2 id=\"endpoints-h\">Endpoints</h2>",
@@ -119,11 +127,53 @@ async fn endpoints(state: &ApiState, tenant: &str, writable: bool) -> redis::Red
         );
     }
     s.push_str("</tbody></table>");
-    if page.next_cursor.is_some() {
-        let _ = write!(s, "<p>The first {SHOWN} endpoints are shown.</p>");
-    }
+    pages(
+        &mut s,
+        total,
+        before,
+        page.records.len(),
+        after.is_some(),
+        page.next_cursor.as_deref(),
+    );
     s.push_str("</section>");
     Ok(s)
+}
+
+/// Where this page is among the tenant's endpoints, with links to the first and next pages
+/// when there are more than one page holds.
+fn pages(s: &mut String, total: u64, before: u64, shown: usize, paged: bool, next: Option<&str>) {
+    if total as usize <= SHOWN && !paged {
+        return;
+    }
+    let _ = write!(
+        s,
+        "<nav aria-label=\"Pages of endpoints\" id=\"endpoint-pages\"><p>Endpoints {}–{} of {total}.",
+        before + 1,
+        before + shown as u64
+    );
+    if paged {
+        s.push_str(" <a href=\"/portal/\">First page</a>");
+    }
+    if let Some(last) = next {
+        let _ = write!(
+            s,
+            " <a href=\"/portal/?after={}\" rel=\"next\">Next {SHOWN}</a>",
+            esc(&urlencoding(last))
+        );
+    }
+    s.push_str("</p></nav>");
+}
+
+/// An endpoint id in a query string (ids are `[A-Za-z0-9_.-]`, but a config.yaml id may not be).
+fn urlencoding(id: &str) -> String {
+    id.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
 }
 
 /// A row's buttons; each names its endpoint for screen readers.

@@ -40,6 +40,7 @@ pub(crate) fn routes() -> Router<ApiState> {
         .route("/portal/logout", post(logout))
         .route("/portal/assets/portal.css", get(page::css))
         .route("/portal/assets/portal.js", get(page::js))
+        .layer(tower_http::compression::CompressionLayer::new())
 }
 
 #[derive(Deserialize)]
@@ -105,10 +106,19 @@ fn behind_https(state: &ApiState, headers: &HeaderMap) -> bool {
             .is_some_and(|p| p.eq_ignore_ascii_case("https"))
 }
 
+#[derive(Deserialize)]
+struct HomeQuery {
+    after: Option<String>,
+}
+
 /// The portal's page for the session's tenant (or the operator view).
-async fn home(State(state): State<ApiState>, headers: HeaderMap) -> Response {
+async fn home(
+    State(state): State<ApiState>,
+    headers: HeaderMap,
+    Query(q): Query<HomeQuery>,
+) -> Response {
     match page::signed_in(&state, &headers).await {
-        Ok(session) => home_page::show(&state, &session).await,
+        Ok(session) => home_page::show(&state, &session, q.after.as_deref()).await,
         Err(refusal) => refusal,
     }
 }

@@ -12,6 +12,14 @@ use crate::registry::EndpointRecord;
 const CSS: &str = include_str!("assets/portal.css");
 const JS: &str = include_str!("assets/portal.js");
 
+/// The assets' version, in their URLs: a browser keeps them a day, and a new build's pages ask
+/// for the new ones at once.
+static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::new().chain_update(CSS).chain_update(JS).finalize();
+    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+});
+
 /// What a page says to a browser without a live session.
 const SIGNED_OUT: &str =
     "You are not signed in to the portal, or your session ended. Open a new portal link.";
@@ -62,9 +70,10 @@ pub(super) fn document(title: &str, head_extra: &str, body: &str) -> String {
     format!(
         "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">\
          <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{}</title><link rel=\"stylesheet\" href=\"/portal/assets/portal.css\">{head_extra}</head>\
+         <title>{}</title><link rel=\"stylesheet\" href=\"/portal/assets/portal.css?v={v}\">{head_extra}</head>\
          <body>{body}</body></html>\n",
-        esc(title)
+        esc(title),
+        v = *VERSION
     )
 }
 
@@ -122,8 +131,9 @@ pub(super) async fn tenant_endpoint(
 pub(super) fn head(session: &Session) -> String {
     format!(
         "<meta name=\"csrf-token\" content=\"{}\"><meta name=\"csrf-header\" content=\"{CSRF_HEADER}\">\
-         <script src=\"/portal/assets/portal.js\" defer></script>",
-        esc(&session.csrf)
+         <script src=\"/portal/assets/portal.js?v={v}\" defer></script>",
+        esc(&session.csrf),
+        v = *VERSION
     )
 }
 
@@ -133,7 +143,7 @@ fn asset(content_type: &'static str, body: &'static str) -> Response {
     h.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     h.insert(
         header::CACHE_CONTROL,
-        HeaderValue::from_static("public, max-age=3600"),
+        HeaderValue::from_static("public, max-age=86400"),
     );
     h.insert(
         header::X_CONTENT_TYPE_OPTIONS,
