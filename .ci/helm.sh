@@ -74,6 +74,7 @@ all_on=(
   --set preStopSleepSeconds=5
   --set terminationGracePeriodSeconds=40
   --set config.shutdown_grace=30s
+  --set config.telemetry.otlp_endpoint=http://otel-collector.observability:4318
   --set config.delivery.allow_http=true
   --set 'config.delivery.allowed_cidrs[0]=10.20.0.0/16'
   --set 'config.event_types[0].type=outbound.custom,config.event_types[0].description=A custom event'
@@ -175,6 +176,8 @@ run_fails "Redis Cluster with a redis-streams trigger" "in cluster mode set keda
   --set keda.redis.address=n1.redis.svc:6379
 run_fails "more shards than webhookd accepts (schema)" "shards" \
   --set config.stream.shards=300
+run_fails "an OTLP endpoint that is not an http(s) URL (schema)" "otlp_endpoint" \
+  --set config.telemetry.otlp_endpoint=otel-collector:4317
 
 # Chart files themselves, with the rules helm-check applies to Chart.yaml/values.yaml.
 venv=${HELM_CHECK_VENV:-$HOME/.cache/helm-check-venv}

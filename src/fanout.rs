@@ -1,6 +1,7 @@
 //! Fan-out: an event becomes one delivery per endpoint of its tenant whose filters match its
 //! type (SPEC 3). A delivery's id is its stream entry's id and its endpoint's id, so the same
-//! entry read again makes the same ids.
+//! entry read again makes the same ids. With traces on, each fan-out is a span, and its
+//! deliveries carry it as their attempts' parent.
 
 use std::sync::Arc;
 
@@ -8,6 +9,8 @@ use crate::db::shards::letter_id;
 use crate::deliver::delivery::{Delivery, EventInfo};
 use crate::event::Event;
 use crate::ids::{DeliveryId, EndpointId};
+use crate::ops::trace::{FanOutFacts, Tracer};
+use crate::ops::TraceParent;
 use crate::registry::{Endpoint, LiveIndex};
 use crate::retry::RetryQueue;
 use crate::support::clock::now_ms;
@@ -16,11 +19,17 @@ use crate::support::clock::now_ms;
 pub(crate) struct FanOut {
     live: LiveIndex,
     retry: RetryQueue,
+    /// None when traces are off.
+    tracer: Option<Tracer>,
 }
 
 impl FanOut {
-    pub(crate) fn new(live: LiveIndex, retry: RetryQueue) -> FanOut {
-        FanOut { live, retry }
+    pub(crate) fn new(live: LiveIndex, retry: RetryQueue, tracer: Option<Tracer>) -> FanOut {
+        FanOut {
+            live,
+            retry,
+            tracer,
+        }
     }
 
     /// The deliveries a stream entry's event makes. An entry read again (after a restart or
@@ -37,10 +46,12 @@ impl FanOut {
         reread: bool,
     ) -> redis::RedisResult<Vec<Delivery>> {
         let name = letter_id(shard, entry);
+        let span = self.tracer.as_ref().map(|t| t.fan_out_begins(&ev.body));
         let mut matched = Vec::new();
         self.live
             .snapshot()
             .matching(&ev.tenant, &ev.event_type, &mut matched);
+        let endpoints = matched.len();
         if reread && !matched.is_empty() {
             let ids: Vec<(String, &str)> = matched
                 .iter()
@@ -49,7 +60,18 @@ impl FanOut {
             let mut queued = self.retry.contains(&ids).await?.into_iter();
             matched.retain(|_| !queued.next().unwrap_or(false));
         }
-        Ok(deliveries(&name, published_at(entry), ev, matched))
+        let trace = span.map(|s| s.context);
+        if let (Some(tracer), Some(span)) = (&self.tracer, span) {
+            let facts = FanOutFacts {
+                event_id: &ev.id,
+                event_type: &ev.event_type,
+                tenant: &ev.tenant,
+                endpoints,
+                entry: &name,
+            };
+            tracer.fan_out_ends(span, facts);
+        }
+        Ok(deliveries(&name, published_at(entry), ev, matched, trace))
     }
 }
 
@@ -59,6 +81,7 @@ fn deliveries(
     published_at: i64,
     ev: Event,
     matched: Vec<Arc<Endpoint>>,
+    trace: Option<TraceParent>,
 ) -> Vec<Delivery> {
     if matched.is_empty() {
         return Vec::new();
@@ -69,6 +92,7 @@ fn deliveries(
         tenant: ev.tenant,
         body: ev.body,
         published_at,
+        trace,
     });
     matched
         .into_iter()
@@ -120,7 +144,7 @@ mod tests {
     fn fan_out(snapshot: &Snapshot, entry: &str, ev: Event) -> Vec<Delivery> {
         let mut matched = Vec::new();
         snapshot.matching(&ev.tenant, &ev.event_type, &mut matched);
-        deliveries(entry, published_at(entry), ev, matched)
+        deliveries(entry, published_at(entry), ev, matched, None)
     }
 
     #[test]

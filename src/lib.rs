@@ -7,7 +7,7 @@
 //! per match; `deliver` waits for room at the endpoint, signs and attempts it, and records its
 //! fate; a failed delivery waits in `retry` (scheduled, parked behind its endpoint, or
 //! dead-lettered) until `deliver` pulls it back. Customers manage endpoints through `api`;
-//! `ops` exports metrics and health and trims the stream; `app` wires the stages together.
+//! `ops` exports metrics, health and traces and trims the stream; `app` wires the stages together.
 //!
 //! Beneath them: `ids` (each kind of id, parsed once), `event` (the envelope, filters, the type catalog), `config`, `db` (the
 //! Redis connection and key names), `secure` (signatures, sealing, the SSRF guard) and
@@ -23,6 +23,7 @@ pub mod normalize;
 pub mod publish;
 mod ingest;
 mod fanout;
+mod notice;
 pub mod deliver;
 pub mod retry;
 // Beside it: the endpoints it delivers to, the API that manages them, running it, wiring it.

@@ -30,7 +30,13 @@ pub async fn publish_raw(
 ) -> Result<Vec<Appended>, PublishError> {
     let mut targets = Vec::with_capacity(envelopes.len());
     for raw in envelopes {
-        targets.push(shards.of_tenant(&event::parse(raw.as_bytes(), max_event_bytes)?.tenant));
+        let ev = event::parse(raw.as_bytes(), max_event_bytes)?;
+        if crate::notice::is_operational(&ev.event_type) {
+            return Err(PublishError::Invalid(Invalid(
+                "field `type`: the `webhookd` service is reserved for webhookd's own events".into(),
+            )));
+        }
+        targets.push(shards.of_tenant(&ev.tenant));
     }
     if envelopes.is_empty() {
         return Ok(Vec::new());

@@ -11,6 +11,7 @@ use crate::db::keys::Keys;
 use crate::db::shards::Shards;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::event::catalog::Catalog;
+use crate::notice::Notices;
 use crate::registry::Store;
 use crate::retry::dlq::Dlq;
 use crate::retry::RetryQueue;
@@ -45,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) rate_limit: limit::RateLimit,
     /// `http.public_url`: portal links are absolute under it, and its cookie `Secure` if https.
     pub(crate) public_url: String,
+    /// Operational events: a tenant's disable and enable.
+    pub(crate) notices: Notices,
 }
 
 impl ApiState {
@@ -59,6 +62,7 @@ impl ApiState {
         sealer: Sealer,
         catalog: Catalog,
         dispatcher: Arc<Dispatcher>,
+        notices: Notices,
     ) -> Self {
         ApiState {
             inner: Arc::new(Inner {
@@ -80,6 +84,7 @@ impl ApiState {
                 token_use: UsedMemory::default(),
                 rate_limit: limit::RateLimit::new(config.http.rate_limit),
                 public_url: config.http.public_url.clone(),
+                notices,
             }),
         }
     }

@@ -19,8 +19,10 @@ use crate::deliver::dispatcher::{DispatchConfig, Dispatcher, Parts};
 use crate::fanout::FanOut;
 use crate::ingest::shard::{shards_seen, streams_to_read, ShardIngest, Shared};
 use crate::ingest::StreamSettings;
+use crate::notice::{self, mark::Mark, Notices};
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
+use crate::ops::trace::{self, Exporter};
 use crate::registry::{LiveIndex, Store, Syncer};
 use crate::retry::dlq::Dlq;
 use crate::retry::park::{self, ParkWriter};
@@ -58,6 +60,10 @@ pub(super) struct Built {
     pub(super) streams: Vec<Keys>,
     pub(super) writer: attempt_log::Writer,
     pub(super) park_writer: ParkWriter,
+    /// Posts spans when `telemetry.otlp_endpoint` is set.
+    pub(super) exporter: Option<Exporter>,
+    pub(super) notices: Notices,
+    pub(super) notice_writer: notice::Writer,
 }
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
@@ -85,7 +91,9 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         .map_err(redis_err("writing static endpoints and loading endpoints"))?;
     let live = syncer.live();
 
-    let metrics = Arc::new(Metrics::new());
+    let mut metrics = Metrics::new();
+    let (tracer, exporter) = trace::from_config(config, &mut metrics)?.unzip();
+    let metrics = Arc::new(metrics);
     let health = Arc::new(Health::default());
     let stop = Shutdown::new();
     let guard = Guard::new(config.delivery.allowed_cidrs.clone());
@@ -103,12 +111,23 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     let dlq = Dlq::new(conn.clone(), &shards)
         .with_retention(config.dlq.retention.get())
         .with_max_per_endpoint(config.dlq.max_per_endpoint);
+    let mark = Arc::new(Mark::new(conn.clone(), &keys));
+    mark.reload()
+        .await
+        .map_err(redis_err("reading the key that marks operational events"))?;
+    let (notices, notice_writer) = notice::channel(
+        conn.clone(),
+        shards.clone(),
+        mark.clone(),
+        metrics.notices_dropped.clone(),
+    );
     let (log, writer) = attempt_log::channel(
         conn.clone(),
         keys.clone(),
         store.clone(),
         config.delivery.disable_after.get(),
         metrics.clone(),
+        notices.clone(),
     );
     let schedule: Vec<Duration> = config.retry.schedule.iter().map(|d| d.get()).collect();
     let (park, park_writer) = park::channel(conn.clone(), retry_shards.clone());
@@ -142,7 +161,9 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
             log,
             store: store.clone(),
             metrics: metrics.clone(),
+            tracer: tracer.clone(),
             stop: stop.clone(),
+            notices: notices.clone(),
         },
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
@@ -158,12 +179,13 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         dedup_window: config.stream.dedup_window.get(),
     };
     let shared = Shared {
-        fanout: FanOut::new(live.clone(), retry.clone()),
+        fanout: FanOut::new(live.clone(), retry.clone(), tracer),
         dispatcher: dispatcher.clone(),
         outstanding: outstanding.clone(),
         metrics: metrics.clone(),
         health: health.clone(),
         stop: stop.clone(),
+        mark,
     };
     let streams = streams_to_read(&conn, &shards, seen)
         .await
@@ -215,5 +237,8 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         streams,
         writer,
         park_writer,
+        exporter,
+        notices,
+        notice_writer,
     })
 }

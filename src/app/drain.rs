@@ -48,6 +48,10 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
     }
     running.park_task.abort();
     let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
+    if let Some((finish, exporter)) = running.exporter {
+        finish.begin();
+        let _ = tokio::time::timeout_at(deadline, exporter).await;
+    }
     running.http_stop.begin();
     for t in running.tasks {
         t.abort();

@@ -38,6 +38,8 @@ pub(super) struct Running {
     pub(super) heartbeat_stop: Shutdown,
     pub(super) writer_task: JoinHandle<()>,
     pub(super) park_task: JoinHandle<()>,
+    /// The span exporter (traces on) and what tells it to send its last spans and end.
+    pub(super) exporter: Option<(Shutdown, JoinHandle<()>)>,
     pub(super) http_stop: Shutdown,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) servers: Vec<JoinHandle<()>>,
@@ -66,6 +68,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         built.sealer.clone(),
         Catalog::new(&config.event_types),
         built.dispatcher.clone(),
+        built.notices.clone(),
     );
     let mut main_router = Router::new()
         .merge(server::health_routes(ops.clone()))
@@ -96,6 +99,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         Arc::new(move || d.in_flight())
     };
     let tasks = vec![
+        tokio::spawn(built.notice_writer.run(built.stop.clone())),
         tokio::spawn(built.syncer.run(built.stop.clone())),
         tokio::spawn(health::run_pinger(
             built.health.clone(),
@@ -137,6 +141,11 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     let heartbeat_stop = Shutdown::new();
     let writer_task = tokio::spawn(built.writer.run());
     let park_task = tokio::spawn(built.park_writer.run());
+    // It outlives `built.stop`: deliveries finishing during the grace still record spans.
+    let exporter = built.exporter.map(|exporter| {
+        let finish = Shutdown::new();
+        (finish.clone(), tokio::spawn(exporter.run(finish)))
+    });
     let streams = built.ingest.len();
     let ingest: Vec<ShardTasks> = built
         .ingest
@@ -154,6 +163,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         heartbeat_stop,
         writer_task,
         park_task,
+        exporter,
         http_stop,
         tasks,
         servers,

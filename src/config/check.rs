@@ -66,6 +66,7 @@ impl Config {
         if self.stream.max_event_bytes < 256 {
             return Err(key_err("stream.max_event_bytes", "must be at least 256"));
         }
+        self.otlp_traces_url()?;
         parse_addr(&self.http.listen, "http.listen")?;
         if !self.http.metrics_listen.is_empty() {
             parse_addr(&self.http.metrics_listen, "http.metrics_listen")?;
@@ -213,6 +214,39 @@ impl Config {
             .iter()
             .filter(|t| t.trim().len() < 16)
             .count()
+    }
+
+    /// Where spans are posted: `telemetry.otlp_endpoint` + `/v1/traces` (the OTLP/HTTP
+    /// convention for a base URL); `None` when traces are off.
+    pub fn otlp_traces_url(&self) -> Result<Option<http::Uri>, ConfigError> {
+        let base = self.telemetry.otlp_endpoint.trim();
+        if base.is_empty() {
+            return Ok(None);
+        }
+        let bad = |why: &str| {
+            key_err(
+                "telemetry.otlp_endpoint",
+                format!(
+                    "`{}` {why} (e.g. http://otel-collector:4318; spans go to <it>/v1/traces)",
+                    crate::support::redact::url(base)
+                ),
+            )
+        };
+        let url: http::Uri = format!("{}/v1/traces", base.trim_end_matches('/'))
+            .parse()
+            .map_err(|_| bad("is not a URL"))?;
+        if !matches!(url.scheme_str(), Some("http" | "https")) {
+            return Err(bad("is not an http:// or https:// URL"));
+        }
+        match url.authority() {
+            Some(a) if a.as_str().contains('@') => Err(bad("must not carry user-info")),
+            Some(a) if !a.host().is_empty() => Ok(()),
+            _ => Err(bad("has no host")),
+        }?;
+        if base.contains(['?', '#']) {
+            return Err(bad("must not carry a query or fragment"));
+        }
+        Ok(Some(url))
     }
 
     /// The 32-byte key that encrypts endpoint secrets at rest, if configured.

@@ -11,7 +11,7 @@ pub(crate) use check::MAX_PROBE_INTERVAL;
 pub use error::ConfigError;
 pub use model::{
     Config, DeliveryConfig, DlqConfig, HttpConfig, RedisConfig, RetryConfig, SigningConfig,
-    StaticEndpoint, StreamConfig,
+    StaticEndpoint, StreamConfig, TelemetryConfig,
 };
 
 #[cfg(test)]

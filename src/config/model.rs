@@ -12,6 +12,7 @@ pub struct Config {
     pub redis: RedisConfig,
     pub stream: StreamConfig,
     pub dlq: DlqConfig,
+    pub telemetry: TelemetryConfig,
     pub http: HttpConfig,
     pub delivery: DeliveryConfig,
     pub retry: RetryConfig,
@@ -64,6 +65,14 @@ pub struct DlqConfig {
     pub retention: Dur,
     /// Dead letters kept per endpoint at most; the oldest go first.
     pub max_per_endpoint: u64,
+}
+
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetryConfig {
+    /// The OTLP/HTTP base URL (`http://otel-collector:4318`); spans go to `<it>/v1/traces`.
+    /// Empty: no traces, and nothing of them is built.
+    pub otlp_endpoint: String,
 }
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
@@ -132,6 +141,7 @@ impl Default for Config {
             redis: RedisConfig::default(),
             stream: StreamConfig::default(),
             dlq: DlqConfig::default(),
+            telemetry: TelemetryConfig::default(),
             http: HttpConfig::default(),
             delivery: DeliveryConfig::default(),
             retry: RetryConfig::default(),

@@ -200,3 +200,45 @@ fn public_url_must_be_an_http_url() {
         assert!(err.contains("http.public_url"), "{bad}: {err}");
     }
 }
+
+#[test]
+fn otlp_endpoint_is_off_by_default_and_posts_to_v1_traces_when_set() {
+    assert_eq!(load("", &[]).unwrap().otlp_traces_url().unwrap(), None);
+    let c = load("telemetry:\n  otlp_endpoint: http://collector:4318/\n", &[]).unwrap();
+    assert_eq!(
+        c.otlp_traces_url().unwrap().unwrap().to_string(),
+        "http://collector:4318/v1/traces"
+    );
+    let c = load(
+        "",
+        &[(
+            "WEBHOOKD_TELEMETRY__OTLP_ENDPOINT",
+            "https://otlp.example.com/base",
+        )],
+    )
+    .unwrap();
+    assert_eq!(
+        c.otlp_traces_url().unwrap().unwrap().to_string(),
+        "https://otlp.example.com/base/v1/traces"
+    );
+    let c = load("", &[("WEBHOOKD_TELEMETRY__OTLP_ENDPOINT", "")]).unwrap();
+    assert_eq!(c.otlp_traces_url().unwrap(), None, "empty means off");
+}
+
+#[test]
+fn a_bad_otlp_endpoint_names_the_key() {
+    for bad in [
+        "collector:4318",
+        "grpc://collector:4317",
+        "http://",
+        "http://u:secret@collector:4318",
+        "http://collector:4318/?x=1",
+        "http://coll ector",
+    ] {
+        let err = load(&format!("telemetry:\n  otlp_endpoint: \"{bad}\"\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("telemetry.otlp_endpoint"), "{bad}: {err}");
+        assert!(!err.contains("secret"), "credentials stay out: {err}");
+    }
+}

@@ -209,6 +209,10 @@ impl Keys {
     pub fn overview_latency(&self, hour: i64) -> String {
         format!("{}overview:latency:{hour}", self.prefix)
     }
+    /// The key that marks webhookd's own events on the input stream (`notice::mark`).
+    pub fn notice_mark(&self) -> String {
+        format!("{}notice:mark", self.prefix)
+    }
     /// Hash of endpoint id → deliveries in flight on one replica (expires unless refreshed).
     pub fn in_flight(&self, replica: &str) -> String {
         format!("{}inflight:{replica}", self.prefix)

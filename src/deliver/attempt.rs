@@ -10,6 +10,7 @@ use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 
 use crate::deliver::client::HttpClient;
+use crate::ops::TraceParent;
 use crate::registry::model::Endpoint;
 use crate::secure::sign::signature_header;
 use crate::secure::ssrf::{literal_ip, Guard};
@@ -65,6 +66,9 @@ pub(crate) struct AttemptSpec<'a> {
     pub(crate) body: &'a Bytes,
     pub(crate) timeout: Duration,
     pub(crate) now_ms: i64,
+    /// The attempt's span (traces on), sent as `traceparent` so the receiver can continue
+    /// the trace, unless the endpoint sets that header itself.
+    pub(crate) traceparent: Option<TraceParent>,
 }
 
 pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'_>) -> Outcome {
@@ -91,6 +95,9 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
         h.insert("webhook-signature", header(&signature));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
+        if let Some(tp) = spec.traceparent.filter(|_| !h.contains_key("traceparent")) {
+            h.insert("traceparent", header(&tp.to_string()));
+        }
     }
     let req = match builder.body(Full::new(spec.body.clone())) {
         Ok(r) => r,

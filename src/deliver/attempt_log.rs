@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::AttemptRecord;
+use crate::notice::{Notice, Notices, Reason};
 use crate::ops::metrics::Metrics;
 use crate::registry::Store;
 
@@ -38,6 +39,8 @@ pub(crate) struct Writer {
     store: Store,
     disable_after: Duration,
     metrics: Arc<Metrics>,
+    notices: Notices,
+    overview_warned: std::sync::atomic::AtomicBool,
 }
 
 pub(crate) fn channel(
@@ -46,6 +49,7 @@ pub(crate) fn channel(
     store: Store,
     disable_after: Duration,
     metrics: Arc<Metrics>,
+    notices: Notices,
 ) -> (AttemptLog, Writer) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
@@ -57,11 +61,28 @@ pub(crate) fn channel(
             store,
             disable_after,
             metrics,
+            notices,
+            overview_warned: Default::default(),
         },
     )
 }
 
 impl Writer {
+    /// The operator view's figures, apart from the transaction above: a Redis user set up
+    /// before they existed may lack their commands (`ZINCRBY`), and that must cost only them.
+    async fn add_to_overview(&self, batch: &[AttemptRecord]) {
+        let mut pipe = redis::pipe();
+        crate::deliver::overview::add(&mut pipe, &self.keys, batch);
+        if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+            if !self
+                .overview_warned
+                .swap(true, std::sync::atomic::Ordering::Relaxed)
+            {
+                tracing::warn!(error = %e, "writing the operator view's figures failed (once per start; see README's ACL)");
+            }
+        }
+    }
+
     /// Runs until every handle is dropped, then drains what is left.
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
@@ -114,8 +135,8 @@ impl Writer {
             }
         }
         crate::deliver::stats::add(&mut pipe, &self.keys, batch);
-        crate::deliver::overview::add(&mut pipe, &self.keys, batch);
         let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        self.add_to_overview(batch).await;
         for (endpoint, since) in failing.into_iter().zip(since) {
             let (_, streak) = &by_endpoint[endpoint];
             let (Some(since), Some((_, last))) = (since, &streak.failed_after) else {
@@ -127,8 +148,15 @@ impl Writer {
                     crate::support::duration::Dur(self.disable_after),
                     last.error.as_deref().unwrap_or("unknown")
                 );
-                if disable(&self.store, endpoint, &reason).await? {
+                if let Some(rec) = disable_record(&self.store, endpoint, &reason).await? {
                     self.metrics.endpoints_disabled.inc();
+                    self.notices.send(Notice::disabled(
+                        &rec.tenant,
+                        &rec.id,
+                        Reason::Failing,
+                        &reason,
+                        rec.updated_at,
+                    ));
                 }
             }
         }
@@ -159,6 +187,16 @@ impl<'a> Streak<'a> {
 
 /// Disables an endpoint with a reason; false when it was gone or already disabled.
 pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::RedisResult<bool> {
+    Ok(disable_record(store, endpoint_id, reason).await?.is_some())
+}
+
+/// As `disable`, answering the record this call disabled (none: gone or already disabled), so
+/// the one replica that made the change tells the tenant.
+pub(crate) async fn disable_record(
+    store: &Store,
+    endpoint_id: &str,
+    reason: &str,
+) -> redis::RedisResult<Option<crate::registry::EndpointRecord>> {
     // On the newest record: a PATCH racing this keeps its change and cannot re-enable it.
     let updated = store
         .update(endpoint_id, |rec| {
@@ -170,11 +208,13 @@ pub async fn disable(store: &Store, endpoint_id: &str, reason: &str) -> redis::R
             Ok(true)
         })
         .await?;
-    let written = matches!(updated, crate::registry::Updated::Written(_));
-    if written {
-        tracing::info!(endpoint = %endpoint_id, reason, "endpoint disabled");
+    match updated {
+        crate::registry::Updated::Written(rec) => {
+            tracing::info!(endpoint = %endpoint_id, reason, "endpoint disabled");
+            Ok(Some(rec))
+        }
+        _ => Ok(None),
     }
-    Ok(written)
 }
 
 /// Recent attempts of one endpoint, newest first.

@@ -8,6 +8,7 @@ use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deliver::lane::SlowShare;
 use crate::ids::{DeliveryId, EndpointId, EventId, EventType, TenantId};
+use crate::ops::TraceParent;
 use crate::retry::shards::Queue;
 use crate::retry::Job;
 use crate::support::clock::now_ms;
@@ -21,6 +22,8 @@ pub(crate) struct EventInfo {
     pub(crate) body: Bytes,
     /// Unix ms the event entered the stream.
     pub(crate) published_at: i64,
+    /// Its fan-out span, the parent of every attempt's span (traces on only).
+    pub(crate) trace: Option<TraceParent>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -95,6 +98,7 @@ impl Delivery {
                 tenant: TenantId::stored(job.tenant),
                 body: Bytes::from(job.body),
                 published_at: job.published_at,
+                trace: job.trace.as_deref().and_then(TraceParent::parse),
             }),
             endpoint_id: EndpointId::stored(job.endpoint_id),
             id: DeliveryId::stored(job.id),
@@ -126,6 +130,7 @@ impl Delivery {
             last_error: self.last_error.clone(),
             deferrals: 0,
             queued_at: self.queued_at,
+            trace: self.event.trace.map(|t| t.to_string()),
         }
     }
 
@@ -140,5 +145,53 @@ impl Delivery {
             self.event.published_at
         };
         base + schedule_total.as_millis() as i64
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::retry::bodies::{load, Stored};
+
+    #[test]
+    fn the_fan_out_span_travels_with_a_queued_delivery() {
+        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let event = Arc::new(EventInfo {
+            id: EventId::stored("evt_1"),
+            event_type: EventType::stored("a.b"),
+            tenant: TenantId::stored("t"),
+            body: Bytes::from_static(b"{}"),
+            published_at: 1,
+            trace: tp,
+        });
+        let d = Delivery::fresh(
+            DeliveryId::stored("1-0:ep".into()),
+            event,
+            EndpointId::stored("ep"),
+        );
+        let stored = Stored::of(&d.to_job());
+        let back = Delivery::from_job(load(&stored.raw, stored.body).unwrap(), 0);
+        assert_eq!(back.event.trace, tp);
+    }
+
+    #[test]
+    fn a_job_without_a_trace_stores_none_and_loads_without_one() {
+        let event = Arc::new(EventInfo {
+            id: EventId::stored("evt_1"),
+            event_type: EventType::stored("a.b"),
+            tenant: TenantId::stored("t"),
+            body: Bytes::from_static(b"{}"),
+            published_at: 1,
+            trace: None,
+        });
+        let d = Delivery::fresh(
+            DeliveryId::stored("1-0:ep".into()),
+            event,
+            EndpointId::stored("ep"),
+        );
+        let stored = Stored::of(&d.to_job());
+        assert!(!stored.raw.contains("trace"), "{}", stored.raw);
+        let back = Delivery::from_job(load(&stored.raw, stored.body).unwrap(), 0);
+        assert_eq!(back.event.trace, None);
     }
 }

@@ -50,6 +50,31 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     ("inbound.blocked", "Inbound message blocked by policy"),
 ];
 
+/// webhookd's own events about a tenant's endpoints (SPEC 2), matched only by patterns that
+/// name the `webhookd` service.
+pub(crate) const OPERATIONAL: &[(&str, &str)] = &[
+    (
+        "webhookd.endpoint.disabled",
+        "An endpoint was disabled; data.reason is gone, failing or tenant",
+    ),
+    (
+        "webhookd.endpoint.enabled",
+        "A disabled endpoint was enabled again",
+    ),
+    (
+        "webhookd.endpoint.circuit_opened",
+        "The endpoint's circuit opened: its deliveries wait for a probe",
+    ),
+    (
+        "webhookd.endpoint.circuit_closed",
+        "A probe succeeded; normal delivery resumed",
+    ),
+    (
+        "webhookd.delivery.dead_lettered",
+        "A delivery ran out of attempts and went to the dead letters",
+    ),
+];
+
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub(crate) struct EventTypeInfo {
     #[serde(rename = "type")]
@@ -66,6 +91,7 @@ impl Catalog {
     pub(crate) fn new(extra: &[EventTypeDef]) -> Self {
         let mut types: Vec<EventTypeInfo> = BUILTIN
             .iter()
+            .chain(OPERATIONAL)
             .map(|(t, d)| EventTypeInfo {
                 event_type: t.to_string(),
                 description: d.to_string(),
@@ -154,8 +180,16 @@ mod tests {
     #[test]
     fn the_builtin_catalog_has_every_spec_type() {
         let c = Catalog::new(&[]);
-        assert_eq!(c.types().len(), 21);
+        assert_eq!(
+            c.types().len(),
+            21 + 5,
+            "SPEC 2's 21 types and its 5 operational ones"
+        );
         assert!(c.contains("outbound.bounce_reply") && c.contains("inbound.blocked"));
+        assert!(
+            c.contains("webhookd.endpoint.circuit_opened")
+                && c.contains("webhookd.delivery.dead_lettered")
+        );
     }
 
     #[test]

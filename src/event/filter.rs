@@ -9,6 +9,10 @@ use std::fmt;
 
 use crate::ids::valid_segment;
 
+/// The service of webhookd's own (operational) events: reserved, and matched only by
+/// patterns that name it (SPEC 2, 3).
+pub const RESERVED: &str = "webhookd";
+
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Segment {
     Literal(Box<str>),
@@ -63,9 +67,18 @@ impl Pattern {
         &self.text
     }
 
-    /// The plain matcher: `*` last matches one or more segments, elsewhere exactly one.
+    /// Whether the first segment is this literal service.
+    fn names(&self, service: &str) -> bool {
+        matches!(self.segments.first(), Some(Segment::Literal(l)) if &**l == service)
+    }
+
+    /// The plain matcher: `*` last matches one or more segments, elsewhere exactly one; a type
+    /// of webhookd's own service only by a pattern that names the service.
     pub fn matches(&self, event_type: &str) -> bool {
         let parts: Vec<&str> = event_type.split('.').collect();
+        if parts[0] == RESERVED && !self.names(RESERVED) {
+            return false;
+        }
         let n = self.segments.len();
         for (i, seg) in self.segments.iter().enumerate() {
             let last = i + 1 == n;
@@ -141,7 +154,7 @@ impl PatternIndex {
             parts[n] = p;
             n += 1;
         }
-        walk(&self.root, &parts[..n], out);
+        walk_root(&self.root, &parts[..n], out);
         let found = &mut out[start..];
         found.sort_unstable();
         let mut write = start;
@@ -157,12 +170,24 @@ impl PatternIndex {
     fn matches_slow(&self, event_type: &str, out: &mut Vec<u32>) {
         let parts: Vec<&str> = event_type.split('.').collect();
         let start = out.len();
-        walk(&self.root, &parts, out);
+        walk_root(&self.root, &parts, out);
         let mut found = out.split_off(start);
         found.sort_unstable();
         found.dedup();
         out.extend(found);
     }
+}
+
+/// From the root: types of webhookd's own service are reached only through their literal first
+/// segment (SPEC 3), so `*` and `*.x` patterns never see them.
+fn walk_root(root: &Node, parts: &[&str], out: &mut Vec<u32>) {
+    if parts.first() == Some(&RESERVED) {
+        if let Some(child) = root.literal.get(RESERVED) {
+            walk(child, &parts[1..], out);
+        }
+        return;
+    }
+    walk(root, parts, out);
 }
 
 fn walk(node: &Node, rest: &[&str], out: &mut Vec<u32>) {
@@ -218,6 +243,9 @@ mod tests {
                 !f("*.delivered", "x.outbound.delivered"),
                 "an inner * takes exactly one"
             );
+            let op = "webhookd.endpoint.disabled";
+            assert!(f("webhookd.*", op) && f(op, op) && f("webhookd.*.disabled", op));
+            assert!(!f("*", op) && !f("*.endpoint.disabled", op) && !f("*.*.*", op));
         }
     }
 
@@ -259,14 +287,23 @@ mod tests {
 
     fn pattern() -> impl Strategy<Value = String> {
         prop::collection::vec(
-            prop_oneof![3 => segment(), 1 => Just("*".to_string())],
+            prop_oneof![3 => segment(), 1 => Just("*".to_string()), 1 => Just(RESERVED.to_string())],
             1..5,
         )
         .prop_map(|s| s.join("."))
     }
 
     fn event_type() -> impl Strategy<Value = String> {
-        prop::collection::vec(segment(), 1..6).prop_map(|s| s.join("."))
+        let ours = prop::collection::vec(segment(), 0..4).prop_map(|s| {
+            std::iter::once(RESERVED.to_string())
+                .chain(s)
+                .collect::<Vec<_>>()
+                .join(".")
+        });
+        prop_oneof![
+            3 => prop::collection::vec(segment(), 1..6).prop_map(|s| s.join(".")),
+            1 => ours,
+        ]
     }
 
     proptest! {

@@ -15,6 +15,7 @@ use crate::ingest::claim::InFlight;
 use crate::ingest::dedup::Dedup;
 use crate::ingest::read::{is_nogroup, Reader};
 use crate::ingest::validate::{classify, set_aside, Entry, SetAside};
+use crate::notice::mark::Mark;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::support::backoff::Backoff;
@@ -28,6 +29,7 @@ pub(crate) struct Intake {
     pub(crate) outstanding: Arc<Semaphore>,
     pub(crate) acks: mpsc::UnboundedSender<String>,
     pub(crate) in_flight: Arc<InFlight>,
+    pub(crate) mark: Arc<Mark>,
 }
 
 pub(crate) struct Consumer {
@@ -38,6 +40,7 @@ pub(crate) struct Consumer {
     outstanding: Arc<Semaphore>,
     acks: mpsc::UnboundedSender<String>,
     in_flight: Arc<InFlight>,
+    mark: Arc<Mark>,
     metrics: Arc<Metrics>,
     health: Arc<Health>,
     stop: Shutdown,
@@ -59,6 +62,7 @@ impl Consumer {
             outstanding: intake.outstanding,
             acks: intake.acks,
             in_flight: intake.in_flight,
+            mark: intake.mark,
             metrics,
             health,
             stop,
@@ -160,6 +164,8 @@ impl Consumer {
         self.metrics.events_consumed.inc_by(entries.len() as u64);
         let mut invalid: Vec<SetAside> = Vec::new();
         let mut valid: Vec<(String, Event)> = Vec::new();
+        let mut mark_key = self.mark.cached();
+        let mut reloaded = false;
         for entry in entries {
             // Every entry read is this replica's work from now on: heartbeated until it is
             // acknowledged, so no `XAUTOCLAIM` (ours or another replica's) takes it meanwhile,
@@ -167,7 +173,23 @@ impl Consumer {
             if !self.in_flight.insert(&entry.id) {
                 continue;
             }
-            match classify(&entry, self.reader.settings().max_event_bytes) {
+            let max = self.reader.settings().max_event_bytes;
+            let mut class = classify(&entry, max, mark_key.as_deref());
+            if class.unmarked() && !reloaded {
+                // Our own event, or one a producer forged: read the key again in case Redis
+                // lost it and a new one signs now.
+                reloaded = true;
+                match self.mark.reload().await {
+                    Ok(key) => {
+                        mark_key = Some(key);
+                        class = classify(&entry, max, mark_key.as_deref());
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "reading the operational events' key failed")
+                    }
+                }
+            }
+            match class {
                 Entry::Valid(ev) => valid.push((entry.id, ev)),
                 Entry::Invalid { reason, raw } => invalid.push((entry.id, reason, raw)),
                 Entry::Trimmed => self.ack(entry.id),

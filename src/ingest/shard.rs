@@ -14,6 +14,7 @@ use crate::db::shards::Shards;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::fanout::FanOut;
 use crate::ingest::{run_acker, run_heartbeat, Consumer, InFlight, Intake, Reader, StreamSettings};
+use crate::notice::mark::Mark;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::support::shutdown::Shutdown;
@@ -27,6 +28,8 @@ pub(crate) struct Shared {
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) health: Arc<Health>,
     pub(crate) stop: Shutdown,
+    /// Tells webhookd's own events from a producer's.
+    pub(crate) mark: Arc<Mark>,
 }
 
 pub(crate) struct ShardIngest {
@@ -61,6 +64,7 @@ impl ShardIngest {
                 outstanding: shared.outstanding,
                 acks,
                 in_flight: in_flight.clone(),
+                mark: shared.mark,
             },
             shared.metrics,
             shared.health,

@@ -7,6 +7,7 @@ use redis::Value;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::event::{self, Event};
+use crate::notice::{is_operational, mark};
 
 #[derive(Debug)]
 pub(crate) enum Entry {
@@ -19,10 +20,44 @@ pub(crate) enum Entry {
     Trimmed,
 }
 
-pub(crate) fn classify(entry: &StreamId, max_event_bytes: usize) -> Entry {
+/// Why an event of webhookd's own service is refused when a producer sent it.
+pub(crate) const UNMARKED: &str =
+    "the `webhookd` service is reserved for webhookd's own events (SPEC 2)";
+
+impl Entry {
+    /// A `webhookd.*` event without webhookd's mark (under the key this replica holds).
+    pub(crate) fn unmarked(&self) -> bool {
+        matches!(self, Entry::Invalid { reason, .. } if reason == UNMARKED)
+    }
+}
+
+/// `mark_key`: the key webhookd's own events are marked with (`notice::mark`), if known.
+pub(crate) fn classify(entry: &StreamId, max_event_bytes: usize, mark_key: Option<&[u8]>) -> Entry {
+    let origin = match entry.map.get(mark::FIELD) {
+        Some(Value::BulkString(b)) => Some(b.as_slice()),
+        Some(Value::SimpleString(s)) => Some(s.as_bytes()),
+        _ => None,
+    };
+    let parsed = |raw: &[u8]| match parsed(raw, max_event_bytes) {
+        Entry::Valid(ev) if is_operational(&ev.event_type) => {
+            let ours = match (mark_key, origin) {
+                (Some(key), Some(m)) => mark::verify(key, raw, m),
+                _ => false,
+            };
+            if ours {
+                Entry::Valid(ev)
+            } else {
+                Entry::Invalid {
+                    reason: UNMARKED.into(),
+                    raw: raw.to_vec(),
+                }
+            }
+        }
+        other => other,
+    };
     match entry.map.get("event") {
-        Some(Value::BulkString(raw)) => parsed(raw, max_event_bytes),
-        Some(Value::SimpleString(s)) => parsed(s.as_bytes(), max_event_bytes),
+        Some(Value::BulkString(raw)) => parsed(raw),
+        Some(Value::SimpleString(s)) => parsed(s.as_bytes()),
         None if entry.map.is_empty() => Entry::Trimmed,
         _ => {
             let mut fields: Vec<String> = entry
@@ -100,7 +135,7 @@ mod tests {
     #[test]
     fn a_valid_envelope_is_an_event() {
         let raw = event::envelope_json("evt_1", "outbound.sent", "t1", 1, &serde_json::json!({}));
-        match classify(&entry(&[("event", bulk(&raw))]), 1 << 20) {
+        match classify(&entry(&[("event", bulk(&raw))]), 1 << 20, None) {
             Entry::Valid(ev) => assert_eq!((ev.id.as_str(), ev.tenant.as_str()), ("evt_1", "t1")),
             other => panic!("{other:?}"),
         }
@@ -108,7 +143,11 @@ mod tests {
 
     #[test]
     fn an_invalid_envelope_is_set_aside_with_its_reason_and_bytes() {
-        match classify(&entry(&[("event", bulk(r#"{"id":"evt_1"}"#))]), 1 << 20) {
+        match classify(
+            &entry(&[("event", bulk(r#"{"id":"evt_1"}"#))]),
+            1 << 20,
+            None,
+        ) {
             Entry::Invalid { reason, raw } => {
                 assert!(reason.contains("type"), "{reason}");
                 assert_eq!(raw, br#"{"id":"evt_1"}"#);
@@ -119,7 +158,7 @@ mod tests {
 
     #[test]
     fn an_entry_without_an_event_field_keeps_what_it_held() {
-        match classify(&entry(&[("payload", bulk("x"))]), 1 << 20) {
+        match classify(&entry(&[("payload", bulk("x"))]), 1 << 20, None) {
             Entry::Invalid { reason, raw } => {
                 assert_eq!(reason, "entry has no `event` field");
                 assert!(String::from_utf8(raw).unwrap().starts_with("payload="));
@@ -130,6 +169,40 @@ mod tests {
 
     #[test]
     fn an_entry_trimmed_away_is_neither() {
-        assert!(matches!(classify(&entry(&[]), 1 << 20), Entry::Trimmed));
+        assert!(matches!(
+            classify(&entry(&[]), 1 << 20, None),
+            Entry::Trimmed
+        ));
+    }
+
+    #[test]
+    fn a_webhookd_event_is_valid_only_with_webhookds_mark() {
+        let raw = event::envelope_json(
+            "whd_1",
+            "webhookd.endpoint.enabled",
+            "t1",
+            1,
+            &serde_json::json!({"endpoint_id": "ep"}),
+        );
+        let marked = mark::sign(b"k", raw.as_bytes());
+        let with =
+            |fields: &[(&str, Value)], key: Option<&[u8]>| classify(&entry(fields), 1 << 20, key);
+        assert!(matches!(
+            with(
+                &[("event", bulk(&raw)), (mark::FIELD, bulk(&marked))],
+                Some(b"k")
+            ),
+            Entry::Valid(_)
+        ));
+        for class in [
+            with(&[("event", bulk(&raw))], Some(b"k")),
+            with(
+                &[("event", bulk(&raw)), (mark::FIELD, bulk(&marked))],
+                Some(b"other"),
+            ),
+            with(&[("event", bulk(&raw)), (mark::FIELD, bulk(&marked))], None),
+        ] {
+            assert!(class.unmarked(), "{class:?}");
+        }
     }
 }

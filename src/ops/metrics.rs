@@ -30,6 +30,7 @@ pub(crate) struct Metrics {
     parked: Family<Labels, Counter>,
     pub(crate) circuits_open: Gauge,
     pub(crate) dlq_trimmed: Counter,
+    pub(crate) notices_dropped: Counter,
     pub(crate) endpoints_quarantined: Gauge,
     pub(crate) retry_jobs_quarantined: Counter,
     transitions: Family<Labels, Counter>,
@@ -134,6 +135,12 @@ impl Metrics {
             "Circuit state changes made by this replica, by the state entered",
             transitions.clone(),
         );
+        let notices_dropped = Counter::default();
+        registry.register(
+            "webhookd_notices_dropped",
+            "Operational events (webhookd.*) not published: too many were waiting",
+            notices_dropped.clone(),
+        );
         let dlq_trimmed = Counter::default();
         registry.register(
             "webhookd_dlq_trimmed",
@@ -153,6 +160,7 @@ impl Metrics {
         );
         Metrics {
             dlq_trimmed,
+            notices_dropped,
             retry_jobs_quarantined,
             endpoints_quarantined,
             registry,
@@ -185,6 +193,16 @@ impl Metrics {
     /// Counts a circuit entering `to` (`open`, `half_open` or `closed`).
     pub(crate) fn circuit_transition(&self, to: &'static str) {
         self.transitions.get_or_create(&vec![("to", to)]).inc();
+    }
+
+    /// Registers a metric only some configurations have (traces), so it is absent otherwise.
+    pub(crate) fn register(
+        &mut self,
+        name: &str,
+        help: &str,
+        metric: impl prometheus_client::registry::Metric,
+    ) {
+        self.registry.register(name, help, metric);
     }
 
     /// The Prometheus text exposition.

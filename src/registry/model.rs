@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 use crate::event::filter::Pattern;
 use crate::registry::error::RegistryError;
 use crate::secure::seal::Sealer;
-use crate::secure::sign::SigningKey;
+use crate::secure::sign::{Key, Scheme};
 
 pub(crate) const MAX_HEADERS: usize = 20;
 pub(crate) const MAX_DESCRIPTION: usize = 1024;
@@ -61,8 +61,12 @@ pub struct EndpointRecord {
     pub metadata: BTreeMap<String, String>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// Newest first: the current secret, then any still overlapping after a rotation.
+    /// Newest first: the current secret, then any still overlapping after a rotation. For an
+    /// ed25519 endpoint, its private keys (`whsk_`), sealed the same way.
     pub secrets: Vec<StoredSecret>,
+    /// Absent from records written before endpoints had a choice: those are HMAC.
+    #[serde(default)]
+    pub signing: Scheme,
     /// Declared in `config.yaml`; the API may not change it.
     #[serde(default, rename = "static")]
     pub from_config: bool,
@@ -96,6 +100,7 @@ impl EndpointRecord {
                 sealed: sealed_secret,
                 expires_at: None,
             }],
+            signing: Scheme::HmacSha256,
             from_config: false,
         }
     }
@@ -109,7 +114,7 @@ pub struct Endpoint {
     pub url: Uri,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Signing keys with their expiry (ms), current first.
-    pub keys: Vec<(SigningKey, Option<i64>)>,
+    pub keys: Vec<(Key, Option<i64>)>,
     pub disabled: bool,
     pub rate_limit: Option<u32>,
     pub filters: Vec<Pattern>,
@@ -139,7 +144,7 @@ impl Endpoint {
         let mut keys = Vec::with_capacity(rec.secrets.len());
         for s in &rec.secrets {
             let secret = sealer.open(&s.sealed, &rec.id)?;
-            let key = SigningKey::from_secret(&secret)?;
+            let key = Key::parse(rec.signing, &secret)?;
             keys.push((key, s.expires_at));
         }
         if keys.is_empty() {
@@ -179,7 +184,7 @@ impl Endpoint {
     }
 
     /// Keys that still sign at `now_ms`: the current one and any within its overlap.
-    pub fn active_keys(&self, now_ms: i64) -> impl Iterator<Item = &SigningKey> {
+    pub fn active_keys(&self, now_ms: i64) -> impl Iterator<Item = &Key> {
         self.keys
             .iter()
             .enumerate()
@@ -219,6 +224,21 @@ pub(crate) fn new_endpoint_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn records_of_builds_before_signing_read_as_hmac() {
+        let old = r#"{"id":"ep_1","tenant":"t","url":"https://example.com/","filters":["*"],
+            "created_at":1,"updated_at":1,"secrets":[{"sealed":"plain:whsec_x"}]}"#;
+        let rec: EndpointRecord = serde_json::from_str(old).unwrap();
+        assert_eq!(rec.signing, Scheme::HmacSha256);
+        let ed = EndpointRecord {
+            signing: Scheme::Ed25519,
+            ..rec
+        };
+        let again: EndpointRecord =
+            serde_json::from_str(&serde_json::to_string(&ed).unwrap()).unwrap();
+        assert_eq!(again.signing, Scheme::Ed25519);
+    }
 
     #[test]
     fn custom_headers_cannot_override_signing_headers() {

@@ -134,6 +134,7 @@ mod tests {
             last_error: None,
             deferrals: 0,
             queued_at: 0,
+            trace: None,
         }
     }
 

@@ -29,4 +29,8 @@ pub struct Job {
     /// Unix ms its schedule began to count while it had no attempt (0: older builds).
     #[serde(default)]
     pub queued_at: i64,
+    /// Its event's fan-out span as a W3C `traceparent`, so every attempt, on any replica,
+    /// is that span's child. Absent when traces are off, and in jobs of older builds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<String>,
 }

@@ -9,6 +9,10 @@ pub enum SecureError {
     SecretBase64,
     #[error("secret must encode 24 to 64 bytes")]
     SecretLength,
+    #[error("private key must be `whsk_` + base64 of a 32-byte Ed25519 seed (or of seed and public key, 64 bytes)")]
+    PrivateKey,
+    #[error("public key must be `whpk_` + base64 of a 32-byte Ed25519 public key")]
+    PublicKey,
     #[error("stored secret is encrypted but signing.encryption_key is not set")]
     NoKey,
     #[error("stored secret cannot be decrypted: not sealed for this endpoint, or under none of signing.encryption_key and previous_encryption_keys")]

@@ -81,7 +81,7 @@ async fn every_internal_target_is_refused_at_registration() {
 }
 
 /// Every value stored under `prefix`, whatever the key's type.
-fn dump_redis(prefix: &str) -> Vec<(String, String)> {
+pub(crate) fn dump_redis(prefix: &str) -> Vec<(String, String)> {
     let mut r = redis();
     let mut out = Vec::new();
     let mut cursor = 0u64;

@@ -165,6 +165,85 @@ fn sign_then_verify_round_trips_and_a_tampered_body_fails() {
 }
 
 #[test]
+fn ed25519_sign_then_verify_round_trips_and_an_independent_verifier_agrees() {
+    use base64::engine::general_purpose::STANDARD as B64;
+    use base64::Engine;
+    use ed25519_dalek::{Signature, SigningKey};
+    let key = SigningKey::from_bytes(&[42; 32]);
+    let private = format!("whsk_{}", B64.encode(key.to_bytes()));
+    let public = format!("whpk_{}", B64.encode(key.verifying_key().to_bytes()));
+    let body =
+        br#"{"id":"evt_1","service":"outbound","type":"outbound.sent","created_at":1,"data":{}}"#;
+    let sign = |secret: &str| {
+        let args = [
+            "sign", "--scheme", "ed25519", "--secret", secret, "--id", "evt_1",
+        ];
+        let (code, out, err) = run(&[&args[..], &["--timestamp", "1700000000"]].concat(), body);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("webhook-id: evt_1") && out.contains("webhook-timestamp: 1700000000"));
+        out.lines()
+            .find_map(|l| l.strip_prefix("webhook-signature: "))
+            .unwrap()
+            .to_string()
+    };
+    let sig = sign(&private);
+    assert!(sig.starts_with("v1a,") && !sig.contains(' '), "{sig}");
+    // libsodium's 64-byte private key (seed and public key) signs the same.
+    assert_eq!(
+        sign(&format!("whsk_{}", B64.encode(key.to_keypair_bytes()))),
+        sig
+    );
+    // An independent implementation agrees.
+    let raw = Signature::from_slice(&B64.decode(&sig[4..]).unwrap()).unwrap();
+    let content = [&b"evt_1.1700000000."[..], body].concat();
+    assert!(key.verifying_key().verify_strict(&content, &raw).is_ok());
+
+    let verify = |b: &[u8], sig: &str, key: &str, scheme: &str| {
+        let args = [
+            "verify", "--scheme", scheme, "--secret", key, "--id", "evt_1",
+        ];
+        let rest = ["--timestamp", "1700000000", "--signature", sig];
+        run(&[&args[..], &rest[..]].concat(), b).0
+    };
+    assert_eq!(verify(body, &sig, &public, "ed25519"), 0);
+    assert_eq!(
+        verify(b"{}", &sig, &public, "ed25519"),
+        1,
+        "a tampered body"
+    );
+    let stranger = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    let stranger = format!("whpk_{}", B64.encode(stranger.to_bytes()));
+    assert_eq!(verify(body, &sig, &stranger, "ed25519"), 1, "another key");
+    assert_eq!(
+        verify(body, &sig, SECRET, "hmac-sha256"),
+        1,
+        "a v1a entry is no v1 one"
+    );
+    fails_with_one_line(
+        &[
+            "sign", "--scheme", "ed25519", "--secret", SECRET, "--id", "evt_1",
+        ],
+        &["--secret", "whsk_"],
+    );
+    let args = [
+        "--id",
+        "evt_1",
+        "--timestamp",
+        "1",
+        "--signature",
+        "v1a,AAAA",
+    ];
+    fails_with_one_line(
+        &[
+            &["verify", "--scheme", "ed25519", "--secret", &private][..],
+            &args[..],
+        ]
+        .concat(),
+        &["--secret", "whpk_"],
+    );
+}
+
+#[test]
 fn a_bad_secret_is_refused_with_one_line() {
     let (code, _, err) = run(&["sign", "--secret", "nope", "--id", "x"], b"{}");
     assert_eq!(code, 1);

@@ -11,15 +11,19 @@ mod fan_out;
 mod filters;
 mod isolation;
 mod no_silent_loss;
+mod operational;
 mod retries;
 mod signing;
+mod signing_ed25519;
 // SPEC 6: the management API.
 mod api_security;
+mod ed25519_secrets;
 mod management_api;
 mod portal_browser;
 mod portal_operator;
 mod portal_pages;
 mod portal_sessions;
+mod verify_ed25519;
 mod verify_snippets;
 // SPEC 7: provider payloads.
 mod provider_ingest;
@@ -35,6 +39,7 @@ mod shards;
 mod command_line;
 // SPEC 10: operations.
 mod operations;
+mod traces;
 mod trim;
 mod upgrade;
 // Not a SPEC promise: the shape of the source tree (issue 12).

@@ -39,6 +39,7 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
             "metadata",
             "rate_limit",
             "secret",
+            "signing",
             "tenant",
             "updated_at",
             "url"
@@ -654,8 +655,15 @@ async fn the_catalog_lists_every_type_with_its_description() {
     let (status, body) = api.get("/v1/event-types").await;
     assert_eq!(status, 200);
     let data = body["data"].as_array().unwrap();
-    assert_eq!(data.len(), 22);
+    assert_eq!(
+        data.len(),
+        27,
+        "21 event types, 5 operational ones and the operator's"
+    );
     assert!(data.contains(&json!({"type": "outbound.bounced", "description": "Bounced; data.bounce_type is hard or soft"})));
+    assert!(data
+        .iter()
+        .any(|t| t["type"] == "webhookd.endpoint.circuit_opened"));
     assert!(data.contains(&json!({"type": "billing.paid", "description": "Invoice paid"})));
     assert_eq!(body["next_cursor"], Value::Null);
     // Operator types can be subscribed to.

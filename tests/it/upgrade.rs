@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::api_common::*;
 use crate::common::*;
-use serde_json::json;
+use serde_json::{json, Value};
 
 const WAIT: Duration = Duration::from_secs(30);
 
@@ -116,6 +116,14 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
         .await;
     assert_eq!(status, 200, "{list}");
     assert_eq!(list["data"].as_array().unwrap().len(), 3, "{list}");
+    // Its records have no `signing`: they read as the HMAC endpoints they are.
+    let schemes: Vec<&Value> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["signing"])
+        .collect();
+    assert!(schemes.iter().all(|s| *s == "hmac-sha256"), "{list}");
     let (status, tokens) = api.get(&format!("/v1/tenants/{tenant}/tokens")).await;
     assert_eq!(status, 200, "{tokens}");
     let listed = tokens["data"].as_array().unwrap();

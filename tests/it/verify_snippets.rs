@@ -19,27 +19,27 @@ use webhookd::support::clock::now_secs;
 use crate::api_common::*;
 use crate::common::*;
 
-const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
 /// `go run` compiles the standard library's HTTP server into a fresh cache first.
-const START: Duration = Duration::from_secs(180);
+pub(crate) const START: Duration = Duration::from_secs(180);
 /// An endpoint change reaches the dispatcher within 1 s (SPEC 6).
-const VISIBLE: Duration = Duration::from_millis(1500);
-const TENANT: &str = "acct_v";
+pub(crate) const VISIBLE: Duration = Duration::from_millis(1500);
+pub(crate) const TENANT: &str = "acct_v";
 
 /// A language the page has a program for, and how the tests run it.
-struct Lang {
+pub(crate) struct Lang {
     /// Set by `scripts/langs-for-tests.sh`; `fallback` from `PATH` without it.
-    program_env: &'static str,
-    fallback: &'static str,
+    pub(crate) program_env: &'static str,
+    pub(crate) fallback: &'static str,
     /// The Debian package that brings the program.
-    package: &'static str,
-    args: &'static [&'static str],
-    file: &'static str,
+    pub(crate) package: &'static str,
+    pub(crate) args: &'static [&'static str],
+    pub(crate) file: &'static str,
     /// Go builds before it runs: it gets its own cache and no module proxy.
-    builds: bool,
+    pub(crate) builds: bool,
 }
 
-const PYTHON: Lang = Lang {
+pub(crate) const PYTHON: Lang = Lang {
     program_env: "WEBHOOKD_TEST_PYTHON",
     fallback: "python3",
     package: "python3",
@@ -47,7 +47,7 @@ const PYTHON: Lang = Lang {
     file: "verify.py",
     builds: false,
 };
-const NODE: Lang = Lang {
+pub(crate) const NODE: Lang = Lang {
     program_env: "WEBHOOKD_TEST_NODE",
     fallback: "node",
     package: "nodejs",
@@ -55,7 +55,7 @@ const NODE: Lang = Lang {
     file: "verify.js",
     builds: false,
 };
-const GO: Lang = Lang {
+pub(crate) const GO: Lang = Lang {
     program_env: "WEBHOOKD_TEST_GO",
     fallback: "go",
     package: "golang-go",
@@ -65,7 +65,7 @@ const GO: Lang = Lang {
 };
 
 /// The program as the portal embeds it.
-fn snippet(file: &str) -> PathBuf {
+pub(crate) fn snippet(file: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("src/api/portal/snippets")
         .join(file)
@@ -73,7 +73,7 @@ fn snippet(file: &str) -> PathBuf {
 
 /// A verification program listening as a receiver; its whole process group is killed when
 /// dropped (`go run` would leave the program it built running).
-struct Program {
+pub(crate) struct Program {
     name: String,
     child: Child,
     port: u16,
@@ -83,7 +83,7 @@ struct Program {
 
 impl Program {
     /// Starts `lang`'s program with `secret` on `port` and waits (bounded) until it listens.
-    async fn start(lang: &Lang, secret: &str, port: u16, scratch: &Path) -> Program {
+    pub(crate) async fn start(lang: &Lang, secret: &str, port: u16, scratch: &Path) -> Program {
         let program = std::env::var(lang.program_env).unwrap_or_else(|_| lang.fallback.into());
         let err = scratch.join(format!("{}.stderr", lang.file));
         let mut cmd = Command::new(&program);
@@ -140,7 +140,7 @@ impl Program {
         p
     }
 
-    fn stdout(&self) -> Vec<String> {
+    pub(crate) fn stdout(&self) -> Vec<String> {
         self.out.lock().unwrap().clone()
     }
 
@@ -149,7 +149,7 @@ impl Program {
     }
 
     /// Ends the program and waits (bounded) until its port is free for the next one.
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let port = self.port;
         drop(self);
         let free = wait_until(WAIT, || TcpStream::connect(("127.0.0.1", port)).is_err()).await;
@@ -169,7 +169,7 @@ impl Drop for Program {
 
 /// Publishes `event` to the tenant; the program prints `verified <event>` and the endpoint's
 /// attempts show it answered 204.
-async fn delivered(api: &Api, path: &str, program: &Program, event: &str) {
+pub(crate) async fn delivered(api: &Api, path: &str, program: &Program, event: &str) {
     let (status, body) = api.publish_event(event, TENANT).await;
     assert_eq!(status, 202, "{body}");
     let line = format!("verified {event}");
@@ -299,7 +299,7 @@ async fn the_go_program_verifies_deliveries_through_a_rotation_and_refuses_forge
 }
 
 /// A portal session's cookie, from a link minted by an admin at `path` with `body`.
-async fn session_cookie(setup: &Setup, path: &str, body: Value) -> String {
+pub(crate) async fn session_cookie(setup: &Setup, path: &str, body: Value) -> String {
     let (status, link) = Api::admin(setup).post(path, body).await;
     assert_eq!(status, 201, "{link}");
     let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
@@ -310,14 +310,14 @@ async fn session_cookie(setup: &Setup, path: &str, body: Value) -> String {
 }
 
 /// A portal page as the browser with `cookie` gets it.
-async fn page(setup: &Setup, path: &str, cookie: &str) -> (u16, String) {
+pub(crate) async fn page(setup: &Setup, path: &str, cookie: &str) -> (u16, String) {
     let url = format!("{}{path}", setup.api());
     let (status, _, body) =
         http_request(Method::GET, &url, &[("cookie", cookie.to_string())], None).await;
     (status, body)
 }
 
-fn html_escaped(s: &str) -> String {
+pub(crate) fn html_escaped(s: &str) -> String {
     s.replace('&', "&amp;")
         .replace('<', "&lt;")
         .replace('>', "&gt;")

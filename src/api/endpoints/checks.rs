@@ -7,7 +7,7 @@ use crate::api::state::ApiState;
 use crate::event::catalog::check_filters;
 use crate::registry::model::{parse_headers, MAX_DESCRIPTION};
 use crate::registry::EndpointRecord;
-use crate::secure::sign::decode_secret;
+use crate::secure::sign::{decode_secret, Scheme};
 use crate::secure::ssrf::{check_url, literal_ip};
 
 /// How long registration waits for DNS before accepting a name it could not resolve (the
@@ -51,10 +51,40 @@ pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiE
     Ok(())
 }
 
-pub(super) fn check_secret(secret: &str) -> Result<(), ApiError> {
+fn check_secret(secret: &str) -> Result<(), ApiError> {
     decode_secret(secret)
         .map(|_| ())
         .map_err(|e| ApiError::Invalid(format!("`secret`: {e}")))
+}
+
+/// The key a new endpoint, or a rotation, signs with from now on, as kept (sealed): a supplied
+/// `whsec_` secret once checked, else a fresh one of the scheme. An ed25519 key pair is always
+/// generated, so that its private key is never anywhere but in webhookd.
+pub(super) fn new_key(signing: Scheme, supplied: Option<String>) -> Result<String, ApiError> {
+    match (signing, supplied) {
+        (Scheme::HmacSha256, Some(secret)) => check_secret(&secret).map(|_| secret),
+        (Scheme::Ed25519, Some(_)) => Err(ApiError::Invalid(
+            "`secret` cannot be given for an ed25519 endpoint: webhookd generates its key pair \
+             and shows its public key (`whpk_…`) in `secret`"
+                .into(),
+        )),
+        (scheme, None) => Ok(scheme.generate()),
+    }
+}
+
+/// Refuses (422) a change of `signing`: receivers hold a key of the scheme chosen at create.
+pub(super) fn check_signing_kept(
+    asked: Option<Scheme>,
+    rec: &EndpointRecord,
+) -> Result<(), ApiError> {
+    match asked {
+        Some(s) if s != rec.signing => Err(ApiError::Invalid(format!(
+            "`signing` cannot change: endpoint `{}` signs with {}, chosen when it was created \
+             (create a new endpoint to use {s})",
+            rec.id, rec.signing
+        ))),
+        _ => Ok(()),
+    }
 }
 
 /// Checks the fields every write must satisfy, whatever changed.
@@ -115,14 +145,23 @@ pub(super) fn refuse_static(rec: &EndpointRecord) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub(super) fn open_secret(state: &ApiState, rec: &EndpointRecord) -> Result<String, ApiError> {
+/// What the API shows of the endpoint's current key: its secret, or its public key.
+pub(super) fn shown_secret(state: &ApiState, rec: &EndpointRecord) -> Result<String, ApiError> {
     let current = rec
         .secrets
         .first()
         .ok_or_else(|| ApiError::Internal(format!("endpoint `{}` has no secret", rec.id)))?;
-    state
+    let kept = state
         .inner
         .sealer
         .open(&current.sealed, &rec.id)
+        .map_err(|e| ApiError::Internal(format!("endpoint `{}`: {e}", rec.id)))?;
+    shown(rec, &kept)
+}
+
+/// What the API shows of a key `rec` keeps (`kept`, in the clear).
+pub(super) fn shown(rec: &EndpointRecord, kept: &str) -> Result<String, ApiError> {
+    rec.signing
+        .shown(kept)
         .map_err(|e| ApiError::Internal(format!("endpoint `{}`: {e}", rec.id)))
 }

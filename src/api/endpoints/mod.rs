@@ -13,7 +13,9 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use self::checks::{check_fields, check_secret, check_target, load, refuse_static};
+use self::checks::{
+    check_fields, check_signing_kept, check_target, load, new_key, refuse_static, shown,
+};
 use self::shapes::{
     CreateEndpoint, CreatedEndpoint, EndpointList, EndpointOut, PageQuery, PatchEndpoint,
 };
@@ -21,9 +23,9 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{cursor, page_limit};
 use crate::api::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use crate::api::state::ApiState;
+use crate::notice::{Notice, Reason};
 use crate::registry::model::new_endpoint_id;
 use crate::registry::{EndpointRecord, Updated};
-use crate::secure::sign::generate_secret;
 use crate::support::clock::now_ms;
 
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
@@ -39,7 +41,8 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 
 /// Register an endpoint.
 ///
-/// The answer carries the signing secret; it can be read again with `GET …/secret`.
+/// The answer carries the signing secret (for `signing: "ed25519"`, the public key `whpk_…`);
+/// it can be read again with `GET …/secret`.
 #[utoipa::path(
     post,
     path = "/v1/tenants/{tenant}/endpoints",
@@ -61,13 +64,8 @@ async fn create_endpoint(
     scope: TenantScope,
     JsonBody(req): JsonBody<CreateEndpoint>,
 ) -> Result<(StatusCode, Json<CreatedEndpoint>), ApiError> {
-    let secret = match req.secret {
-        Some(s) => {
-            check_secret(&s)?;
-            s
-        }
-        None => generate_secret(),
-    };
+    let signing = req.signing.unwrap_or_default();
+    let kept = new_key(signing, req.secret)?;
     let now = now_ms();
     let disabled = req.disabled.unwrap_or(false);
     let id = new_endpoint_id();
@@ -78,17 +76,19 @@ async fn create_endpoint(
         disabled,
         disabled_reason: disabled.then(|| DISABLED_BY_REQUEST.to_string()),
         metadata: req.metadata.unwrap_or_default(),
+        signing,
         ..EndpointRecord::new(
             id.clone(),
             scope.tenant,
             req.url,
             req.filters,
-            state.inner.sealer.seal(&secret, &id),
+            state.inner.sealer.seal(&kept, &id),
             now,
         )
     };
     check_fields(&state, &rec)?;
     check_target(&state, &rec.url).await?;
+    let secret = shown(&rec, &kept)?;
     state.inner.store.put(&rec).await?;
     let endpoint = EndpointOut::from(&rec);
     Ok((
@@ -179,6 +179,7 @@ async fn patch_endpoint(
     JsonBody(req): JsonBody<PatchEndpoint>,
 ) -> Result<Json<EndpointOut>, ApiError> {
     let first = load(&state, &scope.tenant, &id).await?;
+    check_signing_kept(req.signing, &first)?;
     // config.yaml owns a static endpoint; the one change the API makes is enabling it again
     // after webhookd disabled it at run time (a 410, or failing for disable_after).
     if !req.only_enables() {
@@ -198,22 +199,41 @@ async fn patch_endpoint(
     }
     // Applied to the newest record, so a change made meanwhile (an automatic disable, another
     // PATCH) is kept rather than overwritten.
+    let mut toggled = None;
     let updated = state
         .inner
         .store
         .update(&first.id, |rec| {
-            apply_patch(&req, rec);
+            toggled = apply_patch(&req, rec);
             check_fields(&state, rec)?;
             Ok::<_, ApiError>(true)
         })
         .await?;
     match updated {
-        Updated::Written(rec) | Updated::Unchanged(rec) => Ok(Json(EndpointOut::from(&rec))),
+        Updated::Written(rec) => {
+            let notice = match toggled {
+                Some(true) => Some(Notice::disabled(
+                    &rec.tenant,
+                    &rec.id,
+                    Reason::Tenant,
+                    DISABLED_BY_REQUEST,
+                    rec.updated_at,
+                )),
+                Some(false) => Some(Notice::enabled(&rec.tenant, &rec.id, rec.updated_at)),
+                None => None,
+            };
+            if let Some(n) = notice {
+                state.inner.notices.send(n);
+            }
+            Ok(Json(EndpointOut::from(&rec)))
+        }
+        Updated::Unchanged(rec) => Ok(Json(EndpointOut::from(&rec))),
         Updated::Missing => Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
     }
 }
 
-fn apply_patch(req: &PatchEndpoint, rec: &mut EndpointRecord) {
+/// Applies a change; answers whether it disabled (true) or enabled (false) the endpoint.
+fn apply_patch(req: &PatchEndpoint, rec: &mut EndpointRecord) -> Option<bool> {
     if let Some(url) = &req.url {
         rec.url = url.clone();
     }
@@ -236,12 +256,15 @@ fn apply_patch(req: &PatchEndpoint, rec: &mut EndpointRecord) {
         Some(true) if !rec.disabled => {
             rec.disabled = true;
             rec.disabled_reason = Some(DISABLED_BY_REQUEST.into());
+            Some(true)
         }
         Some(false) => {
+            let was = rec.disabled;
             rec.disabled = false;
             rec.disabled_reason = None;
+            was.then_some(false)
         }
-        _ => {}
+        _ => None,
     }
 }
 

@@ -1,18 +1,18 @@
-//! An endpoint's signing secret: read it, rotate it (the old one overlaps).
+//! An endpoint's signing secret (an ed25519 endpoint's public key): read it, rotate it (the
+//! old one overlaps).
 
 use axum::extract::State;
 use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::checks::{check_secret, load, open_secret, refuse_static};
+use super::checks::{load, new_key, refuse_static, shown, shown_secret};
 use super::shapes::{RotateSecret, Secret};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::OptionalJsonBody;
 use crate::api::extract::{ApiPath, TenantScope};
 use crate::api::state::ApiState;
 use crate::registry::{StoredSecret, Updated};
-use crate::secure::sign::generate_secret;
 use crate::support::clock::now_ms;
 
 /// Secrets kept signing at once: the current one and up to this many still overlapping.
@@ -25,6 +25,8 @@ pub(super) fn routes() -> OpenApiRouter<ApiState> {
 }
 
 /// Read an endpoint's current signing secret.
+///
+/// For an `ed25519` endpoint, its current public key `whpk_…`; the private key is never shown.
 #[utoipa::path(
     get,
     path = "/v1/tenants/{tenant}/endpoints/{id}/secret",
@@ -48,14 +50,16 @@ async fn get_secret(
 ) -> Result<Json<Secret>, ApiError> {
     let rec = load(&state, &scope.tenant, &id).await?;
     Ok(Json(Secret {
-        secret: open_secret(&state, &rec)?,
+        secret: shown_secret(&state, &rec)?,
     }))
 }
 
 /// Rotate the signing secret.
 ///
 /// The previous secret keeps signing alongside the new one (two `v1,` entries in
-/// `webhook-signature`) for `signing.rotation_overlap`.
+/// `webhook-signature`) for `signing.rotation_overlap`. An `ed25519` endpoint gets a new key
+/// pair the same way (two `v1a,` entries, the new key's first) and answers its public key; it
+/// takes no `secret`.
 #[utoipa::path(
     post,
     path = "/v1/tenants/{tenant}/endpoints/{id}/secret/rotate",
@@ -84,14 +88,10 @@ async fn rotate_secret(
 ) -> Result<Json<Secret>, ApiError> {
     let first = load(&state, &scope.tenant, &id).await?;
     refuse_static(&first)?;
-    let secret = match req.and_then(|r| r.secret) {
-        Some(s) => {
-            check_secret(&s)?;
-            s
-        }
-        None => generate_secret(),
-    };
-    let sealed = state.inner.sealer.seal(&secret, &first.id);
+    // `signing` never changes, so the first read's scheme is the newest record's too.
+    let kept = new_key(first.signing, req.and_then(|r| r.secret))?;
+    let secret = shown(&first, &kept)?;
+    let sealed = state.inner.sealer.seal(&kept, &first.id);
     // Rotated on the newest record: two rotations at once both land (the later one's secret
     // current, the earlier one's overlapping), so every secret a caller was told signs.
     let updated = state

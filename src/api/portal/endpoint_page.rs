@@ -1,6 +1,6 @@
-//! One endpoint's page in the portal: its last 24 hours, its signing secret (revealed on
-//! demand, rotated with the overlap explained), a test send and its recent attempts. Another tenant's endpoint is "not found", as in the
-//! API.
+//! One endpoint's page in the portal: its last 24 hours, its signing secret or public key
+//! (revealed on demand, rotated with the overlap explained), a test send and its recent
+//! attempts. Another tenant's endpoint is "not found", as in the API.
 
 use std::fmt::Write;
 
@@ -14,6 +14,7 @@ use super::session::Session;
 use crate::api::state::ApiState;
 use crate::event::catalog::Catalog;
 use crate::event::filter::Pattern;
+use crate::secure::sign::Scheme;
 
 pub(super) async fn show(
     State(state): State<ApiState>,
@@ -53,7 +54,7 @@ pub(super) async fn show(
             body.push_str("<p role=\"alert\">The last 24 hours cannot be read right now.</p>");
         }
     }
-    secret_section(&mut body, &session, &overlap);
+    secret_section(&mut body, &session, &overlap, rec.signing);
     if !session.grant.read_only {
         test_section(&mut body, &inner.catalog, &rec.filters);
     }
@@ -82,9 +83,25 @@ const ATTEMPTS: &str = "<section aria-labelledby=\"attempts-h\"><h2 id=\"attempt
     <th scope=\"col\">Outcome</th><th scope=\"col\">Latency</th><th scope=\"col\">Response</th></tr></thead>\
     <tbody aria-live=\"polite\"><tr class=\"empty\"><td colspan=\"5\">No attempts yet.</td></tr></tbody></table></section>";
 
-/// The signing secret: reveal and rotate, unless the session only looks; then the test send.
-fn secret_section(body: &mut String, session: &Session, overlap: &str) {
-    body.push_str("<section aria-labelledby=\"secret-h\"><h2 id=\"secret-h\">Signing secret</h2>");
+/// The signing secret (an ed25519 endpoint's public key): reveal and rotate, unless the
+/// session only looks.
+fn secret_section(body: &mut String, session: &Session, overlap: &str, signing: Scheme) {
+    let (heading, key, entry) = match signing {
+        Scheme::HmacSha256 => ("Signing secret", "secret", "v1,"),
+        Scheme::Ed25519 => ("Public key", "key pair", "v1a,"),
+    };
+    let _ = write!(
+        body,
+        "<section aria-labelledby=\"secret-h\" data-signing=\"{signing}\">\
+         <h2 id=\"secret-h\">{heading}</h2>"
+    );
+    if signing == Scheme::Ed25519 {
+        body.push_str(
+            "<p>Deliveries are signed with Ed25519 (<code>v1a,</code> signatures): webhookd \
+             keeps the private key and never shows it; your receiver verifies with this public \
+             key (<code>whpk_…</code>), which cannot sign.</p>",
+        );
+    }
     if session.grant.read_only {
         body.push_str("<p>This portal session is read-only: it shows no secret.</p></section>");
         return;
@@ -94,10 +111,15 @@ fn secret_section(body: &mut String, session: &Session, overlap: &str) {
         "<p><button type=\"button\" id=\"reveal-secret\">Reveal</button> \
          <code id=\"secret\" hidden></code></p>\
          <p><button type=\"button\" id=\"rotate-secret\">Rotate</button> \
-         After a rotation the previous secret keeps signing beside the new one for {overlap} \
-         (two <code>v1,</code> signatures in <code>webhook-signature</code>), so your receiver can \
-         switch to the new secret without missing a delivery.</p>\
-         <p id=\"secret-status\" role=\"status\"></p></section>"
+         After a rotation the previous {key} keeps signing beside the new one for {overlap} \
+         (two <code>{entry}</code> signatures in <code>webhook-signature</code>, the new one \
+         first), so your receiver can switch to the new {shown} without missing a delivery.</p>\
+         <p id=\"secret-status\" role=\"status\"></p></section>",
+        shown = if signing == Scheme::Ed25519 {
+            "public key"
+        } else {
+            "secret"
+        },
     );
 }
 

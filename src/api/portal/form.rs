@@ -1,7 +1,7 @@
 //! The endpoint form, for adding an endpoint on the portal's first page and editing one on
 //! its own page: the URL, a description, the event types it wants (picked from the catalog,
-//! plus any pattern typed in) and a rate limit. The API checks what is sent; the script shows
-//! each error next to the field it names.
+//! plus any pattern typed in), a rate limit and, when adding, the signing scheme. The API checks
+//! what is sent; the script shows each error next to the field it names.
 
 use std::fmt::Write;
 
@@ -27,6 +27,12 @@ pub(super) fn endpoint_form(
         .map(|r| r.to_string())
         .unwrap_or_default();
     let chosen: &[String] = current.map_or(&[], |r| r.filters.as_slice());
+    // Offered when adding only: an endpoint keeps the scheme it was created with.
+    let signing = if current.is_none() {
+        signing_choice(prefix)
+    } else {
+        String::new()
+    };
     let mut s = String::new();
     let _ = write!(
         s,
@@ -59,7 +65,11 @@ pub(super) fn endpoint_form(
         } else {
             ""
         };
-        let label = if ty == "*" { "every event" } else { ty };
+        let label = if ty == "*" {
+            "every event (but webhookd.*)"
+        } else {
+            ty
+        };
         let title = catalog
             .types()
             .iter()
@@ -90,13 +100,25 @@ pub(super) fn endpoint_form(
          <input id=\"{p}-rate_limit\" name=\"rate_limit\" type=\"number\" min=\"1\" max=\"1000000\" \
          inputmode=\"numeric\" value=\"{rate}\" aria-describedby=\"{p}-rate_limit-error\">\
          <span id=\"{p}-rate_limit-error\" class=\"field-error\" role=\"alert\"></span></p>\
-         <p><button type=\"submit\">{submit}</button> \
+         {signing}<p><button type=\"submit\">{submit}</button> \
          <span id=\"{p}-error\" class=\"field-error\" role=\"alert\"></span></p></form>\
          <div id=\"{p}-done\" class=\"done\" role=\"status\" hidden></div></section>",
         p = prefix,
         v = esc(&patterns.join(", ")),
     );
     s
+}
+
+/// The signing scheme (SPEC 4), a labelled radio group with its error element.
+fn signing_choice(prefix: &str) -> String {
+    format!(
+        "<fieldset aria-describedby=\"{prefix}-signing-error\"><legend>Signing scheme</legend>\
+         <label><input type=\"radio\" name=\"signing\" value=\"hmac-sha256\" checked> \
+         HMAC-SHA256 (shared secret)</label>\
+         <label><input type=\"radio\" name=\"signing\" value=\"ed25519\"> \
+         Ed25519 (public key)</label>\
+         <span id=\"{prefix}-signing-error\" class=\"field-error\" role=\"alert\"></span></fieldset>"
+    )
 }
 
 /// A labelled text input with its error element.
@@ -143,7 +165,18 @@ mod tests {
             "id=\"edit-patterns\" name=\"patterns\" type=\"text\" size=\"40\" value=\"inbound.*\""
         ));
         assert!(form.contains("value=\"7\""));
+        assert!(
+            !form.contains("name=\"signing\""),
+            "the scheme is not changed by editing"
+        );
         let add = endpoint_form(&catalog, "add", None);
-        assert!(add.contains("id=\"add-url-error\"") && !add.contains(" checked"));
+        assert!(add.contains("id=\"add-url-error\""));
+        assert_eq!(
+            add.matches(" checked").count(),
+            1,
+            "only the default scheme: {add}"
+        );
+        assert!(add.contains("value=\"hmac-sha256\" checked> HMAC-SHA256 (shared secret)"));
+        assert!(add.contains("value=\"ed25519\"> Ed25519 (public key)"));
     }
 }

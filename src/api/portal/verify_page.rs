@@ -11,13 +11,7 @@ use axum::response::Response;
 
 use super::page::{document, esc, head, html, tenant_endpoint};
 use crate::api::state::ApiState;
-
-/// How an endpoint's deliveries are signed (SPEC 4). Ed25519 (`v1a,`) gets its own variant,
-/// explanation and programs once endpoints carry `signing`.
-#[derive(Clone, Copy)]
-enum Scheme {
-    HmacSha256,
-}
+use crate::secure::sign::Scheme;
 
 /// One language's receiver: its heading, how to run it, and its source.
 struct Snippet {
@@ -26,16 +20,21 @@ struct Snippet {
     language: &'static str,
     /// The oldest release it runs on.
     needs: &'static str,
+    /// What it needs besides the language itself.
+    install: &'static str,
     file: &'static str,
     run: &'static str,
     source: &'static str,
 }
+
+const NOTHING: &str = "nothing to install";
 
 const HMAC_SNIPPETS: [Snippet; 3] = [
     Snippet {
         key: "python",
         language: "Python",
         needs: "Python 3.9",
+        install: NOTHING,
         file: "verify.py",
         run: "WEBHOOK_SECRET=whsec_… PORT=8000 python3 verify.py",
         source: include_str!("snippets/verify.py"),
@@ -44,6 +43,7 @@ const HMAC_SNIPPETS: [Snippet; 3] = [
         key: "node",
         language: "Node.js",
         needs: "Node.js 18",
+        install: NOTHING,
         file: "verify.js",
         run: "WEBHOOK_SECRET=whsec_… PORT=8000 node verify.js",
         source: include_str!("snippets/verify.js"),
@@ -52,9 +52,42 @@ const HMAC_SNIPPETS: [Snippet; 3] = [
         key: "go",
         language: "Go",
         needs: "Go 1.19",
+        install: NOTHING,
         file: "verify.go",
         run: "WEBHOOK_SECRET=whsec_… PORT=8000 go run verify.go",
         source: include_str!("snippets/verify.go"),
+    },
+];
+
+const ED25519_SNIPPETS: [Snippet; 3] = [
+    Snippet {
+        key: "python",
+        language: "Python",
+        needs: "Python 3.9",
+        install:
+            "and the <code>cryptography</code> package: <code>pip install cryptography</code>, \
+                  or Debian's <code>python3-cryptography</code>",
+        file: "verify_ed25519.py",
+        run: "WEBHOOK_SECRET=whpk_… PORT=8000 python3 verify_ed25519.py",
+        source: include_str!("snippets/verify_ed25519.py"),
+    },
+    Snippet {
+        key: "node",
+        language: "Node.js",
+        needs: "Node.js 18",
+        install: NOTHING,
+        file: "verify_ed25519.js",
+        run: "WEBHOOK_SECRET=whpk_… PORT=8000 node verify_ed25519.js",
+        source: include_str!("snippets/verify_ed25519.js"),
+    },
+    Snippet {
+        key: "go",
+        language: "Go",
+        needs: "Go 1.19",
+        install: NOTHING,
+        file: "verify_ed25519.go",
+        run: "WEBHOOK_SECRET=whpk_… PORT=8000 go run verify_ed25519.go",
+        source: include_str!("snippets/verify_ed25519.go"),
     },
 ];
 
@@ -62,17 +95,25 @@ const HMAC_SNIPPETS: [Snippet; 3] = [
 fn snippets(scheme: Scheme) -> &'static [Snippet] {
     match scheme {
         Scheme::HmacSha256 => &HMAC_SNIPPETS,
+        Scheme::Ed25519 => &ED25519_SNIPPETS,
     }
 }
 
 /// What a receiver checks under `scheme`, and where its secret comes from.
 fn explanation(scheme: Scheme, read_only: bool) -> String {
-    let secret = if read_only {
-        "This portal session is read-only, so it shows no secret: ask someone with full access \
-         to the portal for it."
-    } else {
-        "The endpoint's page reveals the secret (<code>whsec_…</code>); give it to your receiver \
-         as <code>WEBHOOK_SECRET</code>."
+    let secret = match (read_only, scheme) {
+        (true, _) => {
+            "This portal session is read-only, so it shows no secret: ask someone with full \
+             access to the portal for it."
+        }
+        (false, Scheme::HmacSha256) => {
+            "The endpoint's page reveals the secret (<code>whsec_…</code>); give it to your \
+             receiver as <code>WEBHOOK_SECRET</code>."
+        }
+        (false, Scheme::Ed25519) => {
+            "The endpoint's page reveals the public key (<code>whpk_…</code>); give it to your \
+             receiver as <code>WEBHOOK_SECRET</code>. It is not a secret: it only verifies."
+        }
     };
     match scheme {
         Scheme::HmacSha256 => format!(
@@ -90,6 +131,23 @@ fn explanation(scheme: Scheme, read_only: bool) -> String {
              matches. Compare in constant time, and refuse a timestamp more than 5 minutes away \
              from your clock so a captured delivery cannot be replayed.</p><p>{secret}</p>"
         ),
+        Scheme::Ed25519 => format!(
+            "<p>Every delivery to this endpoint is signed the Standard Webhooks asymmetric way \
+             (v1a): an Ed25519 signature made with a private key that only webhookd holds, which \
+             your receiver checks with the endpoint's public key. The Standard Webhooks \
+             reference libraries do not verify v1a yet; the programs below do, with their \
+             language's Ed25519. Three headers carry what a receiver needs: \
+             <code>webhook-id</code>, <code>webhook-timestamp</code> (Unix seconds) and \
+             <code>webhook-signature</code>. The signature is the base64 Ed25519 signature of \
+             <code>{{webhook-id}}.{{webhook-timestamp}}.{{body}}</code> over the raw body as \
+             received; the public key is the base64-decoded part of <code>whpk_…</code>, 32 \
+             bytes.</p>\
+             <p><code>webhook-signature</code> holds space-separated \
+             <code>v1a,&lt;signature&gt;</code> entries: after a rotation of the key pair there \
+             are two for a while, the new key's first, and a delivery is authentic when any one \
+             of them verifies. Refuse a timestamp more than 5 minutes away from your clock so a \
+             captured delivery cannot be replayed.</p><p>{secret}</p>"
+        ),
     }
 }
 
@@ -102,8 +160,7 @@ pub(super) async fn show(
         Ok(found) => found,
         Err(refusal) => return refusal,
     };
-    // Every endpoint signs with HMAC-SHA256 until the record says otherwise.
-    let scheme = Scheme::HmacSha256;
+    let scheme = rec.signing;
     let mut body = format!(
         "<header><h1>Verifying deliveries to <code>{url}</code></h1>\
          <a href=\"/portal/endpoints/{id}\">Back to the endpoint</a></header><main>{explained}\
@@ -117,12 +174,13 @@ pub(super) async fn show(
         let _ = write!(
             body,
             "<section aria-labelledby=\"{key}-h\"><h2 id=\"{key}-h\">{language}</h2>\
-             <p>Save it as <code>{file}</code> and run it ({needs} or later, nothing to \
-             install):</p><pre><code>{run}</code></pre>\
+             <p>Save it as <code>{file}</code> and run it ({needs} or later, {install}):</p>\
+             <pre><code>{run}</code></pre>\
              <pre><code>{source}</code></pre></section>",
             key = s.key,
             language = s.language,
             needs = s.needs,
+            install = s.install,
             file = s.file,
             run = esc(s.run),
             source = esc(s.source),

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Parser)]
 #[command(
@@ -34,6 +34,10 @@ pub(crate) enum Command {
         /// The `data` object as JSON.
         #[arg(long, default_value = "{}")]
         data: String,
+        /// A W3C traceparent (`00-<trace id>-<span id>-<flags>`), put in `data.traceparent`:
+        /// webhookd's spans for the event join that trace, under that span.
+        #[arg(long)]
+        traceparent: Option<String>,
     },
     /// Normalize provider payloads and publish them (FILE `-` reads stdin).
     Ingest {
@@ -48,6 +52,8 @@ pub(crate) enum Command {
     Dlq(DlqCommand),
     /// Sign a body read from stdin; prints the three signing headers.
     Sign {
+        /// `whsec_…` (hmac-sha256), or the private key `whsk_…` (ed25519: base64 of the
+        /// 32-byte seed, or of seed and public key).
         #[arg(long)]
         secret: String,
         #[arg(long)]
@@ -55,9 +61,12 @@ pub(crate) enum Command {
         /// Unix seconds (default: now).
         #[arg(long)]
         timestamp: Option<i64>,
+        #[arg(long, value_enum, default_value_t = SchemeArg::HmacSha256)]
+        scheme: SchemeArg,
     },
     /// Verify a body read from stdin; exit 0 if the signature is valid, 1 if not.
     Verify {
+        /// `whsec_…` (hmac-sha256), or the public key `whpk_…` (ed25519).
         #[arg(long)]
         secret: String,
         #[arg(long)]
@@ -67,9 +76,21 @@ pub(crate) enum Command {
         /// The `webhook-signature` header value.
         #[arg(long)]
         signature: String,
+        #[arg(long, value_enum, default_value_t = SchemeArg::HmacSha256)]
+        scheme: SchemeArg,
     },
     /// Validate a config file without connecting to anything.
     CheckConfig,
+}
+
+/// How `sign` signs and `verify` verifies (an endpoint's `signing`).
+#[derive(Clone, Copy, ValueEnum)]
+pub(crate) enum SchemeArg {
+    /// `v1,` entries, HMAC-SHA256 with a `whsec_` secret.
+    #[value(name = "hmac-sha256")]
+    HmacSha256,
+    /// `v1a,` entries, Ed25519.
+    Ed25519,
 }
 
 #[derive(Subcommand)]

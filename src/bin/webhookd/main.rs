@@ -9,16 +9,17 @@ use clap::Parser;
 
 mod cli;
 mod dlq;
+mod signing;
 
 use cli::{Cli, Command};
 use dlq::dlq_command;
 use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
 use webhookd::db::shards::Shards;
-use webhookd::ids::{EventId, TenantId};
+use webhookd::ids::TenantId;
 use webhookd::normalize::{self, Provider};
+use webhookd::ops::TraceParent;
 use webhookd::publish;
-use webhookd::secure::sign::{self, SigningKey};
 use webhookd::support::clock;
 use webhookd::{app, event};
 
@@ -123,46 +124,34 @@ fn run(cli: Cli) -> Result<ExitCode> {
             secret,
             id,
             timestamp,
-        } => {
-            let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
-            EventId::parse(&id).map_err(|e| anyhow!("--id {e}"))?;
-            let mut body = Vec::new();
-            std::io::stdin().read_to_end(&mut body)?;
-            let ts = timestamp.unwrap_or_else(clock::now_secs);
-            println!("webhook-id: {id}");
-            println!("webhook-timestamp: {ts}");
-            println!(
-                "webhook-signature: {}",
-                sign::signature_header([&key], &id, ts, &body)
-            );
-            Ok(ExitCode::SUCCESS)
-        }
+            scheme,
+        } => signing::sign(scheme, &secret, &id, timestamp),
         Command::Verify {
             secret,
             id,
             timestamp,
             signature,
-        } => {
-            let key = SigningKey::from_secret(&secret).map_err(|e| anyhow!("--secret: {e}"))?;
-            let mut body = Vec::new();
-            std::io::stdin().read_to_end(&mut body)?;
-            if sign::verify_header(&key, &id, timestamp, &body, &signature) {
-                println!("valid");
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("error: signature does not verify");
-                Ok(ExitCode::FAILURE)
-            }
-        }
+            scheme,
+        } => signing::verify(scheme, &secret, &id, timestamp, &signature),
         Command::Publish {
             tenant,
             event_type,
             id,
             data,
+            traceparent,
         } => {
-            let config = load_config(&cli.config)?;
-            let data: serde_json::Value = serde_json::from_str(&data)
+            let mut data: serde_json::Value = serde_json::from_str(&data)
                 .map_err(|e| anyhow!("--data is not valid JSON: {e}"))?;
+            if let Some(tp) = traceparent {
+                let parsed = TraceParent::parse(&tp).ok_or_else(|| {
+                    anyhow!("--traceparent `{tp}` is not a W3C traceparent: 00-<32 hex digits trace id>-<16 hex digits span id>-<2 hex digits flags>, lowercase, ids not all zeros")
+                })?;
+                let Some(fields) = data.as_object_mut() else {
+                    return Err(anyhow!("--data must be a JSON object"));
+                };
+                fields.insert("traceparent".into(), parsed.to_string().into());
+            }
+            let config = load_config(&cli.config)?;
             let id = id.unwrap_or_else(event::new_id);
             let raw = event::envelope_json(&id, &event_type, &tenant, clock::now_secs(), &data);
             let ids = runtime()?.block_on(async {

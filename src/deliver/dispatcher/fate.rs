@@ -10,9 +10,11 @@ use backon::Retryable;
 use super::Dispatcher;
 use crate::deliver::attempt::{AttemptRecord, Outcome};
 use crate::deliver::attempt_log;
+use crate::deliver::breaker::Transition;
 use crate::deliver::decide::{self, AfterFailure, Verdict, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::lane::Lane;
+use crate::notice::{is_operational, Notice, Reason};
 use crate::registry::Endpoint;
 use crate::retry::bodies::Stored;
 use crate::retry::park::ParkRequest;
@@ -42,8 +44,17 @@ impl Dispatcher {
         d.last_status = outcome.status;
         d.last_error = outcome.error.clone();
         if verdict == Verdict::Delivered {
-            if let Err(e) = self.breaker.record_success(&ep.id).await {
-                tracing::warn!(endpoint = %ep.id, error = %e, "recording a success on the circuit failed");
+            match self.breaker.record_success(&ep.id).await {
+                Ok(Transition::Closed(open_for)) => self.notices.send(Notice::circuit_closed(
+                    &ep.tenant,
+                    &ep.id,
+                    now_ms() - open_for,
+                    open_for,
+                )),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::warn!(endpoint = %ep.id, error = %e, "recording a success on the circuit failed")
+                }
             }
             self.metrics.delivered.inc();
             let lag = (now_ms() - d.event.published_at).max(0) as f64 / 1000.0;
@@ -59,20 +70,41 @@ impl Dispatcher {
         if verdict == Verdict::Gone {
             let reason = "endpoint answered 410 Gone";
             let disabled = self
-                .persist(|| attempt_log::disable(&self.store, &ep.id, reason))
+                .persisted(|| attempt_log::disable_record(&self.store, &ep.id, reason))
                 .await;
-            if disabled {
+            if let Some(Some(rec)) = disabled {
                 self.metrics.endpoints_disabled.inc();
+                self.notices.send(Notice::disabled(
+                    &rec.tenant,
+                    &rec.id,
+                    Reason::Gone,
+                    reason,
+                    rec.updated_at,
+                ));
             }
             return self.dead_letter(&d).await;
         }
         let error = outcome.failure_text();
-        if let Err(e) = self
+        match self
             .breaker
             .record_failure(&ep.id, &error, outcome.retry_after, d.probe)
             .await
         {
-            tracing::warn!(endpoint = %ep.id, error = %e, "recording a failure on the circuit failed");
+            Ok(Transition::Opened) => {
+                if let Some(c) = self.breaker.circuit(&ep.id) {
+                    self.notices.send(Notice::circuit_opened(
+                        &ep.tenant,
+                        &ep.id,
+                        &error,
+                        c.failures,
+                        c.opened_at,
+                    ));
+                }
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(endpoint = %ep.id, error = %e, "recording a failure on the circuit failed")
+            }
         }
         let next = decide::after_failure(
             &self.cfg.schedule,
@@ -106,6 +138,19 @@ impl Dispatcher {
             return false;
         };
         self.metrics.dlq_trimmed.inc_by(trimmed);
+        // Not for a disabled endpoint's unattempted letters, nor about an operational event.
+        if job.attempts > 0 && !is_operational(&job.event_type) {
+            self.notices.send(Notice::dead_lettered(
+                &job.tenant,
+                &job.endpoint_id,
+                &job.event_id,
+                &job.event_type,
+                job.attempts,
+                job.last_status,
+                job.last_error.as_deref(),
+                job.first_attempt_at,
+            ));
+        }
         self.settled(d).await
     }
 

@@ -20,7 +20,9 @@ use crate::deliver::decide::{self, Before, Gate, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::lane::{Admission, Budget, Lane, SLOW_AFTER};
 use crate::deliver::lanes::Lanes;
+use crate::notice::Notices;
 use crate::ops::metrics::Metrics;
+use crate::ops::trace::{AttemptFacts, Tracer};
 use crate::registry::{Endpoint, LiveIndex, Store};
 use crate::retry::dlq::Dlq;
 use crate::retry::park::ParkQueue;
@@ -72,7 +74,10 @@ pub(crate) struct Dispatcher {
     log: AttemptLog,
     pub(super) store: Store,
     pub(super) metrics: Arc<Metrics>,
+    /// None when traces are off.
+    tracer: Option<Tracer>,
     stop: Shutdown,
+    pub(super) notices: Notices,
     /// Wakes the backlog puller when a backlogged lane frees a slot.
     pub(super) wake: Arc<Notify>,
     /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
@@ -93,7 +98,10 @@ pub(crate) struct Parts {
     pub(crate) log: AttemptLog,
     pub(crate) store: Store,
     pub(crate) metrics: Arc<Metrics>,
+    pub(crate) tracer: Option<Tracer>,
     pub(crate) stop: Shutdown,
+    /// Operational events: circuits, a 410's disable, dead letters.
+    pub(crate) notices: Notices,
 }
 
 /// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
@@ -118,7 +126,9 @@ impl Dispatcher {
             log: p.log,
             store: p.store,
             metrics: p.metrics,
+            tracer: p.tracer,
             stop: p.stop,
+            notices: p.notices,
             wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             lanes: Lanes::new(per_endpoint),
@@ -251,6 +261,10 @@ impl Dispatcher {
         }
         self.metrics.in_flight.inc();
         let event = d.event.clone();
+        let span = self
+            .tracer
+            .as_ref()
+            .map(|t| t.attempt_begins(event.trace, &event.body));
         let send = attempt::send(
             &self.client,
             &self.guard,
@@ -260,6 +274,7 @@ impl Dispatcher {
                 body: &event.body,
                 timeout: self.cfg.timeout,
                 now_ms: now,
+                traceparent: span.map(|s| s.context),
             },
         );
         tokio::pin!(send);
@@ -290,6 +305,18 @@ impl Dispatcher {
         }
         d.attempts += 1;
         d.stored = false;
+        if let (Some(tracer), Some(span)) = (&self.tracer, span) {
+            let facts = AttemptFacts {
+                event_id: &event.id,
+                endpoint_id: &ep.id,
+                url: &ep.url,
+                attempt: d.attempts,
+                status: outcome.status,
+                latency: outcome.latency,
+                error: outcome.error.as_deref(),
+            };
+            tracer.attempt_ends(span, facts);
+        }
         self.metrics
             .attempt_duration
             .observe(outcome.latency.as_secs_f64());
@@ -345,6 +372,7 @@ impl Dispatcher {
                 body,
                 timeout: self.cfg.timeout,
                 now_ms: now_ms(),
+                traceparent: None,
             },
         )
         .await;

@@ -107,6 +107,7 @@ fn replay_job(shard: Option<u32>, dl: &DeadLetter) -> Job {
         last_error: None,
         deferrals: 0,
         queued_at: now_ms(),
+        trace: None,
     }
 }
 

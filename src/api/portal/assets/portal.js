@@ -40,6 +40,9 @@
     const rate = form.rate_limit.value.trim();
     if (rate) body.rate_limit = Number(rate);
     else if (editing) body.rate_limit = null;
+    // Chosen when adding only: an endpoint keeps its signing scheme.
+    const signing = form.querySelector("input[name=signing]:checked");
+    if (signing && !editing) body.signing = signing.value;
     return body;
   }
 
@@ -80,7 +83,8 @@
       addRow(r.body);
       const note = document.getElementById("add-done");
       note.hidden = false;
-      note.textContent = `Added ${r.body.id}. Its signing secret (shown once here; reveal it again from the endpoint): ${r.body.secret}`;
+      const key = r.body.signing === "ed25519" ? "public key, which your receiver verifies with" : "signing secret";
+      note.textContent = `Added ${r.body.id}. Its ${key} (shown once here; reveal it again from the endpoint): ${r.body.secret}`;
       form.reset();
     } else {
       showError(form, r.body?.error?.message || `The endpoint was not added (HTTP ${r.status}).`);
@@ -167,7 +171,10 @@
     const code = document.getElementById("secret");
     code.textContent = r.body.secret;
     code.hidden = false;
-    say("secret-status", "Rotated: the secret above signs from now on; the previous one signs beside it until the overlap ends.");
+    const ed25519 = document.querySelector("[data-signing=ed25519]");
+    say("secret-status", ed25519
+      ? "Rotated: a new key pair signs from now on (the public key above verifies it); the previous one signs beside it until the overlap ends."
+      : "Rotated: the secret above signs from now on; the previous one signs beside it until the overlap ends.");
   });
   document.getElementById("test-form")?.addEventListener("submit", async (e) => {
     e.preventDefault();
