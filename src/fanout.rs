@@ -12,6 +12,7 @@ use crate::ids::{DeliveryId, EndpointId};
 use crate::ops::trace::{FanOutFacts, Tracer};
 use crate::ops::TraceParent;
 use crate::registry::{Endpoint, LiveIndex};
+use crate::retry::order::{key_of, OrderQueue, Ordered};
 use crate::retry::RetryQueue;
 use crate::support::clock::now_ms;
 
@@ -19,13 +20,23 @@ use crate::support::clock::now_ms;
 pub(crate) struct FanOut {
     live: LiveIndex,
     retry: RetryQueue,
+    order: OrderQueue,
+    /// Wakes the promoter (`deliver::ordered`) when deliveries are queued under their keys.
+    order_wake: Arc<tokio::sync::Notify>,
     /// None when traces are off.
     tracer: Option<Tracer>,
 }
 
 impl FanOut {
-    pub(crate) fn new(live: LiveIndex, retry: RetryQueue, tracer: Option<Tracer>) -> FanOut {
+    pub(crate) fn new(
+        live: LiveIndex,
+        retry: RetryQueue,
+        tracer: Option<Tracer>,
+        order_wake: Arc<tokio::sync::Notify>,
+    ) -> FanOut {
         FanOut {
+            order: OrderQueue::new(retry.conn(), retry.shards().clone()),
+            order_wake,
             live,
             retry,
             tracer,
@@ -71,7 +82,49 @@ impl FanOut {
             };
             tracer.fan_out_ends(span, facts);
         }
-        Ok(deliveries(&name, published_at(entry), ev, matched, trace))
+        let mut all = deliveries(&name, published_at(entry), ev, matched, trace);
+        self.queue_ordered(shard, entry, &mut all).await?;
+        Ok(all)
+    }
+
+    /// Takes out the deliveries to endpoints with an `ordering_key` whose event has a scalar
+    /// there, and queues them under their keys (`retry::order`): queued is their fate.
+    async fn queue_ordered(
+        &self,
+        shard: Option<u32>,
+        entry: &str,
+        all: &mut Vec<Delivery>,
+    ) -> redis::RedisResult<()> {
+        let live = self.live.snapshot();
+        let mut keyed = Vec::new();
+        let mut rest = Vec::with_capacity(all.len());
+        for d in all.drain(..) {
+            let key = live
+                .endpoint(&d.endpoint_id)
+                .and_then(|ep| ep.ordering.as_deref())
+                .and_then(|path| key_of(&d.event.body, path));
+            match key {
+                Some(key) => keyed.push((d, key)),
+                None => rest.push(d),
+            }
+        }
+        *all = rest;
+        if keyed.is_empty() {
+            return Ok(());
+        }
+        let stream = shard.map_or_else(|| "-".to_string(), |i| i.to_string());
+        let items: Vec<Ordered> = keyed
+            .iter()
+            .map(|(d, key)| Ordered {
+                job: d.to_job(),
+                stream: stream.clone(),
+                key,
+                entry,
+            })
+            .collect();
+        self.order.enqueue(&items).await?;
+        self.order_wake.notify_one();
+        Ok(())
     }
 }
 

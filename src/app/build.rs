@@ -64,6 +64,8 @@ pub(super) struct Built {
     pub(super) exporter: Option<Exporter>,
     pub(super) notices: Notices,
     pub(super) notice_writer: notice::Writer,
+    /// Wakes the ordered deliveries' promoter when a fan-out queues some.
+    pub(super) order_wake: Arc<tokio::sync::Notify>,
 }
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
@@ -178,8 +180,9 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         invalid_max_len: config.stream.invalid_max_len,
         dedup_window: config.stream.dedup_window.get(),
     };
+    let order_wake = Arc::new(tokio::sync::Notify::new());
     let shared = Shared {
-        fanout: FanOut::new(live.clone(), retry.clone(), tracer),
+        fanout: FanOut::new(live.clone(), retry.clone(), tracer, order_wake.clone()),
         dispatcher: dispatcher.clone(),
         outstanding: outstanding.clone(),
         metrics: metrics.clone(),
@@ -240,5 +243,6 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         exporter,
         notices,
         notice_writer,
+        order_wake,
     })
 }

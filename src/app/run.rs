@@ -12,12 +12,14 @@ use super::error::ServeError;
 use crate::api;
 use crate::config::Config;
 use crate::deliver::dispatcher::Dispatcher;
+use crate::deliver::ordered::{self, Promoter};
 use crate::deliver::{pull, stats};
 use crate::event::catalog::Catalog;
 use crate::ingest::shard::ShardTasks;
 use crate::ops::gauges::Gauges;
 use crate::ops::health;
 use crate::ops::server::{self, OpsState};
+use crate::retry::order::OrderQueue;
 use crate::support::shutdown::Shutdown;
 
 /// A leased delivery (a due retry, a pulled parked one) waits at most `LANE_WAIT` for its slot,
@@ -122,6 +124,24 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
             lease,
             built.stop.clone(),
         )),
+        tokio::spawn(
+            Promoter {
+                order: OrderQueue::new(built.conn.clone(), built.retry.shards().clone()),
+                queue: built.retry.clone(),
+                conn: built.conn.clone(),
+                streams: built
+                    .streams
+                    .iter()
+                    .map(|k| (ordered::label(k), k.clone()))
+                    .collect(),
+                group: built.settings.group.clone(),
+                dispatcher: built.dispatcher.clone(),
+                outstanding: built.outstanding.clone(),
+                lease,
+                wake: built.order_wake.clone(),
+            }
+            .run(built.stop.clone()),
+        ),
         tokio::spawn(crate::ops::trim::run(
             built.conn.clone(),
             built.streams.clone(),

@@ -112,6 +112,18 @@ impl Keys {
             Some(i) => format!("{}retry:{{{i}}}", self.prefix),
         }
     }
+    /// Ordered delivery (`retry::order`): each key queue's name starts with this.
+    pub fn order_prefix(&self) -> String {
+        format!("{}:order:", self.retry_tag())
+    }
+    /// Sorted set of the key queues with deliveries, by when they became active.
+    pub fn order_active(&self) -> String {
+        format!("{}:order-active", self.retry_tag())
+    }
+    /// Hash of key queue → the head released into the due set.
+    pub fn order_released(&self) -> String {
+        format!("{}:order-released", self.retry_tag())
+    }
     /// Sorted set of delivery ids by due time (ms).
     pub fn retry_due(&self) -> String {
         format!("{}:due", self.retry_tag())

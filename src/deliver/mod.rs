@@ -12,6 +12,7 @@ pub(crate) mod dispatcher;
 pub(crate) mod lane;
 pub(crate) mod lanes;
 pub(crate) mod looks;
+pub(crate) mod ordered;
 pub(crate) mod overview;
 pub(crate) mod pull;
 pub(crate) mod stats;

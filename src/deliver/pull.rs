@@ -74,7 +74,7 @@ pub(crate) async fn run(
 }
 
 /// What one take from a queue found.
-enum Took {
+pub(crate) enum Took {
     /// As many as there was room for: there may be more.
     Full,
     Some,
@@ -83,7 +83,7 @@ enum Took {
 }
 
 /// Takes what is due in one queue, as far as there is room (`None`: there was none).
-async fn take(
+pub(crate) async fn take(
     queue: &RetryQueue,
     q: Queue,
     dispatcher: &Arc<Dispatcher>,

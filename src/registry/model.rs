@@ -70,6 +70,10 @@ pub struct EndpointRecord {
     /// Declared in `config.yaml`; the API may not change it.
     #[serde(default, rename = "static")]
     pub from_config: bool,
+    /// A dotted path into the delivered body (`data.uid`): deliveries with the same scalar
+    /// value there are attempted one at a time, in stream order (SPEC 6).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ordering_key: Option<String>,
 }
 
 impl EndpointRecord {
@@ -102,6 +106,7 @@ impl EndpointRecord {
             }],
             signing: Scheme::HmacSha256,
             from_config: false,
+            ordering_key: None,
         }
     }
 }
@@ -120,10 +125,26 @@ pub struct Endpoint {
     pub filters: Vec<Pattern>,
     /// The record's `updated_at`: an unchanged record reuses this live endpoint.
     pub updated_at: i64,
+    /// Its `ordering_key`, split into segments.
+    pub ordering: Option<Vec<Box<str>>>,
     /// Why this replica cannot deliver to it (a secret it cannot open, a URL it cannot
     /// parse): its deliveries are matched and parked, never dropped, until a replica that can
     /// deliver them pulls them.
     pub quarantined: Option<String>,
+}
+
+/// Segments of an ordering key path (validated when stored).
+fn key_path(path: Option<&str>) -> Option<Vec<Box<str>>> {
+    path.map(|p| p.split('.').map(Box::from).collect())
+}
+
+/// Whether `path` is an ordering key: 1–8 dot-separated segments of `[A-Za-z0-9_]+`.
+pub(crate) fn valid_key_path(path: &str) -> bool {
+    let segments: Vec<&str> = path.split('.').collect();
+    (1..=8).contains(&segments.len())
+        && segments
+            .iter()
+            .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
 }
 
 /// A record's filters, parsed (they were validated when stored).
@@ -160,6 +181,7 @@ impl Endpoint {
             rate_limit: rec.rate_limit,
             filters: patterns(&rec.filters),
             updated_at: rec.updated_at,
+            ordering: key_path(rec.ordering_key.as_deref()),
             quarantined: None,
         })
     }
@@ -179,6 +201,7 @@ impl Endpoint {
             rate_limit: rec.rate_limit,
             filters: patterns(&rec.filters),
             updated_at: rec.updated_at,
+            ordering: key_path(rec.ordering_key.as_deref()),
             quarantined: Some(reason),
         }
     }

@@ -5,6 +5,7 @@
 pub(crate) mod bodies;
 pub mod dlq;
 pub(crate) mod job;
+pub(crate) mod order;
 pub(crate) mod park;
 pub(crate) mod queue;
 pub(crate) mod schedule;

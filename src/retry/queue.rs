@@ -109,6 +109,10 @@ impl RetryQueue {
         &self.shards
     }
 
+    pub(crate) fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
     /// Puts (or replaces) a delivery in its endpoint's home, due at `due_ms`.
     pub async fn schedule(&self, job: &Job, due_ms: i64) -> redis::RedisResult<()> {
         self.schedule_many(std::slice::from_ref(job), due_ms).await

@@ -12,6 +12,7 @@ mod filters;
 mod isolation;
 mod no_silent_loss;
 mod operational;
+mod ordering;
 mod retries;
 mod signing;
 mod signing_ed25519;

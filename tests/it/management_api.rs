@@ -37,6 +37,7 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
             "headers",
             "id",
             "metadata",
+            "ordering_key",
             "rate_limit",
             "secret",
             "signing",
@@ -672,6 +673,49 @@ async fn the_catalog_lists_every_type_with_its_description() {
         json!({"url": "http://127.0.0.1:9/x", "filters": ["billing.*"]}),
     )
     .await;
+}
+
+/// `ordering_key` (SPEC 6): a dotted path of 1 to 8 segments, shown on read, removed by null.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ordering_key_is_a_checked_path_that_patch_can_remove() {
+    let (_setup, _w, api) = admin_api(Setup::new("api_ordering")).await;
+    for bad in [
+        "",
+        "data..uid",
+        "data.uid!",
+        "a.b.c.d.e.f.g.h.i",
+        " data.uid",
+    ] {
+        let (status, err) = api
+            .post(
+                "/v1/tenants/acct_a/endpoints",
+                json!({"url": "http://127.0.0.1:9/o", "filters": ["*"], "ordering_key": bad}),
+            )
+            .await;
+        assert_eq!(status, 422, "{bad:?}: {err}");
+        assert!(err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("ordering_key"));
+    }
+    let ep = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": "http://127.0.0.1:9/o", "filters": ["*"], "ordering_key": "data.uid"}),
+        )
+        .await;
+    assert_eq!(ep["ordering_key"], "data.uid");
+    let path = ep_path("acct_a", &ep["id"]);
+    assert_eq!(api.get(&path).await.1["ordering_key"], "data.uid");
+    let (status, out) = api.patch(&path, json!({"ordering_key": null})).await;
+    assert_eq!((status, &out["ordering_key"]), (200, &Value::Null), "{out}");
+    let plain = api
+        .create_endpoint(
+            "acct_a",
+            json!({"url": "http://127.0.0.1:9/p", "filters": ["*"]}),
+        )
+        .await;
+    assert_eq!(plain["ordering_key"], Value::Null, "unordered unless asked");
 }
 
 /// A test delivery of a chosen type: any catalog type the endpoint's filters match, with a

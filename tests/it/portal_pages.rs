@@ -88,6 +88,24 @@ async fn an_endpoint_is_edited_and_a_test_event_of_a_chosen_type_arrives_signed(
     assert_eq!(now["filters"], json!(["outbound.bounced", "inbound.*"]));
     assert_eq!(now["rate_limit"], 5);
     assert_eq!(b.text_of("h1 code").await, rx.url("/new"));
+    // An ordering key: refused beside its field when it is no path, saved when it is.
+    let ordering = form.find(Locator::Id("edit-ordering_key")).await.unwrap();
+    ordering.send_keys("data..uid").await.unwrap();
+    save.click().await.unwrap();
+    let error = b.text_of("#edit-ordering_key-error:not(:empty)").await;
+    assert!(error.contains("ordering_key"), "{error}");
+    ordering.clear().await.unwrap();
+    ordering.send_keys("data.uid").await.unwrap();
+    save.click().await.unwrap();
+    let saved = wait_until_async(WAIT, || async {
+        b.text_of("#summary").await.contains("ordered by data.uid")
+    })
+    .await;
+    assert!(saved, "{}", b.text_of("#summary").await);
+    let (_, now) = api
+        .get(&format!("/v1/tenants/acct_42/endpoints/{id}"))
+        .await;
+    assert_eq!(now["ordering_key"], "data.uid", "{now}");
     b.screenshot("edit-endpoint").await;
     b.click(Locator::LinkText("How to verify signatures")).await;
     assert!(b.text_of("#python-h").await.contains("Python"));

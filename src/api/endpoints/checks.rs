@@ -102,6 +102,16 @@ pub(super) fn check_fields(state: &ApiState, rec: &EndpointRecord) -> Result<(),
             "`rate_limit` must be an integer from 1 to {MAX_RATE_LIMIT} (per second) or null"
         )));
     }
+    if rec
+        .ordering_key
+        .as_deref()
+        .is_some_and(|k| !crate::registry::model::valid_key_path(k))
+    {
+        return Err(ApiError::Invalid(
+            "`ordering_key` must be a dotted path of 1 to 8 segments of [A-Za-z0-9_], such as `data.uid`"
+                .into(),
+        ));
+    }
     if rec.metadata.len() > MAX_METADATA {
         return Err(ApiError::Invalid(format!(
             "`metadata` has more than {MAX_METADATA} keys"

@@ -77,6 +77,7 @@ async fn create_endpoint(
         disabled_reason: disabled.then(|| DISABLED_BY_REQUEST.to_string()),
         metadata: req.metadata.unwrap_or_default(),
         signing,
+        ordering_key: req.ordering_key,
         ..EndpointRecord::new(
             id.clone(),
             scope.tenant,
@@ -251,6 +252,9 @@ fn apply_patch(req: &PatchEndpoint, rec: &mut EndpointRecord) -> Option<bool> {
     }
     if let Some(m) = &req.metadata {
         rec.metadata = m.clone();
+    }
+    if let Some(k) = &req.ordering_key {
+        rec.ordering_key = k.clone();
     }
     match req.disabled {
         Some(true) if !rec.disabled => {

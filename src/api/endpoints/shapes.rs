@@ -39,6 +39,13 @@ pub(super) struct CreateEndpoint {
     pub(super) metadata: Option<BTreeMap<String, String>>,
     /// How deliveries are signed (default `hmac-sha256`); chosen here, never changed.
     pub(super) signing: Option<Scheme>,
+    /// A dotted path into the delivered body, e.g. `data.uid`: deliveries with the same
+    /// scalar value there are attempted one at a time, in stream order.
+    #[schema(
+        pattern = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}$",
+        example = "data.uid"
+    )]
+    pub(super) ordering_key: Option<String>,
 }
 
 /// 1 to 64 patterns: dot-separated segments, each `[a-z0-9_]+` or `*` (SPEC 3).
@@ -83,6 +90,10 @@ pub(super) struct PatchEndpoint {
     pub(super) metadata: Option<BTreeMap<String, String>>,
     /// Must be the endpoint's own: the scheme is chosen at create (a different one is 422).
     pub(super) signing: Option<Scheme>,
+    /// A new ordering key path, or null for none (deliveries then go unordered).
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>, pattern = r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,7}$")]
+    pub(super) ordering_key: Option<Option<String>>,
 }
 
 impl PatchEndpoint {
@@ -95,6 +106,7 @@ impl PatchEndpoint {
             && self.headers.is_none()
             && self.rate_limit.is_none()
             && self.metadata.is_none()
+            && self.ordering_key.is_none()
     }
 }
 
@@ -110,6 +122,11 @@ fn whole_number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error
             "expected a positive integer, found {n}"
         ))),
     }
+}
+
+/// Tells a field given as null (`Some(None)`) from one left out (`None`).
+fn present<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Option<String>>, D::Error> {
+    Option::<String>::deserialize(d).map(Some)
 }
 
 /// Tells a field given as null (`Some(None)`) from one left out (`None`).
@@ -137,6 +154,9 @@ pub(super) struct EndpointOut {
     /// `hmac-sha256`: `v1,` signatures with the `whsec_` secret; `ed25519`: `v1a,` signatures
     /// that its `whpk_` public key verifies.
     pub(super) signing: Scheme,
+    /// Deliveries with the same scalar value at this path are attempted one at a time, in
+    /// stream order; null: unordered.
+    pub(super) ordering_key: Option<String>,
 }
 
 impl From<&EndpointRecord> for EndpointOut {
@@ -155,6 +175,7 @@ impl From<&EndpointRecord> for EndpointOut {
             created_at: rfc3339(r.created_at),
             updated_at: rfc3339(r.updated_at),
             signing: r.signing,
+            ordering_key: r.ordering_key.clone(),
         }
     }
 }

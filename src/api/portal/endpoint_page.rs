@@ -33,11 +33,17 @@ pub(super) async fn show(
         "<header><h1><code>{url}</code></h1><nav><a href=\"/portal/endpoints/{id}/verify\">How to verify signatures</a> \
          <a href=\"/portal/\">All endpoints</a></nav></header><main>\
          <div id=\"tenant\" data-tenant=\"{tenant}\" data-endpoint=\"{id}\" hidden></div>\
-         <p id=\"summary\">{id} — events: {filters}{disabled}</p>",
+         <p id=\"summary\">{id} — events: {filters} — signed with {signing}{ordering}{disabled}</p>",
         url = esc(&rec.url),
         tenant = esc(&tenant),
         id = esc(&rec.id),
         filters = esc(&rec.filters.join(", ")),
+        signing = rec.signing,
+        ordering = rec
+            .ordering_key
+            .as_deref()
+            .map(|k| format!(" — ordered by {}", esc(k)))
+            .unwrap_or_default(),
         disabled = if rec.disabled { " — <span class=\"bad\">disabled</span>" } else { "" },
     );
     match crate::deliver::stats::last_day(

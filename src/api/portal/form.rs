@@ -100,11 +100,17 @@ pub(super) fn endpoint_form(
          <input id=\"{p}-rate_limit\" name=\"rate_limit\" type=\"number\" min=\"1\" max=\"1000000\" \
          inputmode=\"numeric\" value=\"{rate}\" aria-describedby=\"{p}-rate_limit-error\">\
          <span id=\"{p}-rate_limit-error\" class=\"field-error\" role=\"alert\"></span></p>\
+         <p><label for=\"{p}-ordering_key\">Ordering key (optional): deliveries with the same \
+         value at this path of the body arrive one at a time, in order</label><br>\
+         <input id=\"{p}-ordering_key\" name=\"ordering_key\" type=\"text\" size=\"20\" \
+         placeholder=\"data.uid\" value=\"{ordering}\" aria-describedby=\"{p}-ordering_key-error\">\
+         <span id=\"{p}-ordering_key-error\" class=\"field-error\" role=\"alert\"></span></p>\
          {signing}<p><button type=\"submit\">{submit}</button> \
          <span id=\"{p}-error\" class=\"field-error\" role=\"alert\"></span></p></form>\
          <div id=\"{p}-done\" class=\"done\" role=\"status\" hidden></div></section>",
         p = prefix,
         v = esc(&patterns.join(", ")),
+        ordering = esc(current.and_then(|r| r.ordering_key.as_deref()).unwrap_or("")),
     );
     s
 }

@@ -33,6 +33,10 @@ pub(crate) struct Args {
     /// Pad each envelope to about this many bytes (0: about 170 bytes, unpadded).
     #[arg(long, default_value_t = 0)]
     pub(crate) body_bytes: usize,
+    /// Endpoints get `ordering_key: data.key` and event i `data.key` = `k{i % K}`
+    /// (0: unordered).
+    #[arg(long, default_value_t = 0)]
+    pub(crate) ordering_keys: u64,
     /// The type of every event.
     #[arg(long, default_value = "outbound.delivered")]
     pub(crate) event_type: String,

@@ -54,34 +54,9 @@ const DEMO_ENCRYPTION_KEY: &str = "d2ViaG9va2QtZGVtby1rZXktbm90LWZvci1wcm9kISE="
 /// How often the main task looks at the counters while waiting.
 const POLL: Duration = Duration::from_millis(2);
 
-/// Raises this process's soft limit of open files to the hard limit (a thousand noisy
-/// endpoints × 8 connections need it); the spawned webhookd inherits it. The limit now.
-fn raise_nofile() -> Option<u64> {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit/setrlimit only read and write the struct passed by reference.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
-            return None;
-        }
-        if lim.rlim_cur < lim.rlim_max {
-            let raised = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
-                lim = raised;
-            }
-        }
-    }
-    Some(lim.rlim_cur)
-}
-
 fn main() -> ExitCode {
     let args = Args::parse();
-    let nofile = raise_nofile();
+    let nofile = procfs::raise_nofile();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -241,9 +216,18 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         _ => None,
     };
     let registered = Instant::now();
-    target::register(&store, &sealer, &plan, &args.filters, &secrets, &listeners)
-        .await
-        .context("registering endpoints")?;
+    let ordering = (args.ordering_keys > 0).then_some("data.key");
+    target::register(
+        &store,
+        &sealer,
+        &plan,
+        &args.filters,
+        &secrets,
+        &listeners,
+        ordering,
+    )
+    .await
+    .context("registering endpoints")?;
     if let (Some(n), Some(served)) = (&noisy, &noisy_served) {
         target::register_noisy(&store, &sealer, n, &served.addrs)
             .await
@@ -333,6 +317,7 @@ impl Ctx<'_> {
             batch: self.args.batch.max(1),
             tick: self.args.tick,
             body_bytes: self.args.body_bytes,
+            keys: self.args.ordering_keys,
         }
     }
 

@@ -19,6 +19,8 @@ pub struct Pace {
     pub tick: Duration,
     /// Envelope size to pad to (0: no padding).
     pub body_bytes: usize,
+    /// Event i carries `data.key` = `k{i % K}` (0: no key).
+    pub keys: u64,
 }
 
 type Naming = Box<dyn Fn(u64) -> String + Send + Sync>;
@@ -57,6 +59,7 @@ struct Encoder {
     t0: Instant,
     created_at: i64,
     body_bytes: usize,
+    keys: u64,
     buf: String,
 }
 
@@ -73,6 +76,9 @@ impl Encoder {
             (self.events.tenant)(i),
             self.created_at,
         );
+        if self.keys > 0 {
+            let _ = write!(self.buf, r#","key":"k{}""#, i % self.keys);
+        }
         // `,"pad":"` + `"` + `}}` around the padding.
         const AROUND: usize = 11;
         if self.body_bytes > self.buf.len() + AROUND {
@@ -100,6 +106,7 @@ pub async fn run(
         t0,
         created_at: webhookd::support::clock::now_secs(),
         body_bytes: pace.body_bytes,
+        keys: pace.keys,
         buf: String::with_capacity(pace.body_bytes.max(256)),
     };
     let mut out = Published {
@@ -166,6 +173,7 @@ mod tests {
                 t0: Instant::now(),
                 created_at: 1,
                 body_bytes: size,
+                keys: 0,
                 buf: String::new(),
             };
             let env = enc.envelope(0).to_string();

@@ -28,11 +28,13 @@ pub async fn register(
     filters: &[String],
     secrets: &[String],
     listeners: &[SocketAddr],
+    ordering_key: Option<&str>,
 ) -> redis::RedisResult<()> {
     let now = webhookd::support::clock::now_ms();
     let records: Vec<EndpointRecord> = (0..plan.endpoints)
         .map(|n| EndpointRecord {
             description: "webhookd-bench".into(),
+            ordering_key: ordering_key.map(String::from),
             ..EndpointRecord::new(
                 plan.endpoint_id(n),
                 plan.tenant(n as u64),

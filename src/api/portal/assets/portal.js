@@ -40,6 +40,9 @@
     const rate = form.rate_limit.value.trim();
     if (rate) body.rate_limit = Number(rate);
     else if (editing) body.rate_limit = null;
+    const ordering = form.ordering_key.value.trim();
+    if (ordering) body.ordering_key = ordering;
+    else if (editing) body.ordering_key = null;
     // Chosen when adding only: an endpoint keeps its signing scheme.
     const signing = form.querySelector("input[name=signing]:checked");
     if (signing && !editing) body.signing = signing.value;
@@ -197,7 +200,8 @@
     if (r.status !== 200) return showError(edit, r.body?.error?.message || `Not saved (HTTP ${r.status}).`);
     const ep = r.body;
     document.querySelector("h1 code").textContent = ep.url;
-    say("summary", `${ep.id} — events: ${ep.filters.join(", ")}${ep.disabled ? " — disabled" : ""}`);
+    say("summary", `${ep.id} — events: ${ep.filters.join(", ")} — signed with ${ep.signing}` +
+      `${ep.ordering_key ? ` — ordered by ${ep.ordering_key}` : ""}${ep.disabled ? " — disabled" : ""}`);
     done.hidden = false;
     done.textContent = "Saved. Deliveries follow the change within a second.";
   });
