@@ -236,3 +236,30 @@ async fn a_stuck_key_holds_back_only_itself() {
         "its second waits for the first"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_keys_order_holds_across_a_redis_restart_with_persistence() {
+    let (behavior, log) = flaky_once();
+    let rx = Receiver::start(behavior).await;
+    let port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let redis_server = OwnRedis::persistent(port, dir.path()).await;
+    let url = redis_server.url();
+    let setup = Setup::new("ordering_restart").with(CONFIG);
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    let api = Api::admin(&setup);
+    ordered_endpoint(&api, &rx.url("/")).await;
+    let n = 1000;
+    let mut conn = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    publish(&mut conn, &setup.stream(), &events(n));
+    assert!(wait_until(Duration::from_secs(60), || log.lock().unwrap().len() >= 150).await);
+    drop(redis_server); // kill -9: the append-only file has every write it answered
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let _again = OwnRedis::persistent(port, dir.path()).await;
+    let all = all_delivered(&log, n, Duration::from_secs(120)).await;
+    assert!(all, "{}", w.log_text());
+    assert_in_order(&log.lock().unwrap(), n);
+}

@@ -645,12 +645,24 @@ pub fn by_webhook_id(got: &[Received]) -> HashMap<String, usize> {
 pub struct OwnRedis {
     port: u16,
     child: std::process::Child,
-    _dir: tempfile::TempDir,
+    _dir: Option<tempfile::TempDir>,
 }
 
 impl OwnRedis {
     pub async fn start(port: u16) -> OwnRedis {
         let dir = tempfile::tempdir().expect("a temporary directory");
+        let mut r = OwnRedis::spawn(port, dir.path(), false).await;
+        r._dir = Some(dir);
+        r
+    }
+
+    /// One that writes every change to its append-only file in `dir` before answering, so a
+    /// kill -9 and a start on the same `dir` lose nothing.
+    pub async fn persistent(port: u16, dir: &std::path::Path) -> OwnRedis {
+        OwnRedis::spawn(port, dir, true).await
+    }
+
+    async fn spawn(port: u16, dir: &std::path::Path, aof: bool) -> OwnRedis {
         let child = Command::new("redis-server")
             .args([
                 "--port",
@@ -660,9 +672,11 @@ impl OwnRedis {
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                if aof { "yes" } else { "no" },
+                "--appendfsync",
+                "always",
                 "--dir",
-                &dir.path().to_string_lossy(),
+                &dir.to_string_lossy(),
             ])
             .stdout(std::process::Stdio::null())
             .spawn()
@@ -679,7 +693,7 @@ impl OwnRedis {
         OwnRedis {
             port,
             child,
-            _dir: dir,
+            _dir: None,
         }
     }
     pub fn url(&self) -> String {
