@@ -121,6 +121,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         conn.clone(),
         shards.clone(),
         mark.clone(),
+        live.clone(),
         metrics.notices_dropped.clone(),
     );
     let (log, writer) = attempt_log::channel(

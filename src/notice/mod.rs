@@ -56,6 +56,7 @@ pub(crate) fn channel(
     conn: crate::db::conn::Conn,
     shards: crate::db::shards::Shards,
     mark: Arc<mark::Mark>,
+    live: crate::registry::LiveIndex,
     dropped: Counter,
 ) -> (Notices, Writer) {
     let (tx, rx) = mpsc::channel(BACKLOG);
@@ -64,7 +65,7 @@ pub(crate) fn channel(
             tx: Some(tx),
             dropped,
         },
-        Writer::new(rx, conn, shards, mark),
+        Writer::new(rx, conn, shards, mark, live),
     )
 }
 

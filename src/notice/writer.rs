@@ -12,6 +12,7 @@ use super::mark::{self, Mark};
 use crate::db::conn::Conn;
 use crate::db::shards::Shards;
 use crate::event::envelope_json;
+use crate::registry::LiveIndex;
 use crate::support::backoff::Backoff;
 use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
@@ -23,6 +24,7 @@ pub(crate) struct Writer {
     conn: Conn,
     shards: Shards,
     mark: Arc<Mark>,
+    live: LiveIndex,
 }
 
 impl Writer {
@@ -31,12 +33,14 @@ impl Writer {
         conn: Conn,
         shards: Shards,
         mark: Arc<Mark>,
+        live: LiveIndex,
     ) -> Writer {
         Writer {
             rx,
             conn,
             shards,
             mark,
+            live,
         }
     }
 
@@ -47,6 +51,18 @@ impl Writer {
         loop {
             if self.rx.recv_many(&mut buf, BATCH).await == 0 {
                 return;
+            }
+            // A notice no endpoint of its tenant subscribes to would only be read and dropped.
+            let live = self.live.snapshot();
+            let mut matched = Vec::new();
+            buf.retain(|n| {
+                matched.clear();
+                live.matching(&n.tenant, n.event_type, &mut matched);
+                !matched.is_empty()
+            });
+            drop(live);
+            if buf.is_empty() {
+                continue;
             }
             loop {
                 match self.publish(&buf).await {
