@@ -45,13 +45,18 @@ impl Promoter {
     pub(crate) async fn run(self, stop: Shutdown) {
         let queues: Vec<Queue> = self.queue.shards().all().map(|(q, _)| q).collect();
         let mut wait = BUSY;
+        let mut offsets: HashMap<Queue, isize> = HashMap::new();
         while !stop.begun() {
             let mut marks: HashMap<String, f64> = HashMap::new();
             let (mut busy, mut failed) = (false, false);
             for &q in &queues {
-                let active = match self.order.active(q).await {
-                    Ok(a) if a.is_empty() => continue,
-                    Ok(a) => {
+                let offset = offsets.get(&q).copied().unwrap_or(0);
+                let active = match self.order.active(q, offset).await {
+                    Ok((a, next)) => {
+                        offsets.insert(q, next);
+                        if a.is_empty() {
+                            continue;
+                        }
                         busy = true;
                         a
                     }

@@ -169,14 +169,26 @@ impl OrderQueue {
         Ok(())
     }
 
-    /// The key queues of one retry queue that hold deliveries (a bounded batch of them).
-    pub(crate) async fn active(&self, queue: Queue) -> redis::RedisResult<Vec<String>> {
-        redis::cmd("ZRANGE")
+    /// A batch of the key queues of one retry queue that hold deliveries, from `offset`; the
+    /// caller moves the offset on, so every key is looked at in turn however many there are
+    /// and however many of them are stuck. Answers the batch and the next offset.
+    pub(crate) async fn active(
+        &self,
+        queue: Queue,
+        offset: isize,
+    ) -> redis::RedisResult<(Vec<String>, isize)> {
+        let batch: Vec<String> = redis::cmd("ZRANGE")
             .arg(self.shards.keys(queue).order_active())
-            .arg(0)
-            .arg(PROMOTE_BATCH - 1)
+            .arg(offset)
+            .arg(offset + PROMOTE_BATCH - 1)
             .query_async(&mut self.conn.clone())
-            .await
+            .await?;
+        let next = if batch.len() < PROMOTE_BATCH as usize {
+            0
+        } else {
+            offset + PROMOTE_BATCH
+        };
+        Ok((batch, next))
     }
 
     /// The stream label a key queue of this retry queue was named with.
