@@ -41,6 +41,8 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     notices: Notices,
     overview_warned: std::sync::atomic::AtomicBool,
+    expiries: crate::deliver::overview::Expiries,
+    stat_expiries: crate::deliver::overview::Expiries<String>,
 }
 
 pub(crate) fn channel(
@@ -63,6 +65,8 @@ pub(crate) fn channel(
             metrics,
             notices,
             overview_warned: Default::default(),
+            expiries: Default::default(),
+            stat_expiries: Default::default(),
         },
     )
 }
@@ -70,9 +74,9 @@ pub(crate) fn channel(
 impl Writer {
     /// The operator view's figures, apart from the transaction above: a Redis user set up
     /// before they existed may lack their commands (`ZINCRBY`), and that must cost only them.
-    async fn add_to_overview(&self, batch: &[AttemptRecord]) {
+    async fn add_to_overview(&mut self, batch: &[AttemptRecord]) {
         let mut pipe = redis::pipe();
-        crate::deliver::overview::add(&mut pipe, &self.keys, batch);
+        crate::deliver::overview::add(&mut pipe, &self.keys, batch, &mut self.expiries);
         if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
             if !self
                 .overview_warned
@@ -134,7 +138,7 @@ impl Writer {
                 failing.push(*endpoint);
             }
         }
-        crate::deliver::stats::add(&mut pipe, &self.keys, batch);
+        crate::deliver::stats::add(&mut pipe, &self.keys, batch, &mut self.stat_expiries);
         let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
         self.add_to_overview(batch).await;
         for (endpoint, since) in failing.into_iter().zip(since) {

@@ -25,9 +25,44 @@ fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS / 1000
 }
 
+/// When this writer last set each hour's keys to expire: once a minute is enough for keys
+/// that live 25 hours (a Redis that lost them gets the expiry again within the minute).
+pub(crate) struct Expiries<K = i64>(HashMap<K, std::time::Instant>);
+
+impl<K> Default for Expiries<K> {
+    fn default() -> Self {
+        Expiries(HashMap::new())
+    }
+}
+
+const EXPIRE_EVERY: Duration = Duration::from_secs(60);
+
+impl<K: std::hash::Hash + Eq> Expiries<K> {
+    /// Whether the expiry of `hour` (or of any key named so) is due to be (re)set now; notes
+    /// that it is being set.
+    pub(crate) fn due(&mut self, hour: K) -> bool {
+        let now = std::time::Instant::now();
+        self.0
+            .retain(|_, at| now.duration_since(*at) < EXPIRE_EVERY);
+        match self.0.entry(hour) {
+            std::collections::hash_map::Entry::Occupied(_) => false,
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(now);
+                true
+            }
+        }
+    }
+}
+
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
-/// outcome; per endpoint and hour one ZINCRBY for its attempts and one for its latency.
-pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
+/// outcome; per endpoint and hour one ZINCRBY for its attempts and one for its latency; the
+/// hour's expiries when `expiries` says they are due.
+pub(crate) fn add(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    batch: &[AttemptRecord],
+    expiries: &mut Expiries,
+) {
     let mut tenants: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
     let mut endpoints: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
     for rec in batch {
@@ -59,7 +94,7 @@ pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecor
             .ignore();
     }
     hours.dedup();
-    for hour in hours {
+    for hour in hours.into_iter().filter(|h| expiries.due(*h)) {
         for key in [
             keys.overview_tenants(hour),
             keys.overview_attempts(hour),
@@ -195,6 +230,12 @@ mod tests {
                 failed: 5
             }
         );
+    }
+
+    #[test]
+    fn an_hours_expiry_is_set_once_a_minute() {
+        let mut e = Expiries::default();
+        assert!(e.due(3600) && !e.due(3600) && e.due(7200));
     }
 
     #[test]

@@ -120,8 +120,14 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&str, i64), Tally> {
 }
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
-/// hour, one HINCRBY per non-zero count and histogram bucket, and one EXPIRE.
-pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecord]) {
+/// hour, one HINCRBY per non-zero count and histogram bucket, and an EXPIRE when `expiries`
+/// says it is due (once a minute per key, not once a batch).
+pub(crate) fn add(
+    pipe: &mut redis::Pipeline,
+    keys: &Keys,
+    batch: &[AttemptRecord],
+    expiries: &mut crate::deliver::overview::Expiries<String>,
+) {
     for ((endpoint, hour), t) in tally(batch) {
         let key = keys.stats(endpoint, hour);
         for (field, n) in [(SUCCESS, t.success), (FAILURE, t.failure)] {
@@ -132,7 +138,9 @@ pub(crate) fn add(pipe: &mut redis::Pipeline, keys: &Keys, batch: &[AttemptRecor
         for (bound, n) in t.latency {
             pipe.hincr(&key, format!("{LATENCY}{bound}"), n).ignore();
         }
-        pipe.expire(&key, HOUR_TTL.as_secs() as i64).ignore();
+        if expiries.due(key.clone()) {
+            pipe.expire(&key, HOUR_TTL.as_secs() as i64).ignore();
+        }
     }
 }
 
@@ -396,9 +404,17 @@ mod tests {
             })
             .collect();
         let mut pipe = redis::pipe();
-        add(&mut pipe, &keys, &batch);
+        let mut expiries = crate::deliver::overview::Expiries::default();
+        add(&mut pipe, &keys, &batch, &mut expiries);
         // Per endpoint: success, one latency bucket (40–42 ms share one), EXPIRE.
         assert_eq!(pipe.len(), 2 * 3);
+        let mut again = redis::pipe();
+        add(&mut again, &keys, &batch, &mut expiries);
+        assert_eq!(
+            again.len(),
+            2 * 2,
+            "the expiry is set once a minute, not every batch"
+        );
     }
 
     #[test]

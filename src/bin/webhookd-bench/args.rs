@@ -37,6 +37,10 @@ pub(crate) struct Args {
     /// (0: unordered).
     #[arg(long, default_value_t = 0)]
     pub(crate) ordering_keys: u64,
+    /// After the run, measure this machine's ceiling: `wrk -t1 -cN` POSTing to the same
+    /// receiver for 5 s; the line gains `ceiling: {wrk_rps, share}`.
+    #[arg(long, value_name = "N")]
+    pub(crate) wrk_ceiling: Option<u32>,
     /// The type of every event.
     #[arg(long, default_value = "outbound.delivered")]
     pub(crate) event_type: String,

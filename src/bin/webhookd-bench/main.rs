@@ -11,6 +11,7 @@
 //! rates and their ratio.
 
 mod args;
+mod ceiling;
 mod isolation;
 mod noisy;
 mod observe;
@@ -283,11 +284,16 @@ async fn run(args: Args, nofile: Option<u64>) -> Result<serde_json::Value> {
         nofile,
         noisy: noisy.clone().zip(noisy_tally),
     };
-    let measured = if isolation {
+    let mut measured = if isolation {
         measure_isolation(&ctx).await
     } else {
         measure_single(&ctx).await
     };
+    if let (Some(conns), Ok(line)) = (args.wrk_ceiling, measured.as_mut()) {
+        let rps = ceiling::wrk_rps(listeners[0], conns, Duration::from_secs(5))?;
+        let rate = line["deliveries_per_s"].as_f64().unwrap_or(0.0);
+        line["ceiling"] = json!({"wrk_rps": rps, "connections": conns, "share": rate / rps});
+    }
 
     if let Some(s) = spawned.as_mut() {
         s.stop();
