@@ -27,11 +27,19 @@ fn hour_of(ms: i64) -> i64 {
 
 /// When this writer last set each hour's keys to expire: once a minute is enough for keys
 /// that live 25 hours (a Redis that lost them gets the expiry again within the minute).
-pub(crate) struct Expiries<K = i64>(HashMap<K, std::time::Instant>);
+pub(crate) struct Expiries<K = i64> {
+    set: HashMap<K, std::time::Instant>,
+    /// Entries older than a minute are dropped once a minute, not on every look (a batch to
+    /// 10,000 endpoints looks 10,000 times).
+    pruned: std::time::Instant,
+}
 
 impl<K> Default for Expiries<K> {
     fn default() -> Self {
-        Expiries(HashMap::new())
+        Expiries {
+            set: HashMap::new(),
+            pruned: std::time::Instant::now(),
+        }
     }
 }
 
@@ -42,10 +50,19 @@ impl<K: std::hash::Hash + Eq> Expiries<K> {
     /// that it is being set.
     pub(crate) fn due(&mut self, hour: K) -> bool {
         let now = std::time::Instant::now();
-        self.0
-            .retain(|_, at| now.duration_since(*at) < EXPIRE_EVERY);
-        match self.0.entry(hour) {
-            std::collections::hash_map::Entry::Occupied(_) => false,
+        if now.duration_since(self.pruned) >= EXPIRE_EVERY {
+            self.set
+                .retain(|_, at| now.duration_since(*at) < EXPIRE_EVERY);
+            self.pruned = now;
+        }
+        match self.set.entry(hour) {
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                if now.duration_since(*o.get()) < EXPIRE_EVERY {
+                    return false;
+                }
+                o.insert(now);
+                true
+            }
             std::collections::hash_map::Entry::Vacant(v) => {
                 v.insert(now);
                 true
