@@ -82,27 +82,26 @@ impl FanOut {
             };
             tracer.fan_out_ends(span, facts);
         }
+        let keys = ordering_keys(&matched, &ev.body);
         let mut all = deliveries(&name, published_at(entry), ev, matched, trace);
-        self.queue_ordered(shard, entry, &mut all).await?;
+        if let Some(keys) = keys {
+            self.queue_ordered(shard, entry, &mut all, keys).await?;
+        }
         Ok(all)
     }
 
-    /// Takes out the deliveries to endpoints with an `ordering_key` whose event has a scalar
-    /// there, and queues them under their keys (`retry::order`): queued is their fate.
+    /// Takes out the deliveries whose key (`keys`, one per delivery) is known, and queues them
+    /// under their keys (`retry::order`): queued is their fate.
     async fn queue_ordered(
         &self,
         shard: Option<u32>,
         entry: &str,
         all: &mut Vec<Delivery>,
+        keys: Vec<Option<String>>,
     ) -> redis::RedisResult<()> {
-        let live = self.live.snapshot();
         let mut keyed = Vec::new();
         let mut rest = Vec::with_capacity(all.len());
-        for d in all.drain(..) {
-            let key = live
-                .endpoint(&d.endpoint_id)
-                .and_then(|ep| ep.ordering.as_deref())
-                .and_then(|path| key_of(&d.event.body, path));
+        for (d, key) in all.drain(..).zip(keys) {
             match key {
                 Some(key) => keyed.push((d, key)),
                 None => rest.push(d),
@@ -126,6 +125,21 @@ impl FanOut {
         self.order_wake.notify_one();
         Ok(())
     }
+}
+
+/// Each matched endpoint's ordering key in this event (`None`: unordered), read from the body
+/// parsed once; `None` at all when no matched endpoint orders, the usual case, at no cost.
+fn ordering_keys(matched: &[Arc<Endpoint>], body: &[u8]) -> Option<Vec<Option<String>>> {
+    if matched.iter().all(|ep| ep.ordering.is_none()) {
+        return None;
+    }
+    let parsed: Option<serde_json::Value> = serde_json::from_slice(body).ok();
+    Some(
+        matched
+            .iter()
+            .map(|ep| key_of(parsed.as_ref()?, ep.ordering.as_deref()?))
+            .collect(),
+    )
 }
 
 /// One delivery per matched endpoint, all sharing the event (and its body) in memory.

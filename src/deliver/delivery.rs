@@ -153,22 +153,26 @@ mod tests {
     use super::*;
     use crate::retry::bodies::{load, Stored};
 
-    #[test]
-    fn the_fan_out_span_travels_with_a_queued_delivery() {
-        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+    fn fresh(trace: Option<TraceParent>) -> Delivery {
         let event = Arc::new(EventInfo {
             id: EventId::stored("evt_1"),
             event_type: EventType::stored("a.b"),
             tenant: TenantId::stored("t"),
             body: Bytes::from_static(b"{}"),
             published_at: 1,
-            trace: tp,
+            trace,
         });
-        let d = Delivery::fresh(
+        Delivery::fresh(
             DeliveryId::stored("1-0:ep".into()),
             event,
             EndpointId::stored("ep"),
-        );
+        )
+    }
+
+    #[test]
+    fn the_fan_out_span_travels_with_a_queued_delivery() {
+        let tp = TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+        let d = fresh(tp);
         let stored = Stored::of(&d.to_job());
         let back = Delivery::from_job(load(&stored.raw, stored.body).unwrap(), 0);
         assert_eq!(back.event.trace, tp);
@@ -176,19 +180,7 @@ mod tests {
 
     #[test]
     fn a_job_without_a_trace_stores_none_and_loads_without_one() {
-        let event = Arc::new(EventInfo {
-            id: EventId::stored("evt_1"),
-            event_type: EventType::stored("a.b"),
-            tenant: TenantId::stored("t"),
-            body: Bytes::from_static(b"{}"),
-            published_at: 1,
-            trace: None,
-        });
-        let d = Delivery::fresh(
-            DeliveryId::stored("1-0:ep".into()),
-            event,
-            EndpointId::stored("ep"),
-        );
+        let d = fresh(None);
         let stored = Stored::of(&d.to_job());
         assert!(!stored.raw.contains("trace"), "{}", stored.raw);
         let back = Delivery::from_job(load(&stored.raw, stored.body).unwrap(), 0);

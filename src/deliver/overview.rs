@@ -46,28 +46,28 @@ impl<K> Default for Expiries<K> {
 const EXPIRE_EVERY: Duration = Duration::from_secs(60);
 
 impl<K: std::hash::Hash + Eq> Expiries<K> {
-    /// Whether the expiry of `hour` (or of any key named so) is due to be (re)set now; notes
-    /// that it is being set.
-    pub(crate) fn due(&mut self, hour: K) -> bool {
+    /// Whether the expiry of `key` (an hour, or a key's name) is due to be (re)set now; notes
+    /// that it is being set. The key is copied only then, not on every look.
+    pub(crate) fn due<Q>(&mut self, key: &Q) -> bool
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
+    {
         let now = std::time::Instant::now();
         if now.duration_since(self.pruned) >= EXPIRE_EVERY {
             self.set
                 .retain(|_, at| now.duration_since(*at) < EXPIRE_EVERY);
             self.pruned = now;
         }
-        match self.set.entry(hour) {
-            std::collections::hash_map::Entry::Occupied(mut o) => {
-                if now.duration_since(*o.get()) < EXPIRE_EVERY {
-                    return false;
-                }
-                o.insert(now);
-                true
-            }
-            std::collections::hash_map::Entry::Vacant(v) => {
-                v.insert(now);
-                true
-            }
+        if self
+            .set
+            .get(key)
+            .is_some_and(|at| now.duration_since(*at) < EXPIRE_EVERY)
+        {
+            return false;
         }
+        self.set.insert(key.to_owned(), now);
+        true
     }
 }
 
@@ -111,7 +111,7 @@ pub(crate) fn add(
             .ignore();
     }
     hours.dedup();
-    for hour in hours.into_iter().filter(|h| expiries.due(*h)) {
+    for hour in hours.into_iter().filter(|h| expiries.due(h)) {
         for key in [
             keys.overview_tenants(hour),
             keys.overview_attempts(hour),
@@ -252,7 +252,7 @@ mod tests {
     #[test]
     fn an_hours_expiry_is_set_once_a_minute() {
         let mut e = Expiries::default();
-        assert!(e.due(3600) && !e.due(3600) && e.due(7200));
+        assert!(e.due(&3600) && !e.due(&3600) && e.due(&7200));
     }
 
     #[test]

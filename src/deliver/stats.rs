@@ -138,7 +138,7 @@ pub(crate) fn add(
         for (bound, n) in t.latency {
             pipe.hincr(&key, format!("{LATENCY}{bound}"), n).ignore();
         }
-        if expiries.due(key.clone()) {
+        if expiries.due(key.as_str()) {
             pipe.expire(&key, HOUR_TTL.as_secs() as i64).ignore();
         }
     }

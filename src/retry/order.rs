@@ -81,11 +81,10 @@ static SCRIPTS: std::sync::LazyLock<[redis::Script; 2]> =
 /// Key queues advanced per script call.
 const PROMOTE_BATCH: isize = 100;
 
-/// The scalar at `path` in a delivered body: a string as it is, a number or boolean as its
-/// JSON text; `None` (unordered) for anything else or nothing there.
-pub(crate) fn key_of(body: &[u8], path: &[Box<str>]) -> Option<String> {
-    let v: serde_json::Value = serde_json::from_slice(body).ok()?;
-    let mut at = &v;
+/// The scalar at `path` in a delivered body (parsed): a string as it is, a number or boolean
+/// as its JSON text; `None` (unordered) for anything else or nothing there.
+pub(crate) fn key_of(body: &serde_json::Value, path: &[Box<str>]) -> Option<String> {
+    let mut at = body;
     for seg in path {
         at = at.get(&**seg)?;
     }
@@ -238,7 +237,11 @@ mod tests {
 
     #[test]
     fn a_key_is_a_scalar_at_its_path() {
-        let body = br#"{"id":"e","data":{"uid":"m-1","n":7,"ok":true,"x":null,"o":{"a":1}}}"#;
+        let body: serde_json::Value = serde_json::from_str(
+            r#"{"id":"e","data":{"uid":"m-1","n":7,"ok":true,"x":null,"o":{"a":1}}}"#,
+        )
+        .unwrap();
+        let body = &body;
         assert_eq!(key_of(body, &path("data.uid")).as_deref(), Some("m-1"));
         assert_eq!(key_of(body, &path("data.n")).as_deref(), Some("7"));
         assert_eq!(key_of(body, &path("data.ok")).as_deref(), Some("true"));
