@@ -19,6 +19,9 @@ pub(crate) const KEEP: isize = 100;
 /// Records waiting to be written; past this, records are dropped (the log is best-effort).
 const BACKLOG: usize = 16_384;
 const BATCH: usize = 512;
+/// How long the writer waits for more records before writing fewer than a batch: the log
+/// and the figures it feeds may lag this much behind the attempts.
+const LINGER: Duration = Duration::from_millis(50);
 
 /// The hot path's handle: never blocks.
 #[derive(Clone)]
@@ -95,6 +98,17 @@ impl Writer {
             if n == 0 {
                 return;
             }
+            if n < BATCH {
+                // A moment for more: at a steady rate each attempt would be two round trips
+                // of its own (the transaction and the operator view's figures).
+                tokio::time::sleep(LINGER).await;
+                while buf.len() < BATCH {
+                    match self.rx.try_recv() {
+                        Ok(rec) => buf.push(rec),
+                        Err(_) => break,
+                    }
+                }
+            }
             if let Err(e) = self.write(&buf).await {
                 tracing::warn!(error = %e, dropped = buf.len(), "attempt log write failed");
             }
@@ -104,7 +118,9 @@ impl Writer {
 
     async fn write(&mut self, batch: &[AttemptRecord]) -> redis::RedisResult<()> {
         // One LPUSH and one LTRIM per endpoint per batch, oldest first so the newest ends up
-        // at the head; the failure streaks in the same transaction, in attempt order.
+        // at the head; the failure streaks in the same pipeline, in attempt order. Not a
+        // transaction: nothing here needs isolation, and MULTI doubles the replies to parse
+        // (a QUEUED for each command, then its result).
         let mut by_endpoint: BTreeMap<&str, (Vec<String>, Streak)> = BTreeMap::new();
         for rec in batch {
             let (records, streak) = by_endpoint.entry(rec.endpoint_id.as_str()).or_default();
@@ -112,7 +128,6 @@ impl Writer {
             streak.add(rec);
         }
         let mut pipe = redis::pipe();
-        pipe.atomic();
         let mut failing = Vec::new();
         for (endpoint, (records, streak)) in &by_endpoint {
             let key = self.keys.attempts(endpoint);

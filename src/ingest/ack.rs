@@ -12,6 +12,11 @@ use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::ingest::claim::InFlight;
 
+/// Entries acknowledged per XACK, at most.
+const ACK_BATCH: usize = 1024;
+/// How long the acker waits for more entries before acknowledging fewer than a full batch.
+const ACK_LINGER: Duration = Duration::from_millis(10);
+
 /// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
 pub(crate) struct Ticket {
     entry: String,
@@ -64,8 +69,19 @@ pub(crate) async fn run_acker(
     group: String,
     in_flight: Arc<InFlight>,
 ) {
-    let mut buf = Vec::with_capacity(1024);
-    while rx.recv_many(&mut buf, 1024).await > 0 {
+    let mut buf = Vec::with_capacity(ACK_BATCH);
+    while rx.recv_many(&mut buf, ACK_BATCH).await > 0 {
+        if buf.len() < ACK_BATCH {
+            // A moment for more to finish: at a steady rate each entry would be an XACK (a
+            // round trip) of its own. They stay claimed meanwhile.
+            tokio::time::sleep(ACK_LINGER).await;
+            while buf.len() < ACK_BATCH {
+                match rx.try_recv() {
+                    Ok(id) => buf.push(id),
+                    Err(_) => break,
+                }
+            }
+        }
         let ack = || {
             let mut conn = conn.clone();
             let mut cmd = redis::cmd("XACK");

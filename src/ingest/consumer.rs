@@ -281,10 +281,11 @@ impl Consumer {
             d.room = Some(room);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();
-            self.dispatcher.spawn(async move {
+            let task = async move {
                 let ok = dispatcher.deliver(d).await;
                 ticket.done(ok);
-            });
+            };
+            self.dispatcher.spawn(task);
         }
     }
 

@@ -32,6 +32,9 @@ const UNKNOWN: u64 = u64::MAX;
 
 pub(crate) struct Dedup {
     keys: Keys,
+    /// `keys.dedup_segments()` and `keys.dedup_base()`, named once instead of every batch.
+    segments: String,
+    base: String,
     window: Duration,
     legacy_until: AtomicU64,
 }
@@ -39,6 +42,8 @@ pub(crate) struct Dedup {
 impl Dedup {
     pub(crate) fn new(keys: Keys, window: Duration) -> Dedup {
         Dedup {
+            segments: keys.dedup_segments(),
+            base: keys.dedup_base(),
             keys,
             window,
             legacy_until: AtomicU64::new(UNKNOWN),
@@ -54,11 +59,11 @@ impl Dedup {
     ) -> redis::RedisResult<Vec<bool>> {
         let legacy = self.legacy(conn).await?;
         let window = self.window.as_millis().max(1000) as u64;
-        let mut call = CHECK.key(self.keys.dedup_segments());
+        let mut call = CHECK.key(&self.segments);
         call.arg(window)
             .arg((window / 4).max(250))
             .arg(PER_HASH)
-            .arg(self.keys.dedup_base())
+            .arg(&self.base)
             .arg(u8::from(legacy));
         for (entry, ev) in valid {
             call.arg(&fingerprint(&ev.tenant, &ev.id)[..])

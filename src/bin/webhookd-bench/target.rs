@@ -19,6 +19,8 @@ use super::plan::Plan;
 /// Endpoint records written concurrently per round trip batch.
 const PUT_CONCURRENCY: usize = 256;
 const READY_WITHIN: Duration = Duration::from_secs(60);
+/// How long a stopped webhookd may take to end before it is killed (its own grace is 2 s).
+const STOP_WITHIN: Duration = Duration::from_secs(30);
 
 /// Writes every endpoint of the plan, each with its own secret, under the target's prefix.
 pub async fn register(
@@ -241,7 +243,20 @@ impl Spawned {
         }
     }
 
+    /// SIGTERM first, so a profiler wrapped around webhookd (`scripts/callgrind-webhookd.sh`)
+    /// writes its counts; SIGKILL if it has not ended within `STOP_WITHIN`.
     pub fn stop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            // SAFETY: kill(2) on our own child's pid, which is not reaped until `wait` below.
+            unsafe { libc::kill(self.pid as libc::pid_t, libc::SIGTERM) };
+            let until = Instant::now() + STOP_WITHIN;
+            while Instant::now() < until {
+                if let Ok(Some(_)) = self.child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -36,15 +36,17 @@ fn main() -> ExitCode {
     }
 }
 
-/// Caps glibc's malloc arenas at two. By default every thread may get its own, and bursts of
+/// One glibc malloc arena. By default every thread may get its own, and bursts of
 /// short-lived allocations across threads (a fan-out to thousands of endpoints) leave RSS far
-/// above live memory (see BENCHMARKS.md). An operator's `MALLOC_ARENA_MAX` wins.
+/// above live memory; two arenas still swung a fan-out's peak by 20 MiB from run to run, one
+/// does not, and costs no throughput (the threads' caches take the small allocations; see
+/// BENCHMARKS.md, issue 16). An operator's `MALLOC_ARENA_MAX` wins.
 fn cap_malloc_arenas() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
         // SAFETY: mallopt only tunes the allocator, and runs before any other thread exists.
         unsafe {
-            libc::mallopt(libc::M_ARENA_MAX, 2);
+            libc::mallopt(libc::M_ARENA_MAX, 1);
         }
     }
 }

@@ -193,7 +193,7 @@ impl Dispatcher {
     pub(crate) async fn deliver(&self, mut d: Delivery) -> bool {
         let ep = self.live.snapshot().endpoint(&d.endpoint_id).cloned();
         let Some(ep) = ep else {
-            return self.endpoint_missing(d).await;
+            return Box::pin(self.endpoint_missing(d)).await;
         };
         let lane = self.lane(&ep.id);
         let gate = Gate {
@@ -207,9 +207,9 @@ impl Dispatcher {
         match decide::before(gate) {
             Before::DeadLetter(why) => {
                 d.last_error = Some(why.into());
-                return self.dead_letter(&d).await;
+                return Box::pin(self.dead_letter(&d)).await;
             }
-            Before::Park(why) => return self.park(d, &lane, why).await,
+            Before::Park(why) => return Box::pin(self.park(d, &lane, why)).await,
             Before::Attempt => {}
         }
         // Under a rate limit, the delivery waits for its slot, or is parked if that is far.
@@ -217,16 +217,16 @@ impl Dispatcher {
             match lane.reserve(per_sec, self.cfg.lane_wait) {
                 Some(wait) if !wait.is_zero() => tokio::time::sleep(wait).await,
                 Some(_) => {}
-                None => return self.park(d, &lane, Why::RateLimit).await,
+                None => return Box::pin(self.park(d, &lane, Why::RateLimit)).await,
             }
         }
         let slot = match lane.admit(self.cfg.lane_wait).await {
             Admission::Go(s) => s,
-            Admission::Park => return self.park(d, &lane, Why::Busy).await,
+            Admission::Park => return Box::pin(self.park(d, &lane, Why::Busy)).await,
         };
         if !d.probe && self.breaker.blocks(&ep.id) {
             drop(slot);
-            return self.park(d, &lane, Why::Circuit).await;
+            return Box::pin(self.park(d, &lane, Why::Circuit)).await;
         }
         // A slow endpoint's attempt needs a share of the slow budget instead of quick room,
         // and holds none of the consumer's room.
@@ -240,7 +240,7 @@ impl Dispatcher {
                 Some(s) => share = Some(s),
                 None => {
                     drop(slot);
-                    return self.park(d, &lane, Why::SlowBudget).await;
+                    return Box::pin(self.park(d, &lane, Why::SlowBudget)).await;
                 }
             }
             d.room = None;
@@ -277,7 +277,9 @@ impl Dispatcher {
                 traceparent: span.map(|s| s.context),
             },
         );
-        tokio::pin!(send);
+        // Boxed, like every later step: thousands of deliveries may wait (for their lane, for
+        // room) before their attempt, and a waiting task is as large as its largest state.
+        let mut send = Box::pin(send);
         let outcome = if share.is_some() {
             send.await
         } else {
@@ -320,7 +322,7 @@ impl Dispatcher {
         self.metrics
             .attempt_duration
             .observe(outcome.latency.as_secs_f64());
-        self.finish(d, &ep, &lane, outcome).await
+        Box::pin(self.finish(d, &ep, &lane, outcome)).await
     }
 
     /// An endpoint not in this replica's index: gone only if Redis agrees; otherwise (a
