@@ -9,6 +9,7 @@ pub(crate) mod client;
 pub(crate) mod decide;
 pub(crate) mod delivery;
 pub(crate) mod dispatcher;
+pub(crate) mod hosts;
 pub(crate) mod lane;
 pub(crate) mod lanes;
 pub(crate) mod looks;

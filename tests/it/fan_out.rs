@@ -1,6 +1,7 @@
 //! Core dispatch promises (SPEC 1–4): the right endpoints get each event, signed and shaped
 //! as the SPEC says, and bad entries never stop good ones.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::*;
@@ -260,5 +261,71 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
     assert!(
         per_event <= 60.0,
         "{per_event:.1} bytes per event ({keys} keys, {bytes} bytes)"
+    );
+}
+
+/// Most requests in flight at once among `got`, each taken to last `held` from its arrival.
+fn most_at_once(got: &[&Received], held: Duration) -> usize {
+    let mut edges: Vec<(std::time::Instant, i32)> = got
+        .iter()
+        .flat_map(|r| [(r.at, 1), (r.at + held, -1)])
+        .collect();
+    // An end before a start at the same instant: the interval is half open.
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fan_out_to_one_host_is_bounded_per_tenant_and_another_tenant_there_does_not_wait() {
+    // Each of "big"'s requests takes 600 ms (quick: under a second), "small"'s none.
+    let held = Duration::from_millis(600);
+    let rx = Receiver::start(Arc::new(move |_, r: &Received| {
+        let delay = if r.path.starts_with("/big/") {
+            held
+        } else {
+            Duration::ZERO
+        };
+        (200, vec![], delay)
+    }))
+    .await;
+    let mut setup = Setup::new("hostroom");
+    for i in 0..400 {
+        setup = setup.endpoint(
+            &format!("big{i}"),
+            "big",
+            &rx.url(&format!("/big/{i}")),
+            &["*"],
+        );
+    }
+    let setup = setup.endpoint("small", "small", &rx.url("/small"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[
+            envelope("e_big", "outbound.sent", "big", json!({})),
+            envelope("e_small", "outbound.sent", "small", json!({})),
+        ],
+    );
+    let got = rx.wait_for(401, WAIT).await;
+    assert_eq!(got.len(), 401, "every delivery arrives");
+    let big: Vec<&Received> = got.iter().filter(|r| r.path.starts_with("/big/")).collect();
+    let at_once = most_at_once(&big, held);
+    // The default max_in_flight (1024) gives a tenant a quarter of it at one host.
+    assert!(
+        (100..=256).contains(&at_once),
+        "one tenant's requests to one host in flight at once: {at_once}"
+    );
+    let small = got.iter().find(|r| r.path == "/small").unwrap();
+    let first_big = big.iter().map(|r| r.at).min().unwrap();
+    assert!(
+        small.at < first_big + held,
+        "the other tenant at the same host did not wait for the first 256 to finish"
     );
 }

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 mod fate;
@@ -18,7 +18,8 @@ use crate::deliver::breaker::Breaker;
 use crate::deliver::client::HttpClient;
 use crate::deliver::decide::{self, Before, Gate, Why};
 use crate::deliver::delivery::{Delivery, Source};
-use crate::deliver::lane::{Admission, Budget, Lane, SLOW_AFTER};
+use crate::deliver::hosts::Hosts;
+use crate::deliver::lane::{Admission, Budget, Lane, Slot, SlowShare, SLOW_AFTER};
 use crate::deliver::lanes::Lanes;
 use crate::notice::Notices;
 use crate::ops::metrics::Metrics;
@@ -46,6 +47,15 @@ impl DispatchConfig {
     fn schedule_total(&self) -> Duration {
         self.schedule.iter().sum()
     }
+}
+
+/// What an admitted delivery holds besides its lane slot: quick room and room at its host, or
+/// a share of the slow budget.
+struct Held {
+    quick: Option<OwnedSemaphorePermit>,
+    share: Option<SlowShare>,
+    /// Its tenant's room at its host (quick attempts only).
+    host: Option<OwnedSemaphorePermit>,
 }
 
 /// Why an API test send was not made.
@@ -83,6 +93,7 @@ pub(crate) struct Dispatcher {
     /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
     tasks: TaskTracker,
     lanes: Lanes,
+    hosts: Hosts,
 }
 
 /// The parts a dispatcher works with.
@@ -132,6 +143,7 @@ impl Dispatcher {
             wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
             lanes: Lanes::new(per_endpoint),
+            hosts: Hosts::new(p.max_in_flight, per_endpoint),
         }
     }
 
@@ -166,6 +178,7 @@ impl Dispatcher {
     /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
     pub(crate) fn prune_lanes(&self) {
         self.lanes.prune(&self.live.snapshot());
+        self.hosts.prune();
     }
 
     /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
@@ -220,6 +233,12 @@ impl Dispatcher {
                 None => return Box::pin(self.park(d, &lane, Why::RateLimit)).await,
             }
         }
+        // A tenant's quick attempts to one host are bounded (`hosts`); a slow lane's are not
+        // (the slow budget bounds those).
+        let mut host = match lane.is_slow() {
+            true => None,
+            false => Some(self.hosts.room(&ep).await),
+        };
         let slot = match lane.admit(self.cfg.lane_wait).await {
             Admission::Go(s) => s,
             Admission::Park => return Box::pin(self.park(d, &lane, Why::Busy)).await,
@@ -244,8 +263,9 @@ impl Dispatcher {
                 }
             }
             d.room = None;
+            host = None;
         }
-        let mut quick = match share {
+        let quick = match share {
             Some(_) => None,
             None => Some(
                 self.global
@@ -255,6 +275,25 @@ impl Dispatcher {
                     .expect("never closed"),
             ),
         };
+        // Boxed: thousands of deliveries may wait above (for their lane, for room), and a
+        // waiting task is as large as its largest state; this one holds the attempt's.
+        Box::pin(self.attempt(d, ep, lane, slot, Held { quick, share, host })).await
+    }
+
+    /// The attempt of an admitted delivery, then its fate.
+    async fn attempt(
+        &self,
+        mut d: Delivery,
+        ep: Arc<Endpoint>,
+        lane: Arc<Lane>,
+        slot: Slot,
+        held: Held,
+    ) -> bool {
+        let Held {
+            mut quick,
+            mut share,
+            mut host,
+        } = held;
         let now = now_ms();
         if d.first_attempt_at == 0 {
             d.first_attempt_at = now;
@@ -277,9 +316,7 @@ impl Dispatcher {
                 traceparent: span.map(|s| s.context),
             },
         );
-        // Boxed, like every later step: thousands of deliveries may wait (for their lane, for
-        // room) before their attempt, and a waiting task is as large as its largest state.
-        let mut send = Box::pin(send);
+        tokio::pin!(send);
         let outcome = if share.is_some() {
             send.await
         } else {
@@ -291,6 +328,7 @@ impl Dispatcher {
                     share = self.slow.take_running(&ep.tenant);
                     if share.is_some() {
                         quick = None;
+                        host = None;
                         d.room = None;
                     }
                     send.await
@@ -299,6 +337,7 @@ impl Dispatcher {
         };
         self.metrics.in_flight.dec();
         drop(quick);
+        drop(host);
         drop(share);
         lane.finished(outcome.latency, outcome.succeeded());
         drop(slot);
@@ -322,7 +361,7 @@ impl Dispatcher {
         self.metrics
             .attempt_duration
             .observe(outcome.latency.as_secs_f64());
-        Box::pin(self.finish(d, &ep, &lane, outcome)).await
+        self.finish(d, &ep, &lane, outcome).await
     }
 
     /// An endpoint not in this replica's index: gone only if Redis agrees; otherwise (a
