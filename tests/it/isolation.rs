@@ -395,3 +395,41 @@ async fn a_test_send_respects_the_endpoints_in_flight_limit() {
     assert!(body.contains("too_many_requests"), "{body}");
     assert_eq!(rx.count(), 1, "no second connection was opened");
 }
+
+/// A tenant's room at one host is a quarter of `max_in_flight` (here 16). Deliveries waiting
+/// for it must not hold the consumer's room: another tenant's 100 slow endpoints on one host,
+/// with 3,000 deliveries (more than the 1,024 the consumer may hold), leave the healthy
+/// tenant's events flowing. (Its slow budget, 24 attempts, runs out, so attempts past it keep
+/// their host room for all of their 20 s.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
+    let slow = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_secs(20)))).await;
+    let healthy = Receiver::start(always(200)).await;
+    let setup = Setup::new("iso_host").with(
+        "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 30s\n  max_in_flight: 64\n",
+    );
+    let setup = many(setup, "bad", 100, &slow)
+        .endpoint("ep_good_a", "good", &healthy.url("/a"), &["*"])
+        .endpoint("ep_good_b", "good", &healthy.url("/b"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("bad", "bad", 30));
+    assert!(
+        wait_until(Duration::from_secs(20), || slow.count() >= 16).await,
+        "the slow endpoints are being attempted"
+    );
+    publish(&mut r, &setup.stream(), &events("good", "good", 200));
+    let got = healthy.wait_for(400, Duration::from_secs(20)).await;
+    assert_eq!(
+        got.len(),
+        400,
+        "the healthy tenant got {} of 400 deliveries within 20 s; log:\n{}",
+        got.len(),
+        w.log_text()
+            .lines()
+            .rev()
+            .take(20)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+}

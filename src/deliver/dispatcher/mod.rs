@@ -233,12 +233,6 @@ impl Dispatcher {
                 None => return Box::pin(self.park(d, &lane, Why::RateLimit)).await,
             }
         }
-        // A tenant's quick attempts to one host are bounded (`hosts`); a slow lane's are not
-        // (the slow budget bounds those).
-        let mut host = match lane.is_slow() {
-            true => None,
-            false => Some(self.hosts.room(&ep).await),
-        };
         let slot = match lane.admit(self.cfg.lane_wait).await {
             Admission::Go(s) => s,
             Admission::Park => return Box::pin(self.park(d, &lane, Why::Busy)).await,
@@ -263,8 +257,14 @@ impl Dispatcher {
                 }
             }
             d.room = None;
-            host = None;
         }
+        // A tenant's quick attempts to one host are bounded (`hosts`), asked for only with a
+        // lane slot in hand: the lane's own bounds (wait briefly or park) keep how many
+        // deliveries wait here, holding the consumer's room, to one per slot.
+        let host = match share {
+            Some(_) => None,
+            None => Some(self.hosts.room(&ep).await),
+        };
         let quick = match share {
             Some(_) => None,
             None => Some(
