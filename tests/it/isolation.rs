@@ -20,6 +20,16 @@ fn many(setup: Setup, tenant: &str, n: usize, rx: &Receiver) -> Setup {
     })
 }
 
+/// The last 20 lines of webhookd's log, newest first, for an assertion's message.
+fn log_tail(w: &Webhookd) -> String {
+    w.log_text()
+        .lines()
+        .rev()
+        .take(20)
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 fn events(prefix: &str, tenant: &str, n: usize) -> Vec<String> {
     (0..n)
         .map(|i| envelope(&format!("{prefix}{i}"), "outbound.sent", tenant, json!({})))
@@ -83,7 +93,7 @@ async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_h
         400,
         "the healthy tenant got {} of 400 deliveries within 20 s (the hanging ones time out after 30 s); repeats: {repeats:?}; log:\n{}",
         got.len(),
-        w.log_text().lines().rev().take(20).collect::<Vec<_>>().join("\n")
+        log_tail(&w)
     );
     assert_eq!(ids.len(), 200);
     assert!(ids.values().all(|&n| n == 2), "one delivery per endpoint");
@@ -123,12 +133,7 @@ async fn a_slow_tenants_backlog_is_delivered_in_full_once_it_recovers() {
         all,
         "{} of 640 deliveries arrived after recovery; log:\n{}",
         got.len(),
-        w.log_text()
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
+        log_tail(&w)
     );
     tokio::time::sleep(Duration::from_secs(1)).await;
     let got = by_path_and_id(&rx.received());
@@ -425,11 +430,6 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
         400,
         "the healthy tenant got {} of 400 deliveries within 20 s; log:\n{}",
         got.len(),
-        w.log_text()
-            .lines()
-            .rev()
-            .take(20)
-            .collect::<Vec<_>>()
-            .join("\n")
+        log_tail(&w)
     );
 }
