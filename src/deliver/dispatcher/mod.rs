@@ -6,13 +6,13 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 mod fate;
+mod test_send;
 
-use crate::deliver::attempt::{self, AttemptSpec, Outcome};
+use crate::deliver::attempt::{self, AttemptSpec};
 use crate::deliver::attempt_log::AttemptLog;
 use crate::deliver::breaker::Breaker;
 use crate::deliver::client::HttpClient;
@@ -56,15 +56,6 @@ struct Held {
     share: Option<SlowShare>,
     /// Its tenant's room at its host (quick attempts only).
     host: Option<OwnedSemaphorePermit>,
-}
-
-/// Why an API test send was not made.
-#[derive(Debug, thiserror::Error)]
-pub(crate) enum Busy {
-    #[error("the endpoint has no free delivery slot; try again shortly")]
-    Endpoint,
-    #[error("webhookd is at its in-flight limit; try again shortly")]
-    Overall,
 }
 
 /// The deliver stage's hub: it owns the lanes, the budgets and the stores a delivery's fate
@@ -378,49 +369,5 @@ impl Dispatcher {
                 false
             }
         }
-    }
-
-    /// One signed test delivery through the same limits as every delivery (the endpoint's
-    /// slots and rate limit, and the overall in-flight limit), or why not now.
-    pub(crate) async fn test_send(
-        &self,
-        ep: &Endpoint,
-        msg_id: &str,
-        body: &Bytes,
-    ) -> Result<Outcome, Busy> {
-        let lane = self.lane(&ep.id);
-        if let Some(per_sec) = ep.rate_limit {
-            match lane.reserve(per_sec, self.cfg.lane_wait) {
-                Some(wait) => tokio::time::sleep(wait).await,
-                None => return Err(Busy::Endpoint),
-            }
-        }
-        let slot = match lane.admit(self.cfg.lane_wait).await {
-            Admission::Go(s) => s,
-            Admission::Park => return Err(Busy::Endpoint),
-        };
-        let global = tokio::time::timeout(self.cfg.lane_wait, self.global.acquire())
-            .await
-            .map_err(|_| Busy::Overall)?
-            .expect("never closed");
-        self.metrics.in_flight.inc();
-        let outcome = attempt::send(
-            &self.client,
-            &self.guard,
-            AttemptSpec {
-                endpoint: ep,
-                msg_id,
-                body,
-                timeout: self.cfg.timeout,
-                now_ms: now_ms(),
-                traceparent: None,
-            },
-        )
-        .await;
-        self.metrics.in_flight.dec();
-        drop(global);
-        lane.finished(outcome.latency, outcome.succeeded());
-        drop(slot);
-        Ok(outcome)
     }
 }
