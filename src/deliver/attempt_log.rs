@@ -13,6 +13,7 @@ use crate::deliver::attempt::AttemptRecord;
 use crate::notice::{Notice, Notices, Reason};
 use crate::ops::metrics::Metrics;
 use crate::registry::Store;
+use crate::support::batch;
 
 /// Attempts kept per endpoint.
 pub(crate) const KEEP: isize = 100;
@@ -94,20 +95,8 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         loop {
-            let n = self.rx.recv_many(&mut buf, BATCH).await;
-            if n == 0 {
+            if batch::next(&mut self.rx, &mut buf, BATCH, LINGER).await == 0 {
                 return;
-            }
-            if n < BATCH {
-                // A moment for more: at a steady rate each attempt would be two round trips
-                // of its own (the transaction and the operator view's figures).
-                tokio::time::sleep(LINGER).await;
-                while buf.len() < BATCH {
-                    match self.rx.try_recv() {
-                        Ok(rec) => buf.push(rec),
-                        Err(_) => break,
-                    }
-                }
             }
             if let Err(e) = self.write(&buf).await {
                 tracing::warn!(error = %e, dropped = buf.len(), "attempt log write failed");

@@ -76,14 +76,19 @@ pub(crate) fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usiz
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
+    Client::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_max_idle_per_host(pool_per_host)
+        .build(tls_over(http))
+}
+
+/// HTTPS (ring, the webpki roots) or plain HTTP over `http`, HTTP/1: how webhookd reaches
+/// receivers, and the trace collector.
+pub(crate) fn tls_over<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
+    hyper_rustls::HttpsConnectorBuilder::new()
         .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
         .expect("ring supports the default TLS versions")
         .https_or_http()
         .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(pool_per_host)
-        .build(https)
+        .wrap_connector(http)
 }

@@ -11,6 +11,7 @@ use tokio::sync::mpsc;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::ingest::claim::InFlight;
+use crate::support::batch;
 
 /// Entries acknowledged per XACK, at most.
 const ACK_BATCH: usize = 1024;
@@ -70,18 +71,8 @@ pub(crate) async fn run_acker(
     in_flight: Arc<InFlight>,
 ) {
     let mut buf = Vec::with_capacity(ACK_BATCH);
-    while rx.recv_many(&mut buf, ACK_BATCH).await > 0 {
-        if buf.len() < ACK_BATCH {
-            // A moment for more to finish: at a steady rate each entry would be an XACK (a
-            // round trip) of its own. They stay claimed meanwhile.
-            tokio::time::sleep(ACK_LINGER).await;
-            while buf.len() < ACK_BATCH {
-                match rx.try_recv() {
-                    Ok(id) => buf.push(id),
-                    Err(_) => break,
-                }
-            }
-        }
+    // Entries waiting for the linger stay claimed meanwhile.
+    while batch::next(&mut rx, &mut buf, ACK_BATCH, ACK_LINGER).await > 0 {
         let ack = || {
             let mut conn = conn.clone();
             let mut cmd = redis::cmd("XACK");

@@ -1,6 +1,7 @@
-//! Small pieces every stage uses: time, durations, shutdown, backoff, redaction.
+//! Small pieces every stage uses: time, durations, shutdown, backoff, batches, redaction.
 
 pub(crate) mod backoff;
+pub(crate) mod batch;
 pub mod clock;
 pub mod duration;
 pub(crate) mod redact;

@@ -103,17 +103,20 @@ impl Browser {
         b
     }
 
-    /// Clicks what `at` finds, once it is there (bounded wait).
-    pub async fn click(&self, at: Locator<'_>) {
+    /// What `at` finds, once it is there (bounded wait).
+    pub async fn element(&self, at: Locator<'_>) -> fantoccini::elements::Element {
+        let what = format!("{at:?}");
         self.client
             .wait()
             .at_most(Duration::from_secs(10))
             .for_element(at)
             .await
-            .unwrap_or_else(|e| panic!("nothing to click: {e}"))
-            .click()
-            .await
-            .unwrap();
+            .unwrap_or_else(|e| panic!("{what} never appeared: {e}"))
+    }
+
+    /// Clicks what `at` finds, once it is there (bounded wait).
+    pub async fn click(&self, at: Locator<'_>) {
+        self.element(at).await.click().await.unwrap();
     }
 
     /// The text of what `css` matches, once it does (bounded wait). Read again when the page

@@ -71,12 +71,7 @@ async fn an_endpoint_added_in_the_portal_appears_and_errors_show_beside_their_fi
     let _w = Webhookd::start(&setup).await;
     let api = Api::admin(&setup);
     let b = Browser::open_portal(&setup, "acct_42").await;
-    let form = b
-        .client
-        .wait()
-        .for_element(Locator::Id("add-endpoint"))
-        .await
-        .unwrap();
+    let form = b.element(Locator::Id("add-endpoint")).await;
     let url = form.find(Locator::Id("add-url")).await.unwrap();
     url.send_keys("ftp://example.com/hook").await.unwrap();
     let bounced = form
@@ -150,14 +145,7 @@ async fn an_endpoint_is_disabled_enabled_and_deleted_after_a_confirmation() {
     let click = |css: String| {
         let b = &b;
         async move {
-            b.client
-                .wait()
-                .for_element(Locator::Css(&css))
-                .await
-                .unwrap_or_else(|e| panic!("{css}: {e}"))
-                .click()
-                .await
-                .unwrap();
+            b.element(Locator::Css(&css)).await.click().await.unwrap();
         }
     };
     click(format!("{row} button[data-action=toggle]")).await;
@@ -325,13 +313,8 @@ async fn a_dead_letter_replayed_from_the_portal_is_delivered() {
     let table = b.text_of("#dlq tbody tr[data-id]").await;
     assert!(table.contains("HTTP 500"), "{table}");
     b.screenshot("dead-letters").await;
-    let replay = b
-        .client
-        .wait()
-        .for_element(Locator::Css("button[aria-label='Replay evt_dead_1']"))
-        .await
-        .unwrap();
-    replay.click().await.unwrap();
+    b.click(Locator::Css("button[aria-label='Replay evt_dead_1']"))
+        .await;
     // Two failed attempts before it died, then the replay's.
     let delivered = wait_until(std::time::Duration::from_secs(20), || {
         by_webhook_id(&rx.received()).get("evt_dead_1") == Some(&3)

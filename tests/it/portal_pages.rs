@@ -40,12 +40,7 @@ async fn an_endpoint_is_edited_and_a_test_event_of_a_chosen_type_arrives_signed(
     let secret = ep["secret"].as_str().unwrap();
     let b = Browser::open_portal(&setup, "acct_42").await;
     open_endpoint_page(&b, &setup, id).await;
-    let form = b
-        .client
-        .wait()
-        .for_element(Locator::Id("edit-endpoint"))
-        .await
-        .unwrap();
+    let form = b.element(Locator::Id("edit-endpoint")).await;
     let url = form.find(Locator::Id("edit-url")).await.unwrap();
     assert_eq!(
         url.prop("value").await.unwrap().as_deref(),

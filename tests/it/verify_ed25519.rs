@@ -227,12 +227,7 @@ async fn an_ed25519_endpoint_is_added_in_the_portal_and_its_public_key_revealed_
     let rx = Receiver::start(always(200)).await;
     let (setup, _w, api) = admin_api(Setup::new("portal_ed25519")).await;
     let b = Browser::open_portal(&setup, "acct_42").await;
-    let form = b
-        .client
-        .wait()
-        .for_element(Locator::Id("add-endpoint"))
-        .await
-        .unwrap();
+    let form = b.element(Locator::Id("add-endpoint")).await;
     let url = form.find(Locator::Id("add-url")).await.unwrap();
     url.send_keys(&rx.url("/p")).await.unwrap();
     for choice in [

@@ -2,7 +2,6 @@
 //! dropped (and counted) when the collector cannot take them, so a slow or absent collector
 //! costs deliveries nothing.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -16,6 +15,7 @@ use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
+use crate::deliver::client::tls_over;
 use crate::ops::trace::encode::encode;
 use crate::ops::trace::span::SpanData;
 use crate::support::shutdown::Shutdown;
@@ -65,16 +65,10 @@ impl Exporter {
         http.set_connect_timeout(Some(CONNECT_TIMEOUT));
         // The collector is the operator's own (often in-cluster) service: not a customer URL,
         // so the SSRF guard of deliveries does not apply.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-            .expect("ring supports the default TLS versions")
-            .https_or_http()
-            .enable_http1()
-            .wrap_connector(http);
         Exporter {
             spans,
             url,
-            client: Client::builder(TokioExecutor::new()).build(https),
+            client: Client::builder(TokioExecutor::new()).build(tls_over(http)),
             counters,
         }
     }
