@@ -18,6 +18,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 
 use crate::secure::ssrf::Guard;
+use crate::support::https::tls_over;
 
 pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
 
@@ -80,15 +81,4 @@ pub(crate) fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usiz
         .pool_idle_timeout(POOL_IDLE)
         .pool_max_idle_per_host(pool_per_host)
         .build(tls_over(http))
-}
-
-/// HTTPS (ring, the webpki roots) or plain HTTP over `http`, HTTP/1: how webhookd reaches
-/// receivers, and the trace collector.
-pub(crate) fn tls_over<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnector<R>> {
-    hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(Arc::new(rustls::crypto::ring::default_provider()))
-        .expect("ring supports the default TLS versions")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http)
 }

@@ -4,5 +4,6 @@ pub(crate) mod backoff;
 pub(crate) mod batch;
 pub mod clock;
 pub mod duration;
+pub(crate) mod https;
 pub(crate) mod redact;
 pub(crate) mod shutdown;

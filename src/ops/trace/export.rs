@@ -15,9 +15,9 @@ use hyper_util::rt::TokioExecutor;
 use prometheus_client::metrics::counter::Counter;
 use tokio::sync::mpsc;
 
-use crate::deliver::client::tls_over;
 use crate::ops::trace::encode::encode;
 use crate::ops::trace::span::SpanData;
+use crate::support::https::tls_over;
 use crate::support::shutdown::Shutdown;
 
 /// Spans waiting for the exporter; past this, new ones are dropped rather than waited for.
