@@ -4,6 +4,7 @@
 //! its deliveries have a fate (`ack`); one of each per stream shard (`shard`).
 
 pub(crate) mod read;
+pub(crate) mod reply;
 pub(crate) mod claim;
 pub(crate) mod validate;
 pub(crate) mod dedup;

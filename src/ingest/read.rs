@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use redis::streams::{StreamAutoClaimReply, StreamId, StreamReadReply};
+use redis::streams::{StreamAutoClaimReply, StreamId};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
@@ -87,10 +87,8 @@ impl Reader {
             cmd.arg("BLOCK").arg(self.settings.block.as_millis() as u64);
         }
         cmd.arg("STREAMS").arg(self.keys.stream()).arg(from);
-        let reply: Option<StreamReadReply> = cmd.query_async(&mut self.blocking.clone()).await?;
-        Ok(reply
-            .map(|r| r.keys.into_iter().flat_map(|k| k.ids).collect())
-            .unwrap_or_default())
+        let reply: redis::Value = cmd.query_async(&mut self.blocking.clone()).await?;
+        crate::ingest::reply::stream_entries(reply)
     }
 
     /// Takes over entries that a dead consumer left pending longer than `claim_idle`, except
