@@ -82,6 +82,7 @@ impl Consumer {
         let mut pending_cursor = "0".to_string();
         let claim_every = (self.reader.settings().claim_idle / 2).max(Duration::from_secs(1));
         let mut next_claim = tokio::time::Instant::now();
+        let mut light_until: Option<tokio::time::Instant> = None;
         while !self.stop.begun() {
             // Read no more than there is room for, so nothing waits unbounded in memory.
             let room = self
@@ -117,7 +118,18 @@ impl Consumer {
                 next_claim = tokio::time::Instant::now() + claim_every;
                 self.claim(room).await.map(|e| (e, true))
             } else {
-                self.reader.read(">", room).await.map(|e| (e, false))
+                // A light read (fewer entries than there was room for) is followed by a short
+                // pause, so at a steady rate the next read finds a few entries: one read, one
+                // duplicate check and one wake-up for them instead of one each.
+                if let Some(at) = light_until.take() {
+                    tokio::time::sleep_until(at).await;
+                }
+                let started = tokio::time::Instant::now();
+                let read = self.reader.read(">", room).await;
+                if let Ok(e) = &read {
+                    light_until = pause_after(started, e.len(), room);
+                }
+                read.map(|e| (e, false))
             };
             match step {
                 Ok((entries, reread)) => {
@@ -292,5 +304,36 @@ impl Consumer {
     /// Acknowledges an entry that needs no delivery (it stays claimed until the XACK lands).
     fn ack(&self, entry: String) {
         let _ = self.acks.send(entry);
+    }
+}
+
+/// How long after a read's start the next read waits, when the read came back light: long
+/// enough to gather the next millisecond's entries, short against delivery latency (README,
+/// Sizing). An empty read waited for `stream.block` already; a full one means a backlog.
+const READ_LINGER: Duration = Duration::from_millis(1);
+
+fn pause_after(
+    started: tokio::time::Instant,
+    got: usize,
+    room: usize,
+) -> Option<tokio::time::Instant> {
+    (got > 0 && got < room).then_some(started + READ_LINGER)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_light_read_is_followed_by_a_pause() {
+        let t = tokio::time::Instant::now();
+        assert_eq!(pause_after(t, 1, 100), Some(t + READ_LINGER));
+        assert_eq!(pause_after(t, 99, 100), Some(t + READ_LINGER));
+        assert_eq!(
+            pause_after(t, 100, 100),
+            None,
+            "a full read: more are waiting"
+        );
+        assert_eq!(pause_after(t, 0, 100), None, "an empty read waited already");
     }
 }
