@@ -105,9 +105,51 @@ impl Writer {
         }
     }
 
+    /// The failure streaks, in few commands whatever the batch's size: every endpoint with a
+    /// success in one HDEL (a success ends the streak, on whichever replica it happens); a
+    /// failure after the batch's last success starts a new streak (or continues the stored
+    /// one); then one HMGET of when each failing endpoint's streak began. Answers the failing
+    /// endpoints, in the HMGET's order.
+    fn streaks<'a>(
+        &self,
+        pipe: &mut redis::Pipeline,
+        by_endpoint: &BTreeMap<&'a str, (Vec<String>, Streak)>,
+    ) -> Vec<&'a str> {
+        let key = self.keys.failing_since();
+        let succeeded: Vec<&str> = by_endpoint
+            .iter()
+            .filter(|(_, (_, s))| s.succeeded)
+            .map(|(e, _)| *e)
+            .collect();
+        if !succeeded.is_empty() {
+            pipe.hdel(&key, &succeeded).ignore();
+        }
+        let mut failing = Vec::new();
+        let mut restarted = Vec::new();
+        for (endpoint, (_, streak)) in by_endpoint {
+            let Some((first, _)) = &streak.failed_after else {
+                continue;
+            };
+            if streak.succeeded {
+                restarted.push((*endpoint, *first));
+            } else {
+                pipe.hset_nx(&key, *endpoint, first).ignore();
+            }
+            failing.push(*endpoint);
+        }
+        if !restarted.is_empty() {
+            // HSET, not HMSET: the README's ACL line grants the former.
+            pipe.cmd("HSET").arg(&key).arg(&restarted).ignore();
+        }
+        if !failing.is_empty() {
+            pipe.cmd("HMGET").arg(&key).arg(&failing);
+        }
+        failing
+    }
+
     async fn write(&mut self, batch: &[AttemptRecord]) -> redis::RedisResult<()> {
         // One LPUSH and one LTRIM per endpoint per batch, oldest first so the newest ends up
-        // at the head; the failure streaks in the same pipeline, in attempt order. Not a
+        // at the head; the failure streaks in the same pipeline. Not a
         // transaction: nothing here needs isolation, and MULTI doubles the replies to parse
         // (a QUEUED for each command, then its result).
         let mut by_endpoint: BTreeMap<&str, (Vec<String>, Streak)> = BTreeMap::new();
@@ -117,33 +159,18 @@ impl Writer {
             streak.add(rec);
         }
         let mut pipe = redis::pipe();
-        let mut failing = Vec::new();
-        for (endpoint, (records, streak)) in &by_endpoint {
+        for (endpoint, (records, _)) in &by_endpoint {
             let key = self.keys.attempts(endpoint);
             let newest = &records[records.len().saturating_sub(KEEP as usize)..];
             pipe.lpush(&key, newest)
                 .ignore()
                 .ltrim(&key, 0, KEEP - 1)
                 .ignore();
-            // Every success ends the streak, on whichever replica it happens; a failure after
-            // the batch's last success starts a new one (or continues the stored one).
-            if streak.succeeded {
-                pipe.hdel(self.keys.failing_since(), *endpoint).ignore();
-            }
-            if let Some((first, _)) = &streak.failed_after {
-                if streak.succeeded {
-                    pipe.hset(self.keys.failing_since(), *endpoint, first)
-                        .ignore();
-                } else {
-                    pipe.hset_nx(self.keys.failing_since(), *endpoint, first)
-                        .ignore();
-                }
-                pipe.hget(self.keys.failing_since(), *endpoint);
-                failing.push(*endpoint);
-            }
         }
+        let failing = self.streaks(&mut pipe, &by_endpoint);
         crate::deliver::stats::add(&mut pipe, &self.keys, batch, &mut self.stat_expiries);
-        let since: Vec<Option<i64>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let since: Vec<Vec<Option<i64>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let since = since.into_iter().next().unwrap_or_default();
         self.add_to_overview(batch).await;
         for (endpoint, since) in failing.into_iter().zip(since) {
             let (_, streak) = &by_endpoint[endpoint];

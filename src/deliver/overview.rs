@@ -72,7 +72,7 @@ impl<K: std::hash::Hash + Eq> Expiries<K> {
 }
 
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
-/// outcome; per endpoint and hour one ZINCRBY for its attempts and one for its latency; the
+/// outcome; per hour one command adding every endpoint's attempts and one their latency; the
 /// hour's expiries when `expiries` says they are due.
 pub(crate) fn add(
     pipe: &mut redis::Pipeline,
@@ -104,11 +104,22 @@ pub(crate) fn add(
         }
         hours.push(hour);
     }
+    // One command per sorted set and hour, however many endpoints: a fan-out's batch of 512
+    // attempts would otherwise send 1,024 ZINCRBYs, each a reply to parse.
+    let mut by_hour: BTreeMap<i64, (redis::Cmd, redis::Cmd)> = BTreeMap::new();
     for ((hour, endpoint), (n, ms)) in endpoints {
-        pipe.zincr(keys.overview_attempts(hour), endpoint, n)
-            .ignore();
-        pipe.zincr(keys.overview_latency(hour), endpoint, ms)
-            .ignore();
+        let (attempts, latency) = by_hour.entry(hour).or_insert_with(|| {
+            (
+                zincr_many(keys.overview_attempts(hour)),
+                zincr_many(keys.overview_latency(hour)),
+            )
+        });
+        attempts.arg(endpoint).arg(n);
+        latency.arg(endpoint).arg(ms);
+    }
+    for (attempts, latency) in by_hour.into_values() {
+        pipe.add_command(attempts).ignore();
+        pipe.add_command(latency).ignore();
     }
     hours.dedup();
     for hour in hours.into_iter().filter(|h| expiries.due(h)) {
@@ -121,6 +132,16 @@ pub(crate) fn add(
         }
     }
 }
+
+/// `ZINCRBY` of many members of one sorted set: `EVAL` with (member, increment) pairs.
+fn zincr_many(key: String) -> redis::Cmd {
+    let mut cmd = redis::cmd("EVAL");
+    cmd.arg(ZINCR_MANY).arg(1).arg(key);
+    cmd
+}
+
+const ZINCR_MANY: &str =
+    "for i = 1, #ARGV, 2 do redis.call('ZINCRBY', KEYS[1], ARGV[i + 1], ARGV[i]) end return 0";
 
 /// A tenant's attempts over the last 24 hours.
 #[derive(Debug, Default, Clone, PartialEq)]
@@ -246,6 +267,42 @@ mod tests {
                 succeeded: 2,
                 failed: 5
             }
+        );
+    }
+
+    #[test]
+    fn a_batch_to_many_endpoints_is_a_few_commands_per_hour() {
+        let rec = |i: usize| AttemptRecord {
+            at: 7_200_000 + i as i64,
+            event_id: "evt_1".into(),
+            attempt: 1,
+            status: Some(200),
+            latency_ms: 3,
+            error: None,
+            response: String::new(),
+            endpoint_id: format!("ep_{i}"),
+            tenant: "t".into(),
+            gone: false,
+        };
+        let batch: Vec<AttemptRecord> = (0..300).map(rec).collect();
+        let mut pipe = redis::pipe();
+        add(
+            &mut pipe,
+            &Keys::new("p:", "events"),
+            &batch,
+            &mut Expiries::default(),
+        );
+        let names: Vec<String> = pipe
+            .cmd_iter()
+            .map(|c| match c.args_iter().next() {
+                Some(redis::Arg::Simple(name)) => String::from_utf8_lossy(name).into_owned(),
+                _ => String::new(),
+            })
+            .collect();
+        // The tenant's count, both sorted sets (each with 300 members), three expiries.
+        assert_eq!(
+            names,
+            ["HINCRBY", "EVAL", "EVAL", "EXPIRE", "EXPIRE", "EXPIRE"]
         );
     }
 

@@ -461,6 +461,59 @@ async fn an_endpoint_failing_every_attempt_for_disable_after_is_disabled_with_th
     assert!(bad.count() >= 2, "it took a streak of failures, not one");
 }
 
+/// The attempt log writes a batch's failure streaks in a few commands whatever the number of
+/// endpoints (issue 16): each endpoint's streak must still be its own. Two failing endpoints
+/// of one batch are both disabled; a succeeding one's streak, stored earlier, ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failure_streaks_of_endpoints_sharing_a_batch_stay_apart() {
+    let bad = Receiver::start(always(500)).await;
+    let good = Receiver::start(always(200)).await;
+    let setup = Setup::new("streaks")
+        .with(&fast_retries("400ms, 400ms, 400ms, 400ms, 400ms, 400ms"))
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  disable_after: 1s\n  breaker_failures: 0\n")
+        .endpoint("ep_bad1", "t", &bad.url("/1"), &["*"])
+        .endpoint("ep_bad2", "t", &bad.url("/2"), &["*"])
+        .endpoint("ep_good", "t", &good.url("/"), &["*"]);
+    let failing = format!("{}{{endpoints}}:failing", setup.prefix);
+    let mut r = redis();
+    // A streak another replica began an hour ago, which ep_good's next success must end.
+    let an_hour_ago = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+        - 3_600_000;
+    let _: () = redis::cmd("HSET")
+        .arg(&failing)
+        .arg("ep_good")
+        .arg(an_hour_ago)
+        .query(&mut r)
+        .unwrap();
+    let _w = Webhookd::start(&setup).await;
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("s1", "outbound.sent", "t", json!({}))],
+    );
+    let disabled = |id: &str| stored_record(&setup, id)["disabled"] == true;
+    assert!(
+        wait_until(WAIT, || disabled("ep_bad1") && disabled("ep_bad2")).await,
+        "both failing endpoints disabled: {} / {}",
+        stored_record(&setup, "ep_bad1"),
+        stored_record(&setup, "ep_bad2")
+    );
+    assert!(good.count() >= 1);
+    let good_streak: Option<i64> = redis::cmd("HGET")
+        .arg(&failing)
+        .arg("ep_good")
+        .query(&mut r)
+        .unwrap();
+    assert_eq!(good_streak, None, "a success ended the stored streak");
+    assert!(
+        !disabled("ep_good"),
+        "the succeeding endpoint stays enabled"
+    );
+}
+
 /// Issue 13: a body waiting for retries is stored once per event, not once per delivery, and
 /// goes once its last delivery is done.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
