@@ -101,6 +101,30 @@ pub async fn command_calls(nodes: &[String]) -> Option<Calls> {
     Some(sum)
 }
 
+/// Waits (up to `limit`) until the commands sent to `nodes` settle: fewer than `QUIET` more
+/// in a quarter second, as when only webhookd's timers are left. The attempt log and the
+/// figures it feeds are written after the deliveries they record, so counts taken at the last
+/// delivery miss part of them. Answers the counts then, and how long it took.
+pub async fn settled_calls(nodes: &[String], limit: Duration) -> Option<(Calls, Duration)> {
+    const QUIET: u64 = 100;
+    let total = |c: &Calls| {
+        c.iter()
+            .filter(|(k, _)| *k != "info")
+            .map(|(_, n)| n)
+            .sum::<u64>()
+    };
+    let started = tokio::time::Instant::now();
+    let mut last = command_calls(nodes).await?;
+    loop {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let now = command_calls(nodes).await?;
+        if total(&now) < total(&last) + QUIET || started.elapsed() >= limit {
+            return Some((now, started.elapsed()));
+        }
+        last = now;
+    }
+}
+
 /// `INFO commandstats` of each primary among `nodes` (a replica counts again every write it
 /// applies, so it is left out).
 pub async fn calls_by_node(nodes: &[String]) -> Option<Vec<Calls>> {

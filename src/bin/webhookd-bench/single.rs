@@ -27,6 +27,8 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
         .map(|(now, before)| now.saturating_sub(before));
     let by_node_after = observe::calls_by_node(&ctx.nodes).await;
     let calls_after = observe::command_calls(&ctx.nodes).await;
+    let settled = observe::settled_calls(&ctx.nodes, Duration::from_secs(10)).await;
+    let settled_cpu = Cpu::read(pid, redis_pid);
     let rss_peak = pid.and_then(|p| procfs::status_mib(p, "VmHWM"));
     let rss_end = pid.and_then(|p| procfs::status_mib(p, "VmRSS"));
     tokio::time::sleep(args.linger).await;
@@ -39,7 +41,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     let publish_s = published.last_ns.saturating_sub(published.first_ns) as f64 / 1e9;
     let webhookd_cpu = delta(before.webhookd, after.webhookd);
     // Redis commands per published event, server-wide (only meaningful on a quiet Redis).
-    let redis_calls = match (calls_before, calls_after) {
+    let redis_calls = match (&calls_before, calls_after) {
         (Some(b), Some(a)) => {
             let mut m = serde_json::Map::new();
             for (cmd, n) in a {
@@ -49,6 +51,28 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
                 }
             }
             Some(m)
+        }
+        _ => None,
+    };
+    // Everything each delivery cost, the attempt log written after it included: commands
+    // (less the publisher's XADDs) and webhookd's CPU from the first publish until the
+    // commands settle.
+    let settled = match (&calls_before, settled) {
+        (Some(b), Some((a, waited))) => {
+            let own = |k: &str| k == "info" || k == "xadd";
+            let sum = |c: &Calls| {
+                c.iter()
+                    .filter(|(k, _)| !own(k))
+                    .map(|(_, n)| n)
+                    .sum::<u64>()
+            };
+            let cpu = delta(before.webhookd, settled_cpu.webhookd);
+            Some(json!({
+                "waited_s": round(waited.as_secs_f64(), 2),
+                "redis_calls_per_delivery": round((sum(&a) - sum(b)) as f64 / delivered.max(1) as f64, 3),
+                "webhookd_cpu_us_per_delivery": cpu.map(|c| round(c * 1e6 / delivered.max(1) as f64, 3)),
+                "redis_cpu_s": delta(before.redis, settled_cpu.redis),
+            }))
         }
         _ => None,
     };
@@ -92,6 +116,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
             b.iter().zip(&a).map(|(b, a)| total(a) - total(b)).collect::<Vec<_>>()
         }),
         "redis_connections_opened": connections,
+        "settled": settled,
         "loadavg_1m_at_start": ctx.loadavg,
     }))
 }
