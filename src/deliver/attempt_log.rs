@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
+use crate::db::conn::unordered::Unordered;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::AttemptRecord;
@@ -24,15 +25,19 @@ const BATCH: usize = 512;
 /// and the figures it feeds may lag this much behind the attempts.
 const LINGER: Duration = Duration::from_millis(50);
 
-/// The hot path's handle: never blocks.
+/// The hot path's handle: never blocks. A record that finds the backlog full is dropped and
+/// counted (`webhookd_attempt_records_dropped_total`).
 #[derive(Clone)]
 pub(crate) struct AttemptLog {
     tx: mpsc::Sender<AttemptRecord>,
+    dropped: prometheus_client::metrics::counter::Counter,
 }
 
 impl AttemptLog {
     pub(crate) fn record(&self, rec: AttemptRecord) {
-        let _ = self.tx.try_send(rec);
+        if let Err(mpsc::error::TrySendError::Full(_)) = self.tx.try_send(rec) {
+            self.dropped.inc();
+        }
     }
 }
 
@@ -59,7 +64,10 @@ pub(crate) fn channel(
 ) -> (AttemptLog, Writer) {
     let (tx, rx) = mpsc::channel(BACKLOG);
     (
-        AttemptLog { tx },
+        AttemptLog {
+            tx,
+            dropped: metrics.attempt_records_dropped.clone(),
+        },
         Writer {
             rx,
             conn,
@@ -81,7 +89,10 @@ impl Writer {
     async fn add_to_overview(&mut self, batch: &[AttemptRecord]) {
         let mut pipe = redis::pipe();
         crate::deliver::overview::add(&mut pipe, &self.keys, batch, &mut self.expiries);
-        if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
+        if let Err(e) = pipe
+            .query_async::<()>(&mut Unordered(self.conn.clone()))
+            .await
+        {
             if !self
                 .overview_warned
                 .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -169,7 +180,8 @@ impl Writer {
         }
         let failing = self.streaks(&mut pipe, &by_endpoint);
         crate::deliver::stats::add(&mut pipe, &self.keys, batch, &mut self.stat_expiries);
-        let since: Vec<Vec<Option<i64>>> = pipe.query_async(&mut self.conn.clone()).await?;
+        let since: Vec<Vec<Option<i64>>> =
+            pipe.query_async(&mut Unordered(self.conn.clone())).await?;
         let since = since.into_iter().next().unwrap_or_default();
         self.add_to_overview(batch).await;
         for (endpoint, since) in failing.into_iter().zip(since) {
@@ -288,6 +300,20 @@ mod tests {
             tenant: "t".into(),
             gone: false,
         }
+    }
+
+    #[test]
+    fn a_record_finding_the_backlog_full_is_counted() {
+        let (tx, _rx) = mpsc::channel(1);
+        let log = AttemptLog {
+            tx,
+            dropped: Default::default(),
+        };
+        log.record(rec(1, Some(200)));
+        assert_eq!(log.dropped.get(), 0);
+        log.record(rec(2, Some(200)));
+        log.record(rec(3, Some(500)));
+        assert_eq!(log.dropped.get(), 2);
     }
 
     #[test]

@@ -31,6 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) circuits_open: Gauge,
     pub(crate) dlq_trimmed: Counter,
     pub(crate) notices_dropped: Counter,
+    pub(crate) attempt_records_dropped: Counter,
     pub(crate) endpoints_quarantined: Gauge,
     pub(crate) retry_jobs_quarantined: Counter,
     transitions: Family<Labels, Counter>,
@@ -141,6 +142,12 @@ impl Metrics {
             "Operational events (webhookd.*) not published: too many were waiting",
             notices_dropped.clone(),
         );
+        let attempt_records_dropped = Counter::default();
+        registry.register(
+            "webhookd_attempt_records_dropped",
+            "Attempt records not written (the endpoint's attempt list, hourly stats, operator figures and failure streak): too many were waiting",
+            attempt_records_dropped.clone(),
+        );
         let dlq_trimmed = Counter::default();
         registry.register(
             "webhookd_dlq_trimmed",
@@ -161,6 +168,7 @@ impl Metrics {
         Metrics {
             dlq_trimmed,
             notices_dropped,
+            attempt_records_dropped,
             retry_jobs_quarantined,
             endpoints_quarantined,
             registry,

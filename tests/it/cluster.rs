@@ -243,3 +243,41 @@ async fn on_a_cluster_webhookd_runs_as_the_acl_user_readme_documents() {
         w.log_text()
     );
 }
+
+/// The attempt log's connection sends a pipeline's slots at once on a cluster (issue 16): each
+/// reply must still come back in its command's place, and each slot's commands in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_sent_to_every_slot_at_once_answers_in_order() {
+    use webhookd::db::conn::unordered::Unordered;
+    let urls: Vec<String> = cluster_urls().split(',').map(String::from).collect();
+    let conn = webhookd::db::conn::connect_cluster(
+        &urls,
+        &webhookd::db::conn::Access::default(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let prefix = unique_prefix("at_once");
+    let mut pipe = redis::pipe();
+    for i in 0..200 {
+        let key = format!("{prefix}k{i}");
+        pipe.cmd("SET").arg(&key).arg(i).ignore();
+        pipe.cmd("INCRBY").arg(&key).arg(1000);
+        pipe.cmd("GET").arg(&key);
+    }
+    let got: Vec<(i64, String)> = {
+        let raw: Vec<redis::Value> = pipe.query_async(&mut Unordered(conn)).await.unwrap();
+        raw.chunks(2)
+            .map(|p| {
+                (
+                    redis::from_redis_value(p[0].clone()).unwrap(),
+                    redis::from_redis_value(p[1].clone()).unwrap(),
+                )
+            })
+            .collect()
+    };
+    let want: Vec<(i64, String)> = (0..200)
+        .map(|i| (1000 + i, (1000 + i).to_string()))
+        .collect();
+    assert_eq!(got, want);
+}

@@ -101,13 +101,37 @@ impl Cluster {
         offset: usize,
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
-        Box::pin(async move {
-            let groups = by_slot(pipe);
-            if groups.len() <= 1 {
-                return self.conn.req_packed_commands(pipe, offset, count).await;
-            }
-            let mut replies: Vec<Option<Value>> = vec![None; pipe.len()];
-            for group in groups {
+        Box::pin(self.send(pipe, offset, count, false))
+    }
+
+    /// As `req_packed_commands`, but the slots' pipelines are sent all at once rather than one
+    /// after another: for pipelines that need no order between keys of different slots. A
+    /// batch of the attempt log touches two keys per endpoint, each in a slot of its own, so
+    /// one after another it took a round trip per endpoint.
+    pub(super) fn req_packed_commands_unordered<'a>(
+        &'a mut self,
+        pipe: &'a Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<Value>> {
+        Box::pin(self.send(pipe, offset, count, !pipe.is_transaction()))
+    }
+
+    async fn send(
+        &mut self,
+        pipe: &Pipeline,
+        offset: usize,
+        count: usize,
+        at_once: bool,
+    ) -> RedisResult<Vec<Value>> {
+        let groups = by_slot(pipe);
+        if groups.len() <= 1 {
+            return self.conn.req_packed_commands(pipe, offset, count).await;
+        }
+        let mut replies: Vec<Option<Value>> = vec![None; pipe.len()];
+        let sends = groups.into_iter().map(|group| {
+            let mut conn = self.conn.clone();
+            async move {
                 let mut sub = Pipeline::with_capacity(group.len());
                 if pipe.is_transaction() {
                     sub.atomic();
@@ -116,24 +140,36 @@ impl Cluster {
                     sub.add_command((*cmd).clone());
                 }
                 let got: Vec<Value> = if pipe.is_transaction() {
-                    sub.query_async(&mut self.conn).await?
+                    sub.query_async(&mut conn).await?
                 } else {
-                    self.conn.req_packed_commands(&sub, 0, sub.len()).await?
+                    conn.req_packed_commands(&sub, 0, sub.len()).await?
                 };
-                for ((i, _), v) in group.iter().zip(got) {
-                    replies[*i] = Some(v);
-                }
+                RedisResult::Ok((group, got))
             }
-            let replies: Vec<Value> = replies
-                .into_iter()
-                .map(|v| v.unwrap_or(Value::Nil))
-                .collect();
-            // A transaction answers with one array (EXEC's), as a single node would.
-            Ok(if pipe.is_transaction() {
-                vec![Value::Array(replies)]
-            } else {
-                replies
-            })
+        });
+        let answered = if at_once {
+            futures_util::future::try_join_all(sends).await?
+        } else {
+            let mut answered = Vec::new();
+            for send in sends {
+                answered.push(send.await?);
+            }
+            answered
+        };
+        for (group, got) in answered {
+            for ((i, _), v) in group.iter().zip(got) {
+                replies[*i] = Some(v);
+            }
+        }
+        let replies: Vec<Value> = replies
+            .into_iter()
+            .map(|v| v.unwrap_or(Value::Nil))
+            .collect();
+        // A transaction answers with one array (EXEC's), as a single node would.
+        Ok(if pipe.is_transaction() {
+            vec![Value::Array(replies)]
+        } else {
+            replies
         })
     }
 }

@@ -22,6 +22,7 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 mod access;
 mod cluster;
+pub mod unordered;
 
 pub use access::{Access, ConnectError};
 
