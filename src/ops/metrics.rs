@@ -31,7 +31,7 @@ pub(crate) struct Metrics {
     pub(crate) circuits_open: Gauge,
     pub(crate) dlq_trimmed: Counter,
     pub(crate) notices_dropped: Counter,
-    pub(crate) attempt_records_dropped: Counter,
+    pub(crate) attempt_log_waits: Counter,
     pub(crate) endpoints_quarantined: Gauge,
     pub(crate) retry_jobs_quarantined: Counter,
     transitions: Family<Labels, Counter>,
@@ -142,11 +142,11 @@ impl Metrics {
             "Operational events (webhookd.*) not published: too many were waiting",
             notices_dropped.clone(),
         );
-        let attempt_records_dropped = Counter::default();
+        let attempt_log_waits = Counter::default();
         registry.register(
-            "webhookd_attempt_records_dropped",
-            "Attempt records not written (the endpoint's attempt list, hourly stats, operator figures and failure streak): too many were waiting",
-            attempt_records_dropped.clone(),
+            "webhookd_attempt_log_waits",
+            "Attempts whose record waited for room in the attempt log's backlog: deliveries outran its writer",
+            attempt_log_waits.clone(),
         );
         let dlq_trimmed = Counter::default();
         registry.register(
@@ -168,7 +168,7 @@ impl Metrics {
         Metrics {
             dlq_trimmed,
             notices_dropped,
-            attempt_records_dropped,
+            attempt_log_waits,
             retry_jobs_quarantined,
             endpoints_quarantined,
             registry,

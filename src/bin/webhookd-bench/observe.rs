@@ -36,10 +36,7 @@ pub const EXPLAINING: &[(&str, &str)] = &[
     ("retry", "webhookd_deliveries_total{outcome=\"retry\"}"),
     ("dead", "webhookd_deliveries_total{outcome=\"dead\"}"),
     ("deferred", "webhookd_deliveries_deferred_total"),
-    (
-        "attempt_records_dropped",
-        "webhookd_attempt_records_dropped_total",
-    ),
+    ("attempt_log_waits", "webhookd_attempt_log_waits_total"),
 ];
 
 /// The value of one sample line of Prometheus text.

@@ -29,18 +29,20 @@ impl Dispatcher {
         outcome: Outcome,
     ) -> bool {
         let verdict = decide::verdict(&outcome);
-        self.log.record(AttemptRecord {
-            at: now_ms(),
-            event_id: d.event.id.to_string(),
-            attempt: d.attempts,
-            status: outcome.status,
-            latency_ms: outcome.latency.as_millis() as u64,
-            error: outcome.error.clone(),
-            response: outcome.response.clone(),
-            endpoint_id: ep.id.to_string(),
-            tenant: ep.tenant.clone(),
-            gone: verdict == Verdict::Gone,
-        });
+        self.log
+            .record(AttemptRecord {
+                at: now_ms(),
+                event_id: d.event.id.to_string(),
+                attempt: d.attempts,
+                status: outcome.status,
+                latency_ms: outcome.latency.as_millis() as u64,
+                error: outcome.error.clone(),
+                response: outcome.response.clone(),
+                endpoint_id: ep.id.to_string(),
+                tenant: ep.tenant.clone(),
+                gone: verdict == Verdict::Gone,
+            })
+            .await;
         d.last_status = outcome.status;
         d.last_error = outcome.error.clone();
         if verdict == Verdict::Delivered {
