@@ -89,19 +89,15 @@ fn field_name(name: Value) -> RedisResult<String> {
 }
 
 fn bad(what: &'static str, got: &Value) -> RedisError {
-    RedisError::from((
-        ErrorKind::Parse,
-        "unexpected XREADGROUP reply",
-        format!("{what}: {got:?}"),
-    ))
+    parse_error(format!("{what}: {got:?}"))
 }
 
 fn text_error(what: &'static str) -> RedisError {
-    RedisError::from((
-        ErrorKind::Parse,
-        "unexpected XREADGROUP reply",
-        format!("{what} is not UTF-8"),
-    ))
+    parse_error(format!("{what} is not UTF-8"))
+}
+
+fn parse_error(detail: String) -> RedisError {
+    RedisError::from((ErrorKind::Parse, "unexpected XREADGROUP reply", detail))
 }
 
 #[cfg(test)]

@@ -108,12 +108,6 @@ pub async fn command_calls(nodes: &[String]) -> Option<Calls> {
 /// delivery miss part of them. Answers the counts then, and how long it took.
 pub async fn settled_calls(nodes: &[String], limit: Duration) -> Option<(Calls, Duration)> {
     const QUIET: u64 = 100;
-    let total = |c: &Calls| {
-        c.iter()
-            .filter(|(k, _)| *k != "info")
-            .map(|(_, n)| n)
-            .sum::<u64>()
-    };
     let started = tokio::time::Instant::now();
     let mut last = command_calls(nodes).await?;
     loop {
@@ -187,6 +181,14 @@ pub fn parse_commandstats(text: &str) -> Calls {
             Some((name.to_string(), calls))
         })
         .collect()
+}
+
+/// Every call counted, without the readings themselves (`info`).
+pub fn total(c: &Calls) -> u64 {
+    c.iter()
+        .filter(|(k, _)| k.as_str() != "info")
+        .map(|(_, n)| n)
+        .sum()
 }
 
 /// Calls made between two readings, without the readings themselves (`info`) and without

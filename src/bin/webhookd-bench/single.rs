@@ -59,17 +59,12 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     // commands settle.
     let settled = match (&calls_before, settled) {
         (Some(b), Some((a, waited))) => {
-            let own = |k: &str| k == "info" || k == "xadd";
-            let sum = |c: &Calls| {
-                c.iter()
-                    .filter(|(k, _)| !own(k))
-                    .map(|(_, n)| n)
-                    .sum::<u64>()
-            };
+            let mut made = observe::calls_delta(b, &a, &Calls::new());
+            made.remove("xadd");
             let cpu = delta(before.webhookd, settled_cpu.webhookd);
             Some(json!({
                 "waited_s": round(waited.as_secs_f64(), 2),
-                "redis_calls_per_delivery": round((sum(&a) - sum(b)) as f64 / delivered.max(1) as f64, 3),
+                "redis_calls_per_delivery": round(observe::total(&made) as f64 / delivered.max(1) as f64, 3),
                 "webhookd_cpu_us_per_delivery": cpu.map(|c| round(c * 1e6 / delivered.max(1) as f64, 3)),
                 "redis_cpu_s": delta(before.redis, settled_cpu.redis),
             }))
@@ -112,8 +107,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
         "redis_cpu_s": delta(before.redis, after.redis),
         "redis_calls_per_event": redis_calls,
         "redis_calls_by_node": by_node_before.zip(by_node_after).map(|(b, a)| {
-            let total = |c: &Calls| c.iter().filter(|(k, _)| *k != "info").map(|(_, n)| n).sum::<u64>();
-            b.iter().zip(&a).map(|(b, a)| total(a) - total(b)).collect::<Vec<_>>()
+            b.iter().zip(&a).map(|(b, a)| observe::total(a) - observe::total(b)).collect::<Vec<_>>()
         }),
         "redis_connections_opened": connections,
         "settled": settled,
