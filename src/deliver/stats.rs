@@ -72,6 +72,15 @@ fn bucket_bound(latency_ms: u64) -> u64 {
     BOUNDS[BOUNDS.partition_point(|&b| b < latency_ms).min(BUCKETS - 1)]
 }
 
+/// The histogram's field names, `ms:{bound}`, made once: a fan-out names one per endpoint.
+static FIELDS: std::sync::LazyLock<[String; BUCKETS]> =
+    std::sync::LazyLock::new(|| BOUNDS.map(|b| format!("{LATENCY}{b}")));
+
+/// The field of the bucket whose upper bound is `bound` (one of `BOUNDS`).
+fn field(bound: u64) -> &'static str {
+    &FIELDS[BOUNDS.partition_point(|&b| b < bound).min(BUCKETS - 1)]
+}
+
 /// The `pct`-th percentile of a histogram of (upper bound, count), sorted by bound: the
 /// bound of the bucket holding the attempt of that rank. None when it is empty.
 fn percentile(hist: &[(u64, u64)], pct: u64) -> Option<u64> {
@@ -136,7 +145,7 @@ pub(crate) fn add(
             }
         }
         for (bound, n) in t.latency {
-            pipe.hincr(&key, format!("{LATENCY}{bound}"), n).ignore();
+            pipe.hincr(&key, field(bound), n).ignore();
         }
         if expiries.due(key.as_str()) {
             pipe.expire(&key, HOUR_TTL.as_secs() as i64).ignore();
@@ -330,6 +339,14 @@ mod tests {
         }
         assert_eq!(bucket_bound(0), 1);
         assert_eq!(bucket_bound(TOP_MS * 10), BOUNDS[BUCKETS - 1]);
+    }
+
+    #[test]
+    fn each_bucket_is_named_by_its_upper_bound() {
+        for b in BOUNDS {
+            assert_eq!(field(b), format!("ms:{b}"));
+        }
+        assert_eq!(field(bucket_bound(11)), "ms:12");
     }
 
     #[test]

@@ -27,7 +27,7 @@ for i = 1, #raw, 2 do
 end
 
 local function open(prev)
-  local seg = {id = now, start = now, count = 0, n = 1}
+  local seg = {id = now, start = now, count = 0, n = 1, dirty = true}
   if prev then
     seg.id = prev.id + 1
     -- The rate the last segment saw, over a whole span; one that filled early may have seen
@@ -74,12 +74,16 @@ for i = 6, #ARGV, stride do
       redis.call('PEXPIREAT', key, cur.start + span + window)
     end
     cur.count = cur.count + 1
+    cur.dirty = true
     seen = 1
   end
   out[#out + 1] = seen
 end
 
+-- Only the segments this call opened or added to: the others' records are unchanged.
 for _, seg in ipairs(segs) do
-  redis.call('HSET', KEYS[1], seg.id, seg.start .. ' ' .. seg.count .. ' ' .. seg.n)
+  if seg.dirty then
+    redis.call('HSET', KEYS[1], seg.id, seg.start .. ' ' .. seg.count .. ' ' .. seg.n)
+  end
 end
 return out
