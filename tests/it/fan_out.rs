@@ -262,6 +262,51 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
         per_event <= 60.0,
         "{per_event:.1} bytes per event ({keys} keys, {bytes} bytes)"
     );
+    segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:", setup.prefix), EVENTS);
+}
+
+/// Every hash of the duplicate check is named `<base><segment id>:<bucket>` in plain digits
+/// (as every earlier build named them), for a segment in the table and a bucket below its
+/// hash count; and each segment's count in the table is the fields its hashes hold.
+fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: usize) {
+    let table: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
+        .arg(format!("{base}segments"))
+        .query(r)
+        .unwrap();
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}*:*"))
+        .query(r)
+        .unwrap();
+    let mut held: std::collections::HashMap<&str, u64> = Default::default();
+    for key in &keys {
+        let (id, bucket) = key[base.len()..]
+            .split_once(':')
+            .expect("<segment>:<bucket>");
+        let record = table
+            .get(id)
+            .unwrap_or_else(|| panic!("{key}: no segment {id}"));
+        let n: u64 = record.split(' ').nth(2).unwrap().parse().unwrap();
+        assert!(
+            bucket.bytes().all(|b| b.is_ascii_digit()) && bucket.parse::<u64>().unwrap() < n,
+            "{key}: bucket of a segment with {n} hashes"
+        );
+        assert!(id.bytes().all(|b| b.is_ascii_digit()), "{key}");
+        let fields: u64 = redis::cmd("HLEN").arg(key).query(r).unwrap();
+        *held
+            .entry(table.get_key_value(id).unwrap().0.as_str())
+            .or_default() += fields;
+    }
+    let mut total = 0;
+    for (id, record) in &table {
+        let count: u64 = record.split(' ').nth(1).unwrap().parse().unwrap();
+        assert_eq!(
+            held.get(id.as_str()).copied().unwrap_or(0),
+            count,
+            "segment {id}: {record}"
+        );
+        total += count;
+    }
+    assert_eq!(total, events as u64, "every event remembered once");
 }
 
 /// Most requests in flight at once among `got`, each taken to last `held` from its arrival.
