@@ -73,7 +73,7 @@ impl<K: std::hash::Hash + Eq> Expiries<K> {
 
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
 /// outcome; per hour one command adding every endpoint's attempts and one their latency; the
-/// hour's expiries when `expiries` says they are due.
+/// hour's expiries when `expiries` says they are due. The caller discards their replies.
 pub(crate) fn add(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
@@ -99,7 +99,7 @@ pub(crate) fn add(
         let key = keys.overview_tenants(hour);
         for (field, n) in [(OK, ok), (FAILED, failed)] {
             if n > 0 {
-                pipe.hincr(&key, format!("{field}{tenant}"), n).ignore();
+                pipe.hincr(&key, format!("{field}{tenant}"), n);
             }
         }
         hours.push(hour);
@@ -118,8 +118,8 @@ pub(crate) fn add(
         latency.arg(endpoint).arg(ms);
     }
     for (attempts, latency) in by_hour.into_values() {
-        pipe.add_command(attempts).ignore();
-        pipe.add_command(latency).ignore();
+        pipe.add_command(attempts);
+        pipe.add_command(latency);
     }
     hours.dedup();
     for hour in hours.into_iter().filter(|h| expiries.due(h)) {
@@ -128,7 +128,7 @@ pub(crate) fn add(
             keys.overview_attempts(hour),
             keys.overview_latency(hour),
         ] {
-            pipe.expire(key, HOUR_TTL.as_secs() as i64).ignore();
+            pipe.expire(key, HOUR_TTL.as_secs() as i64);
         }
     }
 }

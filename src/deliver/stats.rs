@@ -130,7 +130,8 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&str, i64), Tally> {
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
 /// hour, one HINCRBY per non-zero count and histogram bucket, and an EXPIRE when `expiries`
-/// says it is due (once a minute per key, not once a batch).
+/// says it is due (once a minute per key, not once a batch). The caller discards their
+/// replies (not `.ignore()`: see `attempt_log::Writer::write`).
 pub(crate) fn add(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
@@ -141,14 +142,14 @@ pub(crate) fn add(
         let key = keys.stats(endpoint, hour);
         for (field, n) in [(SUCCESS, t.success), (FAILURE, t.failure)] {
             if n > 0 {
-                pipe.hincr(&key, field, n).ignore();
+                pipe.hincr(&key, field, n);
             }
         }
         for (bound, n) in t.latency {
-            pipe.hincr(&key, field(bound), n).ignore();
+            pipe.hincr(&key, field(bound), n);
         }
         if expiries.due(key.as_str()) {
-            pipe.expire(&key, HOUR_TTL.as_secs() as i64).ignore();
+            pipe.expire(&key, HOUR_TTL.as_secs() as i64);
         }
     }
 }
