@@ -44,7 +44,9 @@ fn main() -> ExitCode {
 #[global_allocator]
 static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e` (its options keep their numbers).
+/// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`: mimalloc keeps its options' numbers
+/// (retired ones stay as `deprecated_*`), but `libmimalloc-sys` names no constant for this one.
+/// Checked against the mimalloc 3.3.2 that `libmimalloc-sys` 0.1.49 bundles; recheck on a bump.
 const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 
 /// Freed memory goes back to the OS after 10 ms rather than mimalloc 3's 1 s: loading 10,000
