@@ -67,9 +67,14 @@ const BOUNDS: [u64; BUCKETS] = {
     b
 };
 
+/// The bucket a latency falls in: the first whose upper bound is at least it, else the last.
+fn bucket(latency_ms: u64) -> usize {
+    BOUNDS.partition_point(|&b| b < latency_ms).min(BUCKETS - 1)
+}
+
 /// The upper bound of the bucket a latency falls in.
 fn bucket_bound(latency_ms: u64) -> u64 {
-    BOUNDS[BOUNDS.partition_point(|&b| b < latency_ms).min(BUCKETS - 1)]
+    BOUNDS[bucket(latency_ms)]
 }
 
 /// The histogram's field names, `ms:{bound}`, made once: a fan-out names one per endpoint.
@@ -78,7 +83,7 @@ static FIELDS: std::sync::LazyLock<[String; BUCKETS]> =
 
 /// The field of the bucket whose upper bound is `bound` (one of `BOUNDS`).
 fn field(bound: u64) -> &'static str {
-    &FIELDS[BOUNDS.partition_point(|&b| b < bound).min(BUCKETS - 1)]
+    &FIELDS[bucket(bound)]
 }
 
 /// The `pct`-th percentile of a histogram of (upper bound, count), sorted by bound: the

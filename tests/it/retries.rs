@@ -477,11 +477,7 @@ async fn failure_streaks_of_endpoints_sharing_a_batch_stay_apart() {
     let failing = format!("{}{{endpoints}}:failing", setup.prefix);
     let mut r = redis();
     // A streak another replica began an hour ago, which ep_good's next success must end.
-    let an_hour_ago = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-        - 3_600_000;
+    let an_hour_ago = webhookd::support::clock::now_ms() - 3_600_000;
     let _: () = redis::cmd("HSET")
         .arg(&failing)
         .arg("ep_good")

@@ -47,7 +47,7 @@ static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 /// `mi_option_purge_delay` in mimalloc.h's `mi_option_e`: mimalloc keeps its options' numbers
 /// (retired ones stay as `deprecated_*`), but `libmimalloc-sys` names no constant for this one.
 /// Checked against the mimalloc 3.3.2 that `libmimalloc-sys` 0.1.49 bundles; recheck on a bump.
-const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Freed memory goes back to the OS after 10 ms rather than mimalloc 3's 1 s: loading 10,000
 /// endpoints and then fanning out to them otherwise peaks ~12 MiB higher, for ~no CPU saved.
@@ -55,7 +55,7 @@ const MI_OPTION_PURGE_DELAY: libc::c_int = 15;
 fn tune_allocator() {
     if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
         // SAFETY: sets one of mimalloc's option values; any thread may, at any time.
-        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY as _, 10) };
+        unsafe { libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 10) };
     }
 }
 
