@@ -88,15 +88,11 @@ pub(crate) fn channel(
 }
 
 impl Writer {
-    /// The operator view's figures, apart from the transaction above: a Redis user set up
-    /// before they existed may lack their commands (`ZINCRBY`), and that must cost only them.
-    async fn add_to_overview(&mut self, batch: &[AttemptRecord]) {
-        let mut pipe = redis::pipe();
-        crate::deliver::overview::add(&mut pipe, &self.keys, batch, &mut self.expiries);
-        if let Err(e) = pipe
-            .query_async::<()>(&mut Unordered(self.conn.clone()))
-            .await
-        {
+    /// The operator view's figures go in a pipeline of their own, sent beside the attempts'
+    /// one: a Redis user set up before they existed may lack their commands (`ZINCRBY`), and
+    /// that must cost only them.
+    fn overview_written(&self, result: redis::RedisResult<()>) {
+        if let Err(e) = result {
             if !self
                 .overview_warned
                 .swap(true, std::sync::atomic::Ordering::Relaxed)
@@ -185,13 +181,21 @@ impl Writer {
         }
         let (failing, at) = self.streaks(&mut pipe, &by_endpoint);
         crate::deliver::stats::add(&mut pipe, &self.keys, batch, &mut self.stat_expiries);
-        let mut replies: Vec<redis::Value> =
-            pipe.query_async(&mut Unordered(self.conn.clone())).await?;
+        let mut overview = redis::pipe();
+        crate::deliver::overview::add(&mut overview, &self.keys, batch, &mut self.expiries);
+        // Both in flight at once: the writer paces a big fan-out's deliveries, and waiting for
+        // one reply before sending the other doubled its round trips.
+        let (mut main, mut view) = (Unordered(self.conn.clone()), Unordered(self.conn.clone()));
+        let (replies, viewed) = tokio::join!(
+            pipe.query_async::<Vec<redis::Value>>(&mut main),
+            overview.query_async::<()>(&mut view)
+        );
+        self.overview_written(viewed);
+        let mut replies = replies?;
         let since: Vec<Option<i64>> = match at {
             Some(at) if at < replies.len() => redis::from_redis_value(replies.swap_remove(at))?,
             _ => Vec::new(),
         };
-        self.add_to_overview(batch).await;
         for (endpoint, since) in failing.into_iter().zip(since) {
             let (_, streak) = &by_endpoint[endpoint];
             let (Some(since), Some((_, last))) = (since, &streak.failed_after) else {
