@@ -34,6 +34,38 @@ pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     Some(kb / 1024.0)
 }
 
+/// Context switches of `pid`'s threads alive now, summed: (voluntary, involuntary). A
+/// voluntary one is a thread parking (waiting in `epoll_wait` or on a futex), so per delivery
+/// it counts wake-ups, which CPU seconds on a noisy machine blur. Threads that already ended
+/// are not counted (webhookd's workers live as long as it does).
+pub fn context_switches(pid: u32) -> Option<(u64, u64)> {
+    let mut sum = (0, 0);
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))
+        .ok()?
+        .flatten()
+    {
+        let Ok(status) = std::fs::read_to_string(task.path().join("status")) else {
+            continue;
+        };
+        if let Some((v, n)) = switches(&status) {
+            sum = (sum.0 + v, sum.1 + n);
+        }
+    }
+    Some(sum)
+}
+
+/// The two context-switch counts of one `/proc/.../status` text.
+fn switches(status: &str) -> Option<(u64, u64)> {
+    let count = |name: &str| -> Option<u64> {
+        let line = status.lines().find(|l| l.starts_with(name))?;
+        line[name.len()..].trim().parse().ok()
+    };
+    Some((
+        count("voluntary_ctxt_switches:")?,
+        count("nonvoluntary_ctxt_switches:")?,
+    ))
+}
+
 /// The pid of the only `redis-server` process, if exactly one runs.
 pub fn find_redis() -> Option<u32> {
     let mut found = None;
@@ -83,5 +115,16 @@ mod tests {
     fn reads_its_own_process() {
         assert!(super::cpu_secs(None).is_some());
         assert!(super::status_mib(std::process::id(), "VmHWM").unwrap() > 0.0);
+        assert!(super::context_switches(std::process::id()).is_some());
+    }
+
+    #[test]
+    fn reads_both_context_switch_counts() {
+        let status = "Name:\tx\nvoluntary_ctxt_switches:\t12\nnonvoluntary_ctxt_switches:\t3\n";
+        assert_eq!(super::switches(status), Some((12, 3)));
+        assert_eq!(
+            super::switches("Name:\tx\nvoluntary_ctxt_switches:\t12\n"),
+            None
+        );
     }
 }

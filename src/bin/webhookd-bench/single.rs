@@ -9,6 +9,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     let by_node_before = observe::calls_by_node(&ctx.nodes).await;
     let calls_before = observe::command_calls(&ctx.nodes).await;
     let before = Cpu::read(pid, redis_pid);
+    let switches_before = pid.and_then(procfs::context_switches);
     let publishing = ctx.publish(
         Events::healthy(plan.clone(), 0, &args.event_type),
         ctx.pace(),
@@ -20,6 +21,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     })
     .await;
     let after = Cpu::read(pid, redis_pid);
+    let switches_after = pid.and_then(procfs::context_switches);
     // webhookd's connections: every node's clients now, less those before it started.
     let connections = observe::connected_clients(&ctx.nodes)
         .await
@@ -40,6 +42,10 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
     let elapsed = last.saturating_sub(published.first_ns) as f64 / 1e9;
     let publish_s = published.last_ns.saturating_sub(published.first_ns) as f64 / 1e9;
     let webhookd_cpu = delta(before.webhookd, after.webhookd);
+    let per_delivery = |n: u64| round(n as f64 / delivered.max(1) as f64, 3);
+    let switches = switches_before.zip(switches_after).map(|((v0, n0), (v1, n1))| {
+        json!({"voluntary": per_delivery(v1.saturating_sub(v0)), "involuntary": per_delivery(n1.saturating_sub(n0))})
+    });
     // Redis commands per published event, server-wide (only meaningful on a quiet Redis).
     let redis_calls = match (&calls_before, calls_after) {
         (Some(b), Some(a)) => {
@@ -99,6 +105,7 @@ pub(crate) async fn measure_single(ctx: &Ctx<'_>) -> Result<Value> {
             "pid": p,
             "cpu_s": webhookd_cpu,
             "cpu_us_per_delivery": webhookd_cpu.map(|c| round(c * 1e6 / delivered.max(1) as f64, 3)),
+            "context_switches_per_delivery": switches,
             "rss_peak_mib": rss_peak.map(|v| round(v, 1)),
             "rss_end_mib": rss_end.map(|v| round(v, 1)),
         })),
