@@ -72,19 +72,10 @@ fn bucket(latency_ms: u64) -> usize {
     BOUNDS.partition_point(|&b| b < latency_ms).min(BUCKETS - 1)
 }
 
-/// The upper bound of the bucket a latency falls in.
-fn bucket_bound(latency_ms: u64) -> u64 {
-    BOUNDS[bucket(latency_ms)]
-}
-
-/// The histogram's field names, `ms:{bound}`, made once: a fan-out names one per endpoint.
+/// The histogram's field names by bucket, `ms:{bound}`, made once: a fan-out names one per
+/// endpoint.
 static FIELDS: std::sync::LazyLock<[String; BUCKETS]> =
     std::sync::LazyLock::new(|| BOUNDS.map(|b| format!("{LATENCY}{b}")));
-
-/// The field of the bucket whose upper bound is `bound` (one of `BOUNDS`).
-fn field(bound: u64) -> &'static str {
-    &FIELDS[bucket(bound)]
-}
 
 /// The `pct`-th percentile of a histogram of (upper bound, count), sorted by bound: the
 /// bound of the bucket holding the attempt of that rank. None when it is empty.
@@ -111,8 +102,8 @@ fn hour_of(ms: i64) -> i64 {
 struct Tally {
     success: u64,
     failure: u64,
-    /// Bucket upper bound → attempts.
-    latency: BTreeMap<u64, u64>,
+    /// Bucket (an index of `BOUNDS`) → attempts.
+    latency: BTreeMap<usize, u64>,
 }
 
 /// Every attempt counts towards the latencies, failed ones too: how long a delivery held
@@ -128,7 +119,7 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&str, i64), Tally> {
         } else {
             t.failure += 1;
         }
-        *t.latency.entry(bucket_bound(rec.latency_ms)).or_default() += 1;
+        *t.latency.entry(bucket(rec.latency_ms)).or_default() += 1;
     }
     out
 }
@@ -150,8 +141,8 @@ pub(crate) fn add(
                 pipe.hincr(&key, field, n);
             }
         }
-        for (bound, n) in t.latency {
-            pipe.hincr(&key, field(bound), n);
+        for (bucket, n) in t.latency {
+            pipe.hincr(&key, FIELDS[bucket].as_str(), n);
         }
         if expiries.due(key.as_str()) {
             pipe.expire(&key, HOUR_TTL.as_secs() as i64);
@@ -315,6 +306,11 @@ pub(crate) async fn in_flight(
 mod tests {
     use super::*;
 
+    /// The upper bound of the bucket a latency falls in.
+    fn bucket_bound(latency_ms: u64) -> u64 {
+        BOUNDS[bucket(latency_ms)]
+    }
+
     fn rec(endpoint: &str, at: i64, status: Option<u16>, latency_ms: u64) -> AttemptRecord {
         AttemptRecord {
             at,
@@ -349,10 +345,10 @@ mod tests {
 
     #[test]
     fn each_bucket_is_named_by_its_upper_bound() {
-        for b in BOUNDS {
-            assert_eq!(field(b), format!("ms:{b}"));
+        for (i, b) in BOUNDS.iter().enumerate() {
+            assert_eq!(FIELDS[i], format!("ms:{b}"));
         }
-        assert_eq!(field(bucket_bound(11)), "ms:12");
+        assert_eq!(FIELDS[bucket(11)], "ms:12");
     }
 
     #[test]
@@ -406,7 +402,8 @@ mod tests {
         let a = &t[&("ep_a", h / 1000)];
         assert_eq!((a.success, a.failure), (2, 2));
         assert_eq!(a.latency.values().sum::<u64>(), 4);
-        assert_eq!(a.latency[&12], 2);
+        assert_eq!(a.latency[&bucket(12)], 2);
+        assert_eq!(BOUNDS[bucket(12)], 12);
         let before = &t[&("ep_a", h / 1000 - 3600)];
         assert_eq!((before.success, before.failure), (0, 1), "3xx is a failure");
         assert_eq!(t[&("ep_b", h / 1000)].success, 1);

@@ -292,9 +292,7 @@ fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: us
         );
         assert!(id.bytes().all(|b| b.is_ascii_digit()), "{key}");
         let fields: u64 = redis::cmd("HLEN").arg(key).query(r).unwrap();
-        *held
-            .entry(table.get_key_value(id).unwrap().0.as_str())
-            .or_default() += fields;
+        *held.entry(id).or_default() += fields;
     }
     let mut total = 0;
     for (id, record) in &table {

@@ -22,11 +22,7 @@ pub fn cpu_secs(pid: Option<u32>) -> Option<f64> {
 /// A `kB` line of `/proc/PID/status` (`VmHWM`, `VmRSS`) in MiB.
 pub fn status_mib(pid: u32, field: &str) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status
-        .lines()
-        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
-    let kb: f64 = line[field.len() + 1..]
-        .trim()
+    let kb: f64 = status_field(&status, field)?
         .trim_end_matches("kB")
         .trim()
         .parse()
@@ -56,14 +52,19 @@ pub fn context_switches(pid: u32) -> Option<(u64, u64)> {
 
 /// The two context-switch counts of one `/proc/.../status` text.
 fn switches(status: &str) -> Option<(u64, u64)> {
-    let count = |name: &str| -> Option<u64> {
-        let line = status.lines().find(|l| l.starts_with(name))?;
-        line[name.len()..].trim().parse().ok()
-    };
+    let count = |name| status_field(status, name)?.parse().ok();
     Some((
-        count("voluntary_ctxt_switches:")?,
-        count("nonvoluntary_ctxt_switches:")?,
+        count("voluntary_ctxt_switches")?,
+        count("nonvoluntary_ctxt_switches")?,
     ))
+}
+
+/// The value of the `field: value` line of a `/proc/.../status` text, trimmed.
+fn status_field<'a>(status: &'a str, field: &str) -> Option<&'a str> {
+    let line = status
+        .lines()
+        .find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    Some(line[field.len() + 1..].trim())
 }
 
 /// The pid of the only `redis-server` process, if exactly one runs.
