@@ -589,6 +589,9 @@ async fn a_job_an_older_replica_quarantined_is_queued_again_and_delivered() {
             == 1)
         .await
     );
+    // The entry's fate is the retry; until its XACK lands (it lingers up to 10 ms) a killed
+    // replica leaves it pending, and the next one would rightly deliver it again.
+    assert!(wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await);
     drop(w);
     let stored: HashMap<String, String> = redis::cmd("HGETALL").arg(&jobs).query(&mut r).unwrap();
     let (id, raw) = stored.into_iter().next().unwrap();
