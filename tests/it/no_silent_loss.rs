@@ -679,6 +679,57 @@ fn replica_in_sync(port: u16) -> bool {
     info.contains("role:slave") && info.contains("master_link_status:up")
 }
 
+/// A connection whose commands alone meet the demoted server (no pipeline, no transaction
+/// among them: the consumers' own connection) is replaced too. A command's READONLY comes
+/// back as a value, not as an error of the connection, and was once missed: the duplicate
+/// check then failed for good after a failover.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_only_meets_readonly_in_replies_follows_the_failover() {
+    let (pa, pb) = (free_port(), free_port());
+    let _a = OwnRedis::start(pa).await;
+    let _b = OwnRedis::start(pb).await;
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pa)
+        .query(&mut redis_at(pb))
+        .unwrap();
+    assert!(wait_until(WAIT, || replica_in_sync(pb)).await);
+    let proxy = Proxy::start(pa).await;
+    let conn = webhookd::db::conn::connect(&proxy.url(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    let set = |conn: webhookd::db::conn::Conn| async move {
+        let mut conn = conn;
+        let script = redis::Script::new("return redis.call('SET', KEYS[1], 'v')");
+        script
+            .key("nsl_readonly")
+            .invoke_async::<()>(&mut conn)
+            .await
+    };
+    set(conn.clone()).await.unwrap();
+
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut redis_at(pb))
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pb)
+        .query(&mut redis_at(pa))
+        .unwrap();
+    proxy.point_to(pb);
+    assert!(wait_until(WAIT, || replica_in_sync(pa)).await);
+    let refused = set(conn.clone()).await.unwrap_err();
+    assert!(refused.to_string().contains("read only"), "{refused}");
+    let writes_again = wait_until_async(WAIT, || {
+        let conn = conn.clone();
+        async move { set(conn).await.is_ok() }
+    })
+    .await;
+    assert!(writes_again, "the connection stayed on the demoted server");
+}
+
 /// Item 4: after a failover demotes the primary webhookd was connected to, its connections
 /// answer READONLY. webhookd must notice, connect again (through the address, which now
 /// leads to the new primary), report not-ready meanwhile, and carry on: deliveries, API

@@ -332,6 +332,19 @@ impl Conn {
     }
 }
 
+impl Conn {
+    /// `after_error` for the first error among a reply's values.
+    fn after_error_values(&self, node: &Shared, generation: u64, values: &[Value]) {
+        let refused = values.iter().find_map(|v| match v {
+            Value::ServerError(e) => Some(RedisError::from(e.clone())),
+            _ => None,
+        });
+        if let Some(e) = refused {
+            self.after_error(node, generation, &e);
+        }
+    }
+}
+
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         Box::pin(async move {
@@ -341,8 +354,11 @@ impl ConnectionLike for Conn {
             };
             let (mut manager, generation) = node.current();
             let got = manager.req_packed_command(cmd).await;
-            if let Err(e) = &got {
-                self.after_error(node, generation, e);
+            match &got {
+                Err(e) => self.after_error(node, generation, e),
+                // A command's own error comes back as a value (the caller's `query_async`
+                // turns it into an error): READONLY from a demoted server among them.
+                Ok(v) => self.after_error_values(node, generation, std::slice::from_ref(v)),
             }
             got
         })
@@ -363,8 +379,9 @@ impl ConnectionLike for Conn {
             };
             let (mut manager, generation) = node.current();
             let got = manager.req_packed_commands(cmd, offset, count).await;
-            if let Err(e) = &got {
-                self.after_error(node, generation, e);
+            match &got {
+                Err(e) => self.after_error(node, generation, e),
+                Ok(values) => self.after_error_values(node, generation, values),
             }
             got
         })
