@@ -29,6 +29,7 @@ use crate::retry::park::{self, ParkWriter};
 use crate::retry::{RetryQueue, RetryShards};
 use crate::secure::seal::Sealer;
 use crate::secure::ssrf::Guard;
+use crate::support::hot::Hot;
 use crate::support::shutdown::Shutdown;
 
 /// Redis commands on the shared connection that take longer than this count as failed.
@@ -66,6 +67,8 @@ pub(super) struct Built {
     pub(super) notice_writer: notice::Writer,
     /// Wakes the ordered deliveries' promoter when a fan-out queues some.
     pub(super) order_wake: Arc<tokio::sync::Notify>,
+    /// Runs the consumers, their connections and (up to a bound) their deliveries.
+    pub(super) hot: Hot,
 }
 
 pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
@@ -144,6 +147,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     if let Err(e) = breaker.refresh().await {
         tracing::warn!(error = %e, "reading circuit states failed; retrying in the background");
     }
+    let hot = Hot::start().map_err(ServeError::Thread)?;
     let dispatcher = Arc::new(Dispatcher::new(
         DispatchConfig {
             timeout: config.delivery.timeout.get(),
@@ -167,6 +171,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
             tracer: tracer.clone(),
             stop: stop.clone(),
             notices: notices.clone(),
+            hot: Some(hot.handle().clone()),
         },
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
@@ -194,18 +199,25 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
     let streams = streams_to_read(&conn, &shards, seen)
         .await
         .map_err(redis_err("finding the streams to read"))?;
+    // The consumers' connections are made on the hot thread, so their replies wake it alone.
+    let redis = config.redis.clone();
+    let hot_conn = hot
+        .run(async move { connect_config(&redis, REDIS_RESPONSE_TIMEOUT).await })
+        .await?;
     let mut ingest = Vec::with_capacity(streams.len());
     for shard_keys in &streams {
         // A connection of its own for each consumer's blocking reads.
-        let blocking = connect_config(
-            &config.redis,
+        let (redis, wait) = (
+            config.redis.clone(),
             config.stream.block.get() + REDIS_RESPONSE_TIMEOUT,
-        )
-        .await?;
+        );
+        let blocking = hot
+            .run(async move { connect_config(&redis, wait).await })
+            .await?;
         let shard = ShardIngest::new(
             shard_keys.clone(),
             blocking,
-            conn.clone(),
+            hot_conn.clone(),
             settings.clone(),
             shared.clone(),
         );
@@ -245,5 +257,6 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         notices,
         notice_writer,
         order_wake,
+        hot,
     })
 }

@@ -59,4 +59,5 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
     for s in running.servers {
         let _ = tokio::time::timeout_at(deadline, s).await;
     }
+    drop(running.hot);
 }

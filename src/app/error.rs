@@ -8,6 +8,8 @@ pub enum ServeError {
     Connect(#[from] crate::db::conn::ConnectError),
     #[error("config: {0}")]
     Config(#[from] crate::config::ConfigError),
+    #[error("cannot start the hot path's thread: {0}")]
+    Thread(std::io::Error),
     #[error("cannot listen on {addr}: {source}")]
     Listen {
         addr: String,

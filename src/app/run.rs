@@ -20,6 +20,7 @@ use crate::ops::gauges::Gauges;
 use crate::ops::health;
 use crate::ops::server::{self, OpsState};
 use crate::retry::order::OrderQueue;
+use crate::support::hot::Hot;
 use crate::support::shutdown::Shutdown;
 
 /// A leased delivery (a due retry, a pulled parked one) waits at most `LANE_WAIT` for its slot,
@@ -45,6 +46,8 @@ pub(super) struct Running {
     pub(super) http_stop: Shutdown,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) servers: Vec<JoinHandle<()>>,
+    /// Ended last: the consumers, their ackers and some deliveries run on it.
+    pub(super) hot: Hot,
 }
 
 pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeError> {
@@ -170,7 +173,14 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     let ingest: Vec<ShardTasks> = built
         .ingest
         .into_iter()
-        .map(|shard| shard.spawn(&built.conn, &built.settings, &heartbeat_stop))
+        .map(|shard| {
+            shard.spawn(
+                &built.conn,
+                &built.settings,
+                &heartbeat_stop,
+                built.hot.handle(),
+            )
+        })
         .collect();
     tracing::info!(
         consumer = %built.settings.consumer, listen = %config.http.listen, streams,
@@ -187,6 +197,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         http_stop,
         tasks,
         servers,
+        hot: built.hot,
     })
 }
 

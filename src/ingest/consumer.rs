@@ -297,7 +297,7 @@ impl Consumer {
                 let ok = dispatcher.deliver(d).await;
                 ticket.done(ok);
             };
-            self.dispatcher.spawn(task);
+            self.dispatcher.spawn_delivery(task);
         }
     }
 

@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use tokio::runtime::Handle;
 use tokio::sync::{mpsc, Semaphore};
 use tokio::task::JoinHandle;
 
@@ -34,6 +35,8 @@ pub(crate) struct Shared {
 
 pub(crate) struct ShardIngest {
     keys: Keys,
+    /// The consumer's non-blocking connection, which its acker shares.
+    conn: Conn,
     consumer: Consumer,
     in_flight: Arc<InFlight>,
     ack_rx: mpsc::UnboundedReceiver<String>,
@@ -57,7 +60,7 @@ impl ShardIngest {
         let (acks, ack_rx) = mpsc::unbounded_channel();
         let in_flight = Arc::new(InFlight::default());
         let consumer = Consumer::new(
-            Reader::new(blocking, conn, keys.clone(), settings),
+            Reader::new(blocking, conn.clone(), keys.clone(), settings),
             Intake {
                 fanout: shared.fanout,
                 dispatcher: shared.dispatcher,
@@ -72,6 +75,7 @@ impl ShardIngest {
         );
         ShardIngest {
             keys,
+            conn,
             consumer,
             in_flight,
             ack_rx,
@@ -84,12 +88,14 @@ impl ShardIngest {
     }
 
     /// `heartbeat_stop` outlives the consumer's stop: deliveries still running during the
-    /// grace keep their entries claimed, so no other replica sends them again meanwhile.
+    /// grace keep their entries claimed, so no other replica sends them again meanwhile. The
+    /// consumer and its acker run on `hot` (`support::hot`), the heartbeat beside the rest.
     pub(crate) fn spawn(
         self,
         conn: &Conn,
         settings: &StreamSettings,
         heartbeat_stop: &Shutdown,
+        hot: &Handle,
     ) -> ShardTasks {
         let heartbeat = tokio::spawn(run_heartbeat(
             self.in_flight.clone(),
@@ -98,15 +104,15 @@ impl ShardIngest {
             settings.clone(),
             heartbeat_stop.clone(),
         ));
-        let acker = tokio::spawn(run_acker(
+        let acker = hot.spawn(run_acker(
             self.ack_rx,
-            conn.clone(),
+            self.conn,
             self.keys,
             settings.group.clone(),
             self.in_flight,
         ));
         ShardTasks {
-            consumer: tokio::spawn(self.consumer.run()),
+            consumer: hot.spawn(self.consumer.run()),
             heartbeat,
             acker,
         }

@@ -4,6 +4,7 @@ pub(crate) mod backoff;
 pub(crate) mod batch;
 pub mod clock;
 pub mod duration;
+pub(crate) mod hot;
 pub(crate) mod https;
 pub(crate) mod redact;
 pub(crate) mod shutdown;

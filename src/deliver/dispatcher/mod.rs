@@ -30,6 +30,7 @@ use crate::retry::park::ParkQueue;
 use crate::retry::RetryQueue;
 use crate::secure::ssrf::Guard;
 use crate::support::clock::now_ms;
+use crate::support::hot::Placement;
 use crate::support::shutdown::Shutdown;
 
 #[derive(Debug, Clone)]
@@ -83,6 +84,8 @@ pub(crate) struct Dispatcher {
     pub(super) wake: Arc<Notify>,
     /// Every running delivery, so shutdown can wait for them (slow ones hold no room).
     tasks: TaskTracker,
+    /// Which runtime a fresh delivery from the stream runs on.
+    placement: Placement,
     lanes: Lanes,
     hosts: Hosts,
 }
@@ -104,6 +107,8 @@ pub(crate) struct Parts {
     pub(crate) stop: Shutdown,
     /// Operational events: circuits, a 410's disable, dead letters.
     pub(crate) notices: Notices,
+    /// The hot path's runtime (`support::hot`), when there is one.
+    pub(crate) hot: Option<tokio::runtime::Handle>,
 }
 
 /// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
@@ -133,6 +138,7 @@ impl Dispatcher {
             notices: p.notices,
             wake: Arc::new(Notify::new()),
             tasks: TaskTracker::new(),
+            placement: Placement::new(p.hot),
             lanes: Lanes::new(per_endpoint),
             hosts: Hosts::new(p.max_in_flight, per_endpoint),
         }
@@ -144,6 +150,15 @@ impl Dispatcher {
         F: std::future::Future<Output = ()> + Send + 'static,
     {
         self.tasks.spawn(task);
+    }
+
+    /// Runs a delivery read from the stream: on the hot thread while it has room
+    /// (`support::hot`), else like `spawn`.
+    pub(crate) fn spawn_delivery<F>(&self, task: F)
+    where
+        F: std::future::Future<Output = ()> + Send + 'static,
+    {
+        self.placement.spawn(&self.tasks, task);
     }
 
     /// Waits until every delivery task has ended; none may start after this is called.
