@@ -136,7 +136,10 @@ impl Consumer {
                     self.health.set_consumer(true);
                     backoff.reset();
                     if !entries.is_empty() {
-                        self.process(entries, reread).await;
+                        // A light read (a steady trickle) keeps its deliveries on the hot
+                        // thread; a full one (a backlog) spreads them over every core.
+                        let light = entries.len() < room;
+                        self.process(entries, reread, light).await;
                     }
                 }
                 Err(e) if is_nogroup(&e) => {
@@ -172,7 +175,7 @@ impl Consumer {
         Ok(claimed)
     }
 
-    async fn process(&self, entries: Vec<StreamId>, reread: bool) {
+    async fn process(&self, entries: Vec<StreamId>, reread: bool, light: bool) {
         self.metrics.events_consumed.inc_by(entries.len() as u64);
         let mut invalid: Vec<SetAside> = Vec::new();
         let mut valid: Vec<(String, Event)> = Vec::new();
@@ -233,7 +236,7 @@ impl Consumer {
                 self.ack(entry);
                 continue;
             }
-            self.fan_out(entry, ev, reread).await;
+            self.fan_out(entry, ev, reread, light).await;
         }
     }
 
@@ -263,7 +266,7 @@ impl Consumer {
         }
     }
 
-    async fn fan_out(&self, entry: String, ev: Event, reread: bool) {
+    async fn fan_out(&self, entry: String, ev: Event, reread: bool, light: bool) {
         let shard = self.reader.keys().shard_index();
         let deliveries = match self.fanout.deliveries(shard, &entry, ev, reread).await {
             Ok(d) => d,
@@ -297,7 +300,7 @@ impl Consumer {
                 let ok = dispatcher.deliver(d).await;
                 ticket.done(ok);
             };
-            self.dispatcher.spawn_delivery(task);
+            self.dispatcher.spawn_delivery(task, light);
         }
     }
 

@@ -103,11 +103,13 @@ impl Placement {
         }
     }
 
-    pub(crate) fn spawn<F>(&self, tasks: &TaskTracker, task: F)
+    /// `hot`: may it run on the hot thread? Not the deliveries of a backlog's full reads:
+    /// there the consumer keeps the hot thread busy, and they get the other cores.
+    pub(crate) fn spawn<F>(&self, tasks: &TaskTracker, task: F, hot: bool)
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if let Some(hot) = &self.hot {
+        if let Some(hot) = self.hot.as_ref().filter(|_| hot) {
             if self.on_hot.fetch_add(1, Ordering::AcqRel) < HOT_IN_FLIGHT {
                 let slot = OnHot(self.on_hot.clone());
                 tasks.spawn_on(
@@ -152,10 +154,14 @@ mod tests {
         let (release, held) = tokio::sync::watch::channel(false);
         for _ in 0..HOT_IN_FLIGHT + 3 {
             let (names, mut held) = (names.clone(), held.clone());
-            place.spawn(&tasks, async move {
-                names.lock().unwrap().push(thread_name());
-                let _ = held.wait_for(|go| *go).await;
-            });
+            place.spawn(
+                &tasks,
+                async move {
+                    names.lock().unwrap().push(thread_name());
+                    let _ = held.wait_for(|go| *go).await;
+                },
+                true,
+            );
         }
         let wait = std::time::Instant::now();
         while names.lock().unwrap().len() < HOT_IN_FLIGHT + 3 {
@@ -169,12 +175,15 @@ mod tests {
         tasks.close();
         tasks.wait().await;
         assert_eq!(place.on_hot(), 0, "every hot slot is given back");
-        // With room again, the next one runs on the hot thread.
-        let (tx, rx) = oneshot::channel();
-        place.spawn(&TaskTracker::new(), async move {
-            let _ = tx.send(thread_name());
-        });
-        assert_eq!(rx.await.unwrap(), THREAD_NAME);
+        // With room again, the next one runs on the hot thread, unless it may not.
+        for (may, expected) in [(true, true), (false, false)] {
+            let (tx, rx) = oneshot::channel();
+            let task = async move {
+                let _ = tx.send(thread_name());
+            };
+            place.spawn(&TaskTracker::new(), task, may);
+            assert_eq!(rx.await.unwrap() == THREAD_NAME, expected);
+        }
     }
 
     #[tokio::test]

@@ -679,6 +679,34 @@ fn replica_in_sync(port: u16) -> bool {
     info.contains("role:slave") && info.contains("master_link_status:up")
 }
 
+/// A primary on `pa` and its replica on `pb`, in sync.
+async fn primary_and_replica(pa: u16, pb: u16) -> (OwnRedis, OwnRedis) {
+    let servers = (OwnRedis::start(pa).await, OwnRedis::start(pb).await);
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pa)
+        .query(&mut redis_at(pb))
+        .unwrap();
+    assert!(wait_until(WAIT, || replica_in_sync(pb)).await);
+    servers
+}
+
+/// The failover: B is promoted, A becomes its replica, the proxy's address leads to B.
+async fn fail_over(pa: u16, pb: u16, proxy: &Proxy) {
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("NO")
+        .arg("ONE")
+        .query(&mut redis_at(pb))
+        .unwrap();
+    let _: () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(pb)
+        .query(&mut redis_at(pa))
+        .unwrap();
+    proxy.point_to(pb);
+    assert!(wait_until(WAIT, || replica_in_sync(pa)).await);
+}
+
 /// A connection whose commands alone meet the demoted server (no pipeline, no transaction
 /// among them: the consumers' own connection) is replaced too. A command's READONLY comes
 /// back as a value, not as an error of the connection, and was once missed: the duplicate
@@ -686,14 +714,7 @@ fn replica_in_sync(port: u16) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_connection_that_only_meets_readonly_in_replies_follows_the_failover() {
     let (pa, pb) = (free_port(), free_port());
-    let _a = OwnRedis::start(pa).await;
-    let _b = OwnRedis::start(pb).await;
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pa)
-        .query(&mut redis_at(pb))
-        .unwrap();
-    assert!(wait_until(WAIT, || replica_in_sync(pb)).await);
+    let _servers = primary_and_replica(pa, pb).await;
     let proxy = Proxy::start(pa).await;
     let conn = webhookd::db::conn::connect(&proxy.url(), Duration::from_secs(5))
         .await
@@ -708,18 +729,7 @@ async fn a_connection_that_only_meets_readonly_in_replies_follows_the_failover()
     };
     set(conn.clone()).await.unwrap();
 
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut redis_at(pb))
-        .unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pb)
-        .query(&mut redis_at(pa))
-        .unwrap();
-    proxy.point_to(pb);
-    assert!(wait_until(WAIT, || replica_in_sync(pa)).await);
+    fail_over(pa, pb, &proxy).await;
     let refused = set(conn.clone()).await.unwrap_err();
     assert!(refused.to_string().contains("read only"), "{refused}");
     let writes_again = wait_until_async(WAIT, || {
@@ -738,14 +748,7 @@ async fn a_connection_that_only_meets_readonly_in_replies_follows_the_failover()
 async fn a_failover_that_demotes_the_primary_is_followed_to_the_new_one() {
     let rx = Receiver::start(always(200)).await;
     let (pa, pb) = (free_port(), free_port());
-    let _a = OwnRedis::start(pa).await;
-    let _b = OwnRedis::start(pb).await;
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pa)
-        .query(&mut redis_at(pb))
-        .unwrap();
-    assert!(wait_until(WAIT, || replica_in_sync(pb)).await);
+    let _servers = primary_and_replica(pa, pb).await;
     let proxy = Proxy::start(pa).await;
     let setup = Setup::new("nsl_failover").endpoint("ep_fo", "t", &rx.url("/fo"), &["*"]);
     let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &proxy.url())]).await;
@@ -757,19 +760,7 @@ async fn a_failover_that_demotes_the_primary_is_followed_to_the_new_one() {
     );
     assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
 
-    // The failover: B is promoted, A becomes its replica, the address leads to B.
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("NO")
-        .arg("ONE")
-        .query(&mut redis_at(pb))
-        .unwrap();
-    let _: () = redis::cmd("REPLICAOF")
-        .arg("127.0.0.1")
-        .arg(pb)
-        .query(&mut redis_at(pa))
-        .unwrap();
-    proxy.point_to(pb);
-    assert!(wait_until(WAIT, || replica_in_sync(pa)).await);
+    fail_over(pa, pb, &proxy).await;
 
     publish(
         &mut redis_at(pb),

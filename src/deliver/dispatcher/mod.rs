@@ -152,13 +152,13 @@ impl Dispatcher {
         self.tasks.spawn(task);
     }
 
-    /// Runs a delivery read from the stream: on the hot thread while it has room
+    /// Runs a delivery read from the stream: on the hot thread if `hot` and it has room
     /// (`support::hot`), else like `spawn`.
-    pub(crate) fn spawn_delivery<F>(&self, task: F)
+    pub(crate) fn spawn_delivery<F>(&self, task: F, hot: bool)
     where
         F: std::future::Future<Output = ()> + Send + 'static,
     {
-        self.placement.spawn(&self.tasks, task);
+        self.placement.spawn(&self.tasks, task, hot);
     }
 
     /// Waits until every delivery task has ended; none may start after this is called.
