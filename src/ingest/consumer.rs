@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::streams::StreamId;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 
 use crate::deliver::dispatcher::Dispatcher;
 use crate::event::Event;
@@ -38,6 +38,8 @@ pub(crate) struct Consumer {
     fanout: FanOut,
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
+    /// Room a read waits for under a backlog (`MIN_ROOM`, at most half of all there is).
+    room_wanted: usize,
     acks: mpsc::UnboundedSender<String>,
     in_flight: Arc<InFlight>,
     mark: Arc<Mark>,
@@ -59,6 +61,8 @@ impl Consumer {
             reader,
             fanout: intake.fanout,
             dispatcher: intake.dispatcher,
+            // Made before anything runs: all the room there is.
+            room_wanted: MIN_ROOM.min(intake.outstanding.available_permits() / 2),
             outstanding: intake.outstanding,
             acks: intake.acks,
             in_flight: intake.in_flight,
@@ -91,7 +95,7 @@ impl Consumer {
                 tokio::time::sleep(Duration::from_millis(5)).await;
                 continue;
             }
-            let want = MIN_ROOM.min(batch);
+            let want = self.room_wanted.min(batch);
             if room < want {
                 // A backlog that left little room: wait briefly for room worth a read, or
                 // a read (and its duplicate check) would serve a handful of entries.
@@ -295,13 +299,23 @@ impl Consumer {
             self.acks.clone(),
             self.in_flight.clone(),
         ));
-        for mut d in deliveries {
-            let room = self
-                .outstanding
-                .clone()
-                .acquire_owned()
-                .await
-                .expect("never closed");
+        let total = deliveries.len();
+        let mut spare = None;
+        for (i, mut d) in deliveries.into_iter().enumerate() {
+            let room = match take_one(&mut spare) {
+                Some(p) => p,
+                None => match self.outstanding.clone().try_acquire_owned() {
+                    Ok(p) => p,
+                    Err(_) => {
+                        // Out of room: wait for some at once, not for each delivery. Every
+                        // release would otherwise wake this (hot) thread from the workers.
+                        let want = (total - i).min(self.room_wanted.max(1)) as u32;
+                        let chunk = self.outstanding.clone().acquire_many_owned(want).await;
+                        spare = Some(chunk.expect("never closed"));
+                        take_one(&mut spare).expect("at least one permit")
+                    }
+                },
+            };
             d.room = Some(room);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();
@@ -319,9 +333,18 @@ impl Consumer {
     }
 }
 
+/// One permit off `spare`, which keeps the rest.
+fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
+    match spare {
+        Some(s) if s.num_permits() > 1 => s.split(1),
+        _ => spare.take(),
+    }
+}
+
 /// Room a read waits for (at most `ROOM_WAIT`) when a backlog has left less: on a thread of
 /// its own the consumer would otherwise read as soon as a few deliveries end, and a full-
-/// speed run's reads and duplicate checks per event doubled (issue 16's sixth slice).
+/// speed run's reads and duplicate checks per event doubled (issue 16's sixth slice). Never
+/// more than half the room there is, so a small `max_in_flight` is not made to wait.
 const MIN_ROOM: usize = 32;
 const ROOM_WAIT: Duration = Duration::from_millis(5);
 

@@ -7,11 +7,12 @@
 //! (BENCHMARKS, issue 16's sixth slice).
 
 use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::oneshot;
+use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 /// Deliveries the hot thread runs at once; more go to the multi-thread runtime. Enough for a
@@ -76,13 +77,30 @@ impl Drop for Hot {
     }
 }
 
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// Where a delivery runs: on the hot thread while it has room, else on the runtime that made
-/// this (the multi-thread one).
+/// this (the multi-thread one), through a relay task there: a task spawned onto it from
+/// another thread wakes one of its workers each time, so a fan-out's 10,000 spawns from the
+/// hot thread cost thousands of wake-ups; the relay takes them in batches and spawns them
+/// from inside.
 pub(crate) struct Placement {
     hot: Option<Handle>,
-    main: Option<Handle>,
+    relay: Option<mpsc::UnboundedSender<Task>>,
     on_hot: Arc<AtomicUsize>,
 }
+
+/// Spawns, from a worker thread, what the hot thread hands over.
+async fn relay(mut rx: mpsc::UnboundedReceiver<Task>) {
+    let mut batch = Vec::with_capacity(RELAY_BATCH);
+    while rx.recv_many(&mut batch, RELAY_BATCH).await > 0 {
+        for task in batch.drain(..) {
+            tokio::spawn(task);
+        }
+    }
+}
+
+const RELAY_BATCH: usize = 256;
 
 /// Gives a hot slot back when its task ends, however it ends.
 struct OnHot(Arc<AtomicUsize>);
@@ -94,11 +112,20 @@ impl Drop for OnHot {
 }
 
 impl Placement {
-    /// `hot`: None runs every delivery where it is spawned from.
+    /// `hot`: None runs every delivery where it is spawned from (as does the lack of a
+    /// runtime to make this on).
     pub(crate) fn new(hot: Option<Handle>) -> Placement {
+        let relay = Handle::try_current()
+            .ok()
+            .filter(|_| hot.is_some())
+            .map(|main| {
+                let (tx, rx) = mpsc::unbounded_channel();
+                main.spawn(relay(rx));
+                tx
+            });
         Placement {
             hot,
-            main: Handle::try_current().ok(),
+            relay,
             on_hot: Arc::new(AtomicUsize::new(0)),
         }
     }
@@ -123,10 +150,18 @@ impl Placement {
             }
             self.on_hot.fetch_sub(1, Ordering::AcqRel);
         }
-        match &self.main {
-            Some(main) => tasks.spawn_on(task, main),
-            None => tasks.spawn(task),
-        };
+        // Tracked from now: shutdown waits for it even while it is still in the relay.
+        let task = tasks.track_future(task);
+        match &self.relay {
+            Some(relay) => {
+                if let Err(back) = relay.send(Box::pin(task)) {
+                    tokio::spawn(back.0);
+                }
+            }
+            None => {
+                tokio::spawn(task);
+            }
+        }
     }
 
     /// Deliveries on the hot thread now.
