@@ -171,7 +171,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
             tracer: tracer.clone(),
             stop: stop.clone(),
             notices: notices.clone(),
-            hot: Some(hot.handle().clone()),
+            hot: hot.handle().clone(),
         },
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;

@@ -85,8 +85,8 @@ type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
 /// hot thread cost thousands of wake-ups; the relay takes them in batches and spawns them
 /// from inside.
 pub(crate) struct Placement {
-    hot: Option<Handle>,
-    relay: Option<mpsc::UnboundedSender<Task>>,
+    hot: Handle,
+    relay: mpsc::UnboundedSender<Task>,
     on_hot: Arc<AtomicUsize>,
 }
 
@@ -112,17 +112,10 @@ impl Drop for OnHot {
 }
 
 impl Placement {
-    /// `hot`: None runs every delivery where it is spawned from (as does the lack of a
-    /// runtime to make this on).
-    pub(crate) fn new(hot: Option<Handle>) -> Placement {
-        let relay = Handle::try_current()
-            .ok()
-            .filter(|_| hot.is_some())
-            .map(|main| {
-                let (tx, rx) = mpsc::unbounded_channel();
-                main.spawn(relay(rx));
-                tx
-            });
+    /// Made on the multi-thread runtime, which the relay then runs on.
+    pub(crate) fn new(hot: Handle) -> Placement {
+        let (relay, handed) = mpsc::unbounded_channel();
+        tokio::spawn(self::relay(handed));
         Placement {
             hot,
             relay,
@@ -136,7 +129,7 @@ impl Placement {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        if let Some(hot) = self.hot.as_ref().filter(|_| hot) {
+        if hot {
             if self.on_hot.fetch_add(1, Ordering::AcqRel) < HOT_IN_FLIGHT {
                 let slot = OnHot(self.on_hot.clone());
                 tasks.spawn_on(
@@ -144,7 +137,7 @@ impl Placement {
                         let _slot = slot;
                         task.await
                     },
-                    hot,
+                    &self.hot,
                 );
                 return;
             }
@@ -152,15 +145,9 @@ impl Placement {
         }
         // Tracked from now: shutdown waits for it even while it is still in the relay.
         let task = tasks.track_future(task);
-        match &self.relay {
-            Some(relay) => {
-                if let Err(back) = relay.send(Box::pin(task)) {
-                    tokio::spawn(back.0);
-                }
-            }
-            None => {
-                tokio::spawn(task);
-            }
+        // The relay ends only with its runtime; then the task runs here.
+        if let Err(back) = self.relay.send(Box::pin(task)) {
+            tokio::spawn(back.0);
         }
     }
 
@@ -183,7 +170,7 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn deliveries_beyond_the_hot_bound_run_on_the_other_runtime() {
         let hot = Hot::start().unwrap();
-        let place = Placement::new(Some(hot.handle().clone()));
+        let place = Placement::new(hot.handle().clone());
         let tasks = TaskTracker::new();
         let names = Arc::new(Mutex::new(Vec::new()));
         let (release, held) = tokio::sync::watch::channel(false);

@@ -107,8 +107,8 @@ pub(crate) struct Parts {
     pub(crate) stop: Shutdown,
     /// Operational events: circuits, a 410's disable, dead letters.
     pub(crate) notices: Notices,
-    /// The hot path's runtime (`support::hot`), when there is one.
-    pub(crate) hot: Option<tokio::runtime::Handle>,
+    /// The hot path's runtime (`support::hot`).
+    pub(crate) hot: tokio::runtime::Handle,
 }
 
 /// New slow attempts may together hold this share of `max_in_flight` (beside the quick ones),
