@@ -32,10 +32,12 @@ local function open(prev)
   if prev then
     seg.id = prev.id + 1
     -- The rate the last segment saw, over a whole span; one that filled early may have seen
-    -- only a burst, so it grows at most fourfold (a sparse segment wastes memory per key).
+    -- only a burst, so it grows at most sixteenfold (a sparse segment wastes memory per key).
+    -- Not less: each segment open is one probe more for every id of the next window, and
+    -- from one hash a rising rate reaches a million ids in four segments, not seven.
     local elapsed = math.max(now - prev.start, 1)
     local n = math.ceil(prev.count * span / elapsed / per)
-    if elapsed < span then n = math.min(n, prev.n * 4) end
+    if elapsed < span then n = math.min(n, prev.n * 16) end
     seg.n = math.max(1, math.min(n, 1048576))
   end
   seg.prefix, seg.keys = base .. string.format('%d', seg.id) .. ':', {}
