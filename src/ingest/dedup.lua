@@ -27,8 +27,11 @@ for i = 1, #raw, 2 do
   end
 end
 
+-- With no predecessor to size it from, a segment starts at 16 hashes (about 1,000 ids): a
+-- quiet deployment pays for a few more keys, a busy one for one probe less per id until
+-- this first segment expires.
 local function open(prev)
-  local seg = {id = now, start = now, count = 0, n = 1, dirty = true}
+  local seg = {id = now, start = now, count = 0, n = 16, dirty = true}
   if prev then
     seg.id = prev.id + 1
     -- The rate the last segment saw, over a whole span; one that filled early may have seen
