@@ -377,4 +377,21 @@ mod tests {
         );
         assert_eq!(pause_after(t, 0, 100), None, "an empty read waited already");
     }
+
+    #[tokio::test]
+    async fn a_chunk_of_room_is_handed_out_one_permit_at_a_time() {
+        let room = Arc::new(Semaphore::new(5));
+        let mut spare = Some(room.clone().acquire_many_owned(3).await.unwrap());
+        let taken: Vec<_> = (0..3).map(|_| take_one(&mut spare).unwrap()).collect();
+        assert!(taken.iter().all(|p| p.num_permits() == 1));
+        assert!(spare.is_none(), "the chunk is used up");
+        assert!(take_one(&mut spare).is_none());
+        assert_eq!(room.available_permits(), 2);
+        drop(taken);
+        assert_eq!(
+            room.available_permits(),
+            5,
+            "each delivery gives its own back"
+        );
+    }
 }
