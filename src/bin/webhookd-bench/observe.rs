@@ -35,7 +35,10 @@ pub const EXPLAINING: &[(&str, &str)] = &[
     ("success", "webhookd_deliveries_total{outcome=\"success\"}"),
     ("retry", "webhookd_deliveries_total{outcome=\"retry\"}"),
     ("dead", "webhookd_deliveries_total{outcome=\"dead\"}"),
+    // Builds before the parked backlogs counted deferrals; later ones count parked deliveries
+    // by reason. Null where a build lacks the metric or nothing was parked (no sample yet).
     ("deferred", "webhookd_deliveries_deferred_total"),
+    ("parked", "webhookd_deliveries_parked_total"),
     ("attempt_log_waits", "webhookd_attempt_log_waits_total"),
 ];
 
@@ -47,9 +50,8 @@ pub fn sample(text: &str, name: &str) -> Option<f64> {
 }
 
 /// Counters and gauges of the isolation work, when this webhookd has them (besides
-/// `deferred`, in [`EXPLAINING`]).
+/// `deferred` and `parked`, in [`EXPLAINING`]).
 pub const ISOLATION: &[(&str, &str)] = &[
-    ("parked", "webhookd_deliveries_parked_total"),
     ("circuit_transitions", "webhookd_circuit_transitions_total"),
     ("circuits_open", "webhookd_circuits_open"),
 ];
