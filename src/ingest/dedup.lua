@@ -37,7 +37,7 @@ local function open(prev)
     -- The rate the last segment saw, over a whole span; one that filled early may have seen
     -- only a burst, so it grows at most sixteenfold (a sparse segment wastes memory per key).
     -- Not less: each segment open is one probe more for every id of the next window, and
-    -- from one hash a rising rate reaches a million ids in four segments, not seven.
+    -- from the first segment a rising rate reaches a million ids in four, not eight.
     local elapsed = math.max(now - prev.start, 1)
     local n = math.ceil(prev.count * span / elapsed / per)
     if elapsed < span then n = math.min(n, prev.n * 16) end

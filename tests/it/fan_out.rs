@@ -262,14 +262,10 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
         per_event <= 60.0,
         "{per_event:.1} bytes per event ({keys} keys, {bytes} bytes)"
     );
-    let base = format!("{}{{dedup}}:", setup.prefix);
-    segments_match_their_hashes(&mut r, &base, EVENTS);
+    let segments =
+        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:", setup.prefix), EVENTS);
     // Every segment is one probe more for each new id until it expires: a fresh deployment's
     // first 5,000 ids fit in two (1,024 in the first, then up to sixteen times as many).
-    let segments: usize = redis::cmd("HLEN")
-        .arg(format!("{base}segments"))
-        .query(&mut r)
-        .unwrap();
     assert!(
         segments <= 2,
         "{EVENTS} ids in {segments} segments: each costs a probe per id"
@@ -278,8 +274,9 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
 
 /// Every hash of the duplicate check is named `<base><segment id>:<bucket>` in plain digits
 /// (as every earlier build named them), for a segment in the table and a bucket below its
-/// hash count; and each segment's count in the table is the fields its hashes hold.
-fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: usize) {
+/// hash count; and each segment's count in the table is the fields its hashes hold. Answers
+/// how many segments the table holds.
+fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: usize) -> usize {
     let table: std::collections::HashMap<String, String> = redis::cmd("HGETALL")
         .arg(format!("{base}segments"))
         .query(r)
@@ -316,6 +313,7 @@ fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: us
         total += count;
     }
     assert_eq!(total, events as u64, "every event remembered once");
+    table.len()
 }
 
 /// Most requests in flight at once among `got`, each taken to last `held` from its arrival.
