@@ -11,13 +11,12 @@ use crate::db::conn::unordered::Unordered;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::AttemptRecord;
+use crate::deliver::attempt_trim::{Trims, KEEP};
 use crate::notice::{Notice, Notices, Reason};
 use crate::ops::metrics::Metrics;
 use crate::registry::Store;
 use crate::support::batch;
 
-/// Attempts kept per endpoint.
-pub(crate) const KEEP: isize = 100;
 /// Records waiting to be written; past this, an attempt waits for room (bounded memory).
 const BACKLOG: usize = 16_384;
 const BATCH: usize = 2048;
@@ -56,6 +55,7 @@ pub(crate) struct Writer {
     overview_warned: std::sync::atomic::AtomicBool,
     expiries: crate::deliver::overview::Expiries,
     stat_expiries: crate::deliver::overview::Expiries<String>,
+    trims: Trims,
 }
 
 pub(crate) fn channel(
@@ -83,6 +83,7 @@ pub(crate) fn channel(
             overview_warned: Default::default(),
             expiries: Default::default(),
             stat_expiries: Default::default(),
+            trims: Trims::default(),
         },
     )
 }
@@ -106,13 +107,23 @@ impl Writer {
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         loop {
-            if batch::next(&mut self.rx, &mut buf, BATCH, LINGER).await == 0 {
+            let next = batch::next(&mut self.rx, &mut buf, BATCH, LINGER);
+            let closed = if self.trims.is_empty() {
+                next.await == 0
+            } else {
+                // Lists left over the cap are trimmed soon, with or without more records.
+                matches!(tokio::time::timeout(LINGER, next).await, Ok(0))
+            };
+            if closed && self.trims.is_empty() {
                 return;
             }
             if let Err(e) = self.write(&buf).await {
                 tracing::warn!(error = %e, dropped = buf.len(), "attempt log write failed");
             }
             buf.clear();
+            if closed {
+                return;
+            }
         }
     }
 
@@ -161,8 +172,8 @@ impl Writer {
     }
 
     async fn write(&mut self, batch: &[AttemptRecord]) -> redis::RedisResult<()> {
-        // One LPUSH and one LTRIM per endpoint per batch, oldest first so the newest ends up
-        // at the head; the failure streaks in the same pipeline. Not a
+        // One LPUSH per endpoint per batch, oldest first so the newest ends up at the head,
+        // and the trims `Trims` knows are due; the failure streaks in the same pipeline. Not a
         // transaction: nothing here needs isolation, and MULTI doubles the replies to parse
         // (a QUEUED for each command, then its result). No `.ignore()`: redis-rs keeps ignored
         // commands' places in a SipHash set, ~5 inserts and lookups per record; the one reply
@@ -174,11 +185,13 @@ impl Writer {
             streak.add(rec);
         }
         let mut pipe = redis::pipe();
+        let mut pushed = Vec::with_capacity(by_endpoint.len());
         for (endpoint, (records, _)) in &by_endpoint {
-            let key = self.keys.attempts(endpoint);
             let newest = &records[records.len().saturating_sub(KEEP as usize)..];
-            pipe.lpush(&key, newest).ltrim(&key, 0, KEEP - 1);
+            pipe.lpush(self.keys.attempts(endpoint), newest);
+            pushed.push(*endpoint);
         }
+        self.trims.add(&mut pipe, &self.keys);
         let (failing, at) = self.streaks(&mut pipe, &by_endpoint);
         crate::deliver::stats::add(&mut pipe, &self.keys, batch, &mut self.stat_expiries);
         let mut overview = redis::pipe();
@@ -186,12 +199,20 @@ impl Writer {
         // Both in flight at once: the writer paces a big fan-out's deliveries, and waiting for
         // one reply before sending the other doubled its round trips.
         let (mut main, mut view) = (Unordered(self.conn.clone()), Unordered(self.conn.clone()));
+        let view_written = async {
+            match overview.is_empty() {
+                true => Ok(()),
+                false => overview.query_async::<()>(&mut view).await,
+            }
+        };
         let (replies, viewed) = tokio::join!(
             pipe.query_async::<Vec<redis::Value>>(&mut main),
-            overview.query_async::<()>(&mut view)
+            view_written
         );
         self.overview_written(viewed);
         let mut replies = replies?;
+        self.trims
+            .landed(&pushed, &replies[..pushed.len().min(replies.len())]);
         let since: Vec<Option<i64>> = match at {
             Some(at) if at < replies.len() => redis::from_redis_value(replies.swap_remove(at))?,
             _ => Vec::new(),

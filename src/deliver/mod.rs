@@ -4,6 +4,7 @@
 
 pub(crate) mod attempt;
 pub(crate) mod attempt_log;
+pub(crate) mod attempt_trim;
 pub(crate) mod breaker;
 pub(crate) mod client;
 pub(crate) mod decide;

@@ -140,6 +140,47 @@ async fn five_thousand_events_to_three_endpoints_all_arrive_and_a_duplicate_arri
     }
 }
 
+/// The attempt log trims a list only once a push found it over its 100 records (issue 16):
+/// a busy endpoint's list still ends at exactly 100, the newest.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_busy_endpoints_attempt_list_ends_at_its_newest_hundred() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("attempt_cap").endpoint("ep", "acme", &rx.url("/"), &["outbound.*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    let list = format!("{}attempts:ep", setup.prefix);
+    // In waves, so the list outgrows the cap in more than one write of the attempt log.
+    for wave in 0..3 {
+        let env: Vec<String> = (0..100)
+            .map(|i| {
+                let id = format!("evt_{wave}_{i}");
+                envelope(&id, "outbound.delivered", "acme", json!({}))
+            })
+            .collect();
+        publish(&mut r, &setup.stream(), &env);
+        rx.wait_for(100 * (wave + 1), WAIT).await;
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+    let mut len = 0;
+    let capped = wait_until(WAIT, || {
+        len = redis::cmd("LLEN")
+            .arg(&list)
+            .query::<usize>(&mut r)
+            .unwrap();
+        len == 100
+    })
+    .await;
+    assert!(capped, "{len} records kept");
+    let newest: Vec<String> = redis::cmd("LRANGE")
+        .arg(&list)
+        .arg(0)
+        .arg(-1)
+        .query(&mut r)
+        .unwrap();
+    let last_wave = newest.iter().filter(|r| r.contains("evt_2_")).count();
+    assert_eq!(last_wave, 100, "the newest are kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
     use webhookd::registry::EndpointRecord;
