@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::header::{HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
 use http::Request;
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
@@ -19,6 +19,11 @@ use crate::secure::ssrf::{literal_ip, Guard};
 pub(crate) const RESPONSE_EXCERPT: usize = 4096;
 
 pub(crate) const USER_AGENT_VALUE: &str = concat!("webhookd/", env!("CARGO_PKG_VERSION"));
+
+// Named once: a name given as text is parsed, and a non-standard one copied, per request.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
 
 /// An attempt succeeds on a 2xx answer.
 pub(crate) fn is_success(status: Option<u16>) -> bool {
@@ -90,9 +95,9 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
         for (k, v) in &ep.headers {
             h.insert(k.clone(), v.clone());
         }
-        h.insert("webhook-id", header(spec.msg_id));
-        h.insert("webhook-timestamp", header(&ts.to_string()));
-        h.insert("webhook-signature", header(&signature));
+        h.insert(WEBHOOK_ID, header(spec.msg_id));
+        h.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(ts));
+        h.insert(WEBHOOK_SIGNATURE, header(&signature));
         h.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         h.insert(USER_AGENT, HeaderValue::from_static(USER_AGENT_VALUE));
         if let Some(tp) = spec.traceparent.filter(|_| !h.contains_key("traceparent")) {
@@ -195,7 +200,7 @@ pub(crate) struct AttemptRecord {
     pub(crate) error: Option<String>,
     pub(crate) response: String,
     #[serde(skip)]
-    pub(crate) endpoint_id: String,
+    pub(crate) endpoint_id: Arc<str>,
     #[serde(skip)]
     pub(crate) tenant: Arc<str>,
     #[serde(skip)]

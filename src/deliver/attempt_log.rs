@@ -54,7 +54,7 @@ pub(crate) struct Writer {
     notices: Notices,
     overview_warned: std::sync::atomic::AtomicBool,
     expiries: crate::deliver::overview::Expiries,
-    stat_expiries: crate::deliver::overview::Expiries<String>,
+    stat_expiries: crate::deliver::stats::StatKeys,
     trims: Trims,
 }
 
@@ -180,7 +180,7 @@ impl Writer {
         // wanted is taken by its place instead.
         let mut by_endpoint: BTreeMap<&str, (Vec<String>, Streak)> = BTreeMap::new();
         for rec in batch {
-            let (records, streak) = by_endpoint.entry(rec.endpoint_id.as_str()).or_default();
+            let (records, streak) = by_endpoint.entry(&rec.endpoint_id).or_default();
             records.push(serde_json::to_string(rec).expect("records serialize"));
             streak.add(rec);
         }

@@ -90,7 +90,7 @@ pub(crate) fn add(
         } else {
             t.1 += 1;
         }
-        let e = endpoints.entry((hour, &rec.endpoint_id)).or_default();
+        let e = endpoints.entry((hour, &*rec.endpoint_id)).or_default();
         e.0 += 1;
         e.1 += rec.latency_ms;
     }
@@ -280,7 +280,7 @@ mod tests {
             latency_ms: 3,
             error: None,
             response: String::new(),
-            endpoint_id: format!("ep_{i}"),
+            endpoint_id: format!("ep_{i}").into(),
             tenant: "t".into(),
             gone: false,
         };

@@ -102,27 +102,38 @@ fn hour_of(ms: i64) -> i64 {
 struct Tally {
     success: u64,
     failure: u64,
-    /// Bucket (an index of `BOUNDS`) → attempts.
-    latency: BTreeMap<usize, u64>,
+    /// (bucket (an index of `BOUNDS`), attempts), a few at most: one endpoint's latencies
+    /// in a batch fall in neighbouring buckets, and in a fan-out it has one attempt.
+    latency: Vec<(usize, u64)>,
+}
+
+impl Tally {
+    fn count(&mut self, bucket: usize) {
+        match self.latency.iter_mut().find(|(b, _)| *b == bucket) {
+            Some((_, n)) => *n += 1,
+            None => self.latency.push((bucket, 1)),
+        }
+    }
 }
 
 /// Every attempt counts towards the latencies, failed ones too: how long a delivery held
 /// its slot is what the percentiles are for.
-fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&str, i64), Tally> {
-    let mut out: BTreeMap<(&str, i64), Tally> = BTreeMap::new();
+fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&Arc<str>, i64), Tally> {
+    let mut out: BTreeMap<(&Arc<str>, i64), Tally> = BTreeMap::new();
     for rec in batch {
-        let t = out
-            .entry((rec.endpoint_id.as_str(), hour_of(rec.at)))
-            .or_default();
+        let t = out.entry((&rec.endpoint_id, hour_of(rec.at))).or_default();
         if is_success(rec.status) {
             t.success += 1;
         } else {
             t.failure += 1;
         }
-        *t.latency.entry(bucket(rec.latency_ms)).or_default() += 1;
+        t.count(bucket(rec.latency_ms));
     }
     out
 }
+
+/// Stats hashes by (endpoint, hour): their names are made only when written.
+pub(crate) type StatKeys = crate::deliver::overview::Expiries<(Arc<str>, i64)>;
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
 /// hour, one HINCRBY per non-zero count and histogram bucket, and an EXPIRE when `expiries`
@@ -132,7 +143,7 @@ pub(crate) fn add(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
     batch: &[AttemptRecord],
-    expiries: &mut crate::deliver::overview::Expiries<String>,
+    expiries: &mut StatKeys,
 ) {
     for ((endpoint, hour), t) in tally(batch) {
         let key = keys.stats(endpoint, hour);
@@ -144,7 +155,7 @@ pub(crate) fn add(
         for (bucket, n) in t.latency {
             pipe.hincr(&key, FIELDS[bucket].as_str(), n);
         }
-        if expiries.due(key.as_str()) {
+        if expiries.due(&(endpoint.clone(), hour)) {
             pipe.expire(&key, HOUR_TTL.as_secs() as i64);
         }
     }
@@ -399,14 +410,15 @@ mod tests {
         ];
         let t = tally(&batch);
         assert_eq!(t.len(), 3);
-        let a = &t[&("ep_a", h / 1000)];
+        let (ep_a, ep_b): (Arc<str>, Arc<str>) = ("ep_a".into(), "ep_b".into());
+        let a = &t[&(&ep_a, h / 1000)];
         assert_eq!((a.success, a.failure), (2, 2));
-        assert_eq!(a.latency.values().sum::<u64>(), 4);
-        assert_eq!(a.latency[&bucket(12)], 2);
+        assert_eq!(a.latency.iter().map(|(_, n)| n).sum::<u64>(), 4);
+        assert!(a.latency.contains(&(bucket(12), 2)));
         assert_eq!(BOUNDS[bucket(12)], 12);
-        let before = &t[&("ep_a", h / 1000 - 3600)];
+        let before = &t[&(&ep_a, h / 1000 - 3600)];
         assert_eq!((before.success, before.failure), (0, 1), "3xx is a failure");
-        assert_eq!(t[&("ep_b", h / 1000)].success, 1);
+        assert_eq!(t[&(&ep_b, h / 1000)].success, 1);
     }
 
     #[test]

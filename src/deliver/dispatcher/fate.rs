@@ -26,19 +26,20 @@ impl Dispatcher {
         mut d: Delivery,
         ep: &Endpoint,
         lane: &Lane,
-        outcome: Outcome,
+        mut outcome: Outcome,
     ) -> bool {
         let verdict = decide::verdict(&outcome);
         self.log
             .record(AttemptRecord {
                 at: now_ms(),
-                event_id: d.event.id.to_string(),
+                event_id: d.event.id.as_str().to_owned(),
                 attempt: d.attempts,
                 status: outcome.status,
                 latency_ms: outcome.latency.as_millis() as u64,
                 error: outcome.error.clone(),
-                response: outcome.response.clone(),
-                endpoint_id: ep.id.to_string(),
+                // Nothing after the record reads the answer's excerpt.
+                response: std::mem::take(&mut outcome.response),
+                endpoint_id: ep.id.clone(),
                 tenant: ep.tenant.clone(),
                 gone: verdict == Verdict::Gone,
             })
