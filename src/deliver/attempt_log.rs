@@ -106,19 +106,23 @@ impl Writer {
     /// Runs until every handle is dropped, then drains what is left.
     pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
+        let mut failed = false;
         loop {
             let next = batch::next(&mut self.rx, &mut buf, BATCH, LINGER);
-            let closed = if self.trims.is_empty() {
+            let closed = if self.trims.is_empty() || failed {
                 next.await == 0
             } else {
-                // Lists left over the cap are trimmed soon, with or without more records.
+                // Lists left over the cap are trimmed soon, with or without more records (but
+                // not retried on their own while Redis fails: the next records bring them).
                 matches!(tokio::time::timeout(LINGER, next).await, Ok(0))
             };
             if closed && self.trims.is_empty() {
                 return;
             }
+            failed = false;
             if let Err(e) = self.write(&buf).await {
                 tracing::warn!(error = %e, dropped = buf.len(), "attempt log write failed");
+                failed = true;
             }
             buf.clear();
             if closed {
