@@ -301,7 +301,8 @@ pub(crate) async fn disable_record(
     }
 }
 
-/// Recent attempts of one endpoint, newest first.
+/// Recent attempts of one endpoint, newest first: at most `KEEP`, though a list may hold more
+/// until its trim (`attempt_trim`).
 pub(crate) async fn recent(
     conn: &Conn,
     keys: &Keys,
@@ -311,7 +312,7 @@ pub(crate) async fn recent(
     let raw: Vec<String> = redis::cmd("LRANGE")
         .arg(keys.attempts(endpoint_id))
         .arg(0)
-        .arg(limit.saturating_sub(1))
+        .arg(limit.min(KEEP as usize).saturating_sub(1))
         .query_async(&mut conn.clone())
         .await?;
     Ok(raw

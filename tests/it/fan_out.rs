@@ -179,6 +179,25 @@ async fn a_busy_endpoints_attempt_list_ends_at_its_newest_hundred() {
         .unwrap();
     let last_wave = newest.iter().filter(|r| r.contains("evt_2_")).count();
     assert_eq!(last_wave, 100, "the newest are kept");
+
+    // A list awaiting its trim holds more than 100; the API still shows at most the newest 100.
+    let _: () = redis::cmd("LPUSH")
+        .arg(&list)
+        .arg(&newest[..50])
+        .query(&mut r)
+        .unwrap();
+    let url = format!(
+        "{}/v1/tenants/acme/endpoints/ep/attempts?limit=250",
+        setup.api()
+    );
+    let (status, body) = http(hyper::Method::GET, &url, Some(ADMIN_TOKEN), None).await;
+    assert_eq!(status, 200, "{body}");
+    let shown: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        shown["data"].as_array().unwrap().len(),
+        100,
+        "records shown"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
