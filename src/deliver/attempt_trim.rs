@@ -4,9 +4,10 @@
 //! Most pushes leave a list under the cap: a new or quiet endpoint's, and every one of a
 //! fan-out to thousands of endpoints, where the `LTRIM` was a fifth of the attempt log's
 //! commands. `LPUSH` answers the list's new length, so a list is trimmed in the writer's next
-//! pipeline only when that answer said it outgrew the cap. A list is then never longer than
-//! the cap plus what one write per replica pushed to it (at most `KEEP` each), and readers take
-//! the newest `KEEP` anyway.
+//! pipeline only when that answer said it outgrew the cap. A list then holds at most the cap
+//! plus what one write per replica pushed to it (at most `KEEP` each; after a write that
+//! failed, until the endpoint's next push says how long it is), and readers take the newest
+//! `KEEP` only (`attempt_log::recent`).
 
 use redis::{Pipeline, Value};
 
