@@ -3,6 +3,8 @@
 //! Keys that one script or transaction touches together share a hash tag (`{retry}`,
 //! `{endpoints}`), so the layout works on Redis Cluster too.
 
+use crate::support::text::concat;
+
 #[derive(Clone, Debug)]
 pub struct Keys {
     prefix: String,
@@ -202,12 +204,14 @@ impl Keys {
     }
     /// Capped list of one endpoint's recent attempts, newest first.
     pub fn attempts(&self, endpoint_id: &str) -> String {
-        format!("{}attempts:{endpoint_id}", self.prefix)
+        concat(&[&self.prefix, "attempts:", endpoint_id])
     }
     /// Hash of one endpoint's attempt counts and latency histogram for the hour starting at
     /// `hour` (Unix seconds).
     pub fn stats(&self, endpoint_id: &str, hour: i64) -> String {
-        format!("{}stats:{endpoint_id}:{hour}", self.prefix)
+        let mut hour_text = itoa::Buffer::new();
+        let hour = hour_text.format(hour);
+        concat(&[&self.prefix, "stats:", endpoint_id, ":", hour])
     }
     /// The operator view's hour starting at `hour` (Unix seconds), over every endpoint: a hash
     /// of `ok:{tenant}` and `failed:{tenant}` attempt counts, and sorted sets of endpoint id →

@@ -5,9 +5,9 @@
 //! slow attempts hold no host room (the slow budget bounds them), so a hanging host cannot
 //! keep its tenant's other deliveries to it waiting for more than the quick ones' turns.
 
-use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+use foldhash::HashMap;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::registry::Endpoint;
@@ -26,7 +26,7 @@ impl Hosts {
     pub(crate) fn new(max_in_flight: usize, per_endpoint: usize) -> Hosts {
         Hosts {
             per_host: (max_in_flight / 4).max(per_endpoint).max(1),
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
         }
     }
 

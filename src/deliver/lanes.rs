@@ -1,8 +1,9 @@
 //! This replica's lanes, one per endpoint that has had a delivery lately.
 
-use std::collections::HashMap;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
+
+use foldhash::HashMap;
 
 use crate::deliver::lane::Lane;
 use crate::registry::Snapshot;
@@ -16,7 +17,7 @@ impl Lanes {
     pub(crate) fn new(per_endpoint: usize) -> Lanes {
         Lanes {
             per_endpoint,
-            map: Mutex::new(HashMap::new()),
+            map: Mutex::new(HashMap::default()),
         }
     }
 

@@ -28,7 +28,7 @@ fn hour_of(ms: i64) -> i64 {
 /// When this writer last set each hour's keys to expire: once a minute is enough for keys
 /// that live 25 hours (a Redis that lost them gets the expiry again within the minute).
 pub(crate) struct Expiries<K = i64> {
-    set: HashMap<K, std::time::Instant>,
+    set: foldhash::HashMap<K, std::time::Instant>,
     /// Entries older than a minute are dropped once a minute, not on every look (a batch to
     /// 10,000 endpoints looks 10,000 times).
     pruned: std::time::Instant,
@@ -37,7 +37,7 @@ pub(crate) struct Expiries<K = i64> {
 impl<K> Default for Expiries<K> {
     fn default() -> Self {
         Expiries {
-            set: HashMap::new(),
+            set: foldhash::HashMap::default(),
             pruned: std::time::Instant::now(),
         }
     }

@@ -2,11 +2,11 @@
 //! now and then) until its acknowledgement lands, so no other replica's `XAUTOCLAIM` takes an
 //! entry that is alive here.
 
-use std::collections::HashSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use foldhash::HashSet;
 use redis::Value;
 
 use crate::db::conn::Conn;

@@ -1,6 +1,6 @@
 //! The in-memory match index every replica keeps, refreshed from Redis's change log.
 
-use std::collections::HashMap;
+use foldhash::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -80,8 +80,8 @@ impl Snapshot {
         old: &Snapshot,
         sealer: &Sealer,
     ) -> Snapshot {
-        let mut by_tenant: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::new();
-        let mut by_id = HashMap::new();
+        let mut by_tenant: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::default();
+        let mut by_id = HashMap::default();
         for rec in records {
             if let Some(ep) = live_endpoint(rec, old.by_id.get(rec.id.as_str()), sealer) {
                 by_id.insert(ep.id.clone(), ep.clone());
@@ -100,7 +100,7 @@ impl Snapshot {
     fn with_changes(&self, changes: Vec<(String, Option<Arc<Endpoint>>)>) -> Snapshot {
         let mut tenants = self.tenants.clone();
         let mut by_id = self.by_id.clone();
-        let mut added: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::new();
+        let mut added: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::default();
         // An id changed twice in one batch counts once, as its latest state.
         let changes: HashMap<String, Option<Arc<Endpoint>>> = changes.into_iter().collect();
         for (id, new) in changes {
