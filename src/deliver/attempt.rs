@@ -7,7 +7,7 @@ use bytes::Bytes;
 use http::header::{
     HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT,
 };
-use http::{Method, Request};
+use http::{Method, Request, Uri};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 
@@ -94,8 +94,8 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
     // Sized for every header at once (ours, the endpoint's, the client's `content-length`):
     // a map grown on the way costs a reallocation and a rehash per request.
     let mut h = HeaderMap::with_capacity(ep.headers.len() + 9);
-    if let Some(host) = &ep.host {
-        h.insert(HOST, host.clone());
+    if let Some(host) = host_header(&ep.url) {
+        h.insert(HOST, host);
     }
     for (k, v) in &ep.headers {
         h.insert(k.clone(), v.clone());
@@ -156,6 +156,22 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
     }
 }
 
+/// The `Host` header hyper's client would add (the host, and the port unless it is the
+/// scheme's default), copied from the URL's authority: the client formats it for every
+/// request. None where the two differ (user info, a default port written out); the client
+/// then makes it.
+fn host_header(url: &Uri) -> Option<HeaderValue> {
+    let authority = url.authority()?;
+    let default_port = match url.scheme_str() {
+        Some("https" | "wss") => 443,
+        _ => 80,
+    };
+    if authority.as_str().contains('@') || authority.port_u16() == Some(default_port) {
+        return None;
+    }
+    HeaderValue::from_str(authority.as_str()).ok()
+}
+
 fn header(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).expect("ids, timestamps and base64 are valid header values")
 }
@@ -214,6 +230,21 @@ pub(crate) struct AttemptRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn host_header_is_the_authority_where_it_is_what_the_client_would_send() {
+        let host = |url: &str| host_header(&url.parse().unwrap());
+        let is = |url: &str, want: &str| assert_eq!(host(url).unwrap(), want, "{url}");
+        is("https://hooks.example.com/in", "hooks.example.com");
+        is("https://hooks.example.com:80/", "hooks.example.com:80");
+        is("http://hooks.example.com:443/", "hooks.example.com:443");
+        is("http://127.0.0.1:8080/x?y=1", "127.0.0.1:8080");
+        is("http://[::1]:9000/", "[::1]:9000");
+        // Where the client's header is not the authority, the client makes it.
+        assert_eq!(host("https://hooks.example.com:443/in"), None);
+        assert_eq!(host("http://hooks.example.com:80/"), None);
+        assert_eq!(host("http://user:pw@hooks.example.com/"), None);
+    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

@@ -117,9 +117,6 @@ pub struct Endpoint {
     pub id: Arc<str>,
     pub tenant: Arc<str>,
     pub url: Uri,
-    /// The `Host` its requests carry, made once: the HTTP client would otherwise format it
-    /// for every request.
-    pub host: Option<HeaderValue>,
     pub headers: Vec<(HeaderName, HeaderValue)>,
     /// Signing keys with their expiry (ms), current first.
     pub keys: Vec<(Key, Option<i64>)>,
@@ -177,7 +174,6 @@ impl Endpoint {
         Ok(Endpoint {
             id: rec.id.as_str().into(),
             tenant: rec.tenant.as_str().into(),
-            host: host_header(&url),
             url,
             headers,
             keys,
@@ -199,7 +195,6 @@ impl Endpoint {
                 .url
                 .parse()
                 .unwrap_or_else(|_| Uri::from_static("https://quarantined.invalid/")),
-            host: None,
             headers: Vec::new(),
             keys: Vec::new(),
             disabled: rec.disabled,
@@ -219,24 +214,6 @@ impl Endpoint {
             .filter(move |(i, (_, exp))| *i == 0 || exp.is_none_or(|e| e > now_ms))
             .map(|(_, (k, _))| k)
     }
-}
-
-/// The `Host` header for `url`, as hyper's client makes it: the host, and the port unless it
-/// is the scheme's default.
-fn host_header(url: &Uri) -> Option<HeaderValue> {
-    let host = url.host()?;
-    let default_port = if matches!(url.scheme_str(), Some("https" | "wss")) {
-        443
-    } else {
-        80
-    };
-    let value = match url.port().filter(|p| p.as_u16() != default_port) {
-        Some(port) => {
-            HeaderValue::try_from(crate::support::text::concat(&[host, ":", port.as_str()]))
-        }
-        None => HeaderValue::from_str(host),
-    };
-    value.ok()
 }
 
 pub(crate) fn parse_headers(
@@ -270,28 +247,6 @@ pub(crate) fn new_endpoint_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_header_carries_a_port_only_when_it_is_not_the_schemes_default() {
-        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
-        assert_eq!(host("https://hooks.example.com/in"), "hooks.example.com");
-        assert_eq!(
-            host("https://hooks.example.com:443/in"),
-            "hooks.example.com"
-        );
-        assert_eq!(host("http://hooks.example.com:80/"), "hooks.example.com");
-        assert_eq!(
-            host("https://hooks.example.com:80/"),
-            "hooks.example.com:80"
-        );
-        assert_eq!(
-            host("http://hooks.example.com:443/"),
-            "hooks.example.com:443"
-        );
-        assert_eq!(host("http://127.0.0.1:8080/x?y=1"), "127.0.0.1:8080");
-        assert_eq!(host("http://[::1]:9000/"), "[::1]:9000");
-        assert_eq!(host("https://[2001:db8::1]/"), "[2001:db8::1]");
-    }
 
     #[test]
     fn records_of_builds_before_signing_read_as_hmac() {
