@@ -3,3 +3,4 @@
 pub mod conn;
 pub mod keys;
 pub mod shards;
+pub(crate) mod sized;

@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use crate::db::conn::unordered::Unordered;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
+use crate::db::sized;
 use crate::deliver::attempt::AttemptRecord;
 use crate::deliver::attempt_trim::{Trims, KEEP};
 use crate::notice::{Notice, Notices, Reason};
@@ -192,7 +193,11 @@ impl Writer {
         let mut pushed = Vec::with_capacity(by_endpoint.len());
         for (endpoint, (records, _)) in &by_endpoint {
             let newest = &records[records.len().saturating_sub(KEEP as usize)..];
-            pipe.lpush(self.keys.attempts(endpoint), newest);
+            let key = self.keys.attempts(endpoint);
+            let bytes = key.len() + newest.iter().map(String::len).sum::<usize>();
+            let mut push = sized::command("LPUSH", 1 + newest.len(), bytes);
+            push.arg(key).arg(newest);
+            pipe.add_command(push);
             pushed.push(*endpoint);
         }
         self.trims.add(&mut pipe, &self.keys);

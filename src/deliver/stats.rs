@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
+use crate::db::sized;
 use crate::deliver::attempt::is_success;
 use crate::deliver::attempt::AttemptRecord;
 use crate::support::clock::now_ms;
@@ -145,18 +146,25 @@ pub(crate) fn add(
     batch: &[AttemptRecord],
     expiries: &mut StatKeys,
 ) {
+    let hincr = |key: &str, field: &str, n: u64| {
+        let mut cmd = sized::command("HINCRBY", 3, key.len() + field.len() + sized::INT);
+        cmd.arg(key).arg(field).arg(n);
+        cmd
+    };
     for ((endpoint, hour), t) in tally(batch) {
         let key = keys.stats(endpoint, hour);
         for (field, n) in [(SUCCESS, t.success), (FAILURE, t.failure)] {
             if n > 0 {
-                pipe.hincr(&key, field, n);
+                pipe.add_command(hincr(&key, field, n));
             }
         }
         for (bucket, n) in t.latency {
-            pipe.hincr(&key, FIELDS[bucket].as_str(), n);
+            pipe.add_command(hincr(&key, FIELDS[bucket].as_str(), n));
         }
         if expiries.due(&(endpoint.clone(), hour)) {
-            pipe.expire(&key, HOUR_TTL.as_secs() as i64);
+            let mut expire = sized::command("EXPIRE", 2, key.len() + sized::INT);
+            expire.arg(&key).arg(HOUR_TTL.as_secs());
+            pipe.add_command(expire);
         }
     }
 }
