@@ -157,7 +157,7 @@ pub struct DeliveryId(String);
 impl DeliveryId {
     /// A delivery of a stream entry's event.
     pub fn of(entry: &str, endpoint: &str) -> DeliveryId {
-        DeliveryId(crate::support::text::concat(&[entry, ":", endpoint]))
+        DeliveryId([entry, ":", endpoint].concat())
     }
 
     /// A replay of a dead letter: a new delivery, so never taken for the one that died.

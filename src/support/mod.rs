@@ -1,4 +1,4 @@
-//! Small pieces every stage uses: time, durations, shutdown, backoff, batches, redaction, strings.
+//! Small pieces every stage uses: time, durations, shutdown, backoff, batches, redaction.
 
 pub(crate) mod backoff;
 pub(crate) mod batch;
@@ -8,4 +8,3 @@ pub(crate) mod hot;
 pub(crate) mod https;
 pub(crate) mod redact;
 pub(crate) mod shutdown;
-pub(crate) mod text;
