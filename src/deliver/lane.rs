@@ -113,8 +113,6 @@ impl Lane {
 
     fn lower(&self, by: usize) {
         let mut held = self.held.lock().expect("lane limit");
-        // A new lane holds all but one slot at once (slow start): one allocation for them.
-        held.permits.reserve(by);
         for _ in 0..by {
             if self.per_endpoint - held.permits.len() - held.owed <= 1 {
                 return;

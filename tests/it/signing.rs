@@ -38,7 +38,7 @@ async fn every_delivery_verifies_with_an_independent_standard_webhooks_library()
     assert_eq!(req.header("content-type"), "application/json");
     assert!(req.header("user-agent").starts_with("webhookd/"));
     assert!(req.header("webhook-signature").starts_with("v1,"));
-    // Made once per endpoint now (the client made it per request): host and port, as before.
+    // webhookd sets it from the URL's authority (the client used to format it): host and port.
     let authority = rx.url("").trim_start_matches("http://").to_string();
     assert_eq!(req.header("host"), authority);
     let ts: i64 = req.header("webhook-timestamp").parse().unwrap();
