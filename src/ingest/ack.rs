@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use backon::Retryable;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
@@ -15,7 +15,10 @@ use crate::support::batch;
 
 /// Entries acknowledged per XACK, at most.
 const ACK_BATCH: usize = 1024;
-/// How long the acker waits for more entries before acknowledging fewer than a full batch.
+/// How long the acker waits for more entries before acknowledging fewer than a full batch:
+/// until the consumer's next duplicate check once they have waited `ACK_GATHER` (the XACK then
+/// shares its write and its reply's wake-up), or `ACK_LINGER` when no read comes sooner.
+const ACK_GATHER: Duration = Duration::from_millis(5);
 const ACK_LINGER: Duration = Duration::from_millis(10);
 
 /// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
@@ -69,10 +72,12 @@ pub(crate) async fn run_acker(
     keys: Keys,
     group: String,
     in_flight: Arc<InFlight>,
+    nudge: Arc<Notify>,
 ) {
     let mut buf = Vec::with_capacity(ACK_BATCH);
+    let window = (ACK_GATHER, ACK_LINGER);
     // Entries waiting for the linger stay claimed meanwhile.
-    while batch::next(&mut rx, &mut buf, ACK_BATCH, ACK_LINGER).await > 0 {
+    while batch::next_nudged(&mut rx, &mut buf, ACK_BATCH, window, &nudge).await > 0 {
         let ack = || {
             let mut conn = conn.clone();
             let mut cmd = redis::cmd("XACK");

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use tokio::runtime::Handle;
-use tokio::sync::{mpsc, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::task::JoinHandle;
 
 use crate::db::conn::Conn;
@@ -40,6 +40,7 @@ pub(crate) struct ShardIngest {
     consumer: Consumer,
     in_flight: Arc<InFlight>,
     ack_rx: mpsc::UnboundedReceiver<String>,
+    ack_nudge: Arc<Notify>,
 }
 
 pub(crate) struct ShardTasks {
@@ -58,6 +59,7 @@ impl ShardIngest {
         shared: Shared,
     ) -> ShardIngest {
         let (acks, ack_rx) = mpsc::unbounded_channel();
+        let ack_nudge = Arc::new(Notify::new());
         let in_flight = Arc::new(InFlight::default());
         let consumer = Consumer::new(
             Reader::new(blocking, conn.clone(), keys.clone(), settings),
@@ -66,6 +68,7 @@ impl ShardIngest {
                 dispatcher: shared.dispatcher,
                 outstanding: shared.outstanding,
                 acks,
+                ack_nudge: ack_nudge.clone(),
                 in_flight: in_flight.clone(),
                 mark: shared.mark,
             },
@@ -79,6 +82,7 @@ impl ShardIngest {
             consumer,
             in_flight,
             ack_rx,
+            ack_nudge,
         }
     }
 
@@ -110,6 +114,7 @@ impl ShardIngest {
             self.keys,
             settings.group.clone(),
             self.in_flight,
+            self.ack_nudge,
         ));
         ShardTasks {
             consumer: hot.spawn(self.consumer.run()),

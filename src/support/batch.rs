@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 /// The two kinds of tokio receiver the writers read from.
 pub(crate) trait Batches<T> {
@@ -40,14 +40,46 @@ pub(crate) async fn next<T>(
     let n = rx.recv_many(buf, limit).await;
     if n > 0 && n < limit {
         tokio::time::sleep(linger).await;
-        while buf.len() < limit {
-            match rx.try_recv() {
-                Some(item) => buf.push(item),
-                None => break,
-            }
-        }
+        top_up(rx, buf, limit);
     }
     buf.len()
+}
+
+/// Like `next`, but a short batch also ends at a `nudge` that comes once it has waited
+/// `gather`, and at `linger` at the latest. A nudge is given just before another Redis call
+/// on the same connection: the batch's command then goes out in the same write and its reply
+/// comes back with that call's, instead of a timer and a reply waking the thread of their own.
+pub(crate) async fn next_nudged<T>(
+    rx: &mut impl Batches<T>,
+    buf: &mut Vec<T>,
+    limit: usize,
+    (gather, linger): (Duration, Duration),
+    nudge: &Notify,
+) -> usize {
+    let n = rx.recv_many(buf, limit).await;
+    if n > 0 && n < limit {
+        let first = tokio::time::Instant::now();
+        let latest = tokio::time::sleep(linger);
+        tokio::pin!(latest);
+        loop {
+            tokio::select! {
+                () = &mut latest => break,
+                () = nudge.notified() => if first.elapsed() >= gather { break },
+            }
+        }
+        top_up(rx, buf, limit);
+    }
+    buf.len()
+}
+
+/// What has come meanwhile, without waiting, up to `limit` in `buf`.
+fn top_up<T>(rx: &mut impl Batches<T>, buf: &mut Vec<T>, limit: usize) {
+    while buf.len() < limit {
+        match rx.try_recv() {
+            Some(item) => buf.push(item),
+            None => break,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -68,6 +100,44 @@ mod tests {
         let mut buf = Vec::new();
         let n = next(&mut rx, &mut buf, 10, Duration::from_millis(300)).await;
         assert_eq!((n, &buf[..]), (2, &[1, 2][..]), "3 came after the linger");
+    }
+
+    #[tokio::test]
+    async fn a_nudge_ends_a_short_batch_once_it_has_gathered_long_enough() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let nudge = std::sync::Arc::new(Notify::new());
+        tx.send(1).unwrap();
+        let (late, nudger) = (tx.clone(), nudge.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            nudger.notify_waiters(); // too early: the batch has not gathered 100 ms yet
+            tokio::time::sleep(Duration::from_millis(150)).await;
+            late.send(2).unwrap();
+            nudger.notify_waiters();
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            late.send(3).unwrap();
+        });
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let window = (Duration::from_millis(100), Duration::from_secs(10));
+        let n = next_nudged(&mut rx, &mut buf, 10, window, &nudge).await;
+        assert_eq!((n, &buf[..]), (2, &[1, 2][..]), "ended by the second nudge");
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "not by the linger"
+        );
+    }
+
+    #[tokio::test]
+    async fn without_a_nudge_a_short_batch_ends_at_the_linger() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        tx.send(1).unwrap();
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let window = (Duration::from_millis(10), Duration::from_millis(200));
+        let n = next_nudged(&mut rx, &mut buf, 10, window, &Notify::new()).await;
+        assert_eq!((n, &buf[..]), (1, &[1][..]));
+        assert!(started.elapsed() >= Duration::from_millis(200));
     }
 
     #[tokio::test]
