@@ -16,11 +16,15 @@ use crate::support::batch;
 /// Entries acknowledged per XACK, at most.
 const ACK_BATCH: usize = 1024;
 /// How long the acker waits for more entries before acknowledging fewer than a full batch:
-/// until the consumer's next duplicate check once they have waited `ACK_GATHER` (the XACK then
-/// shares its write and its reply's wake-up), or `ACK_LINGER` when no read comes sooner. At a
-/// steady 100–1,000 events/s a read comes every 2–10 ms, so the timer seldom fires.
-const ACK_GATHER: Duration = Duration::from_millis(8);
-const ACK_LINGER: Duration = Duration::from_millis(20);
+/// until the consumer's next duplicate check once they have waited 8 ms (the XACK then shares
+/// its write and its reply's wake-up), or 20 ms when no read comes sooner. At a steady
+/// 100–1,000 events/s a read comes every 2–10 ms, so the timer seldom fires. Over 64 entries
+/// (a backlog's) wait for the timer: an XACK of hundreds would hold up the check it precedes.
+const ACK_WHEN: batch::Nudged = batch::Nudged {
+    gather: Duration::from_millis(8),
+    most: 64,
+    linger: Duration::from_millis(20),
+};
 
 /// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
 pub(crate) struct Ticket {
@@ -76,9 +80,8 @@ pub(crate) async fn run_acker(
     nudge: Arc<Notify>,
 ) {
     let mut buf = Vec::with_capacity(ACK_BATCH);
-    let window = (ACK_GATHER, ACK_LINGER);
     // Entries waiting for the linger stay claimed meanwhile.
-    while batch::next_nudged(&mut rx, &mut buf, ACK_BATCH, window, &nudge).await > 0 {
+    while batch::next_nudged(&mut rx, &mut buf, ACK_BATCH, ACK_WHEN, &nudge).await > 0 {
         let ack = || {
             let mut conn = conn.clone();
             let mut cmd = redis::cmd("XACK");

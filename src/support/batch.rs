@@ -9,6 +9,8 @@ use tokio::sync::{mpsc, Notify};
 pub(crate) trait Batches<T> {
     async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize;
     fn try_recv(&mut self) -> Option<T>;
+    /// Items waiting.
+    fn len(&self) -> usize;
 }
 
 impl<T> Batches<T> for mpsc::Receiver<T> {
@@ -18,6 +20,9 @@ impl<T> Batches<T> for mpsc::Receiver<T> {
     fn try_recv(&mut self) -> Option<T> {
         mpsc::Receiver::try_recv(self).ok()
     }
+    fn len(&self) -> usize {
+        mpsc::Receiver::len(self)
+    }
 }
 
 impl<T> Batches<T> for mpsc::UnboundedReceiver<T> {
@@ -26,6 +31,9 @@ impl<T> Batches<T> for mpsc::UnboundedReceiver<T> {
     }
     fn try_recv(&mut self) -> Option<T> {
         mpsc::UnboundedReceiver::try_recv(self).ok()
+    }
+    fn len(&self) -> usize {
+        mpsc::UnboundedReceiver::len(self)
     }
 }
 
@@ -45,26 +53,42 @@ pub(crate) async fn next<T>(
     buf.len()
 }
 
+/// When a short batch ends (`next_nudged`).
+#[derive(Clone, Copy)]
+pub(crate) struct Nudged {
+    /// A nudge ends a batch that has waited this long...
+    pub(crate) gather: Duration,
+    /// ...and holds at most this many items;
+    pub(crate) most: usize,
+    /// otherwise it ends after this.
+    pub(crate) linger: Duration,
+}
+
 /// Like `next`, but a short batch also ends at a `nudge` that comes once it has waited
-/// `gather`, and at `linger` at the latest. A nudge is given just before another Redis call
-/// on the same connection: the batch's command then goes out in the same write and its reply
-/// comes back with that call's, instead of a timer and a reply waking the thread of their own.
+/// `gather`, while it is small, and at `linger` at the latest. A nudge is given just before
+/// another Redis call on the same connection: the batch's command then goes out in the same
+/// write and its reply comes back with that call's, instead of a timer and a reply waking the
+/// thread of their own. A big batch would hold up the call it goes out before, so it waits.
 pub(crate) async fn next_nudged<T>(
     rx: &mut impl Batches<T>,
     buf: &mut Vec<T>,
     limit: usize,
-    (gather, linger): (Duration, Duration),
+    when: Nudged,
     nudge: &Notify,
 ) -> usize {
     let n = rx.recv_many(buf, limit).await;
     if n > 0 && n < limit {
         let first = tokio::time::Instant::now();
-        let latest = tokio::time::sleep(linger);
+        let latest = tokio::time::sleep(when.linger);
         tokio::pin!(latest);
         loop {
             tokio::select! {
                 () = &mut latest => break,
-                () = nudge.notified() => if first.elapsed() >= gather { break },
+                () = nudge.notified() => {
+                    if first.elapsed() >= when.gather && buf.len() + rx.len() <= when.most {
+                        break;
+                    }
+                }
             }
         }
         top_up(rx, buf, limit);
@@ -119,12 +143,45 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let window = (Duration::from_millis(100), Duration::from_secs(10));
-        let n = next_nudged(&mut rx, &mut buf, 10, window, &nudge).await;
+        let when = Nudged {
+            gather: Duration::from_millis(100),
+            most: 2,
+            linger: Duration::from_secs(10),
+        };
+        let n = next_nudged(&mut rx, &mut buf, 10, when, &nudge).await;
         assert_eq!((n, &buf[..]), (2, &[1, 2][..]), "ended by the second nudge");
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "not by the linger"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_nudge_leaves_a_big_batch_to_its_linger() {
+        let (tx, mut rx) = mpsc::unbounded_channel();
+        let nudge = std::sync::Arc::new(Notify::new());
+        for i in 0..3 {
+            tx.send(i).unwrap();
+        }
+        let nudger = nudge.clone();
+        tokio::spawn(async move {
+            for _ in 0..10 {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                nudger.notify_waiters();
+            }
+        });
+        let started = std::time::Instant::now();
+        let mut buf = Vec::new();
+        let when = Nudged {
+            gather: Duration::ZERO,
+            most: 2,
+            linger: Duration::from_millis(400),
+        };
+        let n = next_nudged(&mut rx, &mut buf, 10, when, &nudge).await;
+        assert_eq!(n, 3);
+        assert!(
+            started.elapsed() >= Duration::from_millis(400),
+            "3 is over 2"
         );
     }
 
@@ -134,8 +191,12 @@ mod tests {
         tx.send(1).unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let window = (Duration::from_millis(10), Duration::from_millis(200));
-        let n = next_nudged(&mut rx, &mut buf, 10, window, &Notify::new()).await;
+        let when = Nudged {
+            gather: Duration::from_millis(10),
+            most: 10,
+            linger: Duration::from_millis(200),
+        };
+        let n = next_nudged(&mut rx, &mut buf, 10, when, &Notify::new()).await;
         assert_eq!((n, &buf[..]), (1, &[1][..]));
         assert!(started.elapsed() >= Duration::from_millis(200));
     }
