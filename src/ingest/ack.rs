@@ -16,14 +16,15 @@ use crate::support::batch;
 /// Entries acknowledged per XACK, at most.
 const ACK_BATCH: usize = 1024;
 /// How long the acker waits for more entries before acknowledging fewer than a full batch:
-/// until the consumer's next duplicate check once they have waited 8 ms (the XACK then shares
-/// its write and its reply's wake-up), or 20 ms when no read comes sooner. At a steady
-/// 100–1,000 events/s a read comes every 2–10 ms, so the timer seldom fires. Over 64 entries
-/// (a backlog's) wait for the timer: an XACK of hundreds would hold up the check it precedes.
+/// until the consumer's next duplicate check once they have waited 15 ms (the XACK then
+/// shares its write and its reply's wake-up), or 30 ms when no read comes sooner. At a steady
+/// 100–1,000 events/s a read comes every 3–10 ms, so the timer seldom fires, and an XACK
+/// serves two reads or more. Over 64 entries (a backlog's) wait for the timer: an XACK of
+/// hundreds would hold up the check it goes out before.
 const ACK_WHEN: batch::Nudged = batch::Nudged {
-    gather: Duration::from_millis(8),
+    gather: Duration::from_millis(15),
     most: 64,
-    linger: Duration::from_millis(20),
+    linger: Duration::from_millis(30),
 };
 
 /// Counts down one entry's deliveries; the last one acknowledges it if all were recorded.
