@@ -45,12 +45,13 @@ pub(crate) async fn next<T>(
     limit: usize,
     linger: Duration,
 ) -> usize {
-    let n = rx.recv_many(buf, limit).await;
-    if n > 0 && n < limit {
-        tokio::time::sleep(linger).await;
-        top_up(rx, buf, limit);
-    }
-    buf.len()
+    let never = Notify::new();
+    let when = Nudged {
+        gather: linger,
+        most: 0,
+        linger,
+    };
+    next_nudged(rx, buf, limit, when, &never).await
 }
 
 /// When a short batch ends (`next_nudged`).
@@ -110,6 +111,14 @@ fn top_up<T>(rx: &mut impl Batches<T>, buf: &mut Vec<T>, limit: usize) {
 mod tests {
     use super::*;
 
+    fn when(gather_ms: u64, most: usize, linger_ms: u64) -> Nudged {
+        Nudged {
+            gather: Duration::from_millis(gather_ms),
+            most,
+            linger: Duration::from_millis(linger_ms),
+        }
+    }
+
     #[tokio::test]
     async fn a_short_batch_waits_for_what_comes_within_the_linger() {
         let (tx, mut rx) = mpsc::unbounded_channel();
@@ -143,12 +152,7 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let when = Nudged {
-            gather: Duration::from_millis(100),
-            most: 2,
-            linger: Duration::from_secs(10),
-        };
-        let n = next_nudged(&mut rx, &mut buf, 10, when, &nudge).await;
+        let n = next_nudged(&mut rx, &mut buf, 10, when(100, 2, 10_000), &nudge).await;
         assert_eq!((n, &buf[..]), (2, &[1, 2][..]), "ended by the second nudge");
         assert!(
             started.elapsed() < Duration::from_secs(5),
@@ -172,12 +176,7 @@ mod tests {
         });
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let when = Nudged {
-            gather: Duration::ZERO,
-            most: 2,
-            linger: Duration::from_millis(400),
-        };
-        let n = next_nudged(&mut rx, &mut buf, 10, when, &nudge).await;
+        let n = next_nudged(&mut rx, &mut buf, 10, when(0, 2, 400), &nudge).await;
         assert_eq!(n, 3);
         assert!(
             started.elapsed() >= Duration::from_millis(400),
@@ -191,12 +190,7 @@ mod tests {
         tx.send(1).unwrap();
         let started = std::time::Instant::now();
         let mut buf = Vec::new();
-        let when = Nudged {
-            gather: Duration::from_millis(10),
-            most: 10,
-            linger: Duration::from_millis(200),
-        };
-        let n = next_nudged(&mut rx, &mut buf, 10, when, &Notify::new()).await;
+        let n = next_nudged(&mut rx, &mut buf, 10, when(10, 10, 200), &Notify::new()).await;
         assert_eq!((n, &buf[..]), (1, &[1][..]));
         assert!(started.elapsed() >= Duration::from_millis(200));
     }
