@@ -332,6 +332,80 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
     );
 }
 
+/// Issue 16: a new id costs one probe (`HGET`) per older segment of the duplicate check and
+/// one write (`HSETNX`) in the segment being filled, which is its probe there too. Each id was
+/// probed in every segment and then written (`HSET`): a command and a scan of a hash more.
+/// On a Redis of the test's own, whose command counts are this webhookd's alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
+    // The first segment holds 1,024 ids (16 hashes of 64); the rest go to a second.
+    const EVENTS: usize = 2_000;
+    const FIRST: usize = 1_024;
+    let port = free_port();
+    let server = OwnRedis::start(port).await;
+    let url = server.url();
+    let setup = Setup::new("dedup_probes").with("stream:\n  block: 200ms\n  batch: 500\n");
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    let mut r = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let envelopes: Vec<String> = (0..EVENTS)
+        .map(|i| {
+            envelope(
+                &format!("evt_probe_{i:05}"),
+                "outbound.sent",
+                "t",
+                json!({}),
+            )
+        })
+        .collect();
+    let calls_before = command_calls(&mut r);
+    for chunk in envelopes.chunks(500) {
+        publish(&mut r, &setup.stream(), chunk);
+    }
+    let consumed = w
+        .metric_until("webhookd_events_consumed_total", |n| n >= EVENTS as f64)
+        .await;
+    assert_eq!(consumed, EVENTS as f64, "log:\n{}", w.log_text());
+    assert!(wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await);
+    let calls = command_calls(&mut r);
+    let made = |cmd: &str| calls.get(cmd).unwrap_or(&0) - calls_before.get(cmd).unwrap_or(&0);
+    let segments =
+        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:", setup.prefix), EVENTS);
+    eprintln!(
+        "{EVENTS} new ids: {} HGET, {} HSETNX, {} HSET, {} HLEN",
+        made("hget"),
+        made("hsetnx"),
+        made("hset"),
+        made("hlen")
+    );
+    assert_eq!(segments, 2);
+    assert_eq!(made("hsetnx"), EVENTS as u64, "one write per new id");
+    assert_eq!(
+        made("hget"),
+        (EVENTS - FIRST) as u64,
+        "a probe of the first segment for each id of the second, none of the segment written"
+    );
+}
+
+/// `INFO commandstats` as command name -> calls.
+fn command_calls(r: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+    let info: String = redis::cmd("INFO").arg("commandstats").query(r).unwrap();
+    info.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
+            let calls = rest
+                .strip_prefix("calls=")?
+                .split(',')
+                .next()?
+                .parse()
+                .ok()?;
+            Some((name.to_string(), calls))
+        })
+        .collect()
+}
+
 /// Every hash of the duplicate check is named `<base><segment id>:<bucket>` in plain digits
 /// (as every earlier build named them), for a segment in the table and a bucket below its
 /// hash count; and each segment's count in the table is the fields its hashes hold. Answers
