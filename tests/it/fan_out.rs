@@ -390,20 +390,9 @@ async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
 }
 
 /// `INFO commandstats` as command name -> calls.
-fn command_calls(r: &mut redis::Connection) -> std::collections::HashMap<String, u64> {
+fn command_calls(r: &mut redis::Connection) -> webhookd::db::commandstats::Calls {
     let info: String = redis::cmd("INFO").arg("commandstats").query(r).unwrap();
-    info.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_string(), calls))
-        })
-        .collect()
+    webhookd::db::commandstats::parse(&info)
 }
 
 /// Every hash of the duplicate check is named `<base><segment id>:<bucket>` in plain digits

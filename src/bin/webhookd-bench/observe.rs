@@ -6,6 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use redis::Value;
+use webhookd::db::commandstats;
 use webhookd::db::conn::Conn;
 
 /// A plain GET on loopback: (status, body) or `None` when nothing answers.
@@ -90,7 +91,7 @@ pub fn metric_json(text: &str, name: &str) -> serde_json::Value {
     }
 }
 
-pub type Calls = std::collections::BTreeMap<String, u64>;
+pub use webhookd::db::commandstats::Calls;
 
 /// `INFO commandstats` as (command, calls), summed over the primaries among `nodes` (each
 /// asked directly); server-wide, so other clients count too.
@@ -137,7 +138,7 @@ pub async fn calls_by_node(nodes: &[String]) -> Option<Vec<Calls>> {
             .query_async(&mut c)
             .await
             .ok()?;
-        out.push(parse_commandstats(&text));
+        out.push(commandstats::parse(&text));
     }
     Some(out)
 }
@@ -167,22 +168,6 @@ async fn node(url: &str) -> Option<redis::aio::MultiplexedConnection> {
         .get_multiplexed_async_connection()
         .await
         .ok()
-}
-
-/// The `cmdstat_<name>:calls=N,...` lines of `INFO commandstats`.
-pub fn parse_commandstats(text: &str) -> Calls {
-    text.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.trim().strip_prefix("cmdstat_")?.split_once(':')?;
-            let calls = rest
-                .strip_prefix("calls=")?
-                .split(',')
-                .next()?
-                .parse()
-                .ok()?;
-            Some((name.to_string(), calls))
-        })
-        .collect()
 }
 
 /// Every call counted, without the readings themselves (`info`).
@@ -287,13 +272,13 @@ mod tests {
 
     #[test]
     fn commandstats_are_parsed_and_differenced() {
-        let before = parse_commandstats(
+        let before = commandstats::parse(
             "# Commandstats\r\ncmdstat_xadd:calls=10,usec=5,usec_per_call=0.5\r\n\
              cmdstat_info:calls=3,usec=1\r\ncmdstat_xinfo|groups:calls=1,usec=1\r\n",
         );
         assert_eq!(before.get("xadd"), Some(&10));
         assert_eq!(before.get("xinfo|groups"), Some(&1));
-        let after = parse_commandstats(
+        let after = commandstats::parse(
             "cmdstat_xadd:calls=110,usec=9\ncmdstat_info:calls=9,usec=1\n\
              cmdstat_xinfo|groups:calls=5,usec=1\ncmdstat_zadd:calls=40,usec=1\n\
              cmdstat_hset:calls=40,usec=1\ncmdstat_get:calls=7\nbogus\n",
