@@ -77,9 +77,9 @@ local function probe(seg, h, fp, tag)
 end
 
 -- The segment being written is probed by the write itself (HSETNX), not by an HGET before it:
--- one command and one scan of its hash fewer for each new id. While the previous layout's keys
--- are still read (`legacy`), it is probed with HGET like the others, before those keys, in the
--- order the check has always had.
+-- one command fewer for each new id (its hash is still scanned twice: Redis 7.0's HSETNX looks
+-- the field up, then sets it). While the previous layout's keys are still read (`legacy`), it
+-- is probed with HGET like the others, before those keys, in the order the check has always had.
 local stride = legacy and 4 or 2
 local out = {}
 for i = 6, #ARGV, stride do
