@@ -334,7 +334,7 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
 
 /// Issue 16: a new id costs one probe (`HGET`) per older segment of the duplicate check and
 /// one write (`HSETNX`) in the segment being filled, which is its probe there too. Each id was
-/// probed in every segment and then written (`HSET`): a command and a scan of a hash more.
+/// probed in every segment and then written (`HSET`): a command more per new id.
 /// On a Redis of the test's own, whose command counts are this webhookd's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
