@@ -267,6 +267,11 @@ impl Lane {
             && self.waiting.load(Ordering::Relaxed) == 0
             && !self.backlogged.load(Ordering::Relaxed)
     }
+
+    /// Idle, and no attempt started or finished for `quiet`.
+    pub(crate) fn idle_for(&self, quiet: Duration) -> bool {
+        self.idle() && now_ms() - self.last_done.load(Ordering::Relaxed) >= quiet.as_millis() as i64
+    }
 }
 
 /// The slow budget: slow attempts are bounded apart from quick ones, so quick endpoints always

@@ -20,7 +20,7 @@ use crate::deliver::decide::{self, Before, Gate, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::hosts::Hosts;
 use crate::deliver::lane::{Admission, Budget, Lane, Slot, SlowShare, SLOW_AFTER};
-use crate::deliver::lanes::Lanes;
+use crate::deliver::lanes::{Lanes, LANE_QUIET};
 use crate::notice::Notices;
 use crate::ops::metrics::Metrics;
 use crate::ops::trace::{AttemptFacts, Tracer};
@@ -183,7 +183,7 @@ impl Dispatcher {
 
     /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
     pub(crate) fn prune_lanes(&self) {
-        self.lanes.prune(&self.live.snapshot());
+        self.lanes.prune(&self.live.snapshot(), LANE_QUIET);
         self.hosts.prune();
     }
 
