@@ -181,7 +181,7 @@ impl Dispatcher {
         self.lanes.get(id)
     }
 
-    /// Drops lanes with nothing in flight, waiting or parked (deleted or quiet endpoints).
+    /// Drops the lanes of deleted endpoints, and of endpoints quiet for `LANE_QUIET`.
     pub(crate) fn prune_lanes(&self) {
         self.lanes.prune(&self.live.snapshot(), LANE_QUIET);
         self.hosts.prune();
