@@ -114,7 +114,7 @@ for i = 6, #ARGV, stride do
       cur.dirty = true
       seen = 1
     else
-      seen = call('HGET', key, fp) == tag and 1 or 0
+      seen = probe(cur, h, fp, tag)
     end
   end
   out[#out + 1] = seen
