@@ -144,8 +144,15 @@ impl Lane {
         if self.latency_us.load(Ordering::Relaxed) >= slow_us {
             return true;
         }
-        let stalled = now_ms() - self.last_done.load(Ordering::Relaxed);
-        self.in_flight() > 0 && stalled >= SLOW_AFTER.as_millis() as i64
+        self.stalled_ms() >= SLOW_AFTER.as_millis() as u64
+    }
+
+    /// How long attempts in flight have gone without one finishing (0 with none out).
+    fn stalled_ms(&self) -> u64 {
+        if self.in_flight() == 0 {
+            return 0;
+        }
+        (now_ms() - self.last_done.load(Ordering::Relaxed)).max(0) as u64
     }
 
     /// Reserves the next start slot under a rate limit of `per_sec` attempts a second (evenly
@@ -193,15 +200,9 @@ impl Lane {
     /// How many deliveries may wait now: what the lane is expected to finish within
     /// `patience`. While attempts are out and nothing finishes, the stall is the latency.
     fn wait_cap(&self, patience: Duration) -> usize {
-        let stalled_ms = if self.in_flight() > 0 {
-            (now_ms() - self.last_done.load(Ordering::Relaxed)).max(0) as u64
-        } else {
-            0
-        };
-        let stalled_ms = if stalled_ms < STALL_NOISE.as_millis() as u64 {
-            0
-        } else {
-            stalled_ms
+        let stalled_ms = match self.stalled_ms() {
+            ms if ms < STALL_NOISE.as_millis() as u64 => 0,
+            ms => ms,
         };
         let latency_us = self
             .latency_us
