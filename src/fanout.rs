@@ -184,17 +184,12 @@ mod tests {
     use super::*;
     use crate::registry::{EndpointRecord, Snapshot};
     use crate::secure::seal::Sealer;
-    use crate::secure::sign::generate_secret;
 
     fn record(id: &str, tenant: &str, filter: &str) -> EndpointRecord {
-        EndpointRecord::new(
-            id.into(),
-            tenant.into(),
-            "https://example.com/".into(),
-            vec![filter.into()],
-            Sealer::new(None).seal(&generate_secret(), id),
-            1,
-        )
+        EndpointRecord {
+            filters: vec![filter.into()],
+            ..EndpointRecord::for_test(id, tenant, "https://example.com/")
+        }
     }
 
     fn event(tenant: &str, event_type: &str) -> Event {

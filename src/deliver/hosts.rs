@@ -73,19 +73,10 @@ mod tests {
     use super::*;
     use crate::registry::{EndpointRecord, Snapshot};
     use crate::secure::seal::Sealer;
-    use crate::secure::sign::generate_secret;
 
     fn endpoint(id: &str, tenant: &str, url: &str) -> Arc<Endpoint> {
-        let sealer = Sealer::new(None);
-        let rec = EndpointRecord::new(
-            id.into(),
-            tenant.into(),
-            url.into(),
-            vec!["*".into()],
-            sealer.seal(&generate_secret(), id),
-            1,
-        );
-        let snapshot = Snapshot::from_records(&[rec], &sealer);
+        let rec = EndpointRecord::for_test(id, tenant, url);
+        let snapshot = Snapshot::from_records(&[rec], &Sealer::new(None));
         snapshot.endpoint(id).cloned().expect("loaded")
     }
 

@@ -75,24 +75,13 @@ mod tests {
     use super::*;
     use crate::registry::EndpointRecord;
     use crate::secure::seal::Sealer;
-    use crate::secure::sign::generate_secret;
 
     fn live(ids: &[&str]) -> Snapshot {
-        let sealer = Sealer::new(None);
         let records: Vec<EndpointRecord> = ids
             .iter()
-            .map(|id| {
-                EndpointRecord::new(
-                    (*id).into(),
-                    "t".into(),
-                    "https://h.example/".into(),
-                    vec!["*".into()],
-                    sealer.seal(&generate_secret(), id),
-                    1,
-                )
-            })
+            .map(|id| EndpointRecord::for_test(id, "t", "https://h.example/"))
             .collect();
-        Snapshot::from_records(&records, &sealer)
+        Snapshot::from_records(&records, &Sealer::new(None))
     }
 
     #[test]

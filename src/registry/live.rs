@@ -322,14 +322,12 @@ mod tests {
     use super::*;
 
     fn record(id: &str, tenant: &str, updated_at: i64) -> EndpointRecord {
-        EndpointRecord::new(
-            id.into(),
-            tenant.into(),
-            "https://example.com/".into(),
-            vec!["outbound.*".into()],
-            Sealer::new(None).seal(&crate::secure::sign::generate_secret(), id),
+        EndpointRecord {
+            filters: vec!["outbound.*".into()],
+            created_at: updated_at,
             updated_at,
-        )
+            ..EndpointRecord::for_test(id, tenant, "https://example.com/")
+        }
     }
 
     fn matching(s: &Snapshot, tenant: &str) -> Vec<String> {

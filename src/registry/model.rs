@@ -77,6 +77,22 @@ pub struct EndpointRecord {
 }
 
 impl EndpointRecord {
+    /// For unit tests: a record for every event type (`*`) with a fresh secret sealed without
+    /// a key (`Sealer::new(None)` opens it), created and updated at 1.
+    #[cfg(test)]
+    pub(crate) fn for_test(id: &str, tenant: &str, url: &str) -> EndpointRecord {
+        let secret = crate::secure::sign::generate_secret();
+        let sealed = crate::secure::seal::Sealer::new(None).seal(&secret, id);
+        EndpointRecord::new(
+            id.into(),
+            tenant.into(),
+            url.into(),
+            vec!["*".into()],
+            sealed,
+            1,
+        )
+    }
+
     /// A record with one (already sealed) secret, enabled, without description, headers,
     /// rate limit or metadata, created and updated at `now_ms`.
     pub fn new(
