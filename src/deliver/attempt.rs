@@ -4,10 +4,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use http::header::{
-    HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, HOST, RETRY_AFTER, USER_AGENT,
-};
-use http::{Method, Request, Uri};
+use http::header::{HeaderMap, HeaderName, HeaderValue, CONTENT_TYPE, RETRY_AFTER, USER_AGENT};
+use http::{Method, Request};
 use http_body_util::{BodyExt, Full};
 use serde::{Deserialize, Serialize};
 
@@ -91,12 +89,9 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
     }
     let ts = spec.now_ms / 1000;
     let signature = signature_header(ep.active_keys(spec.now_ms), spec.msg_id, ts, spec.body);
-    // Sized for every header at once (ours, the endpoint's, the client's `content-length`):
-    // a map grown on the way costs a reallocation and a rehash per request.
+    // Sized for every header at once (ours, the endpoint's, the client's `host` and
+    // `content-length`): a map grown on the way costs a reallocation and a rehash per request.
     let mut h = HeaderMap::with_capacity(ep.headers.len() + 9);
-    if let Some(host) = host_header(&ep.url) {
-        h.insert(HOST, host);
-    }
     for (k, v) in &ep.headers {
         h.insert(k.clone(), v.clone());
     }
@@ -113,7 +108,7 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
     *req.uri_mut() = ep.url.clone();
     *req.headers_mut() = h;
     let exchange = async {
-        let resp = client.request(req).await.map_err(describe)?;
+        let (resp, lease) = client.request(req).await.map_err(|e| e.describe())?;
         let status = resp.status().as_u16();
         // Honoured only where it means "come back later" (SPEC 5): elsewhere a receiver's
         // header could stall its own retries for hours.
@@ -132,7 +127,13 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
                         excerpt.extend_from_slice(&data[..data.len().min(room)]);
                     }
                 }
-                Some(Err(_)) | None => break,
+                // Read to its end: the connection may carry the next delivery.
+                None => {
+                    lease.finished();
+                    break;
+                }
+                // A broken answer, or one longer than the excerpt (left unread), closes it.
+                Some(Err(_)) => break,
             }
         }
         Ok::<_, String>((status, retry_after, excerpt))
@@ -156,38 +157,8 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
     }
 }
 
-/// The `Host` header hyper's client would add (the host, and the port unless it is the
-/// scheme's default), copied from the URL's authority: the client formats it for every
-/// request. None where the two differ (user info, a default port written out); the client
-/// then makes it.
-fn host_header(url: &Uri) -> Option<HeaderValue> {
-    let authority = url.authority()?;
-    let default_port = match url.scheme_str() {
-        Some("https" | "wss") => 443,
-        _ => 80,
-    };
-    if authority.as_str().contains('@') || authority.port_u16() == Some(default_port) {
-        return None;
-    }
-    HeaderValue::from_str(authority.as_str()).ok()
-}
-
 fn header(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).expect("ids, timestamps and base64 are valid header values")
-}
-
-/// The innermost cause of a client error, which says what actually went wrong.
-fn describe(e: hyper_util::client::legacy::Error) -> String {
-    let mut msg = e.to_string();
-    let mut src: Option<&dyn std::error::Error> = std::error::Error::source(&e);
-    while let Some(s) = src {
-        msg = s.to_string();
-        src = s.source();
-    }
-    if e.is_connect() && !msg.starts_with("connect") {
-        msg = format!("connect: {msg}");
-    }
-    msg
 }
 
 /// `Retry-After` as seconds or an HTTP date.
@@ -230,21 +201,6 @@ pub(crate) struct AttemptRecord {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn host_header_is_the_authority_where_it_is_what_the_client_would_send() {
-        let host = |url: &str| host_header(&url.parse().unwrap());
-        let is = |url: &str, want: &str| assert_eq!(host(url).unwrap(), want, "{url}");
-        is("https://hooks.example.com/in", "hooks.example.com");
-        is("https://hooks.example.com:80/", "hooks.example.com:80");
-        is("http://hooks.example.com:443/", "hooks.example.com:443");
-        is("http://127.0.0.1:8080/x?y=1", "127.0.0.1:8080");
-        is("http://[::1]:9000/", "[::1]:9000");
-        // Where the client's header is not the authority, the client makes it.
-        assert_eq!(host("https://hooks.example.com:443/in"), None);
-        assert_eq!(host("http://hooks.example.com:80/"), None);
-        assert_eq!(host("http://user:pw@hooks.example.com/"), None);
-    }
 
     #[test]
     fn retry_after_takes_seconds_and_dates() {

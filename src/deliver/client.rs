@@ -1,5 +1,12 @@
-//! The one pooled HTTP client. Its resolver applies the SSRF guard to every resolved
-//! address, so a hostname that points inside the network is refused at connect time.
+//! The one pooled HTTP client for deliveries. Its resolver applies the SSRF guard to every
+//! resolved address, so a hostname that points inside the network is refused at connect time.
+//!
+//! HTTP/1 over hyper's own connections, pooled here rather than by hyper-util's legacy
+//! `Client`: a delivery takes an idle connection (or opens one), sends, reads the answer, and
+//! gives the connection back, with nothing else between. The legacy client's checkout (a race
+//! of the pool against a new connection, boxed futures, a per-request lookup of connect info)
+//! was a sixth of a fan-out delivery's instructions (issue 16); what is left is a lock, a
+//! lookup and a push.
 
 use std::future::Future;
 use std::io;
@@ -9,21 +16,36 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use std::borrow::Cow;
+use std::sync::Mutex;
+use std::time::Instant;
+
 use bytes::Bytes;
+use foldhash::HashMap;
+use http::header::{HeaderValue, HOST};
+use http::uri::{Authority, Scheme};
+use http::{Request, Response, Uri};
 use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+use tower_service::Service;
 
 use crate::secure::ssrf::Guard;
 use crate::support::https::tls_over;
 
-pub(crate) type HttpClient = Client<HttpsConnector<HttpConnector<GuardedResolver>>, Full<Bytes>>;
+type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
+type Body = Full<Bytes>;
+/// Connections are shared by scheme and authority, as hyper-util's pool shares them.
+type Key = (Scheme, Authority);
 
 /// How long an idle pooled connection is kept for reuse.
 const POOL_IDLE: Duration = Duration::from_secs(90);
+/// How long a lent connection may take to be ready for the next request once its answer was
+/// read (it usually is at once); past this it is closed.
+const READY_WAIT: Duration = Duration::from_secs(10);
 
 /// DNS through the system resolver, keeping only addresses the guard allows.
 #[derive(Clone)]
@@ -77,8 +99,376 @@ pub(crate) fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usiz
     http.set_nodelay(true);
     http.set_connect_timeout(Some(connect_timeout));
     http.set_keepalive(Some(Duration::from_secs(60)));
-    Client::builder(TokioExecutor::new())
-        .pool_idle_timeout(POOL_IDLE)
-        .pool_max_idle_per_host(pool_per_host)
-        .build(tls_over(http))
+    HttpClient {
+        pool: Arc::new(Pool {
+            connector: tls_over(http),
+            idle: Mutex::new(HashMap::default()),
+            per_host: pool_per_host.max(1),
+        }),
+    }
+}
+
+/// Sends requests over pooled HTTP/1 connections (cheap to clone: one pool).
+#[derive(Clone)]
+pub(crate) struct HttpClient {
+    pool: Arc<Pool>,
+}
+
+struct Pool {
+    connector: Connector,
+    /// Idle connections per host, most recently used last; at most `per_host` each. Keyed
+    /// with foldhash, as the endpoint index is: SipHash over the authority was half the pool's
+    /// cost.
+    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    per_host: usize,
+}
+
+struct Idle {
+    tx: SendRequest<Body>,
+    since: Instant,
+}
+
+/// Why a request got no answer.
+#[derive(Debug)]
+pub(crate) enum ClientError {
+    /// The URL has no scheme or host.
+    Url,
+    /// Resolving, connecting or the TLS handshake failed.
+    Connect(Box<dyn std::error::Error + Send + Sync>),
+    /// The connection failed while sending or before the answer's head.
+    Send(hyper::Error),
+}
+
+impl ClientError {
+    /// What went wrong, in a line: the innermost cause, which says what actually happened.
+    pub(crate) fn describe(&self) -> String {
+        let innermost = |e: &dyn std::error::Error| {
+            let mut msg = e.to_string();
+            let mut src = e.source();
+            while let Some(s) = src {
+                msg = s.to_string();
+                src = s.source();
+            }
+            msg
+        };
+        match self {
+            ClientError::Url => "the URL has no scheme or host".into(),
+            ClientError::Connect(e) => match innermost(&**e) {
+                m if m.starts_with("connect") => m,
+                m => format!("connect: {m}"),
+            },
+            ClientError::Send(e) => innermost(e),
+        }
+    }
+}
+
+/// A connection lent to one exchange: `finished` once its answer was read to the end gives it
+/// back for the next request; dropped otherwise, it is closed.
+pub(crate) struct Lease {
+    pool: Arc<Pool>,
+    key: Key,
+    tx: SendRequest<Body>,
+}
+
+impl Lease {
+    pub(crate) fn finished(self) {
+        let Lease { pool, key, mut tx } = self;
+        if tx.is_ready() {
+            pool.put(key, tx);
+        } else if !tx.is_closed() {
+            // The connection has not taken the answer's end in yet: it is given back when it
+            // has, without keeping the delivery waiting.
+            tokio::spawn(async move {
+                if let Ok(Ok(())) = tokio::time::timeout(READY_WAIT, tx.ready()).await {
+                    pool.put(key, tx);
+                }
+            });
+        }
+    }
+}
+
+impl HttpClient {
+    /// Sends `req` (an absolute URL) and answers the response's head, with the connection
+    /// it came on. A request a reused connection could not take (closed while idle) goes
+    /// on another, as hyper-util's client retries it: it was never sent.
+    pub(crate) async fn request(
+        &self,
+        mut req: Request<Body>,
+    ) -> Result<(Response<Incoming>, Lease), ClientError> {
+        let uri = req.uri().clone();
+        let (Some(scheme), Some(authority)) = (uri.scheme(), uri.authority()) else {
+            return Err(ClientError::Url);
+        };
+        let key = (scheme.clone(), authority.clone());
+        if !req.headers().contains_key(HOST) {
+            if let Some(host) = host_header(&uri) {
+                req.headers_mut().insert(HOST, host);
+            }
+        }
+        *req.uri_mut() = origin_form(&uri);
+        loop {
+            let (mut tx, reused) = match self.pool.checkout(&key) {
+                Some(tx) => (tx, true),
+                None => (self.pool.connect(&uri).await?, false),
+            };
+            match tx.try_send_request(req).await {
+                Ok(resp) => {
+                    let lease = Lease {
+                        pool: self.pool.clone(),
+                        key,
+                        tx,
+                    };
+                    return Ok((resp, lease));
+                }
+                Err(mut e) => match e.take_message() {
+                    Some(unsent) if reused => req = unsent,
+                    _ => return Err(ClientError::Send(e.into_error())),
+                },
+            }
+        }
+    }
+
+    /// Closes idle connections past their time or closed by their server, and forgets hosts
+    /// with none left, so the pool holds only what may still be reused.
+    pub(crate) fn prune(&self) {
+        let mut idle = self.pool.idle.lock().expect("connection pool");
+        idle.retain(|_, list| {
+            list.retain(|c| c.tx.is_ready() && c.since.elapsed() < POOL_IDLE);
+            !list.is_empty()
+        });
+    }
+
+    /// Idle connections held, over all hosts.
+    #[cfg(test)]
+    fn idle_count(&self) -> usize {
+        let idle = self.pool.idle.lock().expect("connection pool");
+        idle.values().map(Vec::len).sum()
+    }
+}
+
+impl Pool {
+    /// The most recently used idle connection to `key` that is still open and not stale.
+    fn checkout(&self, key: &Key) -> Option<SendRequest<Body>> {
+        let mut idle = self.idle.lock().expect("connection pool");
+        let list = idle.get_mut(key)?;
+        while let Some(c) = list.pop() {
+            if c.tx.is_ready() && c.since.elapsed() < POOL_IDLE {
+                return Some(c.tx);
+            }
+        }
+        None
+    }
+
+    fn put(&self, key: Key, tx: SendRequest<Body>) {
+        let mut idle = self.idle.lock().expect("connection pool");
+        let list = idle.entry(key).or_default();
+        if list.len() < self.per_host {
+            list.push(Idle {
+                tx,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Body>, ClientError> {
+        let io = self
+            .connector
+            .clone()
+            .call(uri.clone())
+            .await
+            .map_err(ClientError::Connect)?;
+        let (tx, conn) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(ClientError::Send)?;
+        tokio::spawn(async move {
+            if let Err(e) = conn.await {
+                tracing::debug!(error = %e, "delivery connection ended");
+            }
+        });
+        Ok(tx)
+    }
+}
+
+/// The `Host` header for `uri`: its host, and its port unless that is the scheme's default,
+/// as hyper-util's client makes it. Most URLs' authority is exactly that, taken as it is.
+fn host_header(uri: &Uri) -> Option<HeaderValue> {
+    let authority = uri.authority()?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        _ => 80,
+    };
+    let value = match authority.port_u16() {
+        Some(p) if p == default_port => Cow::Borrowed(authority.host()),
+        _ if !authority.as_str().contains('@') => Cow::Borrowed(authority.as_str()),
+        Some(p) => Cow::Owned(format!("{}:{p}", authority.host())),
+        None => Cow::Borrowed(authority.host()),
+    };
+    HeaderValue::from_str(&value).ok()
+}
+
+/// The request target HTTP/1 sends: the path and query.
+fn origin_form(uri: &Uri) -> Uri {
+    match uri.path_and_query() {
+        Some(pq) if pq.as_str() != "/" => Uri::from(pq.clone()),
+        _ => Uri::from_static("/"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A receiver answering `200 ok` to each request; with `close`, it closes each connection
+    /// after its first answer (without saying so). Answers its port and the connections it
+    /// accepted.
+    async fn receiver(close: bool) -> (u16, Arc<AtomicUsize>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = accepted.clone();
+        tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    loop {
+                        // One request: its head, then `content-length` bytes of body.
+                        let Some(end) = find(&buf, b"\r\n\r\n") else {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        };
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let len: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if buf.len() < end + 4 + len {
+                            match sock.read(&mut chunk).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                            }
+                            continue;
+                        }
+                        buf.drain(..end + 4 + len);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if sock.write_all(answer).await.is_err() || close {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (port, accepted)
+    }
+
+    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+        hay.windows(needle.len()).position(|w| w == needle)
+    }
+
+    fn client() -> HttpClient {
+        let loopback = vec!["127.0.0.0/8".parse().unwrap()];
+        build(Guard::new(loopback), Duration::from_secs(5), 8)
+    }
+
+    async fn post(client: &HttpClient, port: u16) -> Result<u16, String> {
+        post_to(client, &format!("http://127.0.0.1:{port}/in?x=1")).await
+    }
+
+    async fn post_to(client: &HttpClient, url: &str) -> Result<u16, String> {
+        let mut req = Request::new(Full::new(Bytes::from_static(b"{}")));
+        *req.method_mut() = http::Method::POST;
+        *req.uri_mut() = url.parse().unwrap();
+        let (resp, lease) = client.request(req).await.map_err(|e| e.describe())?;
+        let status = resp.status().as_u16();
+        http_body_util::BodyExt::collect(resp.into_body())
+            .await
+            .map_err(|e| e.to_string())?;
+        lease.finished();
+        Ok(status)
+    }
+
+    #[tokio::test]
+    async fn a_connection_read_to_its_end_carries_the_next_request() {
+        let (port, accepted) = receiver(false).await;
+        let client = client();
+        for _ in 0..5 {
+            assert_eq!(post(&client, port).await, Ok(200));
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            1,
+            "one connection for all five"
+        );
+        assert_eq!(client.idle_count(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_connection_its_server_closed_is_not_reused_and_is_pruned() {
+        let (port, accepted) = receiver(true).await;
+        let client = client();
+        for round in 1..=3 {
+            assert_eq!(post(&client, port).await, Ok(200), "request {round}");
+        }
+        assert_eq!(
+            accepted.load(Ordering::SeqCst),
+            3,
+            "a new connection each time"
+        );
+        let start = Instant::now();
+        loop {
+            client.prune();
+            if client.idle_count() == 0 {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(5),
+                "closed ones pruned"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test]
+    async fn a_name_resolving_to_a_refused_address_fails_at_connect_and_says_why() {
+        // Literal addresses are checked before the client (`attempt::send`); names here.
+        let client = build(Guard::new(Vec::new()), Duration::from_secs(5), 8);
+        let err = post_to(&client, "http://localhost:9/").await.unwrap_err();
+        assert!(err.contains("not allowed"), "{err}");
+        assert!(err.starts_with("connect"), "{err}");
+    }
+
+    #[test]
+    fn host_header_is_what_hyper_utils_client_would_send() {
+        let host = |url: &str| host_header(&url.parse().unwrap()).unwrap();
+        let is = |url: &str, want: &str| assert_eq!(host(url), want, "{url}");
+        is("https://hooks.example.com/in", "hooks.example.com");
+        is("https://hooks.example.com:80/", "hooks.example.com:80");
+        is("http://hooks.example.com:443/", "hooks.example.com:443");
+        is("http://127.0.0.1:8080/x?y=1", "127.0.0.1:8080");
+        is("http://[::1]:9000/", "[::1]:9000");
+        is("https://hooks.example.com:443/in", "hooks.example.com");
+        is("http://hooks.example.com:80/", "hooks.example.com");
+        is("http://user:pw@hooks.example.com/", "hooks.example.com");
+        is(
+            "http://user:pw@hooks.example.com:8080/",
+            "hooks.example.com:8080",
+        );
+    }
+
+    #[test]
+    fn the_request_target_is_the_path_and_query() {
+        let target = |url: &str| origin_form(&url.parse().unwrap()).to_string();
+        assert_eq!(target("https://h.example/in?a=1&b=2"), "/in?a=1&b=2");
+        assert_eq!(target("https://h.example"), "/");
+        assert_eq!(target("https://h.example/"), "/");
+    }
 }

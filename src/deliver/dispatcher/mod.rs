@@ -181,10 +181,12 @@ impl Dispatcher {
         self.lanes.get(id)
     }
 
-    /// Drops the lanes of deleted endpoints, and of endpoints quiet for `LANE_QUIET`.
+    /// Drops the lanes of deleted endpoints, and of endpoints quiet for `LANE_QUIET`, and the
+    /// idle connections the pool should no longer keep.
     pub(crate) fn prune_lanes(&self) {
         self.lanes.prune(&self.live.snapshot(), LANE_QUIET);
         self.hosts.prune();
+        self.client.prune();
     }
 
     /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
