@@ -244,6 +244,13 @@ impl HttpClient {
         let idle = self.pool.idle.lock().expect("connection pool");
         idle.values().map(Vec::len).sum()
     }
+
+    /// Idle connections held that are still open.
+    #[cfg(test)]
+    fn idle_open(&self) -> usize {
+        let idle = self.pool.idle.lock().expect("connection pool");
+        idle.values().flatten().filter(|c| c.tx.is_ready()).count()
+    }
 }
 
 impl Pool {
@@ -323,10 +330,10 @@ mod tests {
 
     use super::*;
 
-    /// A receiver answering `200 ok` to each request; with `close`, it closes each connection
-    /// after its first answer (without saying so). Answers its port and the connections it
-    /// accepted.
-    async fn receiver(close: bool) -> (u16, Arc<AtomicUsize>) {
+    /// A receiver answering `200 ok` to each request; with `close_after`, it closes each
+    /// connection that long after its first answer (without saying so). Answers its port and
+    /// the connections it accepted.
+    async fn receiver(close_after: Option<Duration>) -> (u16, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
@@ -360,7 +367,11 @@ mod tests {
                         }
                         buf.drain(..end + 4 + len);
                         let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if sock.write_all(answer).await.is_err() || close {
+                        if sock.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if let Some(idle) = close_after {
+                            tokio::time::sleep(idle).await;
                             return;
                         }
                     }
@@ -398,7 +409,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_connection_read_to_its_end_carries_the_next_request() {
-        let (port, accepted) = receiver(false).await;
+        let (port, accepted) = receiver(None).await;
         let client = client();
         for _ in 0..5 {
             assert_eq!(post(&client, port).await, Ok(200));
@@ -412,29 +423,36 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_connection_its_server_closed_is_not_reused_and_is_pruned() {
-        let (port, accepted) = receiver(true).await;
+    async fn a_connection_its_server_closed_while_idle_is_not_reused_and_is_pruned() {
+        let (port, accepted) = receiver(Some(Duration::from_millis(50))).await;
         let client = client();
+        let closed = || async {
+            let start = Instant::now();
+            while client.idle_open() > 0 {
+                assert!(
+                    start.elapsed() < Duration::from_secs(5),
+                    "the close is seen"
+                );
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
         for round in 1..=3 {
             assert_eq!(post(&client, port).await, Ok(200), "request {round}");
+            assert_eq!(client.idle_count(), 1, "kept for the next request");
+            closed().await;
         }
         assert_eq!(
             accepted.load(Ordering::SeqCst),
             3,
             "a new connection each time"
         );
-        let start = Instant::now();
-        loop {
-            client.prune();
-            if client.idle_count() == 0 {
-                break;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(5),
-                "closed ones pruned"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        assert_eq!(
+            client.idle_count(),
+            1,
+            "the closed one waits for the upkeep"
+        );
+        client.prune();
+        assert_eq!(client.idle_count(), 0);
     }
 
     #[tokio::test]
