@@ -17,6 +17,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -31,6 +32,7 @@ use hyper::client::conn::http1::SendRequest;
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::connect::dns::Name;
 use hyper_util::client::legacy::connect::HttpConnector;
+use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::secure::ssrf::Guard;
@@ -102,7 +104,7 @@ pub(crate) fn build(guard: Guard, connect_timeout: Duration, pool_per_host: usiz
     HttpClient {
         pool: Arc::new(Pool {
             connector: tls_over(http),
-            idle: Mutex::new(HashMap::default()),
+            hosts: Mutex::new(HashMap::default()),
             per_host: pool_per_host.max(1),
         }),
     }
@@ -116,11 +118,24 @@ pub(crate) struct HttpClient {
 
 struct Pool {
     connector: Connector,
-    /// Idle connections per host, most recently used last; at most `per_host` each. Keyed
-    /// with foldhash, as the endpoint index is: SipHash over the authority was half the pool's
-    /// cost.
-    idle: Mutex<HashMap<Key, Vec<Idle>>>,
+    /// Keyed with foldhash, as the endpoint index is: SipHash over the authority was half the
+    /// pool's cost.
+    hosts: Mutex<HashMap<Key, Host>>,
+    /// Idle connections kept per host.
     per_host: usize,
+}
+
+/// Stale waiters (their request connected first) are swept once a host has this many.
+const WAITERS_SWEPT_PAST: usize = 64;
+
+#[derive(Default)]
+struct Host {
+    /// Most recently used last; at most `per_host`.
+    idle: Vec<Idle>,
+    /// Requests connecting anew, oldest first, each taking a connection given back before its
+    /// own is up: a connect that stalls (a SYN dropped by a full accept queue costs a second)
+    /// then holds up no request while others finish.
+    waiters: VecDeque<oneshot::Sender<SendRequest<Body>>>,
 }
 
 struct Idle {
@@ -208,8 +223,8 @@ impl HttpClient {
         *req.uri_mut() = origin_form(&uri);
         loop {
             let (mut tx, reused) = match self.pool.checkout(&key) {
-                Some(tx) => (tx, true),
-                None => (self.pool.connect(&uri).await?, false),
+                Ok(tx) => (tx, true),
+                Err(given) => self.pool.connect_or_wait(&uri, given).await?,
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {
@@ -231,57 +246,96 @@ impl HttpClient {
     /// Closes idle connections past their time or closed by their server, and forgets hosts
     /// with none left, so the pool holds only what may still be reused.
     pub(crate) fn prune(&self) {
-        let mut idle = self.pool.idle.lock().expect("connection pool");
-        idle.retain(|_, list| {
-            list.retain(|c| c.tx.is_ready() && c.since.elapsed() < POOL_IDLE);
-            !list.is_empty()
+        let mut hosts = self.pool.hosts.lock().expect("connection pool");
+        hosts.retain(|_, host| {
+            host.idle
+                .retain(|c| c.tx.is_ready() && c.since.elapsed() < POOL_IDLE);
+            host.waiters.retain(|w| !w.is_closed());
+            !host.idle.is_empty() || !host.waiters.is_empty()
         });
     }
 
     /// Idle connections held, over all hosts.
     #[cfg(test)]
     fn idle_count(&self) -> usize {
-        let idle = self.pool.idle.lock().expect("connection pool");
-        idle.values().map(Vec::len).sum()
+        let hosts = self.pool.hosts.lock().expect("connection pool");
+        hosts.values().map(|h| h.idle.len()).sum()
     }
 
     /// Idle connections held that are still open.
     #[cfg(test)]
     fn idle_open(&self) -> usize {
-        let idle = self.pool.idle.lock().expect("connection pool");
-        idle.values().flatten().filter(|c| c.tx.is_ready()).count()
+        let hosts = self.pool.hosts.lock().expect("connection pool");
+        hosts
+            .values()
+            .flat_map(|h| &h.idle)
+            .filter(|c| c.tx.is_ready())
+            .count()
     }
 }
 
 impl Pool {
-    /// The most recently used idle connection to `key` that is still open and not stale.
-    fn checkout(&self, key: &Key) -> Option<SendRequest<Body>> {
-        let mut idle = self.idle.lock().expect("connection pool");
-        let list = idle.get_mut(key)?;
-        while let Some(c) = list.pop() {
+    /// The most recently used idle connection to `key` that is still open and not stale, or
+    /// a place in line for the next one given back.
+    fn checkout(
+        &self,
+        key: &Key,
+    ) -> Result<SendRequest<Body>, oneshot::Receiver<SendRequest<Body>>> {
+        let mut hosts = self.hosts.lock().expect("connection pool");
+        let host = match hosts.get_mut(key) {
+            Some(host) => host,
+            None => hosts.entry(key.clone()).or_default(),
+        };
+        while let Some(c) = host.idle.pop() {
             if c.tx.is_ready() && c.since.elapsed() < POOL_IDLE {
-                return Some(c.tx);
+                return Ok(c.tx);
             }
         }
-        None
+        if host.waiters.len() >= WAITERS_SWEPT_PAST {
+            host.waiters.retain(|w| !w.is_closed());
+        }
+        let (tx, rx) = oneshot::channel();
+        host.waiters.push_back(tx);
+        Err(rx)
     }
 
-    fn put(&self, key: Key, tx: SendRequest<Body>) {
-        let mut idle = self.idle.lock().expect("connection pool");
-        let list = idle.entry(key).or_default();
-        if list.len() < self.per_host {
-            list.push(Idle {
+    /// Gives a ready connection to the oldest request waiting for one, or keeps it idle.
+    fn put(&self, key: Key, mut tx: SendRequest<Body>) {
+        let mut hosts = self.hosts.lock().expect("connection pool");
+        let host = hosts.entry(key).or_default();
+        while let Some(waiter) = host.waiters.pop_front() {
+            match waiter.send(tx) {
+                Ok(()) => return,
+                Err(back) => tx = back,
+            }
+        }
+        if host.idle.len() < self.per_host {
+            host.idle.push(Idle {
                 tx,
                 since: Instant::now(),
             });
         }
     }
 
-    async fn connect(&self, uri: &Uri) -> Result<SendRequest<Body>, ClientError> {
+    /// A new connection to `uri`, or one given back first (the connect is then dropped: the
+    /// host has a connection to spare). Answers whether the connection was used before.
+    async fn connect_or_wait(
+        self: &Arc<Self>,
+        uri: &Uri,
+        mut given: oneshot::Receiver<SendRequest<Body>>,
+    ) -> Result<(SendRequest<Body>, bool), ClientError> {
+        tokio::select! {
+            biased;
+            made = self.clone().connect(uri.clone()) => made.map(|tx| (tx, false)),
+            Ok(tx) = &mut given => Ok((tx, true)),
+        }
+    }
+
+    async fn connect(self: Arc<Self>, uri: Uri) -> Result<SendRequest<Body>, ClientError> {
         let io = self
             .connector
             .clone()
-            .call(uri.clone())
+            .call(uri)
             .await
             .map_err(ClientError::Connect)?;
         let (tx, conn) = hyper::client::conn::http1::handshake(io)
@@ -453,6 +507,33 @@ mod tests {
         );
         client.prune();
         assert_eq!(client.idle_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_connection_given_back_goes_to_the_oldest_request_still_waiting() {
+        let (port, _) = receiver(None).await;
+        let client = client();
+        let pool = &client.pool;
+        let uri: Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+        let key = (Scheme::HTTP, uri.authority().unwrap().clone());
+        let connection = || pool.clone().connect(uri.clone());
+        let (Err(gone), Err(first), Err(second)) = (
+            pool.checkout(&key),
+            pool.checkout(&key),
+            pool.checkout(&key),
+        ) else {
+            panic!("nothing is idle yet");
+        };
+        drop(gone); // its request connected first
+        pool.put(key.clone(), connection().await.unwrap());
+        let mut second = second;
+        assert!(first.await.is_ok(), "the oldest waiting request takes it");
+        assert!(second.try_recv().is_err(), "one connection, one request");
+        assert_eq!(client.idle_count(), 0);
+        pool.put(key.clone(), connection().await.unwrap());
+        assert!(second.await.is_ok());
+        pool.put(key.clone(), connection().await.unwrap());
+        assert_eq!(client.idle_count(), 1, "with nobody waiting, it is kept");
     }
 
     #[tokio::test]
