@@ -15,3 +15,6 @@ echo "tests drive $WEBHOOKD_TEST_CHROMIUM through $WEBHOOKD_TEST_CHROMEDRIVER"
 # test itself does not spend minutes compiling.
 scripts/previous-release.sh >/dev/null
 cargo test --all-targets "$@"
+# Tests whose figures need a machine not busy with other tests (marked #[ignore] with that
+# reason), one at a time once the rest have passed.
+cargo test --test it -- --ignored --test-threads 1

@@ -38,6 +38,10 @@ const REDIS_RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 const LANE_WAIT: Duration = Duration::from_secs(1);
 /// Deliveries held in memory per allowed in-flight request.
 const OUTSTANDING_PER_SLOT: usize = 2;
+/// The part of that room kept for deliveries pulled back from parked backlogs: fresh ones may
+/// hold all of theirs waiting for a backlog to drain (`Lane::wait_behind`), and the drain must
+/// still find room.
+const PULLED_SHARE: usize = 4;
 
 pub(super) struct Built {
     pub(super) conn: Conn,
@@ -53,7 +57,10 @@ pub(super) struct Built {
     pub(super) dlq: Dlq,
     pub(super) breaker: Arc<Breaker>,
     pub(super) dispatcher: Arc<Dispatcher>,
+    /// Room for deliveries read from the streams and due retries.
     pub(super) outstanding: Arc<Semaphore>,
+    /// Room for deliveries pulled back from parked backlogs.
+    pub(super) pulled: Arc<Semaphore>,
     pub(super) settings: StreamSettings,
     /// One per stream this replica reads.
     pub(super) ingest: Vec<ShardIngest>,
@@ -175,7 +182,9 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         },
     ));
     let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
-    let outstanding = Arc::new(Semaphore::new(outstanding_total));
+    let pulled_total = (outstanding_total / PULLED_SHARE).max(1);
+    let outstanding = Arc::new(Semaphore::new(outstanding_total - pulled_total));
+    let pulled = Arc::new(Semaphore::new(pulled_total));
     let settings = StreamSettings {
         group: config.stream.group.clone(),
         consumer: config.consumer_name(),
@@ -248,6 +257,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         breaker,
         dispatcher,
         outstanding,
+        pulled,
         settings,
         ingest,
         streams,

@@ -115,7 +115,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         tokio::spawn(built.breaker.clone().run(built.stop.clone())),
         tokio::spawn(pull::run_parked(
             built.dispatcher.clone(),
-            built.outstanding.clone(),
+            built.pulled.clone(),
             lease,
             built.stop.clone(),
         )),

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, AtomicUsize, Ordering}
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 
 use crate::support::clock::now_ms;
 
@@ -45,7 +45,11 @@ pub(crate) struct Lane {
     /// Under a `rate_limit`, the earliest moment the next attempt may start.
     next_slot: Mutex<Option<Instant>>,
     /// Deliveries of this endpoint are parked in Redis: new ones queue behind them.
-    pub(crate) backlogged: AtomicBool,
+    backlogged: AtomicBool,
+    /// Fresh deliveries waiting in memory for the backlog to drain.
+    behind: AtomicUsize,
+    /// Wakes them when it has.
+    drained: Notify,
 }
 
 #[derive(Default)]
@@ -93,6 +97,8 @@ impl Lane {
             latency_us: AtomicU64::new(0),
             next_slot: Mutex::new(None),
             backlogged: AtomicBool::new(false),
+            behind: AtomicUsize::new(0),
+            drained: Notify::new(),
         });
         // Slow start: one slot until the endpoint has answered.
         lane.lower(per_endpoint.saturating_sub(1));
@@ -266,12 +272,68 @@ impl Lane {
     pub(crate) fn idle(&self) -> bool {
         self.in_flight() == 0
             && self.waiting.load(Ordering::Relaxed) == 0
-            && !self.backlogged.load(Ordering::Relaxed)
+            && self.behind.load(Ordering::Relaxed) == 0
+            && !self.backlogged()
+    }
+
+    /// Whether the endpoint has deliveries parked (as far as this replica knows).
+    pub(crate) fn backlogged(&self) -> bool {
+        self.backlogged.load(Ordering::Relaxed)
+    }
+
+    /// Records whether the endpoint has deliveries parked; once it has none, the fresh ones
+    /// waiting behind them go on.
+    pub(crate) fn set_backlogged(&self, parked: bool) {
+        self.backlogged.store(parked, Ordering::Relaxed);
+        if !parked {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Lets a fresh delivery wait in memory, for at most `patience`, for the backlog ahead of
+    /// it to drain: true once it has (the delivery goes on to a slot), false when it should be
+    /// parked behind it instead.
+    ///
+    /// Parking every fresh delivery behind a backlog let the consumer read as fast as Redis
+    /// takes writes, far faster than the lane drains: once a burst had parked a few deliveries
+    /// (a latency spike), all the rest went through Redis, at twice the commands and CPU
+    /// (issue 16). Waiting holds the consumer's room, so it reads no faster than the lane
+    /// goes, as it does for a lane without a backlog, and under the same bound: a lane that is
+    /// not slow keeps in memory at most what it is expected to finish within `patience`,
+    /// counting the deliveries waiting for a slot.
+    pub(crate) async fn wait_behind(&self, patience: Duration) -> bool {
+        if self.is_slow() || self.latency_us.load(Ordering::Relaxed) == 0 {
+            return false;
+        }
+        let held = self.behind.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
+        if held >= self.wait_cap(patience) {
+            return false;
+        }
+        let drained = self.drained.notified();
+        tokio::pin!(drained);
+        // Listening before the flag is read: a drain in between is not missed.
+        drained.as_mut().enable();
+        if !self.backlogged() {
+            return true;
+        }
+        self.behind.fetch_add(1, Ordering::Relaxed);
+        let _behind = Behind(&self.behind);
+        let woken = tokio::time::timeout(patience, drained).await.is_ok();
+        woken || !self.backlogged()
     }
 
     /// Idle, and no attempt started or finished for `quiet`.
     pub(crate) fn idle_for(&self, quiet: Duration) -> bool {
         self.idle() && now_ms() - self.last_done.load(Ordering::Relaxed) >= quiet.as_millis() as i64
+    }
+}
+
+/// Counts a delivery waiting behind the backlog for as long as it waits (even if dropped).
+struct Behind<'a>(&'a AtomicUsize);
+
+impl Drop for Behind<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 
@@ -486,6 +548,77 @@ mod tests {
         );
         lane.last_done.store(now_ms() - 200, Ordering::Relaxed);
         assert_eq!(lane.wait_cap(patience), 40, "8 slots, 200 ms each");
+    }
+
+    #[tokio::test]
+    async fn a_fresh_delivery_behind_a_backlog_goes_on_once_it_drains() {
+        let lane = warmed(8, Duration::from_millis(1));
+        lane.set_backlogged(true);
+        let waiting = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.wait_behind(Duration::from_secs(30)).await }
+        });
+        while lane.behind.load(Ordering::Relaxed) == 0 {
+            tokio::task::yield_now().await;
+        }
+        assert!(
+            !lane.idle(),
+            "a lane with deliveries behind its backlog is kept"
+        );
+        lane.set_backlogged(false);
+        let drained = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        assert!(drained.expect("woken at once").unwrap());
+        assert_eq!(lane.behind.load(Ordering::Relaxed), 0);
+        assert!(
+            lane.wait_behind(Duration::from_secs(30)).await,
+            "no backlog: go on"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_backlog_that_does_not_drain_within_patience_parks_the_delivery() {
+        let lane = warmed(8, Duration::from_millis(1));
+        lane.set_backlogged(true);
+        let started = Instant::now();
+        assert!(!lane.wait_behind(Duration::from_millis(50)).await);
+        assert!(started.elapsed() >= Duration::from_millis(50));
+        assert_eq!(lane.behind.load(Ordering::Relaxed), 0);
+    }
+
+    #[tokio::test]
+    async fn a_slow_or_unmeasured_lane_parks_fresh_deliveries_behind_its_backlog_at_once() {
+        let patience = Duration::from_secs(30);
+        let new = Lane::new(8);
+        new.set_backlogged(true);
+        assert!(!new.wait_behind(patience).await, "latency unknown");
+        let slow = warmed(8, Duration::from_secs(2));
+        slow.set_backlogged(true);
+        assert!(!slow.wait_behind(patience).await, "slow");
+    }
+
+    #[tokio::test]
+    async fn no_more_wait_behind_a_backlog_than_the_lane_finishes_within_patience() {
+        // 8 slots, 500 ms each: 16 a second, less those waiting for a slot.
+        let lane = warmed(8, Duration::from_millis(500));
+        lane.set_backlogged(true);
+        lane.waiting.store(6, Ordering::Relaxed);
+        let patience = Duration::from_secs(1);
+        let waits: Vec<_> = (0..10)
+            .map(|_| {
+                let lane = lane.clone();
+                tokio::spawn(async move { lane.wait_behind(patience).await })
+            })
+            .collect();
+        while lane.behind.load(Ordering::Relaxed) < 10 {
+            tokio::task::yield_now().await;
+        }
+        let started = Instant::now();
+        assert!(!lane.wait_behind(patience).await, "the 17th is parked");
+        assert!(started.elapsed() < Duration::from_millis(500), "at once");
+        lane.set_backlogged(false);
+        for w in waits {
+            assert!(w.await.unwrap());
+        }
     }
 
     #[tokio::test]

@@ -1,6 +1,5 @@
 //! This replica's lanes, one per endpoint that has had a delivery lately.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -53,7 +52,7 @@ impl Lanes {
             .lock()
             .expect("lane map")
             .iter()
-            .filter(|(_, l)| l.backlogged.load(Ordering::Relaxed))
+            .filter(|(_, l)| l.backlogged())
             .map(|(id, l)| (id.clone(), l.clone()))
             .collect()
     }

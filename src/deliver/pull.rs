@@ -309,8 +309,6 @@ async fn pull(
     // Without a breaker (or for an endpoint that is gone), a stale circuit must not hold it.
     let clear = gone || !d.breaker.enabled();
     let (emptied, jobs) = d.park.take(home, ep, take, lease_until, clear).await?;
-    lane.backlogged
-        .store(!emptied, std::sync::atomic::Ordering::Relaxed);
     for ((_, job), room) in jobs.into_iter().zip(rooms) {
         if let Some(job) = job {
             let share = shares.pop();
@@ -320,6 +318,8 @@ async fn pull(
             });
         }
     }
+    // After the last of the backlog is on its way: fresh deliveries waiting behind it follow.
+    lane.set_backlogged(!emptied);
     Ok(())
 }
 

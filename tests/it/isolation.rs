@@ -433,3 +433,59 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
         log_tail(&w)
     );
 }
+
+/// A latency spike in the middle of a burst parks some of it; the rest of the burst waits for
+/// that backlog to drain instead of going through Redis too. Before, every fresh delivery
+/// behind a backlog was parked, so the consumer read on as fast as Redis took the writes and
+/// the whole remainder of the burst was parked and pulled back (issue 16).
+///
+/// Run alone, after the suite (`scripts/test.sh`): on a machine busy with other tests the
+/// backlog may not drain within the second a fresh delivery waits for it, and then parking
+/// the rest is what webhookd should do, so the figures would say nothing.
+#[ignore = "timing-sensitive: scripts/test.sh runs it alone after the suite"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain() {
+    let spike = Arc::new(AtomicBool::new(false));
+    let s = spike.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        let delay = if s.load(Ordering::SeqCst) { 300 } else { 0 };
+        (200, vec![], Duration::from_millis(delay))
+    }))
+    .await;
+    let setup = Setup::new("iso_spike")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n");
+    let setup = many(setup, "t", 1, &rx);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    const BURST: usize = 8_000;
+    publish(&mut r, &setup.stream(), &events("spike", "t", BURST));
+    assert!(wait_until(Duration::from_secs(30), || rx.count() >= 300).await);
+    spike.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    spike.store(false, Ordering::SeqCst);
+    let at_spike_end = rx.count();
+    let all = wait_until(Duration::from_secs(120), || {
+        by_path_and_id(&rx.received()).len() >= BURST
+    })
+    .await;
+    assert!(all, "{} of {BURST} arrived", rx.count());
+    let got = by_path_and_id(&rx.received());
+    assert!(got.values().all(|&n| n == 1), "a delivery arrived twice");
+    let m = w.metrics().await;
+    let parked = |why: &str| -> f64 {
+        let label = format!("webhookd_deliveries_parked_total{{reason=\"{why}\"}} ");
+        m.lines()
+            .find_map(|l| l.strip_prefix(&label)?.parse().ok())
+            .unwrap_or(0.0)
+    };
+    let (busy, backlog) = (parked("busy"), parked("backlog"));
+    assert!(
+        busy > 0.0,
+        "the spike parked nothing, so it tested nothing:\n{m}"
+    );
+    let after = (BURST - at_spike_end) as f64;
+    assert!(
+        backlog < after / 4.0,
+        "{backlog} of the {after} deliveries after the spike were parked behind its {busy}"
+    );
+}

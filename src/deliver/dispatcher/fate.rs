@@ -2,7 +2,6 @@
 //! a Redis write retried until it lands (or shutdown): only then may the delivery's source be
 //! let go.
 
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use backon::Retryable;
@@ -199,7 +198,7 @@ impl Dispatcher {
                 .persist(|| self.retry.leave(&req.id, &req.endpoint_id, from))
                 .await;
         if ok {
-            lane.backlogged.store(true, Ordering::Relaxed);
+            lane.set_backlogged(true);
         }
         ok
     }

@@ -2,7 +2,6 @@
 //! then record its fate (delivered, scheduled again, parked, or dead-lettered) before the
 //! caller may acknowledge it.
 
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -196,7 +195,7 @@ impl Dispatcher {
             let depths = self.park.depths(chunk.iter().map(|(id, _)| &**id)).await?;
             for ((_, lane), depth) in chunk.iter().zip(depths) {
                 if depth == 0 {
-                    lane.backlogged.store(false, Ordering::Relaxed);
+                    lane.set_backlogged(false);
                 }
             }
         }
@@ -223,13 +222,16 @@ impl Dispatcher {
             circuit_open: self.breaker.blocks(&ep.id),
             probe: d.probe,
             fresh: d.source == Source::Stream,
-            backlogged: lane.backlogged.load(Ordering::Relaxed),
+            backlogged: lane.backlogged(),
         };
         match decide::before(gate) {
             Before::DeadLetter(why) => {
                 d.last_error = Some(why.into());
                 return Box::pin(self.dead_letter(&d)).await;
             }
+            // Behind a backlog a fresh delivery may wait for it to drain, as it may wait for
+            // a slot (`Lane::wait_behind`).
+            Before::Park(Why::Backlog) if lane.wait_behind(self.cfg.lane_wait).await => {}
             Before::Park(why) => return Box::pin(self.park(d, &lane, why)).await,
             Before::Attempt => {}
         }
@@ -349,7 +351,7 @@ impl Dispatcher {
         drop(share);
         lane.finished(outcome.latency, outcome.succeeded());
         drop(slot);
-        if lane.backlogged.load(Ordering::Relaxed) {
+        if lane.backlogged() {
             self.wake.notify_one();
         }
         d.attempts += 1;
