@@ -42,6 +42,8 @@ pub(crate) struct Lane {
     last_done: AtomicI64,
     /// Moving average of attempt latency in µs; 0 until measured.
     latency_us: AtomicU64,
+    /// The last attempt's latency in µs.
+    last_us: AtomicU64,
     /// Under a `rate_limit`, the earliest moment the next attempt may start.
     next_slot: Mutex<Option<Instant>>,
     /// Deliveries of this endpoint are parked in Redis: new ones queue behind them.
@@ -95,6 +97,7 @@ impl Lane {
             in_flight: AtomicUsize::new(0),
             last_done: AtomicI64::new(now_ms()),
             latency_us: AtomicU64::new(0),
+            last_us: AtomicU64::new(0),
             next_slot: Mutex::new(None),
             backlogged: AtomicBool::new(false),
             behind: AtomicUsize::new(0),
@@ -186,6 +189,7 @@ impl Lane {
     pub(crate) fn finished(&self, latency: Duration, succeeded: bool) {
         self.last_done.store(now_ms(), Ordering::Relaxed);
         let sample = latency.as_micros().clamp(1, u64::MAX as u128) as u64;
+        self.last_us.store(sample, Ordering::Relaxed);
         let old = self.latency_us.load(Ordering::Relaxed);
         let new = if old == 0 {
             sample
@@ -206,14 +210,17 @@ impl Lane {
     /// How many deliveries may wait now: what the lane is expected to finish within
     /// `patience`. While attempts are out and nothing finishes, the stall is the latency.
     fn wait_cap(&self, patience: Duration) -> usize {
+        self.cap_at(self.latency_us.load(Ordering::Relaxed), patience)
+    }
+
+    /// What the lane finishes within `patience` at `latency_us` an attempt, or at the stall
+    /// if attempts are out and it is longer.
+    fn cap_at(&self, latency_us: u64, patience: Duration) -> usize {
         let stalled_ms = match self.stalled_ms() {
             ms if ms < STALL_NOISE.as_millis() as u64 => 0,
             ms => ms,
         };
-        let latency_us = self
-            .latency_us
-            .load(Ordering::Relaxed)
-            .max(stalled_ms * 1000);
+        let latency_us = latency_us.max(stalled_ms * 1000);
         if latency_us == 0 {
             return UNMEASURED_WAITERS;
         }
@@ -305,8 +312,13 @@ impl Lane {
         if self.is_slow() || self.latency_us.load(Ordering::Relaxed) == 0 {
             return false;
         }
+        // At the last answer's pace if that is quicker than the average: a lane getting over
+        // a spike answers quickly again long before its average says so, and meanwhile every
+        // fresh delivery past the average's bound was parked, feeding the backlog.
+        let latency = self.latency_us.load(Ordering::Relaxed);
+        let latency = latency.min(self.last_us.load(Ordering::Relaxed));
         let held = self.behind.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
-        if held >= self.wait_cap(patience) {
+        if held >= self.cap_at(latency, patience) {
             return false;
         }
         let drained = self.drained.notified();
@@ -619,6 +631,29 @@ mod tests {
         for w in waits {
             assert!(w.await.unwrap());
         }
+    }
+
+    #[tokio::test]
+    async fn behind_a_backlog_a_lane_answering_quickly_again_is_taken_at_its_new_pace() {
+        let lane = warmed(8, Duration::from_millis(1));
+        for _ in 0..8 {
+            lane.finished(Duration::from_millis(300), true); // a spike
+        }
+        lane.finished(Duration::from_millis(1), true);
+        let patience = Duration::from_secs(1);
+        assert!(lane.wait_cap(patience) < 100, "{}", lane.wait_cap(patience));
+        lane.waiting.store(100, Ordering::Relaxed);
+        lane.set_backlogged(true);
+        let waiting = tokio::spawn({
+            let lane = lane.clone();
+            async move { lane.wait_behind(patience).await }
+        });
+        while lane.behind.load(Ordering::Relaxed) == 0 {
+            assert!(!waiting.is_finished(), "parked at the average's pace");
+            tokio::task::yield_now().await;
+        }
+        lane.set_backlogged(false);
+        assert!(waiting.await.unwrap());
     }
 
     #[tokio::test]

@@ -20,6 +20,23 @@ fn many(setup: Setup, tenant: &str, n: usize, rx: &Receiver) -> Setup {
     })
 }
 
+/// A receiver answering 200 after `on_ms` while its switch (answered beside it) is on, and
+/// after `off_ms` while it is off.
+async fn switched(on_ms: u64, off_ms: u64, on: bool) -> (Receiver, Arc<AtomicBool>) {
+    let switch = Arc::new(AtomicBool::new(on));
+    let s = switch.clone();
+    let rx = Receiver::start(Arc::new(move |_, _| {
+        let delay = if s.load(Ordering::SeqCst) {
+            on_ms
+        } else {
+            off_ms
+        };
+        (200, vec![], Duration::from_millis(delay))
+    }))
+    .await;
+    (rx, switch)
+}
+
 /// The last 20 lines of webhookd's log, newest first, for an assertion's message.
 fn log_tail(w: &Webhookd) -> String {
     w.log_text()
@@ -103,13 +120,7 @@ async fn a_healthy_tenant_gets_every_event_while_another_tenants_128_endpoints_h
 /// every delivery arrives exactly once per endpoint, and nothing is dead-lettered for waiting.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_tenants_backlog_is_delivered_in_full_once_it_recovers() {
-    let slow = Arc::new(AtomicBool::new(true));
-    let s = slow.clone();
-    let rx = Receiver::start(Arc::new(move |_, _| {
-        let delay = if s.load(Ordering::SeqCst) { 3_000 } else { 5 };
-        (200, vec![], Duration::from_millis(delay))
-    }))
-    .await;
+    let (rx, slow) = switched(3_000, 5, true).await;
     let setup = Setup::new("iso_recover")
         .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 10s\n");
     let setup = many(setup, "slowpoke", 32, &rx);
@@ -445,13 +456,7 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
 #[ignore = "timing-sensitive: scripts/test.sh runs it alone after the suite"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain() {
-    let spike = Arc::new(AtomicBool::new(false));
-    let s = spike.clone();
-    let rx = Receiver::start(Arc::new(move |_, _| {
-        let delay = if s.load(Ordering::SeqCst) { 300 } else { 0 };
-        (200, vec![], Duration::from_millis(delay))
-    }))
-    .await;
+    let (rx, spike) = switched(300, 0, false).await;
     let setup = Setup::new("iso_spike")
         .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n");
     let setup = many(setup, "t", 1, &rx);
