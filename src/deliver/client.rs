@@ -8,17 +8,16 @@
 //! was a sixth of a fan-out delivery's instructions (issue 16); what is left is a lock, a
 //! lookup and a push.
 
+use std::borrow::Cow;
+use std::collections::VecDeque;
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::task::{Context, Poll};
 use std::time::Duration;
-
-use std::borrow::Cow;
-use std::collections::VecDeque;
-use std::sync::Mutex;
 use std::time::Instant;
 
 use bytes::Bytes;
@@ -36,7 +35,7 @@ use tokio::sync::oneshot;
 use tower_service::Service;
 
 use crate::secure::ssrf::Guard;
-use crate::support::https::tls_over;
+use crate::support::https::{innermost, tls_over};
 
 type Connector = HttpsConnector<HttpConnector<GuardedResolver>>;
 type Body = Full<Bytes>;
@@ -157,15 +156,6 @@ pub(crate) enum ClientError {
 impl ClientError {
     /// What went wrong, in a line: the innermost cause, which says what actually happened.
     pub(crate) fn describe(&self) -> String {
-        let innermost = |e: &dyn std::error::Error| {
-            let mut msg = e.to_string();
-            let mut src = e.source();
-            while let Some(s) = src {
-                msg = s.to_string();
-                src = s.source();
-            }
-            msg
-        };
         match self {
             ClientError::Url => "the URL has no scheme or host".into(),
             ClientError::Connect(e) => match innermost(&**e) {

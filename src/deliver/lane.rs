@@ -309,14 +309,14 @@ impl Lane {
     /// not slow keeps in memory at most what it is expected to finish within `patience`,
     /// counting the deliveries waiting for a slot.
     pub(crate) async fn wait_behind(&self, patience: Duration) -> bool {
-        if self.is_slow() || self.latency_us.load(Ordering::Relaxed) == 0 {
+        let average = self.latency_us.load(Ordering::Relaxed);
+        if self.is_slow() || average == 0 {
             return false;
         }
         // At the last answer's pace if that is quicker than the average: a lane getting over
         // a spike answers quickly again long before its average says so, and meanwhile every
         // fresh delivery past the average's bound was parked, feeding the backlog.
-        let latency = self.latency_us.load(Ordering::Relaxed);
-        let latency = latency.min(self.last_us.load(Ordering::Relaxed));
+        let latency = average.min(self.last_us.load(Ordering::Relaxed));
         let held = self.behind.load(Ordering::Relaxed) + self.waiting.load(Ordering::Relaxed);
         if held >= self.cap_at(latency, patience) {
             return false;

@@ -16,3 +16,12 @@ pub(crate) fn tls_over<R>(http: HttpConnector<R>) -> HttpsConnector<HttpConnecto
         .enable_http1()
         .wrap_connector(http)
 }
+
+/// The innermost cause of a client error, which says what actually went wrong.
+pub(crate) fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut cause = e;
+    while let Some(next) = cause.source() {
+        cause = next;
+    }
+    cause.to_string()
+}

@@ -477,11 +477,11 @@ async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drai
     let got = by_path_and_id(&rx.received());
     assert!(got.values().all(|&n| n == 1), "a delivery arrived twice");
     let m = w.metrics().await;
-    let parked = |why: &str| -> f64 {
-        let label = format!("webhookd_deliveries_parked_total{{reason=\"{why}\"}} ");
-        m.lines()
-            .find_map(|l| l.strip_prefix(&label)?.parse().ok())
-            .unwrap_or(0.0)
+    let parked = |why: &str| {
+        metric(
+            &m,
+            &format!("webhookd_deliveries_parked_total{{reason=\"{why}\"}}"),
+        )
     };
     let (busy, backlog) = (parked("busy"), parked("backlog"));
     assert!(

@@ -17,7 +17,7 @@ use tokio::sync::mpsc;
 
 use crate::ops::trace::encode::encode;
 use crate::ops::trace::span::SpanData;
-use crate::support::https::tls_over;
+use crate::support::https::{innermost, tls_over};
 use crate::support::shutdown::Shutdown;
 
 /// Spans waiting for the exporter; past this, new ones are dropped rather than waited for.
@@ -151,15 +151,6 @@ impl Exporter {
             },
         }
     }
-}
-
-/// The innermost cause of a client error, which says what actually went wrong.
-fn innermost(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut cause = e;
-    while let Some(next) = cause.source() {
-        cause = next;
-    }
-    cause.to_string()
 }
 
 #[cfg(test)]
