@@ -214,7 +214,9 @@ impl HttpClient {
         loop {
             let (mut tx, reused) = match self.pool.checkout(&key) {
                 Ok(tx) => (tx, true),
-                Err(given) => self.pool.connect_or_wait(&uri, given).await?,
+                // Boxed: a connect's future (resolver, TCP, TLS, handshake) is kilobytes, and
+                // every request's future would otherwise be that size, connecting or not.
+                Err(given) => Box::pin(self.pool.connect_or_wait(&uri, given)).await?,
             };
             match tx.try_send_request(req).await {
                 Ok(resp) => {

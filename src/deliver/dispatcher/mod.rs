@@ -314,37 +314,42 @@ impl Dispatcher {
             .tracer
             .as_ref()
             .map(|t| t.attempt_begins(event.trace, &event.body));
-        let send = attempt::send(
-            &self.client,
-            &self.guard,
-            AttemptSpec {
-                endpoint: &ep,
-                msg_id: &event.id,
-                body: &event.body,
-                timeout: self.cfg.timeout,
-                now_ms: now,
-                traceparent: span.map(|s| s.context),
-            },
-        );
-        tokio::pin!(send);
-        let outcome = if share.is_some() {
-            send.await
-        } else {
-            tokio::select! {
-                o = &mut send => o,
-                _ = tokio::time::sleep(SLOW_AFTER) => {
-                    // Turned slow: its quick room goes back to the quick endpoints, and the
-                    // consumer reads on.
-                    share = self.slow.take_running(&ep.tenant);
-                    if share.is_some() {
-                        quick = None;
-                        host = None;
-                        d.room = None;
+        // The send is most of an attempt's size. Pinned where it is made (`tokio::pin!` would
+        // move it into a second place), inside a future awaited once: one awaited at two
+        // points keeps its place beside `finish`'s future instead of sharing it.
+        let outcome = async {
+            let mut send = std::pin::pin!(attempt::send(
+                &self.client,
+                &self.guard,
+                AttemptSpec {
+                    endpoint: &ep,
+                    msg_id: &event.id,
+                    body: &event.body,
+                    timeout: self.cfg.timeout,
+                    now_ms: now,
+                    traceparent: span.map(|s| s.context),
+                },
+            ));
+            if share.is_some() {
+                send.await
+            } else {
+                tokio::select! {
+                    o = &mut send => o,
+                    _ = tokio::time::sleep(SLOW_AFTER) => {
+                        // Turned slow: its quick room goes back to the quick endpoints, and
+                        // the consumer reads on.
+                        share = self.slow.take_running(&ep.tenant);
+                        if share.is_some() {
+                            quick = None;
+                            host = None;
+                            d.room = None;
+                        }
+                        send.await
                     }
-                    send.await
                 }
             }
-        };
+        }
+        .await;
         self.metrics.in_flight.dec();
         drop(quick);
         drop(host);
