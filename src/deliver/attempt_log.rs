@@ -189,7 +189,9 @@ impl Writer {
             records.push(serde_json::to_string(rec).expect("records serialize"));
             streak.add(rec);
         }
-        let mut pipe = redis::pipe();
+        // Room for every command at once (per endpoint its LPUSH, a histogram bucket and an
+        // expiry, and a few more): grown as it goes, it copied its commands some ten times.
+        let mut pipe = redis::Pipeline::with_capacity(3 * by_endpoint.len() + 8);
         let mut pushed = Vec::with_capacity(by_endpoint.len());
         for (endpoint, (records, _)) in &by_endpoint {
             let newest = &records[records.len().saturating_sub(KEEP as usize)..];

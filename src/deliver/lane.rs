@@ -54,11 +54,35 @@ pub(crate) struct Lane {
     drained: Notify,
 }
 
+/// One permit of many slots, not a permit per slot: a fan-out makes a lane per endpoint,
+/// each lowered to one slot at once, and a vector of seven permits was seven `Arc` clones
+/// and three reallocations per endpoint.
 #[derive(Default)]
 struct Held {
-    permits: Vec<OwnedSemaphorePermit>,
+    permits: Option<OwnedSemaphorePermit>,
     /// Slots still to hold back as soon as in-flight attempts return them.
     owed: usize,
+}
+
+impl Held {
+    fn count(&self) -> usize {
+        self.permits.as_ref().map_or(0, |p| p.num_permits())
+    }
+
+    fn keep(&mut self, p: OwnedSemaphorePermit) {
+        match &mut self.permits {
+            Some(held) => held.merge(p),
+            None => self.permits = Some(p),
+        }
+    }
+
+    /// Gives one held slot back to the lane.
+    fn release_one(&mut self) {
+        match &mut self.permits {
+            Some(held) if held.num_permits() > 1 => drop(held.split(1)),
+            _ => self.permits = None,
+        }
+    }
 }
 
 /// An in-flight slot of a lane; returned (or kept back by a lowered limit) on drop.
@@ -74,7 +98,7 @@ impl Drop for Slot {
             let mut held = self.lane.held.lock().expect("lane limit");
             if held.owed > 0 {
                 held.owed -= 1;
-                held.permits.push(p);
+                held.keep(p);
             }
         }
     }
@@ -111,7 +135,7 @@ impl Lane {
     /// The current limit on in-flight attempts.
     pub(crate) fn limit(&self) -> usize {
         let held = self.held.lock().expect("lane limit");
-        self.per_endpoint - held.permits.len() - held.owed
+        self.per_endpoint - held.count() - held.owed
     }
 
     pub(crate) fn in_flight(&self) -> usize {
@@ -127,15 +151,22 @@ impl Lane {
 
     fn lower(&self, by: usize) {
         let mut held = self.held.lock().expect("lane limit");
-        for _ in 0..by {
-            if self.per_endpoint - held.permits.len() - held.owed <= 1 {
-                return;
-            }
-            match self.permits.clone().try_acquire_owned() {
-                Ok(p) => held.permits.push(p),
-                Err(_) => held.owed += 1,
-            }
+        // Never below one slot.
+        let limit = self.per_endpoint - held.count() - held.owed;
+        let by = by.min(limit.saturating_sub(1));
+        if by == 0 {
+            return;
         }
+        // What is free now is held at once; the rest is owed by attempts in flight.
+        let free = self.permits.available_permits().min(by);
+        let taken = match self.permits.clone().try_acquire_many_owned(free as u32) {
+            Ok(p) if free > 0 => {
+                held.keep(p);
+                free
+            }
+            _ => 0,
+        };
+        held.owed += by - taken;
     }
 
     fn raise(&self) {
@@ -143,7 +174,7 @@ impl Lane {
         if held.owed > 0 {
             held.owed -= 1;
         } else {
-            held.permits.pop();
+            held.release_one();
         }
     }
 

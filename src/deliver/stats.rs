@@ -1,9 +1,11 @@
 //! Endpoint health for `GET …/endpoints/{id}/stats` (SPEC 6): hourly attempt counts and
 //! latency percentiles, and deliveries in flight summed over every replica.
 //!
-//! Hours live in one Redis hash per endpoint per hour (`Keys::stats`): `success` and
-//! `failure` counts, and a latency histogram with one field per log-spaced bucket, named
-//! `ms:{upper bound}` so a reader needs no knowledge of the bounds a writer used. The
+//! Hours live in one Redis hash per endpoint per hour (`Keys::stats`): a `failure` count and
+//! a latency histogram of every attempt, one field per log-spaced bucket, named
+//! `ms:{upper bound}` so a reader needs no knowledge of the bounds a writer used; successes
+//! are the histogram's total less the failures (builds before issue 16's thirteenth slice
+//! also wrote a `success` count, which equals that and is no longer read). The
 //! attempt-log writer adds each batch to the pipeline it already sends, so the numbers cost
 //! no round trip of their own.
 //!
@@ -28,7 +30,6 @@ const HOUR_MS: i64 = 3_600_000;
 /// An hour's hash outlives the 24 hours it is shown for by a little.
 const HOUR_TTL: Duration = Duration::from_secs(25 * 3600);
 
-const SUCCESS: &str = "success";
 const FAILURE: &str = "failure";
 /// Histogram fields are this plus the bucket's upper bound in ms.
 const LATENCY: &str = "ms:";
@@ -101,7 +102,6 @@ fn hour_of(ms: i64) -> i64 {
 /// One endpoint's attempts in one hour, as a batch adds them.
 #[derive(Default, Debug, PartialEq)]
 struct Tally {
-    success: u64,
     failure: u64,
     /// (bucket (an index of `BOUNDS`), attempts), a few at most: one endpoint's latencies
     /// in a batch fall in neighbouring buckets, and in a fan-out it has one attempt.
@@ -123,9 +123,7 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&Arc<str>, i64), Tally> {
     let mut out: BTreeMap<(&Arc<str>, i64), Tally> = BTreeMap::new();
     for rec in batch {
         let t = out.entry((&rec.endpoint_id, hour_of(rec.at))).or_default();
-        if is_success(rec.status) {
-            t.success += 1;
-        } else {
+        if !is_success(rec.status) {
             t.failure += 1;
         }
         t.count(bucket(rec.latency_ms));
@@ -137,9 +135,9 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&Arc<str>, i64), Tally> {
 pub(crate) type StatKeys = crate::deliver::overview::Expiries<(Arc<str>, i64)>;
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
-/// hour, one HINCRBY per non-zero count and histogram bucket, and an EXPIRE when `expiries`
-/// says it is due (once a minute per key, not once a batch). The caller discards their
-/// replies (not `.ignore()`: see `attempt_log::Writer::write`).
+/// hour, one HINCRBY for its failures (if any) and one per histogram bucket, and an EXPIRE
+/// when `expiries` says it is due (once a minute per key, not once a batch). The caller
+/// discards their replies (not `.ignore()`: see `attempt_log::Writer::write`).
 pub(crate) fn add(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
@@ -153,10 +151,10 @@ pub(crate) fn add(
     };
     for ((endpoint, hour), t) in tally(batch) {
         let key = keys.stats(endpoint, hour);
-        for (field, n) in [(SUCCESS, t.success), (FAILURE, t.failure)] {
-            if n > 0 {
-                pipe.add_command(hincr(&key, field, n));
-            }
+        // No `success` count: the histogram counts every attempt, so successes are its total
+        // less the failures (`Hour::from_fields`), one HINCRBY fewer per endpoint a batch.
+        if t.failure > 0 {
+            pipe.add_command(hincr(&key, FAILURE, t.failure));
         }
         for (bucket, n) in t.latency {
             pipe.add_command(hincr(&key, FIELDS[bucket].as_str(), n));
@@ -189,10 +187,14 @@ impl Hour {
             .filter_map(|(f, v)| Some((f.strip_prefix(LATENCY)?.parse().ok()?, v.parse().ok()?)))
             .collect();
         hist.sort_unstable();
+        let failure = count(FAILURE);
+        // Every attempt is in the histogram, in every build that wrote one; the `success`
+        // field earlier builds also wrote is that same difference, so it is not read.
+        let attempts: u64 = hist.iter().map(|(_, n)| n).sum();
         Hour {
             start_ms,
-            success: count(SUCCESS),
-            failure: count(FAILURE),
+            success: attempts.saturating_sub(failure),
+            failure,
             p50_ms: percentile(&hist, 50),
             p99_ms: percentile(&hist, 99),
         }
@@ -420,13 +422,15 @@ mod tests {
         assert_eq!(t.len(), 3);
         let (ep_a, ep_b): (Arc<str>, Arc<str>) = ("ep_a".into(), "ep_b".into());
         let a = &t[&(&ep_a, h / 1000)];
-        assert_eq!((a.success, a.failure), (2, 2));
+        assert_eq!(a.failure, 2);
         assert_eq!(a.latency.iter().map(|(_, n)| n).sum::<u64>(), 4);
         assert!(a.latency.contains(&(bucket(12), 2)));
         assert_eq!(BOUNDS[bucket(12)], 12);
         let before = &t[&(&ep_a, h / 1000 - 3600)];
-        assert_eq!((before.success, before.failure), (0, 1), "3xx is a failure");
-        assert_eq!(t[&(&ep_b, h / 1000)].success, 1);
+        assert_eq!(before.failure, 1, "3xx is a failure");
+        assert_eq!(before.latency.iter().map(|(_, n)| n).sum::<u64>(), 1);
+        let b = &t[&(&ep_b, h / 1000)];
+        assert_eq!((b.failure, b.latency.len()), (0, 1));
     }
 
     #[test]
@@ -446,19 +450,19 @@ mod tests {
         let mut pipe = redis::pipe();
         let mut expiries = crate::deliver::overview::Expiries::default();
         add(&mut pipe, &keys, &batch, &mut expiries);
-        // Per endpoint: success, one latency bucket (40–42 ms share one), EXPIRE.
-        assert_eq!(pipe.len(), 2 * 3);
+        // Per endpoint: one latency bucket (40–42 ms share one) and the EXPIRE; no failures.
+        assert_eq!(pipe.len(), 2 * 2);
         let mut again = redis::pipe();
         add(&mut again, &keys, &batch, &mut expiries);
         assert_eq!(
             again.len(),
-            2 * 2,
+            2,
             "the expiry is set once a minute, not every batch"
         );
     }
 
     #[test]
-    fn an_hour_reads_its_counts_and_percentiles_and_ignores_stray_fields() {
+    fn an_hour_reads_its_counts_and_percentiles_from_either_builds_fields() {
         let fields: HashMap<String, String> = [
             ("success", "3"),
             ("failure", "1"),
@@ -481,6 +485,12 @@ mod tests {
                 p99_ms: Some(300)
             }
         );
+        // As this build writes it: no `success` field.
+        let fields: HashMap<String, String> = [("failure", "1"), ("ms:12", "3"), ("ms:300", "1")]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(Hour::from_fields(7, &fields), hour, "the same hour");
         let empty = Hour::from_fields(7, &HashMap::new());
         assert_eq!(
             (empty.success, empty.failure, empty.p50_ms, empty.p99_ms),
