@@ -243,7 +243,6 @@ mod tests {
         };
         let fut = send(&client, &guard, spec);
         let size = std::mem::size_of_val(&fut);
-        eprintln!("send future: {size} bytes");
         assert!(
             size <= 2048,
             "{size} bytes: a second copy, or a connect, back in it?"
