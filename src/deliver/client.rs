@@ -371,64 +371,47 @@ fn origin_form(uri: &Uri) -> Uri {
 mod tests {
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
     use super::*;
 
-    /// A receiver answering `200 ok` to each request; with `close_after`, it closes each
-    /// connection that long after its first answer (without saying so). Answers its port and
-    /// the connections it accepted.
+    /// A receiver (hyper's HTTP/1 server) answering `200 ok` to each request; with
+    /// `close_after`, it closes each connection that long after its first answer (without
+    /// saying so). Answers its port and the connections it accepted.
     async fn receiver(close_after: Option<Duration>) -> (u16, Arc<AtomicUsize>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let accepted = Arc::new(AtomicUsize::new(0));
         let count = accepted.clone();
         tokio::spawn(async move {
-            while let Ok((mut sock, _)) = listener.accept().await {
+            while let Ok((sock, _)) = listener.accept().await {
                 count.fetch_add(1, Ordering::SeqCst);
+                let answered = Arc::new(tokio::sync::Notify::new());
+                let told = answered.clone();
+                let service = hyper::service::service_fn(move |_req| {
+                    told.notify_one();
+                    let ok = Response::new(Full::new(Bytes::from_static(b"ok")));
+                    async { Ok::<_, std::convert::Infallible>(ok) }
+                });
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(sock), service);
                 tokio::spawn(async move {
-                    let mut buf = Vec::new();
-                    let mut chunk = [0u8; 4096];
-                    loop {
-                        // One request: its head, then `content-length` bytes of body.
-                        let Some(end) = find(&buf, b"\r\n\r\n") else {
-                            match sock.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        };
-                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .map_or(0, |v| v.trim().parse().unwrap());
-                        if buf.len() < end + 4 + len {
-                            match sock.read(&mut chunk).await {
-                                Ok(0) | Err(_) => return,
-                                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                            }
-                            continue;
-                        }
-                        buf.drain(..end + 4 + len);
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
-                        if sock.write_all(answer).await.is_err() {
-                            return;
-                        }
-                        if let Some(idle) = close_after {
+                    let Some(idle) = close_after else {
+                        let _ = conn.await;
+                        return;
+                    };
+                    // Dropping the connection closes its socket.
+                    tokio::select! {
+                        _ = conn => {}
+                        _ = async {
+                            answered.notified().await;
                             tokio::time::sleep(idle).await;
-                            return;
-                        }
+                        } => {}
                     }
                 });
             }
         });
         (port, accepted)
-    }
-
-    fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
-        hay.windows(needle.len()).position(|w| w == needle)
     }
 
     fn client() -> HttpClient {
