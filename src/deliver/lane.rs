@@ -475,6 +475,15 @@ impl Budget {
 mod tests {
     use super::*;
 
+    /// Yields until `n` deliveries wait behind `lane`'s backlog; fails past 5 s.
+    async fn until_behind(lane: &Lane, n: usize) {
+        let start = Instant::now();
+        while lane.behind.load(Ordering::Relaxed) < n {
+            assert!(start.elapsed() < Duration::from_secs(5), "never waited");
+            tokio::task::yield_now().await;
+        }
+    }
+
     fn warmed(per_endpoint: usize, latency: Duration) -> Arc<Lane> {
         let lane = Lane::new(per_endpoint);
         for _ in 0..40 {
@@ -601,9 +610,7 @@ mod tests {
             let lane = lane.clone();
             async move { lane.wait_behind(Duration::from_secs(30)).await }
         });
-        while lane.behind.load(Ordering::Relaxed) == 0 {
-            tokio::task::yield_now().await;
-        }
+        until_behind(&lane, 1).await;
         assert!(
             !lane.idle(),
             "a lane with deliveries behind its backlog is kept"
@@ -652,9 +659,7 @@ mod tests {
                 tokio::spawn(async move { lane.wait_behind(patience).await })
             })
             .collect();
-        while lane.behind.load(Ordering::Relaxed) < 10 {
-            tokio::task::yield_now().await;
-        }
+        until_behind(&lane, 10).await;
         let started = Instant::now();
         assert!(!lane.wait_behind(patience).await, "the 17th is parked");
         assert!(started.elapsed() < Duration::from_millis(500), "at once");
@@ -679,8 +684,10 @@ mod tests {
             let lane = lane.clone();
             async move { lane.wait_behind(patience).await }
         });
+        let start = Instant::now();
         while lane.behind.load(Ordering::Relaxed) == 0 {
             assert!(!waiting.is_finished(), "parked at the average's pace");
+            assert!(start.elapsed() < Duration::from_secs(5), "never waited");
             tokio::task::yield_now().await;
         }
         lane.set_backlogged(false);
