@@ -450,10 +450,10 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
 /// behind a backlog was parked, so the consumer read on as fast as Redis took the writes and
 /// the whole remainder of the burst was parked and pulled back (issue 16).
 ///
-/// Run alone, after the suite (`scripts/test.sh`): on a machine busy with other tests the
+/// Run alone, before the suite (`scripts/test.sh`): on a machine busy with other tests the
 /// backlog may not drain within the second a fresh delivery waits for it, and then parking
 /// the rest is what webhookd should do, so the figures would say nothing.
-#[ignore = "timing-sensitive: scripts/test.sh runs it alone after the suite"]
+#[ignore = "timing-sensitive: scripts/test.sh runs it alone before the suite"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain() {
     let (rx, spike) = switched(300, 0, false).await;
