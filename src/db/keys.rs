@@ -45,6 +45,12 @@ impl Keys {
         &self.stream
     }
     /// Invalid entries, set aside with their reason.
+    /// Never written: a blocking read of it (which waits out its timeout) is the consumer's
+    /// pause between light reads, kept by Redis (`Dedup::read_checked`). Shares the stream's
+    /// slot when it is sharded.
+    pub fn stream_pause(&self) -> String {
+        format!("{}:pause", self.stream)
+    }
     pub fn invalid(&self) -> String {
         format!("{}:invalid", self.stream)
     }
@@ -72,13 +78,22 @@ impl Keys {
             Some(_) => format!("{}:dedup", self.stream),
         }
     }
-    /// The duplicate check's segment table (`ingest/dedup.lua`): segment id → its start,
+    /// The duplicate check's segment table (`ingest/dedup_core.lua`): segment id → its start,
     /// count and number of hashes.
     pub fn dedup_segments(&self) -> String {
-        format!("{}:segments", self.dedup_tag())
+        format!("{}:v3:segments", self.dedup_tag())
     }
     /// What the duplicate check's hashes are named from: `<base><segment>:<hash>`.
     pub fn dedup_base(&self) -> String {
+        format!("{}:v3:", self.dedup_tag())
+    }
+    /// The previous layout's segment table, whose ids (SHA-256 fingerprints) are checked
+    /// until its last segment expires.
+    pub fn dedup_segments_v2(&self) -> String {
+        format!("{}:segments", self.dedup_tag())
+    }
+    /// What the previous layout's hashes are named from.
+    pub fn dedup_base_v2(&self) -> String {
         format!("{}:", self.dedup_tag())
     }
     /// Present once this layout of the duplicate check is in use.

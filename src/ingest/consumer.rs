@@ -12,7 +12,7 @@ use crate::event::Event;
 use crate::fanout::FanOut;
 use crate::ingest::ack::Ticket;
 use crate::ingest::claim::InFlight;
-use crate::ingest::dedup::Dedup;
+use crate::ingest::dedup::{Checked, Dedup, Verdict};
 use crate::ingest::read::{is_nogroup, Reader};
 use crate::ingest::validate::{classify, set_aside, Entry, SetAside};
 use crate::notice::mark::Mark;
@@ -92,6 +92,8 @@ impl Consumer {
         let claim_every = (self.reader.settings().claim_idle / 2).max(Duration::from_secs(1));
         let mut next_claim = tokio::time::Instant::now();
         let mut light_until: Option<tokio::time::Instant> = None;
+        // Whether the next light read is checked in the same call (`Dedup::read_checked`).
+        let mut check_next = false;
         while !self.stop.begun() {
             // Read no more than there is room for, so nothing waits unbounded in memory.
             let batch = self.reader.settings().batch;
@@ -130,34 +132,42 @@ impl Consumer {
                             Some(last) => pending_cursor = last.id.clone(),
                             None => own_pending_done = true,
                         }
-                        (entries, true)
+                        (unchecked(entries), true)
                     })
             } else if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + claim_every;
-                self.claim(room).await.map(|e| (e, true))
+                self.claim(room).await.map(|e| (unchecked(e), true))
             } else {
                 // A light read (fewer entries than there was room for) is followed by a short
                 // pause, so at a steady rate the next read finds a few entries: one read, one
                 // duplicate check and one wake-up for them instead of one each.
-                if let Some(at) = light_until.take() {
-                    tokio::time::sleep_until(at).await;
+                let read = self.read_new(room, check_next, light_until.take()).await;
+                match &read {
+                    Ok((c, started)) => {
+                        let got = c.entries.len();
+                        light_until = pause_after(*started, got, room);
+                        check_next = light_until.is_some() && got >= CHECKED_FROM;
+                    }
+                    // A checked read that failed may have read entries it could not answer:
+                    // they are this consumer's pending ones, read again next.
+                    Err(_) if check_next => {
+                        check_next = false;
+                        own_pending_done = false;
+                        pending_cursor = "0".to_string();
+                    }
+                    Err(_) => {}
                 }
-                let started = tokio::time::Instant::now();
-                let read = self.reader.read(">", room).await;
-                if let Ok(e) = &read {
-                    light_until = pause_after(started, e.len(), room);
-                }
-                read.map(|e| (e, false))
+                read.map(|(c, _)| (c, false))
             };
             match step {
-                Ok((entries, reread)) => {
+                Ok((read, reread)) => {
                     self.health.set_consumer(true);
                     backoff.reset();
-                    if !entries.is_empty() {
+                    if !read.entries.is_empty() {
                         // A light read (a steady trickle) keeps its deliveries on the hot
                         // thread; a full one (a backlog) spreads them over every core.
-                        let light = entries.len() < room;
-                        self.process(entries, reread, light).await;
+                        let light = read.entries.len() < room;
+                        self.process(read, reread, light).await;
                     }
                 }
                 Err(e) if is_nogroup(&e) => {
@@ -177,6 +187,52 @@ impl Consumer {
         self.health.set_consumer(false);
     }
 
+    /// New entries after the pause `until` (if any): read and checked in one call when
+    /// `checked` and the layout allows it, else (or when that found none) read, waiting up to
+    /// `stream.block`. Also answers when the read was made, which the next pause counts from.
+    async fn read_new(
+        &self,
+        room: usize,
+        checked: bool,
+        until: Option<tokio::time::Instant>,
+    ) -> redis::RedisResult<(Checked, tokio::time::Instant)> {
+        let conn = self.reader.conn();
+        let mut until = until;
+        if checked && self.dedup.reads_checked(&conn).await? {
+            // The acker's XACK goes out with this call (`batch::next_nudged`).
+            self.ack_nudge.notify_waiters();
+            let settings = self.reader.settings();
+            let pause = until
+                .take()
+                .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
+                .filter(|p| !p.is_zero());
+            // Redis keeps the pause on the consumer's own connection (not through a Cluster
+            // client, which would need the pause and the read routed as one).
+            let read = match pause {
+                Some(p) if !self.reader.blocking().is_cluster() => {
+                    let blocking = self.reader.blocking();
+                    self.dedup
+                        .read_checked(blocking, settings, room, Some(p))
+                        .await?
+                }
+                pause => {
+                    if let Some(p) = pause {
+                        tokio::time::sleep(p).await;
+                    }
+                    self.dedup.read_checked(&conn, settings, room, None).await?
+                }
+            };
+            if !read.entries.is_empty() {
+                return Ok((read, tokio::time::Instant::now()));
+            }
+        }
+        if let Some(at) = until {
+            tokio::time::sleep_until(at).await;
+        }
+        let started = tokio::time::Instant::now();
+        Ok((unchecked(self.reader.read(">", room).await?), started))
+    }
+
     async fn pause(&self, backoff: &mut Backoff) {
         self.stop.sleep(backoff.next_wait()).await;
     }
@@ -193,13 +249,23 @@ impl Consumer {
         Ok(claimed)
     }
 
-    async fn process(&self, entries: Vec<StreamId>, reread: bool, light: bool) {
+    async fn process(&self, read: Checked, reread: bool, light: bool) {
+        let Checked { entries, verdicts } = read;
         self.metrics.events_consumed.inc_by(entries.len() as u64);
         let mut invalid: Vec<SetAside> = Vec::new();
         let mut valid: Vec<(String, Event)> = Vec::new();
+        // Valid entries the read's own check decided: (entry, event, first sighting).
+        let mut decided: Vec<(String, Event, bool)> = Vec::new();
+        // Ids claimed for entries that turned out invalid, to give back.
+        let mut claimed_invalid: Vec<(String, Vec<u8>)> = Vec::new();
+        let mut verdicts = verdicts.map(Vec::into_iter);
         let mut mark_key = self.mark.cached();
         let mut reloaded = false;
         for entry in entries {
+            let verdict = verdicts
+                .as_mut()
+                .and_then(Iterator::next)
+                .unwrap_or(Verdict::Unchecked);
             // Every entry read is this replica's work from now on: heartbeated until it is
             // acknowledged, so no `XAUTOCLAIM` (ours or another replica's) takes it meanwhile,
             // however long the batch takes to fan out. One already in progress is skipped.
@@ -222,14 +288,50 @@ impl Consumer {
                     }
                 }
             }
-            match class {
-                Entry::Valid(ev) => valid.push((entry.id, ev)),
-                Entry::Invalid { reason, raw } => invalid.push((entry.id, reason, raw)),
-                Entry::Trimmed => self.ack(entry.id),
+            match (class, verdict) {
+                (Entry::Valid(ev), Verdict::Unchecked) => valid.push((entry.id, ev)),
+                (Entry::Valid(ev), Verdict::First(_)) => decided.push((entry.id, ev, true)),
+                (Entry::Valid(ev), Verdict::Duplicate) => decided.push((entry.id, ev, false)),
+                (Entry::Invalid { reason, raw }, verdict) => {
+                    match verdict {
+                        Verdict::First(fp) => claimed_invalid.push((entry.id.clone(), fp)),
+                        // Read again (after a crash or a claim): the id a checked read
+                        // claimed for it may still be held.
+                        Verdict::Unchecked if reread => {
+                            if let Some(fp) = crate::ingest::dedup::claimed_for(&raw) {
+                                claimed_invalid.push((entry.id.clone(), fp.to_vec()));
+                            }
+                        }
+                        _ => {}
+                    }
+                    invalid.push((entry.id, reason, raw))
+                }
+                (Entry::Trimmed, _) => self.ack(entry.id),
+            }
+        }
+        if !claimed_invalid.is_empty() {
+            if let Err(e) = self
+                .dedup
+                .release(&self.reader.conn(), &claimed_invalid)
+                .await
+            {
+                // Set aside once the id is given back: until then they stay pending.
+                tracing::warn!(error = %e, "cannot give back invalid entries' ids; they stay pending");
+                invalid.retain(|(id, _, _)| {
+                    let held = claimed_invalid.iter().any(|(c, _)| c == id);
+                    if held {
+                        self.in_flight.let_go(id);
+                    }
+                    !held
+                });
             }
         }
         if !invalid.is_empty() {
             self.set_aside(&invalid).await;
+        }
+        for (entry, ev, fresh) in decided {
+            self.deliver_unless_seen(entry, ev, fresh, reread, light)
+                .await;
         }
         if valid.is_empty() {
             return;
@@ -250,13 +352,25 @@ impl Consumer {
             }
         };
         for ((entry, ev), fresh) in valid.into_iter().zip(fresh) {
-            if !fresh {
-                self.metrics.events_duplicate.inc();
-                self.ack(entry);
-                continue;
-            }
-            self.fan_out(entry, ev, reread, light).await;
+            self.deliver_unless_seen(entry, ev, fresh, reread, light)
+                .await;
         }
+    }
+
+    async fn deliver_unless_seen(
+        &self,
+        entry: String,
+        ev: Event,
+        fresh: bool,
+        reread: bool,
+        light: bool,
+    ) {
+        if !fresh {
+            self.metrics.events_duplicate.inc();
+            self.ack(entry);
+            return;
+        }
+        self.fan_out(entry, ev, reread, light).await;
     }
 
     /// Moves invalid entries to the invalid stream with their reason, then acknowledges them.
@@ -338,6 +452,20 @@ impl Consumer {
         let _ = self.acks.send(entry);
     }
 }
+
+/// A read whose entries are still to be checked.
+fn unchecked(entries: Vec<StreamId>) -> Checked {
+    Checked {
+        entries,
+        verdicts: None,
+    }
+}
+
+/// A light read of at least this many entries is followed by one checked in the same call:
+/// at a steady rate that high the next read almost always finds entries, and the check's own
+/// round trip (a wake-up of its own) is saved. A slower trickle keeps the blocking read, which
+/// a checked read finding nothing would only precede.
+const CHECKED_FROM: usize = 2;
 
 /// One permit off `spare`, which keeps the rest.
 fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {

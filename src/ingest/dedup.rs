@@ -4,39 +4,84 @@
 //! so it is not taken for a duplicate.
 //!
 //! Each id is kept as a 128-bit fingerprint of (tenant, id) with a 24-bit tag of its owner
-//! entry, in small hashes that Redis stores compactly (`dedup.lua`): about 25 bytes an event
-//! instead of a key each. A fingerprint never collides in practice (2⁻¹²⁸), so no event is ever
-//! taken for a duplicate it is not; two entries whose tags collide (2⁻²⁴) are both delivered,
-//! which at-least-once delivery allows.
+//! entry, in small hashes that Redis stores compactly (`dedup_core.lua`): about 25 bytes an
+//! event instead of a key each. A fingerprint never collides in practice (2⁻¹²⁸), so no event
+//! is ever taken for a duplicate it is not; two entries whose tags collide (2⁻²⁴) are both
+//! delivered, which at-least-once delivery allows.
+//!
+//! Both are SHA-1 based, which Redis's Lua computes too: at a steady rate a read and its check
+//! are one call (`read_checked`, issue 16), the script taking the ids from the events' JSON.
+//! The previous layout's ids (SHA-256 fingerprints, in the `dedup_segments_v2` table) are
+//! checked as well, in a second call after the read, until that table's last segment expires.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::LazyLock;
 use std::time::Duration;
 
+use redis::streams::StreamId;
+use redis::Value;
 use sha2::{Digest, Sha256};
 
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::event::Event;
+use crate::ingest::read::StreamSettings;
 use crate::support::clock;
 
-static CHECK: LazyLock<redis::Script> =
-    LazyLock::new(|| redis::Script::new(include_str!("dedup.lua")));
+const CORE: &str = include_str!("dedup_core.lua");
+
+fn script(main: &str) -> redis::Script {
+    redis::Script::new(&format!("{CORE}\n{main}"))
+}
+
+static CHECK: LazyLock<redis::Script> = LazyLock::new(|| script(include_str!("dedup.lua")));
+static READ_CHECKED: LazyLock<redis::Script> =
+    LazyLock::new(|| script(include_str!("read_checked.lua")));
+static RELEASE: LazyLock<redis::Script> =
+    LazyLock::new(|| script(include_str!("dedup_release.lua")));
 
 /// Fields a hash aims at: well below Redis's default `hash-max-listpack-entries` (128), so
 /// the unlucky hashes of a segment stay compact too.
 const PER_HASH: u64 = 64;
+
+/// The largest event `read_checked.lua` takes apart for its id: Redis parses it (cjson) while
+/// every other client waits, so bigger ones are checked after the read, once webhookd has
+/// parsed them.
+const LUA_PARSE_MAX: usize = 8 * 1024;
 
 /// `legacy_until` before this process has looked.
 const UNKNOWN: u64 = u64::MAX;
 
 pub(crate) struct Dedup {
     keys: Keys,
-    /// `keys.dedup_segments()` and `keys.dedup_base()`, named once instead of every batch.
+    /// The key names, made once instead of every batch.
     segments: String,
     base: String,
+    segments_v2: String,
+    base_v2: String,
     window: Duration,
     legacy_until: AtomicU64,
+    /// Whether the previous layout's table held segments at the last check (assumed until
+    /// one says otherwise).
+    v2: AtomicBool,
+}
+
+/// A read's entries and, when the read was checked too (`read_checked`), each one's verdict.
+pub(crate) struct Checked {
+    pub(crate) entries: Vec<StreamId>,
+    pub(crate) verdicts: Option<Vec<Verdict>>,
+}
+
+/// What `read_checked.lua` found for an entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Verdict {
+    /// Its id is claimed for it: deliver it (or, if it turns out invalid, give the id back
+    /// with `release`: this is the fingerprint).
+    First(Vec<u8>),
+    /// Another entry carried its id first.
+    Duplicate,
+    /// Not checked: to be checked with `first_sightings` once parsed.
+    Unchecked,
 }
 
 impl Dedup {
@@ -44,10 +89,22 @@ impl Dedup {
         Dedup {
             segments: keys.dedup_segments(),
             base: keys.dedup_base(),
+            segments_v2: keys.dedup_segments_v2(),
+            base_v2: keys.dedup_base_v2(),
             keys,
             window,
             legacy_until: AtomicU64::new(UNKNOWN),
+            v2: AtomicBool::new(true),
         }
+    }
+
+    fn window_ms(&self) -> u64 {
+        self.window.as_millis().max(1000) as u64
+    }
+
+    /// How long a segment is filled for.
+    fn span_ms(&self) -> u64 {
+        (self.window_ms() / 4).max(250)
     }
 
     /// For each (entry, event): true unless another entry carried its id first within the
@@ -58,23 +115,121 @@ impl Dedup {
         valid: &[(String, Event)],
     ) -> redis::RedisResult<Vec<bool>> {
         let legacy = self.legacy(conn).await?;
-        let window = self.window.as_millis().max(1000) as u64;
+        let with_v2 = self.v2.load(Ordering::Relaxed);
         let mut call = CHECK.key(&self.segments);
-        call.arg(window)
-            .arg((window / 4).max(250))
+        call.key(&self.segments_v2)
+            .arg(self.window_ms())
+            .arg(self.span_ms())
             .arg(PER_HASH)
             .arg(&self.base)
+            .arg(&self.base_v2)
+            .arg(u8::from(with_v2))
             .arg(u8::from(legacy));
         for (entry, ev) in valid {
             call.arg(&fingerprint(&ev.tenant, &ev.id)[..])
                 .arg(owner_tag(entry));
+            if with_v2 {
+                call.arg(&fingerprint_v2(&ev.tenant, &ev.id)[..])
+                    .arg(owner_tag_v2(entry));
+            }
             if legacy {
                 call.arg(self.keys.dedup_legacy(&ev.tenant, &ev.id))
                     .arg(entry);
             }
         }
-        let seen: Vec<u8> = call.invoke_async(&mut conn.clone()).await?;
+        let mut seen: Vec<u8> = call.invoke_async(&mut conn.clone()).await?;
+        let v2 = seen.pop() == Some(1);
+        self.v2.store(v2, Ordering::Relaxed);
         Ok(seen.into_iter().map(|s| s == 1).collect())
+    }
+
+    /// Whether a read may be checked in the same call (`read_checked`): not while the first
+    /// layout's keys may be alive (they are named from the parsed event), nor on a Redis
+    /// Cluster when the stream and the check's keys are in different slots (an unsharded
+    /// stream). The previous layout is the script's own concern.
+    pub(crate) async fn reads_checked(&self, conn: &Conn) -> redis::RedisResult<bool> {
+        Ok(!(conn.is_cluster() && self.keys.shard_index().is_none()) && !self.legacy(conn).await?)
+    }
+
+    /// Reads up to `room` new entries and checks them in the same call: the verdicts are
+    /// `None` while the previous layout's ids must be checked too. With `pause`, Redis holds
+    /// the read that long first (a blocking read of a key never written, sent with it on
+    /// `conn`, which must be a connection of its own): the pause then costs this thread no
+    /// timer and no wake-up of its own, the read's reply ending it. Redis ends a blocked
+    /// command's timeout when it next wakes, which at the rates that pause (`Consumer`) is
+    /// within about a millisecond; an idle Redis may hold it longer (its `hz`), with nothing
+    /// arriving meanwhile to be held up.
+    pub(crate) async fn read_checked(
+        &self,
+        conn: &Conn,
+        settings: &StreamSettings,
+        room: usize,
+        pause: Option<Duration>,
+    ) -> redis::RedisResult<Checked> {
+        let mut call = READ_CHECKED.key(self.keys.stream());
+        call.key(&self.segments)
+            .key(&self.segments_v2)
+            .arg(&settings.group)
+            .arg(&settings.consumer)
+            .arg(room)
+            .arg(self.window_ms())
+            .arg(self.span_ms())
+            .arg(PER_HASH)
+            .arg(&self.base)
+            .arg(LUA_PARSE_MAX.min(settings.max_event_bytes));
+        let reply: Value = match pause {
+            Some(pause) => {
+                // Whole milliseconds, at least one (`BLOCK 0` waits forever).
+                let ms = (pause.as_micros().div_ceil(1000) as u64).max(1);
+                let paused: redis::RedisResult<(Value,)> = redis::pipe()
+                    .cmd("XREAD")
+                    .arg("BLOCK")
+                    .arg(ms)
+                    .arg("STREAMS")
+                    .arg(self.keys.stream_pause())
+                    .arg("$")
+                    .ignore()
+                    .invoke_script(&call)
+                    .query_async(&mut conn.clone())
+                    .await;
+                match paused {
+                    Ok((reply,)) => reply,
+                    // A pipeline does not load its scripts: the first call loads it, unpaused.
+                    Err(e)
+                        if e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                    {
+                        call.invoke_async(&mut conn.clone()).await?
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            None => call.invoke_async(&mut conn.clone()).await?,
+        };
+        let checked = checked_reply(reply)?;
+        if checked.verdicts.is_none() && !checked.entries.is_empty() {
+            self.v2.store(true, Ordering::Relaxed);
+        }
+        Ok(checked)
+    }
+
+    /// Gives back the ids `read_checked` claimed for `entries` (entry id, fingerprint), which
+    /// turned out invalid: a valid entry carrying the same id is then still delivered.
+    pub(crate) async fn release(
+        &self,
+        conn: &Conn,
+        entries: &[(String, Vec<u8>)],
+    ) -> redis::RedisResult<()> {
+        let mut call = RELEASE.key(&self.segments);
+        call.arg(self.window_ms())
+            .arg(self.span_ms())
+            .arg(PER_HASH)
+            .arg(&self.base);
+        for (entry, fp) in entries {
+            call.arg(&fp[..]).arg(owner_tag(entry));
+        }
+        let _: u64 = call.invoke_async(&mut conn.clone()).await?;
+        Ok(())
     }
 
     /// True while ids the previous layout remembered (one key each) may still be in their
@@ -155,8 +310,27 @@ impl Dedup {
     }
 }
 
-/// 128 bits of SHA-256 over (tenant, id), domain-separated from every other use of the hash.
+/// 128 bits of SHA-1 over (tenant, id), domain-separated from every other use of the hash;
+/// `read_checked.lua` makes the same.
 fn fingerprint(tenant: &str, id: &str) -> [u8; 16] {
+    let mut h = sha1_smol::Sha1::new();
+    h.update(b"webhookd dedup v3\0");
+    h.update(tenant.as_bytes());
+    h.update(b"\0");
+    h.update(id.as_bytes());
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&h.digest().bytes()[..16]);
+    out
+}
+
+/// 24 bits naming the owner entry: stored as a small integer, compact in a listpack.
+fn owner_tag(entry: &str) -> u32 {
+    let d = sha1_smol::Sha1::from(entry.as_bytes()).digest().bytes();
+    u32::from_be_bytes([0, d[0], d[1], d[2]])
+}
+
+/// The previous layout's fingerprint: 128 bits of SHA-256.
+fn fingerprint_v2(tenant: &str, id: &str) -> [u8; 16] {
     let mut h = Sha256::new();
     h.update(b"webhookd dedup v2\0");
     h.update(tenant.as_bytes());
@@ -167,10 +341,56 @@ fn fingerprint(tenant: &str, id: &str) -> [u8; 16] {
     out
 }
 
-/// 24 bits naming the owner entry: stored as a small integer, compact in a listpack.
-fn owner_tag(entry: &str) -> u32 {
+/// The previous layout's owner tag.
+fn owner_tag_v2(entry: &str) -> u32 {
     let d = Sha256::digest(entry.as_bytes());
     u32::from_be_bytes([0, d[0], d[1], d[2]])
+}
+
+/// The fingerprint `read_checked.lua` would have claimed for an event that webhookd finds
+/// invalid (its JSON an object with string `tenant` and `id`, small enough for the script), so
+/// the claim can be given back.
+pub(crate) fn claimed_for(raw: &[u8]) -> Option<[u8; 16]> {
+    if raw.len() > LUA_PARSE_MAX {
+        return None;
+    }
+    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+    Some(fingerprint(
+        v.get("tenant")?.as_str()?,
+        v.get("id")?.as_str()?,
+    ))
+}
+
+/// `read_checked.lua`'s answer: {read, [verdicts, fingerprints]}.
+fn checked_reply(reply: Value) -> redis::RedisResult<Checked> {
+    let bad = || {
+        redis::RedisError::from((
+            redis::ErrorKind::Parse,
+            "unexpected reply to the checked read",
+        ))
+    };
+    let Value::Array(parts) = reply else {
+        return Err(bad());
+    };
+    let mut parts = parts.into_iter();
+    let entries = crate::ingest::reply::stream_entries(parts.next().ok_or_else(bad)?)?;
+    let verdicts = match (parts.next(), parts.next()) {
+        (Some(Value::Array(seen)), Some(Value::Array(fps))) if seen.len() == entries.len() => {
+            let mut out = Vec::with_capacity(seen.len());
+            for (seen, fp) in seen.into_iter().zip(fps) {
+                out.push(match (seen, fp) {
+                    (Value::Int(1), Value::BulkString(fp)) if fp.len() == 16 => Verdict::First(fp),
+                    (Value::Int(0), _) => Verdict::Duplicate,
+                    (Value::Int(-1), _) => Verdict::Unchecked,
+                    _ => return Err(bad()),
+                });
+            }
+            Some(out)
+        }
+        (None, None) => None,
+        _ => return Err(bad()),
+    };
+    Ok(Checked { entries, verdicts })
 }
 
 #[cfg(test)]

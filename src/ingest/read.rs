@@ -47,6 +47,11 @@ impl Reader {
         &self.settings
     }
 
+    /// The consumer's own connection, for reads that wait.
+    pub(crate) fn blocking(&self) -> &Conn {
+        &self.blocking
+    }
+
     /// The shared (non-blocking) connection.
     pub(crate) fn conn(&self) -> Conn {
         self.conn.clone()

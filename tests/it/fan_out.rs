@@ -323,7 +323,7 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
         "{per_event:.1} bytes per event ({keys} keys, {bytes} bytes)"
     );
     let segments =
-        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:", setup.prefix), EVENTS);
+        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:v3:", setup.prefix), EVENTS);
     // Every segment is one probe more for each new id until it expires: a fresh deployment's
     // first 5,000 ids fit in two (1,024 in the first, then up to sixteen times as many).
     assert!(
@@ -372,7 +372,7 @@ async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
     let calls = command_calls(&mut r);
     let made = |cmd: &str| calls.get(cmd).unwrap_or(&0) - calls_before.get(cmd).unwrap_or(&0);
     let segments =
-        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:", setup.prefix), EVENTS);
+        segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:v3:", setup.prefix), EVENTS);
     eprintln!(
         "{EVENTS} new ids: {} HGET, {} HSETNX, {} HSET, {} HLEN",
         made("hget"),

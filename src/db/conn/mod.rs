@@ -395,6 +395,13 @@ impl ConnectionLike for Conn {
     }
 }
 
+impl Conn {
+    /// Whether this is a Redis Cluster, where a script's keys must share a slot.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(&*self.0, Backend::Cluster(_))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::refuses_writes;

@@ -1,0 +1,152 @@
+-- The duplicate check's segments, shared by dedup.lua (a check of entries already read) and
+-- read_checked.lua (a read and its check in one call). See ingest/dedup.rs.
+-- Ids are remembered in segments: a segment is `n` small hashes (fingerprint -> owner tag),
+-- filled for at most `span` ms and kept until `start + span + window`. Each new segment sizes
+-- `n` from the rate its predecessor saw, so a hash stays near `per` fields and Redis keeps it
+-- in its compact listpack encoding; a segment that fills early opens the next one, larger.
+-- A segment table maps segment id -> "start count n".
+local call = redis.call
+
+local function now_ms()
+  local t = call('TIME')
+  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+end
+
+-- The segments of `table_key` still within their window (expired ones leave the table) and
+-- the newest of them, the one being filled.
+local function load_segments(table_key, base, span, window, now)
+  local segs, cur = {}, nil
+  local raw = call('HGETALL', table_key)
+  for i = 1, #raw, 2 do
+    local s, c, n = string.match(raw[i + 1], '^(%d+) (%d+) (%d+)$')
+    local seg = {id = tonumber(raw[i]), start = tonumber(s), count = tonumber(c), n = tonumber(n),
+      prefix = base .. raw[i] .. ':', keys = {}}
+    if seg.start + span + window <= now then
+      call('HDEL', table_key, raw[i])
+    else
+      segs[#segs + 1] = seg
+      if not cur or seg.id > cur.id then cur = seg end
+    end
+  end
+  return segs, cur
+end
+
+-- The hash of `seg` that fingerprint hash `h` lives in. Names are made once per call: Lua
+-- turns a number into a string with printf's %.14g, a fifth of Redis's CPU at full speed
+-- when every probe named its key afresh.
+local function key_of(seg, h)
+  local b = h % seg.n
+  local key = seg.keys[b]
+  if not key then
+    key = seg.prefix .. string.format('%d', b)
+    seg.keys[b] = key
+  end
+  return key
+end
+
+-- The first four bytes of a fingerprint as a number: which hash of a segment holds it.
+local function hash_of(fp)
+  local b1, b2, b3, b4 = string.byte(fp, 1, 4)
+  return ((b1 * 256 + b2) * 256 + b3) * 256 + b4
+end
+
+-- The owner `seg` remembers for fingerprint `fp` (hash `h`): 1 if it is `tag`, 0 if another,
+-- nil if `seg` has not seen it.
+local function probe(seg, h, fp, tag)
+  local owner = call('HGET', key_of(seg, h), fp)
+  if owner then return owner == tag and 1 or 0 end
+end
+
+-- The ids the segments of `table_key` remember, for entries to be checked against and claimed
+-- in (`claim`), or only checked against (`seen`: an earlier layout's, until it expires).
+local function segments(table_key, base, window, span, per, now)
+  local self = {}
+  local segs, cur = load_segments(table_key, base, span, window, now)
+
+  -- With no predecessor to size it from, a segment starts at 16 hashes (about 1,000 ids): a
+  -- quiet deployment pays for a few more keys, a busy one for one probe less per id until
+  -- this first segment expires.
+  local function open(prev)
+    local seg = {id = now, start = now, count = 0, n = 16, dirty = true}
+    if prev then
+      seg.id = prev.id + 1
+      -- The rate the last segment saw, over a whole span; one that filled early may have seen
+      -- only a burst, so it grows at most sixteenfold (a sparse segment wastes memory per key).
+      -- Not less: each segment open is one probe more for every id of the next window, and
+      -- from the first segment a rising rate reaches a million ids in four, not eight.
+      local elapsed = math.max(now - prev.start, 1)
+      local n = math.ceil(prev.count * span / elapsed / per)
+      if elapsed < span then n = math.min(n, prev.n * 16) end
+      seg.n = math.max(1, math.min(n, 1048576))
+    end
+    seg.prefix, seg.keys = base .. string.format('%d', seg.id) .. ':', {}
+    segs[#segs + 1] = seg
+    return seg
+  end
+
+  local function full(seg)
+    return now >= seg.start + span or seg.count >= seg.n * per
+  end
+
+  -- Whether any segment remembers `fp` (1: as `tag`'s, 0: as another's; nil: none).
+  function self.seen(fp, tag)
+    local h = hash_of(fp)
+    for j = 1, #segs do
+      local seen = probe(segs[j], h, fp, tag)
+      if seen then return seen end
+    end
+  end
+
+  function self.empty() return #segs == 0 end
+
+  -- Checks `fp` against every segment and, unless one remembers it, claims it for `tag` in
+  -- the segment being filled; `also` (if given) is asked first whether another record holds
+  -- it. Answers 1 (a first sighting, or `tag` is its owner) or 0 (a duplicate).
+  -- The segment being filled is probed by the write itself (HSETNX), not by an HGET before
+  -- it: one command fewer for each new id.
+  function self.claim(fp, tag, also)
+    local h = hash_of(fp)
+    local seen
+    for j = 1, #segs do
+      local seg = segs[j]
+      if seg ~= cur then
+        seen = probe(seg, h, fp, tag)
+        if seen then return seen end
+      end
+    end
+    if not cur or full(cur) then
+      local last = cur
+      cur = open(cur)
+      if last then
+        seen = probe(last, h, fp, tag)
+        if seen then return seen end
+      end
+    end
+    if also then
+      seen = also()
+      if seen then return seen end
+    end
+    local key = key_of(cur, h)
+    if call('HSETNX', key, fp, tag) == 1 then
+      -- Its first field: the hash is new (each write of an expiry is replicated, so only once).
+      if call('HLEN', key) == 1 then
+        call('PEXPIREAT', key, cur.start + span + window)
+      end
+      cur.count = cur.count + 1
+      cur.dirty = true
+      return 1
+    end
+    return probe(cur, h, fp, tag)
+  end
+
+  -- Writes back the records of the segments this call opened or added to.
+  function self.save()
+    for _, seg in ipairs(segs) do
+      if seg.dirty then
+        call('HSET', table_key, seg.id, seg.start .. ' ' .. seg.count .. ' ' .. seg.n)
+      end
+    end
+  end
+
+  return self
+end

@@ -1,0 +1,50 @@
+-- A light read and its duplicate check in one call (ingest/dedup.rs); follows dedup_core.lua.
+-- Reads up to `count` new entries for the consumer and claims each one's event id as
+-- dedup.lua would, from the event's own JSON: a read and a check in one round trip.
+-- KEYS[1]  the stream, KEYS[2] the segment table, KEYS[3] the previous layout's segment table
+-- ARGV     group, consumer, count, window_ms, span_ms, per, key base, largest event checked here
+-- Returns {the XREADGROUP reply (nil: none), [per entry: 1, 0 or -1, per entry: fingerprint
+-- or '']}. -1 (and no verdicts at all, while the previous layout's ids may still be in their
+-- window) leaves the entry to be checked by dedup.lua once it is parsed: an event this script
+-- cannot take apart, or one over the size it takes apart here.
+local read = call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
+if not read then return {false} end
+if call('EXISTS', KEYS[3]) == 1 then return {read} end
+local window, span, per = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+local largest = tonumber(ARGV[8])
+local ours = segments(KEYS[2], ARGV[7], window, span, per, now_ms())
+
+local function raw(hex)
+  return (string.gsub(hex, '..', function(c) return string.char(tonumber(c, 16)) end))
+end
+
+-- The event's tenant and id, if its `event` field is a JSON object small enough with both.
+local function ids(fields)
+  for j = 1, #fields, 2 do
+    if fields[j] == 'event' then
+      local text = fields[j + 1]
+      if #text > largest then return end
+      local ok, ev = pcall(cjson.decode, text)
+      if ok and type(ev) == 'table' and type(ev.tenant) == 'string' and type(ev.id) == 'string' then
+        return ev.tenant, ev.id
+      end
+      return
+    end
+  end
+end
+
+local verdicts, fps = {}, {}
+for _, entry in ipairs(read[1][2]) do
+  local tenant, id = ids(entry[2])
+  if tenant then
+    local fp = raw(string.sub(redis.sha1hex('webhookd dedup v3\0' .. tenant .. '\0' .. id), 1, 32))
+    local tag = tostring(tonumber(string.sub(redis.sha1hex(entry[1]), 1, 6), 16))
+    verdicts[#verdicts + 1] = ours.claim(fp, tag)
+    fps[#fps + 1] = fp
+  else
+    verdicts[#verdicts + 1] = -1
+    fps[#fps + 1] = ''
+  end
+end
+ours.save()
+return {read, verdicts, fps}
