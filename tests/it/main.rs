@@ -7,6 +7,7 @@ mod browser;
 mod common;
 
 // SPEC 1–5: what reaches whom, signed how, with what guarantees.
+mod checked_reads;
 mod fan_out;
 mod filters;
 mod isolation;
