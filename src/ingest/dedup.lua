@@ -7,7 +7,8 @@
 --          then per event: fingerprint (16 bytes), owner tag,
 --          [with_v2: previous fingerprint, previous owner tag], [legacy: legacy key, entry id]
 -- Returns per event 1 (first sighting, or its owner read again) or 0 (a duplicate), then
--- 1 if the previous layout's table still holds segments (its ids are still to be passed).
+-- (with_v2) 1 if the previous layout's table still holds segments: its ids are still to be
+-- passed. Without with_v2 it is not looked at (webhookd found it gone).
 local window, span, per = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
 local with_v2, legacy = ARGV[6] == '1', ARGV[7] == '1'
 local now = now_ms()
@@ -41,5 +42,5 @@ for i = 8, #ARGV, stride do
   out[#out + 1] = ours.claim(ARGV[i], ARGV[i + 1], also)
 end
 ours.save()
-out[#out + 1] = (previous or (not with_v2 and call('EXISTS', KEYS[2]) == 1)) and 1 or 0
+out[#out + 1] = previous and 1 or 0
 return out

@@ -61,8 +61,8 @@ pub(crate) struct Dedup {
     base_v2: String,
     window: Duration,
     legacy_until: AtomicU64,
-    /// Whether the previous layout's table held segments at the last check (assumed until
-    /// one says otherwise).
+    /// Whether the previous layout's table may hold segments: assumed at start, until a check
+    /// finds it gone. Once gone it stays gone (only a build before this one writes it).
     v2: AtomicBool,
 }
 
@@ -176,7 +176,8 @@ impl Dedup {
             .arg(self.span_ms())
             .arg(PER_HASH)
             .arg(&self.base)
-            .arg(LUA_PARSE_MAX.min(settings.max_event_bytes));
+            .arg(LUA_PARSE_MAX.min(settings.max_event_bytes))
+            .arg(u8::from(self.v2.load(Ordering::Relaxed)));
         let reply: Value = match pause {
             Some(pause) => {
                 // Whole milliseconds, at least one (`BLOCK 0` waits forever).
@@ -207,8 +208,8 @@ impl Dedup {
             None => call.invoke_async(&mut conn.clone()).await?,
         };
         let checked = checked_reply(reply)?;
-        if checked.verdicts.is_none() && !checked.entries.is_empty() {
-            self.v2.store(true, Ordering::Relaxed);
+        if checked.verdicts.is_some() {
+            self.v2.store(false, Ordering::Relaxed);
         }
         Ok(checked)
     }

@@ -2,14 +2,15 @@
 -- Reads up to `count` new entries for the consumer and claims each one's event id as
 -- dedup.lua would, from the event's own JSON: a read and a check in one round trip.
 -- KEYS[1]  the stream, KEYS[2] the segment table, KEYS[3] the previous layout's segment table
--- ARGV     group, consumer, count, window_ms, span_ms, per, key base, largest event checked here
+-- ARGV     group, consumer, count, window_ms, span_ms, per, key base, largest event checked here,
+--          with_v2 (1: the previous layout's table may still hold ids)
 -- Returns {the XREADGROUP reply (nil: none), [per entry: 1, 0 or -1, per entry: fingerprint
 -- or '']}. -1 (and no verdicts at all, while the previous layout's ids may still be in their
 -- window) leaves the entry to be checked by dedup.lua once it is parsed: an event this script
 -- cannot take apart, or one over the size it takes apart here.
 local read = call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if not read then return {false} end
-if call('EXISTS', KEYS[3]) == 1 then return {read} end
+if ARGV[9] == '1' and call('EXISTS', KEYS[3]) == 1 then return {read} end
 local window, span, per = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
 local largest = tonumber(ARGV[8])
 local ours = segments(KEYS[2], ARGV[7], window, span, per, now_ms())
