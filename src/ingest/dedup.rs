@@ -148,7 +148,8 @@ impl Dedup {
     /// Cluster when the stream and the check's keys are in different slots (an unsharded
     /// stream). The previous layout is the script's own concern.
     pub(crate) async fn reads_checked(&self, conn: &Conn) -> redis::RedisResult<bool> {
-        Ok(!(conn.is_cluster() && self.keys.shard_index().is_none()) && !self.legacy(conn).await?)
+        let split = conn.is_cluster() && self.keys.shard_index().is_none();
+        Ok(!split && !self.legacy(conn).await?)
     }
 
     /// Reads up to `room` new entries and checks them in the same call: the verdicts are

@@ -141,6 +141,50 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
     }
 }
 
+/// Issue 16: at a steady rate a shard's reads and their duplicate checks are one call, under
+/// the shard's hash tag (`read_checked.lua`; the pause on webhookd's timer, not Redis's): a
+/// repeated id is delivered once, and an invalid event does not keep its id from a valid one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_cluster_a_steady_shard_is_read_and_checked_in_one_call() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = on_cluster("cl_steady", "").endpoint("ep", "acct_0", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let ev = |id: &str| envelope(id, "outbound.sent", "acct_0", json!({}));
+    let mut events: Vec<String> = (0..400).map(|i| ev(&format!("s{i}"))).collect();
+    events[200] = ev("s10");
+    events[250] = json!({"id": "shared", "type": "outbound.sent", "tenant": "acct_0", "data": {}})
+        .to_string();
+    events[300] = ev("shared");
+    let stream = setup.shard_stream(0);
+    tokio::task::spawn_blocking(move || {
+        let mut c = cluster();
+        let start = std::time::Instant::now();
+        for (i, e) in events.into_iter().enumerate() {
+            let due = start + Duration::from_millis(i as u64);
+            if let Some(d) = due.checked_duration_since(std::time::Instant::now()) {
+                std::thread::sleep(d);
+            }
+            xadd(&mut c, &stream, e);
+        }
+    })
+    .await
+    .unwrap();
+    // s0..s399 less the three replaced, and "shared".
+    let got = rx.wait_for(398, WAIT).await;
+    assert_eq!(got.len(), 398, "log:\n{}", w.log_text());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let seen = by_webhook_id(&rx.received());
+    assert_eq!(seen.len(), 398);
+    assert!(seen.values().all(|&n| n == 1), "an id twice: {seen:?}");
+    assert_eq!(seen.get("shared"), Some(&1));
+    // A checked read routed to the wrong node would fail (and the two-step check cover it).
+    assert!(
+        !w.log_text().contains("reading the stream failed"),
+        "log:\n{}",
+        w.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_retries_and_dead_letters_work_and_a_replay_delivers_again() {
     let rx = Receiver::start(first_then_ok(2, 500)).await;
