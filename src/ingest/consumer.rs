@@ -12,7 +12,8 @@ use crate::event::Event;
 use crate::fanout::FanOut;
 use crate::ingest::ack::Ticket;
 use crate::ingest::claim::InFlight;
-use crate::ingest::dedup::{Checked, Dedup, Verdict};
+use crate::ingest::dedup::{to_give_back, Checked, Dedup, Verdict};
+use crate::ingest::next_read::{unchecked, NextRead, MIN_ROOM, ROOM_WAIT};
 use crate::ingest::read::{is_nogroup, Reader};
 use crate::ingest::validate::{classify, set_aside, Entry, SetAside};
 use crate::notice::mark::Mark;
@@ -91,9 +92,7 @@ impl Consumer {
         let mut pending_cursor = "0".to_string();
         let claim_every = (self.reader.settings().claim_idle / 2).max(Duration::from_secs(1));
         let mut next_claim = tokio::time::Instant::now();
-        let mut light_until: Option<tokio::time::Instant> = None;
-        // Whether the next light read is checked in the same call (`Dedup::read_checked`).
-        let mut check_next = false;
+        let mut next_read = NextRead::default();
         while !self.stop.begun() {
             // Read no more than there is room for, so nothing waits unbounded in memory.
             let batch = self.reader.settings().batch;
@@ -138,26 +137,16 @@ impl Consumer {
                 next_claim = tokio::time::Instant::now() + claim_every;
                 self.claim(room).await.map(|e| (unchecked(e), true))
             } else {
-                // A light read (fewer entries than there was room for) is followed by a short
-                // pause, so at a steady rate the next read finds a few entries: one read, one
-                // duplicate check and one wake-up for them instead of one each.
-                let read = self.read_new(room, check_next, light_until.take()).await;
-                match &read {
-                    Ok((c, started)) => {
-                        let got = c.entries.len();
-                        light_until = pause_after(*started, got, room);
-                        check_next = light_until.is_some() && got >= CHECKED_FROM;
-                    }
-                    // A checked read that failed may have read entries it could not answer:
-                    // they are this consumer's pending ones, read again next.
-                    Err(_) if check_next => {
-                        check_next = false;
-                        own_pending_done = false;
-                        pending_cursor = "0".to_string();
-                    }
-                    Err(_) => {}
+                let read = next_read
+                    .read(&self.reader, &self.dedup, &self.ack_nudge, room)
+                    .await;
+                if next_read.take_lost() {
+                    // Entries a failed checked read may have read: this consumer's pending
+                    // ones now, read again next.
+                    own_pending_done = false;
+                    pending_cursor = "0".to_string();
                 }
-                read.map(|(c, _)| (c, false))
+                read.map(|c| (c, false))
             };
             match step {
                 Ok((read, reread)) => {
@@ -185,52 +174,6 @@ impl Consumer {
             }
         }
         self.health.set_consumer(false);
-    }
-
-    /// New entries after the pause `until` (if any): read and checked in one call when
-    /// `checked` and the layout allows it, else (or when that found none) read, waiting up to
-    /// `stream.block`. Also answers when the read was made, which the next pause counts from.
-    async fn read_new(
-        &self,
-        room: usize,
-        checked: bool,
-        until: Option<tokio::time::Instant>,
-    ) -> redis::RedisResult<(Checked, tokio::time::Instant)> {
-        let conn = self.reader.conn();
-        let mut until = until;
-        if checked && self.dedup.reads_checked(&conn).await? {
-            // The acker's XACK goes out with this call (`batch::next_nudged`).
-            self.ack_nudge.notify_waiters();
-            let settings = self.reader.settings();
-            let pause = until
-                .take()
-                .map(|at| at.saturating_duration_since(tokio::time::Instant::now()))
-                .filter(|p| !p.is_zero());
-            // Redis keeps the pause on the consumer's own connection (not through a Cluster
-            // client, which would need the pause and the read routed as one).
-            let read = match pause {
-                Some(p) if !self.reader.blocking().is_cluster() => {
-                    let blocking = self.reader.blocking();
-                    self.dedup
-                        .read_checked(blocking, settings, room, Some(p))
-                        .await?
-                }
-                pause => {
-                    if let Some(p) = pause {
-                        tokio::time::sleep(p).await;
-                    }
-                    self.dedup.read_checked(&conn, settings, room, None).await?
-                }
-            };
-            if !read.entries.is_empty() {
-                return Ok((read, tokio::time::Instant::now()));
-            }
-        }
-        if let Some(at) = until {
-            tokio::time::sleep_until(at).await;
-        }
-        let started = tokio::time::Instant::now();
-        Ok((unchecked(self.reader.read(">", room).await?), started))
     }
 
     async fn pause(&self, backoff: &mut Backoff) {
@@ -293,16 +236,8 @@ impl Consumer {
                 (Entry::Valid(ev), Verdict::First(_)) => decided.push((entry.id, ev, true)),
                 (Entry::Valid(ev), Verdict::Duplicate) => decided.push((entry.id, ev, false)),
                 (Entry::Invalid { reason, raw }, verdict) => {
-                    match verdict {
-                        Verdict::First(fp) => claimed_invalid.push((entry.id.clone(), fp)),
-                        // Read again (after a crash or a claim): the id a checked read
-                        // claimed for it may still be held.
-                        Verdict::Unchecked if reread => {
-                            if let Some(fp) = crate::ingest::dedup::claimed_for(&raw) {
-                                claimed_invalid.push((entry.id.clone(), fp.to_vec()));
-                            }
-                        }
-                        _ => {}
+                    if let Some(fp) = to_give_back(verdict, reread, &raw) {
+                        claimed_invalid.push((entry.id.clone(), fp));
                     }
                     invalid.push((entry.id, reason, raw))
                 }
@@ -453,20 +388,6 @@ impl Consumer {
     }
 }
 
-/// A read whose entries are still to be checked.
-fn unchecked(entries: Vec<StreamId>) -> Checked {
-    Checked {
-        entries,
-        verdicts: None,
-    }
-}
-
-/// A light read of at least this many entries is followed by one checked in the same call:
-/// at a steady rate that high the next read almost always finds entries, and the check's own
-/// round trip (a wake-up of its own) is saved. A slower trickle keeps the blocking read, which
-/// a checked read finding nothing would only precede.
-const CHECKED_FROM: usize = 2;
-
 /// One permit off `spare`, which keeps the rest.
 fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
     match spare {
@@ -475,45 +396,9 @@ fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePe
     }
 }
 
-/// Room a read waits for (at most `ROOM_WAIT`) when a backlog has left less: on a thread of
-/// its own the consumer would otherwise read as soon as a few deliveries end, and a full-
-/// speed run's reads and duplicate checks per event doubled (issue 16's sixth slice). Never
-/// more than half the room there is, so a small `max_in_flight` is not made to wait.
-const MIN_ROOM: usize = 32;
-const ROOM_WAIT: Duration = Duration::from_millis(5);
-
-/// How long after a read's start the next read waits, when the read came back light: long
-/// enough to gather the next few milliseconds' entries, short against delivery latency
-/// (README, Sizing). An empty read waited for `stream.block` already; a full one means a
-/// backlog. 2 ms, not 1: at 1,000 events/s three events share a read, its duplicate check and
-/// their wake-ups instead of two, for a fifth less CPU per event and about 1 ms more latency
-/// (issue 16's tenth slice; 3 ms took the p99 to 4.9 ms, near the 5 ms the issue allows).
-const READ_LINGER: Duration = Duration::from_millis(2);
-
-fn pause_after(
-    started: tokio::time::Instant,
-    got: usize,
-    room: usize,
-) -> Option<tokio::time::Instant> {
-    (got > 0 && got < room).then_some(started + READ_LINGER)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn only_a_light_read_is_followed_by_a_pause() {
-        let t = tokio::time::Instant::now();
-        assert_eq!(pause_after(t, 1, 100), Some(t + READ_LINGER));
-        assert_eq!(pause_after(t, 99, 100), Some(t + READ_LINGER));
-        assert_eq!(
-            pause_after(t, 100, 100),
-            None,
-            "a full read: more are waiting"
-        );
-        assert_eq!(pause_after(t, 0, 100), None, "an empty read waited already");
-    }
 
     #[tokio::test]
     async fn a_chunk_of_room_is_handed_out_one_permit_at_a_time() {

@@ -349,18 +349,20 @@ fn owner_tag_v2(entry: &str) -> u32 {
     u32::from_be_bytes([0, d[0], d[1], d[2]])
 }
 
-/// The fingerprint `read_checked.lua` would have claimed for an event that webhookd finds
-/// invalid (its JSON an object with string `tenant` and `id`, small enough for the script), so
-/// the claim can be given back.
-pub(crate) fn claimed_for(raw: &[u8]) -> Option<[u8; 16]> {
-    if raw.len() > LUA_PARSE_MAX {
-        return None;
+/// The id to give back for an entry webhookd found invalid (`raw` its event): the one a
+/// checked read claimed for it, or, when it is read again (after a crash or a claim), the one
+/// such a read may have claimed (its JSON an object with string `tenant` and `id`, small
+/// enough for the script). Giving back is only ever done for this entry's own claim.
+pub(crate) fn to_give_back(verdict: Verdict, reread: bool, raw: &[u8]) -> Option<Vec<u8>> {
+    match verdict {
+        Verdict::First(fp) => Some(fp),
+        Verdict::Unchecked if reread && raw.len() <= LUA_PARSE_MAX => {
+            let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
+            let (tenant, id) = (v.get("tenant")?.as_str()?, v.get("id")?.as_str()?);
+            Some(fingerprint(tenant, id).to_vec())
+        }
+        _ => None,
     }
-    let v: serde_json::Value = serde_json::from_slice(raw).ok()?;
-    Some(fingerprint(
-        v.get("tenant")?.as_str()?,
-        v.get("id")?.as_str()?,
-    ))
 }
 
 /// `read_checked.lua`'s answer: {read, [verdicts, fingerprints]}.
@@ -406,6 +408,34 @@ mod tests {
         assert_ne!(fingerprint("t", "a"), fingerprint("u", "a"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+    }
+
+    #[test]
+    fn an_invalid_entry_gives_back_its_own_claim_only() {
+        let raw = br#"{"id":"e1","tenant":"t1","type":"x"}"#;
+        let fp = fingerprint("t1", "e1").to_vec();
+        assert_eq!(
+            to_give_back(Verdict::First(vec![7; 16]), false, raw),
+            Some(vec![7; 16]),
+            "what the checked read claimed"
+        );
+        assert_eq!(
+            to_give_back(Verdict::Unchecked, true, raw),
+            Some(fp),
+            "read again: what a checked read would have claimed"
+        );
+        assert_eq!(to_give_back(Verdict::Unchecked, false, raw), None);
+        assert_eq!(to_give_back(Verdict::Duplicate, true, raw), None);
+        assert_eq!(to_give_back(Verdict::Unchecked, true, b"not json"), None);
+        let big = format!(
+            r#"{{"id":"e1","tenant":"t1","pad":"{}"}}"#,
+            "x".repeat(LUA_PARSE_MAX)
+        );
+        assert_eq!(
+            to_give_back(Verdict::Unchecked, true, big.as_bytes()),
+            None,
+            "too big for the script to have claimed"
+        );
     }
 
     #[test]

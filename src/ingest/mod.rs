@@ -8,6 +8,7 @@ pub(crate) mod reply;
 pub(crate) mod claim;
 pub(crate) mod validate;
 pub(crate) mod dedup;
+pub(crate) mod next_read;
 pub(crate) mod consumer;
 pub(crate) mod ack;
 pub(crate) mod shard;

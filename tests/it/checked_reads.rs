@@ -81,19 +81,53 @@ fn v3_claim(tenant: &str, id: &str, entry: &str) -> (Vec<u8>, String) {
     (fp[..16].to_vec(), tag.to_string())
 }
 
+/// A test's own Redis (its command counts are this webhookd's alone), a receiver, and a
+/// setup with one endpoint of tenant t1 taking every event.
+struct Own {
+    _server: OwnRedis,
+    url: String,
+    rx: Receiver,
+    setup: Setup,
+    r: redis::Connection,
+}
+
+impl Own {
+    async fn new(name: &str, stream: &str) -> Own {
+        let server = OwnRedis::start(free_port()).await;
+        let url = server.url();
+        let rx = Receiver::start(always(200)).await;
+        let setup = Setup::new(name)
+            .with(&format!("stream:\n  block: 200ms\n{stream}"))
+            .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
+        let r = redis::Client::open(url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        Own {
+            _server: server,
+            url,
+            rx,
+            setup,
+            r,
+        }
+    }
+
+    async fn webhookd(&self) -> Webhookd {
+        Webhookd::start_with_env(&self.setup, &[("WEBHOOKD_REDIS__URL", &self.url)]).await
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_checked_in_one_call_and_the_two_step_check_claim_the_same_ids() {
-    let server = OwnRedis::start(free_port()).await;
-    let url = server.url();
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("checked_ids")
-        .with("stream:\n  block: 200ms\n")
-        .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
-    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
-    let mut r = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let own = Own::new("checked_ids", "").await;
+    let w = own.webhookd().await;
+    let Own {
+        url,
+        rx,
+        setup,
+        mut r,
+        ..
+    } = own;
     let ev = |id: &str| envelope(id, "outbound.sent", "t1", json!({}));
 
     // At once: one read, checked after it (the two-step check).
@@ -160,17 +194,15 @@ async fn reads_checked_in_one_call_and_the_two_step_check_claim_the_same_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_event_read_and_checked_in_one_call_does_not_keep_its_id_from_a_valid_one() {
-    let server = OwnRedis::start(free_port()).await;
-    let url = server.url();
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("checked_invalid")
-        .with("stream:\n  block: 200ms\n")
-        .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
-    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
-    let mut r = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let own = Own::new("checked_invalid", "").await;
+    let w = own.webhookd().await;
+    let Own {
+        url,
+        rx,
+        setup,
+        mut r,
+        ..
+    } = own;
     // Tenant and id are there (the script claims the id), `created_at` is not (webhookd
     // sets the event aside).
     let invalid = json!({"id": "shared", "type": "outbound.sent", "tenant": "t1", "data": {}});
@@ -215,16 +247,14 @@ async fn an_invalid_event_read_and_checked_in_one_call_does_not_keep_its_id_from
 /// checked in one call again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
-    let server = OwnRedis::start(free_port()).await;
-    let url = server.url();
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("checked_v2")
-        .with("stream:\n  block: 200ms\n  dedup_window: 4s\n")
-        .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
-    let mut r = redis::Client::open(url.as_str())
-        .unwrap()
-        .get_connection()
-        .unwrap();
+    let own = Own::new("checked_v2", "  dedup_window: 4s\n").await;
+    let Own {
+        url,
+        rx,
+        setup,
+        mut r,
+        ..
+    } = own;
     // The previous build's check, as it claimed "old_1" and "old_2" for entry 1-1.
     let base = format!("{}{{dedup}}:", setup.prefix);
     let v2 = redis::Script::new(include_str!("../fixtures/dedup_v2.lua"));

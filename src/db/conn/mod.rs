@@ -330,9 +330,7 @@ impl Conn {
             };
         });
     }
-}
 
-impl Conn {
     /// `after_error` for the first error among a reply's values.
     fn after_error_values(&self, node: &Shared, generation: u64, values: &[Value]) {
         let refused = values.iter().find_map(|v| match v {
@@ -342,6 +340,11 @@ impl Conn {
         if let Some(e) = refused {
             self.after_error(node, generation, &e);
         }
+    }
+
+    /// Whether this is a Redis Cluster, where a script's keys must share a slot.
+    pub(crate) fn is_cluster(&self) -> bool {
+        matches!(&*self.0, Backend::Cluster(_))
     }
 }
 
@@ -392,13 +395,6 @@ impl ConnectionLike for Conn {
             Backend::Node(node) => node.current.load().manager.get_db(),
             Backend::Cluster(_) => 0,
         }
-    }
-}
-
-impl Conn {
-    /// Whether this is a Redis Cluster, where a script's keys must share a slot.
-    pub(crate) fn is_cluster(&self) -> bool {
-        matches!(&*self.0, Backend::Cluster(_))
     }
 }
 
