@@ -48,6 +48,9 @@ const PER_HASH: u64 = 64;
 /// every other client waits, so bigger ones are checked after the read, once webhookd has
 /// parsed them.
 const LUA_PARSE_MAX: usize = 8 * 1024;
+/// And at most this much in one call (a burst would hold Redis for milliseconds): the rest
+/// are checked after the read too. A steady rate's reads hold a few small events.
+const LUA_PARSE_BUDGET: usize = 64 * 1024;
 
 /// `legacy_until` before this process has looked.
 const UNKNOWN: u64 = u64::MAX;
@@ -75,8 +78,7 @@ pub(crate) struct Checked {
 /// What `read_checked.lua` found for an entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Verdict {
-    /// Its id is claimed for it: deliver it (or, if it turns out invalid, give the id back
-    /// with `release`: this is the fingerprint).
+    /// Its id (this fingerprint) is claimed for it; if it turns out invalid, `release` it.
     First(Vec<u8>),
     /// Another entry carried its id first.
     Duplicate,
@@ -152,14 +154,12 @@ impl Dedup {
         Ok(!split && !self.legacy(conn).await?)
     }
 
-    /// Reads up to `room` new entries and checks them in the same call: the verdicts are
-    /// `None` while the previous layout's ids must be checked too. With `pause`, Redis holds
-    /// the read that long first (a blocking read of a key never written, sent with it on
-    /// `conn`, which must be a connection of its own): the pause then costs this thread no
-    /// timer and no wake-up of its own, the read's reply ending it. Redis ends a blocked
-    /// command's timeout when it next wakes, which at the rates that pause (`Consumer`) is
-    /// within about a millisecond; an idle Redis may hold it longer (its `hz`), with nothing
-    /// arriving meanwhile to be held up.
+    /// Reads up to `room` new entries and checks them in the same call (verdicts `None` while
+    /// the previous layout's ids must be checked too). With `pause`, Redis holds the read that
+    /// long first (a blocking read of a key never written, sent with it on `conn`, a
+    /// connection of its own), so the pause costs this thread no timer and no wake-up: the
+    /// read's reply ends it. Redis sees the timeout when it next wakes: at the rates that
+    /// pause, within about a millisecond (idle, at its `hz`, with nothing waiting).
     pub(crate) async fn read_checked(
         &self,
         conn: &Conn,
@@ -178,7 +178,8 @@ impl Dedup {
             .arg(PER_HASH)
             .arg(&self.base)
             .arg(LUA_PARSE_MAX.min(settings.max_event_bytes))
-            .arg(u8::from(self.v2.load(Ordering::Relaxed)));
+            .arg(u8::from(self.v2.load(Ordering::Relaxed)))
+            .arg(LUA_PARSE_BUDGET);
         let reply: Value = match pause {
             Some(pause) => {
                 // Whole milliseconds, at least one (`BLOCK 0` waits forever).

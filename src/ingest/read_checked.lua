@@ -3,16 +3,18 @@
 -- dedup.lua would, from the event's own JSON: a read and a check in one round trip.
 -- KEYS[1]  the stream, KEYS[2] the segment table, KEYS[3] the previous layout's segment table
 -- ARGV     group, consumer, count, window_ms, span_ms, per, key base, largest event checked here,
---          with_v2 (1: the previous layout's table may still hold ids)
+--          with_v2 (1: the previous layout's table may still hold ids), bytes of events taken
+--          apart in all (Redis parses them while every other client waits)
 -- Returns {the XREADGROUP reply (nil: none), [per entry: 1, 0 or -1, per entry: fingerprint
 -- or '']}. -1 (and no verdicts at all, while the previous layout's ids may still be in their
 -- window) leaves the entry to be checked by dedup.lua once it is parsed: an event this script
--- cannot take apart, or one over the size it takes apart here.
+-- cannot take apart, or one over the size it takes apart here, or past the bytes it takes
+-- apart in one call.
 local read = call('XREADGROUP', 'GROUP', ARGV[1], ARGV[2], 'COUNT', ARGV[3], 'STREAMS', KEYS[1], '>')
 if not read then return {false} end
 if ARGV[9] == '1' and call('EXISTS', KEYS[3]) == 1 then return {read} end
 local window, span, per = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-local largest = tonumber(ARGV[8])
+local largest, budget = tonumber(ARGV[8]), tonumber(ARGV[10])
 local ours = segments(KEYS[2], ARGV[7], window, span, per, now_ms())
 
 local function raw(hex)
@@ -24,7 +26,8 @@ local function ids(fields)
   for j = 1, #fields, 2 do
     if fields[j] == 'event' then
       local text = fields[j + 1]
-      if #text > largest then return end
+      if #text > largest or #text > budget then return end
+      budget = budget - #text
       local ok, ev = pcall(cjson.decode, text)
       if ok and type(ev) == 'table' and type(ev.tenant) == 'string' and type(ev.id) == 'string' then
         return ev.tenant, ev.id

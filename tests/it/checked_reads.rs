@@ -320,3 +320,76 @@ async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
         "reads are checked in one call again"
     );
 }
+
+/// Redis parses events inside the checked read while every other client waits, so one call
+/// takes apart at most 64 KiB of them: the rest come back unchecked (-1), unclaimed, for the
+/// two-step check. The script called as webhookd calls it, on a stream of 5 KiB events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checked_read_takes_apart_no_more_than_its_budget() {
+    // Bound first: its Redis lives as long as `own`, not the statement.
+    let own = Own::new("checked_budget", "").await;
+    let Own { setup, mut r, .. } = own;
+    let stream = setup.stream();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("g")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut r)
+        .unwrap();
+    let pad = "x".repeat(5000);
+    let events: Vec<String> = (0..20)
+        .map(|i| {
+            envelope(
+                &format!("b{i}"),
+                "outbound.sent",
+                "t1",
+                json!({ "pad": pad }),
+            )
+        })
+        .collect();
+    publish(&mut r, &stream, &events);
+    let script = redis::Script::new(&format!(
+        "{}\n{}",
+        include_str!("../../src/ingest/dedup_core.lua"),
+        include_str!("../../src/ingest/read_checked.lua")
+    ));
+    let base = format!("{}{{dedup}}:v3:", setup.prefix);
+    let (read, seen, _fps): (redis::Value, Vec<i64>, redis::Value) = script
+        .key(&stream)
+        .key(format!("{base}segments"))
+        .key(format!("{}{{dedup}}:segments", setup.prefix))
+        .arg("g")
+        .arg("c")
+        .arg(100)
+        .arg(86_400_000)
+        .arg(21_600_000)
+        .arg(64)
+        .arg(&base)
+        .arg(8 * 1024)
+        .arg(0)
+        .arg(64 * 1024)
+        .invoke(&mut r)
+        .unwrap();
+    assert!(matches!(read, redis::Value::Array(_)));
+    let mut budget = 64 * 1024;
+    let want: Vec<i64> = events
+        .iter()
+        .map(|e| {
+            if e.len() <= budget {
+                budget -= e.len();
+                1
+            } else {
+                -1
+            }
+        })
+        .collect();
+    assert_eq!(seen, want);
+    assert_eq!(want.iter().filter(|&&v| v == 1).count(), 12);
+    assert_eq!(
+        claims(&mut r, &base).len(),
+        12,
+        "only those taken apart are claimed"
+    );
+}
