@@ -44,13 +44,13 @@ impl Keys {
     pub fn stream(&self) -> &str {
         &self.stream
     }
-    /// Invalid entries, set aside with their reason.
     /// Never written: a blocking read of it (which waits out its timeout) is the consumer's
     /// pause between light reads, kept by Redis (`Dedup::read_checked`). Shares the stream's
     /// slot when it is sharded.
     pub fn stream_pause(&self) -> String {
         format!("{}:pause", self.stream)
     }
+    /// Invalid entries, set aside with their reason.
     pub fn invalid(&self) -> String {
         format!("{}:invalid", self.stream)
     }

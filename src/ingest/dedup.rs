@@ -226,7 +226,6 @@ impl Dedup {
         let mut call = RELEASE.key(&self.segments);
         call.arg(self.window_ms())
             .arg(self.span_ms())
-            .arg(PER_HASH)
             .arg(&self.base);
         for (entry, fp) in entries {
             call.arg(&fp[..]).arg(owner_tag(entry));

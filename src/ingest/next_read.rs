@@ -41,6 +41,8 @@ pub(crate) struct NextRead {
     checked: bool,
     /// A checked read failed: it may have read entries it could not answer.
     lost: bool,
+    /// The first checked read has been logged.
+    told: bool,
 }
 
 impl NextRead {
@@ -58,6 +60,13 @@ impl NextRead {
                 let got = read.entries.len();
                 self.light_until = pause_after(started, got, room);
                 self.checked = self.light_until.is_some() && got >= CHECKED_FROM;
+                if read.verdicts.is_some() && !std::mem::replace(&mut self.told, true) {
+                    tracing::info!(
+                        stream = reader.keys().stream(),
+                        pause_kept_by_redis = !reader.blocking().is_cluster(),
+                        "at this rate, reads and their duplicate checks are one call"
+                    );
+                }
                 Ok(read)
             }
             Err(e) => {
@@ -88,7 +97,9 @@ async fn new_entries(
 ) -> redis::RedisResult<(Checked, Instant)> {
     let conn = reader.conn();
     if checked && dedup.reads_checked(&conn).await? {
-        // The acker's XACK goes out with this call (`batch::next_nudged`).
+        // The acker's XACK goes out now (`batch::next_nudged`), not on a timer of its own: in
+        // this call's write when it shares the connection, beside it when Redis keeps the
+        // pause on the consumer's own.
         ack_nudge.notify_waiters();
         let settings = reader.settings();
         let pause = until

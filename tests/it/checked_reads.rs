@@ -81,53 +81,31 @@ fn v3_claim(tenant: &str, id: &str, entry: &str) -> (Vec<u8>, String) {
     (fp[..16].to_vec(), tag.to_string())
 }
 
-/// A test's own Redis (its command counts are this webhookd's alone), a receiver, and a
-/// setup with one endpoint of tenant t1 taking every event.
-struct Own {
-    _server: OwnRedis,
-    url: String,
-    rx: Receiver,
-    setup: Setup,
-    r: redis::Connection,
+/// A test's own Redis (its command counts are this webhookd's alone; kept while the first
+/// part lives), its URL, a receiver, a setup with one endpoint of tenant t1 taking every
+/// event, and a connection.
+async fn own(name: &str, stream: &str) -> (OwnRedis, String, Receiver, Setup, redis::Connection) {
+    let server = OwnRedis::start(free_port()).await;
+    let url = server.url();
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new(name)
+        .with(&format!("stream:\n  block: 200ms\n{stream}"))
+        .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
+    let r = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    (server, url, rx, setup, r)
 }
 
-impl Own {
-    async fn new(name: &str, stream: &str) -> Own {
-        let server = OwnRedis::start(free_port()).await;
-        let url = server.url();
-        let rx = Receiver::start(always(200)).await;
-        let setup = Setup::new(name)
-            .with(&format!("stream:\n  block: 200ms\n{stream}"))
-            .endpoint("ep1", "t1", &rx.url("/"), &["*"]);
-        let r = redis::Client::open(url.as_str())
-            .unwrap()
-            .get_connection()
-            .unwrap();
-        Own {
-            _server: server,
-            url,
-            rx,
-            setup,
-            r,
-        }
-    }
-
-    async fn webhookd(&self) -> Webhookd {
-        Webhookd::start_with_env(&self.setup, &[("WEBHOOKD_REDIS__URL", &self.url)]).await
-    }
+async fn start(setup: &Setup, url: &str) -> Webhookd {
+    Webhookd::start_with_env(setup, &[("WEBHOOKD_REDIS__URL", url)]).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reads_checked_in_one_call_and_the_two_step_check_claim_the_same_ids() {
-    let own = Own::new("checked_ids", "").await;
-    let w = own.webhookd().await;
-    let Own {
-        url,
-        rx,
-        setup,
-        mut r,
-        ..
-    } = own;
+    let (_server, url, rx, setup, mut r) = own("checked_ids", "").await;
+    let w = start(&setup, &url).await;
     let ev = |id: &str| envelope(id, "outbound.sent", "t1", json!({}));
 
     // At once: one read, checked after it (the two-step check).
@@ -194,15 +172,8 @@ async fn reads_checked_in_one_call_and_the_two_step_check_claim_the_same_ids() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_invalid_event_read_and_checked_in_one_call_does_not_keep_its_id_from_a_valid_one() {
-    let own = Own::new("checked_invalid", "").await;
-    let w = own.webhookd().await;
-    let Own {
-        url,
-        rx,
-        setup,
-        mut r,
-        ..
-    } = own;
+    let (_server, url, rx, setup, mut r) = own("checked_invalid", "").await;
+    let w = start(&setup, &url).await;
     // Tenant and id are there (the script claims the id), `created_at` is not (webhookd
     // sets the event aside).
     let invalid = json!({"id": "shared", "type": "outbound.sent", "tenant": "t1", "data": {}});
@@ -247,14 +218,12 @@ async fn an_invalid_event_read_and_checked_in_one_call_does_not_keep_its_id_from
 /// checked in one call again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
-    let own = Own::new("checked_v2", "  dedup_window: 4s\n").await;
-    let Own {
-        url,
-        rx,
-        setup,
-        mut r,
-        ..
-    } = own;
+    let (_server, url, rx, setup, mut r) = own(
+        "checked_v2",
+        "  dedup_window: 4s
+",
+    )
+    .await;
     // The previous build's check, as it claimed "old_1" and "old_2" for entry 1-1.
     let base = format!("{}{{dedup}}:", setup.prefix);
     let v2 = redis::Script::new(include_str!("../fixtures/dedup_v2.lua"));
@@ -271,7 +240,7 @@ async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
     let seen: Vec<u8> = call.invoke(&mut r).unwrap();
     assert_eq!(seen, [1, 1]);
 
-    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    let w = start(&setup, &url).await;
     let ev = |id: &str| envelope(id, "outbound.sent", "t1", json!({}));
     // At once (checked in two steps), and steadily (the checked read leaves them to it).
     publish(&mut r, &setup.stream(), &[ev("old_1"), ev("new_1")]);
@@ -326,9 +295,7 @@ async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
 /// two-step check. The script called as webhookd calls it, on a stream of 5 KiB events.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_checked_read_takes_apart_no_more_than_its_budget() {
-    // Bound first: its Redis lives as long as `own`, not the statement.
-    let own = Own::new("checked_budget", "").await;
-    let Own { setup, mut r, .. } = own;
+    let (_server, _, _, setup, mut r) = own("checked_budget", "").await;
     let stream = setup.stream();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")

@@ -142,8 +142,9 @@ async fn on_a_cluster_with_16_shards_every_producer_is_delivered_once_by_two_rep
 }
 
 /// Issue 16: at a steady rate a shard's reads and their duplicate checks are one call, under
-/// the shard's hash tag (`read_checked.lua`; the pause on webhookd's timer, not Redis's): a
-/// repeated id is delivered once, and an invalid event does not keep its id from a valid one.
+/// the shard's hash tag (`read_checked.lua`; the pause on webhookd's timer, not Redis's, which
+/// webhookd logs once): a repeated id is delivered once, and an invalid event does not keep
+/// its id from a valid one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn on_a_cluster_a_steady_shard_is_read_and_checked_in_one_call() {
     let rx = Receiver::start(always(200)).await;
@@ -177,12 +178,14 @@ async fn on_a_cluster_a_steady_shard_is_read_and_checked_in_one_call() {
     assert_eq!(seen.len(), 398);
     assert!(seen.values().all(|&n| n == 1), "an id twice: {seen:?}");
     assert_eq!(seen.get("shared"), Some(&1));
-    // A checked read routed to the wrong node would fail (and the two-step check cover it).
+    let log = w.log_text();
     assert!(
-        !w.log_text().contains("reading the stream failed"),
-        "log:\n{}",
-        w.log_text()
+        log.contains("reads and their duplicate checks are one call")
+            && log.contains(r#""pause_kept_by_redis":false"#),
+        "the steady shard was read in checked reads; log:\n{log}"
     );
+    // A checked read routed to the wrong node would fail (and the two-step check cover it).
+    assert!(!log.contains("reading the stream failed"), "log:\n{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
