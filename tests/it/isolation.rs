@@ -452,12 +452,31 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
 ///
 /// Run alone, before the suite (`scripts/test.sh`): on a machine busy with other tests the
 /// backlog may not drain within the second a fresh delivery waits for it, and then parking
-/// the rest is what webhookd should do, so the figures would say nothing.
+/// the rest is what webhookd should do, so the figures would say nothing. Even alone, on a
+/// slow 2-core machine the debug build's answers here take 3-30 ms, so what the lane can
+/// finish within that second (400-2,700 deliveries) at times falls below the ~2,000 waiting
+/// and fresh ones are parked, as designed (one run in six failed so, at issue 16's
+/// fourteenth and fifteenth slices alike; more in a noisy hour). So the scenario gets three
+/// tries, each on a webhookd and key prefix of its own. Without the wait every try parks
+/// most of the rest of the burst (three of three, checked).
 #[ignore = "timing-sensitive: scripts/test.sh runs it alone before the suite"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain() {
+    let mut tries = Vec::new();
+    for attempt in 1..=3 {
+        match spike_in_a_burst(attempt).await {
+            Ok(()) => return,
+            Err(e) => tries.push(format!("try {attempt}: {e}")),
+        }
+    }
+    panic!("{}", tries.join("\n"));
+}
+
+/// One run of the spike scenario: Err when more than a quarter of the deliveries after the
+/// spike were parked behind its backlog.
+async fn spike_in_a_burst(attempt: usize) -> Result<(), String> {
     let (rx, spike) = switched(300, 0, false).await;
-    let setup = Setup::new("iso_spike")
+    let setup = Setup::new(&format!("iso_spike{attempt}"))
         .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n");
     let setup = many(setup, "t", 1, &rx);
     let w = Webhookd::start(&setup).await;
@@ -489,8 +508,11 @@ async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drai
         "the spike parked nothing, so it tested nothing:\n{m}"
     );
     let after = (BURST - at_spike_end) as f64;
-    assert!(
-        backlog < after / 4.0,
-        "{backlog} of the {after} deliveries after the spike were parked behind its {busy}"
-    );
+    if backlog < after / 4.0 {
+        Ok(())
+    } else {
+        Err(format!(
+            "{backlog} of the {after} deliveries after the spike were parked behind its {busy}"
+        ))
+    }
 }
