@@ -401,6 +401,12 @@ pub fn bin() -> &'static str {
     env!("CARGO_BIN_EXE_webhookd")
 }
 
+/// The build a test measuring webhookd's speed runs: `WEBHOOKD_TEST_TIMING_BIN` (a release
+/// build of this checkout, which `scripts/test.sh` makes and names), else the debug build.
+pub fn timing_bin() -> String {
+    std::env::var("WEBHOOKD_TEST_TIMING_BIN").unwrap_or_else(|_| bin().to_string())
+}
+
 /// A running `webhookd serve`, killed when dropped.
 pub struct Webhookd {
     pub child: Child,
