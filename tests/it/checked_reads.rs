@@ -284,9 +284,13 @@ async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
     publish_steadily(&url, &setup.stream(), events).await;
     let all = rx.wait_for(300 + n + 300, WAIT).await;
     assert_eq!(all.len(), 300 + n + 300, "log:\n{}", w.log_text());
+    // Each pause kept by Redis is a checked read's (none at all with checked reads off). Not
+    // a figure per event: on a machine busy with other tests the publisher's pace slips, and
+    // reads of a single entry go back to the blocking read (one CI run saw under 30 here).
+    let pauses = calls(&mut r, "xread") - pauses_before;
     assert!(
-        calls(&mut r, "xread") - pauses_before >= 30,
-        "reads are checked in one call again"
+        pauses >= 10,
+        "reads are checked in one call again: {pauses} pauses kept by Redis for 300 steady events"
     );
 }
 
