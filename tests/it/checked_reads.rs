@@ -218,12 +218,7 @@ async fn an_invalid_event_read_and_checked_in_one_call_does_not_keep_its_id_from
 /// checked in one call again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn ids_the_previous_layout_remembers_stay_duplicates_until_it_expires() {
-    let (_server, url, rx, setup, mut r) = own(
-        "checked_v2",
-        "  dedup_window: 4s
-",
-    )
-    .await;
+    let (_server, url, rx, setup, mut r) = own("checked_v2", "  dedup_window: 4s\n").await;
     // The previous build's check, as it claimed "old_1" and "old_2" for entry 1-1.
     let base = format!("{}{{dedup}}:", setup.prefix);
     let v2 = redis::Script::new(include_str!("../fixtures/dedup_v2.lua"));
