@@ -228,13 +228,11 @@ impl Keys {
         [&self.prefix, "stats:", endpoint_id, ":", hour].concat()
     }
     /// The operator view's hour starting at `hour` (Unix seconds), over every endpoint: a hash
-    /// of `ok:{tenant}` and `failed:{tenant}` attempt counts, and sorted sets of endpoint id →
-    /// attempts and → their summed latency (ms).
+    /// of `ok:{tenant}` and `failed:{tenant}` attempt counts, and a sorted set of endpoint id →
+    /// its summed latency (ms). (Earlier builds also kept `overview:attempts:{hour}`; it
+    /// expires on its own.)
     pub fn overview_tenants(&self, hour: i64) -> String {
         format!("{}overview:tenants:{hour}", self.prefix)
-    }
-    pub fn overview_attempts(&self, hour: i64) -> String {
-        format!("{}overview:attempts:{hour}", self.prefix)
     }
     pub fn overview_latency(&self, hour: i64) -> String {
         format!("{}overview:latency:{hour}", self.prefix)

@@ -2,9 +2,13 @@
 //! and the endpoints whose attempts take longest. Per-endpoint hours (`stats`) answer "how is
 //! this endpoint"; these answer "who needs attention" without reading every endpoint's hours.
 //!
-//! Each hour has one hash of per-tenant counts and two sorted sets over endpoints (attempts,
-//! summed latency), written on the attempt log's pipeline with the endpoint stats, so they
-//! cost no round trip of their own. Hours expire after a day.
+//! Each hour has one hash of per-tenant counts and one sorted set of endpoints by summed
+//! latency, written on the attempt log's pipeline with the endpoint stats, so they cost no
+//! round trip of their own. Hours expire after a day. An endpoint's attempts come from its
+//! own hour (`stats`), read only for the few ranked candidates: a second sorted set of
+//! attempts per endpoint (what builds before issue 16's sixteenth slice also wrote, under
+//! `overview:attempts:{hour}`) cost Redis about as much as every other write of a fan-out
+//! together, a `ZINCRBY` into a set of 100,000 members being ~5 µs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -72,8 +76,8 @@ impl<K: std::hash::Hash + Eq> Expiries<K> {
 }
 
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
-/// outcome; per hour one command adding every endpoint's attempts and one their latency; the
-/// hour's expiries when `expiries` says they are due. The caller discards their replies.
+/// outcome; per hour one command adding every endpoint's latency; the hour's expiries when
+/// `expiries` says they are due. The caller discards their replies.
 pub(crate) fn add(
     pipe: &mut redis::Pipeline,
     keys: &Keys,
@@ -81,7 +85,7 @@ pub(crate) fn add(
     expiries: &mut Expiries,
 ) {
     let mut tenants: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
-    let mut endpoints: BTreeMap<(i64, &str), (u64, u64)> = BTreeMap::new();
+    let mut endpoints: BTreeMap<(i64, &str), u64> = BTreeMap::new();
     for rec in batch {
         let hour = hour_of(rec.at);
         let t = tenants.entry((hour, &rec.tenant)).or_default();
@@ -90,9 +94,7 @@ pub(crate) fn add(
         } else {
             t.1 += 1;
         }
-        let e = endpoints.entry((hour, &*rec.endpoint_id)).or_default();
-        e.0 += 1;
-        e.1 += rec.latency_ms;
+        *endpoints.entry((hour, &*rec.endpoint_id)).or_default() += rec.latency_ms;
     }
     let mut hours = Vec::new();
     for ((hour, tenant), (ok, failed)) in tenants {
@@ -104,30 +106,22 @@ pub(crate) fn add(
         }
         hours.push(hour);
     }
-    // One command per sorted set and hour, however many endpoints: a fan-out's batch of 512
-    // attempts would otherwise send 1,024 ZINCRBYs, each a reply to parse.
-    let mut by_hour: BTreeMap<i64, (redis::Cmd, redis::Cmd)> = BTreeMap::new();
-    for ((hour, endpoint), (n, ms)) in endpoints {
-        let (attempts, latency) = by_hour.entry(hour).or_insert_with(|| {
-            (
-                zincr_many(keys.overview_attempts(hour)),
-                zincr_many(keys.overview_latency(hour)),
-            )
-        });
-        attempts.arg(endpoint).arg(n);
-        latency.arg(endpoint).arg(ms);
+    // One command per hour, however many endpoints: a fan-out's batch of 512 attempts would
+    // otherwise send 512 ZINCRBYs, each a reply to parse.
+    let mut by_hour: BTreeMap<i64, redis::Cmd> = BTreeMap::new();
+    for ((hour, endpoint), ms) in endpoints {
+        by_hour
+            .entry(hour)
+            .or_insert_with(|| zincr_many(keys.overview_latency(hour)))
+            .arg(endpoint)
+            .arg(ms);
     }
-    for (attempts, latency) in by_hour.into_values() {
-        pipe.add_command(attempts);
+    for latency in by_hour.into_values() {
         pipe.add_command(latency);
     }
     hours.dedup();
     for hour in hours.into_iter().filter(|h| expiries.due(h)) {
-        for key in [
-            keys.overview_tenants(hour),
-            keys.overview_attempts(hour),
-            keys.overview_latency(hour),
-        ] {
+        for key in [keys.overview_tenants(hour), keys.overview_latency(hour)] {
             pipe.expire(key, HOUR_TTL.as_secs() as i64);
         }
     }
@@ -206,10 +200,10 @@ pub(crate) async fn slowest(
     let mut pipe = redis::pipe();
     for &hour in &hours {
         for id in &ids {
-            pipe.zscore(keys.overview_attempts(hour), *id);
+            pipe.hgetall(keys.stats(id, hour));
         }
     }
-    let counts: Vec<Option<f64>> = if ids.is_empty() {
+    let counts: Vec<HashMap<String, String>> = if ids.is_empty() {
         Vec::new()
     } else {
         pipe.query_async(&mut conn.clone()).await?
@@ -218,11 +212,16 @@ pub(crate) async fn slowest(
         .iter()
         .enumerate()
         .filter_map(|(i, id)| {
-            let n: f64 = counts.iter().skip(i).step_by(ids.len()).flatten().sum();
-            (n >= 1.0).then(|| SlowEndpoint {
+            let n: u64 = counts
+                .iter()
+                .skip(i)
+                .step_by(ids.len())
+                .map(crate::deliver::stats::attempts_in)
+                .sum();
+            (n >= 1).then(|| SlowEndpoint {
                 endpoint_id: (*id).clone(),
-                attempts: n as u64,
-                mean_ms: (spent[*id] / n).round() as u64,
+                attempts: n,
+                mean_ms: (spent[*id] / n as f64).round() as u64,
             })
         })
         .collect();
@@ -299,11 +298,8 @@ mod tests {
                 _ => String::new(),
             })
             .collect();
-        // The tenant's count, both sorted sets (each with 300 members), three expiries.
-        assert_eq!(
-            names,
-            ["HINCRBY", "EVAL", "EVAL", "EXPIRE", "EXPIRE", "EXPIRE"]
-        );
+        // The tenant's count, the latency set (300 members), two expiries.
+        assert_eq!(names, ["HINCRBY", "EVAL", "EXPIRE", "EXPIRE"]);
     }
 
     #[test]

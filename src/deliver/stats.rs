@@ -179,6 +179,15 @@ pub(crate) struct Hour {
     pub(crate) p99_ms: Option<u64>,
 }
 
+/// The attempts an hour's hash counts: its histogram's total.
+pub(crate) fn attempts_in(fields: &HashMap<String, String>) -> u64 {
+    fields
+        .iter()
+        .filter(|(f, _)| f.starts_with(LATENCY))
+        .filter_map(|(_, v)| v.parse::<u64>().ok())
+        .sum()
+}
+
 impl Hour {
     fn from_fields(start_ms: i64, fields: &HashMap<String, String>) -> Hour {
         let count = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);

@@ -112,6 +112,17 @@ async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_lette
     assert_eq!(slowest[0][0], "ep_slow", "{slowest:?}");
     let mean: u64 = slowest[0][4].trim_end_matches(" ms").parse().unwrap();
     assert!(mean >= 400, "{slowest:?}");
+    // Endpoint, tenant, URL, attempts (from each endpoint's hourly stats), mean.
+    let attempts = |id: &str| slowest.iter().find(|r| r[0] == id).map(|r| r[3].clone());
+    assert_eq!(
+        [
+            attempts("ep_fast"),
+            attempts("ep_failing"),
+            attempts("ep_slow")
+        ],
+        [Some("6".into()), Some("4".into()), Some("1".into())],
+        "{slowest:?}"
+    );
     assert!(page.contains("3 tenants, 3 endpoints"), "{page}");
 
     let b = crate::browser::Browser::open_link(&setup, "/v1/portal-sessions", json!({})).await;
@@ -121,4 +132,64 @@ async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_lette
         "{shown}"
     );
     b.screenshot("operator").await;
+}
+
+/// Hours an earlier build wrote (its hourly stats with a `success` count, the latency set, and
+/// a set of attempts per endpoint this build no longer writes nor reads) give the same view:
+/// the attempts come from the endpoints' own hours.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attempts() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("portal_operator_old")
+        .endpoint("ep_a", "acme", &rx.url("/a"), &["*"])
+        .endpoint("ep_b", "acme", &rx.url("/b"), &["*"]);
+    let hour = chrono_hour_now();
+    let p = &setup.prefix;
+    let mut r = redis();
+    let _: () = redis::pipe()
+        .hset_multiple(
+            format!("{p}stats:ep_a:{hour}"),
+            &[
+                ("success", "3"),
+                ("failure", "1"),
+                ("ms:120", "3"),
+                ("ms:144", "1"),
+            ],
+        )
+        .hset_multiple(
+            format!("{p}stats:ep_b:{hour}"),
+            &[("success", "2"), ("ms:10", "2")],
+        )
+        .zadd(format!("{p}overview:latency:{hour}"), "ep_a", 500)
+        .zadd(format!("{p}overview:latency:{hour}"), "ep_b", 20)
+        // What the earlier build's set said, wrong on purpose: this build must not read it.
+        .zadd(format!("{p}overview:attempts:{hour}"), "ep_a", 50)
+        .hset(format!("{p}overview:tenants:{hour}"), "ok:acme", 5)
+        .hset(format!("{p}overview:tenants:{hour}"), "failed:acme", 1)
+        .query(&mut r)
+        .unwrap();
+    let _w = Webhookd::start(&setup).await;
+    let (status, link) = mint(&setup, "/v1/portal-sessions", ADMIN_TOKEN, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    let op = open(&setup, link["url"].as_str().unwrap()).await;
+    let slowest = rows(&op.page, "slowest");
+    // Endpoint, tenant, URL, attempts, mean: ep_a 500 ms over 4 attempts, ep_b 20 over 2.
+    let shown: Vec<(&str, &str, &str)> = slowest
+        .iter()
+        .map(|r| (r[0].as_str(), r[3].as_str(), r[4].as_str()))
+        .collect();
+    assert_eq!(
+        shown,
+        [("ep_a", "4", "125 ms"), ("ep_b", "2", "10 ms")],
+        "{slowest:?}"
+    );
+}
+
+/// The start of the current hour in Unix seconds, as webhookd names its hourly keys.
+fn chrono_hour_now() -> i64 {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    secs - secs % 3600
 }
