@@ -54,7 +54,7 @@ pub(crate) struct Writer {
     metrics: Arc<Metrics>,
     notices: Notices,
     overview_warned: std::sync::atomic::AtomicBool,
-    expiries: crate::deliver::overview::Expiries,
+    expiries: crate::deliver::expiries::Expiries,
     stat_expiries: crate::deliver::stats::StatKeys,
     trims: Trims,
 }

@@ -10,6 +10,7 @@ pub(crate) mod client;
 pub(crate) mod decide;
 pub(crate) mod delivery;
 pub(crate) mod dispatcher;
+pub(crate) mod expiries;
 pub(crate) mod hosts;
 pub(crate) mod lane;
 pub(crate) mod lanes;

@@ -16,6 +16,7 @@ use std::time::Duration;
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::{is_success, AttemptRecord};
+use crate::deliver::expiries::Expiries;
 
 const HOUR_MS: i64 = 3_600_000;
 const HOUR_TTL: Duration = Duration::from_secs(25 * 3600);
@@ -27,52 +28,6 @@ const CANDIDATES: isize = 200;
 
 fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS / 1000
-}
-
-/// When this writer last set each hour's keys to expire: once a minute is enough for keys
-/// that live 25 hours (a Redis that lost them gets the expiry again within the minute).
-pub(crate) struct Expiries<K = i64> {
-    set: foldhash::HashMap<K, std::time::Instant>,
-    /// Entries older than a minute are dropped once a minute, not on every look (a batch to
-    /// 10,000 endpoints looks 10,000 times).
-    pruned: std::time::Instant,
-}
-
-impl<K> Default for Expiries<K> {
-    fn default() -> Self {
-        Expiries {
-            set: foldhash::HashMap::default(),
-            pruned: std::time::Instant::now(),
-        }
-    }
-}
-
-const EXPIRE_EVERY: Duration = Duration::from_secs(60);
-
-impl<K: std::hash::Hash + Eq> Expiries<K> {
-    /// Whether the expiry of `key` (an hour, or a key's name) is due to be (re)set now; notes
-    /// that it is being set. The key is copied only then, not on every look.
-    pub(crate) fn due<Q>(&mut self, key: &Q) -> bool
-    where
-        K: std::borrow::Borrow<Q>,
-        Q: std::hash::Hash + Eq + ToOwned<Owned = K> + ?Sized,
-    {
-        let now = std::time::Instant::now();
-        if now.duration_since(self.pruned) >= EXPIRE_EVERY {
-            self.set
-                .retain(|_, at| now.duration_since(*at) < EXPIRE_EVERY);
-            self.pruned = now;
-        }
-        if self
-            .set
-            .get(key)
-            .is_some_and(|at| now.duration_since(*at) < EXPIRE_EVERY)
-        {
-            return false;
-        }
-        self.set.insert(key.to_owned(), now);
-        true
-    }
 }
 
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
@@ -300,12 +255,6 @@ mod tests {
             .collect();
         // The tenant's count, the latency set (300 members), two expiries.
         assert_eq!(names, ["HINCRBY", "EVAL", "EXPIRE", "EXPIRE"]);
-    }
-
-    #[test]
-    fn an_hours_expiry_is_set_once_a_minute() {
-        let mut e = Expiries::default();
-        assert!(e.due(&3600) && !e.due(&3600) && e.due(&7200));
     }
 
     #[test]

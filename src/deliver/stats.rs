@@ -132,7 +132,7 @@ fn tally(batch: &[AttemptRecord]) -> BTreeMap<(&Arc<str>, i64), Tally> {
 }
 
 /// Stats hashes by (endpoint, hour): their names are made only when written.
-pub(crate) type StatKeys = crate::deliver::overview::Expiries<(Arc<str>, i64)>;
+pub(crate) type StatKeys = crate::deliver::expiries::Expiries<(Arc<str>, i64)>;
 
 /// Adds a batch of attempts to the hourly stats, on the caller's pipeline: per endpoint and
 /// hour, one HINCRBY for its failures (if any) and one per histogram bucket, and an EXPIRE
@@ -457,7 +457,7 @@ mod tests {
             })
             .collect();
         let mut pipe = redis::pipe();
-        let mut expiries = crate::deliver::overview::Expiries::default();
+        let mut expiries = crate::deliver::expiries::Expiries::default();
         add(&mut pipe, &keys, &batch, &mut expiries);
         // Per endpoint: one latency bucket (40–42 ms share one) and the EXPIRE; no failures.
         assert_eq!(pipe.len(), 2 * 2);
