@@ -136,13 +136,17 @@ async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_lette
 
 /// Hours an earlier build wrote (its hourly stats with a `success` count, the latency set, and
 /// a set of attempts per endpoint this build no longer writes nor reads) give the same view:
-/// the attempts come from the endpoints' own hours.
+/// the attempts come from the endpoints' own hours, and new attempts add to both.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attempts() {
-    let rx = Receiver::start(always(200)).await;
+    let slow = Receiver::start(std::sync::Arc::new(|_, _| {
+        (200, vec![], Duration::from_millis(300))
+    }))
+    .await;
+    let fast = Receiver::start(always(200)).await;
     let setup = Setup::new("portal_operator_old")
-        .endpoint("ep_a", "acme", &rx.url("/a"), &["*"])
-        .endpoint("ep_b", "acme", &rx.url("/b"), &["*"]);
+        .endpoint("ep_a", "acme", &slow.url("/a"), &["*"])
+        .endpoint("ep_b", "acme", &fast.url("/b"), &["*"]);
     let hour = chrono_hour_now();
     let p = &setup.prefix;
     let mut r = redis();
@@ -174,15 +178,50 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     let op = open(&setup, link["url"].as_str().unwrap()).await;
     let slowest = rows(&op.page, "slowest");
     // Endpoint, tenant, URL, attempts, mean: ep_a 500 ms over 4 attempts, ep_b 20 over 2.
-    let shown: Vec<(&str, &str, &str)> = slowest
-        .iter()
-        .map(|r| (r[0].as_str(), r[3].as_str(), r[4].as_str()))
-        .collect();
+    let shown = |slowest: &[Vec<String>]| -> Vec<(String, String, String)> {
+        slowest
+            .iter()
+            .map(|r| (r[0].clone(), r[3].clone(), r[4].clone()))
+            .collect()
+    };
+    let owned = |rows: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
+        rows.iter()
+            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
+            .collect()
+    };
     assert_eq!(
-        shown,
-        [("ep_a", "4", "125 ms"), ("ep_b", "2", "10 ms")],
+        shown(&slowest),
+        owned(&[("ep_a", "4", "125 ms"), ("ep_b", "2", "10 ms")]),
         "{slowest:?}"
     );
+
+    // One more attempt each: ep_a's ~300 ms is added to its 500, not written over it.
+    let api = Api::admin(&setup);
+    assert_eq!(api.publish_event("evt_more", "acme").await.0, 202);
+    let last = std::sync::Mutex::new(Vec::new());
+    let counted = wait_until_async(Duration::from_secs(20), || async {
+        let (_, _, text) = http_request(
+            Method::GET,
+            &format!("{}/portal/", op.base),
+            &[("cookie", op.cookie.clone())],
+            None,
+        )
+        .await;
+        let rows = rows(&text, "slowest");
+        let done = rows.len() == 2 && rows.iter().all(|r| r[3] == "5" || r[3] == "3");
+        *last.lock().unwrap() = rows;
+        done
+    })
+    .await;
+    let slowest = last.into_inner().unwrap();
+    assert!(counted, "{slowest:?}");
+    let mean = |id: &str| -> u64 {
+        let row = slowest.iter().find(|r| r[0] == id).expect("listed");
+        row[4].trim_end_matches(" ms").parse().unwrap()
+    };
+    // (500 + 300..600) / 5 (written over, it would be 60..120) and (20 + a few) / 3.
+    assert!((160..=220).contains(&mean("ep_a")), "{slowest:?}");
+    assert!((7..=40).contains(&mean("ep_b")), "{slowest:?}");
 }
 
 /// The start of the current hour in Unix seconds, as webhookd names its hourly keys.
