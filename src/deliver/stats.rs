@@ -179,26 +179,27 @@ pub(crate) struct Hour {
     pub(crate) p99_ms: Option<u64>,
 }
 
-/// The attempts an hour's hash counts: its histogram's total.
-pub(crate) fn attempts_in(fields: &HashMap<String, String>) -> u64 {
+/// An hour's latency histogram, as (upper bound in ms, attempts), unsorted.
+fn histogram(fields: &HashMap<String, String>) -> Vec<(u64, u64)> {
     fields
         .iter()
-        .filter(|(f, _)| f.starts_with(LATENCY))
-        .filter_map(|(_, v)| v.parse::<u64>().ok())
-        .sum()
+        .filter_map(|(f, v)| Some((f.strip_prefix(LATENCY)?.parse().ok()?, v.parse().ok()?)))
+        .collect()
+}
+
+/// The attempts an hour's hash counts: every attempt is in its histogram, in every build that
+/// wrote one.
+pub(crate) fn attempts_in(fields: &HashMap<String, String>) -> u64 {
+    histogram(fields).iter().map(|(_, n)| n).sum()
 }
 
 impl Hour {
     fn from_fields(start_ms: i64, fields: &HashMap<String, String>) -> Hour {
         let count = |f: &str| fields.get(f).and_then(|v| v.parse().ok()).unwrap_or(0);
-        let mut hist: Vec<(u64, u64)> = fields
-            .iter()
-            .filter_map(|(f, v)| Some((f.strip_prefix(LATENCY)?.parse().ok()?, v.parse().ok()?)))
-            .collect();
+        let mut hist = histogram(fields);
         hist.sort_unstable();
         let failure = count(FAILURE);
-        // Every attempt is in the histogram, in every build that wrote one; the `success`
-        // field earlier builds also wrote is that same difference, so it is not read.
+        // The `success` field earlier builds also wrote is this same difference: not read.
         let attempts: u64 = hist.iter().map(|(_, n)| n).sum();
         Hour {
             start_ms,

@@ -153,7 +153,7 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     let setup = Setup::new("portal_operator_old")
         .endpoint("ep_a", "acme", &slow.url("/a"), &["*"])
         .endpoint("ep_b", "acme", &fast.url("/b"), &["*"]);
-    let hour = chrono_hour_now();
+    let hour = hour_now();
     let p = &setup.prefix;
     let mut r = redis();
     let _: () = redis::pipe()
@@ -184,20 +184,13 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     let op = open(&setup, link["url"].as_str().unwrap()).await;
     let slowest = rows(&op.page, "slowest");
     // Endpoint, tenant, URL, attempts, mean: ep_a 500 ms over 4 attempts, ep_b 20 over 2.
-    let shown = |slowest: &[Vec<String>]| -> Vec<(String, String, String)> {
-        slowest
-            .iter()
-            .map(|r| (r[0].clone(), r[3].clone(), r[4].clone()))
-            .collect()
-    };
-    let owned = |rows: &[(&str, &str, &str)]| -> Vec<(String, String, String)> {
-        rows.iter()
-            .map(|(a, b, c)| (a.to_string(), b.to_string(), c.to_string()))
-            .collect()
-    };
+    let shown: Vec<[&str; 3]> = slowest
+        .iter()
+        .map(|r| [r[0].as_str(), r[3].as_str(), r[4].as_str()])
+        .collect();
     assert_eq!(
-        shown(&slowest),
-        owned(&[("ep_a", "4", "125 ms"), ("ep_b", "2", "10 ms")]),
+        shown,
+        [["ep_a", "4", "125 ms"], ["ep_b", "2", "10 ms"]],
         "{slowest:?}"
     );
 
@@ -208,7 +201,11 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     let counted = wait_until_async(Duration::from_secs(20), || async {
         let text = overview_page(&op).await;
         let rows = rows(&text, "slowest");
-        let done = rows.len() == 2 && rows.iter().all(|r| r[3] == "5" || r[3] == "3");
+        let attempts: Vec<[&str; 2]> = rows
+            .iter()
+            .map(|r| [r[0].as_str(), r[3].as_str()])
+            .collect();
+        let done = attempts == [["ep_a", "5"], ["ep_b", "3"]];
         *last.lock().unwrap() = rows;
         done
     })
@@ -225,7 +222,7 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
 }
 
 /// The start of the current hour in Unix seconds, as webhookd names its hourly keys.
-fn chrono_hour_now() -> i64 {
+fn hour_now() -> i64 {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
