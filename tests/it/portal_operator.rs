@@ -4,7 +4,6 @@
 
 use std::time::Duration;
 
-use hyper::Method;
 use serde_json::json;
 
 use crate::api_common::*;
@@ -31,18 +30,6 @@ fn rows(page: &str, id: &str) -> Vec<Vec<String>> {
                 .collect()
         })
         .collect()
-}
-
-/// The operator view as the session `op` sees it now.
-async fn overview_page(op: &crate::portal_sessions::Browser) -> String {
-    let (_, _, text) = http_request(
-        Method::GET,
-        &format!("{}/portal/", op.base),
-        &[("cookie", op.cookie.clone())],
-        None,
-    )
-    .await;
-    text
 }
 
 /// An HTML fragment's text: its tags taken out.
@@ -101,7 +88,7 @@ async fn the_operator_view_ranks_tenants_by_volume_and_shows_failures_dead_lette
     // Attempts are counted by the attempt log's writer, a moment after they happen.
     let last = std::sync::Mutex::new(op.page.clone());
     let counted = wait_until_async(Duration::from_secs(20), || async {
-        let text = overview_page(&op).await;
+        let (_, text) = op.page_at("/portal/").await;
         let t = rows(&text, "tenants");
         *last.lock().unwrap() = text;
         t.len() == 3 && t[0][2] == "6" && t[1][2] == "4" && t[2][2] == "1"
@@ -199,7 +186,7 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     assert_eq!(api.publish_event("evt_more", "acme").await.0, 202);
     let last = std::sync::Mutex::new(Vec::new());
     let counted = wait_until_async(Duration::from_secs(20), || async {
-        let text = overview_page(&op).await;
+        let (_, text) = op.page_at("/portal/").await;
         let rows = rows(&text, "slowest");
         let attempts: Vec<[&str; 2]> = rows
             .iter()

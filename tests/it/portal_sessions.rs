@@ -60,6 +60,18 @@ pub(crate) async fn open(setup: &Setup, url: &str) -> Browser {
 }
 
 impl Browser {
+    /// A portal page at `path` as this session sees it: its status and HTML.
+    pub(crate) async fn page_at(&self, path: &str) -> (u16, String) {
+        let (status, _, page) = http_request(
+            Method::GET,
+            &format!("{}{path}", self.base),
+            &[("cookie", self.cookie.clone())],
+            None,
+        )
+        .await;
+        (status, page)
+    }
+
     /// An API call from the page: the cookie, and the CSRF token when `with_csrf`.
     async fn call(
         &self,
@@ -277,13 +289,7 @@ async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_vie
 
     let b = open(&setup, link["url"].as_str().unwrap()).await;
     assert!(!b.page.contains("ep_b"), "{}", b.page);
-    let (status, _, page) = http_request(
-        Method::GET,
-        &format!("{}/portal/endpoints/ep_b", b.base),
-        &[("cookie", b.cookie.clone())],
-        None,
-    )
-    .await;
+    let (status, page) = b.page_at("/portal/endpoints/ep_b").await;
     assert_eq!(status, 404, "another tenant's endpoint page: {page}");
     assert!(!page.contains("example.com/b"), "{page}");
     for path in [
