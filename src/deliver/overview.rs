@@ -17,18 +17,14 @@ use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::attempt::{is_success, AttemptRecord};
 use crate::deliver::expiries::Expiries;
+use crate::deliver::stats::{attempts_in, hour_of};
 
-const HOUR_MS: i64 = 3_600_000;
 const HOUR_TTL: Duration = Duration::from_secs(25 * 3600);
 const OK: &str = "ok:";
 const FAILED: &str = "failed:";
 /// Endpoints with the most time spent in attempts, per hour read, among which the slowest
 /// by mean are picked: bounded whatever the number of endpoints.
 const CANDIDATES: isize = 200;
-
-fn hour_of(ms: i64) -> i64 {
-    ms.div_euclid(HOUR_MS) * HOUR_MS / 1000
-}
 
 /// Adds a batch's attempts, on the caller's pipeline: per tenant and hour one HINCRBY per
 /// outcome; per hour one command adding every endpoint's latency; the hour's expiries when
@@ -171,7 +167,7 @@ pub(crate) async fn slowest(
                 .iter()
                 .skip(i)
                 .step_by(ids.len())
-                .map(crate::deliver::stats::attempts_in)
+                .map(attempts_in)
                 .sum();
             (n >= 1).then(|| SlowEndpoint {
                 endpoint_id: (*id).clone(),

@@ -95,7 +95,7 @@ fn percentile(hist: &[(u64, u64)], pct: u64) -> Option<u64> {
 }
 
 /// Unix seconds of the start of the hour `ms` falls in.
-fn hour_of(ms: i64) -> i64 {
+pub(crate) fn hour_of(ms: i64) -> i64 {
     ms.div_euclid(HOUR_MS) * HOUR_MS / 1000
 }
 
@@ -199,10 +199,10 @@ impl Hour {
         let mut hist = histogram(fields);
         hist.sort_unstable();
         let failure = count(FAILURE);
-        // The `success` field earlier builds also wrote is this same difference: not read.
         let attempts: u64 = hist.iter().map(|(_, n)| n).sum();
         Hour {
             start_ms,
+            // The `success` field earlier builds also wrote is this same difference: not read.
             success: attempts.saturating_sub(failure),
             failure,
             p50_ms: percentile(&hist, 50),

@@ -219,3 +219,10 @@ pub async fn admin_api(setup: Setup) -> (Setup, Webhookd, Api) {
     let api = Api::admin(&setup);
     (setup, webhookd, api)
 }
+
+pub const HOUR_MS: i64 = 3_600_000;
+
+/// The start (ms) of the hour `ms` falls in: what webhookd names its hourly keys by.
+pub fn hour_start(ms: i64) -> i64 {
+    ms - ms.rem_euclid(HOUR_MS)
+}

@@ -842,12 +842,6 @@ async fn attempts_and_test_deliveries_show_what_happened() {
     );
 }
 
-const HOUR_MS: i64 = 3_600_000;
-
-fn hour_start(ms: i64) -> i64 {
-    ms - ms.rem_euclid(HOUR_MS)
-}
-
 /// Reads an endpoint's stats until `done` holds or WAIT passes; answers the last reading.
 async fn stats_until(api: &Api, path: &str, done: impl Fn(&Value) -> bool) -> Value {
     let start = std::time::Instant::now();

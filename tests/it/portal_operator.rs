@@ -140,7 +140,7 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     let setup = Setup::new("portal_operator_old")
         .endpoint("ep_a", "acme", &slow.url("/a"), &["*"])
         .endpoint("ep_b", "acme", &fast.url("/b"), &["*"]);
-    let hour = hour_now();
+    let hour = hour_start(webhookd::support::clock::now_ms()) / 1000;
     let p = &setup.prefix;
     let mut r = redis();
     let _: () = redis::pipe()
@@ -206,13 +206,4 @@ async fn the_slowest_endpoints_of_hours_an_earlier_build_wrote_keep_their_attemp
     // (500 + 300..600) / 5 (written over, it would be 60..120) and (20 + a few) / 3.
     assert!((160..=220).contains(&mean("ep_a")), "{slowest:?}");
     assert!((7..=40).contains(&mean("ep_b")), "{slowest:?}");
-}
-
-/// The start of the current hour in Unix seconds, as webhookd names its hourly keys.
-fn hour_now() -> i64 {
-    let secs = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64;
-    secs - secs % 3600
 }
