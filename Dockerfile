@@ -4,13 +4,9 @@
 #   docker build --build-arg PGO=0 -t webhookd:plain .   (quicker: no profile-guided build)
 
 FROM rust:1-bookworm AS build
-# PGO=1 (the default): a profile-guided build (scripts/build-pgo.sh), trained against a
-# throwaway Redis inside this stage; PGO=0: the plain release build.
+# PGO=1 (the default): a profile-guided build (scripts/build-pgo.sh, which installs the
+# redis-server it trains against and rustup's llvm-tools); PGO=0: the plain release build.
 ARG PGO=1
-RUN if [ "$PGO" = 1 ]; then \
-      apt-get update -qq && apt-get install -y -qq --no-install-recommends redis-server \
-      && rm -rf /var/lib/apt/lists/* && rustup component add llvm-tools; \
-    fi
 WORKDIR /src
 COPY . .
 # Cache mounts keep the registry and target dir between builds; the binary is copied out of the

@@ -7,23 +7,21 @@
 # Three steps: an instrumented build; a training run of the instrumented binary through
 # webhookd-bench's scenarios (a steady stream, one endpoint at full speed, fan-outs, and a
 # tenant whose endpoints answer 500, for retries, parking and the breaker) against a
-# throwaway redis-server of its own; and the final build with the profile it wrote. The
+# Redis (below); and the final build with the profile it wrote. The
 # profile tells LLVM which code is hot, so it lays that code out together: steady-rate CPU
 # per event about a fifth lower than the plain release build (BENCHMARKS.md, issue 16's
-# eighteenth slice). Needs redis-server and redis-cli, and rustup's llvm-tools component
-# (added here when missing). Both builds keep their own target dirs under target/, so a
-# plain `cargo build --release` is not rebuilt by this one.
+# eighteenth slice). The Redis is the tests' (scripts/redis-for-tests.sh: one answering on
+# 127.0.0.1:6379, or a throwaway one, installed from Debian's packages when missing); the
+# training's keys have a prefix of their own and are deleted after each run. rustup's
+# llvm-tools component is added when missing. Both builds keep their own target dirs under
+# target/, so a plain `cargo build --release` is not rebuilt by this one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/pgo/webhookd}
 target=${CARGO_TARGET_DIR:-target}
+. scripts/redis-for-tests.sh
 work=$(mktemp -d)
-redis_pid=
-cleanup() {
-  [ -z "$redis_pid" ] || kill "$redis_pid" 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'rm -rf "$work"; kill ${WEBHOOKD_OWN_REDIS_PID:-} 2>/dev/null || true' EXIT
 
 sysroot=$(rustc --print sysroot)
 host=$(rustc -vV | sed -n 's/^host: //p')
@@ -31,10 +29,6 @@ profdata=$sysroot/lib/rustlib/$host/bin/llvm-profdata
 if [ ! -x "$profdata" ]; then
   rustup component add llvm-tools
 fi
-command -v redis-server >/dev/null && command -v redis-cli >/dev/null || {
-  echo "build-pgo: needs redis-server and redis-cli (apt-get install -y redis-server)" >&2
-  exit 1
-}
 
 echo "build-pgo: 1/3 instrumented build" >&2
 cargo build --release --locked --bin webhookd-bench
@@ -48,25 +42,12 @@ RUSTFLAGS="${RUSTFLAGS:-} -Cprofile-generate=$profiles" \
 export LLVM_PROFILE_FILE="$work/raw/webhookd-%p-%m.profraw"
 
 echo "build-pgo: 2/3 training" >&2
-for _ in $(seq 1 20); do
-  port=$((20000 + RANDOM % 30000))
-  redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > "$work/redis.log" 2>&1 &
-  redis_pid=$!
-  for _ in $(seq 1 50); do
-    redis-cli -p "$port" ping 2>/dev/null | grep -q PONG && break 2
-    kill -0 "$redis_pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill "$redis_pid" 2>/dev/null || true
-  redis_pid=
-done
-[ -n "$redis_pid" ] || { echo "build-pgo: could not start redis-server" >&2; exit 1; }
 bench=$target/release/webhookd-bench
 instrumented=$target/pgo-generate/release/webhookd
 train() {
   echo "build-pgo:   $*" >&2
-  "$bench" --spawn "$instrumented" --redis-url "redis://127.0.0.1:$port" --redis-pid "$redis_pid" \
-    "$@" > "$work/run.json" 2> "$work/run.log" || {
+  "$bench" --spawn "$instrumented" --redis-url "$WEBHOOKD_TEST_REDIS_URL" "$@" \
+    > "$work/run.json" 2> "$work/run.log" || {
     cat "$work/run.log" >&2
     exit 1
   }
