@@ -63,11 +63,12 @@ local function segments(table_key, base, window, span, per, now)
   local self = {}
   local segs, cur = load_segments(table_key, base, span, window, now)
 
-  -- With no predecessor to size it from, a segment starts at 16 hashes (about 1,000 ids): a
-  -- quiet deployment pays for a few more keys, a busy one for one probe less per id until
-  -- this first segment expires.
+  -- With no predecessor to size it from, a segment starts at 256 hashes (about 16,000 ids):
+  -- a quiet deployment pays for a few hundred keys (~25 KB for 30 h), a busy one for a probe
+  -- less per id for the 30 h its first, small segments live (one of 16 hashes was one more
+  -- segment in every deployment's first day, and the first probe of every id of a burst).
   local function open(prev)
-    local seg = {id = now, start = now, count = 0, n = 16, dirty = true}
+    local seg = {id = now, start = now, count = 0, n = 256, dirty = true}
     if prev then
       seg.id = prev.id + 1
       -- The rate the last segment saw, over a whole span; one that filled early may have seen

@@ -325,9 +325,9 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
     let segments =
         segments_match_their_hashes(&mut r, &format!("{}{{dedup}}:v3:", setup.prefix), EVENTS);
     // Every segment is one probe more for each new id until it expires: a fresh deployment's
-    // first 5,000 ids fit in two (1,024 in the first, then up to sixteen times as many).
+    // first 5,000 ids fit in one (it holds 16,384: 256 hashes of 64).
     assert!(
-        segments <= 2,
+        segments <= 1,
         "{EVENTS} ids in {segments} segments: each costs a probe per id"
     );
 }
@@ -338,9 +338,9 @@ async fn the_duplicate_check_costs_at_most_60_bytes_per_event() {
 /// On a Redis of the test's own, whose command counts are this webhookd's alone.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
-    // The first segment holds 1,024 ids (16 hashes of 64); the rest go to a second.
-    const EVENTS: usize = 2_000;
-    const FIRST: usize = 1_024;
+    // The first segment holds 16,384 ids (256 hashes of 64); the rest go to a second.
+    const EVENTS: usize = 20_000;
+    const FIRST: usize = 16_384;
     let port = free_port();
     let server = OwnRedis::start(port).await;
     let url = server.url();
@@ -361,7 +361,7 @@ async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
         })
         .collect();
     let calls_before = command_calls(&mut r);
-    for chunk in envelopes.chunks(500) {
+    for chunk in envelopes.chunks(1000) {
         publish(&mut r, &setup.stream(), chunk);
     }
     let consumed = w
