@@ -44,7 +44,7 @@ if [[ -z "${FUZZ_IN_NETNS:-}" ]]; then
   exec unshare -n env FUZZ_IN_NETNS=1 WEBHOOKD_BIN="$bin" bash "${BASH_SOURCE[0]}" "$@"
 fi
 ip link set lo up
-redis_port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+redis_port="$("$root/scripts/free-port")"
 redis-server --port "$redis_port" --bind 127.0.0.1 --save "" --appendonly no --daemonize yes \
   --pidfile "/tmp/webhookd-fuzz-redis-$redis_port.pid" >/dev/null
 redis_url="redis://127.0.0.1:$redis_port"
@@ -69,9 +69,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() {
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
 
 token="fuzz-admin-$(head -c 18 /dev/urandom | base64 | tr -dc 'A-Za-z0-9')"
 key="$(head -c 32 /dev/urandom | base64)"
@@ -81,7 +78,7 @@ start_webhookd() {
   local name="$1"
   local prefix="fuzz:${name}:$(date +%s):$$:"
   prefixes+=("$prefix")
-  port="$(free_port)"
+  port="$("$root/scripts/free-port")"
   cat >"$work/$name.yaml" <<EOF
 redis:
   url: "$redis_url"

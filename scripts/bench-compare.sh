@@ -47,7 +47,7 @@ for round in $(seq 1 "$rounds"); do
   for s in "${scenarios[@]}"; do
     for build in "$@"; do
       name=${build%%=*} bin=${build#*=}
-      port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+      port=$("$here/free-port")
       redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no > /dev/null &
       redis_pid=$!
       for _ in $(seq 1 100); do redis-cli -p "$port" ping > /dev/null 2>&1 && break; sleep 0.1; done

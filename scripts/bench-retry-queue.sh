@@ -28,7 +28,7 @@ for i in range(n):
     cmd("HSET", prefix + "{retry}:jobs", jid, job)
     cmd("ZADD", prefix + "{retry}:due", due, jid)
 PY
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(scripts/free-port)
 cfg=$(mktemp)
 printf 'redis: {url: "%s", key_prefix: "%s"}\nhttp: {listen: "127.0.0.1:%s"}\n' "$redis" "$prefix" "$port" > "$cfg"
 target/release/webhookd serve --config "$cfg" > /dev/null 2>&1 &

@@ -25,7 +25,7 @@ cleanup() {
   rm -rf "$dir"
 }
 trap cleanup EXIT
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+port=$("$here/free-port")
 redis=(redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" --dbfilename dump.rdb)
 up() {
   for _ in $(seq 1 600); do

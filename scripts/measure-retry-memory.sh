@@ -8,8 +8,8 @@ cd "$(dirname "$0")/.."
 bin=${1:-target/release/webhookd}
 events=${2:-1000}
 dir=$(mktemp -d)
-port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-http=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(scripts/free-port)
+http=$(scripts/free-port)
 redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --dir "$dir" >/dev/null &
 rpid=$!
 trap 'kill $wpid $rpid 2>/dev/null; rm -rf "$dir"' EXIT

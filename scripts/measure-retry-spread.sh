@@ -15,9 +15,8 @@ if [ -z "${WEBHOOKD_TEST_CLUSTER_URLS:-}" ]; then
   . scripts/redis-topologies.sh
 fi
 dir=$(mktemp -d)
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-http=$(free_port)
-sink=$(free_port)
+http=$(scripts/free-port)
+sink=$(scripts/free-port)
 prefix="spread$RANDOM:"
 python3 - "$sink" >/dev/null 2>&1 <<'PY' &
 import sys

@@ -25,7 +25,7 @@ else
     echo "redis-server is not installed: apt-get install -y redis-server (or set WEBHOOKD_TEST_REDIS_URL)" >&2
     exit 1
   fi
-  port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  port=$("${BASH_SOURCE[0]%/*}/free-port")
   redis-server --port "$port" --bind 127.0.0.1 --save "" --appendonly no --daemonize no >/dev/null &
   WEBHOOKD_OWN_REDIS_PID=$!
   trap 'kill $WEBHOOKD_OWN_REDIS_PID 2>/dev/null' EXIT
