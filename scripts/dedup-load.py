@@ -5,8 +5,9 @@ with its owner tag. Used by scripts/callgrind-dedup.sh; standard library only (R
 
     dedup-load.py PORT EVENTS [PER] [BATCH]
 
-Prints how many ids the script took for duplicates (0 expected: every id is new) and Redis's
-used_memory, then shuts the Redis down, so that callgrind writes its counts.
+Prints how many ids the script took for duplicates and Redis's used_memory, then shuts the
+Redis down, so that callgrind writes its counts; fails if any id was taken for a duplicate
+(every id is new).
 """
 import hashlib
 import os
@@ -64,6 +65,9 @@ def main():
     memory = next(l for l in reply(f).split(b"\r\n") if l.startswith(b"used_memory:"))
     print("duplicates %d, %s" % (duplicates, memory.decode()))
     conn.sendall(command("SHUTDOWN", "NOSAVE"))
+    # Every id is new: one taken for a duplicate means the run measured something else.
+    if duplicates:
+        sys.exit("dedup-load: %d new ids were taken for duplicates" % duplicates)
 
 
 if __name__ == "__main__":

@@ -64,9 +64,8 @@ local function segments(table_key, base, window, span, per, now)
   local segs, cur = load_segments(table_key, base, span, window, now)
 
   -- With no predecessor to size it from, a segment starts at 256 hashes (about 16,000 ids):
-  -- a quiet deployment pays for a few hundred keys (~25 KB for 30 h), a busy one for a probe
-  -- less per id for the 30 h its first, small segments live (one of 16 hashes was one more
-  -- segment in every deployment's first day, and the first probe of every id of a burst).
+  -- a quiet deployment's first ids take up to 256 keys instead of 16 (~30 KB more, for 30 h);
+  -- a busy one has one segment fewer in its first 30 h, so one probe fewer for each new id.
   local function open(prev)
     local seg = {id = now, start = now, count = 0, n = 256, dirty = true}
     if prev then
