@@ -95,10 +95,7 @@ async fn create_token(
     let now = now_ms();
     let expires_at = match req.unwrap_or_default().ttl {
         None => None,
-        Some(ttl) => {
-            let d = super::ttl::parse(&ttl, None)?;
-            Some(now.saturating_add(d.as_millis().min(i64::MAX as u128) as i64))
-        }
+        Some(ttl) => Some(super::ttl::expiry(&ttl, now)?),
     };
     let raw: [u8; 32] = rand::random();
     let token = format!("whk_{}", URL_SAFE_NO_PAD.encode(raw));

@@ -1385,6 +1385,39 @@ async fn tenant_tokens_are_listed_revoked_everywhere_and_expire() {
     );
 }
 
+/// A token's `ttl` whose expiry no RFC 3339 time can carry (after year 9999) is refused: it was
+/// taken, and the token answered `expires_at` 1970-01-01 while it never expired. A long ttl
+/// that can be written keeps its true date.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_ttl_past_year_9999_is_refused_not_dated_1970() {
+    let setup = Setup::new("api_token_ttl");
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    for ttl in ["1000000000h", "9223372036854775807s", "3000000d"] {
+        let got = admin
+            .post("/v1/tenants/acct_l/tokens", json!({ "ttl": ttl }))
+            .await;
+        assert_error(&got, 422, "invalid");
+        assert!(
+            got.1["error"]["message"].as_str().unwrap().contains("9999"),
+            "{ttl}: {}",
+            got.1
+        );
+    }
+    let (status, listed) = admin.get("/v1/tenants/acct_l/tokens").await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["data"], json!([]), "a refused ttl made no token");
+
+    let (status, long) = admin
+        .post("/v1/tenants/acct_l/tokens", json!({"ttl": "100000d"}))
+        .await;
+    assert_eq!(status, 201, "{long}");
+    let at = webhookd::support::clock::parse_rfc3339(long["expires_at"].as_str().unwrap())
+        .expect("an RFC 3339 expiry");
+    let want = now_ms() + 100_000 * 86_400_000;
+    assert!((at - want).abs() < 60_000, "{long}");
+}
+
 /// Each tenant token is rate limited (`http.rate_limit`, per replica): over it answers 429
 /// with `Retry-After`. Admin tokens from the config and the publishing routes are exempt.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
