@@ -47,6 +47,7 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
         let _ = tokio::time::timeout_at(deadline, acker).await;
     }
     running.park_task.abort();
+    running.writer_finish.begin();
     let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
     if let Some((finish, exporter)) = running.exporter {
         finish.begin();

@@ -40,6 +40,8 @@ pub(super) struct Running {
     /// Outlives `stop`: deliveries still running during the grace keep their entries claimed.
     pub(super) heartbeat_stop: Shutdown,
     pub(super) writer_task: JoinHandle<()>,
+    /// Tells the attempt-log writer to write what is queued and end.
+    pub(super) writer_finish: Shutdown,
     pub(super) park_task: JoinHandle<()>,
     /// The span exporter (traces on) and what tells it to send its last spans and end.
     pub(super) exporter: Option<(Shutdown, JoinHandle<()>)>,
@@ -162,7 +164,9 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     // The heartbeats outlive `built.stop`: deliveries still running during the grace keep
     // their entries claimed, so no other replica sends them again meanwhile.
     let heartbeat_stop = Shutdown::new();
-    let writer_task = tokio::spawn(built.writer.run());
+    // Told to finish once deliveries are over: the API keeps a handle to the log until its end.
+    let writer_finish = Shutdown::new();
+    let writer_task = tokio::spawn(built.writer.run(writer_finish.clone()));
     let park_task = tokio::spawn(built.park_writer.run());
     // It outlives `built.stop`: deliveries finishing during the grace still record spans.
     let exporter = built.exporter.map(|exporter| {
@@ -192,6 +196,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         ingest,
         heartbeat_stop,
         writer_task,
+        writer_finish,
         park_task,
         exporter,
         http_stop,

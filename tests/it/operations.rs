@@ -86,6 +86,32 @@ async fn the_stream_lag_counts_entries_not_yet_done_and_falls_to_zero() {
     assert_eq!(last, 0.0, "the lag falls to 0 once every entry is done");
 }
 
+/// SIGTERM on a replica with nothing in flight ends it at once, with the default read block,
+/// not after the whole `shutdown_grace` (here 10 s): it took all of it, which every rolling
+/// update of every replica waited out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_on_an_idle_replica_exits_at_once() {
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("sigterm_idle").endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let mut w = Webhookd::start(&setup).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_idle", "outbound.sent", "t", json!({}))],
+    );
+    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    let asked = std::time::Instant::now();
+    w.signal("TERM");
+    let code = w.wait_exit(Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "log:\n{}", w.log_text());
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} with nothing in flight (shutdown_grace 10s); log:\n{}",
+        w.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_within_the_grace_and_a_restart_delivers_everything() {
     // A receiver slow enough that SIGTERM lands mid-run.
