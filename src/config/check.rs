@@ -51,6 +51,11 @@ impl Config {
         if self.stream.batch == 0 || self.stream.batch > 10_000 {
             return Err(key_err("stream.batch", "must be between 1 and 10000"));
         }
+        let block = self.stream.block.get();
+        // Redis reads `BLOCK 0` as "forever"; a long block holds shutdown and claims up.
+        if block.is_zero() || block > std::time::Duration::from_secs(60) {
+            return Err(key_err("stream.block", "must be above 0 and at most 60s"));
+        }
         if self.stream.claim_idle.get().as_millis() < 1000 {
             return Err(key_err("stream.claim_idle", "must be at least 1s"));
         }

@@ -189,6 +189,22 @@ fn the_dedup_window_is_a_duration_and_shards_are_from_1_to_256() {
     }
 }
 
+/// `stream.block` 0 made Redis's `BLOCK 0` (wait forever: a SIGTERM then waited out the whole
+/// grace) and the reads' pauses spin (1,400 `XREAD`s a second on an idle replica); past a
+/// minute, shutdown and the claiming of stuck entries wait that long for a read to end.
+#[test]
+fn the_read_block_is_above_0_and_at_most_a_minute() {
+    for ok in ["1ms", "1s", "60s"] {
+        load(&format!("stream:\n  block: {ok}\n"), &[]).unwrap();
+    }
+    for bad in ["0s", "0ms", "61s", "1h"] {
+        let err = load(&format!("stream:\n  block: {bad}\n"), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("stream.block"), "{bad}: {err}");
+    }
+}
+
 #[test]
 fn public_url_must_be_an_http_url() {
     let ok = load("http:\n  public_url: https://hooks.example.com/\n", &[]).unwrap();
