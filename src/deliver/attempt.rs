@@ -13,7 +13,7 @@ use crate::deliver::client::HttpClient;
 use crate::ops::TraceParent;
 use crate::registry::model::Endpoint;
 use crate::secure::sign::signature_header;
-use crate::secure::ssrf::{literal_ip, Guard};
+use crate::secure::ssrf::{a, literal_ip, Guard};
 
 /// Bytes of response body kept for the attempt log.
 pub(crate) const RESPONSE_EXCERPT: usize = 4096;
@@ -110,7 +110,7 @@ fn request(guard: &Guard, spec: &AttemptSpec<'_>) -> Result<Request<Full<Bytes>>
     let ep = spec.endpoint;
     if let Some(ip) = ep.url.host().and_then(literal_ip) {
         if let Err(kind) = guard.check(ip) {
-            return Err(format!("{ip} is a {kind} address, which is not allowed"));
+            return Err(format!("{ip} is {} address, which is not allowed", a(kind)));
         }
     }
     let ts = spec.now_ms / 1000;

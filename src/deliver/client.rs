@@ -81,7 +81,9 @@ impl tower_service::Service<Name> for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.map_or("no address".to_string(), |k| format!("a {k} address"));
+                let why = refused.map_or("no address".to_string(), |k| {
+                    format!("{} address", crate::secure::ssrf::a(k))
+                });
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{host} resolves to {why}, which is not allowed"),

@@ -31,6 +31,6 @@ pub enum SecureError {
     UrlNoHost,
     #[error("url must not contain user-info (user:password@)")]
     UrlUserInfo,
-    #[error("url targets a {0} address, which is not allowed")]
+    #[error("url targets {} address, which is not allowed", crate::secure::ssrf::a(.0))]
     UrlBlocked(&'static str),
 }

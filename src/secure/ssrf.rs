@@ -32,6 +32,15 @@ impl Guard {
     }
 }
 
+/// A kind of internal address with its article, as messages name it: "an unspecified".
+pub(crate) fn a(kind: &str) -> String {
+    let article = match kind {
+        "unspecified" | "IETF protocol assignment" | "IPv4-compatible" => "an",
+        _ => "a",
+    };
+    format!("{article} {kind}")
+}
+
 /// What kind of internal address this is, if any.
 pub(crate) fn internal(ip: IpAddr) -> Option<&'static str> {
     match ip {
@@ -145,6 +154,35 @@ mod tests {
 
     fn blocked(s: &str) -> bool {
         Guard::default().check(s.parse().unwrap()).is_err()
+    }
+
+    #[test]
+    fn a_refusal_names_the_kind_with_its_article() {
+        let said = |url: &str| {
+            check_url(url, true, &Guard::default())
+                .unwrap_err()
+                .to_string()
+        };
+        assert_eq!(
+            said("http://0.0.0.0/"),
+            "url targets an unspecified address, which is not allowed"
+        );
+        assert_eq!(
+            said("http://[::127.0.0.1]/"),
+            "url targets an IPv4-compatible address, which is not allowed"
+        );
+        assert_eq!(
+            said("http://192.0.0.1/"),
+            "url targets an IETF protocol assignment address, which is not allowed"
+        );
+        assert_eq!(
+            said("http://[fd00::1]/"),
+            "url targets a unique local (ULA) address, which is not allowed"
+        );
+        assert_eq!(
+            said("http://127.0.0.1/"),
+            "url targets a loopback address, which is not allowed"
+        );
     }
 
     #[test]
