@@ -143,8 +143,7 @@ async fn after_the_shard_count_grows_what_waited_in_the_unsharded_queue_is_deliv
         zcard(&mut r, &parked),
         w.log_text()
     );
-    w.signal("TERM");
-    assert_eq!(w.wait_exit(WAIT).await, Some(0));
+    w.terminate(WAIT).await;
     let before = rx.count();
     failing.store(false, Ordering::SeqCst);
 

@@ -243,8 +243,7 @@ async fn a_retry_made_by_another_replica_stays_under_the_fan_out() {
     let producer = traceparent(TRACE, PRODUCER_SPAN);
     publish_one(&setup, "evt_moved", json!({"traceparent": producer}));
     assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
-    first.signal("TERM");
-    assert_eq!(first.wait_exit(WAIT).await, Some(0));
+    first.terminate(WAIT).await;
     // Its spans were sent on the way out.
     let (fan, _) = collector.event_spans("evt_moved", 2).await;
     let other = Webhookd::start(&setup.replica("c-other")).await;

@@ -96,8 +96,7 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
     assert_eq!(ok_rx.wait_for(1, WAIT).await.len(), 1);
     assert_eq!(retry_rx.wait_for(1, WAIT).await.len(), 1);
     // Stopped before the retry is due (5 s): it waits in Redis for the new build.
-    old.signal("TERM");
-    assert_eq!(old.wait_exit(Duration::from_secs(15)).await, Some(0));
+    old.terminate(Duration::from_secs(15)).await;
     assert_eq!(retry_rx.count(), 1, "the retry ran before the upgrade");
     let due: u64 = redis::cmd("ZCARD")
         .arg(format!("{}{{retry}}:due", setup.prefix))

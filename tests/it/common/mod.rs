@@ -477,6 +477,21 @@ impl Webhookd {
         assert!(ok.success());
     }
 
+    /// Sends SIGTERM and waits (at most `limit`) for exit code 0; how long it took.
+    pub async fn terminate(&mut self, limit: Duration) -> Duration {
+        let asked = Instant::now();
+        self.signal("TERM");
+        let code = self.wait_exit(limit).await;
+        let took = asked.elapsed();
+        assert_eq!(
+            code,
+            Some(0),
+            "exit 0 after SIGTERM; log:\n{}",
+            self.log_text()
+        );
+        took
+    }
+
     /// Waits (bounded) for the process to exit; its exit code, if it did.
     pub async fn wait_exit(&mut self, limit: Duration) -> Option<i32> {
         let start = Instant::now();
