@@ -12,8 +12,9 @@ use serde::{Deserialize, Serialize};
 use crate::deliver::client::HttpClient;
 use crate::ops::TraceParent;
 use crate::registry::model::Endpoint;
+use crate::secure::error::a;
 use crate::secure::sign::signature_header;
-use crate::secure::ssrf::{a, literal_ip, Guard};
+use crate::secure::ssrf::{literal_ip, Guard};
 
 /// Bytes of response body kept for the attempt log.
 pub(crate) const RESPONSE_EXCERPT: usize = 4096;

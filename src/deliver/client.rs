@@ -82,7 +82,7 @@ impl tower_service::Service<Name> for GuardedResolver {
                 .collect();
             if allowed.is_empty() {
                 let why = refused.map_or("no address".to_string(), |k| {
-                    format!("{} address", crate::secure::ssrf::a(k))
+                    format!("{} address", crate::secure::error::a(k))
                 });
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,

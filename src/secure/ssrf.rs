@@ -32,15 +32,6 @@ impl Guard {
     }
 }
 
-/// A kind of internal address with its article, as messages name it: "an unspecified".
-pub(crate) fn a(kind: &str) -> String {
-    let article = match kind {
-        "unspecified" | "IETF protocol assignment" | "IPv4-compatible" => "an",
-        _ => "a",
-    };
-    format!("{article} {kind}")
-}
-
 /// What kind of internal address this is, if any.
 pub(crate) fn internal(ip: IpAddr) -> Option<&'static str> {
     match ip {

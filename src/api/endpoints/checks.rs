@@ -44,7 +44,7 @@ pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiE
                 return Err(ApiError::Invalid(format!(
                     "url host `{host}` resolves to {} address, which is not allowed \
                      (delivery.allowed_cidrs can allow internal ranges)",
-                    crate::secure::ssrf::a(kind)
+                    crate::secure::error::a(kind)
                 )));
             }
         }
