@@ -108,6 +108,32 @@ async fn sigterm_on_an_idle_replica_exits_at_once() {
     );
 }
 
+/// A delivery that ends during the drain has its attempt in the log after the exit: the
+/// attempt-log writer is told to finish (and stops taking records) only once deliveries are
+/// over. Told at the start of the drain, it lost this one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_attempt_ending_during_shutdown_is_in_the_attempt_log() {
+    let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(500)))).await;
+    let setup = Setup::new("sigterm_log").endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let mut w = Webhookd::start(&setup).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_last", "outbound.sent", "t", json!({}))],
+    );
+    assert!(wait_until(WAIT, || rx.count() == 1).await);
+    w.terminate(Duration::from_secs(30)).await;
+    drop(w);
+    let _again = Webhookd::start(&setup).await;
+    let (status, got) = crate::api_common::Api::admin(&setup)
+        .get("/v1/tenants/t/endpoints/ep1/attempts")
+        .await;
+    assert_eq!(status, 200, "{got}");
+    let attempts = got["data"].as_array().expect("a list");
+    assert_eq!(attempts.len(), 1, "the attempt is logged: {got}");
+    assert_eq!(attempts[0]["status"], 200, "{got}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_under_load_exits_0_within_the_grace_and_a_restart_delivers_everything() {
     // A receiver slow enough that SIGTERM lands mid-run.
