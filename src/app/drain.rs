@@ -49,6 +49,8 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
     running.park_task.abort();
     running.writer_finish.begin();
     let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
+    running.notices_finish.begin();
+    let _ = tokio::time::timeout_at(deadline, running.notices_task).await;
     if let Some((finish, exporter)) = running.exporter {
         finish.begin();
         let _ = tokio::time::timeout_at(deadline, exporter).await;

@@ -42,6 +42,9 @@ pub(super) struct Running {
     pub(super) writer_task: JoinHandle<()>,
     /// Tells the attempt-log writer to write what is queued and end.
     pub(super) writer_finish: Shutdown,
+    /// The operational events' writer, and what tells it to publish what is queued and end.
+    pub(super) notices_task: JoinHandle<()>,
+    pub(super) notices_finish: Shutdown,
     pub(super) park_task: JoinHandle<()>,
     /// The span exporter (traces on) and what tells it to send its last spans and end.
     pub(super) exporter: Option<(Shutdown, JoinHandle<()>)>,
@@ -106,7 +109,6 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         Arc::new(move || d.in_flight())
     };
     let tasks = vec![
-        tokio::spawn(built.notice_writer.run(built.stop.clone())),
         tokio::spawn(built.syncer.run(built.stop.clone())),
         tokio::spawn(health::run_pinger(
             built.health.clone(),
@@ -167,6 +169,13 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     // Told to finish once deliveries are over: the API keeps a handle to the log until its end.
     let writer_finish = Shutdown::new();
     let writer_task = tokio::spawn(built.writer.run(writer_finish.clone()));
+    // Finishes after it: the attempt log's last write may raise a notice (an endpoint disabled).
+    let notices_finish = Shutdown::new();
+    let notices_task = tokio::spawn(
+        built
+            .notice_writer
+            .run(built.stop.clone(), notices_finish.clone()),
+    );
     let park_task = tokio::spawn(built.park_writer.run());
     // It outlives `built.stop`: deliveries finishing during the grace still record spans.
     let exporter = built.exporter.map(|exporter| {
@@ -197,6 +206,8 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         heartbeat_stop,
         writer_task,
         writer_finish,
+        notices_task,
+        notices_finish,
         park_task,
         exporter,
         http_stop,

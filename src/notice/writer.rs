@@ -44,12 +44,23 @@ impl Writer {
         }
     }
 
-    /// Runs until every handle is dropped, or shutdown ends the waiting for Redis.
-    pub(crate) async fn run(mut self, stop: Shutdown) {
+    /// Runs until every handle is dropped or `finish` (at the end of a shutdown: the API
+    /// still holds a handle then) has it publish what is queued; shutdown (`stop`) ends the
+    /// waiting for Redis.
+    pub(crate) async fn run(mut self, stop: Shutdown, finish: Shutdown) {
         let mut buf = Vec::with_capacity(BATCH);
         let mut backoff = Backoff::new(Duration::from_millis(100));
+        let mut finishing = false;
         loop {
-            if self.rx.recv_many(&mut buf, BATCH).await == 0 {
+            let got = tokio::select! {
+                got = self.rx.recv_many(&mut buf, BATCH) => got,
+                _ = finish.wait(), if !finishing => {
+                    finishing = true;
+                    self.rx.close();
+                    continue;
+                }
+            };
+            if got == 0 {
                 return;
             }
             // A notice no endpoint of its tenant subscribes to would only be read and dropped.

@@ -213,3 +213,37 @@ async fn an_endpoint_disabled_for_failing_too_long_is_told_once() {
         "webhookd.endpoint.* asked for no dead letters: {got:?}"
     );
 }
+
+/// An endpoint disabled by the attempt log's last write before an exit is still told: that
+/// write raises the notice once deliveries are over, and the notice writer was aborted right
+/// after it instead of being let finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disable_raised_during_shutdown_is_still_told() {
+    let ops = Receiver::start(always(200)).await;
+    // The second attempt answers late enough for SIGTERM to land while it runs.
+    let failing = Receiver::start(std::sync::Arc::new(|n, _| {
+        let delay = if n == 0 { 0 } else { 500 };
+        (500, vec![], Duration::from_millis(delay))
+    }))
+    .await;
+    let setup = Setup::new("operational_shutdown")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  disable_after: 1s\n  breaker_failures: 0\n")
+        .with("retry:\n  schedule: []\n")
+        .endpoint("ep_ops", "acme", &ops.url("/"), &["webhookd.endpoint.*"])
+        .endpoint("ep_failing", "acme", &failing.url("/"), &["outbound.*"]);
+    let mut w = Webhookd::start(&setup).await;
+    let api = Api::admin(&setup);
+    assert_eq!(api.publish_event("evt_first", "acme").await.0, 202);
+    assert!(wait_until(WAIT, || failing.count() == 1).await);
+    // The streak is older than `disable_after` when the second attempt fails.
+    tokio::time::sleep(Duration::from_millis(1200)).await;
+    assert_eq!(api.publish_event("evt_second", "acme").await.0, 202);
+    assert!(wait_until(WAIT, || failing.count() == 2).await);
+    w.terminate(Duration::from_secs(30)).await;
+    let log = w.log_text();
+    drop(w);
+    let _again = Webhookd::start(&setup).await;
+    let k = key("webhookd.endpoint.disabled", "ep_failing");
+    let told = wait_until(WAIT, || notices(&ops).contains_key(&k)).await;
+    assert!(told, "{:?}\nthe first run's log:\n{log}", notices(&ops));
+}

@@ -86,20 +86,27 @@ async fn the_stream_lag_counts_entries_not_yet_done_and_falls_to_zero() {
     assert_eq!(last, 0.0, "the lag falls to 0 once every entry is done");
 }
 
+/// A webhookd with one endpoint (`ep1` of tenant `t`, answering as `behavior`) whose receiver
+/// has been sent one event.
+async fn one_event_sent(name: &str, behavior: Behavior) -> (Receiver, Setup, Webhookd) {
+    let rx = Receiver::start(behavior).await;
+    let setup = Setup::new(name).endpoint("ep1", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_one", "outbound.sent", "t", json!({}))],
+    );
+    assert!(wait_until(WAIT, || rx.count() == 1).await);
+    (rx, setup, w)
+}
+
 /// SIGTERM on a replica with nothing in flight ends it at once, with the default read block,
 /// not after the whole `shutdown_grace` (here 10 s): it took all of it, which every rolling
 /// update of every replica waited out.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_on_an_idle_replica_exits_at_once() {
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("sigterm_idle").endpoint("ep1", "t", &rx.url("/"), &["*"]);
-    let mut w = Webhookd::start(&setup).await;
-    publish(
-        &mut redis(),
-        &setup.stream(),
-        &[envelope("evt_idle", "outbound.sent", "t", json!({}))],
-    );
-    assert_eq!(rx.wait_for(1, WAIT).await.len(), 1);
+    let (_rx, _setup, mut w) = one_event_sent("sigterm_idle", always(200)).await;
     let took = w.terminate(Duration::from_secs(30)).await;
     assert!(
         took < Duration::from_secs(3),
@@ -113,15 +120,8 @@ async fn sigterm_on_an_idle_replica_exits_at_once() {
 /// over. Told at the start of the drain, it lost this one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_ending_during_shutdown_is_in_the_attempt_log() {
-    let rx = Receiver::start(Arc::new(|_, _| (200, vec![], Duration::from_millis(500)))).await;
-    let setup = Setup::new("sigterm_log").endpoint("ep1", "t", &rx.url("/"), &["*"]);
-    let mut w = Webhookd::start(&setup).await;
-    publish(
-        &mut redis(),
-        &setup.stream(),
-        &[envelope("evt_last", "outbound.sent", "t", json!({}))],
-    );
-    assert!(wait_until(WAIT, || rx.count() == 1).await);
+    let late: Behavior = Arc::new(|_, _| (200, vec![], Duration::from_millis(500)));
+    let (_rx, setup, mut w) = one_event_sent("sigterm_log", late).await;
     w.terminate(Duration::from_secs(30)).await;
     drop(w);
     let _again = Webhookd::start(&setup).await;
