@@ -12,7 +12,6 @@ use serde::{Deserialize, Serialize};
 use crate::deliver::client::HttpClient;
 use crate::ops::TraceParent;
 use crate::registry::model::Endpoint;
-use crate::secure::error::a;
 use crate::secure::sign::signature_header;
 use crate::secure::ssrf::{literal_ip, Guard};
 
@@ -111,7 +110,7 @@ fn request(guard: &Guard, spec: &AttemptSpec<'_>) -> Result<Request<Full<Bytes>>
     let ep = spec.endpoint;
     if let Some(ip) = ep.url.host().and_then(literal_ip) {
         if let Err(kind) = guard.check(ip) {
-            return Err(format!("{ip} is {} address, which is not allowed", a(kind)));
+            return Err(format!("{ip} is {kind} address, which is not allowed"));
         }
     }
     let ts = spec.now_ms / 1000;

@@ -81,9 +81,7 @@ impl tower_service::Service<Name> for GuardedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let why = refused.map_or("no address".to_string(), |k| {
-                    format!("{} address", crate::secure::error::a(k))
-                });
+                let why = refused.map_or("no address".to_string(), |k| format!("{k} address"));
                 return Err(io::Error::new(
                     io::ErrorKind::PermissionDenied,
                     format!("{host} resolves to {why}, which is not allowed"),

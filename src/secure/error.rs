@@ -31,15 +31,6 @@ pub enum SecureError {
     UrlNoHost,
     #[error("url must not contain user-info (user:password@)")]
     UrlUserInfo,
-    #[error("url targets {} address, which is not allowed", a(.0))]
+    #[error("url targets {0} address, which is not allowed")]
     UrlBlocked(&'static str),
-}
-
-/// A kind of internal address with its article, as refusals name it: "an unspecified".
-pub(crate) fn a(kind: &str) -> String {
-    let article = match kind {
-        "unspecified" | "IETF protocol assignment" | "IPv4-compatible" => "an",
-        _ => "a",
-    };
-    format!("{article} {kind}")
 }

@@ -20,7 +20,7 @@ impl Guard {
         Guard { allowed }
     }
 
-    /// `Err(reason)` when the address is internal and not allowed.
+    /// `Err(kind)` when the address is internal and not allowed (`internal`'s kind).
     pub(crate) fn check(&self, ip: IpAddr) -> Result<(), &'static str> {
         if self.allowed.iter().any(|n| n.contains(&ip)) {
             return Ok(());
@@ -32,7 +32,8 @@ impl Guard {
     }
 }
 
-/// What kind of internal address this is, if any.
+/// What kind of internal address this is, if any, with its article as refusals say it
+/// ("an unspecified" address).
 pub(crate) fn internal(ip: IpAddr) -> Option<&'static str> {
     match ip {
         IpAddr::V4(v4) => internal_v4(v4),
@@ -43,21 +44,21 @@ pub(crate) fn internal(ip: IpAddr) -> Option<&'static str> {
 fn internal_v4(ip: Ipv4Addr) -> Option<&'static str> {
     let o = ip.octets();
     if ip.is_loopback() {
-        Some("loopback")
+        Some("a loopback")
     } else if ip.is_private() {
-        Some("private")
+        Some("a private")
     } else if ip.is_link_local() {
-        Some("link-local")
+        Some("a link-local")
     } else if o[0] == 100 && (64..128).contains(&o[1]) {
-        Some("CGNAT")
+        Some("a CGNAT")
     } else if ip.is_multicast() {
-        Some("multicast")
+        Some("a multicast")
     } else if ip.is_unspecified() || o[0] == 0 {
-        Some("unspecified")
+        Some("an unspecified")
     } else if ip.is_broadcast() || o[0] >= 240 {
-        Some("reserved")
+        Some("a reserved")
     } else if o[0] == 192 && o[1] == 0 && o[2] == 0 {
-        Some("IETF protocol assignment")
+        Some("an IETF protocol assignment")
     } else {
         None
     }
@@ -69,17 +70,17 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
         return internal_v4(v4);
     }
     if ip.is_loopback() {
-        Some("loopback")
+        Some("a loopback")
     } else if ip.is_unspecified() {
-        Some("unspecified")
+        Some("an unspecified")
     } else if (s[0] & 0xffc0) == 0xfe80 {
-        Some("link-local")
+        Some("a link-local")
     } else if (s[0] & 0xfe00) == 0xfc00 {
-        Some("unique local (ULA)")
+        Some("a unique local (ULA)")
     } else if (s[0] & 0xffc0) == 0xfec0 {
-        Some("site-local")
+        Some("a site-local")
     } else if ip.is_multicast() {
-        Some("multicast")
+        Some("a multicast")
     } else if s[0] == 0x64 && s[1] == 0xff9b {
         // NAT64 embeds an IPv4 address in the last 32 bits.
         internal_v4(Ipv4Addr::new(
@@ -97,7 +98,7 @@ fn internal_v6(ip: Ipv6Addr) -> Option<&'static str> {
             s[2] as u8,
         ))
     } else if s[..6] == [0, 0, 0, 0, 0, 0] {
-        Some("IPv4-compatible")
+        Some("an IPv4-compatible")
     } else {
         None
     }

@@ -42,9 +42,8 @@ pub(super) async fn check_target(state: &ApiState, raw: &str) -> Result<(), ApiE
             if let Err(kind) = guard.check(addr.ip()) {
                 // The rule, never the address: an internal address is itself worth hiding.
                 return Err(ApiError::Invalid(format!(
-                    "url host `{host}` resolves to {} address, which is not allowed \
-                     (delivery.allowed_cidrs can allow internal ranges)",
-                    crate::secure::error::a(kind)
+                    "url host `{host}` resolves to {kind} address, which is not allowed \
+                     (delivery.allowed_cidrs can allow internal ranges)"
                 )));
             }
         }
