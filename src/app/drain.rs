@@ -47,13 +47,10 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
         let _ = tokio::time::timeout_at(deadline, acker).await;
     }
     running.park_task.abort();
-    running.writer_finish.begin();
-    let _ = tokio::time::timeout_at(deadline, running.writer_task).await;
-    running.notices_finish.begin();
-    let _ = tokio::time::timeout_at(deadline, running.notices_task).await;
-    if let Some((finish, exporter)) = running.exporter {
-        finish.begin();
-        let _ = tokio::time::timeout_at(deadline, exporter).await;
+    running.writer.end_by(deadline).await;
+    running.notices.end_by(deadline).await;
+    if let Some(exporter) = running.exporter {
+        exporter.end_by(deadline).await;
     }
     running.http_stop.begin();
     for t in running.tasks {

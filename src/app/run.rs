@@ -21,7 +21,7 @@ use crate::ops::health;
 use crate::ops::server::{self, OpsState};
 use crate::retry::order::OrderQueue;
 use crate::support::hot::Hot;
-use crate::support::shutdown::Shutdown;
+use crate::support::shutdown::{Finishing, Shutdown};
 
 /// A leased delivery (a due retry, a pulled parked one) waits at most `LANE_WAIT` for its slot,
 /// then takes at most the timeouts; past them and this margin, a crashed replica's lease runs
@@ -39,15 +39,14 @@ pub(super) struct Running {
     pub(super) ingest: Vec<ShardTasks>,
     /// Outlives `stop`: deliveries still running during the grace keep their entries claimed.
     pub(super) heartbeat_stop: Shutdown,
-    pub(super) writer_task: JoinHandle<()>,
-    /// Tells the attempt-log writer to write what is queued and end.
-    pub(super) writer_finish: Shutdown,
-    /// The operational events' writer, and what tells it to publish what is queued and end.
-    pub(super) notices_task: JoinHandle<()>,
-    pub(super) notices_finish: Shutdown,
+    /// The attempt-log writer.
+    pub(super) writer: Finishing,
+    /// The operational events' writer; finishes after the attempt log's, whose last write
+    /// may raise one (an endpoint disabled).
+    pub(super) notices: Finishing,
     pub(super) park_task: JoinHandle<()>,
-    /// The span exporter (traces on) and what tells it to send its last spans and end.
-    pub(super) exporter: Option<(Shutdown, JoinHandle<()>)>,
+    /// The span exporter (traces on).
+    pub(super) exporter: Option<Finishing>,
     pub(super) http_stop: Shutdown,
     pub(super) tasks: Vec<JoinHandle<()>>,
     pub(super) servers: Vec<JoinHandle<()>>,
@@ -166,21 +165,17 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     // The heartbeats outlive `built.stop`: deliveries still running during the grace keep
     // their entries claimed, so no other replica sends them again meanwhile.
     let heartbeat_stop = Shutdown::new();
-    // Told to finish once deliveries are over: the API keeps a handle to the log until its end.
-    let writer_finish = Shutdown::new();
-    let writer_task = tokio::spawn(built.writer.run(writer_finish.clone()));
-    // Finishes after it: the attempt log's last write may raise a notice (an endpoint disabled).
-    let notices_finish = Shutdown::new();
-    let notices_task = tokio::spawn(
-        built
-            .notice_writer
-            .run(built.stop.clone(), notices_finish.clone()),
+    // Both are told to finish once deliveries are over: the API holds a handle to each to the end.
+    let writer = Finishing::new(built.writer.finisher(), tokio::spawn(built.writer.run()));
+    let notices = Finishing::new(
+        built.notice_writer.finisher(),
+        tokio::spawn(built.notice_writer.run(built.stop.clone())),
     );
     let park_task = tokio::spawn(built.park_writer.run());
     // It outlives `built.stop`: deliveries finishing during the grace still record spans.
     let exporter = built.exporter.map(|exporter| {
         let finish = Shutdown::new();
-        (finish.clone(), tokio::spawn(exporter.run(finish)))
+        Finishing::new(finish.clone(), tokio::spawn(exporter.run(finish)))
     });
     let streams = built.ingest.len();
     let ingest: Vec<ShardTasks> = built
@@ -204,10 +199,8 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
         dispatcher: built.dispatcher,
         ingest,
         heartbeat_stop,
-        writer_task,
-        writer_finish,
-        notices_task,
-        notices_finish,
+        writer,
+        notices,
         park_task,
         exporter,
         http_stop,

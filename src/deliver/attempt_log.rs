@@ -16,7 +16,7 @@ use crate::deliver::attempt_trim::{Trims, KEEP};
 use crate::notice::{Notice, Notices, Reason};
 use crate::ops::metrics::Metrics;
 use crate::registry::Store;
-use crate::support::batch;
+use crate::support::batch::{self, Closing};
 use crate::support::shutdown::Shutdown;
 
 /// Records waiting to be written; past this, an attempt waits for room (bounded memory).
@@ -47,7 +47,7 @@ impl AttemptLog {
 }
 
 pub(crate) struct Writer {
-    rx: mpsc::Receiver<AttemptRecord>,
+    rx: Closing<AttemptRecord>,
     conn: Conn,
     keys: Keys,
     store: Store,
@@ -75,7 +75,7 @@ pub(crate) fn channel(
             waits: metrics.attempt_log_waits.clone(),
         },
         Writer {
-            rx,
+            rx: Closing::new(rx),
             conn,
             keys,
             store,
@@ -105,33 +105,24 @@ impl Writer {
         }
     }
 
-    /// Runs until every handle is dropped, or until `finish` (at shutdown, once deliveries
-    /// are over: the API still holds a handle then), then writes what is left and ends.
-    pub(crate) async fn run(mut self, finish: Shutdown) {
+    /// What tells it, at shutdown, to write what is queued and end (`run`).
+    pub(crate) fn finisher(&self) -> Shutdown {
+        self.rx.finisher()
+    }
+
+    /// Runs until every handle is dropped or it is told to finish, then drains what is left.
+    pub(crate) async fn run(mut self) {
         let mut buf = Vec::with_capacity(BATCH);
         let mut failed = false;
-        let mut finishing = false;
         loop {
-            // Lists left over the cap are trimmed soon, with or without more records (but not
-            // retried on their own while Redis fails: the next records bring them).
-            let linger = !self.trims.is_empty() && !failed;
-            let got = tokio::select! {
-                got = async {
-                    let next = batch::next(&mut self.rx, &mut buf, BATCH, LINGER);
-                    if linger {
-                        tokio::time::timeout(LINGER, next).await.ok()
-                    } else {
-                        Some(next.await)
-                    }
-                } => got,
-                _ = finish.wait(), if !finishing => {
-                    // What is queued is still taken; a record sent after this is not.
-                    finishing = true;
-                    self.rx.close();
-                    continue;
-                }
+            let next = batch::next(&mut self.rx, &mut buf, BATCH, LINGER);
+            let closed = if self.trims.is_empty() || failed {
+                next.await == 0
+            } else {
+                // Lists left over the cap are trimmed soon, with or without more records (but
+                // not retried on their own while Redis fails: the next records bring them).
+                matches!(tokio::time::timeout(LINGER, next).await, Ok(0))
             };
-            let closed = got == Some(0);
             if closed && self.trims.is_empty() {
                 return;
             }

@@ -14,13 +14,14 @@ use crate::db::shards::Shards;
 use crate::event::envelope_json;
 use crate::registry::LiveIndex;
 use crate::support::backoff::Backoff;
+use crate::support::batch::{Batches, Closing};
 use crate::support::clock::now_ms;
 use crate::support::shutdown::Shutdown;
 
 const BATCH: usize = 64;
 
 pub(crate) struct Writer {
-    rx: mpsc::Receiver<Notice>,
+    rx: Closing<Notice>,
     conn: Conn,
     shards: Shards,
     mark: Arc<Mark>,
@@ -36,7 +37,7 @@ impl Writer {
         live: LiveIndex,
     ) -> Writer {
         Writer {
-            rx,
+            rx: Closing::new(rx),
             conn,
             shards,
             mark,
@@ -44,23 +45,18 @@ impl Writer {
         }
     }
 
-    /// Runs until every handle is dropped or `finish` (at the end of a shutdown: the API
-    /// still holds a handle then) has it publish what is queued; shutdown (`stop`) ends the
+    /// What tells it, at shutdown, to publish what is queued and end (`run`).
+    pub(crate) fn finisher(&self) -> Shutdown {
+        self.rx.finisher()
+    }
+
+    /// Runs until every handle is dropped or it is told to finish, or shutdown ends the
     /// waiting for Redis.
-    pub(crate) async fn run(mut self, stop: Shutdown, finish: Shutdown) {
+    pub(crate) async fn run(mut self, stop: Shutdown) {
         let mut buf = Vec::with_capacity(BATCH);
         let mut backoff = Backoff::new(Duration::from_millis(100));
-        let mut finishing = false;
         loop {
-            let got = tokio::select! {
-                got = self.rx.recv_many(&mut buf, BATCH) => got,
-                _ = finish.wait(), if !finishing => {
-                    finishing = true;
-                    self.rx.close();
-                    continue;
-                }
-            };
-            if got == 0 {
+            if self.rx.recv_many(&mut buf, BATCH).await == 0 {
                 return;
             }
             // A notice no endpoint of its tenant subscribes to would only be read and dropped.

@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, Notify};
 
+use crate::support::shutdown::Shutdown;
+
 /// The two kinds of tokio receiver the writers read from.
 pub(crate) trait Batches<T> {
     async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize;
@@ -34,6 +36,46 @@ impl<T> Batches<T> for mpsc::UnboundedReceiver<T> {
     }
     fn len(&self) -> usize {
         mpsc::UnboundedReceiver::len(self)
+    }
+}
+
+/// A writer's receiver that shutdown can close: once told to finish it still gives what was
+/// queued, then reads as closed, though senders live on (the API holds one to the very end).
+pub(crate) struct Closing<T> {
+    rx: mpsc::Receiver<T>,
+    finish: Shutdown,
+}
+
+impl<T> Closing<T> {
+    pub(crate) fn new(rx: mpsc::Receiver<T>) -> Self {
+        Closing {
+            rx,
+            finish: Shutdown::new(),
+        }
+    }
+
+    /// What tells it to finish.
+    pub(crate) fn finisher(&self) -> Shutdown {
+        self.finish.clone()
+    }
+}
+
+impl<T> Batches<T> for Closing<T> {
+    async fn recv_many(&mut self, buf: &mut Vec<T>, limit: usize) -> usize {
+        if !self.finish.begun() {
+            tokio::select! {
+                n = self.rx.recv_many(buf, limit) => return n,
+                () = self.finish.wait() => {}
+            }
+        }
+        self.rx.close();
+        self.rx.recv_many(buf, limit).await
+    }
+    fn try_recv(&mut self) -> Option<T> {
+        self.rx.try_recv().ok()
+    }
+    fn len(&self) -> usize {
+        self.rx.len()
     }
 }
 
@@ -117,6 +159,26 @@ mod tests {
             most,
             linger: Duration::from_millis(linger_ms),
         }
+    }
+
+    #[tokio::test]
+    async fn a_closing_receiver_gives_what_was_queued_then_ends_though_a_sender_lives() {
+        let (tx, rx) = mpsc::channel(8);
+        let mut rx = Closing::new(rx);
+        tx.send(1).await.unwrap();
+        tx.send(2).await.unwrap();
+        let finish = rx.finisher();
+        let waiting = tokio::spawn(async move {
+            let mut buf = Vec::new();
+            let first = rx.recv_many(&mut buf, 10).await;
+            let more = rx.recv_many(&mut buf, 10).await;
+            (first, more, buf)
+        });
+        finish.begin();
+        let got = tokio::time::timeout(Duration::from_secs(5), waiting).await;
+        let (first, more, buf) = got.expect("ends while `tx` lives").unwrap();
+        assert_eq!((first, more, &buf[..]), (2, 0, &[1, 2][..]));
+        assert!(tx.send(3).await.is_err(), "closed for what comes after");
     }
 
     #[tokio::test]

@@ -3,6 +3,8 @@
 
 use std::time::Duration;
 
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 #[derive(Clone, Default)]
@@ -33,6 +35,24 @@ impl Shutdown {
             _ = tokio::time::sleep(d) => true,
             _ = self.0.cancelled() => false,
         }
+    }
+}
+
+/// A task that shutdown tells to finish what it has and end (a writer, the span exporter),
+/// then waits for, up to a deadline.
+pub(crate) struct Finishing {
+    finish: Shutdown,
+    task: JoinHandle<()>,
+}
+
+impl Finishing {
+    pub(crate) fn new(finish: Shutdown, task: JoinHandle<()>) -> Self {
+        Finishing { finish, task }
+    }
+
+    pub(crate) async fn end_by(self, deadline: Instant) {
+        self.finish.begin();
+        let _ = tokio::time::timeout_at(deadline, self.task).await;
     }
 }
 
