@@ -140,9 +140,8 @@ async fn a_truncated_json_body_is_400_malformed_on_every_route() {
 /// the interrupted delivery is made after a restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_with_a_hanging_request_exits_within_the_grace() {
-    let rx = Receiver::start(Arc::new(|n, _| {
-        let delay = if n == 0 { 120 } else { 0 };
-        (200, vec![], Duration::from_secs(delay))
+    let rx = Receiver::start(late(200, |n| {
+        Duration::from_secs(if n == 0 { 120 } else { 0 })
     }))
     .await;
     let setup = Setup::new("nsl_sigterm")

@@ -221,9 +221,8 @@ async fn an_endpoint_disabled_for_failing_too_long_is_told_once() {
 async fn a_disable_raised_during_shutdown_is_still_told() {
     let ops = Receiver::start(always(200)).await;
     // The second attempt answers late enough for SIGTERM to land while it runs.
-    let failing = Receiver::start(std::sync::Arc::new(|n, _| {
-        let delay = if n == 0 { 0 } else { 500 };
-        (500, vec![], Duration::from_millis(delay))
+    let failing = Receiver::start(late(500, |n| {
+        Duration::from_millis(if n == 0 { 0 } else { 500 })
     }))
     .await;
     let setup = Setup::new("operational_shutdown")

@@ -120,8 +120,8 @@ async fn sigterm_on_an_idle_replica_exits_at_once() {
 /// over. Told at the start of the drain, it lost this one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_attempt_ending_during_shutdown_is_in_the_attempt_log() {
-    let late: Behavior = Arc::new(|_, _| (200, vec![], Duration::from_millis(500)));
-    let (_rx, setup, mut w) = one_event_sent("sigterm_log", late).await;
+    let answer = late(200, |_| Duration::from_millis(500));
+    let (_rx, setup, mut w) = one_event_sent("sigterm_log", answer).await;
     w.terminate(Duration::from_secs(30)).await;
     drop(w);
     let _again = Webhookd::start(&setup).await;

@@ -113,6 +113,11 @@ pub fn always(status: u16) -> Behavior {
     Arc::new(move |_, _| (status, vec![], Duration::ZERO))
 }
 
+/// Answers `status` to every request, the n-th (0-based) after `delay(n)`.
+pub fn late(status: u16, delay: impl Fn(usize) -> Duration + Send + Sync + 'static) -> Behavior {
+    Arc::new(move |n, _| (status, vec![], delay(n)))
+}
+
 /// Answers `status` to the first `n` requests, 200 after.
 pub fn first_then_ok(n: usize, status: u16) -> Behavior {
     Arc::new(move |i, _| (if i < n { status } else { 200 }, vec![], Duration::ZERO))
