@@ -61,7 +61,10 @@ pub(super) struct ReplayRequest {
 
 #[derive(Serialize, ToSchema)]
 pub(super) struct Replayed {
+    /// Letters moved back to the retry queue with a fresh schedule.
     pub(super) replayed: usize,
+    /// Letters the selector took whose endpoint was deleted: left in place, to read or purge.
+    pub(super) endpoint_deleted: usize,
 }
 
 /// List dead letters, oldest first.
@@ -110,7 +113,7 @@ async fn list_dead_letters(
     params(("tenant" = String, Path, description = "Tenant id", pattern = r"^[A-Za-z0-9_.\-]{1,64}$")),
     request_body = ReplayRequest,
     responses(
-        (status = 200, description = "How many were replayed", body = Replayed),
+        (status = 200, description = "How many were replayed, and how many were left because their endpoint was deleted", body = Replayed),
         (status = 400, description = "Malformed JSON or tenant", body = ErrorBody),
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Another tenant's path", body = ErrorBody),
@@ -151,9 +154,17 @@ async fn replay(
     let replayed = state
         .inner
         .dlq
-        .replay(Some(&scope.tenant), &selector, &state.inner.retry)
+        .replay(
+            Some(&scope.tenant),
+            &selector,
+            &state.inner.retry,
+            &state.inner.store,
+        )
         .await?;
-    Ok(Json(Replayed { replayed }))
+    Ok(Json(Replayed {
+        replayed: replayed.replayed,
+        endpoint_deleted: replayed.endpoint_deleted,
+    }))
 }
 
 /// Purge one dead letter.

@@ -20,7 +20,8 @@ pub(crate) enum Why {
     Busy,
     /// Its endpoint is slow and the slow budget has no room.
     SlowBudget,
-    /// Its endpoint exists in Redis but not (yet) in this replica's index.
+    /// Its endpoint in Redis is not (yet) in this replica's index as it is there: not loaded,
+    /// or enabled since.
     UnknownEndpoint,
     /// This replica cannot decode its endpoint (e.g. a secret under a key it lacks).
     Quarantined,

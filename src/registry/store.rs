@@ -204,6 +204,25 @@ impl Store {
         Ok(raw.and_then(|r| serde_json::from_str(&r).ok()))
     }
 
+    /// Which of `ids` have a record, in one round trip.
+    pub async fn existing<'a>(
+        &self,
+        ids: impl IntoIterator<Item = &'a str>,
+    ) -> redis::RedisResult<std::collections::HashSet<String>> {
+        let ids: std::collections::BTreeSet<&str> = ids.into_iter().collect();
+        let mut pipe = redis::pipe();
+        for id in &ids {
+            pipe.hexists(self.keys.endpoints(), id);
+        }
+        let there: Vec<bool> = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(ids
+            .into_iter()
+            .zip(there)
+            .filter(|(_, t)| *t)
+            .map(|(id, _)| id.to_string())
+            .collect())
+    }
+
     pub async fn get_many(
         &self,
         ids: &[String],

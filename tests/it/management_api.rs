@@ -1156,7 +1156,10 @@ async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
             json!({"ids": [huge, "1-18446744073709551616"]}),
         )
         .await;
-    assert_eq!((status, n), (200, json!({"replayed": 0})));
+    assert_eq!(
+        (status, n),
+        (200, json!({"replayed": 0, "endpoint_deleted": 0}))
+    );
 
     // Replay takes exactly one selector.
     let replay = "/v1/tenants/acct_a/dlq/replay";
@@ -1172,12 +1175,15 @@ async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
     let (status, n) = a.post(replay, json!({"ids": [b_letter]})).await;
     assert_eq!(
         (status, n),
-        (200, json!({"replayed": 0})),
+        (200, json!({"replayed": 0, "endpoint_deleted": 0})),
         "another tenant's letter is not replayed"
     );
     let before = rx_a.count();
     let (status, n) = a.post(replay, json!({"ids": [letters[0]["id"]]})).await;
-    assert_eq!((status, n), (200, json!({"replayed": 1})));
+    assert_eq!(
+        (status, n),
+        (200, json!({"replayed": 1, "endpoint_deleted": 0}))
+    );
     assert!(
         wait_until(WAIT, || rx_a.count() > before).await,
         "a replay delivers again"

@@ -56,6 +56,67 @@ async fn events_for_a_disabled_endpoint_are_dead_lettered_with_no_attempt() {
         Some("endpoint disabled")
     );
     assert_eq!(rx.count(), 0, "a disabled endpoint is not attempted");
+    // Not dated 1970: there was no first attempt.
+    let (_, list) = api.get("/v1/tenants/acct_d/dlq").await;
+    assert_eq!(list["data"][0]["attempts"], 0, "{list}");
+    assert_eq!(list["data"][0]["first_attempt_at"], json!(null), "{list}");
+}
+
+/// A replay takes no letter whose endpoint was deleted: it stays in the dead-letter stream
+/// and the answer counts it apart. Before, the API counted it replayed and the retry queue
+/// dropped it unseen, with no request and nothing logged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replay_leaves_the_letters_of_a_deleted_endpoint_in_place() {
+    let rx = Receiver::start(always(200)).await;
+    let (setup, _w, api) = admin_api(Setup::new("nsl_replay_deleted")).await;
+    let off = json!({"filters": ["*"], "disabled": true});
+    let body = |path: &str| {
+        let mut b = off.clone();
+        b["url"] = json!(rx.url(path));
+        b
+    };
+    let gone = api.create_endpoint("acct_g", body("/gone")).await;
+    let kept = api.create_endpoint("acct_g", body("/kept")).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (status, _) = api
+        .post("/v1/events", event("evt_g1", "outbound.sent", "acct_g"))
+        .await;
+    assert_eq!(status, 202);
+    assert!(
+        wait_until(WAIT, || dead_letters(&setup).len() == 2).await,
+        "one letter per disabled endpoint"
+    );
+    let (status, _) = api.delete(&ep_path("acct_g", &gone["id"])).await;
+    assert_eq!(status, 204);
+    let (status, _) = api
+        .patch(&ep_path("acct_g", &kept["id"]), json!({"disabled": false}))
+        .await;
+    assert_eq!(status, 200);
+
+    let replay = "/v1/tenants/acct_g/dlq/replay";
+    let (status, n) = api
+        .post(replay, json!({"since": "2020-01-01T00:00:00Z"}))
+        .await;
+    assert_eq!(
+        (status, n),
+        (200, json!({"replayed": 1, "endpoint_deleted": 1}))
+    );
+    // Replayed right after the enable: it waits for the index rather than dying again.
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.first().map(|r| r.path.as_str()), Some("/kept"));
+    let left = dead_letters(&setup);
+    assert_eq!(left.len(), 1, "the deleted endpoint's letter is kept");
+    assert_eq!(
+        left[0].get::<String>("endpoint_id"),
+        gone["id"].as_str().map(String::from)
+    );
+    let (status, n) = api.post(replay, json!({"ids": [left[0].id]})).await;
+    assert_eq!(
+        (status, n),
+        (200, json!({"replayed": 0, "endpoint_deleted": 1}))
+    );
+    assert_eq!(dead_letters(&setup).len(), 1);
+    assert_eq!(rx.count(), 1, "nothing is sent for it");
 }
 
 /// SPEC 5: `Retry-After` is honoured on 429, 502, 503 and 504 only. A 500 asking for ten hours
@@ -648,7 +709,10 @@ async fn a_replay_by_since_holds_one_chunk_not_every_tenants_letters() {
         )
         .await;
     let grown_mb = (peak_rss_kb(w.pid()) - before) / 1024;
-    assert_eq!((status, body), (200, json!({"replayed": 50})));
+    assert_eq!(
+        (status, body),
+        (200, json!({"replayed": 50, "endpoint_deleted": 0}))
+    );
     assert!(
         grown_mb < 30,
         "peak memory grew {grown_mb} MB while replaying 50 small letters"

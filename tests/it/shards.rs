@@ -131,7 +131,10 @@ pub(crate) async fn replay_t_gones_letter(api: &Api, rx: &Receiver) {
     let (status, replayed) = api
         .post("/v1/tenants/t_gone/dlq/replay", json!({"ids": [id]}))
         .await;
-    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
+    assert_eq!(
+        (status, replayed),
+        (200, json!({"replayed": 1, "endpoint_deleted": 0}))
+    );
     assert_eq!(
         rx.wait_for(3, WAIT).await.len(),
         3,

@@ -179,7 +179,10 @@ async fn the_previous_releases_data_keeps_working_after_an_upgrade() {
             json!({"ids": [letters[0]["id"]]}),
         )
         .await;
-    assert_eq!((status, replayed), (200, json!({"replayed": 1})));
+    assert_eq!(
+        (status, replayed),
+        (200, json!({"replayed": 1, "endpoint_deleted": 0}))
+    );
     let got = gone_rx.wait_for(2, WAIT).await;
     assert_eq!(got.len(), 2);
     assert_eq!(got[1].header("webhook-id"), "evt_gone");

@@ -8,6 +8,7 @@ use crate::cli::DlqCommand;
 use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
 use webhookd::db::shards::Shards;
+use webhookd::registry::Store;
 use webhookd::retry::dlq::{Dlq, Selector};
 use webhookd::retry::{RetryQueue, RetryShards};
 use webhookd::support::clock;
@@ -75,8 +76,16 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
                 Selector::Since(ms)
             };
             // Replays go to each endpoint's home; queues left to drain do not matter here.
+            let store = Store::new(conn.clone(), shards.base().clone());
             let queue = RetryQueue::new(conn, RetryShards::new(&shards, 1));
-            println!("{}", dlq.replay(tenant.as_deref(), &sel, &queue).await?);
+            let n = dlq.replay(tenant.as_deref(), &sel, &queue, &store).await?;
+            println!("{}", n.replayed);
+            if n.endpoint_deleted > 0 {
+                eprintln!(
+                    "{} dead letters kept: their endpoint was deleted (`webhookd dlq purge` removes them)",
+                    n.endpoint_deleted
+                );
+            }
         }
         DlqCommand::Purge { select, tenant } => {
             let sel = if !select.ids.is_empty() {

@@ -9,6 +9,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::task::TaskTracker;
 
 mod fate;
+mod stale;
 mod test_send;
 
 use crate::deliver::attempt::{self, AttemptSpec};
@@ -225,6 +226,11 @@ impl Dispatcher {
             backlogged: lane.backlogged(),
         };
         match decide::before(gate) {
+            // Enabled in Redis since this replica's index was refreshed (an enable followed
+            // at once by a replay, say): it waits for the index instead of dying again.
+            Before::DeadLetter(_) if ep.disabled && self.enabled_in_store(&ep.id).await => {
+                return Box::pin(self.park(d, &lane, Why::UnknownEndpoint)).await;
+            }
             Before::DeadLetter(why) => {
                 d.last_error = Some(why.into());
                 return Box::pin(self.dead_letter(&d)).await;
@@ -377,21 +383,5 @@ impl Dispatcher {
             .attempt_duration
             .observe(outcome.latency.as_secs_f64());
         self.finish(d, &ep, &lane, outcome).await
-    }
-
-    /// An endpoint not in this replica's index: gone only if Redis agrees; otherwise (a
-    /// record this replica has not loaded yet, or cannot decode) the delivery is parked.
-    async fn endpoint_missing(&self, d: Delivery) -> bool {
-        match self.store.get(&d.endpoint_id).await {
-            Ok(None) => self.settled(&d).await,
-            Ok(Some(_)) => {
-                let lane = self.lane(d.endpoint_id.as_arc());
-                self.park(d, &lane, Why::UnknownEndpoint).await
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot tell whether an endpoint exists; keeping its delivery");
-                false
-            }
-        }
     }
 }

@@ -8,7 +8,7 @@ use serde_json::value::RawValue;
 
 use crate::support::clock::rfc3339;
 
-/// A dead letter as the API and `--json` show it/// A dead letter as the API and `--json` show it (SPEC 5).
+/// A dead letter as the API and `--json` show it (SPEC 5).
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DeadLetter {
     /// Its entry id in the dead-letter stream.
@@ -22,8 +22,10 @@ pub struct DeadLetter {
     /// Null when no HTTP response came.
     pub last_status: Option<u16>,
     pub last_error: Option<String>,
+    /// Null when no attempt was made: its endpoint was disabled, or its circuit stayed open
+    /// until its schedule ran out.
     #[schema(format = DateTime)]
-    pub first_attempt_at: String,
+    pub first_attempt_at: Option<String>,
     #[schema(format = DateTime)]
     pub dead_at: String,
     /// The body that was (to be) delivered.
@@ -74,7 +76,7 @@ pub(super) fn from_fields(id: String, mut f: HashMap<String, String>) -> Option<
         attempts: take("attempts").parse().unwrap_or(0),
         last_status: take("last_status").parse().ok(),
         last_error: (!last_error.is_empty()).then_some(last_error),
-        first_attempt_at: rfc3339(first),
+        first_attempt_at: (first > 0).then(|| rfc3339(first)),
         dead_at: rfc3339(ms(take("dead_at"))),
         published_at: ms(take("published_at")),
         body,

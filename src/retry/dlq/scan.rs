@@ -5,33 +5,61 @@ use std::collections::HashMap;
 
 use crate::db::shards::letter_id;
 use crate::ids::DeliveryId;
+use crate::registry::Store;
 use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
 use crate::retry::dlq::stream::{LetterStream, REPLAY_CHUNK};
 use crate::retry::job::Job;
 use crate::retry::queue::RetryQueue;
 use crate::support::clock::now_ms;
 
+/// What a replay did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Replayed {
+    /// Letters moved back to the retry queue with a fresh schedule.
+    pub replayed: usize,
+    /// Letters the selector took whose endpoint was deleted: left in place (purge them to
+    /// remove them).
+    pub endpoint_deleted: usize,
+}
+
+impl std::ops::AddAssign for Replayed {
+    fn add_assign(&mut self, other: Replayed) {
+        self.replayed += other.replayed;
+        self.endpoint_deleted += other.endpoint_deleted;
+    }
+}
+
 impl LetterStream {
     /// Moves matching dead letters back into the retry queue with a fresh schedule, a chunk
-    /// at a time: memory holds one chunk, whatever the size of the stream.
+    /// at a time: memory holds one chunk, whatever the size of the stream. A letter whose
+    /// endpoint was deleted stays where it is: a delivery to no endpoint would be dropped
+    /// unseen, and the letter is still there to read or purge.
     pub(crate) async fn replay(
         &self,
         tenant: Option<&str>,
         sel: &Selector,
         queue: &RetryQueue,
-    ) -> redis::RedisResult<usize> {
+        store: &Store,
+    ) -> redis::RedisResult<Replayed> {
         let mut scan = Scan::new(self, tenant, sel).await?;
-        let mut replayed = 0;
+        let mut count = Replayed::default();
         while let Some(letters) = scan.next(self).await? {
+            let live = store
+                .existing(letters.iter().map(|l| l.endpoint_id.as_str()))
+                .await?;
+            let (letters, orphans): (Vec<DeadLetter>, Vec<DeadLetter>) = letters
+                .into_iter()
+                .partition(|l| live.contains(l.endpoint_id.as_str()));
+            count.endpoint_deleted += orphans.len();
             let jobs: Vec<Job> = letters
                 .iter()
                 .map(|l| replay_job(self.shard(), l))
                 .collect();
             // Queued before removal: a crash in between repeats a replay, never loses one.
             queue.schedule_many(&jobs, now_ms()).await?;
-            replayed += self.delete(&letters).await?;
+            count.replayed += self.delete(&letters).await?;
         }
-        Ok(replayed)
+        Ok(count)
     }
 
     pub(crate) async fn purge(

@@ -7,7 +7,9 @@ use std::time::Duration;
 
 use crate::db::conn::Conn;
 use crate::db::shards::{letter_id, parse_letter_id, Shards};
+use crate::registry::Store;
 use crate::retry::dlq::letter::Selector;
+use crate::retry::dlq::scan::Replayed;
 use crate::retry::dlq::stream::{LetterStream, Page, SCAN_LIMIT};
 use crate::retry::job::Job;
 use crate::retry::queue::RetryQueue;
@@ -136,10 +138,11 @@ impl Dlq {
         tenant: Option<&str>,
         sel: &Selector,
         queue: &RetryQueue,
-    ) -> redis::RedisResult<usize> {
-        let mut n = 0;
+        store: &Store,
+    ) -> redis::RedisResult<Replayed> {
+        let mut n = Replayed::default();
         for (s, sel) in self.per_stream(sel) {
-            n += s.replay(tenant, &sel, queue).await?;
+            n += s.replay(tenant, &sel, queue, store).await?;
         }
         Ok(n)
     }

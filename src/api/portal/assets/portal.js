@@ -300,7 +300,10 @@
         ? await api("POST", `${base}/dlq/replay`, { ids: [id] })
         : await api("DELETE", `${base}/dlq/${encodeURIComponent(id)}`);
       if (r.status >= 300) return say("dlq-status", r.body?.error?.message || `HTTP ${r.status}`);
-      say("dlq-status", b.dataset.action === "replay" ? `Replayed ${id}: it is being delivered again.` : `Purged ${id}.`);
+      const kept = b.dataset.action === "replay" && r.body?.endpoint_deleted;
+      say("dlq-status", b.dataset.action !== "replay" ? `Purged ${id}.`
+        : kept ? `Kept ${id}: its endpoint was deleted, so there is nowhere to deliver it. Purge it to remove it.`
+        : `Replayed ${id}: it is being delivered again.`);
       loadDlq();
     });
     document.getElementById("replay-since")?.addEventListener("submit", async (e) => {
@@ -309,7 +312,8 @@
       if (!local) return say("dlq-status", "Pick a time first.");
       const r = await api("POST", `${base}/dlq/replay`, { since: new Date(local).toISOString().replace(/\.\d{3}Z$/, "Z") });
       if (r.status !== 200) return say("dlq-status", r.body?.error?.message || `HTTP ${r.status}`);
-      say("dlq-status", `Replayed ${r.body.replayed} dead letters.`);
+      const kept = r.body.endpoint_deleted ? ` ${r.body.endpoint_deleted} kept: their endpoint was deleted.` : "";
+      say("dlq-status", `Replayed ${r.body.replayed} dead letters.${kept}`);
       loadDlq();
     });
   }
