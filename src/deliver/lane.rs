@@ -216,6 +216,20 @@ impl Lane {
         Some(wait)
     }
 
+    /// How many start slots under a rate limit of `per_sec` are free within `patience`: what
+    /// the backlog puller may take now. Each one it took beyond them would only be parked
+    /// again, a rewrite in Redis for every look at the backlog.
+    pub(crate) fn slots_within(&self, per_sec: u32, patience: Duration) -> usize {
+        let interval = Duration::from_secs(1) / per_sec.max(1);
+        let now = Instant::now();
+        let next = self.next_slot.lock().expect("rate slot");
+        let first = next.map_or(now, |n| n.max(now));
+        match (now + patience).checked_duration_since(first) {
+            Some(ahead) => (ahead.as_nanos() / interval.as_nanos().max(1)) as usize + 1,
+            None => 0,
+        }
+    }
+
     /// Records a finished attempt: its latency, and whether the endpoint answered 2xx.
     pub(crate) fn finished(&self, latency: Duration, succeeded: bool) {
         self.last_done.store(now_ms(), Ordering::Relaxed);
@@ -552,6 +566,21 @@ mod tests {
             None,
             "a sixth slot is 1.25 s away"
         );
+    }
+
+    #[test]
+    fn the_puller_takes_only_the_slots_that_reserve_would_grant() {
+        let lane = Lane::new(8);
+        let patience = Duration::from_secs(1);
+        assert_eq!(lane.slots_within(4, patience), 5);
+        for _ in 0..3 {
+            lane.reserve(4, patience).unwrap();
+        }
+        assert_eq!(lane.slots_within(4, patience), 2);
+        lane.reserve(4, patience).unwrap();
+        lane.reserve(4, patience).unwrap();
+        assert_eq!(lane.slots_within(4, patience), 0, "the next is 1.25 s away");
+        assert_eq!(lane.reserve(4, patience), None);
     }
 
     #[test]

@@ -286,10 +286,10 @@ async fn pull(
     let want = match &endpoint {
         None => PULL_MAX,
         Some(_) if slow => lane.free(),
-        // Under a rate limit, no more than a second's worth at a time.
+        // Under a rate limit, only those whose slot is near enough to wait for in memory.
         Some(e) => e
             .rate_limit
-            .map_or(usize::MAX, |r| r as usize)
+            .map_or(usize::MAX, |r| lane.slots_within(r, d.cfg.lane_wait))
             .min(lane.room(d.cfg.lane_wait)),
     }
     .min(PULL_MAX);

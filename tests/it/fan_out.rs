@@ -242,6 +242,48 @@ async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
     );
 }
 
+/// SPEC 5: parking costs a bounded, small number of writes, not one per look. A rate-limited
+/// endpoint's backlog is pulled only as its slots come near: before, each look at it (ten a
+/// second) pulled deliveries whose slot was seconds away and parked them again, about nine
+/// parkings per delivery at 2 a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rate_limited_backlog_is_not_parked_again_at_every_look() {
+    use webhookd::registry::EndpointRecord;
+
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("ratelimit_parks");
+    let w = Webhookd::start(&setup).await;
+    let (store, sealer) = setup.registry().await;
+    let rec = EndpointRecord {
+        rate_limit: Some(2),
+        ..EndpointRecord::new(
+            "ep_slow_paced".into(),
+            "t".into(),
+            rx.url("/paced"),
+            vec!["*".into()],
+            sealer.seal(SECRET, "ep_slow_paced"),
+            1,
+        )
+    };
+    store.put(&rec).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let events = 12;
+    let env: Vec<String> = (0..events)
+        .map(|i| envelope(&format!("rlp{i}"), "outbound.sent", "t", json!({})))
+        .collect();
+    publish(&mut redis(), &setup.stream(), &env);
+    let got = rx.wait_for(events, WAIT).await;
+    assert_eq!(by_webhook_id(&got).len(), events);
+    let parked = metric(
+        &w.metrics().await,
+        "webhookd_deliveries_parked_total{reason=\"rate_limit\"}",
+    );
+    assert!(
+        parked <= events as f64,
+        "{parked} parkings for {events} rate-limited deliveries"
+    );
+}
+
 /// SPEC 1 and 8: an event id is remembered for `stream.dedup_window` (default 24 h), and a
 /// second entry carrying it within the window is not delivered again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
