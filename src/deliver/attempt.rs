@@ -177,16 +177,17 @@ fn header(v: &str) -> HeaderValue {
     HeaderValue::from_str(v).expect("ids, timestamps and base64 are valid header values")
 }
 
-/// `Retry-After` as seconds or an HTTP date.
 /// The statuses whose `Retry-After` is honoured.
 pub(crate) fn honours_retry_after(status: u16) -> bool {
     matches!(status, 429 | 502 | 503 | 504)
 }
 
+/// `Retry-After` as seconds or an HTTP date (RFC 9110 10.2.3). Seconds past what a u64 holds
+/// are a wait longer than any schedule, capped like any other long one.
 pub(crate) fn parse_retry_after(v: &str) -> Option<Duration> {
     let v = v.trim();
-    if let Ok(secs) = v.parse::<u64>() {
-        return Some(Duration::from_secs(secs));
+    if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(v.parse().map_or(Duration::MAX, Duration::from_secs));
     }
     let at = httpdate::parse_http_date(v).ok()?;
     Some(
@@ -253,6 +254,11 @@ mod tests {
     fn retry_after_takes_seconds_and_dates() {
         assert_eq!(parse_retry_after("2"), Some(Duration::from_secs(2)));
         assert_eq!(parse_retry_after("soon"), None);
+        assert_eq!(parse_retry_after("-5"), None);
+        // More seconds than a u64 holds is still a wait longer than any schedule, not none.
+        for huge in ["18446744073709551616", "99999999999999999999999999999"] {
+            assert_eq!(parse_retry_after(huge), Some(Duration::MAX), "{huge}");
+        }
         let later = std::time::SystemTime::now() + Duration::from_secs(120);
         let d = parse_retry_after(&httpdate::fmt_http_date(later)).unwrap();
         assert!(d > Duration::from_secs(100) && d <= Duration::from_secs(120));

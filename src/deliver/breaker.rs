@@ -225,7 +225,7 @@ impl Breaker {
             .arg(now)
             .arg(self.threshold)
             .arg(self.probe.as_millis() as u64)
-            .arg(retry_after.map_or(0, |d| d.as_millis() as u64))
+            .arg(retry_after.map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)))
             .arg(error)
             .arg(if probe { "1" } else { "0" })
             .arg(MAX_PROBE_INTERVAL.as_millis() as u64)

@@ -15,4 +15,4 @@ pub use queue::RetryQueue;
 pub use shards::RetryShards;
 
 pub(crate) use job::Job;
-pub(crate) use schedule::next_delay;
+pub(crate) use schedule::{capped_wait, next_delay};

@@ -16,10 +16,15 @@ pub(crate) fn next_delay(
     let factor = 1.0 + jitter * (2.0 * unit - 1.0);
     let mut delay = base.mul_f64(factor.max(0.0));
     if let Some(asked) = retry_after {
-        let longest = schedule.iter().max().copied().unwrap_or_default();
-        delay = delay.max(asked.min(longest));
+        delay = delay.max(capped_wait(schedule, asked));
     }
     Some(delay)
+}
+
+/// A `Retry-After` wait as webhookd honours it: at most the schedule's longest delay, so a
+/// receiver's header cannot hold a delivery (or its endpoint's circuit) past its schedule.
+pub(crate) fn capped_wait(schedule: &[Duration], asked: Duration) -> Duration {
+    asked.min(schedule.iter().max().copied().unwrap_or_default())
 }
 
 #[cfg(test)]
@@ -84,6 +89,8 @@ mod tests {
             "never earlier than the schedule either"
         );
         let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::from_secs(999_999))).unwrap();
+        assert_eq!(d, Duration::from_secs(36_000));
+        let d = next_delay(&s, 1, 0.0, 0.5, Some(Duration::MAX)).unwrap();
         assert_eq!(d, Duration::from_secs(36_000));
     }
 }

@@ -16,6 +16,7 @@ use crate::deliver::lane::Lane;
 use crate::notice::{is_operational, Notice, Reason};
 use crate::registry::Endpoint;
 use crate::retry::bodies::Stored;
+use crate::retry::capped_wait;
 use crate::retry::park::ParkRequest;
 use crate::support::clock::now_ms;
 
@@ -87,9 +88,12 @@ impl Dispatcher {
             return self.dead_letter(&d).await;
         }
         let error = outcome.failure_text();
+        let asked = outcome
+            .retry_after
+            .map(|w| capped_wait(&self.cfg.schedule, w));
         match self
             .breaker
-            .record_failure(&ep.id, &error, outcome.retry_after, d.probe)
+            .record_failure(&ep.id, &error, asked, d.probe)
             .await
         {
             Ok(Transition::Opened) => {
