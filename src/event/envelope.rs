@@ -17,18 +17,24 @@ pub struct Event {
     pub body: Bytes,
 }
 
+/// Each field as given, `null` included: a field that is there but null is of the wrong type,
+/// not missing (serde would read `null` as an absent `Option`).
 #[derive(Deserialize)]
 struct Envelope<'a> {
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "given")]
     id: Option<&'a RawValue>,
-    #[serde(rename = "type", borrow)]
+    #[serde(rename = "type", borrow, default, deserialize_with = "given")]
     event_type: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "given")]
     tenant: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "given")]
     created_at: Option<&'a RawValue>,
-    #[serde(borrow)]
+    #[serde(borrow, default, deserialize_with = "given")]
     data: Option<&'a RawValue>,
+}
+
+fn given<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
 }
 
 /// Why an entry was set aside; the text goes to the invalid stream's `reason`.
@@ -201,6 +207,19 @@ mod tests {
             (
                 r#"{"id":7,"type":"a.b","tenant":"t","created_at":1,"data":{}}"#,
                 "`id`",
+            ),
+            // Present but null: the wrong type, not missing.
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":1,"data":null}"#,
+                "field `data` must be a JSON object",
+            ),
+            (
+                r#"{"id":null,"type":"a.b","tenant":"t","created_at":1,"data":{}}"#,
+                "field `id` must be a string",
+            ),
+            (
+                r#"{"id":"x","type":"a.b","tenant":"t","created_at":null,"data":{}}"#,
+                "field `created_at` must be an integer",
             ),
         ];
         for (raw, needle) in cases {

@@ -59,19 +59,27 @@ pub(crate) fn classify(entry: &StreamId, max_event_bytes: usize, mark_key: Optio
         Some(Value::BulkString(raw)) => parsed(raw),
         Some(Value::SimpleString(s)) => parsed(s.as_bytes()),
         None if entry.map.is_empty() => Entry::Trimmed,
-        _ => {
-            let mut fields: Vec<String> = entry
-                .map
-                .iter()
-                .map(|(k, v)| format!("{k}={v:?}"))
-                .collect();
-            fields.sort();
-            Entry::Invalid {
-                reason: "entry has no `event` field".into(),
-                raw: fields.join(" ").into_bytes(),
-            }
-        }
+        _ => Entry::Invalid {
+            reason: "entry has no `event` field".into(),
+            raw: fields_json(entry),
+        },
     }
+}
+
+/// What an entry without an `event` field held, as a JSON object of its fields (in name
+/// order), so whoever reads the invalid stream sees the producer's bytes, not a dump.
+fn fields_json(entry: &StreamId) -> Vec<u8> {
+    let text = |v: &Value| match v {
+        Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+        Value::SimpleString(s) => s.clone(),
+        other => format!("{other:?}"),
+    };
+    let fields: std::collections::BTreeMap<&str, String> = entry
+        .map
+        .iter()
+        .map(|(k, v)| (k.as_str(), text(v)))
+        .collect();
+    serde_json::to_vec(&fields).expect("a map of strings is JSON")
 }
 
 fn parsed(raw: &[u8], max_event_bytes: usize) -> Entry {
@@ -158,10 +166,14 @@ mod tests {
 
     #[test]
     fn an_entry_without_an_event_field_keeps_what_it_held() {
-        match classify(&entry(&[("payload", bulk("x"))]), 1 << 20, None) {
+        let fields = [("payload", bulk(r#"{"id":"e1"}"#)), ("a", bulk("x"))];
+        match classify(&entry(&fields), 1 << 20, None) {
             Entry::Invalid { reason, raw } => {
                 assert_eq!(reason, "entry has no `event` field");
-                assert!(String::from_utf8(raw).unwrap().starts_with("payload="));
+                assert_eq!(
+                    String::from_utf8(raw).unwrap(),
+                    r#"{"a":"x","payload":"{\"id\":\"e1\"}"}"#
+                );
             }
             other => panic!("{other:?}"),
         }
