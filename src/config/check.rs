@@ -7,7 +7,8 @@ use base64::Engine;
 
 use crate::config::error::{key_err, ConfigError};
 use crate::config::model::{Config, StaticEndpoint};
-use crate::event::catalog::{check_filters, Catalog};
+use crate::event::catalog::{check_filters, Catalog, OPERATIONAL};
+use crate::event::filter::RESERVED;
 use crate::ids::{EndpointId, EventType, TenantId};
 use crate::secure::sign::decode_secret;
 use crate::secure::ssrf::{check_url, Guard};
@@ -138,6 +139,16 @@ impl Config {
                 return Err(key_err(
                     &format!("event_types[{i}].type"),
                     format!("`{}` is not an event type: it {e}", def.event_type),
+                ));
+            }
+            let reserved = def.event_type.split('.').next() == Some(RESERVED);
+            if reserved && !OPERATIONAL.iter().any(|(t, _)| *t == def.event_type) {
+                return Err(key_err(
+                    &format!("event_types[{i}].type"),
+                    format!(
+                        "`{}` is in the `{RESERVED}` service, which is reserved for webhookd's own events",
+                        def.event_type
+                    ),
                 ));
             }
             if !seen_types.insert(def.event_type.as_str()) {

@@ -17,6 +17,8 @@ const LIST_KEYS: &[&str] = &[
 ];
 /// Top-level scalar keys that `WEBHOOKD_<KEY>` may set.
 const TOP_LEVEL_ENV_KEYS: &[&str] = &["shutdown_grace"];
+/// Top-level keys only a config file can set; `WEBHOOKD_<KEY>` for one is refused, not ignored.
+const FILE_ONLY_KEYS: &[&str] = &["event_types", "endpoints"];
 /// `WEBHOOKD_*` variables that are not config keys.
 const NOT_CONFIG_ENV: &[&str] = &["WEBHOOKD_CONFIG"];
 
@@ -108,6 +110,22 @@ fn apply_env(
             [key] if TOP_LEVEL_ENV_KEYS.contains(key) => {
                 let root = tree.as_object_mut().expect("checked object");
                 root.insert(key.to_string(), env_value(&raw, false));
+            }
+            [key] if FILE_ONLY_KEYS.contains(key) => {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!("`{key}` is a list of mappings: set it in the config file"),
+                });
+            }
+            // Kubernetes' service links (`WEBHOOKD_PORT_8080_TCP`, …) have no `__`.
+            [_, _, _, ..] => {
+                return Err(ConfigError::Env {
+                    var,
+                    message: format!(
+                        "`{}` is not a config key: the environment sets `WEBHOOKD_<SECTION>__<KEY>`",
+                        path.join(".")
+                    ),
+                });
             }
             // Other WEBHOOKD_* names (e.g. Kubernetes service links) are not ours.
             _ => {}

@@ -77,6 +77,35 @@ fn unknown_environment_keys_are_named() {
 }
 
 #[test]
+fn environment_names_no_key_can_take_are_refused_naming_the_variable() {
+    for (var, needle) in [
+        ("WEBHOOKD_REDIS__URL__X", "redis.url.x"),
+        ("WEBHOOKD_EVENT_TYPES", "config file"),
+        ("WEBHOOKD_ENDPOINTS", "config file"),
+    ] {
+        let e = load("", &[(var, "a.b")]).unwrap_err().to_string();
+        assert!(e.contains(var) && e.contains(needle), "{var}: {e}");
+    }
+}
+
+#[test]
+fn a_new_event_type_in_the_reserved_service_is_refused() {
+    let e = load("event_types:\n  - type: webhookd.custom\n", &[])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("event_types[0].type") && e.contains("reserved"),
+        "{e}"
+    );
+    // Describing one of webhookd's own is allowed.
+    load(
+        "event_types:\n  - type: webhookd.endpoint.disabled\n    description: paged\n",
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
 fn encryption_key_must_be_32_bytes_of_base64() {
     let e = load("signing:\n  encryption_key: abc\n", &[])
         .unwrap_err()
