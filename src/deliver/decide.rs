@@ -139,6 +139,24 @@ mod tests {
     }
 
     #[test]
+    fn every_parking_reason_is_shown_from_the_start() {
+        for why in [
+            Why::Circuit,
+            Why::Backlog,
+            Why::RateLimit,
+            Why::Busy,
+            Why::SlowBudget,
+            Why::UnknownEndpoint,
+            Why::Quarantined,
+        ] {
+            assert!(
+                crate::ops::metrics::PARKED_REASONS.contains(&why.label()),
+                "{why:?}"
+            );
+        }
+    }
+
+    #[test]
     fn a_disabled_endpoint_gets_nothing_more_whatever_else_holds() {
         let g = Gate {
             disabled: true,

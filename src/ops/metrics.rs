@@ -122,7 +122,7 @@ impl Metrics {
         let parked = Family::<Labels, Counter>::default();
         registry.register(
             "webhookd_deliveries_parked",
-            "Deliveries parked in their endpoint's backlog in Redis, by reason: circuit, backlog, busy, slow_budget, rate_limit, unknown_endpoint",
+            "Deliveries parked in their endpoint's backlog in Redis, by reason: circuit, backlog, busy, slow_budget, rate_limit, unknown_endpoint, quarantined",
             parked.clone(),
         );
         let circuits_open = gauge(
@@ -136,6 +136,14 @@ impl Metrics {
             "Circuit state changes made by this replica, by the state entered",
             transitions.clone(),
         );
+        // Every label value at 0 from the start, so a dashboard's rate() and an alert on
+        // them work before the first parking or transition, not only after.
+        for reason in PARKED_REASONS {
+            parked.get_or_create(&vec![("reason", *reason)]);
+        }
+        for to in ["open", "half_open", "closed"] {
+            transitions.get_or_create(&vec![("to", to)]);
+        }
         let notices_dropped = Counter::default();
         registry.register(
             "webhookd_notices_dropped",
@@ -227,8 +235,33 @@ impl Default for Metrics {
     }
 }
 
+/// The reasons `webhookd_deliveries_parked_total` counts (`deliver::decide::Why`'s labels).
+pub(crate) const PARKED_REASONS: &[&str] = &[
+    "circuit",
+    "backlog",
+    "rate_limit",
+    "busy",
+    "slow_budget",
+    "unknown_endpoint",
+    "quarantined",
+];
+
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn labelled_families_show_every_value_before_their_first_count() {
+        let text = super::Metrics::new().render();
+        for sample in [
+            "webhookd_deliveries_parked_total{reason=\"circuit\"} 0",
+            "webhookd_deliveries_parked_total{reason=\"quarantined\"} 0",
+            "webhookd_circuit_transitions_total{to=\"open\"} 0",
+            "webhookd_circuit_transitions_total{to=\"half_open\"} 0",
+            "webhookd_circuit_transitions_total{to=\"closed\"} 0",
+        ] {
+            assert!(text.contains(sample), "missing {sample} in\n{text}");
+        }
+    }
+
     #[test]
     fn spec_families_are_exposed() {
         let m = super::Metrics::new();
