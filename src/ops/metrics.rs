@@ -139,10 +139,10 @@ impl Metrics {
         // Every label value at 0 from the start, so a dashboard's rate() and an alert on
         // them work before the first parking or transition, not only after.
         for reason in PARKED_REASONS {
-            parked.get_or_create(&vec![("reason", *reason)]);
+            let _ = parked.get_or_create(&vec![("reason", *reason)]);
         }
         for to in ["open", "half_open", "closed"] {
-            transitions.get_or_create(&vec![("to", to)]);
+            let _ = transitions.get_or_create(&vec![("to", to)]);
         }
         let notices_dropped = Counter::default();
         registry.register(

@@ -200,16 +200,17 @@ async fn a_busy_endpoints_attempt_list_ends_at_its_newest_hundred() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
+/// A webhookd with endpoint `ep_paced` of tenant `t` at `per_sec` deliveries a second, and
+/// `n` events published for it; answers what arrived and the running webhookd.
+async fn rate_limited(name: &str, per_sec: u32, n: usize) -> (Vec<Received>, Webhookd) {
     use webhookd::registry::EndpointRecord;
 
     let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("ratelimit");
-    let _w = Webhookd::start(&setup).await;
+    let setup = Setup::new(name);
+    let w = Webhookd::start(&setup).await;
     let (store, sealer) = setup.registry().await;
     let rec = EndpointRecord {
-        rate_limit: Some(4),
+        rate_limit: Some(per_sec),
         ..EndpointRecord::new(
             "ep_paced".into(),
             "t".into(),
@@ -221,17 +222,22 @@ async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
     };
     store.put(&rec).await.unwrap();
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    let mut r = redis();
-    let env: Vec<String> = (0..8)
+    let env: Vec<String> = (0..n)
         .map(|i| envelope(&format!("rl{i}"), "outbound.sent", "t", json!({})))
         .collect();
-    publish(&mut r, &setup.stream(), &env);
-    let got = rx.wait_for(8, WAIT).await;
+    publish(&mut redis(), &setup.stream(), &env);
+    let got = rx.wait_for(n, WAIT).await;
     assert_eq!(
         by_webhook_id(&got).len(),
-        8,
+        n,
         "every delivery arrives, paced or deferred"
     );
+    (got, w)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
+    let (got, _w) = rate_limited("ratelimit", 4, 8).await;
     let first = got.iter().map(|g| g.at).min().unwrap();
     let last = got.iter().map(|g| g.at).max().unwrap();
     // 4 per second, evenly spaced: 8 deliveries need at least 7 intervals of 250 ms.
@@ -244,36 +250,12 @@ async fn an_endpoint_rate_limit_spaces_its_deliveries_and_loses_none() {
 
 /// SPEC 5: parking costs a bounded, small number of writes, not one per look. A rate-limited
 /// endpoint's backlog is pulled only as its slots come near: before, each look at it (ten a
-/// second) pulled deliveries whose slot was seconds away and parked them again, about nine
-/// parkings per delivery at 2 a second.
+/// second) pulled deliveries whose slot was seconds away and parked them again, 87 parkings
+/// for 12 deliveries at 2 a second.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_limited_backlog_is_not_parked_again_at_every_look() {
-    use webhookd::registry::EndpointRecord;
-
-    let rx = Receiver::start(always(200)).await;
-    let setup = Setup::new("ratelimit_parks");
-    let w = Webhookd::start(&setup).await;
-    let (store, sealer) = setup.registry().await;
-    let rec = EndpointRecord {
-        rate_limit: Some(2),
-        ..EndpointRecord::new(
-            "ep_slow_paced".into(),
-            "t".into(),
-            rx.url("/paced"),
-            vec!["*".into()],
-            sealer.seal(SECRET, "ep_slow_paced"),
-            1,
-        )
-    };
-    store.put(&rec).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(1000)).await;
     let events = 12;
-    let env: Vec<String> = (0..events)
-        .map(|i| envelope(&format!("rlp{i}"), "outbound.sent", "t", json!({})))
-        .collect();
-    publish(&mut redis(), &setup.stream(), &env);
-    let got = rx.wait_for(events, WAIT).await;
-    assert_eq!(by_webhook_id(&got).len(), events);
+    let (_, w) = rate_limited("ratelimit_parks", 2, events).await;
     let parked = metric(
         &w.metrics().await,
         "webhookd_deliveries_parked_total{reason=\"rate_limit\"}",
