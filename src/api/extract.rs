@@ -4,7 +4,7 @@
 use axum::body::Bytes;
 use axum::extract::{FromRequest, FromRequestParts, Path, Query, RawPathParams, Request};
 use axum::http::request::Parts;
-use axum::http::{header, Method, StatusCode};
+use axum::http::{header, HeaderValue, Method, StatusCode};
 use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
@@ -62,13 +62,7 @@ impl FromRequestParts<ApiState> for Caller {
                 None => Err(ApiError::Unauthorized),
             };
         };
-        let token = Some(auth)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, t)| t.trim())
-            .filter(|t| !t.is_empty())
-            .ok_or(ApiError::Unauthorized)?;
+        let token = bearer(auth).ok_or(ApiError::Unauthorized)?;
         // Digests first, so the comparison takes the same time whatever the lengths.
         let given = token_store::digest(token);
         let admin = state.inner.admin_tokens.iter().fold(0u8, |hit, t| {
@@ -98,12 +92,22 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
+/// The token of an `Authorization: Bearer …` header.
+pub(super) fn bearer(auth: &HeaderValue) -> Option<&str> {
+    Some(auth)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, t)| t.trim())
+        .filter(|t| !t.is_empty())
+}
+
 /// Who a portal session's API call acts as. Reads are allowed (but no secret for a read-only
 /// or operator session); a change needs the session's CSRF token and a session that may
 /// change things.
 async fn portal_caller(parts: &Parts, state: &ApiState, id: &str) -> Result<Caller, ApiError> {
     let inner = &state.inner;
-    let Some(session) = session::find(&inner.conn, &inner.keys, id).await? else {
+    let Some(session) = session::find(inner, id).await? else {
         return Err(ApiError::Unauthorized);
     };
     if let Err(wait) = inner.rate_limit.check(&token_store::digest(id)) {

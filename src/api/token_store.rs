@@ -84,12 +84,7 @@ pub(super) async fn tenant_of(
     digest: &[u8; 32],
 ) -> redis::RedisResult<Option<String>> {
     let digest_hex = hex(digest);
-    let raw: Option<String> = redis::cmd("HGET")
-        .arg(keys.tokens())
-        .arg(&digest_hex)
-        .query_async(&mut conn.clone())
-        .await?;
-    let Some(rec) = raw.and_then(|r| serde_json::from_str::<TokenRecord>(&r).ok()) else {
+    let Some(rec) = record(conn, keys, &digest_hex).await? else {
         return Ok(None);
     };
     let now = now_ms();
@@ -106,6 +101,20 @@ pub(super) async fn tenant_of(
             .await;
     }
     Ok(Some(rec.tenant))
+}
+
+/// The record of the token with this digest (hex), if it exists, expired or not.
+pub(crate) async fn record(
+    conn: &Conn,
+    keys: &Keys,
+    digest_hex: &str,
+) -> redis::RedisResult<Option<TokenRecord>> {
+    let raw: Option<String> = redis::cmd("HGET")
+        .arg(keys.tokens())
+        .arg(digest_hex)
+        .query_async(&mut conn.clone())
+        .await?;
+    Ok(raw.and_then(|r| serde_json::from_str::<TokenRecord>(&r).ok()))
 }
 
 /// Indexes tokens made before ids and per-tenant indexes existed (idempotent; run at start).

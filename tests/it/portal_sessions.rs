@@ -209,6 +209,77 @@ async fn an_expired_link_is_refused() {
     }
 }
 
+/// A portal link and its session act for the token that minted them: revoking that token
+/// ends both, and a link ends no later than the token. Before, a revoked or expired token's
+/// links still opened and its sessions could still change things for their whole TTL (up to
+/// seven days), so revoking a leaked token did not lock its holder out.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn revoking_the_token_that_minted_a_link_ends_the_link_and_its_session() {
+    let setup = Setup::new("portal_revoke");
+    let _w = Webhookd::start(&setup).await;
+    let admin = Api::admin(&setup);
+    let (status, made) = admin.post("/v1/tenants/t1/tokens", json!({})).await;
+    assert_eq!(status, 201, "{made}");
+    let token = made["token"].as_str().unwrap();
+    let path = "/v1/tenants/t1/portal-sessions";
+    let (_, first) = mint(&setup, path, token, json!({"ttl": "7d"})).await;
+    let (_, second) = mint(&setup, path, token, json!({"ttl": "7d"})).await;
+    let session = open(&setup, first["url"].as_str().unwrap()).await;
+    let (status, _) = session
+        .call(Method::GET, "/v1/tenants/t1/endpoints", None, false)
+        .await;
+    assert_eq!(status, 200);
+
+    let (status, _) = admin
+        .delete(&format!(
+            "/v1/tenants/t1/tokens/{}",
+            made["id"].as_str().unwrap()
+        ))
+        .await;
+    assert_eq!(status, 204);
+    let (status, _) = session
+        .call(Method::GET, "/v1/tenants/t1/endpoints", None, false)
+        .await;
+    assert_eq!(status, 401, "the session ended with its token");
+    let (status, _) = session
+        .call(
+            Method::POST,
+            "/v1/tenants/t1/endpoints",
+            Some(new_endpoint()),
+            true,
+        )
+        .await;
+    assert_eq!(status, 401);
+    assert_eq!(session.page_at("/portal/").await.0, 401);
+    let login = format!("{}{}", setup.api(), second["url"].as_str().unwrap());
+    let (status, _, page) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 410, "the unopened link ended too: {page}");
+
+    // A link ends no later than the token that made it.
+    let (_, brief) = admin
+        .post("/v1/tenants/t1/tokens", json!({"ttl": "1s"}))
+        .await;
+    let (status, link) = mint(&setup, path, brief["token"].as_str().unwrap(), json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    assert_eq!(link["expires_at"], brief["expires_at"], "{link} {brief}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
+    assert_eq!(http_request(Method::GET, &login, &[], None).await.0, 410);
+}
+
+/// A HEAD of a link (a link checker's, a chat preview's) does not use it up.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_head_request_leaves_a_link_usable() {
+    let setup = Setup::new("portal_head");
+    let _w = Webhookd::start(&setup).await;
+    let link = t1_link(&setup, json!({})).await;
+    let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
+    let (status, headers, _) = http_request(Method::HEAD, &login, &[], None).await;
+    assert_eq!(status, 204);
+    assert!(headers.get("set-cookie").is_none());
+    open(&setup, link["url"].as_str().unwrap()).await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals_nothing() {
     let setup = Setup::new("portal_csrf");

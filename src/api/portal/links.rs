@@ -15,8 +15,9 @@ use utoipa_axum::routes;
 
 use super::session::{self, Grant};
 use crate::api::error::{ApiError, ErrorBody};
-use crate::api::extract::{Caller, OptionalJsonBody, TenantScope};
+use crate::api::extract::{bearer, Caller, OptionalJsonBody, TenantScope};
 use crate::api::state::ApiState;
+use crate::api::token_store::{self, digest, hex};
 use crate::support::clock::{now_ms, rfc3339};
 
 /// A session lasts this long unless the request says otherwise, and at most `LONGEST`.
@@ -115,19 +116,28 @@ async fn mint(
     tenant: Option<String>,
     req: LinkRequest,
 ) -> Result<(StatusCode, Json<Link>), ApiError> {
-    if !headers.contains_key(header::AUTHORIZATION) {
+    // The caller's extractor took the token already; a portal session has none to give.
+    let Some(token) = headers.get(header::AUTHORIZATION).and_then(bearer) else {
         return Err(ApiError::Forbidden(
             "portal links are minted with a bearer token, not from a portal session".into(),
         ));
-    }
+    };
     let ttl = match req.ttl.as_deref() {
         None => DEFAULT_TTL,
         Some(t) => crate::api::ttl::parse(t, Some(LONGEST))?,
     };
+    let minted_by = hex(&digest(token));
+    let mut expires_at = now_ms() + ttl.as_millis() as i64;
+    // A link ends no later than the tenant token that made it (an admin token has no record).
+    let inner = &state.inner;
+    if let Some(rec) = token_store::record(&inner.conn, &inner.keys, &minted_by).await? {
+        expires_at = rec.expires_at.map_or(expires_at, |end| end.min(expires_at));
+    }
     let grant = Grant {
         tenant,
         read_only: req.read_only,
-        expires_at: now_ms() + ttl.as_millis() as i64,
+        expires_at,
+        minted_by: Some(minted_by),
     };
     let token = session::mint(&state.inner.conn, &state.inner.keys, &grant).await?;
     let base = state.inner.public_url.trim_end_matches('/');

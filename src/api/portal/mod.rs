@@ -17,7 +17,7 @@ pub(crate) mod session;
 mod verify_page;
 
 use axum::extract::{Query, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::Router;
@@ -52,6 +52,7 @@ struct LoginQuery {
 /// the token leaves the address bar (and no later request's `Referer` carries it).
 async fn login(
     State(state): State<ApiState>,
+    method: Method,
     headers: HeaderMap,
     Query(q): Query<LoginQuery>,
 ) -> Response {
@@ -62,7 +63,13 @@ async fn login(
             "This address has no portal link in it.",
         );
     };
-    let (id, session) = match session::exchange(&inner.conn, &inner.keys, &token).await {
+    // A HEAD (a link checker's, a chat preview's) must not use up the one-time link.
+    if method == Method::HEAD {
+        let mut resp = StatusCode::NO_CONTENT.into_response();
+        page::no_store(resp.headers_mut());
+        return resp;
+    }
+    let (id, session) = match session::exchange(inner, &token).await {
         Ok(Some(found)) => found,
         Ok(None) => {
             return page::refused(
@@ -127,7 +134,7 @@ async fn home(
 async fn logout(State(state): State<ApiState>, headers: HeaderMap) -> Result<Response, ApiError> {
     let inner = &state.inner;
     let id = cookie(&headers).ok_or(ApiError::Unauthorized)?;
-    let session = session::find(&inner.conn, &inner.keys, &id)
+    let session = session::find(inner, &id)
         .await?
         .ok_or(ApiError::Unauthorized)?;
     csrf_checked(&headers, &session)?;

@@ -90,7 +90,7 @@ pub(super) fn refused(status: StatusCode, message: &str) -> Response {
 pub(super) async fn signed_in(state: &ApiState, headers: &HeaderMap) -> Result<Session, Response> {
     let inner = &state.inner;
     let found = match super::session::cookie(headers) {
-        Some(id) => super::session::find(&inner.conn, &inner.keys, &id).await,
+        Some(id) => super::session::find(inner, &id).await,
         None => Ok(None),
     };
     match found {

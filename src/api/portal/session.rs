@@ -7,7 +7,8 @@ use serde::{Deserialize, Serialize};
 use subtle::ConstantTimeEq;
 
 use crate::api::error::ApiError;
-use crate::api::token_store::{digest, hex};
+use crate::api::state::Inner;
+use crate::api::token_store::{self, digest, hex};
 use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::support::clock::now_ms;
@@ -53,6 +54,28 @@ pub(crate) struct Grant {
     pub(crate) read_only: bool,
     /// Unix ms the session ends (the link's own end is the same).
     pub(crate) expires_at: i64,
+    /// The SHA-256 digest (hex) of the bearer token that minted the link. Once that token is
+    /// revoked or expired (or, for an admin token, gone from the config), the link no longer
+    /// opens and its session answers nothing. Absent in links made before it was kept:
+    /// those last their own time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) minted_by: Option<String>,
+}
+
+/// Whether the token that minted `grant` may still act for it.
+async fn minter_live(inner: &Inner, grant: &Grant) -> redis::RedisResult<bool> {
+    let Some(minter) = &grant.minted_by else {
+        return Ok(true);
+    };
+    if inner
+        .admin_tokens
+        .iter()
+        .any(|t| hex(&digest(t.trim())) == *minter)
+    {
+        return Ok(true);
+    }
+    let rec = token_store::record(&inner.conn, &inner.keys, minter).await?;
+    Ok(rec.is_some_and(|r| !r.expired(now_ms())))
 }
 
 /// A live session: its grant and the token every change must carry (CSRF).
@@ -90,18 +113,18 @@ pub(crate) async fn mint(conn: &Conn, keys: &Keys, grant: &Grant) -> redis::Redi
 /// unknown, expired or already used. Of two exchanges racing for one link, one wins (the
 /// one whose `DEL` removed it).
 pub(crate) async fn exchange(
-    conn: &Conn,
-    keys: &Keys,
+    inner: &Inner,
     token: &str,
 ) -> redis::RedisResult<Option<(String, Session)>> {
+    let keys = &inner.keys;
     let key = keys.portal_link(&hex(&digest(token)));
-    let mut c = conn.clone();
+    let mut c = inner.conn.clone();
     let raw: Option<String> = redis::cmd("GET").arg(&key).query_async(&mut c).await?;
     let Some(grant) = raw.and_then(|r| serde_json::from_str::<Grant>(&r).ok()) else {
         return Ok(None);
     };
     let removed: u32 = redis::cmd("DEL").arg(&key).query_async(&mut c).await?;
-    if removed == 0 || grant.expires_at <= now_ms() {
+    if removed == 0 || grant.expires_at <= now_ms() || !minter_live(inner, &grant).await? {
         return Ok(None);
     }
     let id = secret("wps_");
@@ -119,19 +142,19 @@ pub(crate) async fn exchange(
     Ok(Some((id, session)))
 }
 
-/// The live session a cookie names, if any.
-pub(crate) async fn find(
-    conn: &Conn,
-    keys: &Keys,
-    id: &str,
-) -> redis::RedisResult<Option<Session>> {
+/// The live session a cookie names, if any: not expired, and its link's minter still valid.
+pub(crate) async fn find(inner: &Inner, id: &str) -> redis::RedisResult<Option<Session>> {
     let raw: Option<String> = redis::cmd("GET")
-        .arg(keys.portal_session(&hex(&digest(id))))
-        .query_async(&mut conn.clone())
+        .arg(inner.keys.portal_session(&hex(&digest(id))))
+        .query_async(&mut inner.conn.clone())
         .await?;
-    Ok(raw
+    let Some(session) = raw
         .and_then(|r| serde_json::from_str::<Session>(&r).ok())
-        .filter(|s| s.grant.expires_at > now_ms()))
+        .filter(|s| s.grant.expires_at > now_ms())
+    else {
+        return Ok(None);
+    };
+    Ok(minter_live(inner, &session.grant).await?.then_some(session))
 }
 
 /// Ends a session (logging out).
