@@ -2,6 +2,8 @@
 
 use serde_json::{Map, Value};
 
+use crate::support::clock::LATEST_RFC3339_MS;
+
 /// Fields that commonly hold a flat provider event's time, most specific first.
 const FIELDS: &[&str] = &[
     "timestamp",
@@ -27,7 +29,7 @@ pub(super) fn from_fields(object: &Map<String, Value>) -> Option<i64> {
 /// Unix seconds (or milliseconds) as a number or a string of digits, or an RFC 3339
 /// time. Times before 1970 are refused: no delivery event happened then.
 pub(super) fn parse(value: &Value) -> Option<i64> {
-    let seconds = match value {
+    let number = match value {
         Value::Number(n) => match n.as_i64() {
             Some(whole) => whole,
             // Fractional seconds; the cast saturates, and the range check below
@@ -37,15 +39,21 @@ pub(super) fn parse(value: &Value) -> Option<i64> {
         Value::String(s) if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) => {
             s.parse().ok()?
         }
-        Value::String(s) => rfc3339(s)?,
+        // An RFC 3339 time says its own unit: never taken for milliseconds.
+        Value::String(s) => return rfc3339(s).filter(|s| in_range(*s)),
         _ => return None,
     };
-    let seconds = if seconds >= MILLIS_FROM {
-        seconds / 1000
+    let seconds = if number >= MILLIS_FROM {
+        number / 1000
     } else {
-        seconds
+        number
     };
-    (seconds >= 0).then_some(seconds)
+    in_range(seconds).then_some(seconds)
+}
+
+/// From 1970 to the end of year 9999 (what RFC 3339 can write).
+fn in_range(seconds: i64) -> bool {
+    (0..=LATEST_RFC3339_MS / 1000).contains(&seconds)
 }
 
 /// RFC 3339 to Unix seconds; a space in place of the `T` is accepted too.
@@ -72,6 +80,31 @@ mod tests {
     #[test]
     fn milliseconds_are_recognised() {
         assert_eq!(parse(&json!(1704825600123_i64)), Some(1704825600));
+    }
+
+    #[test]
+    fn an_rfc3339_time_is_never_taken_for_milliseconds() {
+        assert_eq!(
+            parse(&json!("9999-12-31T23:59:59Z")),
+            Some(253_402_300_799),
+            "not 1978"
+        );
+        assert_eq!(parse(&json!("5000-01-01T00:00:00Z")), Some(95_617_584_000));
+    }
+
+    #[test]
+    fn times_past_year_9999_are_refused() {
+        for bad in [
+            json!(99999999999999999999_u128 as f64),
+            json!("99999999999999999999"),
+            json!(253_402_300_800_000_i64),
+        ] {
+            assert_eq!(parse(&bad), None, "{bad}");
+        }
+        assert_eq!(
+            parse(&json!(253_402_300_799_000_i64)),
+            Some(253_402_300_799)
+        );
     }
 
     #[test]
