@@ -120,7 +120,7 @@ id_type!(
     /// A tenant (SPEC 1).
     TenantId,
     valid_tenant,
-    "1-64 characters of [A-Za-z0-9_.-]"
+    "1-64 characters of [A-Za-z0-9_.-], other than `.` and `..`"
 );
 id_type!(
     /// An event's id, unique per event and tenant (SPEC 1).
@@ -131,8 +131,8 @@ id_type!(
 id_type!(
     /// An endpoint's id (SPEC 6).
     EndpointId,
-    valid_id,
-    "1-128 characters of [A-Za-z0-9_.:-]"
+    valid_endpoint_id,
+    "1-128 characters of [A-Za-z0-9_.:-], other than `.` and `..`"
 );
 id_type!(
     /// An event type: two or more dot-separated segments (SPEC 2).
@@ -204,6 +204,17 @@ fn valid_tenant(s: &str) -> bool {
     (1..=64).contains(&s.len())
         && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-'))
+        && !dot_segment(s)
+}
+
+fn valid_endpoint_id(s: &str) -> bool {
+    valid_id(s) && !dot_segment(s)
+}
+
+/// `.` and `..` name no resource in a URL path: browsers and most HTTP clients resolve them
+/// away (RFC 3986 5.2.4), so `/v1/tenants/../endpoints` would reach `/v1/endpoints`.
+fn dot_segment(s: &str) -> bool {
+    s == "." || s == ".."
 }
 
 /// One segment of an event type or of a filter pattern.
@@ -226,6 +237,11 @@ mod tests {
         assert!(TenantId::parse("acme-1.eu_west").is_ok());
         assert!(TenantId::parse("a:b").is_err(), "no colon in tenants");
         assert!(TenantId::parse(&"t".repeat(65)).is_err());
+        for dots in [".", ".."] {
+            assert!(TenantId::parse(dots).is_err(), "tenant {dots}");
+            assert!(EndpointId::parse(dots).is_err(), "endpoint {dots}");
+        }
+        assert!(TenantId::parse("...").is_ok() && EventId::parse("..").is_ok());
         assert!(EventId::parse("evt_01:x.y-z").is_ok());
         assert!(EventId::parse("").is_err() && EventId::parse(&"e".repeat(129)).is_err());
         assert!(EndpointId::parse("ep with space").is_err());
@@ -240,7 +256,7 @@ mod tests {
         }
         assert_eq!(
             TenantId::parse("a b").unwrap_err().to_string(),
-            "must be 1-64 characters of [A-Za-z0-9_.-]"
+            "must be 1-64 characters of [A-Za-z0-9_.-], other than `.` and `..`"
         );
         assert_eq!(
             EventId::parse("").unwrap_err().to_string(),

@@ -298,6 +298,13 @@ async fn bad_requests_answer_json_400_401_404_405_413() {
         400,
         "malformed",
     );
+    // Dot segments: clients and browsers resolve them away, so no tenant may be one (the
+    // portal of a tenant `..` called /v1/endpoints). Sent as is, they are refused.
+    for dots in [".", ".."] {
+        let path = format!("/v1/tenants/{dots}/endpoints");
+        let body = json!({"url": "https://example.com/d", "filters": ["*"]});
+        assert_error(&api.post(&path, body).await, 400, "malformed");
+    }
     assert_error(
         &api.get(&format!("/v1/tenants/{}/endpoints", "t".repeat(65)))
             .await,
