@@ -52,7 +52,52 @@ impl Modify for BearerAuth {
 /// Last touches once every route is in.
 pub(super) fn finish(mut doc: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     doc.info.version = env!("CARGO_PKG_VERSION").to_string();
+    for (path, item) in doc.paths.paths.iter_mut() {
+        shared_answers(path, item);
+    }
     doc
+}
+
+/// The answers every route of a kind can give, added where its own list lacks them: a
+/// tenant token or portal session over `http.rate_limit` (429) on a tenant's routes, and on
+/// their changes (and a secret's reveal) a portal session that is read-only or sent no CSRF
+/// token (403). Generated clients then model what the server answers.
+fn shared_answers(path: &str, item: &mut utoipa::openapi::PathItem) {
+    use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+    if !path.starts_with("/v1/tenants/") {
+        return;
+    }
+    let error = |description: &str| {
+        ResponseBuilder::new()
+            .description(description)
+            .content(
+                "application/json",
+                ContentBuilder::new()
+                    .schema(Some(Ref::from_schema_name("ErrorBody")))
+                    .build(),
+            )
+            .build()
+    };
+    let reveals = path.ends_with("/secret");
+    let ops = [
+        (&mut item.get, reveals),
+        (&mut item.post, true),
+        (&mut item.put, true),
+        (&mut item.patch, true),
+        (&mut item.delete, true),
+    ];
+    for (op, changes) in ops {
+        let Some(op) = op.as_mut() else { continue };
+        let answers = &mut op.responses.responses;
+        answers.entry("429".into()).or_insert_with(|| {
+            error("Over this tenant token's or portal session's `http.rate_limit`; `Retry-After` says when to try again").into()
+        });
+        if changes {
+            answers.entry("403".into()).or_insert_with(|| {
+                error("A read-only portal session, or a change from the portal without its CSRF token").into()
+            });
+        }
+    }
 }
 
 /// Serves the document, serialized once.

@@ -1254,6 +1254,17 @@ async fn the_openapi_document_is_served_without_auth_and_covers_every_route() {
             "{method} {path} is not documented"
         );
     }
+    // What any tenant route can answer is in each one's list: 429 over the rate limit, and
+    // 403 for a read-only portal session's (or a CSRF-less) change or secret reveal.
+    for (path, item) in paths.iter().filter(|(p, _)| p.starts_with("/v1/tenants/")) {
+        for (method, op) in item.as_object().unwrap() {
+            let answers = &op["responses"];
+            assert!(answers.get("429").is_some(), "{method} {path} lacks 429");
+            if method != "get" || path.ends_with("/secret") {
+                assert!(answers.get("403").is_some(), "{method} {path} lacks 403");
+            }
+        }
+    }
 }
 
 /// Tokens can be listed (never shown again), revoked — refused by every replica at once —
