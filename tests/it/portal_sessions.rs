@@ -267,6 +267,25 @@ async fn revoking_the_token_that_minted_a_link_ends_the_link_and_its_session() {
     assert_eq!(http_request(Method::GET, &login, &[], None).await.0, 410);
 }
 
+/// A mangled link address is answered with the portal's page, not a framework's plain text.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_mangled_link_gets_the_portal_page() {
+    let setup = Setup::new("portal_mangled");
+    let _w = Webhookd::start(&setup).await;
+    for query in ["token=a&token=b", "", "token="] {
+        let url = format!("{}/portal/login?{query}", setup.api());
+        let (status, headers, page) = http_request(Method::GET, &url, &[], None).await;
+        assert_eq!(status, 400, "{query}: {page}");
+        assert!(
+            headers["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/html"),
+            "{query}: {headers:?}"
+        );
+    }
+}
+
 /// A HEAD of a link (a link checker's, a chat preview's) does not use it up.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_head_request_leaves_a_link_usable() {

@@ -152,7 +152,10 @@ fn pages(s: &mut String, total: u64, before: u64, shown: usize, paged: bool, nex
         return;
     }
     s.push_str("<nav aria-label=\"Pages of endpoints\" id=\"endpoint-pages\"><p>");
-    if total > 0 {
+    if shown == 0 && total > 0 {
+        // An `after` past the last id (a stale or hand-made link): say so, not "253–252".
+        let _ = write!(s, "No endpoints after this point; {total} in all.");
+    } else if total > 0 {
         let _ = write!(
             s,
             "Endpoints {}–{} of {total}.",
@@ -198,4 +201,20 @@ fn actions(id: &str, disabled: bool) -> String {
          aria-label=\"{verb} {id}\">{verb}</button> <button type=\"button\" data-action=\"delete\" \
          aria-label=\"Delete {id}\">Delete</button></td>"
     )
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_page_past_the_last_endpoint_says_so() {
+        let mut s = String::new();
+        super::pages(&mut s, 252, 252, 0, true, None);
+        assert!(
+            s.contains("No endpoints after this point; 252 in all."),
+            "{s}"
+        );
+        let mut s = String::new();
+        super::pages(&mut s, 252, 250, 2, true, None);
+        assert!(s.contains("Endpoints 251–252 of 252."), "{s}");
+    }
 }

@@ -16,6 +16,7 @@ mod plot;
 pub(crate) mod session;
 mod verify_page;
 
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -54,10 +55,12 @@ async fn login(
     State(state): State<ApiState>,
     method: Method,
     headers: HeaderMap,
-    Query(q): Query<LoginQuery>,
+    query: Result<Query<LoginQuery>, QueryRejection>,
 ) -> Response {
     let inner = &state.inner;
-    let Some(token) = q.token.filter(|t| !t.is_empty()) else {
+    // A mangled address (the token twice, say) gets the page too, not axum's plain text.
+    let token = query.ok().and_then(|Query(q)| q.token);
+    let Some(token) = token.filter(|t| !t.is_empty()) else {
         return page::refused(
             StatusCode::BAD_REQUEST,
             "This address has no portal link in it.",
