@@ -151,7 +151,7 @@ async fn a_link_opens_one_session_with_an_httponly_samesite_lax_cookie_and_never
     let (status, headers, page) = http_request(
         Method::GET,
         &format!("{}/portal/", setup.api()),
-        &[("cookie", session)],
+        &[("cookie", session.clone())],
         None,
     )
     .await;
@@ -161,6 +161,23 @@ async fn a_link_opens_one_session_with_an_httponly_samesite_lax_cookie_and_never
         "{page}"
     );
     assert_eq!(headers["x-frame-options"], "DENY", "never in a frame");
+    // Every page can sign out, not only the list.
+    for path in [
+        "/portal/",
+        "/portal/dlq",
+        "/portal/endpoints/ep_a",
+        "/portal/endpoints/ep_a/verify",
+    ] {
+        let (status, _, page) = http_request(
+            Method::GET,
+            &format!("{}{path}", setup.api()),
+            &[("cookie", session.clone())],
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{path}");
+        assert!(page.contains("id=\"logout\""), "{path} has no sign-out");
+    }
     let token = url.split("token=").nth(1).unwrap();
     assert!(
         !w.log_text().contains(token),

@@ -5,7 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::page::{document, esc, head, html, refused, signed_in};
+use super::page::{document, esc, head, html, refused, signed_in, SIGN_OUT};
 use crate::api::state::ApiState;
 
 pub(super) async fn show(State(state): State<ApiState>, headers: HeaderMap) -> Response {
@@ -27,7 +27,7 @@ pub(super) async fn show(State(state): State<ApiState>, headers: HeaderMap) -> R
          <button type=\"submit\">Replay</button></form>"
     };
     let body = format!(
-        "<header><h1>Dead letters of {t}</h1><a href=\"/portal/\">All endpoints</a></header><main>\
+        "<header><h1>Dead letters of {t}</h1><nav><a href=\"/portal/\">All endpoints</a> {SIGN_OUT}</nav></header><main>\
          <div id=\"tenant\" data-tenant=\"{t}\" data-writable=\"{w}\" hidden></div>\
          <p>Deliveries that ran out of attempts. Replaying one delivers it again with a fresh \
          schedule; purging removes it.</p>{controls}<p id=\"dlq-status\" role=\"status\"></p>\

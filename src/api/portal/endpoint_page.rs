@@ -9,7 +9,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
 use super::form::endpoint_form;
-use super::page::{document, esc, head, html, tenant_endpoint};
+use super::page::{document, esc, head, html, tenant_endpoint, SIGN_OUT};
 use super::session::Session;
 use crate::api::state::ApiState;
 use crate::event::catalog::Catalog;
@@ -31,7 +31,7 @@ pub(super) async fn show(
     let mut body =
         format!(
         "<header><h1><code>{url}</code></h1><nav><a href=\"/portal/endpoints/{id}/verify\">How to verify signatures</a> \
-         <a href=\"/portal/\">All endpoints</a></nav></header><main>\
+         <a href=\"/portal/\">All endpoints</a> {SIGN_OUT}</nav></header><main>\
          <div id=\"tenant\" data-tenant=\"{tenant}\" data-endpoint=\"{id}\" hidden></div>\
          <p id=\"summary\">{id} — events: {filters} — signed with {signing}{ordering}{disabled}</p>",
         url = esc(&rec.url),

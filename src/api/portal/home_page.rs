@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::form::endpoint_form;
-use super::page::{document, esc, head, html};
+use super::page::{document, esc, head, html, SIGN_OUT};
 use super::session::Session;
 use crate::api::state::ApiState;
 use crate::deliver::breaker::State as Circuit;
@@ -32,8 +32,12 @@ pub(super) async fn show(state: &ApiState, session: &Session, after: Option<&str
     };
     let _ = write!(
         body,
-        "<header><h1>{who}{badge}</h1><nav>{dlq}<button type=\"button\" id=\"logout\">Sign out</button></nav></header><main>",
-        dlq = if grant.tenant.is_some() { "<a href=\"/portal/dlq\">Dead letters</a> " } else { "" }
+        "<header><h1>{who}{badge}</h1><nav>{dlq}{SIGN_OUT}</nav></header><main>",
+        dlq = if grant.tenant.is_some() {
+            "<a href=\"/portal/dlq\">Dead letters</a> "
+        } else {
+            ""
+        }
     );
     match &grant.tenant {
         Some(tenant) => {

@@ -9,6 +9,9 @@ use super::session::{Session, CSRF_HEADER};
 use crate::api::state::ApiState;
 use crate::registry::EndpointRecord;
 
+/// The sign-out button every page's header carries (portal.js ends the session with it).
+pub(super) const SIGN_OUT: &str = "<button type=\"button\" id=\"logout\">Sign out</button>";
+
 const CSS: &str = include_str!("assets/portal.css");
 const JS: &str = include_str!("assets/portal.js");
 

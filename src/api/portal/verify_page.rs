@@ -9,7 +9,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 
-use super::page::{document, esc, head, html, tenant_endpoint};
+use super::page::{document, esc, head, html, tenant_endpoint, SIGN_OUT};
 use crate::api::state::ApiState;
 use crate::secure::sign::Scheme;
 
@@ -163,7 +163,7 @@ pub(super) async fn show(
     let scheme = rec.signing;
     let mut body = format!(
         "<header><h1>Verifying deliveries to <code>{url}</code></h1>\
-         <a href=\"/portal/endpoints/{id}\">Back to the endpoint</a></header><main>{explained}\
+         <nav><a href=\"/portal/endpoints/{id}\">Back to the endpoint</a> {SIGN_OUT}</nav></header><main>{explained}\
          <p>Each program answers 204 to a verified delivery and 400 to anything else, and \
          prints a line for each.</p>",
         url = esc(&rec.url),
