@@ -227,8 +227,12 @@ impl Dispatcher {
         };
         match decide::before(gate) {
             // Enabled in Redis since this replica's index was refreshed (an enable followed
-            // at once by a replay, say): it waits for the index instead of dying again.
-            Before::DeadLetter(_) if ep.disabled && self.enabled_in_store(&ep.id).await => {
+            // at once by a replay, say): it waits for the index instead of dying again. Boxed
+            // like every rare path here: inline, its Redis call would grow every delivery's
+            // future.
+            Before::DeadLetter(_)
+                if ep.disabled && Box::pin(self.enabled_in_store(&ep.id)).await =>
+            {
                 return Box::pin(self.park(d, &lane, Why::UnknownEndpoint)).await;
             }
             Before::DeadLetter(why) => {
