@@ -184,6 +184,15 @@ impl Breaker {
             .map_or(State::Closed, |c| c.state)
     }
 
+    /// Whether the endpoint's last attempt failed (a failure streak its circuit has not yet
+    /// answered by opening), as this replica last saw it; false with the breaker off.
+    pub(crate) fn failing(&self, endpoint_id: &str) -> bool {
+        self.streaks
+            .lock()
+            .expect("breaker streaks")
+            .contains_key(endpoint_id)
+    }
+
     /// Whether deliveries to the endpoint must wait (anything but a probe).
     pub(crate) fn blocks(&self, endpoint_id: &str) -> bool {
         self.state(endpoint_id) != State::Closed

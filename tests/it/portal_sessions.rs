@@ -284,6 +284,34 @@ async fn revoking_the_token_that_minted_a_link_ends_the_link_and_its_session() {
     assert_eq!(http_request(Method::GET, &login, &[], None).await.0, 410);
 }
 
+/// An endpoint whose attempts fail is not shown as healthy while its circuit is still closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_failing_below_the_breaker_threshold_is_not_shown_healthy() {
+    let rx = Receiver::start(always(500)).await;
+    let setup = Setup::new("portal_failing")
+        .with("retry:\n  schedule: [1h]\n")
+        .endpoint("ep_bad", "t1", &rx.url("/bad"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let session = open(
+        &setup,
+        t1_link(&setup, json!({})).await["url"].as_str().unwrap(),
+    )
+    .await;
+    assert!(session.page.contains("healthy"), "{}", session.page);
+    let env = [envelope("evt_fails", "outbound.sent", "t1", json!({}))];
+    publish(&mut redis(), &setup.stream(), &env);
+    assert_eq!(rx.wait_for(1, Duration::from_secs(20)).await.len(), 1);
+    let shown = wait_until_async(Duration::from_secs(10), || async {
+        session
+            .page_at("/portal/")
+            .await
+            .1
+            .contains("failing (retrying)")
+    })
+    .await;
+    assert!(shown, "{}", session.page_at("/portal/").await.1);
+}
+
 /// A mangled link address is answered with the portal's page, not a framework's plain text.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_mangled_link_gets_the_portal_page() {

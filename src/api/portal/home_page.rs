@@ -112,6 +112,9 @@ async fn endpoints(
             "<span class=\"bad\">disabled</span>"
         } else {
             match breaker.state(&rec.id) {
+                Circuit::Closed if breaker.failing(&rec.id) => {
+                    "<span class=\"warn\">failing (retrying)</span>"
+                }
                 Circuit::Closed => "<span class=\"ok\">healthy</span>",
                 Circuit::Open => "<span class=\"bad\">failing (circuit open)</span>",
                 Circuit::HalfOpen => "<span class=\"warn\">recovering (probing)</span>",
