@@ -19,6 +19,14 @@ pub(crate) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::
 /// `stream.shards` at most: each shard costs every replica a blocking connection.
 const MAX_SHARDS: u32 = 256;
 
+/// The path of a Redis URL (its database, `/N`), without a query.
+fn db_path(url: &str) -> &str {
+    let url = url.trim();
+    let after = url.find("://").map_or(url, |i| &url[i + 3..]);
+    let path = after.find('/').map_or("", |i| &after[i..]);
+    path.split('?').next().unwrap_or("")
+}
+
 impl Config {
     pub(super) fn validate(&self) -> Result<(), ConfigError> {
         // In sentinel mode the URL lists the sentinels, separated by commas.
@@ -172,7 +180,22 @@ impl Config {
     /// The Redis deployment: its mode, and what TLS and ACL need.
     fn check_redis_access(&self) -> Result<(), ConfigError> {
         let r = &self.redis;
+        let several = r.url.contains(',');
         match r.mode.as_str() {
+            "standalone" if several => {
+                return Err(key_err(
+                    "redis.url",
+                    "lists several addresses, which standalone mode cannot use: set redis.mode \
+                     to cluster (the nodes) or sentinel (the sentinels), or give one URL",
+                ))
+            }
+            "standalone" if !r.sentinel_master.is_empty() => {
+                return Err(key_err(
+                    "redis.sentinel_master",
+                    "is set, but redis.mode is standalone: set redis.mode: sentinel (and list \
+                     the sentinels in redis.url), or remove it",
+                ))
+            }
             "standalone" => {}
             "sentinel" if r.sentinel_master.is_empty() => {
                 return Err(key_err(
@@ -181,6 +204,16 @@ impl Config {
                 ))
             }
             "sentinel" => {}
+            "cluster"
+                if r.url
+                    .split(',')
+                    .any(|u| !matches!(db_path(u), "" | "/" | "/0")) =>
+            {
+                return Err(key_err(
+                    "redis.url",
+                    "names a database other than 0, which Redis Cluster does not have",
+                ))
+            }
             "cluster" => {}
             other => {
                 return Err(key_err(

@@ -89,6 +89,32 @@ fn environment_names_no_key_can_take_are_refused_naming_the_variable() {
 }
 
 #[test]
+fn redis_mode_mistakes_are_caught_naming_the_key() {
+    for (yaml, key) in [
+        (
+            "redis:\n  url: \"redis://u:pw@a:1,redis://u:pw@b:2\"\n",
+            "redis.url",
+        ),
+        (
+            "redis:\n  url: redis://s:26379\n  sentinel_master: m\n",
+            "redis.sentinel_master",
+        ),
+        (
+            "redis:\n  mode: cluster\n  url: \"redis://a:1/3,redis://b:2\"\n",
+            "redis.url",
+        ),
+    ] {
+        let e = load(yaml, &[]).unwrap_err().to_string();
+        assert!(e.contains(key) && !e.contains("pw"), "{yaml}: {e}");
+    }
+    load(
+        "redis:\n  mode: cluster\n  url: \"redis://a:1/0,redis://b:2/\"\n",
+        &[],
+    )
+    .unwrap();
+}
+
+#[test]
 fn a_new_event_type_in_the_reserved_service_is_refused() {
     let e = load("event_types:\n  - type: webhookd.custom\n", &[])
         .unwrap_err()

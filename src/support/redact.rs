@@ -1,7 +1,11 @@
 //! Keeps credentials out of logs and error messages.
 
-/// A URL with any password replaced by `***`.
+/// A URL, or a comma-separated list of them (sentinels, cluster nodes), with any password
+/// replaced by `***`.
 pub(crate) fn url(raw: &str) -> String {
+    if raw.contains(',') {
+        return raw.split(',').map(url).collect::<Vec<_>>().join(",");
+    }
     let Some(scheme_end) = raw.find("://") else {
         return raw.to_string();
     };
@@ -29,5 +33,10 @@ mod tests {
         assert_eq!(super::url("redis://:hunter2@h:1/0"), "redis://:***@h:1/0");
         assert_eq!(super::url("redis://u:p@h:1"), "redis://u:***@h:1");
         assert_eq!(super::url("redis://h:1"), "redis://h:1");
+        assert_eq!(
+            super::url("redis://u:p@h:1,redis://u:p@h:2, redis://:q@h:3"),
+            "redis://u:***@h:1,redis://u:***@h:2, redis://:***@h:3",
+            "every address of a list"
+        );
     }
 }
