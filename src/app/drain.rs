@@ -25,17 +25,29 @@ pub(super) async fn drain(running: Running, config: &Config, signals: &mut Signa
     for consumer in consumers {
         let _ = tokio::time::timeout_at(deadline, consumer).await;
     }
-    let drained = tokio::select! {
-        r = tokio::time::timeout_at(deadline - flush, running.dispatcher.drained()) => r.is_ok(),
-        _ = signals.next() => false,
+    let (drained, hurried) = tokio::select! {
+        r = tokio::time::timeout_at(deadline - flush, running.dispatcher.drained()) => (r.is_ok(), false),
+        _ = signals.next() => (false, true),
     };
     if drained {
         tracing::info!("in-flight deliveries finished");
+    } else if hurried {
+        tracing::warn!(
+            "second signal: not waiting for in-flight deliveries; they stay pending and will be redelivered"
+        );
     } else {
         tracing::warn!(
             "shutdown grace over: unfinished deliveries stay pending and will be redelivered"
         );
     }
+    // After a second signal, what is left (acknowledging what finished, the writers' last
+    // records) gets the flush time, not the rest of the grace: the ackers would otherwise wait
+    // out the grace for the tickets of deliveries still hanging.
+    let deadline = if hurried {
+        deadline.min(tokio::time::Instant::now() + flush)
+    } else {
+        deadline
+    };
     running.heartbeat_stop.begin();
     let (heartbeats, ackers): (Vec<_>, Vec<_>) = rest.into_iter().unzip();
     for heartbeat in heartbeats {

@@ -115,6 +115,27 @@ async fn sigterm_on_an_idle_replica_exits_at_once() {
     );
 }
 
+/// A second SIGTERM skips the rest of the wait (README): the hanging delivery stays pending,
+/// and the process exits at once. It took 5.1 s of the 10 s `shutdown_grace`: what followed
+/// the skipped wait still ran to the original deadline.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_sigterm_skips_the_wait() {
+    let hang = late(200, |_| Duration::from_secs(60));
+    let (_rx, _setup, mut w) = one_event_sent("sigterm_twice", hang).await;
+    let asked = std::time::Instant::now();
+    w.signal("TERM");
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    w.signal("TERM");
+    let code = w.wait_exit(Duration::from_secs(30)).await;
+    let took = asked.elapsed();
+    assert_eq!(code, Some(0), "log:\n{}", w.log_text());
+    assert!(
+        took < Duration::from_secs(3),
+        "exit took {took:?} after a second SIGTERM (shutdown_grace 10s); log:\n{}",
+        w.log_text()
+    );
+}
+
 /// A delivery that ends during the drain has its attempt in the log after the exit: the
 /// attempt-log writer is told to finish (and stops taking records) only once deliveries are
 /// over. Told at the start of the drain, it lost this one.
