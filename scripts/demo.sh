@@ -32,8 +32,17 @@ tail -n +1 -f "$log/received.txt" &
 TAIL_PID=$!
 "$bin/webhookd" serve --config config.yaml > "$log/webhookd.log" 2>&1 &
 WH_PID=$!
-for _ in $(seq 1 100); do curl -fsS http://127.0.0.1:8080/readyz >/dev/null 2>&1 && break; sleep 0.1; done
-if ! kill -0 "$WH_PID" 2>/dev/null || ! curl -fsS http://127.0.0.1:8080/readyz >/dev/null; then
+# Ready once /readyz answers 200; bash's /dev/tcp, so the demo needs no curl.
+ready() {
+  local status
+  exec 3<>/dev/tcp/127.0.0.1/8080 || return 1
+  printf 'GET /readyz HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' >&3
+  read -r _ status _ <&3 || true
+  exec 3<&-
+  [ "$status" = 200 ]
+}
+for _ in $(seq 1 100); do ready 2>/dev/null && break; sleep 0.1; done
+if ! kill -0 "$WH_PID" 2>/dev/null || ! ready 2>/dev/null; then
   echo "demo: webhookd did not start:" >&2; cat "$log/webhookd.log" >&2; exit 1
 fi
 echo "webhookd is ready (logs: $log/webhookd.log); publishing sample events for tenant 'demo'…"
@@ -55,7 +64,11 @@ if [ "$check" = "--check" ]; then
   [ "$got" -ge "$expected" ] && [ "$bad" -eq 0 ]
   exit
 fi
-echo "Deliveries print above as they arrive. Publish more with:"
-echo "  $bin/webhookd publish --config config.yaml --tenant demo --type outbound.bounced --data '{\"bounce_type\":\"hard\"}'"
+echo "Deliveries print above as they arrive. Publish more through the API:"
+echo "  curl -XPOST http://127.0.0.1:8080/v1/events -H 'authorization: Bearer dev-admin-token-change-me' \\"
+echo "    -d '{\"id\":\"evt_'\$(date +%s%N)'\",\"tenant\":\"demo\",\"type\":\"outbound.bounced\",\"created_at\":'\$(date +%s)',\"data\":{\"bounce_type\":\"hard\"}}'"
+echo "or with the CLI, given this demo's Redis and key prefix:"
+echo "  WEBHOOKD_REDIS__URL=$WEBHOOKD_REDIS__URL WEBHOOKD_REDIS__KEY_PREFIX=$WEBHOOKD_REDIS__KEY_PREFIX \\"
+echo "    $bin/webhookd publish --config config.yaml --tenant demo --type outbound.bounced --data '{\"bounce_type\":\"hard\"}'"
 echo "Ctrl-C stops everything."
 wait $WH_PID
