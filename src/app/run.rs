@@ -120,6 +120,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
             built.dispatcher.clone(),
             built.pulled.clone(),
             lease,
+            built.health.clone(),
             built.stop.clone(),
         )),
         tokio::spawn(tend_lanes(built.dispatcher.clone(), built.stop.clone())),
@@ -128,6 +129,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
             built.dispatcher.clone(),
             built.outstanding.clone(),
             lease,
+            built.health.clone(),
             built.stop.clone(),
         )),
         tokio::spawn(
@@ -145,6 +147,7 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
                 outstanding: built.outstanding.clone(),
                 lease,
                 wake: built.order_wake.clone(),
+                health: built.health.clone(),
             }
             .run(built.stop.clone()),
         ),

@@ -12,6 +12,7 @@ use crate::db::conn::Conn;
 use crate::db::keys::Keys;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::pull::take;
+use crate::ops::health::Health;
 use crate::retry::order::{entry_score, OrderQueue};
 use crate::retry::shards::Queue;
 use crate::retry::RetryQueue;
@@ -33,6 +34,7 @@ pub(crate) struct Promoter {
     pub(crate) outstanding: Arc<Semaphore>,
     pub(crate) lease: Duration,
     pub(crate) wake: Arc<Notify>,
+    pub(crate) health: Arc<Health>,
 }
 
 /// The label a stream's key queues carry: its shard, or `-` unsharded.
@@ -85,6 +87,7 @@ impl Promoter {
                             &self.dispatcher,
                             &self.outstanding,
                             self.lease,
+                            &self.health,
                             &stop,
                         )
                         .await;

@@ -11,6 +11,7 @@ use crate::deliver::delivery::Delivery;
 use crate::deliver::dispatcher::Dispatcher;
 use crate::deliver::lane::SlowShare;
 use crate::deliver::looks::Looks;
+use crate::ops::health::Health;
 use crate::retry::park::Probe;
 use crate::retry::shards::Queue;
 use crate::retry::{Job, RetryQueue};
@@ -30,6 +31,7 @@ pub(crate) async fn run(
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
     lease: Duration,
+    health: Arc<Health>,
     stop: Shutdown,
 ) {
     let mut next_restore = tokio::time::Instant::now();
@@ -50,7 +52,7 @@ pub(crate) async fn run(
             if !looks.due(i, now) {
                 continue;
             }
-            match take(&queue, q, &dispatcher, &outstanding, lease, &stop).await {
+            match take(&queue, q, &dispatcher, &outstanding, lease, &health, &stop).await {
                 // No room: it waited a little; look again at once.
                 None => {}
                 Some(Took::Full) => looks.yielded(i, now, Duration::ZERO),
@@ -89,6 +91,7 @@ pub(crate) async fn take(
     dispatcher: &Arc<Dispatcher>,
     outstanding: &Arc<Semaphore>,
     lease: Duration,
+    health: &Health,
     stop: &Shutdown,
 ) -> Option<Took> {
     let room = outstanding.available_permits().min(TAKE);
@@ -97,10 +100,11 @@ pub(crate) async fn take(
         return None;
     }
     let now = now_ms();
-    let (jobs, next_due) = match queue
+    let taken = queue
         .take_due(q, now, room, now + lease.as_millis() as i64)
-        .await
-    {
+        .await;
+    health.note("taking due retries", &taken);
+    let (jobs, next_due) = match taken {
         Ok(taken) => {
             dispatcher
                 .metrics
@@ -146,6 +150,7 @@ pub(crate) async fn run_parked(
     dispatcher: Arc<Dispatcher>,
     outstanding: Arc<Semaphore>,
     lease: Duration,
+    health: Arc<Health>,
     stop: Shutdown,
 ) {
     let wake = dispatcher.wake.clone();
@@ -166,11 +171,12 @@ pub(crate) async fn run_parked(
             } else {
                 now_ms
             };
-            match dispatcher
+            let ready = dispatcher
                 .park
                 .ready(*q, until, *offset, BACKLOGS_PER_PASS)
-                .await
-            {
+                .await;
+            health.note("reading the parked backlogs", &ready);
+            match ready {
                 Ok(endpoints) => {
                     *offset = if endpoints.len() < BACKLOGS_PER_PASS {
                         0
@@ -189,6 +195,7 @@ pub(crate) async fn run_parked(
                         } else {
                             drain(&dispatcher, &outstanding, *q, &ep, lease).await
                         };
+                        health.note("pulling parked deliveries", &pulled);
                         if let Err(e) = pulled {
                             tracing::warn!(endpoint = %ep, error = %e, "pulling parked deliveries failed");
                         }

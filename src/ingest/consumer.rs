@@ -135,7 +135,17 @@ impl Consumer {
                     })
             } else if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + claim_every;
-                self.claim(room).await.map(|e| (unchecked(e), true))
+                let claimed = self.claim(room).await;
+                self.health
+                    .note("claiming a stopped consumer's entries", &claimed);
+                match claimed {
+                    Ok(e) => Ok((unchecked(e), true)),
+                    // Not a read: new entries still come; say what failed, and read on.
+                    Err(e) => {
+                        tracing::warn!(error = %e, "claiming entries a stopped consumer left failed; retrying");
+                        Ok((unchecked(Vec::new()), true))
+                    }
+                }
             } else {
                 let read = next_read
                     .read(&self.reader, &self.dedup, &self.ack_nudge, room)
@@ -272,11 +282,12 @@ impl Consumer {
             return;
         }
         self.ack_nudge.notify_waiters();
-        let fresh = match self
+        let checked = self
             .dedup
             .first_sightings(&self.reader.conn(), &valid)
-            .await
-        {
+            .await;
+        self.health.note("duplicate check", &checked);
+        let fresh = match checked {
             Ok(f) => f,
             Err(e) => {
                 tracing::warn!(error = %e, "duplicate check failed; entries stay pending");

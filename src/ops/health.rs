@@ -1,6 +1,8 @@
 //! Liveness and readiness state, and the task that keeps "Redis reachable" current.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::time::Duration;
 
 use crate::db::conn::Conn;
@@ -10,6 +12,18 @@ use crate::support::shutdown::Shutdown;
 pub(crate) struct Health {
     redis: AtomicBool,
     consumer: AtomicBool,
+    /// Parts of webhookd the Redis user's ACL stops (a command it may not run): a replica
+    /// that cannot check duplicates or take retries is not ready, so a rollout with a wrong
+    /// ACL halts instead of stalling quietly.
+    denied: Mutex<BTreeSet<&'static str>>,
+}
+
+/// Whether Redis refused a command (or a script's command) for the user's ACL.
+pub(crate) fn is_denied(e: &redis::RedisError) -> bool {
+    e.code() == Some("NOPERM") || {
+        let text = e.to_string();
+        text.contains("NOPERM") || text.contains("can't run this command")
+    }
 }
 
 impl Health {
@@ -26,7 +40,40 @@ impl Health {
         self.consumer.load(Ordering::Relaxed)
     }
     pub(crate) fn ready(&self) -> bool {
-        self.redis_up() && self.consumer_running()
+        self.redis_up() && self.consumer_running() && self.denied().is_empty()
+    }
+
+    /// The parts a missing Redis permission stops, by name.
+    pub(crate) fn denied(&self) -> Vec<&'static str> {
+        self.denied
+            .lock()
+            .expect("health")
+            .iter()
+            .copied()
+            .collect()
+    }
+
+    /// Notes how a Redis call of `part` went: refused for the ACL, the part is stopped (and
+    /// said so once, as an error); a success frees it again. Other errors change nothing here.
+    pub(crate) fn note<T>(&self, part: &'static str, result: &redis::RedisResult<T>) {
+        let mut denied = self.denied.lock().expect("health");
+        match result {
+            Err(e) if is_denied(e) => {
+                if denied.insert(part) {
+                    tracing::error!(
+                        part,
+                        error = %e,
+                        "the Redis user may not run a command this needs; not ready until it may (README's ACL line lists them all)"
+                    );
+                }
+            }
+            Ok(_) => {
+                if denied.remove(part) {
+                    tracing::info!(part, "the Redis user may run what this needs again");
+                }
+            }
+            Err(_) => {}
+        }
     }
 }
 
@@ -62,5 +109,37 @@ pub(crate) async fn run_pinger(
         if !stop.sleep(Duration::from_secs(1)).await {
             return;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refused_permission_makes_it_not_ready_until_a_success() {
+        let h = Health::default();
+        h.set_redis(true);
+        h.set_consumer(true);
+        assert!(h.ready());
+        let refused: redis::RedisResult<()> = Err(redis::RedisError::from((
+            redis::ErrorKind::Extension,
+            "script",
+            "ERR The user executing the script can't run this command or subcommand".to_string(),
+        )));
+        h.note("duplicate check", &refused);
+        assert!(!h.ready());
+        assert_eq!(h.denied(), vec!["duplicate check"]);
+        let other: redis::RedisResult<()> = Err(redis::RedisError::from((
+            redis::ErrorKind::Io,
+            "broken pipe",
+        )));
+        h.note("duplicate check", &other);
+        assert!(
+            !h.ready(),
+            "another error says nothing about the permission"
+        );
+        h.note("duplicate check", &Ok(()));
+        assert!(h.ready());
     }
 }

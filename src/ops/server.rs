@@ -42,6 +42,7 @@ async fn readyz(State(s): State<OpsState>) -> Response {
         "ready": s.health.ready(),
         "redis": s.health.redis_up(),
         "consumer": s.health.consumer_running(),
+        "permissions_missing": s.health.denied(),
     });
     let code = if s.health.ready() {
         StatusCode::OK

@@ -279,6 +279,39 @@ async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
     );
 }
 
+/// An ACL user missing one of README's commands (here `HSETNX`, which the duplicate check
+/// needs) makes the replica not ready, naming what it cannot do, instead of answering ready
+/// while every event stays pending (found by probing: 200 from /readyz, a warning a second).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_missing_acl_permission_makes_the_replica_not_ready_naming_the_part() {
+    let rx = Receiver::start(always(200)).await;
+    let mut setup = Setup::new("tls_acl_short").endpoint("ep_1", "t", &rx.url("/"), &["*"]);
+    let acl: Vec<String> = readme_acl(&setup.prefix)
+        .into_iter()
+        .filter(|rule| rule != "+hsetnx")
+        .collect();
+    let tls = TlsRedis::start(&acl);
+    setup = setup.redis(&redis_keys(&tls.url(), &tls.tls.ca.cert));
+    let w = Webhookd::start(&setup).await;
+    let mut conn = tls.client().get_connection().unwrap();
+    publish(
+        &mut conn,
+        &setup.stream(),
+        &[envelope("evt_denied", "outbound.sent", "t", json!({}))],
+    );
+    let ready = format!("http://127.0.0.1:{}/readyz", setup.port);
+    let refused = wait_until_async(WAIT, || async { http_get(&ready).await.0 == 503 }).await;
+    let (_, text) = http_get(&ready).await;
+    assert!(refused, "still ready: {text}; log:\n{}", w.log_text());
+    let body: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        body["permissions_missing"],
+        json!(["duplicate check"]),
+        "{body}"
+    );
+    assert_eq!(rx.count(), 0);
+}
+
 /// Runs `webhookd serve` expecting it to fail at start; its exit code and its stderr.
 fn serve_fails(setup: &Setup) -> (Option<i32>, String) {
     let (_dir, config) = setup.write();
