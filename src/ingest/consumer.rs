@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use redis::streams::StreamId;
-use tokio::sync::{mpsc, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{mpsc, Notify, Semaphore};
 
 use crate::deliver::dispatcher::Dispatcher;
 use crate::event::Event;
@@ -20,6 +20,7 @@ use crate::notice::mark::Mark;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::support::backoff::Backoff;
+use crate::support::permits::take_one;
 use crate::support::shutdown::Shutdown;
 
 /// Where the consumer's work goes, and what bounds it.
@@ -135,17 +136,7 @@ impl Consumer {
                     })
             } else if tokio::time::Instant::now() >= next_claim {
                 next_claim = tokio::time::Instant::now() + claim_every;
-                let claimed = self.claim(room).await;
-                self.health
-                    .note("claiming a stopped consumer's entries", &claimed);
-                match claimed {
-                    Ok(e) => Ok((unchecked(e), true)),
-                    // Not a read: new entries still come; say what failed, and read on.
-                    Err(e) => {
-                        tracing::warn!(error = %e, "claiming entries a stopped consumer left failed; retrying");
-                        Ok((unchecked(Vec::new()), true))
-                    }
-                }
+                Ok((unchecked(self.claim(room).await), true))
             } else {
                 let read = next_read
                     .read(&self.reader, &self.dedup, &self.ack_nudge, room)
@@ -191,15 +182,22 @@ impl Consumer {
     }
 
     /// Entries a dead consumer left pending; those trimmed away meanwhile need only their ack.
-    async fn claim(&self, room: usize) -> redis::RedisResult<Vec<StreamId>> {
-        let (claimed, gone) = self
+    /// A failed claim is no failed read: new entries still come, so it is said and read on.
+    async fn claim(&self, room: usize) -> Vec<StreamId> {
+        let found = self
             .reader
             .autoclaim(room, |id| self.in_flight.contains(id))
-            .await?;
+            .await;
+        self.health
+            .note("claiming a stopped consumer's entries", &found);
+        let (claimed, gone) = found.unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "claiming entries a stopped consumer left failed");
+            Default::default()
+        });
         for id in gone {
             self.ack(id);
         }
-        Ok(claimed)
+        claimed
     }
 
     async fn process(&self, read: Checked, reread: bool, light: bool) {
@@ -396,35 +394,5 @@ impl Consumer {
     /// Acknowledges an entry that needs no delivery (it stays claimed until the XACK lands).
     fn ack(&self, entry: String) {
         let _ = self.acks.send(entry);
-    }
-}
-
-/// One permit off `spare`, which keeps the rest.
-fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
-    match spare {
-        Some(s) if s.num_permits() > 1 => s.split(1),
-        _ => spare.take(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test]
-    async fn a_chunk_of_room_is_handed_out_one_permit_at_a_time() {
-        let room = Arc::new(Semaphore::new(5));
-        let mut spare = Some(room.clone().acquire_many_owned(3).await.unwrap());
-        let taken: Vec<_> = (0..3).map(|_| take_one(&mut spare).unwrap()).collect();
-        assert!(taken.iter().all(|p| p.num_permits() == 1));
-        assert!(spare.is_none(), "the chunk is used up");
-        assert!(take_one(&mut spare).is_none());
-        assert_eq!(room.available_permits(), 2);
-        drop(taken);
-        assert_eq!(
-            room.available_permits(),
-            5,
-            "each delivery gives its own back"
-        );
     }
 }

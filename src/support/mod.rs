@@ -6,5 +6,6 @@ pub mod clock;
 pub mod duration;
 pub(crate) mod hot;
 pub(crate) mod https;
+pub(crate) mod permits;
 pub(crate) mod redact;
 pub(crate) mod shutdown;
