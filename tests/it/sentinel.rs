@@ -266,6 +266,59 @@ fn publish_on(wire: &Wire, port: u16, stream: &str, ids: &[String]) {
     publish(&mut conn, stream, &events);
 }
 
+/// Asks `sentinel` for a failover of `mymaster` until it starts one. A sentinel answers
+/// NOGOODSLAVE until it has a fresh enough view of the replica (it asks for INFO every 10 s).
+async fn start_failover(wire: &Wire, sentinel: &Server) {
+    let mut last = String::new();
+    let started = wait_until(Duration::from_secs(40), || match wire.conn(sentinel.port) {
+        Some(mut c) => {
+            let asked: redis::RedisResult<()> = redis::cmd("SENTINEL")
+                .arg("failover")
+                .arg("mymaster")
+                .query(&mut c);
+            asked.map_err(|e| last = e.to_string()).is_ok()
+        }
+        None => {
+            last = "no connection to the sentinel".into();
+            false
+        }
+    })
+    .await;
+    assert!(started, "no failover started: {last}");
+}
+
+/// Once the sentinels name the new master, webhookd moves to it at once, not when the old one
+/// is demoted: the sentinels leave a server that still says it is a master alone for about
+/// eight seconds, and what was written there meanwhile (an endpoint created through the API,
+/// in a probe) was lost with it. An event published on the new master in that window was
+/// delivered only ~10 s later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_sentinel_mode_webhookd_follows_the_sentinels_before_the_old_master_is_demoted() {
+    let s = SentinelSetup::start("sentinel_follow", Wire::Plain).await;
+    let (wire, pa, pb, stream) = (&s.wire, s.a.port, s.b.port, s.setup.stream());
+    publish_on(wire, pa, &stream, &["evt_before".into()]);
+    assert_eq!(s.rx.wait_for(1, WAIT).await.len(), 1);
+    start_failover(wire, &s.sentinels[0]).await;
+    assert!(
+        wait_until(Duration::from_secs(30), || master_port(
+            wire,
+            &s.sentinels[0]
+        ) == Some(pb)
+            && role(wire, pb) == "master")
+        .await,
+        "the sentinels never named the new master"
+    );
+    let old_still_master = role(wire, pa) == "master";
+    publish_on(wire, pb, &stream, &["evt_after".into()]);
+    let got = s.rx.wait_for(2, Duration::from_secs(4)).await;
+    assert!(
+        got.iter().any(|g| g.header("webhook-id") == "evt_after"),
+        "not delivered within 4 s of the switch (old master still a master then: \
+         {old_still_master}); log:\n{}",
+        s.w.log_text()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
     let s = SentinelSetup::start("sentinel", Wire::Plain).await;
@@ -277,26 +330,7 @@ async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
         "delivered through the first master"
     );
 
-    // A sentinel answers NOGOODSLAVE until it has a fresh enough view of the replica (it asks
-    // for INFO every 10 s); ask again until it starts the failover.
-    let mut last = String::new();
-    let started = wait_until(Duration::from_secs(40), || {
-        match wire.conn(s.sentinels[0].port) {
-            Some(mut c) => {
-                let asked: redis::RedisResult<()> = redis::cmd("SENTINEL")
-                    .arg("failover")
-                    .arg("mymaster")
-                    .query(&mut c);
-                asked.map_err(|e| last = e.to_string()).is_ok()
-            }
-            None => {
-                last = "no connection to the sentinel".into();
-                false
-            }
-        }
-    })
-    .await;
-    assert!(started, "no failover started: {last}");
+    start_failover(wire, &s.sentinels[0]).await;
     assert!(
         wait_until(Duration::from_secs(30), || master_port(
             wire,

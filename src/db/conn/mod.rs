@@ -10,11 +10,10 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use backon::{ConstantBuilder, Retryable};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig};
-use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
-use redis::{
-    Cmd, ErrorKind, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult,
-    ServerErrorKind, Value,
-};
+use redis::sentinel::SentinelClient;
+use redis::{Cmd, IntoConnectionInfo, Pipeline, RedisError, RedisFuture, RedisResult, Value};
+
+use refusal::refuses_writes;
 
 /// A replaced connection is not replaced again sooner than this: while a failover is still
 /// under way the new one may reach a server that refuses writes too.
@@ -22,6 +21,8 @@ const RENEW_EVERY: Duration = Duration::from_secs(1);
 
 mod access;
 mod cluster;
+mod refusal;
+mod sentinel;
 pub mod unordered;
 
 pub use access::{Access, ConnectError};
@@ -68,6 +69,8 @@ impl Source {
 struct Current {
     manager: ConnectionManager,
     generation: u64,
+    /// The server it reaches (compared with the one Sentinel names).
+    addr: redis::ConnectionAddr,
 }
 
 #[derive(Default)]
@@ -134,10 +137,8 @@ pub async fn connect_with(
     start(Source::Direct(client), response_timeout, &shown()).await
 }
 
-/// Connects to the master that the sentinels at `sentinel_urls` name `master`, and to the new
-/// one after a failover. `rediss://` sentinel URLs mean TLS to the sentinels and to the
-/// master alike, verified against `access`'s CA (or the system's roots); the sentinels' own
-/// credentials come from their URLs, the master's from `access`.
+/// Connects to the master that the sentinels at `sentinel_urls` name `master` (see
+/// `sentinel::client`), and to the new one after a failover.
 pub async fn connect_sentinel(
     sentinel_urls: &[String],
     master: &str,
@@ -145,50 +146,11 @@ pub async fn connect_sentinel(
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
     let shown = redacted(sentinel_urls);
-    let bad_url = |source| ConnectError::Url {
-        url: shown.clone(),
-        source,
-    };
-    let sentinels = sentinel_urls
-        .iter()
-        .map(|u| u.as_str().into_connection_info())
-        .collect::<redis::RedisResult<Vec<_>>>()
-        .map_err(bad_url)?;
-    // One scheme for all: the config check refuses a mixed list, naming `redis.url`.
-    let tls =
-        |info: &redis::ConnectionInfo| matches!(info.addr(), redis::ConnectionAddr::TcpTls { .. });
-    let mut builder = SentinelClientBuilder::new(
-        sentinels.iter().map(|s| s.addr().clone()),
-        master,
-        SentinelServerType::Master,
-    )
-    .map_err(bad_url)?;
-    let own = sentinels.iter().map(|s| s.redis_settings());
-    if let Some(user) = own.clone().find_map(|s| s.username()) {
-        builder = builder.set_client_to_sentinel_username(user);
-    }
-    if let Some(password) = own.clone().find_map(|s| s.password()) {
-        builder = builder.set_client_to_sentinel_password(password);
-    }
-    if let Some(user) = &access.username {
-        builder = builder.set_client_to_redis_username(user);
-    }
-    if let Some(password) = &access.password {
-        builder = builder.set_client_to_redis_password(password);
-    }
-    if sentinels.iter().all(tls) {
-        builder = builder.set_client_to_redis_tls_mode(redis::TlsMode::Secure);
-        if let Some(pem) = &access.ca_pem {
-            let roots = redis::TlsCertificates {
-                client_tls: None,
-                root_cert: Some(pem.clone()),
-            };
-            builder = builder
-                .set_client_to_sentinel_certificates(roots.clone())
-                .set_client_to_redis_certificates(roots);
-        }
-    }
-    let sentinel = builder.build().map_err(bad_url)?;
+    let sentinel =
+        sentinel::client(sentinel_urls, master, access).map_err(|source| ConnectError::Url {
+            url: shown.clone(),
+            source,
+        })?;
     let source = Source::Sentinel(tokio::sync::Mutex::new(sentinel));
     start(
         source,
@@ -196,6 +158,39 @@ pub async fn connect_sentinel(
         &format!("{shown} (sentinel master `{master}`)"),
     )
     .await
+}
+
+/// How often the sentinels are asked which server is the master.
+const LOOK_EVERY: Duration = Duration::from_secs(1);
+
+/// In sentinel mode, follows the master the sentinels name, not only the server's refusals:
+/// after a failover the old master takes writes until the sentinels demote it (about ten
+/// seconds: they wait before reconfiguring a server that still says it is a master), and what
+/// is written there meanwhile is lost with its data (a probe's endpoint, created through the
+/// API in that window, was gone). Runs while `conn` or a clone lives.
+fn follow_sentinels(conn: &Conn) {
+    let weak = Arc::downgrade(&conn.0);
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(LOOK_EVERY).await;
+            let Some(backend) = weak.upgrade() else {
+                return;
+            };
+            let Backend::Node(node) = &*backend else {
+                return;
+            };
+            // Unreachable sentinels say nothing new: the refusals still lead, as before.
+            let Ok(client) = node.source.client().await else {
+                continue;
+            };
+            let named = client.get_connection_info().addr();
+            let current = node.current.load();
+            if *named != current.addr {
+                let why = format!("the sentinels name another master ({named})");
+                Conn(backend.clone()).renew(node, current.generation, &why);
+            }
+        }
+    });
 }
 
 /// Connecting is tried three times, half a second apart: a Redis still starting is waited for.
@@ -240,9 +235,13 @@ async fn start(
         .set_connection_timeout(Some(Duration::from_secs(2)))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_secs(2));
-    let manager = (|| async {
+    let (manager, addr) = (|| async {
         let client = source.client().await?;
-        client.get_connection_manager_with_config(cfg.clone()).await
+        let addr = client.get_connection_info().addr().clone();
+        let manager = client
+            .get_connection_manager_with_config(cfg.clone())
+            .await?;
+        Ok::<_, RedisError>((manager, addr))
     })
     .retry(connect_tries())
     .await
@@ -250,34 +249,21 @@ async fn start(
         url: shown.to_string(),
         source,
     })?;
-    Ok(Conn(Arc::new(Backend::Node(Box::new(Shared {
+    let follows = source.follows_failover();
+    let conn = Conn(Arc::new(Backend::Node(Box::new(Shared {
         source,
         cfg,
         current: ArcSwap::from_pointee(Current {
             manager,
             generation: 0,
+            addr,
         }),
         renewal: Mutex::default(),
-    })))))
-}
-
-/// Whether `e` says the server cannot take writes now (so another server may).
-pub fn refuses_writes(e: &RedisError) -> bool {
-    let unwritable = |k: ServerErrorKind| {
-        matches!(
-            k,
-            ServerErrorKind::ReadOnly | ServerErrorKind::MasterDown | ServerErrorKind::BusyLoading
-        )
-    };
-    if let ErrorKind::Server(k) = e.kind() {
-        if unwritable(k) {
-            return true;
-        }
+    }))));
+    if follows {
+        follow_sentinels(&conn);
     }
-    // A transaction or pipeline carries its commands' errors inside.
-    e.clone()
-        .into_server_errors()
-        .is_some_and(|errs| errs.iter().any(|(_, s)| s.kind().is_some_and(unwritable)))
+    Ok(conn)
 }
 
 impl Shared {
@@ -294,7 +280,16 @@ impl Conn {
     fn after_error(&self, node: &Shared, generation: u64, e: &RedisError) {
         let lost = node.source.follows_failover()
             && (e.is_connection_dropped() || e.is_connection_refusal() || e.is_io_error());
-        if !(refuses_writes(e) || lost) || node.current.load().generation != generation {
+        if !(refuses_writes(e) || lost) {
+            return;
+        }
+        self.renew(node, generation, &format!("redis refuses writes ({e})"));
+    }
+
+    /// Replaces the connection of `generation` (unless it was already, or was less than
+    /// `RENEW_EVERY` ago) with one to the server the source names now, in the background.
+    fn renew(&self, node: &Shared, generation: u64, why: &str) {
+        if node.current.load().generation != generation {
             return;
         }
         {
@@ -304,7 +299,7 @@ impl Conn {
             }
             renewal.running = true;
         }
-        tracing::warn!(error = %e, "redis refuses writes; connecting again");
+        tracing::warn!("{why}; connecting again");
         let this = self.clone();
         tokio::spawn(async move {
             let Backend::Node(shared) = &*this.0 else {
@@ -312,14 +307,17 @@ impl Conn {
             };
             let renewed = async {
                 let client = shared.source.client().await?;
-                client
+                let addr = client.get_connection_info().addr().clone();
+                let manager = client
                     .get_connection_manager_with_config(shared.cfg.clone())
-                    .await
+                    .await?;
+                Ok::<_, RedisError>((manager, addr))
             };
             match renewed.await {
-                Ok(manager) => shared.current.store(Arc::new(Current {
+                Ok((manager, addr)) => shared.current.store(Arc::new(Current {
                     manager,
                     generation: generation + 1,
+                    addr,
                 })),
                 Err(e) => tracing::warn!(error = %e, "connecting to redis again failed"),
             }
@@ -395,33 +393,5 @@ impl ConnectionLike for Conn {
             Backend::Node(node) => node.current.load().manager.get_db(),
             Backend::Cluster(_) => 0,
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::refuses_writes;
-    use redis::{ErrorKind, RedisError};
-
-    fn server_error(reply: &str) -> RedisError {
-        redis::parse_redis_value(format!("-{reply}\r\n").as_bytes())
-            .unwrap()
-            .extract_error()
-            .unwrap_err()
-    }
-
-    #[test]
-    fn only_servers_that_refuse_writes_call_for_a_new_connection() {
-        for refusal in [
-            "READONLY You can't write against a read only replica.",
-            "MASTERDOWN Link with MASTER is down",
-            "LOADING Redis is loading the dataset in memory",
-        ] {
-            assert!(refuses_writes(&server_error(refusal)), "{refusal}");
-        }
-        let io = RedisError::from(std::io::Error::from(std::io::ErrorKind::BrokenPipe));
-        let client = RedisError::from((ErrorKind::Client, "no"));
-        let wrong_type = server_error("WRONGTYPE Operation against a key");
-        assert!(!refuses_writes(&io) && !refuses_writes(&client) && !refuses_writes(&wrong_type));
     }
 }
