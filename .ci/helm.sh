@@ -171,6 +171,14 @@ run_fails "16 shards with a redis-streams trigger (it would read one shard)" "se
   --set config.stream.shards=16 --set keda.enabled=true
 run_fails "Sentinel mode with a redis-streams trigger and no master address" "needs keda.redis.address" \
   --set config.redis.mode=sentinel --set config.redis.sentinel_master=mymaster --set keda.enabled=true
+run_fails "Sentinel mode without the master's name" "sentinel_master .* is required with config.redis.mode=sentinel" \
+  --set config.redis.mode=sentinel
+# With a NetworkPolicy, the sentinels' ports in secrets.redisUrl are let through beside redisPort.
+run "Sentinel mode with a NetworkPolicy" \
+  --set networkPolicy.enabled=true --set config.redis.mode=sentinel \
+  --set config.redis.sentinel_master=mymaster \
+  --set 'secrets.redisUrl=redis://s1.redis.svc:26379\,redis://s2.redis.svc:26380' \
+  --set 'networkPolicy.egress.extraRedisPorts={7000}'
 run_fails "Redis Cluster with a redis-streams trigger" "in cluster mode set keda.trigger=prometheus" \
   --set config.redis.mode=cluster --set config.stream.shards=16 --set keda.enabled=true \
   --set keda.redis.address=n1.redis.svc:6379

@@ -163,7 +163,28 @@ so hashing the Secret would roll the pods on every upgrade for nothing.
 {{- if eq (int .Values.metrics.port) (int .Values.http.port) }}
 {{- fail (printf "webhookd: metrics.port (%d) must differ from http.port; use 0 to serve /metrics on the API port" (int .Values.metrics.port)) }}
 {{- end }}
+{{- if and (eq .Values.config.redis.mode "sentinel") (not .Values.config.redis.sentinel_master) }}
+{{- fail "webhookd: config.redis.sentinel_master (the name the sentinels know the master by) is required with config.redis.mode=sentinel" }}
+{{- end }}
 {{- if and .Values.keda.enabled (ne .Values.keda.trigger "prometheus") .Values.existingSecret (not .Values.keda.redis.address) }}
 {{- fail "webhookd: keda.redis.address (host:port) is required with existingSecret: the chart cannot read the Redis URL from a Secret it does not manage" }}
+{{- end }}
+{{- end }}
+
+{{/*
+The TCP ports webhookd reaches Redis on: networkPolicy.egress.redisPort, extraRedisPorts, and
+every port secrets.redisUrl names (the sentinels' 26379, a cluster's or a TLS server's own
+ports), one per line. A URL without a port means Redis's default, which redisPort covers.
+*/}}
+{{- define "webhookd.redisPorts" -}}
+{{- $ports := list (int .Values.networkPolicy.egress.redisPort) }}
+{{- range .Values.networkPolicy.egress.extraRedisPorts }}{{ $ports = append $ports (int .) }}{{ end }}
+{{- range splitList "," (.Values.secrets.redisUrl | default "") }}
+{{- $hostport := splitList "/" (splitList "://" (trim .) | last) | first }}
+{{- $port := splitList "@" $hostport | last | splitList ":" | last }}
+{{- if regexMatch "^[0-9]+$" $port }}{{ $ports = append $ports (int $port) }}{{ end }}
+{{- end }}
+{{- range uniq $ports }}
+{{ . }}
 {{- end }}
 {{- end }}
