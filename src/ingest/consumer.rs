@@ -177,19 +177,20 @@ impl Consumer {
         self.health.set_consumer(false);
     }
 
+    /// Waits out the backoff, or until Redis is back, which starts the backoff afresh.
     async fn pause(&self, backoff: &mut Backoff) {
-        self.stop.sleep(backoff.next_wait()).await;
+        tokio::select! {
+            _ = self.stop.sleep(backoff.next_wait()) => {}
+            _ = self.health.redis_back() => backoff.reset(),
+        }
     }
 
-    /// Entries a dead consumer left pending; those trimmed away meanwhile need only their ack.
-    /// A failed claim is no failed read: new entries still come, so it is said and read on.
+    /// Entries a dead consumer left pending (those trimmed away need only their ack). A failed
+    /// claim is no failed read: it is said, and new entries are read on.
     async fn claim(&self, room: usize) -> Vec<StreamId> {
-        let found = self
-            .reader
-            .autoclaim(room, |id| self.in_flight.contains(id))
-            .await;
-        self.health
-            .note("claiming a stopped consumer's entries", &found);
+        let mine = |id: &str| self.in_flight.contains(id);
+        let found = self.reader.autoclaim(room, mine).await;
+        self.health.note("claiming", &found);
         let (claimed, gone) = found.unwrap_or_else(|e| {
             tracing::warn!(error = %e, "claiming entries a stopped consumer left failed");
             Default::default()

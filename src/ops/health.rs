@@ -16,6 +16,9 @@ pub(crate) struct Health {
     /// that cannot check duplicates or take retries is not ready, so a rollout with a wrong
     /// ACL halts instead of stalling quietly.
     denied: Mutex<BTreeSet<&'static str>>,
+    /// Told when Redis takes writes again after it did not: loops waiting out a backoff of
+    /// up to 5 s go on at once instead (a restarted Redis was read from ~10 s late).
+    back: tokio::sync::Notify,
 }
 
 /// Whether Redis refused a command (or a script's command) for the user's ACL.
@@ -28,7 +31,15 @@ pub(crate) fn is_denied(e: &redis::RedisError) -> bool {
 
 impl Health {
     pub(crate) fn set_redis(&self, up: bool) {
+        if up && !self.redis.swap(up, Ordering::Relaxed) {
+            self.back.notify_waiters();
+        }
         self.redis.store(up, Ordering::Relaxed);
+    }
+
+    /// Waits until Redis takes writes again after a time it did not.
+    pub(crate) async fn redis_back(&self) {
+        self.back.notified().await;
     }
     pub(crate) fn set_consumer(&self, running: bool) {
         self.consumer.store(running, Ordering::Relaxed);
