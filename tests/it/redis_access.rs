@@ -222,6 +222,18 @@ pub(crate) fn redis_keys(url: &str, ca: &Path) -> String {
     )
 }
 
+/// A TLS Redis whose user `webhookd` has the rules `acl`, `setup` pointed at it, the webhookd
+/// it runs, and a connection of the test's own as that user.
+async fn as_acl_user(setup: &mut Setup, acl: &[String]) -> (TlsRedis, Webhookd, redis::Connection) {
+    let tls = TlsRedis::start(acl);
+    *setup = setup
+        .clone()
+        .redis(&redis_keys(&tls.url(), &tls.tls.ca.cert));
+    let w = Webhookd::start(setup).await;
+    let conn = tls.client().get_connection().unwrap();
+    (tls, w, conn)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
     let rx = Receiver::start(always(200)).await;
@@ -233,10 +245,8 @@ async fn webhookd_delivers_through_a_tls_redis_as_an_acl_user() {
         .endpoint("ep_retry", "t", &retry_rx.url("/"), &["outbound.bounced"])
         .endpoint("ep_gone", "t", &gone_rx.url("/"), &["outbound.complaint"]);
     // Only the commands and keys README.md lists.
-    let tls = TlsRedis::start(&readme_acl(&setup.prefix));
-    setup = setup.redis(&redis_keys(&tls.url(), &tls.tls.ca.cert));
-    let w = Webhookd::start(&setup).await;
-    let mut conn = tls.client().get_connection().unwrap();
+    let acl = readme_acl(&setup.prefix);
+    let (_tls, w, mut conn) = as_acl_user(&mut setup, &acl).await;
     publish(
         &mut conn,
         &setup.stream(),
@@ -290,10 +300,7 @@ async fn a_missing_acl_permission_makes_the_replica_not_ready_naming_the_part() 
         .into_iter()
         .filter(|rule| rule != "+hsetnx")
         .collect();
-    let tls = TlsRedis::start(&acl);
-    setup = setup.redis(&redis_keys(&tls.url(), &tls.tls.ca.cert));
-    let w = Webhookd::start(&setup).await;
-    let mut conn = tls.client().get_connection().unwrap();
+    let (_tls, w, mut conn) = as_acl_user(&mut setup, &acl).await;
     publish(
         &mut conn,
         &setup.stream(),

@@ -266,6 +266,11 @@ fn publish_on(wire: &Wire, port: u16, stream: &str, ids: &[String]) {
     publish(&mut conn, stream, &events);
 }
 
+/// Whether `sentinel` names the server on `port` the master, and it says so itself.
+fn named(wire: &Wire, sentinel: &Server, port: u16) -> bool {
+    master_port(wire, sentinel) == Some(port) && role(wire, port) == "master"
+}
+
 /// Asks `sentinel` for a failover of `mymaster` until it starts one. A sentinel answers
 /// NOGOODSLAVE until it has a fresh enough view of the replica (it asks for INFO every 10 s).
 async fn start_failover(wire: &Wire, sentinel: &Server) {
@@ -300,12 +305,7 @@ async fn in_sentinel_mode_webhookd_follows_the_sentinels_before_the_old_master_i
     assert_eq!(s.rx.wait_for(1, WAIT).await.len(), 1);
     start_failover(wire, &s.sentinels[0]).await;
     assert!(
-        wait_until(Duration::from_secs(30), || master_port(
-            wire,
-            &s.sentinels[0]
-        ) == Some(pb)
-            && role(wire, pb) == "master")
-        .await,
+        wait_until(Duration::from_secs(30), || named(wire, &s.sentinels[0], pb)).await,
         "the sentinels never named the new master"
     );
     let old_still_master = role(wire, pa) == "master";
@@ -332,11 +332,7 @@ async fn in_sentinel_mode_webhookd_finds_the_master_and_follows_a_failover() {
 
     start_failover(wire, &s.sentinels[0]).await;
     assert!(
-        wait_until(Duration::from_secs(30), || master_port(
-            wire,
-            &s.sentinels[0]
-        ) == Some(pb)
-            && role(wire, pb) == "master"
+        wait_until(Duration::from_secs(30), || named(wire, &s.sentinels[0], pb)
             && role(wire, pa) == "slave")
         .await,
         "the failover never completed"
