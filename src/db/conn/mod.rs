@@ -145,7 +145,7 @@ pub async fn connect_sentinel(
     access: &Access,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
-    let shown = redacted(sentinel_urls);
+    let shown = crate::support::redact::url(&sentinel_urls.join(","));
     let sentinel =
         sentinel::client(sentinel_urls, master, access).map_err(|source| ConnectError::Url {
             url: shown.clone(),
@@ -200,21 +200,13 @@ fn connect_tries() -> ConstantBuilder {
         .with_max_times(2)
 }
 
-/// `urls` as shown in messages: comma-separated, passwords redacted.
-fn redacted(urls: &[String]) -> String {
-    urls.iter()
-        .map(|u| crate::support::redact::url(u))
-        .collect::<Vec<_>>()
-        .join(",")
-}
-
 /// Connects to the Redis Cluster the seed nodes `urls` belong to.
 pub async fn connect_cluster(
     urls: &[String],
     access: &Access,
     response_timeout: Duration,
 ) -> Result<Conn, ConnectError> {
-    let shown = redacted(urls);
+    let shown = crate::support::redact::url(&urls.join(","));
     let cluster = (|| cluster::connect(urls, access, response_timeout))
         .retry(connect_tries())
         .await
