@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{cursor, page_limit};
 use super::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use super::state::ApiState;
-use crate::retry::dlq::{valid_letter_id, DeadLetter, Selector};
+use crate::retry::dlq::{valid_letter_id, DeadLetter, Replayed, Selector};
 use crate::support::clock::parse_rfc3339;
 
 /// Ids one replay may name.
@@ -57,14 +57,6 @@ pub(super) struct ReplayRequest {
     /// Every dead letter with `dead_at` at or after this RFC 3339 time.
     #[schema(format = DateTime)]
     pub(super) since: Option<String>,
-}
-
-#[derive(Serialize, ToSchema)]
-pub(super) struct Replayed {
-    /// Letters moved back to the retry queue with a fresh schedule.
-    pub(super) replayed: usize,
-    /// Letters the selector took whose endpoint was deleted: left in place, to read or purge.
-    pub(super) endpoint_deleted: usize,
 }
 
 /// List dead letters, oldest first.
@@ -161,10 +153,7 @@ async fn replay(
             &state.inner.store,
         )
         .await?;
-    Ok(Json(Replayed {
-        replayed: replayed.replayed,
-        endpoint_deleted: replayed.endpoint_deleted,
-    }))
+    Ok(Json(replayed))
 }
 
 /// Purge one dead letter.

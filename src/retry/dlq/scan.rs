@@ -12,13 +12,12 @@ use crate::retry::job::Job;
 use crate::retry::queue::RetryQueue;
 use crate::support::clock::now_ms;
 
-/// What a replay did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What a replay did, as the API and the portal show it.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     /// Letters moved back to the retry queue with a fresh schedule.
     pub replayed: usize,
-    /// Letters the selector took whose endpoint was deleted: left in place (purge them to
-    /// remove them).
+    /// Letters the selector took whose endpoint was deleted: left in place, to read or purge.
     pub endpoint_deleted: usize,
 }
 
