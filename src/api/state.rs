@@ -34,7 +34,9 @@ pub(crate) struct Inner {
     pub(crate) sealer: Sealer,
     pub(crate) catalog: Catalog,
     pub(crate) dispatcher: Arc<Dispatcher>,
-    pub(crate) admin_tokens: Vec<String>,
+    /// The SHA-256 digests of `http.admin_tokens`, made once: every request compares its
+    /// token's digest with them, and a portal session its minter's.
+    pub(crate) admin_digests: Vec<[u8; 32]>,
     pub(crate) max_body_bytes: usize,
     pub(crate) max_event_bytes: usize,
     pub(crate) allow_http: bool,
@@ -75,7 +77,12 @@ impl ApiState {
                 sealer,
                 catalog,
                 dispatcher,
-                admin_tokens: config.http.admin_tokens.clone(),
+                admin_digests: config
+                    .http
+                    .admin_tokens
+                    .iter()
+                    .map(|t| crate::api::token_store::digest(t.trim()))
+                    .collect(),
                 max_body_bytes: config.http.max_body_bytes,
                 max_event_bytes: config.stream.max_event_bytes,
                 allow_http: config.delivery.allow_http,
