@@ -31,10 +31,10 @@ pub(crate) fn is_denied(e: &redis::RedisError) -> bool {
 
 impl Health {
     pub(crate) fn set_redis(&self, up: bool) {
-        if up && !self.redis.swap(up, Ordering::Relaxed) {
+        let was = self.redis.swap(up, Ordering::Relaxed);
+        if up && !was {
             self.back.notify_waiters();
         }
-        self.redis.store(up, Ordering::Relaxed);
     }
 
     /// Waits until Redis takes writes again after a time it did not.
