@@ -484,8 +484,17 @@ impl Webhookd {
 
     /// Sends SIGTERM and waits (at most `limit`) for exit code 0; how long it took.
     pub async fn terminate(&mut self, limit: Duration) -> Duration {
+        self.terminate_twice(None, limit).await
+    }
+
+    /// As `terminate`, with a second SIGTERM `again` after the first, if given.
+    pub async fn terminate_twice(&mut self, again: Option<Duration>, limit: Duration) -> Duration {
         let asked = Instant::now();
         self.signal("TERM");
+        if let Some(gap) = again {
+            tokio::time::sleep(gap).await;
+            self.signal("TERM");
+        }
         let code = self.wait_exit(limit).await;
         let took = asked.elapsed();
         assert_eq!(
