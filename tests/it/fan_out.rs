@@ -413,6 +413,38 @@ async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
     );
 }
 
+/// The duplicate check spells a hash's number from tables of digits, not with printf: every
+/// number a segment's hashes can have (up to 2^20) must be spelt as every earlier build spelt
+/// it, or the ids in the hashes they wrote would no longer be found.
+#[test]
+fn every_hash_of_a_segment_is_named_as_earlier_builds_named_it() {
+    let core = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/src/ingest/dedup_core.lua"
+    ))
+    .unwrap();
+    // All below 20,000, then a spread up to the largest, and each power of ten's edges.
+    let script = format!(
+        "{core}
+local seg = {{n = 1048576, prefix = 'p:', keys = {{}}}}
+local function named(b)
+  return key_of(seg, b) == 'p:' .. string.format('%d', b)
+end
+for b = 0, 19999 do if not named(b) then return b end end
+for b = 20000, 1048575, 997 do if not named(b) then return b end end
+for _, b in ipairs({{99999, 100000, 100001, 999999, 1000000, 1000001, 1048575}}) do
+  if not named(b) then return b end
+end
+return -1"
+    );
+    let misnamed: i64 = redis::cmd("EVAL")
+        .arg(script)
+        .arg(0)
+        .query(&mut redis())
+        .unwrap();
+    assert_eq!(misnamed, -1, "hash {misnamed} is named differently");
+}
+
 /// `INFO commandstats` as command name -> calls.
 fn command_calls(r: &mut redis::Connection) -> webhookd::db::commandstats::Calls {
     let info: String = redis::cmd("INFO").arg("commandstats").query(r).unwrap();
