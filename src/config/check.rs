@@ -18,6 +18,8 @@ pub(crate) const MAX_PROBE_INTERVAL: std::time::Duration = std::time::Duration::
 
 /// `stream.shards` at most: each shard costs every replica a blocking connection.
 const MAX_SHARDS: u32 = 256;
+/// The most attempts in flight `delivery.max_in_flight` and `per_endpoint_in_flight` allow.
+const MAX_IN_FLIGHT: usize = 100_000;
 
 /// The path of a Redis URL (its database, `/N`), without a query.
 fn db_path(url: &str) -> &str {
@@ -105,14 +107,18 @@ impl Config {
         if self.http.max_body_bytes < 1024 {
             return Err(key_err("http.max_body_bytes", "must be at least 1024"));
         }
-        if self.delivery.max_in_flight == 0 {
-            return Err(key_err("delivery.max_in_flight", "must be at least 1"));
-        }
-        if self.delivery.per_endpoint_in_flight == 0 {
-            return Err(key_err(
+        // Each attempt in flight is a connection: far past any file-descriptor limit, and
+        // past what Tokio's semaphores hold, is a typo, not a setting.
+        for (key, n) in [
+            ("delivery.max_in_flight", self.delivery.max_in_flight),
+            (
                 "delivery.per_endpoint_in_flight",
-                "must be at least 1",
-            ));
+                self.delivery.per_endpoint_in_flight,
+            ),
+        ] {
+            if !(1..=MAX_IN_FLIGHT).contains(&n) {
+                return Err(key_err(key, format!("must be 1 to {MAX_IN_FLIGHT}")));
+            }
         }
         if self.delivery.breaker_probe.get().is_zero()
             || self.delivery.breaker_probe.get() > MAX_PROBE_INTERVAL

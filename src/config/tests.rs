@@ -42,6 +42,21 @@ fn bad_durations_name_the_key() {
     assert!(e.contains("shutdown_grace"), "{e}");
 }
 
+/// A count no semaphore holds passed `check-config`, then panicked in `serve` (at start for
+/// `max_in_flight`, at the first delivery for `per_endpoint_in_flight`).
+#[test]
+fn counts_of_attempts_in_flight_are_bounded_naming_the_key() {
+    for key in ["max_in_flight", "per_endpoint_in_flight"] {
+        for bad in ["18446744073709551615", "100001", "0"] {
+            let e = load(&format!("delivery:\n  {key}: {bad}\n"), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(&format!("delivery.{key}")), "{key}: {bad}: {e}");
+        }
+        assert!(load(&format!("delivery:\n  {key}: 100000\n"), &[]).is_ok());
+    }
+}
+
 #[test]
 fn environment_overrides_sections_lists_and_top_level_keys() {
     let c = load(
