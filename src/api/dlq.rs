@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{cursor, page_limit};
 use super::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use super::state::ApiState;
-use crate::retry::dlq::{valid_letter_id, DeadLetter, Replayed, Selector};
+use crate::retry::dlq::{not_a_letter_id, valid_letter_id, DeadLetter, Replayed, Selector};
 use crate::support::clock::parse_rfc3339;
 
 /// Ids one replay may name.
@@ -110,7 +110,7 @@ async fn list_dead_letters(
         (status = 401, description = "No or bad token", body = ErrorBody),
         (status = 404, description = "Another tenant's path", body = ErrorBody),
         (status = 413, description = "Body over http.max_body_bytes", body = ErrorBody),
-        (status = 422, description = "Not exactly one selector, or a bad `since`", body = ErrorBody),
+        (status = 422, description = "Not exactly one selector, a bad `since`, or an id that names no dead letter", body = ErrorBody),
         (status = 503, description = "Redis unavailable", body = ErrorBody),
     )
 )]
@@ -125,6 +125,9 @@ async fn replay(
                 return Err(ApiError::Invalid(format!(
                     "`ids` must list 1 to {MAX_REPLAY_IDS} ids"
                 )));
+            }
+            if let Some(bad) = state.inner.dlq.misnamed(&ids) {
+                return Err(ApiError::Invalid(not_a_letter_id(bad)));
             }
             Selector::Ids(ids)
         }
@@ -179,7 +182,12 @@ async fn purge_one(
     ApiPath((_, id)): ApiPath<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     let not_found = || ApiError::NotFound(format!("dead letter `{id}` not found"));
-    if !valid_letter_id(&id) {
+    if state
+        .inner
+        .dlq
+        .misnamed(std::slice::from_ref(&id))
+        .is_some()
+    {
         return Err(not_found());
     }
     let n = state

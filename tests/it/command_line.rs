@@ -63,6 +63,15 @@ fn fails_with_one_line(args: &[&str], needles: &[&str]) {
     }
 }
 
+/// clap's refusals were several lines (the error, a usage block, a hint).
+#[test]
+fn a_command_line_clap_refuses_is_one_line_naming_what_is_wrong() {
+    fails_with_one_line(&["publish", "--type", "outbound.sent"], &["--tenant"]);
+    fails_with_one_line(&["dlq", "replay"], &["--id", "--endpoint", "--since"]);
+    fails_with_one_line(&["publish", "--tenat", "t"], &["--tenat", "--tenant"]);
+    fails_with_one_line(&["frobnicate"], &["frobnicate"]);
+}
+
 #[test]
 fn an_unknown_config_key_fails_at_start_naming_it() {
     let (_d, p) = config_file("http:\n  listn: 0.0.0.0:1\n");

@@ -1157,16 +1157,36 @@ async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
         400,
         "malformed",
     );
-    let (status, n) = a
-        .post(
-            "/v1/tenants/acct_a/dlq/replay",
-            json!({"ids": [huge, "1-18446744073709551616"]}),
-        )
-        .await;
-    assert_eq!(
-        (status, n),
-        (200, json!({"replayed": 0, "endpoint_deleted": 0}))
-    );
+    // An id that names no dead letter is refused, not counted as nothing replayed (it was
+    // 200 `{"replayed": 0}`, as for a letter already gone); a shard where there is one too.
+    for ids in [
+        json!([huge]),
+        json!(["1-18446744073709551616"]),
+        json!(["bogus"]),
+        json!(["2:1-0"]),
+        json!([letters[0]["id"], "not an id"]),
+    ] {
+        let (status, body) = a
+            .post("/v1/tenants/acct_a/dlq/replay", json!({ "ids": ids }))
+            .await;
+        assert_eq!(
+            (status, &body["error"]["code"]),
+            (422, &json!("invalid")),
+            "{ids}: {body}"
+        );
+        let bad = ids
+            .as_array()
+            .unwrap()
+            .last()
+            .unwrap()
+            .as_str()
+            .unwrap()
+            .to_string();
+        assert!(
+            body["error"]["message"].as_str().unwrap().contains(&bad),
+            "{body}"
+        );
+    }
 
     // Replay takes exactly one selector.
     let replay = "/v1/tenants/acct_a/dlq/replay";

@@ -188,6 +188,17 @@ async fn dead_letters_can_be_replayed_by_id_and_since_and_purged() {
     assert!(!ok && err.contains("RFC 3339"), "{err}");
     let (ok, _, err) = cli(&w, &["dlq", "replay"]);
     assert!(!ok && !err.is_empty());
+    // An id that names no dead letter is an error, not a count of 0.
+    for (cmd, id) in [
+        ("replay", "bogus"),
+        ("purge", "not!an-id"),
+        ("purge", "3:1-0"),
+    ] {
+        let (ok, out, err) = cli(&w, &["dlq", cmd, "--id", id]);
+        assert!(!ok && out.is_empty(), "{cmd} {id}: {out}");
+        assert!(err.starts_with("error: ") && err.contains(id), "{err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

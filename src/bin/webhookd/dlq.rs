@@ -2,14 +2,14 @@
 
 use std::process::ExitCode;
 
-use anyhow::{anyhow, Result};
+use anyhow::{anyhow, bail, Result};
 
 use crate::cli::DlqCommand;
 use webhookd::config::Config;
 use webhookd::db::conn::connect_config;
 use webhookd::db::shards::Shards;
 use webhookd::registry::Store;
-use webhookd::retry::dlq::{Dlq, Selector};
+use webhookd::retry::dlq::{not_a_letter_id, Dlq, Selector};
 use webhookd::retry::{RetryQueue, RetryShards};
 use webhookd::support::clock;
 
@@ -64,6 +64,9 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
             }
         }
         DlqCommand::Replay { select, tenant } => {
+            if let Some(bad) = dlq.misnamed(&select.ids) {
+                bail!(not_a_letter_id(bad));
+            }
             let sel = if !select.ids.is_empty() {
                 Selector::Ids(select.ids)
             } else if let Some(e) = select.endpoint {
@@ -88,6 +91,9 @@ pub(crate) async fn dlq_command(config: Config, cmd: DlqCommand) -> Result<ExitC
             }
         }
         DlqCommand::Purge { select, tenant } => {
+            if let Some(bad) = dlq.misnamed(&select.ids) {
+                bail!(not_a_letter_id(bad));
+            }
             let sel = if !select.ids.is_empty() {
                 Selector::Ids(select.ids)
             } else {

@@ -50,6 +50,14 @@ pub fn valid_letter_id(id: &str) -> bool {
     valid_stream_id(crate::db::shards::parse_letter_id(id).1)
 }
 
+/// What an id that names no dead letter of this setup (`Dlq::misnamed`) is refused with.
+pub fn not_a_letter_id(id: &str) -> String {
+    format!(
+        "`{id}` is not a dead-letter id here: ids are as listed, `<ms>-<seq>` (e.g. \
+         1712345678901-0), or `<shard>:<ms>-<seq>` when `stream.shards` is over 1"
+    )
+}
+
 /// `<ms>-<seq>` or `<ms>`, as XRANGE accepts.
 pub fn valid_stream_id(id: &str) -> bool {
     // Each part must fit a u64, or Redis refuses the id with an error.

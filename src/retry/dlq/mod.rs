@@ -6,7 +6,7 @@ mod scan;
 mod sharded;
 mod stream;
 
-pub use letter::{valid_letter_id, valid_stream_id, DeadLetter, Selector};
+pub use letter::{not_a_letter_id, valid_letter_id, valid_stream_id, DeadLetter, Selector};
 pub use scan::Replayed;
 pub use sharded::Dlq;
 pub use stream::Page;

@@ -8,7 +8,7 @@ use std::time::Duration;
 use crate::db::conn::Conn;
 use crate::db::shards::{letter_id, parse_letter_id, Shards};
 use crate::registry::Store;
-use crate::retry::dlq::letter::Selector;
+use crate::retry::dlq::letter::{valid_stream_id, Selector};
 use crate::retry::dlq::scan::Replayed;
 use crate::retry::dlq::stream::{LetterStream, Page, SCAN_LIMIT};
 use crate::retry::job::Job;
@@ -29,6 +29,13 @@ impl Dlq {
                 .collect(),
             shards: shards.clone(),
         }
+    }
+
+    /// The first of `ids` that names no dead letter this setup can hold: not a stream id, a
+    /// shard it does not have, or no shard where there are several (a shard where there is
+    /// one). Such ids are refused, not counted as nothing replayed.
+    pub fn misnamed<'a>(&self, ids: &'a [String]) -> Option<&'a str> {
+        misnamed(self.streams.len(), ids)
     }
 
     /// Dead letters older than `retention` are removed as new ones come (and by `trim`).
@@ -178,5 +185,36 @@ impl Dlq {
             .filter(|(_, ids)| !ids.is_empty())
             .map(|(s, ids)| (s, Selector::Ids(ids)))
             .collect()
+    }
+}
+
+/// `Dlq::misnamed` for a setup of `streams` dead-letter streams (one per shard).
+fn misnamed(streams: usize, ids: &[String]) -> Option<&str> {
+    ids.iter()
+        .map(String::as_str)
+        .find(|id| match parse_letter_id(id) {
+            (Some(i), entry) => streams < 2 || i as usize >= streams || !valid_stream_id(entry),
+            (None, entry) => streams > 1 || !valid_stream_id(entry),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::misnamed;
+
+    #[test]
+    fn an_id_must_name_a_letter_this_setup_can_hold() {
+        let ids = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(misnamed(1, &ids(&["1-0", "17"])), None);
+        assert_eq!(misnamed(1, &ids(&["1-0", "0:1-0"])), Some("0:1-0"));
+        assert_eq!(misnamed(1, &ids(&["bogus"])), Some("bogus"));
+        assert_eq!(misnamed(4, &ids(&["0:1-0", "3:5-2"])), None);
+        assert_eq!(misnamed(4, &ids(&["1-0"])), Some("1-0"), "no shard");
+        assert_eq!(
+            misnamed(4, &ids(&["4:1-0"])),
+            Some("4:1-0"),
+            "no such shard"
+        );
+        assert_eq!(misnamed(4, &ids(&["2:x"])), Some("2:x"));
     }
 }
