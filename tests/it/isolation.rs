@@ -394,6 +394,44 @@ async fn a_delivery_whose_schedule_runs_out_while_its_circuit_is_open_is_dead_le
     assert!(rx.count() < 20, "{} requests", rx.count());
 }
 
+/// Every failed attempt counts as `retry` or `dead`: those after which the delivery waited
+/// behind the open circuit were counted as neither (4 attempts failed, `retry` said 2).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_attempt_that_waits_behind_an_open_circuit_counts_as_a_retry() {
+    let rx = Receiver::start(Arc::new(|n, _| {
+        let status = if n < 4 { 503 } else { 200 };
+        (status, vec![], Duration::ZERO)
+    }))
+    .await;
+    let setup = Setup::new("iso_count")
+        .with("retry:\n  schedule: [100ms, 100ms, 10s, 10s, 10s]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 3\n  breaker_probe: 500ms\n")
+        .endpoint("ep_flaky", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(&mut redis(), &setup.stream(), &events("flaky", "t", 1));
+    let success = w
+        .metric_until("webhookd_deliveries_total{outcome=\"success\"}", |n| {
+            n >= 1.0
+        })
+        .await;
+    assert_eq!(success, 1.0, "log:\n{}", w.log_text());
+    let text = w.metrics().await;
+    assert_eq!(rx.count(), 5);
+    assert_eq!(
+        metric(&text, "webhookd_attempt_duration_seconds_count"),
+        5.0
+    );
+    assert_eq!(
+        metric(&text, "webhookd_deliveries_total{outcome=\"retry\"}"),
+        4.0,
+        "each failed attempt is a retry"
+    );
+    assert_eq!(
+        metric(&text, "webhookd_deliveries_total{outcome=\"dead\"}"),
+        0.0
+    );
+}
+
 /// A test send goes through the endpoint's limits like any delivery: while its one slot is
 /// taken by a hanging delivery, the API answers 429 instead of opening another connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

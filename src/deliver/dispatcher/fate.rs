@@ -121,7 +121,9 @@ impl Dispatcher {
             self.breaker.blocks(&ep.id),
         );
         match next {
+            // It will be attempted again when its circuit lets it: a retry, like one queued.
             AfterFailure::WaitForProbe => {
+                self.metrics.retried.inc();
                 d.probe = false;
                 self.park(d, lane, Why::Circuit).await
             }
