@@ -9,6 +9,7 @@ use serde::de::DeserializeOwned;
 use subtle::ConstantTimeEq;
 
 use super::error::ApiError;
+use super::limit::{BODIES_PER_TOKEN, BODY_TIMEOUT};
 use super::portal::session;
 use super::state::ApiState;
 use super::token_store;
@@ -67,6 +68,7 @@ impl FromRequestParts<ApiState> for Caller {
         let given = token_store::digest(token);
         let admin =
             (state.inner.admin_digests.iter()).fold(0u8, |hit, d| hit | given.ct_eq(d).unwrap_u8());
+        parts.extensions.insert(BodyKey(given));
         if admin == 1 {
             return Ok(Caller::Admin);
         }
@@ -104,14 +106,16 @@ pub(super) fn bearer(auth: &HeaderValue) -> Option<&str> {
 /// Who a portal session's API call acts as. Reads are allowed (but no secret for a read-only
 /// or operator session); a change needs the session's CSRF token and a session that may
 /// change things.
-async fn portal_caller(parts: &Parts, state: &ApiState, id: &str) -> Result<Caller, ApiError> {
+async fn portal_caller(parts: &mut Parts, state: &ApiState, id: &str) -> Result<Caller, ApiError> {
     let inner = &state.inner;
     let Some(session) = session::find(inner, id).await? else {
         return Err(ApiError::Unauthorized);
     };
-    if let Err(wait) = inner.rate_limit.check(&token_store::digest(id)) {
+    let key = token_store::digest(id);
+    if let Err(wait) = inner.rate_limit.check(&key) {
         return Err(ApiError::RateLimited(wait));
     }
+    parts.extensions.insert(BodyKey(key));
     let grant = &session.grant;
     let looks_only = grant.read_only || grant.tenant.is_none();
     if matches!(parts.method, Method::GET | Method::HEAD) {
@@ -196,23 +200,53 @@ impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for ApiQuer
     }
 }
 
-/// The request body as bytes, within `http.max_body_bytes` (else our JSON 413).
+/// Whose body a request carries (the digest of its token or portal session), set by `Caller`:
+/// only a caller known by then may send one (`limit::BodyReads`).
+#[derive(Clone, Copy)]
+struct BodyKey([u8; 32]);
+
+/// The request body as bytes, within `http.max_body_bytes` (else our JSON 413, at once when
+/// its `Content-Length` says so), within `limit::BODY_TIMEOUT`, and at most
+/// `limit::BODIES_PER_TOKEN` of one token's at once.
 pub(super) struct RawBody(pub Bytes);
 
 impl FromRequest<ApiState> for RawBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &ApiState) -> Result<Self, ApiError> {
-        Bytes::from_request(req, state)
-            .await
-            .map(RawBody)
-            .map_err(|e| {
-                if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    ApiError::TooLarge(state.inner.max_body_bytes)
-                } else {
-                    ApiError::Malformed(e.body_text())
-                }
-            })
+        let max = state.inner.max_body_bytes;
+        let declared = req
+            .headers()
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > max as u64) {
+            return Err(ApiError::TooLarge(max));
+        }
+        let key = req.extensions().get::<BodyKey>().copied();
+        let _reading = match key {
+            Some(BodyKey(k)) => Some(state.inner.body_reads.take(k).ok_or_else(|| {
+                ApiError::TooMany(format!(
+                    "this token is already sending {BODIES_PER_TOKEN} request bodies; \
+                     send the next when one is done"
+                ))
+            })?),
+            None => None,
+        };
+        let read = tokio::time::timeout(BODY_TIMEOUT, Bytes::from_request(req, state)).await;
+        let Ok(read) = read else {
+            return Err(ApiError::Malformed(format!(
+                "the request body did not arrive within {} s",
+                BODY_TIMEOUT.as_secs()
+            )));
+        };
+        read.map(RawBody).map_err(|e| {
+            if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::TooLarge(max)
+            } else {
+                ApiError::Malformed(e.body_text())
+            }
+        })
     }
 }
 

@@ -55,6 +55,50 @@ impl<C: Clock> RateLimit<C> {
     }
 }
 
+/// Request bodies a token may be sending at once. A body is held in memory until it is
+/// complete, and one tenant token holding 600 half-sent 1 MiB bodies pinned 660 MB: now it
+/// holds at most this many `http.max_body_bytes`, and each for at most `BODY_TIMEOUT`.
+pub(crate) const BODIES_PER_TOKEN: usize = 8;
+/// How long a request body may take to arrive.
+pub(crate) const BODY_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The bodies being received, per token digest (an entry only while one is).
+#[derive(Default)]
+pub(crate) struct BodyReads {
+    held: std::sync::Mutex<std::collections::HashMap<[u8; 32], usize>>,
+}
+
+/// One body being received; dropping it frees its place.
+pub(crate) struct BodyRead<'a> {
+    reads: &'a BodyReads,
+    key: [u8; 32],
+}
+
+impl BodyReads {
+    /// A place for one more body of the token `key`, unless it has `BODIES_PER_TOKEN`.
+    pub(crate) fn take(&self, key: [u8; 32]) -> Option<BodyRead<'_>> {
+        let mut held = self.held.lock().expect("body reads");
+        let n = held.entry(key).or_default();
+        if *n >= BODIES_PER_TOKEN {
+            return None;
+        }
+        *n += 1;
+        Some(BodyRead { reads: self, key })
+    }
+}
+
+impl Drop for BodyRead<'_> {
+    fn drop(&mut self) {
+        let mut held = self.reads.held.lock().expect("body reads");
+        if let Some(n) = held.get_mut(&self.key) {
+            *n -= 1;
+            if *n == 0 {
+                held.remove(&self.key);
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use governor::clock::FakeRelativeClock;
@@ -101,6 +145,23 @@ mod tests {
         assert!(
             limit.limiter.as_ref().unwrap().len() <= 2,
             "the idle keys are gone"
+        );
+    }
+
+    #[test]
+    fn a_token_receives_a_bounded_number_of_bodies_at_once() {
+        let reads = super::BodyReads::default();
+        let held: Vec<_> = (0..super::BODIES_PER_TOKEN)
+            .map(|_| reads.take([1; 32]).expect("room"))
+            .collect();
+        assert!(reads.take([1; 32]).is_none(), "one too many");
+        assert!(reads.take([2; 32]).is_some(), "another token has its own");
+        drop(held);
+        assert!(reads.take([1; 32]).is_some());
+        assert_eq!(
+            reads.held.lock().unwrap().len(),
+            0,
+            "entries go when unused"
         );
     }
 }

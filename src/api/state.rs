@@ -46,6 +46,7 @@ pub(crate) struct Inner {
     /// When this replica last wrote each token's use.
     pub(crate) token_use: UsedMemory,
     pub(crate) rate_limit: limit::RateLimit,
+    pub(crate) body_reads: limit::BodyReads,
     /// `http.public_url`: portal links are absolute under it, and its cookie `Secure` if https.
     pub(crate) public_url: String,
     /// Operational events: a tenant's disable and enable.
@@ -90,6 +91,7 @@ impl ApiState {
                 rotation_overlap_ms: config.signing.rotation_overlap.get().as_millis() as i64,
                 token_use: UsedMemory::default(),
                 rate_limit: limit::RateLimit::new(config.http.rate_limit),
+                body_reads: limit::BodyReads::default(),
                 public_url: config.http.public_url.clone(),
                 notices,
             }),

@@ -4,6 +4,7 @@
 mod build;
 mod drain;
 mod error;
+mod listener;
 mod run;
 mod signals;
 

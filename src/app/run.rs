@@ -241,9 +241,7 @@ async fn listen(
             addr: addr.to_string(),
             source,
         })?;
-    Ok(tokio::spawn(async move {
-        let _ = axum::serve(listener, router)
-            .with_graceful_shutdown(async move { stop.wait().await })
-            .await;
-    }))
+    Ok(tokio::spawn(super::listener::serve_http(
+        listener, router, stop,
+    )))
 }

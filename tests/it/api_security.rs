@@ -236,3 +236,125 @@ async fn tokens_and_secrets_never_appear_in_logs_or_in_redis_in_clear() {
         }
     }
 }
+
+/// Anyone who could reach the API port, with no token, stopped every delivery: idle
+/// connections were kept for ever (20,000 of them took every file descriptor, so no attempt
+/// could open one), and so was one sending its request head a byte a second. Both are closed
+/// once the head has taken 10 s (`app::listener`); a healthy one is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_and_dripping_connections_to_the_api_are_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup::new("api_idle");
+    let _w = Webhookd::start(&setup).await;
+    let addr = setup.api().trim_start_matches("http://").to_string();
+    let opened = std::time::Instant::now();
+    let idle = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let mut drip = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    // A kept-alive connection that answered a request, then went quiet.
+    let mut used = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    used.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    let n = used.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"), "{:?}", &buf[..n]);
+    let dripping = tokio::spawn(async move {
+        for b in b"GET /healthz HTTP/1.1\r\nhost: x\r\nx-slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaa" {
+            if drip.write_all(&[*b]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    });
+    // Each read ends when the server closes the connection (EOF, or a reset).
+    let closed = |mut s: tokio::net::TcpStream| async move {
+        let mut buf = [0u8; 256];
+        loop {
+            match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+                Ok(Ok(0)) | Ok(Err(_)) => return true,
+                Ok(Ok(_)) => continue,
+                Err(_) => return false,
+            }
+        }
+    };
+    let (idle_closed, used_closed) = tokio::join!(closed(idle), closed(used));
+    let took = opened.elapsed();
+    assert!(idle_closed && used_closed, "connections kept for 30 s");
+    assert!(took < Duration::from_secs(20), "closed after {took:?}");
+    assert!(
+        tokio::time::timeout(Duration::from_secs(30), dripping)
+            .await
+            .is_ok(),
+        "a head sent a byte each 0.5 s was still read after 30 s"
+    );
+    // A request that comes promptly is still answered.
+    let (status, _) = http(
+        hyper::Method::GET,
+        &format!("{}/healthz", setup.api()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+/// A tenant token could pin the replica's memory: each request body is held until complete,
+/// and 600 half-sent 1 MiB bodies (under the rate limit) held 660 MB with no end. Now a body
+/// declared too large is refused before it is sent, one token sends at most 8 at once, and a
+/// body that stops arriving is given up after 20 s.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_cannot_hold_request_bodies_without_bound() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let (setup, _w, admin) = admin_api(Setup::new("api_bodies")).await;
+    let token = admin.new_token("acct_b").await;
+    let addr = setup.api().trim_start_matches("http://").to_string();
+    let head = |length: usize| {
+        format!(
+            "POST /v1/tenants/acct_b/endpoints HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: {length}\r\n\r\n"
+        )
+    };
+    let answer = |mut s: tokio::net::TcpStream, within: Duration| async move {
+        let mut buf = vec![0u8; 4096];
+        match tokio::time::timeout(within, s.read(&mut buf)).await {
+            Ok(Ok(n)) => String::from_utf8_lossy(&buf[..n]).into_owned(),
+            _ => String::new(),
+        }
+    };
+    // Over http.max_body_bytes (1 MiB): 413 without sending a byte of it.
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(head(5 << 20).as_bytes()).await.unwrap();
+    let got = answer(s, Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 413"), "{got}");
+    // Eight bodies half sent and held; a ninth is refused (429) at once.
+    let started = std::time::Instant::now();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        s.write_all(head(1000).as_bytes()).await.unwrap();
+        s.write_all(b"{\"url\": \"https://example.com/")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    s.write_all(head(1000).as_bytes()).await.unwrap();
+    let got = answer(s, Duration::from_secs(5)).await;
+    assert!(got.starts_with("HTTP/1.1 429"), "{got}");
+    // The held ones are given up (400) 20 s after they began, not kept.
+    for s in held {
+        let got = answer(s, Duration::from_secs(40)).await;
+        assert!(got.starts_with("HTTP/1.1 400"), "{got}");
+        assert!(got.contains("did not arrive within 20 s"), "{got}");
+    }
+    assert!(started.elapsed() < Duration::from_secs(35));
+    // And the token is usable again.
+    let (status, _) = admin
+        .as_token(&token)
+        .post(
+            "/v1/tenants/acct_b/endpoints",
+            serde_json::json!({"url": "https://example.com/hook", "filters": ["*"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+}
