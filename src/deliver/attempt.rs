@@ -82,11 +82,8 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
         Ok(req) => req,
         Err(refused) => return Outcome::failed(refused, started),
     };
-    // The exchange is made inside the timeout's own call: a future bound to a name first
-    // keeps its place in this one's state after being moved, doubling it (and every
-    // attempt's allocation and copy).
-    match tokio::time::timeout(spec.timeout, exchange(client, req)).await {
-        Ok(Ok((status, retry_after, excerpt))) => {
+    match exchange(client, req, spec.timeout).await {
+        Ok((status, retry_after, excerpt)) => {
             let ok = is_success(Some(status));
             Outcome {
                 status: Some(status),
@@ -96,11 +93,7 @@ pub(crate) async fn send(client: &HttpClient, guard: &Guard, spec: AttemptSpec<'
                 retry_after,
             }
         }
-        Ok(Err(e)) => Outcome::failed(e, started),
-        Err(_) => Outcome::failed(
-            format!("timed out after {}ms", spec.timeout.as_millis()),
-            started,
-        ),
+        Err(e) => Outcome::failed(e, started),
     }
 }
 
@@ -136,13 +129,21 @@ fn request(guard: &Guard, spec: &AttemptSpec<'_>) -> Result<Request<Full<Bytes>>
     Ok(req)
 }
 
-/// Sends `req` and reads up to `RESPONSE_EXCERPT` of the answer: its status, the wait a
-/// `Retry-After` asks for, and the excerpt.
+/// Sends `req` and reads up to `RESPONSE_EXCERPT` of the answer, all within `timeout`: its
+/// status, the wait a `Retry-After` asks for, and the excerpt.
 async fn exchange(
     client: &HttpClient,
     req: Request<Full<Bytes>>,
+    timeout: Duration,
 ) -> Result<(u16, Option<Duration>, Vec<u8>), String> {
-    let (resp, lease) = client.request(req).await.map_err(|e| e.describe())?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    // The request is made inside the timeout's own call: a future bound to a name first keeps
+    // its place in this one's state after being moved, doubling it (and every attempt's
+    // allocation and copy).
+    let (resp, lease) = match tokio::time::timeout_at(deadline, client.request(req)).await {
+        Ok(sent) => sent.map_err(|e| e.describe())?,
+        Err(_) => return Err(format!("timed out after {}ms", timeout.as_millis())),
+    };
     let status = resp.status().as_u16();
     // Honoured only where it means "come back later" (SPEC 5): elsewhere a receiver's
     // header could stall its own retries for hours.
@@ -153,23 +154,28 @@ async fn exchange(
         .and_then(parse_retry_after);
     let mut body = resp.into_body();
     let mut excerpt = Vec::new();
-    while excerpt.len() < RESPONSE_EXCERPT {
-        match body.frame().await {
-            Some(Ok(frame)) => {
-                if let Some(data) = frame.data_ref() {
-                    let room = RESPONSE_EXCERPT - excerpt.len();
-                    excerpt.extend_from_slice(&data[..data.len().min(room)]);
+    let read = async {
+        while excerpt.len() < RESPONSE_EXCERPT {
+            match body.frame().await {
+                Some(Ok(frame)) => {
+                    if let Some(data) = frame.data_ref() {
+                        let room = RESPONSE_EXCERPT - excerpt.len();
+                        excerpt.extend_from_slice(&data[..data.len().min(room)]);
+                    }
                 }
+                // Read to its end: the connection may carry the next delivery.
+                None => {
+                    lease.finished();
+                    break;
+                }
+                // A broken answer, or one longer than the excerpt (left unread), closes it.
+                Some(Err(_)) => break,
             }
-            // Read to its end: the connection may carry the next delivery.
-            None => {
-                lease.finished();
-                break;
-            }
-            // A broken answer, or one longer than the excerpt (left unread), closes it.
-            Some(Err(_)) => break,
         }
-    }
+    };
+    // The status has come: a body that stalls after it only cuts the excerpt short (and
+    // closes the connection). A 2xx whose body stalled was taken for a timeout, and sent again.
+    let _ = tokio::time::timeout_at(deadline, read).await;
     Ok((status, retry_after, excerpt))
 }
 

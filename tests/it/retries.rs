@@ -629,3 +629,71 @@ async fn a_job_an_older_replica_quarantined_is_queued_again_and_delivered() {
     let left: u64 = redis::cmd("HLEN").arg(&quarantine).query(&mut r).unwrap();
     assert_eq!(left, 0);
 }
+
+/// A receiver that answered 200 and then stalled its body (a framework flushing the head
+/// first, a proxy) had each attempt taken for a timeout, status lost, and was sent the event
+/// again and again: the 2xx is what counts, the body only cuts the excerpt short.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_2xx_whose_body_stalls_is_a_success_not_a_timeout() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let requests = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = requests.clone();
+    tokio::spawn(async move {
+        let mut held = Vec::new();
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let mut buf = vec![0u8; 65536];
+            let mut got = Vec::new();
+            // The whole request (its body ends the JSON), then a head and a short start.
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+                match s.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => got.extend_from_slice(&buf[..n]),
+                }
+            }
+            seen.fetch_add(1, Ordering::SeqCst);
+            let _ = s
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 1000\r\n\r\nreceived!")
+                .await;
+            held.push(s);
+        }
+    });
+    let setup = Setup::new("stall2xx")
+        .with("retry:\n  schedule: [300ms, 300ms]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 1s\n")
+        .endpoint("ep_stall", "acct", &url, &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(
+        &mut redis(),
+        &setup.stream(),
+        &[envelope("evt_stall", "outbound.sent", "acct", json!({}))],
+    );
+    let success = w
+        .metric_until("webhookd_deliveries_total{outcome=\"success\"}", |n| {
+            n >= 1.0
+        })
+        .await;
+    assert_eq!(success, 1.0, "log:\n{}", w.log_text());
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let text = w.metrics().await;
+    assert_eq!(
+        metric(&text, "webhookd_deliveries_total{outcome=\"retry\"}"),
+        0.0
+    );
+    assert_eq!(requests.load(Ordering::SeqCst), 1, "sent once");
+    let (_, attempts) = http(
+        hyper::Method::GET,
+        &format!(
+            "{}/v1/tenants/acct/endpoints/ep_stall/attempts",
+            setup.api()
+        ),
+        Some(ADMIN_TOKEN),
+        None,
+    )
+    .await;
+    let attempts: serde_json::Value = serde_json::from_str(&attempts).unwrap();
+    assert_eq!(attempts["data"][0]["status"], 200, "{attempts}");
+    assert_eq!(attempts["data"][0]["response"], "received!", "{attempts}");
+}
