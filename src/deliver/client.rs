@@ -167,6 +167,40 @@ impl ClientError {
     }
 }
 
+/// A connection idle this long may have been closed by its server (Node's and uvicorn's
+/// keep-alive timeouts are 5 s, gunicorn's 2 s, some a fraction of a second).
+const MAYBE_CLOSED_AFTER: Duration = Duration::from_millis(250);
+
+/// A copy of `req` to send again (its body is shared, not copied).
+fn copy(req: &Request<Body>) -> Request<Body> {
+    let mut again = Request::new(req.body().clone());
+    *again.method_mut() = req.method().clone();
+    *again.uri_mut() = req.uri().clone();
+    *again.version_mut() = req.version();
+    *again.headers_mut() = req.headers().clone();
+    again
+}
+
+/// Whether a send failed because the connection was closed (or reset) under it before any
+/// answer came.
+fn closed_while_idle(e: &hyper::Error) -> bool {
+    use std::io::ErrorKind;
+    if e.is_incomplete_message() {
+        return true;
+    }
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return matches!(
+                io.kind(),
+                ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+            );
+        }
+        source = s.source();
+    }
+    false
+}
+
 /// A connection lent to one exchange: `finished` once its answer was read to the end gives it
 /// back for the next request; dropped otherwise, it is closed.
 pub(crate) struct Lease {
@@ -212,12 +246,19 @@ impl HttpClient {
         }
         *req.uri_mut() = origin_form(&uri);
         loop {
-            let (mut tx, reused) = match self.pool.checkout(&key) {
-                Ok(tx) => (tx, true),
+            let (mut tx, reused, idle_for) = match self.pool.checkout(&key) {
+                Ok((tx, idle_for)) => (tx, true, idle_for),
                 // Boxed: a connect's future (resolver, TCP, TLS, handshake) is kilobytes, and
                 // every request's future would otherwise be that size, connecting or not.
-                Err(given) => Box::pin(self.pool.connect_or_wait(&uri, given)).await?,
+                Err(given) => {
+                    let (tx, reused) = Box::pin(self.pool.connect_or_wait(&uri, given)).await?;
+                    (tx, reused, Duration::ZERO)
+                }
             };
+            // A server may close a connection idle past its keep-alive timeout just as this
+            // request goes out on it; kept, the request goes again on another (below). Only
+            // then: a copy of every request would cost each one its headers' allocations.
+            let spare = (idle_for >= MAYBE_CLOSED_AFTER).then(|| copy(&req));
             match tx.try_send_request(req).await {
                 Ok(resp) => {
                     let lease = Lease {
@@ -227,8 +268,11 @@ impl HttpClient {
                     };
                     return Ok((resp, lease));
                 }
-                Err(mut e) => match e.take_message() {
-                    Some(unsent) if reused => req = unsent,
+                Err(mut e) => match (e.take_message(), spare) {
+                    (Some(unsent), _) if reused => req = unsent,
+                    // Closed or reset before any answer: the server closed it while idle
+                    // (as Go's client judges it); what it may have read it did not act on.
+                    (_, Some(again)) if closed_while_idle(e.error()) => req = again,
                     _ => return Err(ClientError::Send(e.into_error())),
                 },
             }
@@ -269,18 +313,20 @@ impl HttpClient {
 impl Pool {
     /// The most recently used idle connection to `key` that is still open and not stale, or
     /// a place in line for the next one given back.
+    /// An idle connection to `key` and how long it was idle, or a place in the queue for one.
     fn checkout(
         &self,
         key: &Key,
-    ) -> Result<SendRequest<Body>, oneshot::Receiver<SendRequest<Body>>> {
+    ) -> Result<(SendRequest<Body>, Duration), oneshot::Receiver<SendRequest<Body>>> {
         let mut hosts = self.hosts.lock().expect("connection pool");
         let host = match hosts.get_mut(key) {
             Some(host) => host,
             None => hosts.entry(key.clone()).or_default(),
         };
         while let Some(c) = host.idle.pop() {
-            if c.tx.is_ready() && c.since.elapsed() < POOL_IDLE {
-                return Ok(c.tx);
+            let idle_for = c.since.elapsed();
+            if c.tx.is_ready() && idle_for < POOL_IDLE {
+                return Ok((c.tx, idle_for));
             }
         }
         if host.waiters.len() >= WAITERS_SWEPT_PAST {

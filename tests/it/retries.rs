@@ -697,3 +697,72 @@ async fn a_2xx_whose_body_stalls_is_a_success_not_a_timeout() {
     assert_eq!(attempts["data"][0]["status"], 200, "{attempts}");
     assert_eq!(attempts["data"][0]["response"], "received!", "{attempts}");
 }
+
+/// A request that went out on a kept-alive connection just as the server closed it (its
+/// keep-alive timeout) failed as an attempt, counted against the endpoint and waited a
+/// retry's delay: README promises it goes on a new connection. The receiver here answers the
+/// first request of each connection and closes it at the second, unanswered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_on_a_connection_the_server_closed_while_idle_goes_again_on_a_new_one() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/", listener.local_addr().unwrap());
+    let answered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = answered.clone();
+    tokio::spawn(async move {
+        loop {
+            let (mut s, _) = listener.accept().await.unwrap();
+            let count = count.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                for first in [true, false] {
+                    let mut got = Vec::new();
+                    while !got.windows(4).any(|w| w == b"\r\n\r\n") || !got.ends_with(b"}") {
+                        match s.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => got.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if !first {
+                        return; // closed, unanswered
+                    }
+                    count.fetch_add(1, Ordering::SeqCst);
+                    let _ = s.write_all(b"HTTP/1.1 204 No Content\r\n\r\n").await;
+                }
+            });
+        }
+    });
+    let setup =
+        Setup::new("idleclose")
+            .with(&fast_retries("5s"))
+            .endpoint("ep_idle", "acct", &url, &["*"]);
+    let w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    for (i, pause) in [(0, 0), (1, 600)] {
+        tokio::time::sleep(Duration::from_millis(pause)).await;
+        publish(
+            &mut r,
+            &setup.stream(),
+            &[envelope(
+                &format!("evt_idle_{i}"),
+                "outbound.sent",
+                "acct",
+                json!({}),
+            )],
+        );
+        let delivered = w
+            .metric_until("webhookd_deliveries_total{outcome=\"success\"}", |n| {
+                n >= (i + 1) as f64
+            })
+            .await;
+        assert_eq!(delivered, (i + 1) as f64, "log:\n{}", w.log_text());
+    }
+    let text = w.metrics().await;
+    assert_eq!(
+        metric(&text, "webhookd_deliveries_total{outcome=\"retry\"}"),
+        0.0,
+        "no attempt failed; log:\n{}",
+        w.log_text()
+    );
+    assert_eq!(answered.load(Ordering::SeqCst), 2);
+}
