@@ -310,7 +310,12 @@ pub(crate) async fn disable_record(
             tracing::info!(endpoint = %endpoint_id, reason, "endpoint disabled");
             Ok(Some(rec))
         }
-        _ => Ok(None),
+        // Tried again by the caller, like a failed write.
+        crate::registry::Updated::Contended => Err(redis::RedisError::from((
+            redis::ErrorKind::Client,
+            "endpoint changed by others on every try",
+        ))),
+        crate::registry::Updated::Missing | crate::registry::Updated::Unchanged(_) => Ok(None),
     }
 }
 

@@ -1572,3 +1572,50 @@ impl Streaked {
             .unwrap()
     }
 }
+
+/// Fifty clients changing one endpoint at once: some PATCHes answered 503 "storage
+/// unavailable" (Redis was fine: every try lost the race). A change that keeps losing now
+/// waits its turn, and one that never gets it is a 409, never a 5xx.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_changes_of_one_endpoint_never_answer_5xx() {
+    let (_setup, _w, admin) = admin_api(Setup::new("api_race")).await;
+    let ep = admin
+        .create_endpoint(
+            "acct_r",
+            json!({"url": "https://example.com/race", "filters": ["*"]}),
+        )
+        .await;
+    let path = ep_path("acct_r", &ep["id"]);
+    let mut tasks = Vec::new();
+    for c in 0..50 {
+        let (api, path) = (admin.clone(), path.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            for i in 0..10 {
+                let body = json!({"description": format!("client {c} change {i}")});
+                statuses.push(api.patch(&path, body).await.0);
+            }
+            statuses
+        }));
+    }
+    let mut by_status = std::collections::BTreeMap::<u16, usize>::new();
+    for t in tasks {
+        for s in t.await.unwrap() {
+            *by_status.entry(s).or_default() += 1;
+        }
+    }
+    assert!(
+        by_status.keys().all(|s| *s == 200 || *s == 409),
+        "{by_status:?}"
+    );
+    assert!(
+        by_status.get(&200).copied().unwrap_or(0) >= 450,
+        "{by_status:?}"
+    );
+    let (status, got) = admin.get(&path).await;
+    assert_eq!(status, 200);
+    assert!(
+        got["description"].as_str().unwrap().starts_with("client "),
+        "{got}"
+    );
+}

@@ -230,7 +230,15 @@ async fn patch_endpoint(
         }
         Updated::Unchanged(rec) => Ok(Json(EndpointOut::from(&rec))),
         Updated::Missing => Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
+        Updated::Contended => Err(contended(&id)),
     }
+}
+
+/// 409 for a change that found the endpoint changed by others at each of its tries.
+pub(super) fn contended(id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "endpoint `{id}` was changed by other requests at each try; send the change again"
+    ))
 }
 
 /// Applies a change; answers whether it disabled (true) or enabled (false) the endpoint.

@@ -118,8 +118,10 @@ async fn rotate_secret(
             Ok::<_, ApiError>(true)
         })
         .await?;
-    if matches!(updated, Updated::Missing) {
-        return Err(ApiError::NotFound(format!("endpoint `{id}` not found")));
+    match updated {
+        Updated::Missing => return Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
+        Updated::Contended => return Err(super::contended(&id)),
+        Updated::Written(_) | Updated::Unchanged(_) => {}
     }
     Ok(Json(Secret { secret }))
 }
