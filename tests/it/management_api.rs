@@ -176,6 +176,16 @@ async fn invalid_fields_answer_422_naming_the_problem() {
             json!({"url": url, "filters": ["*"], "secret": "whsec_c2hvcnQ="}),
             "secret",
         ),
+        // A 500 KB header value was taken, and sent with every delivery.
+        (
+            json!({"url": url, "filters": ["*"], "headers": {"x-big": "v".repeat(4097)}}),
+            "`headers.x-big` is longer than 4096 bytes",
+        ),
+        (
+            json!({"url": url, "filters": ["*"], "headers": {
+                "x-a": "v".repeat(3000), "x-b": "v".repeat(3000), "x-c": "v".repeat(3000)}}),
+            "more than 8192 bytes",
+        ),
         (
             json!({"url": url, "filters": ["*"], "secret": "not-a-secret"}),
             "secret",
@@ -1617,5 +1627,49 @@ async fn concurrent_changes_of_one_endpoint_never_answer_5xx() {
     assert!(
         got["description"].as_str().unwrap().starts_with("client "),
         "{got}"
+    );
+}
+
+/// A tenant could create endpoints without end (3,010 in one probe, each held by every
+/// replica): the API stops at 10,000 a tenant, with a 409 saying so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenant_has_at_most_ten_thousand_endpoints() {
+    let (setup, _w, admin) = admin_api(Setup::new("api_many")).await;
+    let body = json!({"url": "https://example.com/many", "filters": ["*"]});
+    let first = admin.create_endpoint("acct_m", body.clone()).await;
+    // The other 9,999 as the index holds them (creating them one by one would take minutes).
+    let key = format!("{}{{endpoints}}:tenant:acct_m", setup.prefix);
+    let mut r = redis();
+    for chunk in (1..10_000).collect::<Vec<_>>().chunks(1000) {
+        let mut cmd = redis::cmd("ZADD");
+        cmd.arg(&key);
+        for i in chunk {
+            cmd.arg(0).arg(format!("ep_filler_{i:05}"));
+        }
+        let _: i64 = cmd.query(&mut r).unwrap();
+    }
+    let refused = admin
+        .post("/v1/tenants/acct_m/endpoints", body.clone())
+        .await;
+    assert_error(&refused, 409, "conflict");
+    assert!(
+        refused.1["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("10000"),
+        "{refused:?}"
+    );
+    // Another tenant is not held back, and a deletion makes room.
+    assert_eq!(
+        admin
+            .post("/v1/tenants/acct_n/endpoints", body.clone())
+            .await
+            .0,
+        201
+    );
+    assert_eq!(admin.delete(&ep_path("acct_m", &first["id"])).await.0, 204);
+    assert_eq!(
+        admin.post("/v1/tenants/acct_m/endpoints", body).await.0,
+        201
     );
 }

@@ -17,6 +17,10 @@ const MAX_METADATA: usize = 50;
 const MAX_RATE_LIMIT: u32 = 1_000_000;
 const MAX_METADATA_KEY: usize = 128;
 const MAX_METADATA_VALUE: usize = 1024;
+/// A custom header's value, and all of them together (names and values): a value of 500 KB
+/// was taken, and sent with every delivery.
+const MAX_HEADER_VALUE: usize = 4096;
+const MAX_HEADERS_TOTAL: usize = 8192;
 
 /// Refuses (422) a hostname that resolves to any address the SSRF guard blocks. A name that
 /// does not resolve now is accepted: the connect-time guard checks whatever it becomes.
@@ -92,6 +96,22 @@ pub(super) fn check_fields(state: &ApiState, rec: &EndpointRecord) -> Result<(),
     check_filters(&rec.filters, &state.inner.catalog)
         .map_err(|e| ApiError::Invalid(format!("`filters`: {e}")))?;
     parse_headers(&rec.headers).map_err(|e| ApiError::Invalid(format!("`headers`: {e}")))?;
+    if let Some((k, _)) = rec.headers.iter().find(|(_, v)| v.len() > MAX_HEADER_VALUE) {
+        return Err(ApiError::Invalid(format!(
+            "`headers.{k}` is longer than {MAX_HEADER_VALUE} bytes"
+        )));
+    }
+    if rec
+        .headers
+        .iter()
+        .map(|(k, v)| k.len() + v.len())
+        .sum::<usize>()
+        > MAX_HEADERS_TOTAL
+    {
+        return Err(ApiError::Invalid(format!(
+            "`headers` take more than {MAX_HEADERS_TOTAL} bytes together (names and values)"
+        )));
+    }
     if rec.description.chars().count() > MAX_DESCRIPTION {
         return Err(ApiError::Invalid(format!(
             "`description` is longer than {MAX_DESCRIPTION} characters"

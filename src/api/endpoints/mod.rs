@@ -28,6 +28,11 @@ use crate::registry::model::new_endpoint_id;
 use crate::registry::{EndpointRecord, Updated};
 use crate::support::clock::now_ms;
 
+/// Endpoints one tenant may create through the API: each is held in every replica's index and
+/// in Redis, so one tenant's count bounds what it takes from the others (a tenant made 3,010
+/// with nothing to stop it). Ten thousand is issue 16's largest one-tenant fan-out.
+const MAX_ENDPOINTS_PER_TENANT: u64 = 10_000;
+
 const DISABLED_BY_REQUEST: &str = "disabled through the API";
 
 pub(super) fn routes() -> OpenApiRouter<ApiState> {
@@ -89,6 +94,13 @@ async fn create_endpoint(
     };
     check_fields(&state, &rec)?;
     check_target(&state, &rec.url).await?;
+    let (held, _) = state.inner.store.count(&rec.tenant, None).await?;
+    if held >= MAX_ENDPOINTS_PER_TENANT {
+        return Err(ApiError::Conflict(format!(
+            "tenant `{}` has {held} endpoints, the most one may have ({MAX_ENDPOINTS_PER_TENANT}); delete one first",
+            rec.tenant
+        )));
+    }
     let secret = shown(&rec, &kept)?;
     state.inner.store.put(&rec).await?;
     let endpoint = EndpointOut::from(&rec);
