@@ -79,12 +79,7 @@ async fn list_dead_letters(
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
-    let after = cursor(q.cursor.as_deref());
-    if after.is_some_and(|c| !valid_letter_id(c)) {
-        return Err(ApiError::Malformed(
-            "cursor must be a `next_cursor` this API handed out".into(),
-        ));
-    }
+    let after = cursor(q.cursor.as_deref(), valid_letter_id)?;
     let endpoint = q.endpoint.as_deref().filter(|e| !e.is_empty());
     let page = state
         .inner

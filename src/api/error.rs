@@ -94,6 +94,22 @@ pub(super) struct ErrorDetail {
     pub(super) message: String,
 }
 
+/// The longest error message: one naming a field quotes what was sent, and a 100 KB filter
+/// made a 100 KB answer.
+const MAX_MESSAGE: usize = 1000;
+
+fn shortened(mut message: String) -> String {
+    if message.len() > MAX_MESSAGE {
+        let mut end = MAX_MESSAGE;
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        message.truncate(end);
+        message.push('…');
+    }
+    message
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let status = self.status();
@@ -108,7 +124,7 @@ impl IntoResponse for ApiError {
         let body = ErrorBody {
             error: ErrorDetail {
                 code: self.code().to_string(),
-                message: self.to_string(),
+                message: shortened(self.to_string()),
             },
         };
         let mut resp = (status, Json(body)).into_response();

@@ -334,8 +334,18 @@ pub(super) fn page_limit(raw: Option<&str>) -> Result<usize, ApiError> {
 }
 
 /// A list's `cursor`: the `next_cursor` of the previous page (empty means none).
-pub(super) fn cursor(raw: Option<&str>) -> Option<&str> {
-    raw.filter(|c| !c.is_empty())
+/// A list's `cursor` (none when absent or empty), if `valid` says it could be one this API
+/// handed out (else 400: a garbled cursor was taken for the first page).
+pub(super) fn cursor(
+    raw: Option<&str>,
+    valid: impl Fn(&str) -> bool,
+) -> Result<Option<&str>, ApiError> {
+    match raw.filter(|c| !c.is_empty()) {
+        Some(c) if !valid(c) => Err(ApiError::Malformed(
+            "cursor must be a `next_cursor` this API handed out".into(),
+        )),
+        c => Ok(c),
+    }
 }
 
 #[cfg(test)]
@@ -378,7 +388,9 @@ mod tests {
         for bad in ["0", "251", "-1", "x", ""] {
             assert!(page_limit(Some(bad)).is_err(), "{bad}");
         }
-        assert_eq!(cursor(Some("ep_1")), Some("ep_1"));
-        assert_eq!(cursor(Some("")), None);
+        let any = |_: &str| true;
+        assert_eq!(cursor(Some("ep_1"), any).unwrap(), Some("ep_1"));
+        assert_eq!(cursor(Some(""), any).unwrap(), None);
+        assert!(cursor(Some("-1"), |c| c.starts_with("ep_")).is_err());
     }
 }

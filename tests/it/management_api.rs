@@ -147,6 +147,27 @@ async fn endpoints_are_created_read_listed_changed_and_deleted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn invalid_fields_answer_422_naming_the_problem() {
     let (_setup, _w, api) = admin_api(Setup::new("api_invalid")).await;
+    // What was sent is quoted, but not all of it: a 100 KB filter made a 100 KB answer.
+    let (status, body) = api
+        .post(
+            "/v1/tenants/acct_v/endpoints",
+            json!({"url": "http://127.0.0.1:9/hook", "filters": ["x".repeat(100_000)]}),
+        )
+        .await;
+    assert_eq!(status, 422);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.len() <= 1003 && message.ends_with('…'),
+        "{} bytes",
+        message.len()
+    );
+    // A cursor that no list handed out is 400, as for dead letters (it read as the first page).
+    for bad in ["%ff%fe", "a%20b", "x%2Fy"] {
+        let got = api
+            .get(&format!("/v1/tenants/acct_v/endpoints?cursor={bad}"))
+            .await;
+        assert_error(&got, 400, "malformed");
+    }
     let url = "http://127.0.0.1:9/hook";
     let long = "d".repeat(1025);
     let many: serde_json::Map<String, Value> =

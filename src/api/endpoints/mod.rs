@@ -23,6 +23,7 @@ use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::{cursor, page_limit};
 use crate::api::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use crate::api::state::ApiState;
+use crate::ids::EndpointId;
 use crate::notice::{Notice, Reason};
 use crate::registry::model::new_endpoint_id;
 use crate::registry::{EndpointRecord, Updated};
@@ -130,7 +131,7 @@ async fn list_endpoints(
     ApiQuery(q): ApiQuery<PageQuery>,
 ) -> Result<Json<EndpointList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
-    let after = cursor(q.cursor.as_deref());
+    let after = cursor(q.cursor.as_deref(), |c| EndpointId::parse(c).is_ok())?;
     let page = state.inner.store.list(&scope.tenant, limit, after).await?;
     Ok(Json(EndpointList {
         data: page.records.iter().map(EndpointOut::from).collect(),
