@@ -86,7 +86,7 @@ impl Metrics {
         let retry_queue_depth = gauge(
             &mut registry,
             "webhookd_retry_queue_depth",
-            "Deliveries waiting in the retry queue",
+            "Deliveries waiting in the retry queue, scheduled or parked",
         );
         let dlq_depth = gauge(
             &mut registry,

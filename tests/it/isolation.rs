@@ -432,6 +432,30 @@ async fn a_failed_attempt_that_waits_behind_an_open_circuit_counts_as_a_retry() 
     );
 }
 
+/// A delivery parked behind an open circuit waits in the retry queue (SPEC 5): the queue's
+/// depth counts it (it counted only the scheduled ones, and showed 0 beside 46,000 parked).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_retry_queue_depth_counts_deliveries_parked_behind_an_open_circuit() {
+    let rx = Receiver::start(always(503)).await;
+    let setup = Setup::new("iso_depth")
+        .with("retry:\n  schedule: [1m]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 1\n  breaker_probe: 30s\n")
+        .endpoint("ep_down", "t", &rx.url("/"), &["*"]);
+    let w = Webhookd::start(&setup).await;
+    publish(&mut redis(), &setup.stream(), &events("depth", "t", 3));
+    let parked = w
+        .metric_until(
+            "webhookd_deliveries_parked_total{reason=\"circuit\"}",
+            |n| n >= 3.0,
+        )
+        .await;
+    assert_eq!(parked, 3.0, "log:\n{}", w.log_text());
+    let depth = w
+        .metric_until("webhookd_retry_queue_depth", |n| n >= 3.0)
+        .await;
+    assert_eq!(depth, 3.0);
+}
+
 /// A test send goes through the endpoint's limits like any delivery: while its one slot is
 /// taken by a hanging delivery, the API answers 429 instead of opening another connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
