@@ -211,6 +211,10 @@ impl Keys {
     pub fn portal_link(&self, digest_hex: &str) -> String {
         format!("{}portal:link:{digest_hex}", self.prefix)
     }
+    /// The unused portal links a token minted: link digest → its expiry (Unix ms).
+    pub fn portal_links_of(&self, minter_hex: &str) -> String {
+        format!("{}portal:links-of:{minter_hex}", self.prefix)
+    }
     /// A portal session: its cookie's digest → what it grants (expires with it).
     pub fn portal_session(&self, digest_hex: &str) -> String {
         format!("{}portal:session:{digest_hex}", self.prefix)

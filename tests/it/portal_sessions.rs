@@ -578,3 +578,47 @@ async fn the_endpoints_page_pages_through_every_endpoint_and_is_sent_compressed(
         .unwrap()
         .contains("max-age=86400"));
 }
+
+/// Minting links was bounded only by the rate limit times the longest ttl (30 million in 7
+/// days from one tenant token): one token has at most 1,000 unused links, and using one
+/// frees its place.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_has_at_most_a_thousand_unused_portal_links() {
+    use sha2::Digest;
+    let setup = Setup::new("portal_many");
+    let _w = Webhookd::start(&setup).await;
+    // 999 unused links of the admin token, as the index holds them (minting each through the
+    // API would be a thousand requests).
+    let minter: String = sha2::Sha256::digest(ADMIN_TOKEN.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    let key = format!("{}portal:links-of:{minter}", setup.prefix);
+    let later = webhookd::support::clock::now_ms() + 3_600_000;
+    let mut cmd = redis::cmd("ZADD");
+    cmd.arg(&key);
+    for i in 0..999 {
+        cmd.arg(later).arg(format!("filler{i}"));
+    }
+    let _: i64 = cmd.query(&mut redis()).unwrap();
+    let link = t1_link(&setup, json!({})).await;
+    let (status, refused) = mint(
+        &setup,
+        "/v1/tenants/t1/portal-sessions",
+        ADMIN_TOKEN,
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 429, "{refused}");
+    assert!(
+        refused["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1000"),
+        "{refused}"
+    );
+    let login = format!("{}{}", setup.api(), link["url"].as_str().unwrap());
+    let (status, _, _) = http_request(Method::GET, &login, &[], None).await;
+    assert_eq!(status, 303);
+    t1_link(&setup, json!({})).await;
+}

@@ -139,7 +139,12 @@ async fn mint(
         expires_at,
         minted_by: Some(minted_by),
     };
-    let token = session::mint(&state.inner.conn, &state.inner.keys, &grant).await?;
+    let Some(token) = session::mint(&state.inner.conn, &state.inner.keys, &grant).await? else {
+        return Err(ApiError::TooMany(format!(
+            "this token has {} unused portal links; use or let some expire first",
+            session::MAX_LINKS_PER_TOKEN
+        )));
+    };
     let base = state.inner.public_url.trim_end_matches('/');
     Ok((
         StatusCode::CREATED,

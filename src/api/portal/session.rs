@@ -92,17 +92,62 @@ fn secret(prefix: &str) -> String {
 }
 
 /// Stores a one-time link for `grant`; answers its token.
-pub(crate) async fn mint(conn: &Conn, keys: &Keys, grant: &Grant) -> redis::RedisResult<String> {
+/// Unused links one token may have at once: minting was bounded only by the rate limit
+/// times the longest ttl (some 30 million links in 7 days from one tenant token).
+pub(crate) const MAX_LINKS_PER_TOKEN: u64 = 1000;
+
+/// A new link for `grant`, or `None` when its minter has `MAX_LINKS_PER_TOKEN` unused ones.
+pub(crate) async fn mint(
+    conn: &Conn,
+    keys: &Keys,
+    grant: &Grant,
+) -> redis::RedisResult<Option<String>> {
+    let now = now_ms();
+    let mut c = conn.clone();
+    let minted = grant.minted_by.as_deref().map(|m| keys.portal_links_of(m));
+    if let Some(minted) = &minted {
+        let (held,): (u64,) = redis::pipe()
+            .cmd("ZREMRANGEBYSCORE")
+            .arg(minted)
+            .arg("-inf")
+            .arg(now)
+            .ignore()
+            .zcard(minted)
+            .query_async(&mut c)
+            .await?;
+        if held >= MAX_LINKS_PER_TOKEN {
+            return Ok(None);
+        }
+    }
     let token = secret("wpl_");
-    let ttl = (grant.expires_at - now_ms()).max(1);
+    let link = hex(&digest(&token));
+    let ttl = (grant.expires_at - now).max(1);
     let _: () = redis::cmd("SET")
-        .arg(keys.portal_link(&hex(&digest(&token))))
+        .arg(keys.portal_link(&link))
         .arg(serde_json::to_string(grant).expect("a grant serializes"))
         .arg("PX")
         .arg(ttl)
-        .query_async(&mut conn.clone())
+        .query_async(&mut c)
         .await?;
-    Ok(token)
+    if let Some(minted) = &minted {
+        // Kept as long as its latest link: the set never outlives what it counts.
+        let _: () = redis::pipe()
+            .zadd(minted, &link, grant.expires_at)
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(minted)
+            .arg(grant.expires_at)
+            .arg("GT")
+            .ignore()
+            .cmd("PEXPIREAT")
+            .arg(minted)
+            .arg(grant.expires_at)
+            .arg("NX")
+            .ignore()
+            .query_async(&mut c)
+            .await?;
+    }
+    Ok(Some(token))
 }
 
 /// Uses a link: answers the new session's id and the session, or `None` when the link is
@@ -120,6 +165,13 @@ pub(crate) async fn exchange(
         return Ok(None);
     };
     let removed: u32 = redis::cmd("DEL").arg(&key).query_async(&mut c).await?;
+    if let (1, Some(minter)) = (removed, grant.minted_by.as_deref()) {
+        let _: () = redis::cmd("ZREM")
+            .arg(keys.portal_links_of(minter))
+            .arg(hex(&digest(token)))
+            .query_async(&mut c)
+            .await?;
+    }
     if removed == 0 || grant.expires_at <= now_ms() || !minter_live(inner, &grant).await? {
         return Ok(None);
     }
