@@ -66,6 +66,14 @@ impl Keys {
     pub fn dlq_of(&self, endpoint_id: &str) -> String {
         format!("{}:endpoint:{endpoint_id}", self.dlq())
     }
+    /// A tenant's dead letters (`retry::dlq::tenant_index`): padded ids, in the stream's order.
+    pub fn dlq_tenant(&self, tenant: &str) -> String {
+        format!("{}:tenant:{tenant}", self.dlq())
+    }
+    /// How far the tenant indexes have caught up with the stream: `up_to`, `caught_up`.
+    pub fn dlq_index_state(&self) -> String {
+        format!("{}:tenant-index", self.dlq())
+    }
     /// The highest `stream.shards` this Redis has been used with, so streams no longer
     /// written to are still read until empty.
     pub fn shards_seen(&self) -> String {

@@ -77,6 +77,11 @@ pub(crate) async fn run(
     stop: Shutdown,
 ) {
     loop {
+        // First at start: dead letters from before this build are listed by tenant once
+        // indexed (`retry::dlq::tenant_index`).
+        if let Err(e) = dlq.index_new().await {
+            tracing::debug!(error = %e, "indexing dead letters by tenant skipped");
+        }
         if !stop.sleep(EVERY).await {
             return;
         }

@@ -195,3 +195,10 @@ pub(super) fn shown(rec: &EndpointRecord, kept: &str) -> Result<String, ApiError
         .shown(kept)
         .map_err(|e| ApiError::Internal(format!("endpoint `{}`: {e}", rec.id)))
 }
+
+/// 409 for a change that found the endpoint changed by others at each of its tries.
+pub(super) fn contended(id: &str) -> ApiError {
+    ApiError::Conflict(format!(
+        "endpoint `{id}` was changed by other requests at each try; send the change again"
+    ))
+}

@@ -14,7 +14,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use self::checks::{
-    check_fields, check_signing_kept, check_target, load, new_key, refuse_static, shown,
+    check_fields, check_signing_kept, check_target, contended, load, new_key, refuse_static, shown,
 };
 use self::shapes::{
     CreateEndpoint, CreatedEndpoint, EndpointList, EndpointOut, PageQuery, PatchEndpoint,
@@ -245,13 +245,6 @@ async fn patch_endpoint(
         Updated::Missing => Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
         Updated::Contended => Err(contended(&id)),
     }
-}
-
-/// 409 for a change that found the endpoint changed by others at each of its tries.
-pub(super) fn contended(id: &str) -> ApiError {
-    ApiError::Conflict(format!(
-        "endpoint `{id}` was changed by other requests at each try; send the change again"
-    ))
 }
 
 /// Applies a change; answers whether it disabled (true) or enabled (false) the endpoint.

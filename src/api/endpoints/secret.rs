@@ -6,7 +6,7 @@ use axum::Json;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::checks::{load, new_key, refuse_static, shown, shown_secret};
+use super::checks::{contended, load, new_key, refuse_static, shown, shown_secret};
 use super::shapes::{RotateSecret, Secret};
 use crate::api::error::{ApiError, ErrorBody};
 use crate::api::extract::OptionalJsonBody;
@@ -120,7 +120,7 @@ async fn rotate_secret(
         .await?;
     match updated {
         Updated::Missing => return Err(ApiError::NotFound(format!("endpoint `{id}` not found"))),
-        Updated::Contended => return Err(super::contended(&id)),
+        Updated::Contended => return Err(contended(&id)),
         Updated::Written(_) | Updated::Unchanged(_) => {}
     }
     Ok(Json(Secret { secret }))

@@ -5,6 +5,7 @@ mod letter;
 mod scan;
 mod sharded;
 mod stream;
+mod tenant_index;
 
 pub use letter::{not_a_letter_id, valid_letter_id, valid_stream_id, DeadLetter, Selector};
 pub use scan::Replayed;

@@ -85,6 +85,7 @@ impl LetterStream {
         for l in letters {
             pipe.zrem(self.keys.dlq_of(&l.endpoint_id), &l.id).ignore();
         }
+        self.unindex(&mut pipe, letters);
         let (removed,): (usize,) = pipe.query_async(&mut self.conn.clone()).await?;
         Ok(removed)
     }

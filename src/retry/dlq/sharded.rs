@@ -55,6 +55,15 @@ impl Dlq {
         }
     }
 
+    /// Indexes under their tenants the dead letters no replica of this build indexed yet
+    /// (`tenant_index`).
+    pub async fn index_new(&self) -> redis::RedisResult<()> {
+        for s in &self.streams {
+            s.index_new().await?;
+        }
+        Ok(())
+    }
+
     /// Removes the dead letters older than the retention; answers how many.
     pub async fn trim(&self) -> redis::RedisResult<u64> {
         let mut n = 0;

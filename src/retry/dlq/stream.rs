@@ -79,6 +79,10 @@ impl LetterStream {
         }
     }
 
+    pub(super) fn retention(&self) -> Option<Duration> {
+        self.retention
+    }
+
     /// Removes the dead letters older than the retention; answers how many.
     pub(crate) async fn trim(&self) -> redis::RedisResult<u64> {
         match self.trim_cmd() {
@@ -137,13 +141,14 @@ impl LetterStream {
             }
             None => (0, xadd.query_async(&mut self.conn.clone()).await?),
         };
-        Ok(trimmed + self.cap(&job.endpoint_id, &id).await?)
+        self.index_added(&job.tenant, &id).await;
+        Ok(trimmed + self.cap(&job.tenant, &job.endpoint_id, &id).await?)
     }
 
     /// Indexes a new dead letter under its endpoint and removes the endpoint's oldest beyond
     /// `max_per_endpoint`; answers how many were removed. (Ids in the index whose letter is
     /// gone already — replayed, purged, past the retention — are the oldest, so they go first.)
-    async fn cap(&self, endpoint_id: &str, id: &str) -> redis::RedisResult<u64> {
+    async fn cap(&self, tenant: &str, endpoint_id: &str, id: &str) -> redis::RedisResult<u64> {
         let Some(max) = self.max_per_endpoint else {
             return Ok(0);
         };
@@ -166,11 +171,11 @@ impl LetterStream {
         if over.is_empty() {
             return Ok(0);
         }
-        redis::cmd("XDEL")
-            .arg(self.keys.dlq())
-            .arg(&over)
-            .query_async(&mut self.conn.clone())
-            .await
+        let mut pipe = redis::pipe();
+        pipe.cmd("XDEL").arg(self.keys.dlq()).arg(&over);
+        self.unindex_ids(&mut pipe, tenant, &over);
+        let (removed,): (u64,) = pipe.query_async(&mut self.conn.clone()).await?;
+        Ok(removed)
     }
 
     /// Asks for an endpoint's dead letters within the retention, from its index.
@@ -203,6 +208,11 @@ impl LetterStream {
         limit: usize,
         scan_limit: usize,
     ) -> redis::RedisResult<Page> {
+        if let Some(t) = tenant {
+            if let Some(page) = self.list_indexed(t, endpoint, cursor, limit).await? {
+                return Ok(page);
+            }
+        }
         let mut start = cursor
             .map(|c| format!("({c}"))
             .unwrap_or_else(|| "-".into());
