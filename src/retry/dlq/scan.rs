@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use crate::db::shards::letter_id;
 use crate::ids::DeliveryId;
 use crate::registry::Store;
-use crate::retry::dlq::letter::{from_fields, valid_stream_id, DeadLetter, Selector};
+use crate::retry::dlq::letter::{valid_stream_id, DeadLetter, Selector};
 use crate::retry::dlq::stream::{LetterStream, REPLAY_CHUNK};
 use crate::retry::job::Job;
 use crate::retry::queue::RetryQueue;
@@ -92,17 +92,7 @@ impl LetterStream {
 
     /// The dead letters with these ids (those that exist), in one round trip.
     async fn by_ids(&self, ids: &[&String]) -> redis::RedisResult<Vec<DeadLetter>> {
-        let mut pipe = redis::pipe();
-        for id in ids {
-            pipe.cmd("XRANGE").arg(self.keys.dlq()).arg(id).arg(id);
-        }
-        let found: Vec<Vec<(String, HashMap<String, String>)>> =
-            pipe.query_async(&mut self.conn.clone()).await?;
-        Ok(found
-            .into_iter()
-            .flatten()
-            .filter_map(|(id, f)| from_fields(id, f))
-            .collect())
+        Ok(self.letters(ids).await?.into_iter().flatten().collect())
     }
 
     /// The id of the newest entry, if any.

@@ -217,12 +217,16 @@ impl LetterStream {
     }
 
     /// Each of `ids`' letter, or `None` where it is gone, in one round trip.
-    async fn letters(&self, ids: &[String]) -> redis::RedisResult<Vec<Option<DeadLetter>>> {
+    pub(super) async fn letters(
+        &self,
+        ids: &[impl AsRef<str>],
+    ) -> redis::RedisResult<Vec<Option<DeadLetter>>> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
         let mut pipe = redis::pipe();
         for id in ids {
+            let id = id.as_ref();
             pipe.cmd("XRANGE").arg(self.keys.dlq()).arg(id).arg(id);
         }
         let found: Vec<Vec<(String, HashMap<String, String>)>> =
