@@ -82,9 +82,13 @@ pub(super) async fn run(built: Built, config: &Config) -> Result<Running, ServeE
     let mut main_router = Router::new()
         .merge(server::health_routes(ops.clone()))
         .merge(api::router(api_state));
-    let metrics_router = server::metrics_routes(ops);
+    let mut metrics_router = server::metrics_routes(ops.clone());
     let separate_metrics = !config.http.metrics_listen.is_empty();
-    if !separate_metrics {
+    if separate_metrics {
+        // Health on the internal port too: probes there do not queue behind the API's
+        // clients, however many hold its connections.
+        metrics_router = metrics_router.merge(server::health_routes(ops));
+    } else {
         main_router = main_router.merge(metrics_router.clone());
     }
     let http_stop = Shutdown::new();

@@ -358,3 +358,69 @@ async fn a_token_cannot_hold_request_bodies_without_bound() {
         .await;
     assert_eq!(status, 201);
 }
+
+/// A client that sent requests and then stopped reading the answers held its connection for
+/// ever (one of the listener's 1,024, with nothing to close it): a write that has waited
+/// 10 s for the client to read now ends the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_its_answers_is_closed() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let setup = Setup::new("api_slowread");
+    let _w = Webhookd::start(&setup).await;
+    let (status, doc) = http(
+        hyper::Method::GET,
+        &format!("{}/v1/openapi.json", setup.api()),
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(status, 200);
+    const ASKED: usize = 400;
+    let all = ASKED * doc.len();
+    let addr: std::net::SocketAddr = setup.api().trim_start_matches("http://").parse().unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut s = socket.connect(addr).await.unwrap();
+    s.write_all(
+        "GET /v1/openapi.json HTTP/1.1\r\nhost: x\r\n\r\n"
+            .repeat(ASKED)
+            .as_bytes(),
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    // What was already buffered still comes; the rest never does once the server gave up.
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        match tokio::time::timeout(Duration::from_secs(30), s.read(&mut buf)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => got += n,
+            Err(_) => panic!("the connection was still open 45 s on"),
+        }
+    }
+    assert!(
+        got < all / 2,
+        "{got} of {all} bytes came: the server kept writing to a client that did not read"
+    );
+}
+
+/// With `http.metrics_listen`, the health probes answer there too (the Helm chart probes that
+/// port): on the API's port they queue behind whoever holds its connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_probes_answer_on_the_metrics_listener() {
+    let port = free_port();
+    let setup = Setup::new("api_health_port");
+    let addr = format!("127.0.0.1:{port}");
+    let _w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_HTTP__METRICS_LISTEN", &addr)]).await;
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        let (status, body) = http(
+            hyper::Method::GET,
+            &format!("http://127.0.0.1:{port}{path}"),
+            None,
+            None,
+        )
+        .await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+}

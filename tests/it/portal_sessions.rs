@@ -622,3 +622,37 @@ async fn a_token_has_at_most_a_thousand_unused_portal_links() {
     assert_eq!(status, 303);
     t1_link(&setup, json!({})).await;
 }
+
+/// A session counts against the token that minted its link: each session had 8 request
+/// bodies of its own, so one token's 60 sessions held 480 half-sent bodies of 1 MiB.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tokens_sessions_share_its_request_bodies() {
+    use tokio::io::AsyncWriteExt;
+    let setup = Setup::new("portal_bodies").endpoint("ep_a", "t1", "https://example.com/a", &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let token = Api::admin(&setup).new_token("t1").await;
+    let (status, link) = mint(&setup, "/v1/tenants/t1/portal-sessions", &token, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    let browser = open(&setup, link["url"].as_str().unwrap()).await;
+    let addr = setup.api().trim_start_matches("http://").to_string();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let mut s = tokio::net::TcpStream::connect(&addr).await.unwrap();
+        let head = format!(
+            "POST /v1/tenants/t1/endpoints HTTP/1.1\r\nhost: x\r\nauthorization: Bearer {token}\r\ncontent-type: application/json\r\ncontent-length: 1000\r\n\r\n{{\"url\": \"https://"
+        );
+        s.write_all(head.as_bytes()).await.unwrap();
+        held.push(s);
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let (status, body) = browser
+        .call(
+            Method::POST,
+            "/v1/tenants/t1/endpoints",
+            Some(new_endpoint()),
+            true,
+        )
+        .await;
+    assert_eq!(status, 429, "{body}");
+    drop(held);
+}
