@@ -13,7 +13,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{cursor, page_limit};
 use super::extract::{ApiPath, ApiQuery, JsonBody, TenantScope};
 use super::state::ApiState;
-use crate::retry::dlq::{not_a_letter_id, valid_letter_id, DeadLetter, Replayed, Selector};
+use crate::retry::dlq::{not_a_letter_id, DeadLetter, Replayed, Selector};
 use crate::support::clock::parse_rfc3339;
 
 /// Ids one replay may name.
@@ -79,7 +79,10 @@ async fn list_dead_letters(
     ApiQuery(q): ApiQuery<DlqQuery>,
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
-    let after = cursor(q.cursor.as_deref(), valid_letter_id)?;
+    let dlq = &state.inner.dlq;
+    let after = cursor(q.cursor.as_deref(), |c| {
+        dlq.misnamed(std::slice::from_ref(&c.to_string())).is_none()
+    })?;
     let endpoint = q.endpoint.as_deref().filter(|e| !e.is_empty());
     let page = state
         .inner

@@ -154,10 +154,14 @@ fn key_path(path: Option<&str>) -> Option<Vec<Box<str>>> {
     path.map(|p| p.split('.').map(Box::from).collect())
 }
 
+/// The longest `ordering_key` path: a 1 MB one was taken, and stored with every endpoint.
+pub(crate) const MAX_KEY_PATH: usize = 256;
+
 /// Whether `path` is an ordering key: 1–8 dot-separated segments of `[A-Za-z0-9_]+`.
 pub(crate) fn valid_key_path(path: &str) -> bool {
     let segments: Vec<&str> = path.split('.').collect();
-    (1..=8).contains(&segments.len())
+    path.len() <= MAX_KEY_PATH
+        && (1..=8).contains(&segments.len())
         && segments
             .iter()
             .all(|s| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))

@@ -70,6 +70,9 @@ fn a_command_line_clap_refuses_is_one_line_naming_what_is_wrong() {
     fails_with_one_line(&["dlq", "replay"], &["--id", "--endpoint", "--since"]);
     fails_with_one_line(&["publish", "--tenat", "t"], &["--tenat", "--tenant"]);
     fails_with_one_line(&["frobnicate"], &["frobnicate"]);
+    fails_with_one_line(&["dlq"], &["subcommand"]);
+    // A tenant the API would refuse matched nothing: "no dead letters", exit 0.
+    fails_with_one_line(&["dlq", "list", "--tenant", "bad tenant!"], &["--tenant"]);
 }
 
 #[test]

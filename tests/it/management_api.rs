@@ -197,6 +197,10 @@ async fn invalid_fields_answer_422_naming_the_problem() {
             json!({"url": url, "filters": ["*"], "secret": "whsec_c2hvcnQ="}),
             "secret",
         ),
+        (
+            json!({"url": url, "filters": ["*"], "ordering_key": "a".repeat(257)}),
+            "at most 256 characters",
+        ),
         // A 500 KB header value was taken, and sent with every delivery.
         (
             json!({"url": url, "filters": ["*"], "headers": {"x-big": "v".repeat(4097)}}),
@@ -1174,6 +1178,12 @@ async fn dead_letters_are_listed_replayed_and_purged_within_the_tenant() {
         &a.delete("/v1/tenants/acct_a/dlq/not-an-id").await,
         404,
         "not_found",
+    );
+    // A cursor naming a shard this setup has not (it quietly ended the listing).
+    assert_error(
+        &a.get("/v1/tenants/acct_a/dlq?cursor=3:1-0").await,
+        400,
+        "malformed",
     );
     // Ids past what Redis can hold are absent or malformed, never a storage error.
     let huge = "98732257723999836500";

@@ -128,7 +128,7 @@ pub(super) fn check_fields(state: &ApiState, rec: &EndpointRecord) -> Result<(),
         .is_some_and(|k| !crate::registry::model::valid_key_path(k))
     {
         return Err(ApiError::Invalid(
-            "`ordering_key` must be a dotted path of 1 to 8 segments of [A-Za-z0-9_], such as `data.uid`"
+            "`ordering_key` must be a dotted path of 1 to 8 segments of [A-Za-z0-9_], at most 256 characters, such as `data.uid`"
                 .into(),
         ));
     }

@@ -97,7 +97,7 @@ pub(crate) enum SchemeArg {
 pub(crate) enum DlqCommand {
     /// Show dead letters, oldest first.
     List {
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_arg)]
         tenant: Option<String>,
         #[arg(long)]
         endpoint: Option<String>,
@@ -109,14 +109,14 @@ pub(crate) enum DlqCommand {
     Replay {
         #[command(flatten)]
         select: ReplaySelect,
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_arg)]
         tenant: Option<String>,
     },
     /// Delete dead letters; prints the count.
     Purge {
         #[command(flatten)]
         select: PurgeSelect,
-        #[arg(long)]
+        #[arg(long, value_parser = tenant_arg)]
         tenant: Option<String>,
     },
 }
@@ -141,4 +141,11 @@ pub(crate) struct PurgeSelect {
     pub(crate) ids: Vec<String>,
     #[arg(long)]
     pub(crate) endpoint: Option<String>,
+}
+
+/// A `--tenant` as the API takes one (a name it would refuse matched nothing, silently).
+fn tenant_arg(t: &str) -> Result<String, String> {
+    webhookd::ids::TenantId::parse(t)
+        .map(|_| t.to_string())
+        .map_err(|e| e.to_string())
 }

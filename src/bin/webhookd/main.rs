@@ -43,12 +43,11 @@ fn main() -> ExitCode {
 /// prints one line starting with `error:`"); help and version as clap prints them.
 fn usage_error(e: clap::Error) -> ExitCode {
     use clap::error::ErrorKind;
-    if matches!(
-        e.kind(),
-        ErrorKind::DisplayHelp
-            | ErrorKind::DisplayVersion
-            | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
-    ) {
+    if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
+        eprintln!("error: a subcommand is needed (see --help)");
+        return ExitCode::from(2);
+    }
+    if matches!(e.kind(), ErrorKind::DisplayHelp | ErrorKind::DisplayVersion) {
         let _ = e.print();
         return ExitCode::from(u8::try_from(e.exit_code()).unwrap_or(2));
     }
@@ -58,7 +57,7 @@ fn usage_error(e: clap::Error) -> ExitCode {
         .lines()
         .take_while(|l| !l.starts_with("Usage:"))
         .map(str::trim)
-        .filter(|l| !l.is_empty())
+        .filter(|l| !l.is_empty() && !l.starts_with("For more information"))
     {
         let part = part.strip_prefix("error: ").unwrap_or(part);
         if !line.is_empty() {
