@@ -140,8 +140,10 @@ pub(crate) async fn take(
 const BACKLOGS_PER_PASS: usize = 512;
 /// Parked deliveries pulled for one endpoint at a time, at most.
 const PULL_MAX: usize = 256;
-/// Expired parked deliveries dead-lettered per endpoint per pass.
+/// Expired parked deliveries taken at once for an endpoint, and sweeps of that many in one
+/// look at its backlog (a look's dead letters run as tasks at once: bounded).
 const SWEEP: usize = 100;
+const SWEEPS: usize = 20;
 /// Pause between passes over the backlogs (a lane with room wakes the puller sooner).
 const PARKED_EVERY: Duration = Duration::from_millis(100);
 
@@ -259,16 +261,25 @@ async fn pull(
     let known = endpoint.is_some();
     let gone = !known && d.store.get(ep).await?.is_none();
     if !gone && d.breaker.blocks(ep) {
-        // Open: dead-letter what waited past its schedule, and probe when it is time.
-        for (_, job) in d.park.take_expired(ep, now, SWEEP, lease_until).await? {
-            if let Some(job) = job {
-                spawn(
-                    d,
-                    job,
-                    home,
-                    None,
-                    |d, del| async move { d.expire(del).await },
-                );
+        // Open: dead-letter what waited past its schedule, and probe when it is time. The
+        // backlog is looked at again only at the next probe, so a look takes up to
+        // `SWEEPS` sweeps: one sweep a look took 100 a probe, N/100 probes for N expired.
+        for _ in 0..SWEEPS {
+            let expired = d.park.take_expired(ep, now, SWEEP, lease_until).await?;
+            let more = expired.len() == SWEEP;
+            for (_, job) in expired {
+                if let Some(job) = job {
+                    spawn(
+                        d,
+                        job,
+                        home,
+                        None,
+                        |d, del| async move { d.expire(del).await },
+                    );
+                }
+            }
+            if !more {
+                break;
             }
         }
         if let Probe::Take(Some(job)) = d.park.take_probe(ep, now, lease_until).await? {

@@ -456,6 +456,28 @@ async fn the_retry_queue_depth_counts_deliveries_parked_behind_an_open_circuit()
     assert_eq!(depth, 3.0);
 }
 
+/// Every delivery whose schedule ran out behind an open circuit is dead-lettered at the next
+/// look at its backlog: a look took 100, so 250 took three probes (3 s, 9 s, 21 s here).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_backlog_behind_an_open_circuit_is_dead_lettered_at_one_look() {
+    let rx = Receiver::start(always(503)).await;
+    let setup = Setup::new("iso_sweep")
+        .with("retry:\n  schedule: [300ms, 300ms, 300ms]\n  jitter: 0\n")
+        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 2\n  breaker_probe: 3s\n")
+        .endpoint("ep_down", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("sweep", "t", 250));
+    let dlq = format!("{}dlq", setup.prefix);
+    let all_dead = wait_until(Duration::from_secs(8), || {
+        let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut r).unwrap();
+        n >= 250
+    })
+    .await;
+    let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut redis()).unwrap();
+    assert!(all_dead, "{n} of 250 dead-lettered within 8 s");
+}
+
 /// A test send goes through the endpoint's limits like any delivery: while its one slot is
 /// taken by a hanging delivery, the API answers 429 instead of opening another connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
