@@ -80,9 +80,7 @@ async fn list_dead_letters(
 ) -> Result<Json<DeadLetterList>, ApiError> {
     let limit = page_limit(q.limit.as_deref())?;
     let dlq = &state.inner.dlq;
-    let after = cursor(q.cursor.as_deref(), |c| {
-        dlq.misnamed(std::slice::from_ref(&c.to_string())).is_none()
-    })?;
+    let after = cursor(q.cursor.as_deref(), |c| dlq.misnamed(&[c]).is_none())?;
     let endpoint = q.endpoint.as_deref().filter(|e| !e.is_empty());
     let page = state
         .inner

@@ -122,17 +122,17 @@ pub(crate) async fn mint(
     let token = secret("wpl_");
     let link = hex(&digest(&token));
     let ttl = (grant.expires_at - now).max(1);
-    let _: () = redis::cmd("SET")
+    // The link and its place in its minter's count, in one round trip.
+    let mut pipe = redis::pipe();
+    pipe.cmd("SET")
         .arg(keys.portal_link(&link))
         .arg(serde_json::to_string(grant).expect("a grant serializes"))
         .arg("PX")
         .arg(ttl)
-        .query_async(&mut c)
-        .await?;
+        .ignore();
     if let Some(minted) = &minted {
         // Kept as long as its latest link: the set never outlives what it counts.
-        let _: () = redis::pipe()
-            .zadd(minted, &link, grant.expires_at)
+        pipe.zadd(minted, &link, grant.expires_at)
             .ignore()
             .cmd("PEXPIREAT")
             .arg(minted)
@@ -143,10 +143,9 @@ pub(crate) async fn mint(
             .arg(minted)
             .arg(grant.expires_at)
             .arg("NX")
-            .ignore()
-            .query_async(&mut c)
-            .await?;
+            .ignore();
     }
+    let _: () = pipe.query_async(&mut c).await?;
     Ok(Some(token))
 }
 

@@ -34,7 +34,7 @@ impl Dlq {
     /// The first of `ids` that names no dead letter this setup can hold: not a stream id, a
     /// shard it does not have, or no shard where there are several (a shard where there is
     /// one). Such ids are refused, not counted as nothing replayed.
-    pub fn misnamed<'a>(&self, ids: &'a [String]) -> Option<&'a str> {
+    pub fn misnamed<'a, S: AsRef<str>>(&self, ids: &'a [S]) -> Option<&'a str> {
         misnamed(self.streams.len(), ids)
     }
 
@@ -198,9 +198,9 @@ impl Dlq {
 }
 
 /// `Dlq::misnamed` for a setup of `streams` dead-letter streams (one per shard).
-fn misnamed(streams: usize, ids: &[String]) -> Option<&str> {
+fn misnamed<S: AsRef<str>>(streams: usize, ids: &[S]) -> Option<&str> {
     ids.iter()
-        .map(String::as_str)
+        .map(AsRef::as_ref)
         .find(|id| match parse_letter_id(id) {
             (Some(i), entry) => streams < 2 || i as usize >= streams || !valid_stream_id(entry),
             (None, entry) => streams > 1 || !valid_stream_id(entry),

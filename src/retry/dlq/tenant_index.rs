@@ -58,30 +58,25 @@ impl LetterStream {
     }
 
     /// Indexes a letter just added, and drops from its tenant's index what is past the
-    /// retention. Neither may fail the letter, which is written: a catch-up indexes what
-    /// this missed, and a list drops what is gone. (`ZREMRANGEBYLEX` is not in the ACL
-    /// of builds before this one: refused, ids past the retention wait for a list.)
+    /// retention, in one round trip. Neither may fail the letter, which is written: a
+    /// catch-up indexes what this missed, and a list drops what is gone. (`ZREMRANGEBYLEX`
+    /// is not in the ACL of builds before this one: Redis still runs the rest of the
+    /// pipeline, and ids past the retention wait for a list.)
     pub(super) async fn index_added(&self, tenant: &str, id: &str) {
         let mut pipe = redis::pipe();
         self.index_letter(&mut pipe, tenant, id);
+        if let Some(retention) = self.retention() {
+            let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
+            if let Some(floor) = padded(&cutoff.max(0).to_string()) {
+                pipe.cmd("ZREMRANGEBYLEX")
+                    .arg(self.keys.dlq_tenant(tenant))
+                    .arg("-")
+                    .arg(format!("({floor}"))
+                    .ignore();
+            }
+        }
         if let Err(e) = pipe.query_async::<()>(&mut self.conn.clone()).await {
             tracing::debug!(error = %e, "indexing a dead letter by tenant failed");
-        }
-        let Some(retention) = self.retention() else {
-            return;
-        };
-        let cutoff = now_ms() - retention.as_millis().min(i64::MAX as u128) as i64;
-        let Some(floor) = padded(&cutoff.max(0).to_string()) else {
-            return;
-        };
-        let pruned: redis::RedisResult<()> = redis::cmd("ZREMRANGEBYLEX")
-            .arg(self.keys.dlq_tenant(tenant))
-            .arg("-")
-            .arg(format!("({floor}"))
-            .query_async(&mut self.conn.clone())
-            .await;
-        if let Err(e) = pruned {
-            tracing::debug!(error = %e, "pruning a tenant's dead-letter index failed");
         }
     }
 
