@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Drives the duplicate check's script (src/ingest/dedup_core.lua + dedup.lua) on a Redis, the
+"""Drives the duplicate check's script (src/ingest/dedup/dedup_core.lua + dedup.lua) on a Redis, the
 way webhookd's consumer does at full speed: EVENTS new ids of one tenant, BATCH per call, each
 with its owner tag. Used by scripts/callgrind-dedup.sh; standard library only (RESP by hand).
 
@@ -15,7 +15,7 @@ import socket
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-# The keys and arguments webhookd passes (ingest/dedup.rs): a 24 h window, 6 h segments.
+# The keys and arguments webhookd passes (ingest/dedup/mod.rs): a 24 h window, 6 h segments.
 TABLE, TABLE_V2, BASE, BASE_V2 = "d:{dedup}:v3:segments", "d:{dedup}:segments", "d:{dedup}:v3:", "d:{dedup}:"
 WINDOW_MS, SPAN_MS = 86_400_000, 21_600_000
 
@@ -47,7 +47,7 @@ def main():
     port, events = int(sys.argv[1]), int(sys.argv[2])
     per = int(sys.argv[3]) if len(sys.argv) > 3 else 64
     batch = int(sys.argv[4]) if len(sys.argv) > 4 else 48
-    src = os.path.join(HERE, "..", "src", "ingest")
+    src = os.path.join(HERE, "..", "src", "ingest", "dedup")
     script = b"".join(open(os.path.join(src, n), "rb").read() + b"\n" for n in ("dedup_core.lua", "dedup.lua"))
     conn = socket.create_connection(("127.0.0.1", port))
     f = conn.makefile("rb")
@@ -55,7 +55,7 @@ def main():
     sha = reply(f)
     duplicates = 0
     for start in range(0, events, batch):
-        args = ["EVALSHA", sha, 2, TABLE, TABLE_V2, WINDOW_MS, SPAN_MS, per, BASE, BASE_V2, 0, 0]
+        args = ["EVALSHA", sha, 2, TABLE, TABLE_V2, WINDOW_MS, SPAN_MS, per, BASE, BASE_V2, 0, 0, 0]
         for i in range(start, min(start + batch, events)):
             args.append(hashlib.sha1(b"webhookd dedup v3\0t\0evt_%d" % i).digest()[:16])
             args.append(int.from_bytes(hashlib.sha1(b"1-%d" % i).digest()[:3], "big"))

@@ -283,7 +283,7 @@ impl Consumer {
         self.ack_nudge.notify_waiters();
         let checked = self
             .dedup
-            .first_sightings(&self.reader.conn(), &valid)
+            .first_sightings(&self.reader.conn(), &valid, reread)
             .await;
         self.health.note("duplicate check", &checked);
         let fresh = match checked {

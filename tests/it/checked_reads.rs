@@ -38,7 +38,7 @@ async fn publish_steadily(url: &str, stream: &str, events: Vec<String>) -> Vec<S
     .unwrap()
 }
 
-fn calls(r: &mut redis::Connection, command: &str) -> u64 {
+pub(crate) fn calls(r: &mut redis::Connection, command: &str) -> u64 {
     let info: String = redis::cmd("INFO").arg("commandstats").query(r).unwrap();
     *webhookd::db::commandstats::parse(&info)
         .get(command)
@@ -54,7 +54,10 @@ fn sha1(parts: &[&[u8]]) -> [u8; 20] {
 }
 
 /// Every (fingerprint → owner tag) the duplicate check's hashes under `base` hold.
-fn claims(r: &mut redis::Connection, base: &str) -> std::collections::HashMap<Vec<u8>, String> {
+pub(crate) fn claims(
+    r: &mut redis::Connection,
+    base: &str,
+) -> std::collections::HashMap<Vec<u8>, String> {
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg(format!("{base}*:*"))
         .query(r)
@@ -69,7 +72,7 @@ fn claims(r: &mut redis::Connection, base: &str) -> std::collections::HashMap<Ve
 
 /// The layout's claim of `id` (tenant `tenant`) for the entry `entry`: 128 bits of SHA-1 of
 /// the domain, tenant and id, and 24 bits of SHA-1 of the entry id, as a number.
-fn v3_claim(tenant: &str, id: &str, entry: &str) -> (Vec<u8>, String) {
+pub(crate) fn v3_claim(tenant: &str, id: &str, entry: &str) -> (Vec<u8>, String) {
     let fp = sha1(&[
         b"webhookd dedup v3\0",
         tenant.as_bytes(),
@@ -84,7 +87,10 @@ fn v3_claim(tenant: &str, id: &str, entry: &str) -> (Vec<u8>, String) {
 /// A test's own Redis (its command counts are this webhookd's alone; kept while the first
 /// part lives), its URL, a receiver, a setup with one endpoint of tenant t1 taking every
 /// event, and a connection.
-async fn own(name: &str, stream: &str) -> (OwnRedis, String, Receiver, Setup, redis::Connection) {
+pub(crate) async fn own(
+    name: &str,
+    stream: &str,
+) -> (OwnRedis, String, Receiver, Setup, redis::Connection) {
     let server = OwnRedis::start(free_port()).await;
     let url = server.url();
     let rx = Receiver::start(always(200)).await;
@@ -98,7 +104,7 @@ async fn own(name: &str, stream: &str) -> (OwnRedis, String, Receiver, Setup, re
     (server, url, rx, setup, r)
 }
 
-async fn start(setup: &Setup, url: &str) -> Webhookd {
+pub(crate) async fn start(setup: &Setup, url: &str) -> Webhookd {
     Webhookd::start_with_env(setup, &[("WEBHOOKD_REDIS__URL", url)]).await
 }
 
@@ -318,8 +324,8 @@ async fn a_checked_read_takes_apart_no_more_than_its_budget() {
     publish(&mut r, &stream, &events);
     let script = redis::Script::new(&format!(
         "{}\n{}",
-        include_str!("../../src/ingest/dedup_core.lua"),
-        include_str!("../../src/ingest/read_checked.lua")
+        include_str!("../../src/ingest/dedup/dedup_core.lua"),
+        include_str!("../../src/ingest/dedup/read_checked.lua")
     ));
     let base = format!("{}{{dedup}}:v3:", setup.prefix);
     let (read, seen, _fps): (redis::Value, Vec<i64>, redis::Value) = script

@@ -8,6 +8,7 @@ mod common;
 
 // SPEC 1–5: what reaches whom, signed how, with what guarantees.
 mod checked_reads;
+mod backlog_checks;
 mod fan_out;
 mod filters;
 mod isolation;

@@ -121,14 +121,50 @@ local function segments(table_key, base, window, span, per, now)
 
   function self.empty() return #segs == 0 end
 
+  -- Claims `fp` for `tag` in the segment being filled; answers 1
+  -- if it was not there, else whether it is `tag`'s.
+  local function write(h, fp, tag)
+    local key = key_of(cur, h)
+    if call('HSETNX', key, fp, tag) == 1 then
+      -- Its first field: the hash is new (each write of an expiry is replicated, so only once).
+      if call('HLEN', key) == 1 then
+        call('PEXPIREAT', key, cur.start + span + window)
+      end
+      cur.count = cur.count + 1
+      cur.dirty = true
+      return 1
+    end
+    return probe(cur, h, fp, tag)
+  end
+
   -- Checks `fp` against every segment and, unless one remembers it, claims it for `tag` in
   -- the segment being filled; `also` (if given) is asked first whether another record holds
   -- it. Answers 1 (a first sighting, or `tag` is its owner) or 0 (a duplicate).
   -- The segment being filled is probed by the write itself (HSETNX), not by an HGET before
   -- it: one command fewer for each new id.
-  function self.claim(fp, tag, also)
+  -- `settle`: the newest segment that holds `fp` decides, whatever an older one says.
+  -- webhookd's plain commands (dedup_plain.rs) write an id only where no older segment
+  -- held it when they looked, but may write it to a segment after another replica had opened
+  -- a newer one, looked in the older ones, not found it, and claimed it in the newer one: the
+  -- later write is to the older segment, the claim that counts is the newer one.
+  function self.claim(fp, tag, also, settle)
     local h = hash_of(fp)
     local seen
+    if settle then
+      local order = {}
+      for j = 1, #segs do order[j] = segs[j] end
+      table.sort(order, function(a, b) return a.id > b.id end)
+      for _, seg in ipairs(order) do
+        seen = probe(seg, h, fp, tag)
+        if seen then return seen end
+      end
+      if not cur or full(cur) then cur = open(cur) end
+      if also then
+        seen = also()
+        if seen then return seen end
+      end
+      return write(h, fp, tag)
+    end
     for j = 1, #segs do
       local seg = segs[j]
       if seg ~= cur then
@@ -148,17 +184,7 @@ local function segments(table_key, base, window, span, per, now)
       seen = also()
       if seen then return seen end
     end
-    local key = key_of(cur, h)
-    if call('HSETNX', key, fp, tag) == 1 then
-      -- Its first field: the hash is new (each write of an expiry is replicated, so only once).
-      if call('HLEN', key) == 1 then
-        call('PEXPIREAT', key, cur.start + span + window)
-      end
-      cur.count = cur.count + 1
-      cur.dirty = true
-      return 1
-    end
-    return probe(cur, h, fp, tag)
+    return write(h, fp, tag)
   end
 
   -- Writes back the records of the segments this call opened or added to.

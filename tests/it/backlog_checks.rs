@@ -1,0 +1,185 @@
+//! SPEC 1's duplicate check of a backlog (issue 16's twenty-third slice): full reads are
+//! checked with plain commands against the segments webhookd last saw (ingest/dedup_plain.rs),
+//! not in a script. They must answer as the script does: an id an older segment holds is a
+//! duplicate unless its own entry is read again, each id is delivered once, new hashes get
+//! their expiry. An entry read again is settled by the script, where the newest segment's
+//! claim decides (a plain write may have reached an older segment after a replica opened a
+//! newer one).
+
+use std::time::Duration;
+
+use crate::checked_reads::{calls, claims, own, start, v3_claim};
+use crate::common::*;
+use serde_json::json;
+
+const WAIT: Duration = Duration::from_secs(30);
+const HOUR: u64 = 3_600_000;
+
+fn now_ms(r: &mut redis::Connection) -> u64 {
+    let (s, us): (u64, u64) = redis::cmd("TIME").query(r).unwrap();
+    s * 1000 + us / 1000
+}
+
+/// The layout's names for `setup`: the segment table and the hashes' base.
+fn layout(setup: &Setup) -> (String, String) {
+    let base = format!("{}{{dedup}}:v3:", setup.prefix);
+    (format!("{base}segments"), base)
+}
+
+/// Writes a segment's record, as `dedup_core.lua` does: id -> "start count n".
+fn segment(r: &mut redis::Connection, table: &str, id: u64, count: u64, n: u64) {
+    let _: () = redis::cmd("HSET")
+        .arg(table)
+        .arg(id)
+        .arg(format!("{id} {count} {n}"))
+        .query(r)
+        .unwrap();
+}
+
+/// Claims `id` of tenant t1 for `entry` in segment `seg` (of `n` hashes).
+fn claim(r: &mut redis::Connection, base: &str, seg: u64, n: u64, id: &str, entry: &str) {
+    let (fp, tag) = v3_claim("t1", id, entry);
+    let h = u32::from_be_bytes([fp[0], fp[1], fp[2], fp[3]]) as u64;
+    let _: () = redis::cmd("HSET")
+        .arg(format!("{base}{seg}:{}", h % n))
+        .arg(&fp)
+        .arg(&tag)
+        .query(r)
+        .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_checked_with_plain_commands_and_each_id_arrives_once() {
+    let (_server, url, rx, setup, mut r) = own("plain_backlog", "").await;
+    let (table, base) = layout(&setup);
+    // A segment filled an hour ago holding 300 ids another entry carried, and the one being
+    // filled.
+    let now = now_ms(&mut r);
+    let (older, newest) = (now - 2 * HOUR, now - HOUR);
+    segment(&mut r, &table, older, 300, 16);
+    segment(&mut r, &table, newest, 0, 64);
+    for i in 0..300 {
+        claim(&mut r, &base, older, 16, &format!("old_{i}"), "1-1");
+    }
+    // 2,000 entries: a tenth repeat an old id, a tenth an id two entries before.
+    let ids: Vec<String> = (0..2000)
+        .map(|i| match i % 10 {
+            3 => format!("old_{}", i / 10 % 300),
+            7 => format!("new_{}", i - 2),
+            _ => format!("new_{i}"),
+        })
+        .collect();
+    let events: Vec<String> = ids
+        .iter()
+        .map(|id| envelope(id, "outbound.sent", "t1", json!({})))
+        .collect();
+    let entries = publish(&mut r, &setup.stream(), &events);
+    let hlen_before = calls(&mut r, "hlen");
+
+    let w = start(&setup, &url).await;
+    let got = rx.wait_for(1600, WAIT).await;
+    let extra: Vec<String> = {
+        let mut seen = std::collections::HashMap::new();
+        for r in &got {
+            *seen.entry(r.header("webhook-id").to_string()).or_insert(0) += 1;
+        }
+        seen.into_iter()
+            .filter(|(id, n)| *n > 1 || id.starts_with("old_"))
+            .map(|(id, n)| format!("{id}x{n}"))
+            .collect()
+    };
+    assert_eq!(got.len(), 1600, "{extra:?} log:\n{}", w.log_text());
+    assert!(wait_until(WAIT, || pending(&mut r, &setup.stream()) == 0).await);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let delivered = by_webhook_id(&rx.received());
+    assert_eq!(delivered.len(), 1600, "every new id");
+    assert!(delivered.values().all(|&n| n == 1), "each once");
+    assert!(
+        delivered.keys().all(|id| id.starts_with("new_")),
+        "no id the older segment holds"
+    );
+
+    // Plain commands, not the script: it asks HLEN after each new id's write.
+    let hlen = calls(&mut r, "hlen") - hlen_before;
+    assert!(
+        hlen < 800,
+        "{hlen} HLEN calls for 1,600 new ids: the script checked them"
+    );
+
+    // Each new id under its first entry, in the segment being filled, whose hashes expire
+    // when the script's would; the old ids stay their owner's, and only there.
+    let held = claims(&mut r, &base);
+    for (i, id) in ids.iter().enumerate() {
+        if i % 10 == 3 || i % 10 == 7 {
+            continue;
+        }
+        let (fp, tag) = v3_claim("t1", id, &entries[i]);
+        assert_eq!(held.get(&fp), Some(&tag), "{id}");
+    }
+    let newest_keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("{base}{newest}:*"))
+        .query(&mut r)
+        .unwrap();
+    let expiry = newest + 6 * HOUR + 24 * HOUR;
+    let mut in_newest = 0;
+    for key in &newest_keys {
+        let at: i64 = redis::cmd("PEXPIRETIME").arg(key).query(&mut r).unwrap();
+        assert_eq!(at, expiry as i64, "{key}'s expiry");
+        let n: u64 = redis::cmd("HLEN").arg(key).query(&mut r).unwrap();
+        in_newest += n;
+    }
+    assert_eq!(in_newest, 1600, "the new ids, and no old one");
+    let (fp, tag) = v3_claim("t1", "old_0", "1-1");
+    assert_eq!(held.get(&fp), Some(&tag));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_read_again_is_a_duplicate_of_the_newest_segments_claim() {
+    let (_server, url, rx, setup, mut r) = own("plain_reread", "").await;
+    let (table, base) = layout(&setup);
+    let stream = setup.stream();
+    let _: () = redis::cmd("XGROUP")
+        .arg("CREATE")
+        .arg(&stream)
+        .arg("webhookd")
+        .arg("0")
+        .arg("MKSTREAM")
+        .query(&mut r)
+        .unwrap();
+    let ev = |id: &str| envelope(id, "outbound.sent", "t1", json!({}));
+    let entry = publish(&mut r, &stream, &[ev("x1")]).remove(0);
+    // Read by this consumer before it stopped: pending, read again once it starts.
+    let _: redis::Value = redis::cmd("XREADGROUP")
+        .arg("GROUP")
+        .arg("webhookd")
+        .arg(&setup.consumer)
+        .arg("COUNT")
+        .arg(1)
+        .arg("STREAMS")
+        .arg(&stream)
+        .arg(">")
+        .query(&mut r)
+        .unwrap();
+    // Its id in an older segment under its own tag (a plain write that reached it after a
+    // replica opened the newest), and in the newest under another entry's, which that
+    // replica's check claimed there, finding the older segment without it.
+    let now = now_ms(&mut r);
+    let (older, newest) = (now - 2 * HOUR, now - HOUR);
+    segment(&mut r, &table, older, 1, 16);
+    segment(&mut r, &table, newest, 1, 64);
+    claim(&mut r, &base, older, 16, "x1", &entry);
+    claim(&mut r, &base, newest, 64, "x1", "9-9");
+
+    let w = start(&setup, &url).await;
+    publish(&mut r, &stream, &[ev("y1")]);
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "log:\n{}", w.log_text());
+    assert!(wait_until(WAIT, || pending(&mut r, &stream) == 0).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let delivered = by_webhook_id(&rx.received());
+    assert_eq!(
+        delivered.keys().collect::<Vec<_>>(),
+        vec!["y1"],
+        "x1 is the newest segment's claim's"
+    );
+}
