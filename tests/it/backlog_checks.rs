@@ -1,5 +1,5 @@
 //! SPEC 1's duplicate check of a backlog (issue 16's twenty-third slice): full reads are
-//! checked with plain commands against the segments webhookd last saw (ingest/dedup_plain.rs),
+//! checked with plain commands against the segments webhookd last saw (ingest/dedup/plain.rs),
 //! not in a script. They must answer as the script does: an id an older segment holds is a
 //! duplicate unless its own entry is read again, each id is delivered once, new hashes get
 //! their expiry. An entry read again is settled by the script, where the newest segment's

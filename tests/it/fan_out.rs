@@ -420,7 +420,7 @@ async fn a_new_id_costs_a_probe_per_older_segment_and_one_write() {
 fn every_hash_of_a_segment_is_named_as_earlier_builds_named_it() {
     let core = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/src/ingest/dedup_core.lua"
+        "/src/ingest/dedup/dedup_core.lua"
     ))
     .unwrap();
     // All below 20,000, then a spread up to the largest, and each power of ten's edges.

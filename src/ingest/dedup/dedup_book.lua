@@ -1,4 +1,4 @@
--- The segment table as webhookd's plain commands see it (dedup_plain.rs), after counting the
+-- The segment table as webhookd's plain commands see it (plain.rs), after counting the
 -- ids they just wrote to the newest segment; follows dedup_core.lua. Sent after those
 -- commands, in the same pipeline: if the newest segment is no longer the one they wrote to,
 -- another replica opened one before they ran, and webhookd settles them in a script.

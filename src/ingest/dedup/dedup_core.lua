@@ -143,7 +143,7 @@ local function segments(table_key, base, window, span, per, now)
   -- The segment being filled is probed by the write itself (HSETNX), not by an HGET before
   -- it: one command fewer for each new id.
   -- `settle`: the newest segment that holds `fp` decides, whatever an older one says.
-  -- webhookd's plain commands (dedup_plain.rs) write an id only where no older segment
+  -- webhookd's plain commands (plain.rs) write an id only where no older segment
   -- held it when they looked, but may write it to a segment after another replica had opened
   -- a newer one, looked in the older ones, not found it, and claimed it in the newer one: the
   -- later write is to the older segment, the claim that counts is the newer one.

@@ -103,7 +103,7 @@ impl Dedup {
     /// For each (entry, event): true unless another entry carried its id first within the
     /// window. Entries read again (`reread`: after a crash, a failed check, or claimed from a
     /// stopped replica) are settled: a check of them may have written unverified (see
-    /// dedup_plain.rs).
+    /// plain.rs).
     pub(crate) async fn first_sightings(
         &self,
         conn: &Conn,

@@ -77,6 +77,40 @@ pub(crate) struct Table<'a> {
 #[derive(Default)]
 pub(crate) struct Plain {
     view: Mutex<Option<View>>,
+    expiring: Mutex<Expiring>,
+}
+
+/// The hashes of the newest segment that have their expiry: those this replica wrote a
+/// claim to with a `PEXPIREAT … NX` after it. A hash is new at its first write, whoever makes
+/// it, and its writer gives it its expiry in the same call or pipeline; it is deleted only
+/// when that expiry comes, after the segment stopped being filled, since the claim this
+/// replica wrote (a valid entry's) is never given back (`dedup_release.lua` removes invalid
+/// entries' claims). So one expiry a hash is enough, not one a write. Forgotten on any error:
+/// Redis may have lost hashes (a failover).
+#[derive(Default)]
+struct Expiring {
+    segment: String,
+    bits: Vec<u64>,
+}
+
+impl Expiring {
+    /// Whether hash `b` of segment `id` (of `n` hashes) is still to get its expiry; from now
+    /// on it is taken to have it.
+    fn first(&mut self, id: &str, n: u64, b: u64) -> bool {
+        if self.segment != id {
+            self.segment = id.to_string();
+            self.bits = vec![0; n.div_ceil(64) as usize];
+        }
+        let (word, bit) = ((b / 64) as usize, 1u64 << (b % 64));
+        let first = self.bits[word] & bit == 0;
+        self.bits[word] |= bit;
+        first
+    }
+
+    fn forget(&mut self) {
+        self.segment.clear();
+        self.bits = Vec::new();
+    }
 }
 
 impl Plain {
@@ -114,11 +148,17 @@ impl Plain {
             }
         }
         let mut pipe = redis::Pipeline::with_capacity(2 * ids.len() + 1);
-        let mut written = 0u64;
-        for (f, (fp, tag)) in found.iter().zip(ids) {
-            if f.is_none() {
-                plan.write(&mut pipe, &mut key, fp, *tag);
-                written += 1;
+        // Per write, whether it carries the hash's expiry (a second answer).
+        let mut writes: Vec<bool> = Vec::with_capacity(ids.len());
+        {
+            let mut expiring = self.expiring.lock().expect("dedup expiries");
+            for (f, (fp, tag)) in found.iter().zip(ids) {
+                if f.is_none() {
+                    let b = hash_of(fp) % plan.cur.1;
+                    let expire = expiring.first(&plan.cur_id, plan.cur.1, b);
+                    plan.write(&mut pipe, &mut key, fp, *tag, expire);
+                    writes.push(expire);
+                }
             }
         }
         pipe.invoke_script(
@@ -126,9 +166,13 @@ impl Plain {
                 .arg(table.window_ms)
                 .arg(table.span_ms)
                 .arg(&plan.cur_id)
-                .arg(written),
+                .arg(writes.len()),
         );
-        let mut answers: Vec<Value> = match pipe.query_async(&mut conn.clone()).await {
+        let answers: redis::RedisResult<Vec<Value>> = pipe.query_async(&mut conn.clone()).await;
+        if answers.is_err() {
+            self.expiring.lock().expect("dedup expiries").forget();
+        }
+        let mut answers = match answers {
             Ok(answers) => answers,
             // A pipeline does not load its scripts (Redis restarted, or failed over): the
             // writes ran, unverified, and the script settles them.
@@ -140,17 +184,26 @@ impl Plain {
         let after = answers.pop().and_then(View::parse).ok_or_else(unexpected)?;
         let verified = after.newest_is(&plan.cur_id);
         *self.view.lock().expect("dedup view") = Some(after);
-        if answers.len() as u64 != 2 * written {
+        let expected = writes.len() + writes.iter().filter(|&&e| e).count();
+        if answers.len() != expected {
             return Err(unexpected());
         }
-        // Each write's HSETNX; its PEXPIREAT's answer is not needed.
-        let mut answers = answers.into_iter().step_by(2);
+        // Each write's HSETNX; a PEXPIREAT's answer is not needed.
+        let mut answers = answers.into_iter();
+        let mut writes = writes.into_iter();
+        let mut claimed = move || {
+            let claim = answers.next();
+            if writes.next() == Some(true) {
+                answers.next();
+            }
+            claim
+        };
         Ok(Some(
             found
                 .into_iter()
                 .map(|f| match f {
                     Some(f) => f,
-                    None => match answers.next() {
+                    None => match claimed() {
                         Some(Value::Int(1)) if verified => Found::Decided(true),
                         _ => Found::Unsettled,
                     },
@@ -289,12 +342,23 @@ impl Plan {
         })
     }
 
-    /// An id's claim in the newest segment, and the new hash's expiry: two answers.
-    fn write(&self, pipe: &mut redis::Pipeline, key: &mut String, fp: &[u8; 16], tag: u32) {
+    /// An id's claim in the newest segment and, with `expire`, its hash's expiry (a second
+    /// answer).
+    fn write(
+        &self,
+        pipe: &mut redis::Pipeline,
+        key: &mut String,
+        fp: &[u8; 16],
+        tag: u32,
+        expire: bool,
+    ) {
         hash_name(key, &self.cur.0, hash_of(fp), self.cur.1);
         let mut c = redis::Cmd::with_capacity(4, 48 + key.len() + fp.len());
         c.arg("HSETNX").arg(key.as_str()).arg(&fp[..]).arg(tag);
         pipe.add_command(c);
+        if !expire {
+            return;
+        }
         // NX: only a new hash gets its expiry, and an existing one's is not written again (a
         // write of an expiry is replicated).
         let mut c = redis::Cmd::with_capacity(4, 64 + key.len());
