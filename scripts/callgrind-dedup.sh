@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Counts the instructions Redis spends on the duplicate check (BENCHMARKS.md, issue 16's
 # nineteenth slice): redis-server under callgrind, driven by scripts/dedup-load.py with EVENTS
-# new ids, 48 per call, as webhookd's consumer sends them at full speed. Prints the run's
-# total and the script calls' share (evalShaCommand, inclusive); keeps the counts in OUT.
+# new ids, 48 per check, as webhookd's consumer checks a backlog: with plain commands
+# (MODE=plain, the default) or every batch by the script (MODE=script, as builds before issue
+# 16's twenty-third slice did). Prints the run's total and the script calls' share
+# (evalShaCommand, inclusive); keeps the counts in OUT.
 #
 #   scripts/callgrind-dedup.sh fresh  EVENTS [PER]        a Redis of its own, nothing in it:
 #                                                         the segments grow as in a new deployment
@@ -73,7 +75,7 @@ fi
 
 valgrind --tool=callgrind --quiet --callgrind-out-file="$out" "${redis[@]}" > /dev/null 2>&1 & pid=$!
 up
-python3 "$here/dedup-load.py" "$port" "$events" "$per"
+python3 "$here/dedup-load.py" "$port" "$events" "$per" 48 "${MODE:-plain}"
 wait "$pid" || true
 pid=
 counts=$(callgrind_annotate --inclusive=yes "$out" 2>/dev/null)

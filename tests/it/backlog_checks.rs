@@ -75,6 +75,7 @@ async fn a_backlog_is_checked_with_plain_commands_and_each_id_arrives_once() {
         .collect();
     let entries = publish(&mut r, &setup.stream(), &events);
     let hlen_before = calls(&mut r, "hlen");
+    let expiries_before = calls(&mut r, "pexpireat");
 
     let w = start(&setup, &url).await;
     let got = rx.wait_for(1600, WAIT).await;

@@ -22,13 +22,8 @@ use redis::Value;
 
 use crate::db::conn::Conn;
 
-static BOOK: LazyLock<redis::Script> = LazyLock::new(|| {
-    redis::Script::new(concat!(
-        include_str!("dedup_core.lua"),
-        "\n",
-        include_str!("dedup_book.lua")
-    ))
-});
+static BOOK: LazyLock<redis::Script> =
+    LazyLock::new(|| redis::Script::new(include_str!("dedup_book.lua")));
 
 /// A view older than this is read again before plain commands use it: its time estimate
 /// (whether the newest segment is past its span) is kept short.
