@@ -78,10 +78,11 @@ pub(crate) struct Plain {
 /// The hashes of the newest segment that have their expiry: those this replica wrote a
 /// claim to with a `PEXPIREAT … NX` after it. A hash is new at its first write, whoever makes
 /// it, and its writer gives it its expiry in the same call or pipeline; it is deleted only
-/// when that expiry comes, after the segment stopped being filled, since the claim this
-/// replica wrote (a valid entry's) is never given back (`dedup_release.lua` removes invalid
-/// entries' claims). So one expiry a hash is enough, not one a write. Forgotten on any error:
-/// Redis may have lost hashes (a failover).
+/// when that expiry comes, since the claim this replica wrote (a valid entry's) is never
+/// given back while the segment is being filled (`dedup_release.lua` removes invalid
+/// entries' claims; a settled claim is taken back from older segments only). So one expiry
+/// a hash is enough, not one a write. Forgotten on any error: Redis may have lost hashes (a
+/// failover).
 #[derive(Default)]
 struct Expiring {
     segment: String,
