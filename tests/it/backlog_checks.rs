@@ -286,3 +286,30 @@ async fn a_late_write_that_lost_to_the_newest_is_taken_back() {
     assert_eq!(settle(&mut r, &setup, &fp, &b), 1, "B is, read again");
     assert_eq!(owner(&mut r, &base, newest, 64, "x1"), Some(b));
 }
+
+/// Three segments: B holds x1 in the middle one, the newest has it not, and A's late write is
+/// in the oldest. The middle one's claim counts; A's is taken back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_write_behind_a_newer_segments_claim_is_taken_back() {
+    let (_server, _, _, setup, mut r) = own("plain_race_middle", "").await;
+    let (table, base) = layout(&setup);
+    let now = now_ms(&mut r);
+    let (oldest, middle, newest) = (now - 3 * HOUR, now - 2 * HOUR, now - HOUR);
+    segment(&mut r, &table, oldest, 1, 16);
+    segment(&mut r, &table, middle, 1, 16);
+    segment(&mut r, &table, newest, 0, 64);
+    claim(&mut r, &base, middle, 16, "x1", "5-2");
+    claim(&mut r, &base, oldest, 16, "x1", "5-1");
+    let (fp, a) = v3_claim("t1", "x1", "5-1");
+    assert_eq!(settle(&mut r, &setup, &fp, &a), 0, "A is not delivered");
+    assert_eq!(
+        owner(&mut r, &base, oldest, 16, "x1"),
+        None,
+        "A's claim taken back"
+    );
+    assert_eq!(
+        owner(&mut r, &base, newest, 64, "x1"),
+        None,
+        "nothing claimed for A"
+    );
+}

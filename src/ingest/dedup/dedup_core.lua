@@ -142,15 +142,27 @@ local function segments(table_key, base, window, span, per, now)
   -- it. Answers 1 (a first sighting, or `tag` is its owner) or 0 (a duplicate).
   -- The segment being filled is probed by the write itself (HSETNX), not by an HGET before
   -- it: one command fewer for each new id.
+  -- Removes the claims of `fp` as `tag`'s that older segments than `newest` hold: claims
+  -- that lost (see `settle` below).
+  local function take_back(h, fp, tag, newest)
+    for j = 1, #segs do
+      local seg = segs[j]
+      if seg ~= newest then
+        local key = key_of(seg, h)
+        if call('HGET', key, fp) == tag then call('HDEL', key, fp) end
+      end
+    end
+  end
+
   -- `settle`: the segment being filled decides, then the newest older one that holds `fp`.
   -- webhookd's plain commands (plain.rs) write an id only where no older segment held it
   -- when they looked, but a replica whose view was a moment old may write it to a segment
   -- after another replica opened a newer one (the write is then unverified, and settled
   -- here). So an id held as `tag`'s in an older segment only is claimed in the segment being
   -- filled too: a replica that looked in the older ones before that write, and is about to
-  -- write the newest, then finds it taken. An id the newest holds as another's is that
-  -- one's, and a late claim of `tag`'s in an older segment is taken back, so no earlier
-  -- build reading the oldest first finds it there.
+  -- write the newest, then finds it taken. An id a newer segment holds as another's is that
+  -- one's, and the losing claims of `tag`'s are taken back, so that an earlier build, which
+  -- looks in the segments in any order, finds only the one that counts.
   function self.claim(fp, tag, also, settle)
     local h = hash_of(fp)
     local seen
@@ -158,32 +170,24 @@ local function segments(table_key, base, window, span, per, now)
       -- A full one is about to be followed: it is an older one then.
       local newest = cur and not full(cur) and cur
       if newest then
-        local owner = call('HGET', key_of(newest, h), fp)
-        if owner == tag then return 1 end
-        if owner then
-          for j = 1, #segs do
-            local seg = segs[j]
-            if seg ~= newest then
-              local key = key_of(seg, h)
-              if call('HGET', key, fp) == tag then call('HDEL', key, fp) end
-            end
-          end
-          return 0
+        seen = probe(newest, h, fp, tag)
+        if seen == 1 then return 1 end
+      end
+      if not seen then
+        local order = {}
+        for j = 1, #segs do
+          if segs[j] ~= newest then order[#order + 1] = segs[j] end
         end
+        table.sort(order, function(a, b) return a.id > b.id end)
+        for _, seg in ipairs(order) do
+          seen = probe(seg, h, fp, tag)
+          if seen then break end
+        end
+        if not seen and also then seen = also() end
       end
-      local order = {}
-      for j = 1, #segs do
-        if segs[j] ~= newest then order[#order + 1] = segs[j] end
-      end
-      table.sort(order, function(a, b) return a.id > b.id end)
-      for _, seg in ipairs(order) do
-        seen = probe(seg, h, fp, tag)
-        if seen == 0 then return 0 end
-        if seen then break end
-      end
-      if not seen and also then
-        seen = also()
-        if seen == 0 then return 0 end
+      if seen == 0 then
+        take_back(h, fp, tag, newest)
+        return 0
       end
       if not cur or full(cur) then cur = open(cur) end
       return write(h, fp, tag)
