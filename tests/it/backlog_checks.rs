@@ -48,16 +48,39 @@ fn claim(r: &mut redis::Connection, base: &str, seg: u64, n: u64, id: &str, entr
         .unwrap();
 }
 
+/// Segments of the test's own: one started two hours ago (`older`, 16 hashes) and the one
+/// being filled (`newest`, started an hour ago, 64 hashes), with the counts given.
+struct Segments {
+    table: String,
+    base: String,
+    older: u64,
+    newest: u64,
+}
+
+fn two_segments(r: &mut redis::Connection, setup: &Setup, older: u64, newest: u64) -> Segments {
+    let (table, base) = layout(setup);
+    let now = now_ms(r);
+    let s = Segments {
+        table,
+        base,
+        older: now - 2 * HOUR,
+        newest: now - HOUR,
+    };
+    segment(r, &s.table, s.older, older, 16);
+    segment(r, &s.table, s.newest, newest, 64);
+    s
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_backlog_is_checked_with_plain_commands_and_each_id_arrives_once() {
     let (_server, url, rx, setup, mut r) = own("plain_backlog", "").await;
-    let (table, base) = layout(&setup);
-    // A segment filled an hour ago holding 300 ids another entry carried, and the one being
-    // filled.
-    let now = now_ms(&mut r);
-    let (older, newest) = (now - 2 * HOUR, now - HOUR);
-    segment(&mut r, &table, older, 300, 16);
-    segment(&mut r, &table, newest, 0, 64);
+    // An older segment holding 300 ids another entry carried, and the one being filled.
+    let Segments {
+        base,
+        older,
+        newest,
+        ..
+    } = two_segments(&mut r, &setup, 300, 0);
     for i in 0..300 {
         claim(&mut r, &base, older, 16, &format!("old_{i}"), "1-1");
     }
@@ -143,7 +166,6 @@ async fn a_backlog_is_checked_with_plain_commands_and_each_id_arrives_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_entry_read_again_is_a_duplicate_of_the_newest_segments_claim() {
     let (_server, url, rx, setup, mut r) = own("plain_reread", "").await;
-    let (table, base) = layout(&setup);
     let stream = setup.stream();
     let _: () = redis::cmd("XGROUP")
         .arg("CREATE")
@@ -170,10 +192,12 @@ async fn an_entry_read_again_is_a_duplicate_of_the_newest_segments_claim() {
     // Its id in an older segment under its own tag (a plain write that reached it after a
     // replica opened the newest), and in the newest under another entry's, which that
     // replica's check claimed there, finding the older segment without it.
-    let now = now_ms(&mut r);
-    let (older, newest) = (now - 2 * HOUR, now - HOUR);
-    segment(&mut r, &table, older, 1, 16);
-    segment(&mut r, &table, newest, 1, 64);
+    let Segments {
+        base,
+        older,
+        newest,
+        ..
+    } = two_segments(&mut r, &setup, 1, 1);
     claim(&mut r, &base, older, 16, "x1", &entry);
     claim(&mut r, &base, newest, 64, "x1", "9-9");
 
@@ -237,11 +261,12 @@ fn owner(r: &mut redis::Connection, base: &str, seg: u64, n: u64, id: &str) -> O
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_write_to_an_older_segment_and_a_write_to_the_newest_deliver_one_entry() {
     let (_server, _, _, setup, mut r) = own("plain_race", "").await;
-    let (table, base) = layout(&setup);
-    let now = now_ms(&mut r);
-    let (older, newest) = (now - 2 * HOUR, now - HOUR);
-    segment(&mut r, &table, older, 1, 16);
-    segment(&mut r, &table, newest, 0, 64);
+    let Segments {
+        base,
+        older,
+        newest,
+        ..
+    } = two_segments(&mut r, &setup, 1, 0);
     let (fp, a) = v3_claim("t1", "x1", "5-1");
     let (_, b) = v3_claim("t1", "x1", "5-2");
     // Replica 2's probe of the older segment: nothing.
@@ -268,11 +293,12 @@ async fn a_late_write_to_an_older_segment_and_a_write_to_the_newest_deliver_one_
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_write_that_lost_to_the_newest_is_taken_back() {
     let (_server, _, _, setup, mut r) = own("plain_race_lost", "").await;
-    let (table, base) = layout(&setup);
-    let now = now_ms(&mut r);
-    let (older, newest) = (now - 2 * HOUR, now - HOUR);
-    segment(&mut r, &table, older, 1, 16);
-    segment(&mut r, &table, newest, 1, 64);
+    let Segments {
+        base,
+        older,
+        newest,
+        ..
+    } = two_segments(&mut r, &setup, 1, 1);
     claim(&mut r, &base, newest, 64, "x1", "5-2");
     claim(&mut r, &base, older, 16, "x1", "5-1");
     let (fp, a) = v3_claim("t1", "x1", "5-1");

@@ -129,16 +129,7 @@ impl Dedup {
                 return self.settled(conn, &ids, found).await;
             }
         }
-        let mut call = CHECK.key(&self.segments);
-        call.key(&self.segments_v2)
-            .arg(self.window_ms())
-            .arg(self.span_ms())
-            .arg(PER_HASH)
-            .arg(&self.base)
-            .arg(&self.base_v2)
-            .arg(u8::from(with_v2))
-            .arg(u8::from(legacy))
-            .arg(u8::from(reread));
+        let mut call = self.check_call(with_v2, legacy, reread);
         for ((entry, ev), (fp, tag)) in valid.iter().zip(&ids) {
             call.arg(&fp[..]).arg(tag);
             if with_v2 {
@@ -156,13 +147,13 @@ impl Dedup {
         Ok(seen.into_iter().map(|s| s == 1).collect())
     }
 
-    /// The plain check's findings, with those it left unsettled settled by the script.
-    async fn settled(
+    /// `dedup.lua`'s call, before the ids.
+    fn check_call(
         &self,
-        conn: &Conn,
-        ids: &[([u8; 16], u32)],
-        found: Vec<Found>,
-    ) -> redis::RedisResult<Vec<bool>> {
+        with_v2: bool,
+        legacy: bool,
+        settle: bool,
+    ) -> redis::ScriptInvocation<'static> {
         let mut call = CHECK.key(&self.segments);
         call.key(&self.segments_v2)
             .arg(self.window_ms())
@@ -170,9 +161,20 @@ impl Dedup {
             .arg(PER_HASH)
             .arg(&self.base)
             .arg(&self.base_v2)
-            .arg(0)
-            .arg(0)
-            .arg(1);
+            .arg(u8::from(with_v2))
+            .arg(u8::from(legacy))
+            .arg(u8::from(settle));
+        call
+    }
+
+    /// The plain check's findings, with those it left unsettled settled by the script.
+    async fn settled(
+        &self,
+        conn: &Conn,
+        ids: &[([u8; 16], u32)],
+        found: Vec<Found>,
+    ) -> redis::RedisResult<Vec<bool>> {
+        let mut call = self.check_call(false, false, true);
         let mut open = 0;
         for (f, (fp, tag)) in found.iter().zip(ids) {
             if *f == Found::Unsettled {
