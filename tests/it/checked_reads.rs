@@ -46,11 +46,12 @@ pub(crate) fn calls(r: &mut redis::Connection, command: &str) -> u64 {
 }
 
 fn sha1(parts: &[&[u8]]) -> [u8; 20] {
-    let mut h = sha1_smol::Sha1::new();
+    use sha1::Digest;
+    let mut h = sha1::Sha1::new();
     for p in parts {
         h.update(p);
     }
-    h.digest().bytes()
+    h.finalize().into()
 }
 
 /// Every (fingerprint → owner tag) the duplicate check's hashes under `base` hold.

@@ -1,23 +1,24 @@
 //! The duplicate check's names for an id and for the entry that owns it.
 
+use sha1::Sha1;
 use sha2::{Digest, Sha256};
 
 /// 128 bits of SHA-1 over (tenant, id), domain-separated from every other use of the hash;
 /// `read_checked.lua` makes the same.
 pub(super) fn fingerprint(tenant: &str, id: &str) -> [u8; 16] {
-    let mut h = sha1_smol::Sha1::new();
+    let mut h = Sha1::new();
     h.update(b"webhookd dedup v3\0");
     h.update(tenant.as_bytes());
     h.update(b"\0");
     h.update(id.as_bytes());
     let mut out = [0u8; 16];
-    out.copy_from_slice(&h.digest().bytes()[..16]);
+    out.copy_from_slice(&h.finalize()[..16]);
     out
 }
 
 /// 24 bits naming the owner entry: stored as a small integer, compact in a listpack.
 pub(super) fn owner_tag(entry: &str) -> u32 {
-    let d = sha1_smol::Sha1::from(entry.as_bytes()).digest().bytes();
+    let d = Sha1::digest(entry.as_bytes());
     u32::from_be_bytes([0, d[0], d[1], d[2]])
 }
 
@@ -50,6 +51,25 @@ mod tests {
         assert_ne!(fingerprint("t", "a"), fingerprint("u", "a"));
         // The separator keeps ("ab", "c") and ("a", "bc") apart.
         assert_ne!(fingerprint("ab", "c"), fingerprint("a", "bc"));
+    }
+
+    /// The values Redis's `redis.sha1hex` gives (`read_checked.lua` makes the same from the
+    /// event's JSON): `printf 'webhookd dedup v3\0t1\0e1' | sha1sum`, `printf 1-0 | sha1sum`.
+    #[test]
+    fn fingerprints_and_tags_are_sha1_as_redis_computes_it() {
+        assert_eq!(
+            fingerprint("t1", "e1"),
+            hex16("cd6eae997d8360d25d04f3b2e3ffb530")
+        );
+        assert_eq!(owner_tag("1-0"), 13971160);
+    }
+
+    fn hex16(s: &str) -> [u8; 16] {
+        let mut out = [0u8; 16];
+        for (i, b) in out.iter_mut().enumerate() {
+            *b = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).unwrap();
+        }
+        out
     }
 
     #[test]
