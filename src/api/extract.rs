@@ -14,6 +14,7 @@ use super::portal::session;
 use super::state::ApiState;
 use super::token_store;
 use crate::ids::TenantId;
+use crate::support::hex;
 
 /// Who is calling: an operator (admin token from config) or one tenant.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,18 +94,6 @@ impl FromRequestParts<ApiState> for Caller {
     }
 }
 
-/// A digest written by `token_store::hex`, back as bytes.
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    if s.len() != 64 {
-        return None;
-    }
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
-}
-
 /// The token of an `Authorization: Bearer …` header.
 pub(super) fn bearer(auth: &HeaderValue) -> Option<&str> {
     Some(auth)
@@ -129,7 +118,7 @@ async fn portal_caller(parts: &mut Parts, state: &ApiState, id: &str) -> Result<
         .grant
         .minted_by
         .as_deref()
-        .and_then(unhex)
+        .and_then(hex::decode)
         .unwrap_or_else(|| token_store::digest(id));
     if let Err(wait) = inner.rate_limit.check(&key) {
         return Err(ApiError::RateLimited(wait));
@@ -408,8 +397,7 @@ mod tests {
             assert!(page_limit(Some(bad)).is_err(), "{bad}");
         }
         let d = token_store::digest("wpl_x");
-        assert_eq!(unhex(&token_store::hex(&d)), Some(d));
-        assert_eq!(unhex("zz"), None);
+        assert_eq!(hex::decode(&token_store::hex(&d)), Some(d));
         let any = |_: &str| true;
         assert_eq!(cursor(Some("ep_1"), any).unwrap(), Some("ep_1"));
         assert_eq!(cursor(Some(""), any).unwrap(), None);

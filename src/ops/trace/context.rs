@@ -6,6 +6,8 @@ use std::fmt;
 use serde::Deserialize;
 use serde_json::value::RawValue;
 
+use crate::support::hex::decode;
+
 /// The `sampled` bit of the trace flags.
 const SAMPLED: u8 = 0x01;
 
@@ -28,16 +30,16 @@ impl TraceParent {
         let mut parts = fields.split('-');
         let (version, trace, span, flags) =
             (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
-        let version = hex::<1>(version)?[0];
+        let version = decode::<1>(version)?[0];
         let valid_tail = match version {
             0xff => false,
             0x00 => rest.is_empty(),
             _ => rest.is_empty() || rest.starts_with('-'),
         };
         let parsed = TraceParent {
-            trace_id: hex(trace)?,
-            span_id: hex(span)?,
-            flags: hex::<1>(flags)?[0],
+            trace_id: decode(trace)?,
+            span_id: decode(span)?,
+            flags: decode::<1>(flags)?[0],
         };
         let zero = parsed.trace_id == [0; 16] || parsed.span_id == [0; 8];
         (valid_tail && !zero).then_some(parsed)
@@ -99,24 +101,6 @@ pub(crate) fn producer_of(event: &[u8]) -> Option<TraceParent> {
         .data?
         .traceparent?;
     TraceParent::parse(serde_json::from_str::<&str>(raw.get()).ok()?)
-}
-
-/// `N` bytes from exactly `2N` lowercase hex digits.
-fn hex<const N: usize>(text: &str) -> Option<[u8; N]> {
-    let digits = text.as_bytes();
-    if digits.len() != 2 * N {
-        return None;
-    }
-    let nibble = |c: u8| match c {
-        b'0'..=b'9' => Some(c - b'0'),
-        b'a'..=b'f' => Some(c - b'a' + 10),
-        _ => None,
-    };
-    let mut out = [0u8; N];
-    for (i, pair) in digits.chunks_exact(2).enumerate() {
-        out[i] = nibble(pair[0])? << 4 | nibble(pair[1])?;
-    }
-    Some(out)
 }
 
 /// An id that is not all zeros (W3C reserves that for "none").
