@@ -123,7 +123,7 @@ impl Plain {
         let fresh = self.view.lock().expect("dedup view").take();
         let view = match fresh.filter(View::fresh) {
             Some(v) => v,
-            None => book(conn, table, "", 0).await?,
+            None => book(conn, table).await?,
         };
         let k = ids.len() as u64;
         let Some(plan) = view.plan(k, table) else {
@@ -152,20 +152,14 @@ impl Plain {
             let mut expiring = self.expiring.lock().expect("dedup expiries");
             for (f, (fp, tag)) in found.iter().zip(ids) {
                 if f.is_none() {
-                    let b = hash_of(fp) % plan.cur.1;
-                    let expire = expiring.first(&plan.cur_id, plan.cur.1, b);
-                    plan.write(&mut pipe, &mut key, fp, *tag, expire);
+                    let bucket = hash_of(fp) % plan.cur.1;
+                    let expire = expiring.first(&plan.cur_id, plan.cur.1, bucket);
+                    plan.write(&mut pipe, &mut key, bucket, fp, *tag, expire);
                     writes.push(expire);
                 }
             }
         }
-        pipe.invoke_script(
-            BOOK.key(table.key)
-                .arg(table.window_ms)
-                .arg(table.span_ms)
-                .arg(&plan.cur_id)
-                .arg(writes.len()),
-        );
+        pipe.invoke_script(&book_call(table, &plan.cur_id, writes.len()));
         let answers: redis::RedisResult<Vec<Value>> = pipe.query_async(&mut conn.clone()).await;
         if answers.is_err() {
             self.expiring.lock().expect("dedup expiries").forget();
@@ -211,14 +205,20 @@ impl Plain {
     }
 }
 
-/// The table's live segments (after counting `added` ids written to `cur`).
-async fn book(conn: &Conn, table: &Table<'_>, cur: &str, added: u64) -> redis::RedisResult<View> {
-    let reply: Value = BOOK
-        .key(table.key)
-        .arg(table.window_ms)
+/// `dedup_book.lua`'s call: counts `added` ids written to segment `cur` ('' for none), and
+/// answers the table's live segments.
+fn book_call(table: &Table<'_>, cur: &str, added: usize) -> redis::ScriptInvocation<'static> {
+    let mut call = BOOK.key(table.key);
+    call.arg(table.window_ms)
         .arg(table.span_ms)
         .arg(cur)
-        .arg(added)
+        .arg(added);
+    call
+}
+
+/// The table's live segments, read on their own.
+async fn book(conn: &Conn, table: &Table<'_>) -> redis::RedisResult<View> {
+    let reply: Value = book_call(table, "", 0)
         .invoke_async(&mut conn.clone())
         .await?;
     View::parse(reply).ok_or_else(unexpected)
@@ -281,16 +281,12 @@ impl View {
     }
 
     /// The hashes `k` new ids go to, if the newest segment takes them without the script:
-    /// the view is fresh, and the segment is within its span and has room (`per` fields a
-    /// hash). Otherwise the script checks the batch (and opens the next segment).
+    /// it is within its span and has room (`per` fields a hash). Otherwise the script checks
+    /// the batch (and opens the next segment).
     fn plan(&self, k: u64, table: &Table<'_>) -> Option<Plan> {
         let (base, span) = (table.base, table.span_ms);
-        let age = self.at.elapsed().as_millis();
-        if age > FRESH_MS {
-            return None;
-        }
         let cur = self.segs.last()?;
-        let now = self.redis_ms + age as u64;
+        let now = self.redis_ms + self.at.elapsed().as_millis() as u64;
         if now + SPAN_MARGIN_MS >= cur.start + span || cur.count + k > cur.n * table.per {
             return None;
         }
@@ -323,7 +319,7 @@ impl Plan {
     fn probe(&self, pipe: &mut redis::Pipeline, key: &mut String, fp: &[u8; 16]) {
         let h = hash_of(fp);
         for (prefix, n) in &self.older {
-            hash_name(key, prefix, h, *n);
+            hash_name(key, prefix, h % n);
             let mut c = redis::Cmd::with_capacity(3, 32 + key.len() + fp.len());
             c.arg("HGET").arg(key.as_str()).arg(&fp[..]);
             pipe.add_command(c);
@@ -340,17 +336,18 @@ impl Plan {
         })
     }
 
-    /// An id's claim in the newest segment and, with `expire`, its hash's expiry (a second
-    /// answer).
+    /// An id's claim in hash `bucket` of the newest segment and, with `expire`, that hash's
+    /// expiry (a second answer).
     fn write(
         &self,
         pipe: &mut redis::Pipeline,
         key: &mut String,
+        bucket: u64,
         fp: &[u8; 16],
         tag: u32,
         expire: bool,
     ) {
-        hash_name(key, &self.cur.0, hash_of(fp), self.cur.1);
+        hash_name(key, &self.cur.0, bucket);
         let mut c = redis::Cmd::with_capacity(4, 48 + key.len() + fp.len());
         c.arg("HSETNX").arg(key.as_str()).arg(&fp[..]).arg(tag);
         pipe.add_command(c);
@@ -374,12 +371,12 @@ fn hash_of(fp: &[u8; 16]) -> u64 {
     u64::from(u32::from_be_bytes([fp[0], fp[1], fp[2], fp[3]]))
 }
 
-/// `<prefix><h mod n>` in plain digits (`key_of` in dedup_core.lua), into `key`.
-fn hash_name(key: &mut String, prefix: &str, h: u64, n: u64) {
+/// `<prefix><bucket>` in plain digits (`key_of` in dedup_core.lua), into `key`.
+fn hash_name(key: &mut String, prefix: &str, bucket: u64) {
     use std::fmt::Write;
     key.clear();
     key.push_str(prefix);
-    let _ = write!(key, "{}", h % n);
+    let _ = write!(key, "{bucket}");
 }
 
 fn text(v: Value) -> Option<String> {
@@ -465,7 +462,11 @@ mod tests {
     #[test]
     fn a_hash_is_named_as_the_script_names_it() {
         let mut key = "left over".to_string();
-        hash_name(&mut key, "d:{dedup}:v3:17:", 0x0102_0304, 4096);
+        hash_name(
+            &mut key,
+            "d:{dedup}:v3:17:",
+            hash_of(&[1, 2, 3, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]) % 4096,
+        );
         assert_eq!(key, "d:{dedup}:v3:17:772");
     }
 }
