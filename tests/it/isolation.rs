@@ -358,19 +358,12 @@ async fn the_circuit_opens_probes_one_at_a_time_and_closes() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_delivery_whose_schedule_runs_out_while_its_circuit_is_open_is_dead_lettered() {
     let rx = Receiver::start(always(503)).await;
-    let setup = Setup::new("iso_expire")
-        .with("retry:\n  schedule: [300ms, 300ms, 300ms]\n  jitter: 0\n")
-        .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 2\n  breaker_probe: 3s\n")
-        .endpoint("ep_down", "t", &rx.url("/"), &["*"]);
+    let setup = circuit_opening_setup("iso_expire", &rx);
     let _w = Webhookd::start(&setup).await;
     let mut r = redis();
     publish(&mut r, &setup.stream(), &events("x", "t", 5));
     let dlq = format!("{}dlq", setup.prefix);
-    let all_dead = wait_until(Duration::from_secs(30), || {
-        let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut r).unwrap();
-        n >= 5
-    })
-    .await;
+    let (all_dead, _) = dead_letters_reach(&dlq, 5, Duration::from_secs(30)).await;
     assert!(all_dead, "the parked deliveries were never dead-lettered");
     let letters: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
         .arg(&dlq)
@@ -461,21 +454,34 @@ async fn the_retry_queue_depth_counts_deliveries_parked_behind_an_open_circuit()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_backlog_behind_an_open_circuit_is_dead_lettered_at_one_look() {
     let rx = Receiver::start(always(503)).await;
-    let setup = Setup::new("iso_sweep")
+    let setup = circuit_opening_setup("iso_sweep", &rx);
+    let _w = Webhookd::start(&setup).await;
+    publish(&mut redis(), &setup.stream(), &events("sweep", "t", 250));
+    let dlq = format!("{}dlq", setup.prefix);
+    let (all_dead, n) = dead_letters_reach(&dlq, 250, Duration::from_secs(8)).await;
+    assert!(all_dead, "{n} of 250 dead-lettered within 8 s");
+}
+
+/// Endpoint `ep_down` of tenant `t` at `rx`, whose circuit opens after 2 failures and is
+/// probed after 3 s, and a schedule that runs out in 0.9 s.
+fn circuit_opening_setup(name: &str, rx: &Receiver) -> Setup {
+    Setup::new(name)
         .with("retry:\n  schedule: [300ms, 300ms, 300ms]\n  jitter: 0\n")
         .with("delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 5s\n  breaker_failures: 2\n  breaker_probe: 3s\n")
-        .endpoint("ep_down", "t", &rx.url("/"), &["*"]);
-    let _w = Webhookd::start(&setup).await;
+        .endpoint("ep_down", "t", &rx.url("/"), &["*"])
+}
+
+/// Whether the dead-letter stream `dlq` holds `n` letters within `limit`, and how many it
+/// held last.
+async fn dead_letters_reach(dlq: &str, n: u64, limit: Duration) -> (bool, u64) {
     let mut r = redis();
-    publish(&mut r, &setup.stream(), &events("sweep", "t", 250));
-    let dlq = format!("{}dlq", setup.prefix);
-    let all_dead = wait_until(Duration::from_secs(8), || {
-        let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut r).unwrap();
-        n >= 250
+    let mut held = 0;
+    let reached = wait_until(limit, || {
+        held = redis::cmd("XLEN").arg(dlq).query(&mut r).unwrap();
+        held >= n
     })
     .await;
-    let n: u64 = redis::cmd("XLEN").arg(&dlq).query(&mut redis()).unwrap();
-    assert!(all_dead, "{n} of 250 dead-lettered within 8 s");
+    (reached, held)
 }
 
 /// A test send goes through the endpoint's limits like any delivery: while its one slot is

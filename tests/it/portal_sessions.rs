@@ -96,6 +96,13 @@ impl Browser {
     }
 }
 
+/// A session as a browser gets one: a link minted at `path` as `token`, then opened.
+async fn session(setup: &Setup, path: &str, token: &str) -> Browser {
+    let (status, link) = mint(setup, path, token, json!({})).await;
+    assert_eq!(status, 201, "{link}");
+    open(setup, link["url"].as_str().unwrap()).await
+}
+
 /// A link to tenant t1's portal, minted by an admin with `body`.
 async fn t1_link(setup: &Setup, body: Value) -> Value {
     let (status, link) = mint(setup, "/v1/tenants/t1/portal-sessions", ADMIN_TOKEN, body).await;
@@ -475,9 +482,7 @@ async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_vie
         .await;
     assert_eq!(status, 403, "a session mints no further link: {body}");
 
-    let (status, link) = mint(&setup, "/v1/portal-sessions", ADMIN_TOKEN, json!({})).await;
-    assert_eq!(status, 201, "{link}");
-    let op = open(&setup, link["url"].as_str().unwrap()).await;
+    let op = session(&setup, "/v1/portal-sessions", ADMIN_TOKEN).await;
     assert!(op.page.contains("Operator view"), "{}", op.page);
     let (status, _) = op
         .call(
@@ -515,15 +520,7 @@ async fn the_endpoints_page_pages_through_every_endpoint_and_is_sent_compressed(
         );
     }
     let _w = Webhookd::start(&setup).await;
-    let (status, link) = mint(
-        &setup,
-        "/v1/tenants/many/portal-sessions",
-        ADMIN_TOKEN,
-        json!({}),
-    )
-    .await;
-    assert_eq!(status, 201, "{link}");
-    let b = open(&setup, link["url"].as_str().unwrap()).await;
+    let b = session(&setup, "/v1/tenants/many/portal-sessions", ADMIN_TOKEN).await;
     let rows = |page: &str| page.matches("<tr data-id=").count();
     assert_eq!(rows(&b.page), 250);
     assert!(b.page.contains("Endpoints 1–250 of 260."), "{}", b.page);
@@ -631,9 +628,7 @@ async fn a_tokens_sessions_share_its_request_bodies() {
     let setup = Setup::new("portal_bodies").endpoint("ep_a", "t1", "https://example.com/a", &["*"]);
     let _w = Webhookd::start(&setup).await;
     let token = Api::admin(&setup).new_token("t1").await;
-    let (status, link) = mint(&setup, "/v1/tenants/t1/portal-sessions", &token, json!({})).await;
-    assert_eq!(status, 201, "{link}");
-    let browser = open(&setup, link["url"].as_str().unwrap()).await;
+    let browser = session(&setup, "/v1/tenants/t1/portal-sessions", &token).await;
     let addr = setup.api().trim_start_matches("http://").to_string();
     let mut held = Vec::new();
     for _ in 0..8 {
