@@ -94,6 +94,13 @@ impl Browser {
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         (status, json)
     }
+
+    /// Creates an endpoint of tenant t1 from the page (with its CSRF token).
+    async fn create_t1_endpoint(&self) -> (u16, Value) {
+        let path = "/v1/tenants/t1/endpoints";
+        self.call(Method::POST, path, Some(new_endpoint()), true)
+            .await
+    }
 }
 
 /// A session as a browser gets one: a link minted at `path` as `token`, then opened.
@@ -248,14 +255,7 @@ async fn revoking_the_token_that_minted_a_link_ends_the_link_and_its_session() {
         .call(Method::GET, "/v1/tenants/t1/endpoints", None, false)
         .await;
     assert_eq!(status, 401, "the session ended with its token");
-    let (status, _) = session
-        .call(
-            Method::POST,
-            "/v1/tenants/t1/endpoints",
-            Some(new_endpoint()),
-            true,
-        )
-        .await;
+    let (status, _) = session.create_t1_endpoint().await;
     assert_eq!(status, 401);
     assert_eq!(session.page_at("/portal/").await.0, 401);
     let login = format!("{}{}", setup.api(), second["url"].as_str().unwrap());
@@ -372,7 +372,7 @@ async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals
         body["error"]["message"].as_str().unwrap().contains("CSRF"),
         "{body}"
     );
-    let (status, created) = b.call(Method::POST, path, Some(new_endpoint()), true).await;
+    let (status, created) = b.create_t1_endpoint().await;
     assert_eq!(status, 201, "{created}");
     let id = created["id"].as_str().unwrap();
     let secret = format!("{path}/{id}/secret");
@@ -389,9 +389,7 @@ async fn changes_need_the_csrf_token_and_a_read_only_session_changes_and_reveals
         403,
         "no secret revealed"
     );
-    let (status, body) = ro
-        .call(Method::POST, path, Some(new_endpoint()), true)
-        .await;
+    let (status, body) = ro.create_t1_endpoint().await;
     assert_eq!(status, 403, "read-only: {body}");
     let (status, _) = ro
         .call(Method::DELETE, &format!("{path}/{id}"), None, true)
@@ -484,14 +482,7 @@ async fn a_tenant_session_reaches_nothing_of_another_tenant_nor_the_operator_vie
 
     let op = session(&setup, "/v1/portal-sessions", ADMIN_TOKEN).await;
     assert!(op.page.contains("Operator view"), "{}", op.page);
-    let (status, _) = op
-        .call(
-            Method::POST,
-            "/v1/tenants/t1/endpoints",
-            Some(new_endpoint()),
-            true,
-        )
-        .await;
+    let (status, _) = op.create_t1_endpoint().await;
     assert_eq!(status, 403, "the operator view changes nothing");
     assert_eq!(
         op.call(
@@ -640,14 +631,7 @@ async fn a_tokens_sessions_share_its_request_bodies() {
         held.push(s);
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
-    let (status, body) = browser
-        .call(
-            Method::POST,
-            "/v1/tenants/t1/endpoints",
-            Some(new_endpoint()),
-            true,
-        )
-        .await;
+    let (status, body) = browser.create_t1_endpoint().await;
     assert_eq!(status, 429, "{body}");
     drop(held);
 }
