@@ -212,7 +212,7 @@ impl Default for DeliveryConfig {
             timeout: Dur::secs(15),
             connect_timeout: Dur::secs(5),
             max_in_flight: 1024,
-            per_endpoint_in_flight: 8,
+            per_endpoint_in_flight: 16,
             allowed_cidrs: Vec::new(),
             allow_http: false,
             disable_after: Dur::secs(5 * 86_400),

@@ -16,7 +16,7 @@ fn every_key_has_a_default() {
     let c = load("", &[]).unwrap();
     assert_eq!(c.redis.key_prefix, "webhookd:");
     assert_eq!(c.stream.claim_idle, Dur::secs(30));
-    assert_eq!(c.delivery.per_endpoint_in_flight, 8);
+    assert_eq!(c.delivery.per_endpoint_in_flight, 16);
     assert_eq!(c.retry.schedule.len(), 7);
     assert_eq!(c.shutdown_grace, Dur::secs(20));
     assert!(!c.delivery.allow_http);

@@ -3,7 +3,7 @@
 //!
 //! - The limit adapts like TCP's window (AIMD): it starts at 1, grows by one with each 2xx up
 //!   to `per_endpoint_in_flight`, and halves on each failure, so a failing endpoint soon uses
-//!   one connection instead of eight.
+//!   one connection instead of sixteen.
 //! - A delivery waits in memory only while its expected wait is short: the lane's measured
 //!   capacity (slots ÷ latency) times `patience` bounds how many may wait. A fast endpoint
 //!   takes bursts in memory (backpressure on the consumer); a slow or hanging one parks its

@@ -495,22 +495,6 @@ fn segments_match_their_hashes(r: &mut redis::Connection, base: &str, events: us
     table.len()
 }
 
-/// Most requests in flight at once among `got`, each taken to last `held` from its arrival.
-fn most_at_once(got: &[&Received], held: Duration) -> usize {
-    let mut edges: Vec<(std::time::Instant, i32)> = got
-        .iter()
-        .flat_map(|r| [(r.at, 1), (r.at + held, -1)])
-        .collect();
-    // An end before a start at the same instant: the interval is half open.
-    edges.sort_by_key(|&(t, d)| (t, d));
-    let (mut now, mut most) = (0i32, 0i32);
-    for (_, d) in edges {
-        now += d;
-        most = most.max(now);
-    }
-    most as usize
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_fan_out_to_one_host_is_bounded_per_tenant_and_another_tenant_there_does_not_wait() {
     // Each of "big"'s requests takes 600 ms (quick: under a second), "small"'s none.

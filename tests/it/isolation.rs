@@ -484,6 +484,26 @@ async fn dead_letters_reach(dlq: &str, n: u64, limit: Duration) -> (bool, u64) {
     (reached, held)
 }
 
+/// A healthy endpoint's lane grows to the default `per_endpoint_in_flight`, 16 requests at once
+/// from one replica, and never past it (8 before issue 16's twenty-fourth slice).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_healthy_endpoint_gets_sixteen_requests_at_once_by_default_and_no_more() {
+    let held = Duration::from_millis(150);
+    let rx = Receiver::start(Arc::new(move |_, _| (200, vec![], held))).await;
+    let setup = Setup::new("iso_lane_default").endpoint("ep_wide", "t", &rx.url("/"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("wide", "t", 120));
+    let got = rx.wait_for(120, Duration::from_secs(30)).await;
+    assert_eq!(got.len(), 120, "every delivery arrives");
+    let all: Vec<&Received> = got.iter().collect();
+    let at_once = most_at_once(&all, held);
+    assert!(
+        (14..=16).contains(&at_once),
+        "requests to one endpoint in flight at once: {at_once}"
+    );
+}
+
 /// A test send goes through the endpoint's limits like any delivery: while its one slot is
 /// taken by a hanging delivery, the API answers 429 instead of opening another connection.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -845,3 +845,19 @@ pub fn webhookd_ok(config: &std::path::Path, args: &[&str]) -> String {
     );
     String::from_utf8(out.stdout).unwrap()
 }
+
+/// Most requests in flight at once among `got`, each taken to last `held` from its arrival.
+pub fn most_at_once(got: &[&Received], held: Duration) -> usize {
+    let mut edges: Vec<(std::time::Instant, i32)> = got
+        .iter()
+        .flat_map(|r| [(r.at, 1), (r.at + held, -1)])
+        .collect();
+    // An end before a start at the same instant: the interval is half open.
+    edges.sort_by_key(|&(t, d)| (t, d));
+    let (mut now, mut most) = (0i32, 0i32);
+    for (_, d) in edges {
+        now += d;
+        most = most.max(now);
+    }
+    most as usize
+}
