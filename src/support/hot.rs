@@ -16,7 +16,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::task::TaskTracker;
 
 /// Deliveries the hot thread runs at once; more go to the multi-thread runtime. Enough for a
-/// steady stream's deliveries and one endpoint at full speed (`per_endpoint_in_flight` is 8
+/// steady stream's deliveries and one endpoint at full speed (`per_endpoint_in_flight` is 16
 /// by default), few enough that one thread keeps up with them.
 pub(crate) const HOT_IN_FLIGHT: usize = 64;
 
