@@ -8,7 +8,8 @@
 //!   capacity (slots ÷ latency) times `patience` bounds how many may wait. A fast endpoint
 //!   takes bursts in memory (backpressure on the consumer); a slow or hanging one parks its
 //!   excess in Redis and never holds memory or the consumer up.
-//! - A lane whose attempts take longer than `SLOW_AFTER` is *slow*: its attempts count against
+//! - A lane whose attempts take longer than `SLOW_AFTER` (sooner for an endpoint that has
+//!   answered fast: `Lane::slow_after`) is *slow*: its attempts count against
 //!   the slow budget (see `Budget`) instead of the quick room, so slow endpoints never take
 //!   the room quick ones need.
 
@@ -24,6 +25,14 @@ use crate::support::clock::now_ms;
 const UNMEASURED_WAITERS: usize = 512;
 /// An attempt running longer than this is slow: it moves to the slow budget.
 pub(crate) const SLOW_AFTER: Duration = Duration::from_secs(1);
+/// An endpoint that has answered fast is slow sooner: once an attempt has gone unanswered for
+/// this many times its measured latency, but never under `SLOW_SOONEST`. Endpoints that answer
+/// within a few ms and then hang all together otherwise held the quick room and the consumer's
+/// room for a whole `SLOW_AFTER`, and every other tenant waited that long (twenty-fourth slice
+/// of issue 16).
+const SLOW_FACTOR: u64 = 20;
+/// Twice `STALL_NOISE`: a busy machine's pauses in a healthy endpoint's answers stay under it.
+const SLOW_SOONEST: Duration = Duration::from_millis(100);
 /// A pause in a lane's answers shorter than this is a busy machine's scheduling, not a
 /// hanging endpoint: at full speed on two cores a healthy endpoint's answers stop for 4-7 ms
 /// now and then, and taking that for its latency cut the waiters a fast lane may hold tenfold,
@@ -184,7 +193,18 @@ impl Lane {
         if self.latency_us.load(Ordering::Relaxed) >= slow_us {
             return true;
         }
-        self.stalled_ms() >= SLOW_AFTER.as_millis() as u64
+        self.stalled_ms() >= self.slow_after().as_millis() as u64
+    }
+
+    /// How long an attempt may go unanswered before it counts as slow: `SLOW_AFTER`, or
+    /// `SLOW_FACTOR` times the latency the endpoint has shown, whichever is shorter (never
+    /// under `SLOW_SOONEST`).
+    pub(crate) fn slow_after(&self) -> Duration {
+        match self.latency_us.load(Ordering::Relaxed) {
+            0 => SLOW_AFTER,
+            us => Duration::from_micros(us.saturating_mul(SLOW_FACTOR))
+                .clamp(SLOW_SOONEST, SLOW_AFTER),
+        }
     }
 
     /// How long attempts in flight have gone without one finishing (0 with none out).
@@ -294,11 +314,24 @@ impl Lane {
             return Admission::Park;
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        let got = tokio::time::timeout(patience, self.permits.clone().acquire_owned()).await;
+        // One acquire, kept across the checks, so waiters keep their order. A lane that turns
+        // slow while they wait parks them then, not when `patience` is over: they hold the
+        // consumer's room meanwhile.
+        let acquire = self.permits.clone().acquire_owned();
+        tokio::pin!(acquire);
+        let until = tokio::time::Instant::now() + patience;
+        let got = loop {
+            let check = (tokio::time::Instant::now() + self.slow_after()).min(until);
+            match tokio::time::timeout_at(check, &mut acquire).await {
+                Ok(p) => break Some(p.expect("lane semaphores are never closed")),
+                Err(_) if check >= until || self.is_slow() => break None,
+                Err(_) => {}
+            }
+        };
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match got {
-            Ok(p) => Admission::Go(self.slot(p.expect("lane semaphores are never closed"))),
-            Err(_) => Admission::Park,
+            Some(p) => Admission::Go(self.slot(p)),
+            None => Admission::Park,
         }
     }
 
@@ -533,6 +566,48 @@ mod tests {
         }
         assert_eq!(lane.limit(), 1, "never below one");
         assert_eq!(lane.free(), 1);
+    }
+
+    #[test]
+    fn a_lane_that_answered_fast_turns_slow_sooner_when_its_answers_stop() {
+        assert_eq!(Lane::new(8).slow_after(), SLOW_AFTER, "unmeasured");
+        assert_eq!(
+            warmed(8, Duration::from_millis(1)).slow_after(),
+            SLOW_SOONEST
+        );
+        let twenty = warmed(8, Duration::from_millis(20)).slow_after();
+        assert!(
+            (Duration::from_millis(390)..=Duration::from_millis(410)).contains(&twenty),
+            "{twenty:?}"
+        );
+        assert_eq!(
+            warmed(8, Duration::from_millis(200)).slow_after(),
+            SLOW_AFTER
+        );
+        // An attempt out and no answer for 150 ms: slow for a 1 ms endpoint, not a 20 ms one.
+        for (latency, slow) in [(1, true), (20, false)] {
+            let lane = warmed(8, Duration::from_millis(latency));
+            let _slot = lane.try_admit().unwrap();
+            lane.last_done.store(now_ms() - 150, Ordering::Relaxed);
+            assert_eq!(lane.is_slow(), slow, "{latency} ms");
+        }
+    }
+
+    #[tokio::test]
+    async fn waiters_for_a_lane_that_turns_slow_are_parked_then_not_at_the_end_of_patience() {
+        let lane = warmed(1, Duration::from_millis(1));
+        let _slot = lane.try_admit().unwrap();
+        // The attempt out never answers; the waiter comes while the lane still looks healthy.
+        lane.last_done.store(now_ms(), Ordering::Relaxed);
+        assert!(!lane.is_slow());
+        let start = Instant::now();
+        let admitted = lane.admit(Duration::from_secs(5)).await;
+        assert!(matches!(admitted, Admission::Park));
+        assert!(
+            start.elapsed() < Duration::from_secs(1),
+            "{:?}",
+            start.elapsed()
+        );
     }
 
     #[test]

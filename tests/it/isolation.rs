@@ -484,6 +484,40 @@ async fn dead_letters_reach(dlq: &str, n: u64, limit: Duration) -> (bool, u64) {
     (reached, held)
 }
 
+/// Endpoints that answered at once and then hang all together: another tenant's events wait
+/// for none of the hung attempts or of the deliveries queued behind them. Before, a lane whose
+/// answers stopped kept its attempts in the quick room, and the deliveries waiting for its slots
+/// in the consumer's room, for a whole second (`SLOW_AFTER`, `LANE_WAIT`), whatever latency it
+/// had shown: here (the quick room 16, all of it the bad tenant's at its host) the good
+/// tenant's events then took over a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endpoints_that_start_hanging_together_do_not_hold_up_another_tenant() {
+    let (bad, hang) = switched(60_000, 0, false).await;
+    let good = Receiver::start(always(200)).await;
+    let setup = Setup::new("iso_flip").with(
+        "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 30s\n  max_in_flight: 16\n",
+    );
+    let setup = many(setup, "bad", 8, &bad).endpoint("ep_good", "good", &good.url("/g"), &["*"]);
+    let _w = Webhookd::start(&setup).await;
+    let mut r = redis();
+    // Quick answers first: every bad lane measures a latency of a few ms and opens up.
+    publish(&mut r, &setup.stream(), &events("warm", "bad", 100));
+    assert_eq!(bad.wait_for(800, Duration::from_secs(30)).await.len(), 800);
+    hang.store(true, Ordering::SeqCst);
+    publish(&mut r, &setup.stream(), &events("stuck", "bad", 100));
+    assert!(wait_until(Duration::from_secs(10), || bad.count() >= 800 + 16).await);
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = Instant::now();
+    publish(&mut r, &setup.stream(), &events("g", "good", 5));
+    let got = good.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 5, "every good event arrives");
+    let took = got.iter().map(|g| g.at).max().unwrap() - sent;
+    assert!(
+        took < Duration::from_millis(500),
+        "the good tenant's events took {took:?} behind the hung ones"
+    );
+}
+
 /// A healthy endpoint's lane grows to the default `per_endpoint_in_flight`, 16 requests at once
 /// from one replica, and never past it (8 before issue 16's twenty-fourth slice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,7 @@ use crate::deliver::client::HttpClient;
 use crate::deliver::decide::{self, Before, Gate, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::hosts::Hosts;
-use crate::deliver::lane::{Admission, Budget, Lane, Slot, SlowShare, SLOW_AFTER};
+use crate::deliver::lane::{Admission, Budget, Lane, Slot, SlowShare};
 use crate::deliver::lanes::{Lanes, LANE_QUIET};
 use crate::notice::Notices;
 use crate::ops::metrics::Metrics;
@@ -345,7 +345,7 @@ impl Dispatcher {
             } else {
                 tokio::select! {
                     o = &mut send => o,
-                    _ = tokio::time::sleep(SLOW_AFTER) => {
+                    _ = tokio::time::sleep(lane.slow_after()) => {
                         // Turned slow: its quick room goes back to the quick endpoints, and
                         // the consumer reads on.
                         share = self.slow.take_running(&ep.tenant);
