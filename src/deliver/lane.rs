@@ -31,8 +31,11 @@ pub(crate) const SLOW_AFTER: Duration = Duration::from_secs(1);
 /// room for a whole `SLOW_AFTER`, and every other tenant waited that long (twenty-fourth slice
 /// of issue 16).
 const SLOW_FACTOR: u64 = 20;
-/// Twice `STALL_NOISE`: a busy machine's pauses in a healthy endpoint's answers stay under it.
-const SLOW_SOONEST: Duration = Duration::from_millis(100);
+/// Half of `SLOW_AFTER`: a fast endpoint's spike of a few hundred ms is still a spike, its
+/// deliveries waiting in memory rather than parked in Redis
+/// (`isolation::after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain`,
+/// whose 300 ms answers parked 5,980 of 7,468 deliveries at 100 ms here).
+const SLOW_SOONEST: Duration = Duration::from_millis(500);
 /// A pause in a lane's answers shorter than this is a busy machine's scheduling, not a
 /// hanging endpoint: at full speed on two cores a healthy endpoint's answers stop for 4-7 ms
 /// now and then, and taking that for its latency cut the waiters a fast lane may hold tenfold,
@@ -575,20 +578,20 @@ mod tests {
             warmed(8, Duration::from_millis(1)).slow_after(),
             SLOW_SOONEST
         );
-        let twenty = warmed(8, Duration::from_millis(20)).slow_after();
+        let thirty = warmed(8, Duration::from_millis(30)).slow_after();
         assert!(
-            (Duration::from_millis(390)..=Duration::from_millis(410)).contains(&twenty),
-            "{twenty:?}"
+            (Duration::from_millis(590)..=Duration::from_millis(610)).contains(&thirty),
+            "{thirty:?}"
         );
         assert_eq!(
             warmed(8, Duration::from_millis(200)).slow_after(),
             SLOW_AFTER
         );
-        // An attempt out and no answer for 150 ms: slow for a 1 ms endpoint, not a 20 ms one.
-        for (latency, slow) in [(1, true), (20, false)] {
+        // An attempt out and no answer for 650 ms: slow for a 1 ms endpoint, not a 40 ms one.
+        for (latency, slow) in [(1, true), (40, false)] {
             let lane = warmed(8, Duration::from_millis(latency));
             let _slot = lane.try_admit().unwrap();
-            lane.last_done.store(now_ms() - 150, Ordering::Relaxed);
+            lane.last_done.store(now_ms() - 650, Ordering::Relaxed);
             assert_eq!(lane.is_slow(), slow, "{latency} ms");
         }
     }
@@ -604,7 +607,7 @@ mod tests {
         let admitted = lane.admit(Duration::from_secs(5)).await;
         assert!(matches!(admitted, Admission::Park));
         assert!(
-            start.elapsed() < Duration::from_secs(1),
+            start.elapsed() < Duration::from_secs(2),
             "{:?}",
             start.elapsed()
         );
