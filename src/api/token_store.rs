@@ -50,9 +50,7 @@ fn derived_id(digest_hex: &str) -> String {
     format!("tok_{}", &digest_hex[..16.min(digest_hex.len())])
 }
 
-pub(crate) fn hex(digest: &[u8]) -> String {
-    digest.iter().map(|b| format!("{b:02x}")).collect()
-}
+pub(crate) use crate::support::hex::encode as hex;
 
 /// Replica-local memory of when each token's use was last written.
 #[derive(Default)]

@@ -31,10 +31,7 @@ impl Notice {
             h.update(p.as_bytes());
             h.update([0]);
         }
-        let digest: String = h.finalize()[..12]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
+        let digest = crate::support::hex::encode(&h.finalize()[..12]);
         Notice {
             tenant: tenant.to_string(),
             event_type,

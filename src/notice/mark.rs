@@ -39,7 +39,7 @@ impl Mark {
     /// lost its data), so every replica signs and checks with the same one.
     pub(crate) async fn reload(&self) -> redis::RedisResult<Vec<u8>> {
         let fresh: [u8; 32] = rand::random();
-        let hex: String = fresh.iter().map(|b| format!("{b:02x}")).collect();
+        let hex = crate::support::hex::encode(&fresh);
         let (key,): (String,) = redis::pipe()
             .cmd("SET")
             .arg(&self.key_name)
@@ -60,11 +60,7 @@ impl Mark {
 pub(crate) fn sign(key: &[u8], raw: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes any key length");
     mac.update(raw);
-    mac.finalize()
-        .into_bytes()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::support::hex::encode(&mac.finalize().into_bytes())
 }
 
 /// Whether `mark` is the mark of `raw` under `key` (compared in constant time).

@@ -72,7 +72,7 @@ struct WithRef<'a> {
 impl Stored {
     pub(crate) fn of(job: &Job) -> Stored {
         let digest = Sha256::digest(job.body.as_bytes());
-        let body_ref: String = digest[..16].iter().map(|b| format!("{b:02x}")).collect();
+        let body_ref = crate::support::hex::encode(&digest[..16]);
         let raw = serde_json::to_string(&WithRef {
             body_ref: &body_ref,
             job,

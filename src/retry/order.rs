@@ -117,7 +117,7 @@ pub(crate) struct Ordered<'a> {
 /// A key queue's name names its stream (for the watermark), its key and its endpoint.
 fn queue_name(keys: &Keys, stream: &str, key: &str, endpoint: &str) -> String {
     let digest = Sha256::digest(key.as_bytes());
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::support::hex::encode(&digest[..8]);
     format!("{}{stream}:{hex}:{endpoint}", keys.order_prefix())
 }
 

@@ -20,7 +20,7 @@ const JS: &str = include_str!("assets/portal.js");
 static VERSION: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
     use sha2::{Digest, Sha256};
     let digest = Sha256::new().chain_update(CSS).chain_update(JS).finalize();
-    digest[..6].iter().map(|b| format!("{b:02x}")).collect()
+    crate::support::hex::encode(&digest[..6])
 });
 
 /// What a page says to a browser without a live session.
