@@ -317,24 +317,34 @@ impl Lane {
             return Admission::Park;
         }
         self.waiting.fetch_add(1, Ordering::Relaxed);
-        // One acquire, kept across the checks, so waiters keep their order. A lane that turns
-        // slow while they wait parks them then, not when `patience` is over: they hold the
-        // consumer's room meanwhile.
-        let acquire = self.permits.clone().acquire_owned();
-        tokio::pin!(acquire);
-        let until = tokio::time::Instant::now() + patience;
-        let got = loop {
-            let check = (tokio::time::Instant::now() + self.slow_after()).min(until);
-            match tokio::time::timeout_at(check, &mut acquire).await {
-                Ok(p) => break Some(p.expect("lane semaphores are never closed")),
-                Err(_) if check >= until || self.is_slow() => break None,
-                Err(_) => {}
-            }
-        };
+        let got = self
+            .unless_slow(self.permits.clone().acquire_owned(), patience)
+            .await;
         self.waiting.fetch_sub(1, Ordering::Relaxed);
         match got {
-            Some(p) => Admission::Go(self.slot(p)),
+            Some(p) => Admission::Go(self.slot(p.expect("lane semaphores are never closed"))),
             None => Admission::Park,
+        }
+    }
+
+    /// `wait`'s output if it comes within `patience` and before the lane turns slow. Whatever
+    /// waits here holds the consumer's room, which a lane that stopped answering must give
+    /// back when it turns slow, not when `patience` is over; `wait` is polled throughout (a
+    /// semaphore's waiter keeps its place in the queue).
+    async fn unless_slow<F: std::future::Future>(
+        &self,
+        wait: F,
+        patience: Duration,
+    ) -> Option<F::Output> {
+        tokio::pin!(wait);
+        let until = tokio::time::Instant::now() + patience;
+        loop {
+            let check = (tokio::time::Instant::now() + self.slow_after()).min(until);
+            match tokio::time::timeout_at(check, wait.as_mut()).await {
+                Ok(out) => return Some(out),
+                Err(_) if check >= until || self.is_slow() => return None,
+                Err(_) => {}
+            }
         }
     }
 
@@ -378,9 +388,9 @@ impl Lane {
         }
     }
 
-    /// Lets a fresh delivery wait in memory, for at most `patience`, for the backlog ahead of
-    /// it to drain: true once it has (the delivery goes on to a slot), false when it should be
-    /// parked behind it instead.
+    /// Lets a fresh delivery wait in memory, for at most `patience` and only while the lane is
+    /// not slow, for the backlog ahead of it to drain: true once it has (the delivery goes on
+    /// to a slot), false when it should be parked behind it instead.
     ///
     /// Parking every fresh delivery behind a backlog let the consumer read as fast as Redis
     /// takes writes, far faster than the lane drains: once a burst had parked a few deliveries
@@ -411,7 +421,7 @@ impl Lane {
         }
         self.behind.fetch_add(1, Ordering::Relaxed);
         let _behind = Behind(&self.behind);
-        let woken = tokio::time::timeout(patience, drained).await.is_ok();
+        let woken = self.unless_slow(drained, patience).await.is_some();
         woken || !self.backlogged()
     }
 
@@ -606,6 +616,22 @@ mod tests {
         let start = Instant::now();
         let admitted = lane.admit(Duration::from_secs(5)).await;
         assert!(matches!(admitted, Admission::Park));
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "{:?}",
+            start.elapsed()
+        );
+    }
+
+    #[tokio::test]
+    async fn deliveries_behind_a_backlog_of_a_lane_that_turns_slow_are_parked_then() {
+        let lane = warmed(8, Duration::from_millis(1));
+        let _slot = lane.try_admit().unwrap();
+        lane.set_backlogged(true);
+        // The attempt out never answers, and the backlog never drains.
+        lane.last_done.store(now_ms(), Ordering::Relaxed);
+        let start = Instant::now();
+        assert!(!lane.wait_behind(Duration::from_secs(5)).await);
         assert!(
             start.elapsed() < Duration::from_secs(2),
             "{:?}",
