@@ -155,6 +155,9 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
         tracing::warn!(error = %e, "reading circuit states failed; retrying in the background");
     }
     let hot = Hot::start().map_err(ServeError::Thread)?;
+    let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
+    let pulled_total = (outstanding_total / PULLED_SHARE).max(1);
+    let consumer_room = outstanding_total - pulled_total;
     let dispatcher = Arc::new(Dispatcher::new(
         DispatchConfig {
             timeout: config.delivery.timeout.get(),
@@ -168,6 +171,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
             guard,
             live: live.clone(),
             max_in_flight: config.delivery.max_in_flight,
+            consumer_room,
             retry: retry.clone(),
             park,
             breaker: breaker.clone(),
@@ -181,9 +185,7 @@ pub(super) async fn build(config: &Config) -> Result<Built, ServeError> {
             hot: hot.handle().clone(),
         },
     ));
-    let outstanding_total = config.delivery.max_in_flight * OUTSTANDING_PER_SLOT;
-    let pulled_total = (outstanding_total / PULLED_SHARE).max(1);
-    let outstanding = Arc::new(Semaphore::new(outstanding_total - pulled_total));
+    let outstanding = Arc::new(Semaphore::new(consumer_room));
     let pulled = Arc::new(Semaphore::new(pulled_total));
     let settings = StreamSettings {
         group: config.stream.group.clone(),

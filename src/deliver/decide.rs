@@ -20,6 +20,9 @@ pub(crate) enum Why {
     Busy,
     /// Its endpoint is slow and the slow budget has no room.
     SlowBudget,
+    /// Its tenant holds its share of the consumer's room and has stalled
+    /// (`deliver::tenant_room`).
+    TenantShare,
     /// Its endpoint in Redis is not (yet) in this replica's index as it is there: not loaded,
     /// or enabled since.
     UnknownEndpoint,
@@ -35,6 +38,7 @@ impl Why {
             Why::RateLimit => "rate_limit",
             Why::Busy => "busy",
             Why::SlowBudget => "slow_budget",
+            Why::TenantShare => "tenant_share",
             Why::UnknownEndpoint => "unknown_endpoint",
             Why::Quarantined => "quarantined",
         }
@@ -54,6 +58,8 @@ pub(crate) struct Gate {
     pub(crate) fresh: bool,
     /// The endpoint has parked deliveries.
     pub(crate) backlogged: bool,
+    /// Read from the stream with no place left in its tenant's share of the room.
+    pub(crate) crowded: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -74,6 +80,8 @@ pub(crate) fn before(g: Gate) -> Before {
         Before::Park(Why::Quarantined)
     } else if g.circuit_open && !g.probe {
         Before::Park(Why::Circuit)
+    } else if g.crowded {
+        Before::Park(Why::TenantShare)
     } else if g.fresh && g.backlogged {
         Before::Park(Why::Backlog)
     } else {
@@ -175,6 +183,21 @@ mod tests {
             ..Gate::default()
         };
         assert_eq!(before(g), Before::Park(Why::Quarantined));
+    }
+
+    #[test]
+    fn a_crowded_out_delivery_is_parked_unless_its_endpoint_is_gone() {
+        let crowded = Gate {
+            crowded: true,
+            fresh: true,
+            ..Gate::default()
+        };
+        assert_eq!(before(crowded), Before::Park(Why::TenantShare));
+        let disabled = Gate {
+            disabled: true,
+            ..crowded
+        };
+        assert_eq!(before(disabled), Before::DeadLetter("endpoint disabled"));
     }
 
     #[test]

@@ -7,6 +7,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deliver::lane::SlowShare;
+use crate::deliver::tenant_room::TenantPlace;
 use crate::ids::{DeliveryId, EndpointId, EventId, EventType, TenantId};
 use crate::ops::TraceParent;
 use crate::retry::shards::Queue;
@@ -62,6 +63,10 @@ pub(crate) struct Delivery {
     /// Its share of the room for deliveries held in memory; given up when it is parked or
     /// its attempt turns slow, so neither holds the consumer back.
     pub(crate) room: Option<OwnedSemaphorePermit>,
+    /// Its place in its tenant's share of that room (fresh deliveries), given up with it.
+    pub(crate) place: Option<TenantPlace>,
+    /// Read from the stream when its tenant had no place left and had stalled: parked.
+    pub(crate) crowded: bool,
     /// A share of the slow budget taken for it in advance (by the backlog puller).
     pub(crate) slow_share: Option<SlowShare>,
 }
@@ -86,6 +91,8 @@ impl Delivery {
             stored: false,
             probe: false,
             room: None,
+            place: None,
+            crowded: false,
             slow_share: None,
         }
     }
@@ -111,6 +118,8 @@ impl Delivery {
             stored: true,
             probe: false,
             room: None,
+            place: None,
+            crowded: false,
             slow_share: None,
         }
     }

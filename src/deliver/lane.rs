@@ -150,6 +150,11 @@ impl Lane {
         self.per_endpoint - held.count() - held.owed
     }
 
+    /// Whether the endpoint has answered (or failed) an attempt: its latency is known.
+    pub(crate) fn answered(&self) -> bool {
+        self.latency_us.load(Ordering::Relaxed) > 0
+    }
+
     pub(crate) fn in_flight(&self) -> usize {
         self.in_flight.load(Ordering::Relaxed)
     }

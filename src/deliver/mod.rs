@@ -19,6 +19,7 @@ pub(crate) mod ordered;
 pub(crate) mod overview;
 pub(crate) mod pull;
 pub(crate) mod stats;
+pub(crate) mod tenant_room;
 
 // What the integration tests reach in for: seeding a circuit, a disabled endpoint, the stats.
 pub use attempt_log::disable;

