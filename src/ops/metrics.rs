@@ -122,7 +122,7 @@ impl Metrics {
         let parked = Family::<Labels, Counter>::default();
         registry.register(
             "webhookd_deliveries_parked",
-            "Deliveries parked in their endpoint's backlog in Redis, by reason: circuit, backlog, busy, slow_budget, rate_limit, unknown_endpoint, quarantined",
+            "Deliveries parked in their endpoint's backlog in Redis, by reason: circuit, backlog, busy, slow_budget, tenant_share, rate_limit, unknown_endpoint, quarantined",
             parked.clone(),
         );
         let circuits_open = gauge(
