@@ -169,20 +169,23 @@ mod tests {
             place.finished();
         };
         let (moving, ()) = tokio::join!(a.moving(), finish);
-        assert!(moving, "an attempt finished");
-        assert!(a.moving().await, "and just now: no wait");
-        // Nothing more finishes: it has stopped once `STALLED` has passed since the last.
+        assert!(moving, "an attempt finished while it looked");
+        assert!(a.moving().await, "one finished within `STALLED`");
+        // Nothing more finishes: once `STALLED` has passed since the last, it is not moving,
+        // and says so without waiting.
+        tokio::time::sleep(STALLED + Duration::from_millis(20)).await;
         let began = Instant::now();
         assert!(!a.moving().await);
+        assert!(began.elapsed() < STALLED, "answered at once");
+        // A share that never saw an attempt finish waits out `STALLED` from when it was made.
+        let b = rooms.of(&tenant("b"));
+        let began = Instant::now();
+        assert!(!b.moving().await);
         let waited = began.elapsed();
         assert!(
             waited >= STALLED / 2 && waited < Duration::from_secs(1),
-            "stopped after {waited:?}"
+            "not moving after {waited:?}"
         );
-        assert!(!a.moving().await, "and says so at once after that");
-        // A share that never saw an attempt finish is not moving once `STALLED` has passed.
-        let b = rooms.of(&tenant("b"));
-        assert!(!b.moving().await);
     }
 
     #[tokio::test]
