@@ -20,8 +20,8 @@ pub(crate) enum Why {
     Busy,
     /// Its endpoint is slow and the slow budget has no room.
     SlowBudget,
-    /// Its tenant holds its share of the consumer's room and has stalled
-    /// (`deliver::tenant_room`).
+    /// Past its tenant's share of the consumer's room, to an endpoint that has not answered
+    /// yet (`deliver::tenant_room`).
     TenantShare,
     /// Its endpoint in Redis is not (yet) in this replica's index as it is there: not loaded,
     /// or enabled since.
@@ -58,7 +58,7 @@ pub(crate) struct Gate {
     pub(crate) fresh: bool,
     /// The endpoint has parked deliveries.
     pub(crate) backlogged: bool,
-    /// Read from the stream with no place left in its tenant's share of the room.
+    /// Past its tenant's share of the consumer's room, and not to be held there.
     pub(crate) crowded: bool,
 }
 

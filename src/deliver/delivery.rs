@@ -7,7 +7,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedSemaphorePermit;
 
 use crate::deliver::lane::SlowShare;
-use crate::deliver::tenant_room::TenantPlace;
+use crate::deliver::tenant_room::{TenantPlace, TenantRoom};
 use crate::ids::{DeliveryId, EndpointId, EventId, EventType, TenantId};
 use crate::ops::TraceParent;
 use crate::retry::shards::Queue;
@@ -65,8 +65,9 @@ pub(crate) struct Delivery {
     pub(crate) room: Option<OwnedSemaphorePermit>,
     /// Its place in its tenant's share of that room (fresh deliveries), given up with it.
     pub(crate) place: Option<TenantPlace>,
-    /// Read from the stream when its tenant had no place left and had stalled: parked.
-    pub(crate) crowded: bool,
+    /// Read from the stream when its tenant's share had no place left: that share, for the
+    /// dispatcher to decide whether it is held anyway or parked (`deliver::tenant_room`).
+    pub(crate) past_share: Option<Arc<TenantRoom>>,
     /// A share of the slow budget taken for it in advance (by the backlog puller).
     pub(crate) slow_share: Option<SlowShare>,
 }
@@ -92,7 +93,7 @@ impl Delivery {
             probe: false,
             room: None,
             place: None,
-            crowded: false,
+            past_share: None,
             slow_share: None,
         }
     }
@@ -119,7 +120,7 @@ impl Delivery {
             probe: false,
             room: None,
             place: None,
-            crowded: false,
+            past_share: None,
             slow_share: None,
         }
     }

@@ -9,9 +9,11 @@
 //! So each tenant has half the room to itself. Past its half, a delivery goes on only to an
 //! endpoint that has answered before (its lane's own bounds apply, as for any), or to a new one
 //! with no attempt out yet while the tenant's attempts are finishing (a fan-out to new
-//! endpoints); the first such delivery waits up to `STALLED` for one to finish. Any other is
-//! parked (`tenant_share`), so the other half stays the other tenants'. A latency spike at
-//! endpoints that answered before parks nothing here: those wait in memory as before.
+//! endpoints; such a delivery waits up to `STALLED` for one to finish). Any other is parked
+//! (`tenant_share`), so the other half stays the other tenants'. A latency spike at endpoints
+//! that answered before parks nothing here: those wait in memory as before. The consumer only
+//! notes which deliveries are past the half; the dispatcher, which has their lanes in hand,
+//! decides.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -116,13 +118,10 @@ impl TenantRoom {
         }
     }
 
-    /// Whether a delivery past the tenant's half is parked rather than held: unless its
-    /// endpoint has answered before, or has no attempt out and the tenant's attempts are
-    /// finishing.
+    /// Whether a delivery past the tenant's half, to an endpoint that has not answered yet, is
+    /// parked rather than held: unless that endpoint has no attempt out and the tenant's
+    /// attempts are finishing (one endpoint that has answered is held whatever this says).
     pub(crate) async fn turns_away(&self, lane: &Lane) -> bool {
-        if lane.answered() {
-            return false;
-        }
         lane.in_flight() > 0 || !self.moving().await
     }
 

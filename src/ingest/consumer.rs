@@ -371,10 +371,7 @@ impl Consumer {
         for (i, mut d) in deliveries.into_iter().enumerate() {
             match share.place() {
                 Some(place) => d.place = Some(place),
-                None => {
-                    let lane = self.dispatcher.lane(d.endpoint_id.as_arc());
-                    d.crowded = share.turns_away(&lane).await;
-                }
+                None => d.past_share = Some(share.clone()),
             }
             // Out of room, it waits for some at once, not for each delivery: every release
             // would otherwise wake this (hot) thread from the workers.

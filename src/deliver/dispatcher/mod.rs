@@ -207,6 +207,12 @@ impl Dispatcher {
             return Box::pin(self.endpoint_missing(d)).await;
         };
         let lane = self.lane(&ep.id);
+        // Past its tenant's half of the room, only a delivery to an endpoint that has answered
+        // is held without asking (`tenant_room`); boxed, as the wait it may take is rare.
+        let crowded = match d.past_share.take() {
+            Some(share) if !lane.answered() => Box::pin(share.turns_away(&lane)).await,
+            _ => false,
+        };
         let gate = Gate {
             disabled: ep.disabled,
             quarantined: ep.quarantined.is_some(),
@@ -214,7 +220,7 @@ impl Dispatcher {
             probe: d.probe,
             fresh: d.source == Source::Stream,
             backlogged: lane.backlogged(),
-            crowded: d.crowded,
+            crowded,
         };
         match decide::before(gate) {
             // Enabled in Redis since this replica's index was refreshed (an enable followed
