@@ -38,6 +38,39 @@ impl TenantEndpoints {
     }
 }
 
+/// A snapshot being built from records as they arrive, a page at a time in a full load. Keyed
+/// by id, so a record read twice (`HSCAN` may return one twice) is indexed once.
+#[derive(Default)]
+struct Loading {
+    by_id: HashMap<Arc<str>, Arc<Endpoint>>,
+}
+
+impl Loading {
+    fn add(&mut self, rec: &EndpointRecord, old: &Snapshot, sealer: &Sealer) {
+        if let Some(ep) = live_endpoint(rec, old.by_id.get(rec.id.as_str()), sealer) {
+            self.by_id.insert(ep.id.clone(), ep);
+        }
+    }
+
+    fn finish(self) -> Snapshot {
+        let mut by_tenant: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::default();
+        for ep in self.by_id.values() {
+            by_tenant
+                .entry(ep.tenant.clone())
+                .or_default()
+                .push(ep.clone());
+        }
+        let tenants = by_tenant
+            .into_iter()
+            .map(|(t, eps)| (t, Arc::new(TenantEndpoints::build(eps))))
+            .collect();
+        Snapshot {
+            tenants,
+            by_id: self.by_id,
+        }
+    }
+}
+
 /// Builds the live endpoint of a record, reusing `previous` when the record did not change
 /// (no secret is decrypted and no key derived again).
 fn live_endpoint(
@@ -80,19 +113,11 @@ impl Snapshot {
         old: &Snapshot,
         sealer: &Sealer,
     ) -> Snapshot {
-        let mut by_tenant: HashMap<Arc<str>, Vec<Arc<Endpoint>>> = HashMap::default();
-        let mut by_id = HashMap::default();
+        let mut loading = Loading::default();
         for rec in records {
-            if let Some(ep) = live_endpoint(rec, old.by_id.get(rec.id.as_str()), sealer) {
-                by_id.insert(ep.id.clone(), ep.clone());
-                by_tenant.entry(ep.tenant.clone()).or_default().push(ep);
-            }
+            loading.add(rec, old, sealer);
         }
-        let tenants = by_tenant
-            .into_iter()
-            .map(|(t, eps)| (t, Arc::new(TenantEndpoints::build(eps))))
-            .collect();
-        Snapshot { tenants, by_id }
+        loading.finish()
     }
 
     /// A copy with some endpoints replaced (`Some`) or removed (`None`); only the tenants
@@ -212,25 +237,44 @@ impl Syncer {
     }
 
     /// Writes the static endpoints (where missing or changed), then loads every record; the
-    /// change-log head is read first so no change falls between.
+    /// change-log head is read first so no change falls between. Records are read and indexed
+    /// a page at a time (`Store::page`), so neither Redis nor this replica holds the whole
+    /// registry as one reply.
     pub(crate) async fn full_load(&mut self) -> redis::RedisResult<()> {
         super::statics::sync_static(&self.store, &self.statics, &self.sealer).await?;
         if !self.store.mark().await? {
             tracing::info!("the registry mark is new: a new Redis, or one that lost its data");
         }
         let head = self.store.log_head().await?;
-        let all = self.store.all().await?;
-        self.reseal(&all).await;
         let old = self.live.current.load_full();
-        let snap = Snapshot::rebuilt(&all, &old, &self.sealer);
-        self.live.current.store(Arc::new(snap));
+        let mut loading = Loading::default();
+        let (mut cursor, mut resealed) = (0, 0);
+        loop {
+            let (next, page) = self.store.page(cursor).await?;
+            resealed += self.reseal(&page).await;
+            for rec in &page {
+                loading.add(rec, &old, &self.sealer);
+            }
+            if next == 0 {
+                break;
+            }
+            cursor = next;
+        }
+        if resealed > 0 {
+            tracing::info!(
+                count = resealed,
+                "endpoint secrets sealed again under the current encryption key"
+            );
+        }
+        self.live.current.store(Arc::new(loading.finish()));
         self.cursor = head;
         Ok(())
     }
 
     /// Seals again, under the current key and bound to their endpoint, the secrets stored
-    /// otherwise (in the clear before a key was set, under a previous key, or by an older build).
-    async fn reseal(&self, all: &[EndpointRecord]) {
+    /// otherwise (in the clear before a key was set, under a previous key, or by an older build);
+    /// returns how many records it rewrote.
+    async fn reseal(&self, all: &[EndpointRecord]) -> usize {
         let mut resealed = 0;
         for rec in all {
             let mut changed = false;
@@ -263,12 +307,7 @@ impl Syncer {
                 }
             }
         }
-        if resealed > 0 {
-            tracing::info!(
-                count = resealed,
-                "endpoint secrets sealed again under the current encryption key"
-            );
-        }
+        resealed
     }
 
     /// Applies changes since the last poll; returns how many endpoints changed.

@@ -11,6 +11,11 @@ use crate::db::keys::Keys;
 
 /// Change-log entries kept; a replica further behind than this reloads everything.
 const LOG_MAXLEN: usize = 10_000;
+/// Records a full load asks for per `HSCAN` page. One `HGETALL` of the whole registry made
+/// Redis build a reply of tens of MB for 100,000 endpoints, keeping every other client waiting
+/// meanwhile, broke on a `client-output-buffer-limit` for normal clients, and held the reply
+/// three times over in this replica (the reply, its strings, the records).
+const PAGE: usize = 500;
 
 /// HSET only when the stored record's `updated_at` is the expected one (a compare-and-set:
 /// the caller read that version); with ARGV[4] set, also index and announce the change.
@@ -304,14 +309,23 @@ impl Store {
         pipe.query_async(&mut self.conn.clone()).await
     }
 
-    /// Every record, for a full index load.
-    pub async fn all(&self) -> redis::RedisResult<Vec<EndpointRecord>> {
+    /// One page of the registry's records, from `cursor` (0 to start); the next cursor is 0
+    /// after the last page. `HSCAN` may return a record twice, and one changed during the scan
+    /// as it was or as it is; the change log read after a full load puts that right.
+    pub async fn page(&self, cursor: u64) -> redis::RedisResult<(u64, Vec<EndpointRecord>)> {
         let mut conn = self.conn.clone();
-        let raw: Vec<(String, String)> = conn.hgetall(self.keys.endpoints()).await?;
-        Ok(raw
+        let (next, raw): (u64, Vec<(String, String)>) = redis::cmd("HSCAN")
+            .arg(self.keys.endpoints())
+            .arg(cursor)
+            .arg("COUNT")
+            .arg(PAGE)
+            .query_async(&mut conn)
+            .await?;
+        let records = raw
             .into_iter()
             .filter_map(|(_, v)| serde_json::from_str(&v).ok())
-            .collect())
+            .collect();
+        Ok((next, records))
     }
 
     /// The newest change-log id ("0-0" when empty), read before a full load.

@@ -403,3 +403,70 @@ async fn through_the_tls_server_test_sh_starts_events_are_delivered() {
     );
     assert!(!w.log_text().contains("test-secret"));
 }
+
+/// A registry larger than what Redis lets one reply to a normal client grow to (an operator's
+/// `client-output-buffer-limit normal`) still loads: the full load reads it a page at a time.
+/// One `HGETALL` of it (the build before this test) was cut off by Redis at the limit, so the
+/// replica never started; it also kept every other client of that Redis waiting while Redis
+/// built a reply of the whole registry, tens of MB at 100,000 endpoints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registry_larger_than_one_reply_may_be_loads_a_page_at_a_time() {
+    const FILLERS: usize = 3_000;
+    let server = OwnRedis::start(free_port()).await;
+    let url = server.url();
+    let rx = Receiver::start(always(200)).await;
+    let setup = Setup::new("registry_pages").endpoint("ep_real", "t", &rx.url("/"), &["*"]);
+    let (_, sealer) = setup.registry().await;
+    let conn = webhookd::db::conn::connect(&url, Duration::from_secs(5))
+        .await
+        .expect("the test's own redis");
+    let store = webhookd::registry::Store::new(
+        conn,
+        webhookd::db::keys::Keys::new(&setup.prefix, "events"),
+    );
+    // About 1.3 KB a record: 4 MB of registry, past the 2 MB limit set below; a page of
+    // records stays far under it.
+    let description = "x".repeat(1_200);
+    for i in 0..FILLERS {
+        let id = format!("ep_fill_{i:05}");
+        let rec = webhookd::registry::EndpointRecord {
+            description: description.clone(),
+            ..webhookd::registry::EndpointRecord::new(
+                id.clone(),
+                "filler".into(),
+                "https://filler.example/".into(),
+                vec!["*".into()],
+                sealer.seal(&webhookd::secure::sign::generate_secret(), &id),
+                1,
+            )
+        };
+        store.put(&rec).await.expect("a filler record");
+    }
+    let mut r = redis::Client::open(url.as_str())
+        .unwrap()
+        .get_connection()
+        .unwrap();
+    let _: () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("client-output-buffer-limit")
+        .arg("normal 2mb 2mb 0")
+        .query(&mut r)
+        .unwrap();
+    let w = Webhookd::start_with_env(&setup, &[("WEBHOOKD_REDIS__URL", &url)]).await;
+    publish(
+        &mut r,
+        &setup.stream(),
+        &[envelope("evt_pages", "outbound.sent", "t", json!({}))],
+    );
+    let got = rx.wait_for(1, WAIT).await;
+    assert_eq!(got.len(), 1, "delivered; log:\n{}", w.log_text());
+    let all = wait_until_async(WAIT, || async {
+        metric(&w.metrics().await, "webhookd_endpoints ") == (FILLERS + 1) as f64
+    })
+    .await;
+    assert!(
+        all,
+        "the index holds every endpoint: {}",
+        metric(&w.metrics().await, "webhookd_endpoints ")
+    );
+}
