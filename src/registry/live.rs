@@ -385,6 +385,21 @@ mod tests {
         assert_eq!(matching(&s, "t"), ["a", "b"]);
     }
 
+    /// `HSCAN` may return a record twice in one full load; indexed twice, each matching
+    /// event would be delivered to it twice.
+    #[test]
+    fn a_record_read_twice_in_one_load_is_indexed_once() {
+        let sealer = Sealer::new(None);
+        let twice = [
+            record("a", "t", 1),
+            record("b", "t", 1),
+            record("a", "t", 1),
+        ];
+        let s = Snapshot::rebuilt(&twice, &Snapshot::default(), &sealer);
+        assert_eq!(matching(&s, "t"), ["a", "b"]);
+        assert_eq!(s.len(), 2);
+    }
+
     #[test]
     fn unchanged_records_reuse_their_live_endpoint_and_moves_leave_the_old_tenant() {
         let sealer = Sealer::new(None);
