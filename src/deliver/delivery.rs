@@ -125,6 +125,13 @@ impl Delivery {
         }
     }
 
+    /// Gives back its place in the consumer's room and in its tenant's share, which travel
+    /// together: its attempt turned slow, so neither holds the consumer back.
+    pub(crate) fn leave_room(&mut self) {
+        self.room = None;
+        self.place = None;
+    }
+
     pub(crate) fn to_job(&self) -> Job {
         Job {
             id: self.id.to_string(),

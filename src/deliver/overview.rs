@@ -63,25 +63,15 @@ pub(crate) fn add(
     }
     // One command per hour and `ZINCR_PER_CALL` endpoints: a fan-out's batch of 2,048
     // attempts would otherwise send 2,048 ZINCRBYs, each a reply to parse.
-    let mut latency: Option<(i64, redis::Cmd, usize)> = None;
-    for ((hour, endpoint), ms) in endpoints {
-        match &mut latency {
-            Some((h, cmd, n)) if *h == hour && *n < ZINCR_PER_CALL => {
-                cmd.arg(endpoint).arg(ms);
-                *n += 1;
+    let endpoints: Vec<((i64, &str), u64)> = endpoints.into_iter().collect();
+    for hour in endpoints.chunk_by(|a, b| a.0 .0 == b.0 .0) {
+        for call in hour.chunks(ZINCR_PER_CALL) {
+            let mut cmd = zincr_many(keys.overview_latency(call[0].0 .0));
+            for ((_, endpoint), ms) in call {
+                cmd.arg(*endpoint).arg(*ms);
             }
-            _ => {
-                if let Some((_, full, _)) = latency.take() {
-                    pipe.add_command(full);
-                }
-                let mut cmd = zincr_many(keys.overview_latency(hour));
-                cmd.arg(endpoint).arg(ms);
-                latency = Some((hour, cmd, 1));
-            }
+            pipe.add_command(cmd);
         }
-    }
-    if let Some((_, last, _)) = latency {
-        pipe.add_command(last);
     }
     hours.dedup();
     for hour in hours.into_iter().filter(|h| expiries.due(h)) {

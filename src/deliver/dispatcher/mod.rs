@@ -273,8 +273,7 @@ impl Dispatcher {
                     return Box::pin(self.park(d, &lane, Why::SlowBudget)).await;
                 }
             }
-            d.room = None;
-            d.place = None;
+            d.leave_room();
         }
         // A tenant's quick attempts to one host are bounded (`hosts`), asked for only with a
         // lane slot in hand: the lane's own bounds (wait briefly or park) keep how many
@@ -350,8 +349,7 @@ impl Dispatcher {
                         if share.is_some() {
                             quick = None;
                             host = None;
-                            d.room = None;
-                            d.place = None;
+                            d.leave_room();
                         }
                         send.await
                     }
